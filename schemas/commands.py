@@ -1,0 +1,100 @@
+"""Commands: what ingest asks the contact aggregate to do (imperative names).
+
+Ingest turns a valid gateway envelope into exactly one of these. They travel
+in-process in the embedded runtime and on the internal command topic in the
+Kafka runtime, so they are versioned and serialisable like events.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+COMMAND_SCHEMA_VERSION = 1
+
+OpenerActor = Literal["user", "automation", "dialogflow"]
+CloserActor = Literal["user", "automation", "dialogflow"]
+
+
+class CommandBase(BaseModel):
+    """What every command knows about the gateway event it came from."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    schema_version: Literal[1] = 1
+    workspace_id: str
+    contact_id: str
+    event_id: str
+    event_type: str
+    occurred_at: datetime
+    actor_type: str | None = None
+    actor_id: str | None = None
+
+    @property
+    def dedup_key(self) -> tuple[str, str]:
+        return (self.workspace_id, self.event_id)
+
+
+class ReceiveMessage(CommandBase):
+    command: Literal["ReceiveMessage"] = "ReceiveMessage"
+    channel_type: str
+    channel_id: str | None = None
+    message_id: str | None = None
+
+
+class SendMessage(CommandBase):
+    command: Literal["SendMessage"] = "SendMessage"
+
+
+class OpenWithWelcome(CommandBase):
+    command: Literal["OpenWithWelcome"] = "OpenWithWelcome"
+    channel_type: str
+    channel_id: str | None = None
+
+
+class OpenConversation(CommandBase):
+    command: Literal["OpenConversation"] = "OpenConversation"
+    opened_by: OpenerActor
+    channel_type: str | None = None
+    channel_id: str | None = None
+
+
+class CloseConversation(CommandBase):
+    command: Literal["CloseConversation"] = "CloseConversation"
+    closed_by: CloserActor
+    category: str | None = None
+    summary: str | None = None
+
+
+class AssignConversation(CommandBase):
+    command: Literal["AssignConversation"] = "AssignConversation"
+    assignee_id: str | None
+    team_given: bool = False
+    team_id: str | None = None
+
+
+class AcknowledgeBotResponse(CommandBase):
+    """A Dialogflow response without ``RB_MARKDONE``: accepted, no lifecycle effect."""
+
+    command: Literal["AcknowledgeBotResponse"] = "AcknowledgeBotResponse"
+
+
+class MergeContacts(CommandBase):
+    command: Literal["MergeContacts"] = "MergeContacts"
+    secondary_contact_id: str
+
+
+Command = Annotated[
+    ReceiveMessage | SendMessage | OpenWithWelcome | OpenConversation | CloseConversation
+    | AssignConversation | AcknowledgeBotResponse | MergeContacts,
+    Field(discriminator="command"),
+]
+
+
+class CommandMessage(BaseModel):
+    """Wrapper used to (de)serialise any command on the internal topic."""
+
+    model_config = ConfigDict(frozen=True)
+    body: Command

@@ -1,0 +1,175 @@
+"""The gateway event envelope, version 1 (CONTRACT §1 and the per-type rules of §2).
+
+A gateway hands us one JSON object per event. This module is the single place
+that decides whether such an object is well formed; anything it refuses is an
+``invalid`` outcome and goes to the dead-letter store with the reason it gives.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+from typing import Annotated, Any, Final, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+
+ENVELOPE_SCHEMA_VERSION: Final = 1
+
+ChannelType = Literal[
+    "facebook", "instagram", "whatsapp", "webchat", "line", "telegram",
+    "viber", "sms", "twitter", "wechat", "email", "custom",
+]
+ActorType = Literal["contact", "user", "automation", "dialogflow", "system"]
+EventType = Literal[
+    "message.received", "message.sent", "welcome", "conversation.open",
+    "conversation.close", "conversation.assign", "dialogflow.response", "contact.merge",
+]
+
+EVENT_TYPES: Final[frozenset[str]] = frozenset(EventType.__args__)  # type: ignore[attr-defined]
+
+#: Actor types each event type accepts; ``None`` in a set means "no actor" is fine,
+#: a missing key means any actor or none.
+ALLOWED_ACTORS: Final[dict[str, frozenset[str | None]]] = {
+    "message.received": frozenset({None, "contact"}),
+    "message.sent": frozenset({"user", "automation", "dialogflow"}),
+    "conversation.open": frozenset({"user", "automation"}),
+    "conversation.close": frozenset({"user", "automation", "dialogflow"}),
+    "conversation.assign": frozenset({"user", "automation", "dialogflow"}),
+}
+CHANNEL_REQUIRED: Final[frozenset[str]] = frozenset({"message.received", "welcome"})
+
+_RFC3339 = re.compile(
+    r"^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(?:\.\d{1,9})?(?:[Zz]|[+-]\d{2}:\d{2})$"
+)
+
+
+def parse_rfc3339(value: object) -> datetime:
+    """Parse an RFC 3339 timestamp that carries an offset; return it in UTC."""
+    if isinstance(value, datetime):
+        if value.tzinfo is None:
+            raise ValueError("timestamp must carry a UTC offset")
+        return value.astimezone(UTC)
+    if not isinstance(value, str):
+        raise ValueError("must be an RFC 3339 timestamp string")
+    if not _RFC3339.match(value):
+        if re.match(r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?$", value):
+            raise ValueError(f"timestamp {value!r} has no UTC offset (add Z or +HH:MM)")
+        raise ValueError(f"{value!r} is not an RFC 3339 timestamp with offset")
+    text = value.upper()
+    if "." in text:  # Python keeps microseconds only
+        head, _, rest = text.partition(".")
+        digits = re.match(r"\d+", rest)
+        assert digits is not None
+        frac = digits.group(0)
+        text = f"{head}.{frac[:6].ljust(6, '0')}{rest[len(frac):]}"
+    try:
+        parsed = datetime.fromisoformat(text)
+    except ValueError as exc:
+        raise ValueError(f"{value!r} is not a valid date and time") from exc
+    return parsed.astimezone(UTC)
+
+
+Rfc3339 = Annotated[datetime, BeforeValidator(parse_rfc3339)]
+NonEmpty200 = Annotated[str, Field(min_length=1, max_length=200)]
+WorkspaceId = Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
+
+
+class Channel(BaseModel):
+    """Where the contact talks to us."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore", strict=True)
+    type: ChannelType
+    id: str | None = None
+
+
+class Actor(BaseModel):
+    """Who caused the event."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore", strict=True)
+    type: ActorType
+    id: str | None = None
+
+
+def _data_or_empty(value: object) -> object:
+    return {} if value is None else value
+
+
+class GatewayEnvelope(BaseModel):
+    """One event as a channel gateway publishes it (envelope v1)."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore", strict=True)
+
+    event_id: NonEmpty200
+    type: EventType
+    workspace_id: WorkspaceId
+    contact_id: NonEmpty200
+    occurred_at: Rfc3339
+    channel: Channel | None = None
+    actor: Actor | None = None
+    data: Annotated[dict[str, Any], BeforeValidator(_data_or_empty)] = Field(
+        default_factory=dict
+    )
+
+    @model_validator(mode="after")
+    def _check_type_rules(self) -> GatewayEnvelope:
+        check_type_rules(self)
+        return self
+
+
+def _optional_str(data: dict[str, Any], key: str) -> None:
+    value = data.get(key)
+    if value is not None and not isinstance(value, str):
+        raise ValueError(f"data.{key} must be a string or null")
+
+
+def markdone_flag(parameters: dict[str, Any]) -> bool | None:
+    """Read Dialogflow's ``RB_MARKDONE``: True closes, False opens, None = absent."""
+    if "RB_MARKDONE" not in parameters:
+        return None
+    value = parameters["RB_MARKDONE"]
+    if value is True or (isinstance(value, str) and value.lower() == "true"):
+        return True
+    if value is False or (isinstance(value, str) and value.lower() == "false"):
+        return False
+    raise ValueError(
+        f"data.parameters.RB_MARKDONE must be true or false, got {value!r}"
+    )
+
+
+def check_type_rules(env: GatewayEnvelope) -> None:
+    """The per-type requirements of CONTRACT §2 that a schema alone cannot state."""
+    kind = env.type
+    if kind in CHANNEL_REQUIRED and env.channel is None:
+        raise ValueError(f"channel is required for {kind}")
+    allowed = ALLOWED_ACTORS.get(kind)
+    if allowed is not None:
+        actor_type = env.actor.type if env.actor else None
+        if actor_type not in allowed:
+            if actor_type is None:
+                raise ValueError(f"actor is required for {kind}")
+            names = " or ".join(sorted(a for a in allowed if a))
+            raise ValueError(f"actor type {actor_type!r} is not allowed for {kind} ({names})")
+    data = env.data
+    if kind == "message.received":
+        _optional_str(data, "message_id")
+        _optional_str(data, "text")
+    elif kind == "message.sent":
+        _optional_str(data, "text")
+    elif kind == "conversation.close":
+        _optional_str(data, "category")
+        _optional_str(data, "summary")
+    elif kind == "conversation.assign":
+        if "assignee_id" not in data:
+            raise ValueError("data.assignee_id is required (a string, or null to unassign)")
+        _optional_str(data, "assignee_id")
+        _optional_str(data, "team_id")
+    elif kind == "dialogflow.response":
+        params = data.get("parameters")
+        if params is not None:
+            if not isinstance(params, dict):
+                raise ValueError("data.parameters must be an object")
+            markdone_flag(params)
+    elif kind == "contact.merge":
+        secondary = data.get("secondary_contact_id")
+        if not isinstance(secondary, str) or not 1 <= len(secondary) <= 200:
+            raise ValueError("data.secondary_contact_id is required (a string of 1..200 chars)")

@@ -1,0 +1,133 @@
+"""Domain events of the contact aggregate: immutable, past tense, versioned.
+
+These are what the event store keeps, what projections read and what analytics
+consumers receive on ``bonychat.conversation.events.v1``. Every event has a
+stable ``event_id`` (derived from its aggregate and version, so a replay or a
+redelivery produces the same id) and a ``schema_version``. Stored events of an
+older version are upgraded on read by the upcasters registered in
+:data:`UPCASTERS`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+import orjson
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+
+OpenedBy = Literal["contact", "welcome", "user", "automation", "dialogflow"]
+ClosedBy = Literal["user", "automation", "dialogflow", "merge"]
+
+
+class DomainEvent(BaseModel):
+    """Fields every domain event carries."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    schema_version: Literal[1] = 1
+    event_id: str
+    workspace_id: str
+    contact_id: str
+    aggregate_version: int
+    occurred_at: datetime
+    source_event_id: str
+
+
+class ConversationOpened(DomainEvent):
+    event_type: Literal["ConversationOpened"] = "ConversationOpened"
+    conversation_id: str
+    opened_by: OpenedBy
+    channel_type: str | None = None
+    channel_id: str | None = None
+    actor_id: str | None = None
+
+
+class MessageReceived(DomainEvent):
+    event_type: Literal["MessageReceived"] = "MessageReceived"
+    conversation_id: str
+    message_id: str | None = None
+
+
+class MessageSent(DomainEvent):
+    event_type: Literal["MessageSent"] = "MessageSent"
+    conversation_id: str
+    actor_type: str
+    actor_id: str | None = None
+
+
+class ConversationAssigned(DomainEvent):
+    event_type: Literal["ConversationAssigned"] = "ConversationAssigned"
+    conversation_id: str
+    assignee_id: str | None
+    team_given: bool = False
+    team_id: str | None = None
+    actor_type: str | None = None
+    actor_id: str | None = None
+
+
+class ConversationClosed(DomainEvent):
+    event_type: Literal["ConversationClosed"] = "ConversationClosed"
+    conversation_id: str
+    closed_by: ClosedBy
+    closed_by_actor: str | None = None
+    category: str | None = None
+    summary: str | None = None
+
+
+class ContactMerged(DomainEvent):
+    """The aggregate's contact (the secondary) now lives on as the primary."""
+
+    event_type: Literal["ContactMerged"] = "ContactMerged"
+    primary_contact_id: str
+    secondary_contact_id: str
+
+
+AnyDomainEvent = Annotated[
+    ConversationOpened | MessageReceived | MessageSent | ConversationAssigned
+    | ConversationClosed | ContactMerged,
+    Field(discriminator="event_type"),
+]
+EVENT_CLASSES: dict[str, type[DomainEvent]] = {
+    cls.model_fields["event_type"].default: cls
+    for cls in (ConversationOpened, MessageReceived, MessageSent, ConversationAssigned,
+                ConversationClosed, ContactMerged)
+}
+CURRENT_VERSION = 1
+_ADAPTER: TypeAdapter[AnyDomainEvent] = TypeAdapter(AnyDomainEvent)
+
+Upcaster = Callable[[dict[str, Any]], dict[str, Any]]
+#: (event_type, from_version) -> function returning the payload at from_version + 1.
+UPCASTERS: dict[tuple[str, int], Upcaster] = {}
+
+
+def upcast(payload: dict[str, Any]) -> dict[str, Any]:
+    """Bring a stored payload of any older schema version up to the current one."""
+    version = int(payload.get("schema_version", 1))
+    kind = str(payload.get("event_type"))
+    while version < CURRENT_VERSION:
+        step = UPCASTERS.get((kind, version))
+        if step is None:
+            raise ValueError(f"no upcaster for {kind} v{version}")
+        payload = step(payload)
+        version += 1
+        payload["schema_version"] = version
+    return payload
+
+
+def encode_event(event: DomainEvent) -> bytes:
+    """Serialise an event to the JSON bytes stored and published."""
+    return event.__pydantic_serializer__.to_json(event)
+
+
+def decode_event(data: bytes | str) -> DomainEvent:
+    """Parse stored or published JSON into the current event class (upcasting first)."""
+    payload = orjson.loads(data)
+    if payload.get("schema_version", 1) != CURRENT_VERSION:
+        payload = upcast(payload)
+    return _ADAPTER.validate_python(payload)
+
+
+def event_type_of(event: DomainEvent) -> str:
+    return str(getattr(event, "event_type"))  # noqa: B009

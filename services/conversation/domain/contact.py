@@ -1,0 +1,185 @@
+"""The contact aggregate: one per ``(workspace_id, contact_id)``.
+
+It owns the contact's conversations over time and enforces CONTRACT §2: at most
+one open conversation, the ways to open and close, assignment and merging. State
+changes only by recording an event and applying it; guards raise the named
+errors of :mod:`.errors`. Imports nothing but the standard library and schemas.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any, Final
+
+from schemas.events import (
+    ContactMerged,
+    ConversationAssigned,
+    ConversationClosed,
+    ConversationOpened,
+    DomainEvent,
+    MessageReceived,
+    MessageSent,
+)
+
+from .errors import AlreadyMerged, AlreadyOpen, InvalidMerge, NoOpenConversation, WelcomeNotSupported
+
+NAMESPACE: Final = uuid.UUID("6f0c7a52-2b5e-4f55-9a57-8d6cbb0b6b11")
+WELCOME_CHANNELS: Final = frozenset({"facebook", "viber"})
+
+
+def aggregate_id(workspace_id: str, contact_id: str) -> uuid.UUID:
+    """Stable id of a contact's aggregate (also the event store's originator id)."""
+    return uuid.uuid5(NAMESPACE, f"{workspace_id}\x1f{contact_id}")
+
+
+class Source:
+    """The gateway event a decision is made for (its id, time and actor)."""
+
+    __slots__ = ("actor_id", "actor_type", "event_id", "occurred_at")
+
+    def __init__(self, event_id: str, occurred_at: datetime,
+                 actor_type: str | None = None, actor_id: str | None = None) -> None:
+        self.event_id = event_id
+        self.occurred_at = occurred_at
+        self.actor_type = actor_type
+        self.actor_id = actor_id
+
+
+class Contact:
+    """Event-sourced state of one contact."""
+
+    __slots__ = ("conversation_count", "contact_id", "id", "last_channel", "merged_into",
+                 "open_conversation_id", "pending", "version", "workspace_id")
+
+    def __init__(self, workspace_id: str, contact_id: str) -> None:
+        self.workspace_id = workspace_id
+        self.contact_id = contact_id
+        self.id = aggregate_id(workspace_id, contact_id)
+        self.version = 0
+        self.conversation_count = 0
+        self.open_conversation_id: str | None = None
+        self.last_channel: str | None = None
+        self.merged_into: str | None = None
+        self.pending: list[DomainEvent] = []
+
+    # ------------------------------------------------------------------ state
+    @classmethod
+    def replay(cls, workspace_id: str, contact_id: str, events: list[DomainEvent]) -> Contact:
+        contact = cls(workspace_id, contact_id)
+        for event in events:
+            contact.apply(event)
+        return contact
+
+    def apply(self, event: DomainEvent) -> None:
+        """Mutate state from one event (used live and on replay)."""
+        self.version = event.aggregate_version
+        if isinstance(event, ConversationOpened):
+            self.conversation_count += 1
+            self.open_conversation_id = event.conversation_id
+            self.last_channel = event.channel_type
+        elif isinstance(event, ConversationClosed):
+            self.open_conversation_id = None
+        elif isinstance(event, ContactMerged):
+            self.merged_into = event.primary_contact_id
+
+    def collect(self) -> list[DomainEvent]:
+        """Hand over the events recorded since the last call."""
+        events, self.pending = self.pending, []
+        return events
+
+    def _record(self, cls: type[DomainEvent], source: Source, **fields: Any) -> None:
+        version = self.version + 1
+        event = cls(
+            event_id=str(uuid.uuid5(self.id, str(version))),
+            workspace_id=self.workspace_id,
+            contact_id=self.contact_id,
+            aggregate_version=version,
+            occurred_at=source.occurred_at,
+            source_event_id=source.event_id,
+            **fields,
+        )
+        self.apply(event)
+        self.pending.append(event)
+
+    # ----------------------------------------------------------------- guards
+    @property
+    def is_open(self) -> bool:
+        return self.open_conversation_id is not None
+
+    def check_none_open(self) -> None:
+        if self.open_conversation_id is not None:
+            raise AlreadyOpen(f"conversation {self.open_conversation_id} is open")
+
+    def check_one_open(self) -> str:
+        if self.open_conversation_id is None:
+            raise NoOpenConversation(f"contact {self.contact_id} has no open conversation")
+        return self.open_conversation_id
+
+    # -------------------------------------------------------------- decisions
+    def _open(self, source: Source, opened_by: str, channel_type: str | None,
+              channel_id: str | None) -> None:
+        conversation_id = str(uuid.uuid5(self.id, f"conversation:{self.conversation_count + 1}"))
+        self._record(ConversationOpened, source, conversation_id=conversation_id,
+                     opened_by=opened_by, channel_type=channel_type, channel_id=channel_id,
+                     actor_id=source.actor_id)
+
+    def receive_message(self, source: Source, channel_type: str, channel_id: str | None,
+                        message_id: str | None) -> None:
+        """An inbound message opens a conversation if none is open, then counts in it."""
+        if self.open_conversation_id is None:
+            self._open(source, "contact", channel_type, channel_id)
+        self._record(MessageReceived, source, conversation_id=self.open_conversation_id,
+                     message_id=message_id)
+
+    def send_message(self, source: Source) -> None:
+        """An outbound message never opens; it counts only if a conversation is open."""
+        if self.open_conversation_id is not None:
+            self._record(MessageSent, source, conversation_id=self.open_conversation_id,
+                         actor_type=source.actor_type or "user", actor_id=source.actor_id)
+
+    def welcome(self, source: Source, channel_type: str, channel_id: str | None) -> None:
+        if channel_type not in WELCOME_CHANNELS:
+            raise WelcomeNotSupported(f"channel {channel_type} has no welcome events")
+        self.check_none_open()
+        self._open(source, "welcome", channel_type, channel_id)
+
+    def open(self, source: Source, opened_by: str, channel_type: str | None,
+             channel_id: str | None) -> None:
+        """Open by an agent, automation or bot; channel falls back to the last one."""
+        self.check_none_open()
+        if channel_type is None:
+            channel_type, channel_id = self.last_channel, None
+        self._open(source, opened_by, channel_type, channel_id)
+
+    def close(self, source: Source, closed_by: str, category: str | None,
+              summary: str | None) -> None:
+        conversation_id = self.check_one_open()
+        self._record(ConversationClosed, source, conversation_id=conversation_id,
+                     closed_by=closed_by, closed_by_actor=source.actor_id,
+                     category=category, summary=summary)
+
+    def assign(self, source: Source, assignee_id: str | None, team_given: bool,
+               team_id: str | None) -> None:
+        conversation_id = self.check_one_open()
+        self._record(ConversationAssigned, source, conversation_id=conversation_id,
+                     assignee_id=assignee_id, team_given=team_given, team_id=team_id,
+                     actor_type=source.actor_type, actor_id=source.actor_id)
+
+
+def merge(primary: Contact, secondary: Contact, source: Source) -> None:
+    """Fold ``secondary`` into ``primary`` (already resolved to its survivor).
+
+    The secondary's open conversation is closed by ``merge`` and the secondary
+    records that it now lives on as the primary.
+    """
+    if secondary.merged_into is not None:
+        raise AlreadyMerged(f"{secondary.contact_id} was merged into {secondary.merged_into}")
+    if secondary.contact_id == primary.contact_id:
+        raise InvalidMerge(f"{secondary.contact_id} cannot be merged into itself")
+    if secondary.open_conversation_id is not None:
+        secondary._record(ConversationClosed, source,
+                          conversation_id=secondary.open_conversation_id,
+                          closed_by="merge", closed_by_actor=None)
+    secondary._record(ContactMerged, source, primary_contact_id=primary.contact_id,
+                      secondary_contact_id=secondary.contact_id)

@@ -1,0 +1,99 @@
+"""One small handler per command: resolve the contact, let the aggregate decide."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Protocol
+
+from schemas.commands import (
+    AcknowledgeBotResponse,
+    AssignConversation,
+    CloseConversation,
+    CommandBase,
+    MergeContacts,
+    OpenConversation,
+    OpenWithWelcome,
+    ReceiveMessage,
+    SendMessage,
+)
+
+from .domain.contact import Contact, Source, merge
+
+
+class Contacts(Protocol):
+    """The unit of work's view of contact aggregates."""
+
+    def get(self, workspace_id: str, contact_id: str) -> Contact: ...
+
+
+def survivor(contacts: Contacts, workspace_id: str, contact_id: str) -> Contact:
+    """The contact that events for ``contact_id`` apply to (follows merges transitively)."""
+    contact = contacts.get(workspace_id, contact_id)
+    hops = 0
+    while contact.merged_into is not None:
+        contact = contacts.get(workspace_id, contact.merged_into)
+        hops += 1
+        if hops > 10_000:  # merges never form cycles; this guards corrupt data
+            raise RuntimeError(f"merge chain too long at {contact.contact_id}")
+    return contact
+
+
+def _source(cmd: CommandBase) -> Source:
+    return Source(cmd.event_id, cmd.occurred_at, cmd.actor_type, cmd.actor_id)
+
+
+def receive_message(cmd: ReceiveMessage, contacts: Contacts) -> None:
+    target = survivor(contacts, cmd.workspace_id, cmd.contact_id)
+    target.receive_message(_source(cmd), cmd.channel_type, cmd.channel_id, cmd.message_id)
+
+
+def send_message(cmd: SendMessage, contacts: Contacts) -> None:
+    survivor(contacts, cmd.workspace_id, cmd.contact_id).send_message(_source(cmd))
+
+
+def welcome(cmd: OpenWithWelcome, contacts: Contacts) -> None:
+    target = survivor(contacts, cmd.workspace_id, cmd.contact_id)
+    target.welcome(_source(cmd), cmd.channel_type, cmd.channel_id)
+
+
+def open_conversation(cmd: OpenConversation, contacts: Contacts) -> None:
+    target = survivor(contacts, cmd.workspace_id, cmd.contact_id)
+    target.open(_source(cmd), cmd.opened_by, cmd.channel_type, cmd.channel_id)
+
+
+def close_conversation(cmd: CloseConversation, contacts: Contacts) -> None:
+    target = survivor(contacts, cmd.workspace_id, cmd.contact_id)
+    target.close(_source(cmd), cmd.closed_by, cmd.category, cmd.summary)
+
+
+def assign_conversation(cmd: AssignConversation, contacts: Contacts) -> None:
+    target = survivor(contacts, cmd.workspace_id, cmd.contact_id)
+    target.assign(_source(cmd), cmd.assignee_id, cmd.team_given, cmd.team_id)
+
+
+def acknowledge(cmd: AcknowledgeBotResponse, contacts: Contacts) -> None:
+    """Accepted with no lifecycle effect."""
+
+
+def merge_contacts(cmd: MergeContacts, contacts: Contacts) -> None:
+    primary = survivor(contacts, cmd.workspace_id, cmd.contact_id)
+    secondary = contacts.get(cmd.workspace_id, cmd.secondary_contact_id)
+    merge(primary, secondary, _source(cmd))
+
+
+Handler = Callable[[CommandBase, Contacts], None]
+HANDLERS: dict[type[CommandBase], Handler] = {
+    ReceiveMessage: receive_message,  # type: ignore[dict-item]
+    SendMessage: send_message,  # type: ignore[dict-item]
+    OpenWithWelcome: welcome,  # type: ignore[dict-item]
+    OpenConversation: open_conversation,  # type: ignore[dict-item]
+    CloseConversation: close_conversation,  # type: ignore[dict-item]
+    AssignConversation: assign_conversation,  # type: ignore[dict-item]
+    AcknowledgeBotResponse: acknowledge,  # type: ignore[dict-item]
+    MergeContacts: merge_contacts,  # type: ignore[dict-item]
+}
+
+
+def handle(cmd: CommandBase, contacts: Contacts) -> None:
+    """Dispatch a command; lifecycle rejections propagate as named errors."""
+    HANDLERS[type(cmd)](cmd, contacts)

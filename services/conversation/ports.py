@@ -1,0 +1,86 @@
+"""Ports of the conversation service: what it needs from storage, as Protocols.
+
+The embedded runtime plugs in SQLite, the production runtime PostgreSQL; unit
+tests use the in-memory fake in ``tests/fakes.py``. All are driven by the same
+:class:`~services.conversation.processor.BatchProcessor`.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Protocol
+
+from schemas.events import DomainEvent
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What became of one processed gateway event (accepted or rejected).
+
+    Stored with the events of the same batch; its key de-duplicates redeliveries.
+    """
+
+    workspace_id: str
+    event_id: str
+    contact_id: str
+    event_type: str
+    occurred_at: datetime
+    outcome: str
+    reason: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """Input that could not be processed, kept with its raw text and the reason."""
+
+    raw: str
+    reason: str
+    source: str
+    workspace_id: str | None = None
+    event_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Position:
+    """A consumed position recorded atomically with a batch (eventsourcing Tracking)."""
+
+    name: str
+    offset: int
+
+
+class EventStore(Protocol):
+    """The contact aggregates' event store plus the outcome log."""
+
+    def load(self, originator_id: uuid.UUID) -> list[DomainEvent]:
+        """Every stored event of one aggregate, in version order."""
+        ...
+
+    def seen(self, keys: Collection[tuple[str, str]]) -> set[tuple[str, str]]:
+        """Those ``(workspace_id, event_id)`` keys that already have an outcome."""
+        ...
+
+    def commit(self, events: Sequence[DomainEvent], outcomes: Sequence[Outcome],
+               dead_letters: Sequence[DeadLetter], position: Position | None) -> list[int]:
+        """Write all of it in one transaction; return the events' notification ids.
+
+        Raises :class:`ConcurrencyConflict` when an aggregate version is taken.
+        """
+        ...
+
+    def position(self, name: str) -> int | None:
+        """The last offset recorded under ``name`` (None if never)."""
+        ...
+
+    def read(self, after: int, limit: int) -> list[tuple[int, DomainEvent]]:
+        """Events in notification order with ids greater than ``after``."""
+        ...
+
+    def max_notification_id(self) -> int:
+        ...
+
+
+class ConcurrencyConflict(Exception):
+    """Another writer stored an event at a version this batch wanted."""

@@ -1,0 +1,140 @@
+"""Embedded event store: eventsourcing's SQLite process recorder plus our outcome log.
+
+Events, outcomes, dead letters and (optionally) a tracked position are written
+by one ``insert_events`` call, i.e. in one SQLite transaction.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Collection, Sequence
+from typing import Any
+
+from eventsourcing.persistence import IntegrityError, StoredEvent, Tracking
+from eventsourcing.sqlite import (
+    SQLiteConnection,
+    SQLiteConnectionPool,
+    SQLiteCursor,
+    SQLiteDatastore,
+    SQLiteProcessRecorder,
+)
+
+from schemas.events import DomainEvent, decode_event, encode_event, event_type_of
+
+from .domain.contact import aggregate_id
+from .ports import ConcurrencyConflict, DeadLetter, Outcome, Position
+
+OUTCOME_TABLE = (
+    "CREATE TABLE IF NOT EXISTS processed_events ("
+    "workspace_id TEXT NOT NULL, event_id TEXT NOT NULL, contact_id TEXT NOT NULL, "
+    "event_type TEXT NOT NULL, occurred_at TEXT NOT NULL, outcome TEXT NOT NULL, "
+    "reason TEXT, PRIMARY KEY (workspace_id, event_id)) WITHOUT ROWID"
+)
+DEAD_LETTER_TABLE = (
+    "CREATE TABLE IF NOT EXISTS dead_letters ("
+    "id INTEGER PRIMARY KEY AUTOINCREMENT, received_at TEXT NOT NULL "
+    "DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ','now')), source TEXT NOT NULL, "
+    "workspace_id TEXT, event_id TEXT, reason TEXT NOT NULL, raw TEXT NOT NULL)"
+)
+
+
+class _TunedPool(SQLiteConnectionPool):
+    """WAL (set by eventsourcing) plus ``synchronous=NORMAL`` and a larger cache."""
+
+    def _create_connection(self) -> SQLiteConnection:
+        conn = super()._create_connection()
+        raw = conn._sqlite_conn
+        raw.execute("PRAGMA synchronous=NORMAL")
+        raw.execute("PRAGMA cache_size=-65536")
+        raw.execute("PRAGMA temp_store=MEMORY")
+        return conn
+
+
+def open_datastore(path: str) -> SQLiteDatastore:
+    """An eventsourcing SQLite datastore on ``path`` with our connection tuning."""
+    datastore = SQLiteDatastore(path, lock_timeout=30)
+    datastore.pool.close()
+    datastore.pool = _TunedPool(db_name=path, lock_timeout=30)
+    return datastore
+
+
+class ContactEventRecorder(SQLiteProcessRecorder):
+    """Process recorder that also writes outcomes and dead letters in its transaction."""
+
+    def construct_create_table_statements(self) -> list[str]:
+        return [*super().construct_create_table_statements(), OUTCOME_TABLE, DEAD_LETTER_TABLE]
+
+    def _insert_events(self, c: SQLiteCursor, stored_events: Sequence[StoredEvent],
+                       **kwargs: Any) -> Sequence[int] | None:
+        ids = super()._insert_events(c, stored_events, **kwargs)
+        outcomes: Sequence[Outcome] = kwargs.get("outcomes", ())
+        if outcomes:
+            c.executemany(
+                "INSERT INTO processed_events VALUES (?,?,?,?,?,?,?)",
+                [(o.workspace_id, o.event_id, o.contact_id, o.event_type,
+                  o.occurred_at.isoformat(), o.outcome, o.reason) for o in outcomes],
+            )
+        dead: Sequence[DeadLetter] = kwargs.get("dead_letters", ())
+        if dead:
+            c.executemany(
+                "INSERT INTO dead_letters (source, workspace_id, event_id, reason, raw) "
+                "VALUES (?,?,?,?,?)",
+                [(d.source, d.workspace_id, d.event_id, d.reason, d.raw) for d in dead],
+            )
+        return ids
+
+
+def to_stored(event: DomainEvent) -> StoredEvent:
+    """Map a domain event onto eventsourcing's stored form (topic = event type)."""
+    return StoredEvent(
+        originator_id=aggregate_id(event.workspace_id, event.contact_id),
+        originator_version=event.aggregate_version,
+        topic=event_type_of(event),
+        state=encode_event(event),
+    )
+
+
+class SQLiteEventStore:
+    """:class:`~services.conversation.ports.EventStore` on an SQLite file."""
+
+    def __init__(self, datastore: SQLiteDatastore) -> None:
+        self.datastore = datastore
+        self.recorder = ContactEventRecorder(datastore)
+        self.recorder.create_table()
+
+    def load(self, originator_id: uuid.UUID) -> list[DomainEvent]:
+        return [decode_event(s.state) for s in self.recorder.select_events(originator_id)]
+
+    def seen(self, keys: Collection[tuple[str, str]]) -> set[tuple[str, str]]:
+        found: set[tuple[str, str]] = set()
+        items = list(keys)
+        with self.datastore.transaction(commit=False) as c:
+            for start in range(0, len(items), 400):
+                chunk = items[start:start + 400]
+                clause = " OR ".join(["(workspace_id=? AND event_id=?)"] * len(chunk))
+                c.execute(f"SELECT workspace_id, event_id FROM processed_events WHERE {clause}",
+                          [v for key in chunk for v in key])
+                found.update((row[0], row[1]) for row in c.fetchall())
+        return found
+
+    def commit(self, events: Sequence[DomainEvent], outcomes: Sequence[Outcome],
+               dead_letters: Sequence[DeadLetter], position: Position | None) -> list[int]:
+        tracking = Tracking(position.name, position.offset) if position else None
+        try:
+            ids = self.recorder.insert_events(
+                [to_stored(e) for e in events], tracking=tracking,
+                outcomes=outcomes, dead_letters=dead_letters)
+        except IntegrityError as exc:
+            raise ConcurrencyConflict(str(exc)) from exc
+        return list(ids or [])
+
+    def position(self, name: str) -> int | None:
+        result: int | None = self.recorder.max_tracking_id(name)
+        return result
+
+    def read(self, after: int, limit: int) -> list[tuple[int, DomainEvent]]:
+        notes = self.recorder.select_notifications(after, limit, inclusive_of_start=False)
+        return [(n.id, decode_event(n.state)) for n in notes]
+
+    def max_notification_id(self) -> int:
+        return int(self.recorder.max_notification_id() or 0)

@@ -1,0 +1,117 @@
+"""Ingest: raw gateway input -> validated envelope -> one command, or an invalid reason.
+
+Nothing here raises on bad input: a caller always gets either a command or an
+:class:`Invalid` carrying the raw text and a reason a human can act on.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from pydantic import ValidationError
+
+from schemas.commands import (
+    AcknowledgeBotResponse,
+    AssignConversation,
+    CloseConversation,
+    CommandBase,
+    MergeContacts,
+    OpenConversation,
+    OpenWithWelcome,
+    ReceiveMessage,
+    SendMessage,
+)
+from schemas.envelope import GatewayEnvelope, markdone_flag
+
+_VALIDATE = GatewayEnvelope.model_validate
+
+
+@dataclass(frozen=True, slots=True)
+class Invalid:
+    """Input that is not a valid envelope; it goes to the dead-letter store."""
+
+    raw: str
+    reason: str
+    workspace_id: str | None = None
+    event_id: str | None = None
+
+
+def describe(error: ValidationError) -> str:
+    """One readable line out of pydantic's error list (first problem first)."""
+    parts = []
+    for item in error.errors()[:3]:
+        loc = ".".join(str(p) for p in item["loc"])
+        msg = str(item["msg"]).removeprefix("Value error, ")
+        if item["type"] == "missing":
+            msg = "field required"
+        elif item["type"] == "literal_error":
+            msg = f"{item['input']!r} is not one of the allowed values ({msg.removeprefix('Input should be ')})"
+        parts.append(f"{loc}: {msg}" if loc else msg)
+    return "; ".join(parts)
+
+
+def parse(raw: str | bytes) -> CommandBase | Invalid:
+    """Validate one raw JSON envelope and normalise it into a command."""
+    text = raw if isinstance(raw, str) else raw.decode("utf-8", errors="replace")
+    try:
+        obj = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        return Invalid(text, f"malformed JSON: {exc}")
+    return parse_object(obj, text)
+
+
+def parse_object(obj: Any, text: str) -> CommandBase | Invalid:
+    """Like :func:`parse` for an already decoded JSON value."""
+    if not isinstance(obj, dict):
+        return Invalid(text, f"envelope must be a JSON object, got {type(obj).__name__}")
+    try:
+        envelope = _VALIDATE(obj)
+    except ValidationError as exc:
+        ws, eid = obj.get("workspace_id"), obj.get("event_id")
+        return Invalid(text, describe(exc), ws if isinstance(ws, str) else None,
+                       eid if isinstance(eid, str) else None)
+    return to_command(envelope)
+
+
+def to_command(env: GatewayEnvelope) -> CommandBase:
+    """Map a valid envelope onto the command it asks for (CONTRACT §2 table)."""
+    common: dict[str, Any] = {
+        "workspace_id": env.workspace_id, "contact_id": env.contact_id,
+        "event_id": env.event_id, "event_type": env.type, "occurred_at": env.occurred_at,
+        "actor_type": env.actor.type if env.actor else None,
+        "actor_id": env.actor.id if env.actor else None,
+    }
+    channel_type = env.channel.type if env.channel else None
+    channel_id = env.channel.id if env.channel else None
+    data = env.data
+    kind = env.type
+    if kind == "message.received":
+        assert channel_type is not None
+        return ReceiveMessage(**common, channel_type=channel_type, channel_id=channel_id,
+                              message_id=data.get("message_id"))
+    if kind == "message.sent":
+        return SendMessage(**common)
+    if kind == "welcome":
+        assert channel_type is not None
+        return OpenWithWelcome(**common, channel_type=channel_type, channel_id=channel_id)
+    if kind == "conversation.open":
+        return OpenConversation(**common, opened_by=common["actor_type"],
+                                channel_type=channel_type, channel_id=channel_id)
+    if kind == "conversation.close":
+        return CloseConversation(**common, closed_by=common["actor_type"],
+                                 category=data.get("category"), summary=data.get("summary"))
+    if kind == "conversation.assign":
+        return AssignConversation(**common, assignee_id=data["assignee_id"],
+                                  team_given="team_id" in data, team_id=data.get("team_id"))
+    if kind == "dialogflow.response":
+        flag = markdone_flag(data.get("parameters") or {})
+        if flag is True:
+            return CloseConversation(**common, closed_by="dialogflow")
+        if flag is False:
+            return OpenConversation(**common, opened_by="dialogflow",
+                                    channel_type=channel_type, channel_id=channel_id)
+        return AcknowledgeBotResponse(**common)
+    assert kind == "contact.merge"
+    return MergeContacts(**common, secondary_contact_id=data["secondary_contact_id"])

@@ -1,0 +1,164 @@
+"""Metrics of CONTRACT §3, computed at query time from conversation facts.
+
+One implementation serves the CLI, the HTTP API and exports, on either store.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from typing import Any, Final, Literal
+from zoneinfo import ZoneInfo
+
+GroupBy = Literal["day", "week", "month", "channel", "opened_by", "closed_by", "assignee", "team"]
+GROUPINGS: Final[tuple[str, ...]] = (
+    "day", "week", "month", "channel", "opened_by", "closed_by", "assignee", "team")
+TIME_GROUPINGS: Final = frozenset({"day", "week", "month"})
+OPENED_COUNTED: Final = frozenset({"day", "week", "month", "channel", "opened_by"})
+_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class Fact:
+    """What the metrics need of one conversation."""
+
+    opened_us: int
+    closed_us: int | None
+    channel: str | None
+    opened_by: str
+    closed_by: str | None
+    assignee_id: str | None
+    team_id: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class MetricsQuery:
+    workspace_id: str
+    group_by: str = "day"
+    tz: str = "UTC"
+    date_from: date | None = None
+    date_to: date | None = None
+
+
+def percentile(ordered: list[float], q: float) -> float:
+    """Linear interpolation between closest ranks (numpy default, percentile_cont)."""
+    position = (len(ordered) - 1) * q
+    low = math.floor(position)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
+
+
+def resolution_stats(values: list[float]) -> dict[str, Any]:
+    if not values:
+        return {"count": 0, "avg": None, "p50": None, "p90": None, "min": None, "max": None}
+    ordered = sorted(values)
+    return {
+        "count": len(ordered), "avg": math.fsum(ordered) / len(ordered),
+        "p50": percentile(ordered, 0.5), "p90": percentile(ordered, 0.9),
+        "min": ordered[0], "max": ordered[-1],
+    }
+
+
+@dataclass(slots=True)
+class _Bucket:
+    opened: int = 0
+    closed: int = 0
+    resolutions: list[float] = field(default_factory=list)
+
+
+class _LocalDates:
+    """Epoch microseconds -> calendar date in a zone, memoised per UTC hour.
+
+    An hour is memoised only when its offset is constant and it maps to one
+    local date; hours with a midnight or a DST change inside are computed exactly.
+    """
+
+    def __init__(self, zone: ZoneInfo) -> None:
+        self.zone = zone
+        self._hours: dict[int, date | None] = {}
+
+    def exact(self, micros: int) -> date:
+        return (_EPOCH + timedelta(microseconds=micros)).astimezone(self.zone).date()
+
+    def __call__(self, micros: int) -> date:
+        hour = micros // 3_600_000_000
+        if hour in self._hours:
+            hit = self._hours[hour]
+            return hit if hit is not None else self.exact(micros)
+        start = (_EPOCH + timedelta(hours=hour)).astimezone(self.zone)
+        end = (_EPOCH + timedelta(hours=hour + 1, microseconds=-1)).astimezone(self.zone)
+        same = start.utcoffset() == end.utcoffset() and start.date() == end.date()
+        self._hours[hour] = start.date() if same else None
+        return start.date() if same else self.exact(micros)
+
+
+def to_us(moment: datetime) -> int:
+    delta = moment - _EPOCH
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+
+
+def time_key(day: date, group_by: str) -> str:
+    if group_by == "day":
+        return day.isoformat()
+    if group_by == "week":
+        year, week, _ = day.isocalendar()
+        return f"{year:04d}-W{week:02d}"
+    return f"{day.year:04d}-{day.month:02d}"
+
+
+def _dimension(fact: Fact, group_by: str) -> str:
+    if group_by == "channel":
+        return fact.channel or "none"
+    if group_by == "opened_by":
+        return fact.opened_by
+    if group_by == "closed_by":
+        return fact.closed_by or "none"
+    if group_by == "assignee":
+        return fact.assignee_id or "unassigned"
+    return fact.team_id or "unassigned"
+
+
+def compute(query: MetricsQuery, facts: Iterable[Fact]) -> dict[str, Any]:
+    """The metrics JSON of CONTRACT §3 for one workspace."""
+    group_by = query.group_by
+    local = _LocalDates(ZoneInfo(query.tz))
+    low, high = query.date_from, query.date_to
+    by_time = group_by in TIME_GROUPINGS
+    buckets: dict[str, _Bucket] = {}
+    total = _Bucket()
+    for fact in facts:
+        opened_day = local(fact.opened_us)
+        if (low is None or opened_day >= low) and (high is None or opened_day <= high):
+            total.opened += 1
+            if group_by in OPENED_COUNTED:
+                key = time_key(opened_day, group_by) if by_time else _dimension(fact, group_by)
+                buckets.setdefault(key, _Bucket()).opened += 1
+        if fact.closed_us is None:
+            continue
+        closed_day = local(fact.closed_us)
+        if (low is not None and closed_day < low) or (high is not None and closed_day > high):
+            continue
+        key = time_key(closed_day, group_by) if by_time else _dimension(fact, group_by)
+        bucket = buckets.setdefault(key, _Bucket())
+        bucket.closed += 1
+        total.closed += 1
+        if fact.closed_by != "merge":
+            seconds = max(0, fact.closed_us - fact.opened_us) / 1_000_000
+            bucket.resolutions.append(seconds)
+            total.resolutions.append(seconds)
+    opened_null = group_by not in OPENED_COUNTED
+    rows = [
+        {"key": key, "opened": None if opened_null else b.opened, "closed": b.closed,
+         "resolution_seconds": resolution_stats(b.resolutions)}
+        for key, b in sorted(buckets.items())
+        if b.opened or b.closed
+    ]
+    return {
+        "workspace_id": query.workspace_id, "group_by": group_by, "tz": query.tz,
+        "from": low.isoformat() if low else None, "to": high.isoformat() if high else None,
+        "rows": rows,
+        "total": {"key": None, "opened": total.opened, "closed": total.closed,
+                  "resolution_seconds": resolution_stats(total.resolutions)},
+    }

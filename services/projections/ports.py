@@ -1,0 +1,36 @@
+"""What the projections need from storage (SQLite embedded, PostgreSQL in production)."""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterable, Sequence
+from typing import Protocol
+
+from ..conversation.ports import Position
+from .metrics import Fact
+from .rows import ConversationRow
+
+
+class ReadModelStore(Protocol):
+    """Conversation rows plus the projection's tracked positions."""
+
+    def load_rows(self, ids: Collection[str]) -> dict[str, ConversationRow]:
+        ...
+
+    def save(self, rows: Sequence[ConversationRow], position: Position) -> None:
+        """Upsert rows and record ``position`` in one transaction."""
+        ...
+
+    def position(self, name: str) -> int | None:
+        ...
+
+    def reset(self) -> None:
+        """Forget every row and every projection position (before a replay)."""
+        ...
+
+    def conversations(self, workspace_id: str, contact_id: str | None = None,
+                      status: str | None = None) -> list[ConversationRow]:
+        """Rows sorted by ``opened_at`` then ``contact_id``."""
+        ...
+
+    def facts(self, workspace_id: str) -> Iterable[Fact]:
+        ...

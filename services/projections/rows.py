@@ -1,0 +1,123 @@
+"""The per-conversation facts read model and the pure function that builds it."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from schemas.events import (
+    ConversationAssigned,
+    ConversationClosed,
+    ConversationOpened,
+    DomainEvent,
+    MessageReceived,
+    MessageSent,
+)
+
+ROW_FIELDS = (
+    "conversation_id", "workspace_id", "contact_id", "channel", "status", "opened_at",
+    "closed_at", "opened_by", "closed_by", "closed_by_actor", "assignee_id", "team_id",
+    "category", "summary", "resolution_seconds", "messages_received", "messages_sent",
+)
+
+
+def to_micros(moment: datetime) -> int:
+    """Microseconds since the epoch, exact (no float rounding)."""
+    delta = moment - datetime(1970, 1, 1, tzinfo=UTC)
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+
+
+def format_micros(micros: int | None) -> str | None:
+    """RFC 3339 UTC with ``Z``; fractional seconds only when there are some."""
+    if micros is None:
+        return None
+    seconds, frac = divmod(micros, 1_000_000)
+    text = datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+    return f"{text}.{frac:06d}Z" if frac else f"{text}Z"
+
+
+@dataclass(slots=True)
+class ConversationRow:
+    """One conversation as analytics sees it (times kept as epoch microseconds)."""
+
+    conversation_id: str
+    workspace_id: str
+    contact_id: str
+    channel: str | None
+    opened_us: int
+    opened_by: str
+    closed_us: int | None = None
+    closed_by: str | None = None
+    closed_by_actor: str | None = None
+    assignee_id: str | None = None
+    team_id: str | None = None
+    category: str | None = None
+    summary: str | None = None
+    messages_received: int = 0
+    messages_sent: int = 0
+
+    @property
+    def status(self) -> str:
+        return "open" if self.closed_us is None else "closed"
+
+    @property
+    def resolution_seconds(self) -> float | None:
+        if self.closed_us is None:
+            return None
+        return max(0, self.closed_us - self.opened_us) / 1_000_000
+
+    def public(self) -> dict[str, Any]:
+        """The conversation row of CONTRACT §4, in its field order."""
+        return {
+            "conversation_id": self.conversation_id, "workspace_id": self.workspace_id,
+            "contact_id": self.contact_id, "channel": self.channel, "status": self.status,
+            "opened_at": format_micros(self.opened_us),
+            "closed_at": format_micros(self.closed_us), "opened_by": self.opened_by,
+            "closed_by": self.closed_by, "closed_by_actor": self.closed_by_actor,
+            "assignee_id": self.assignee_id, "team_id": self.team_id,
+            "category": self.category, "summary": self.summary,
+            "resolution_seconds": self.resolution_seconds,
+            "messages_received": self.messages_received, "messages_sent": self.messages_sent,
+        }
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def conversation_of(event: DomainEvent) -> str | None:
+    """The conversation an event is about, if any."""
+    return getattr(event, "conversation_id", None)
+
+
+def project(row: ConversationRow | None, event: DomainEvent) -> ConversationRow | None:
+    """Apply one event to the row of its conversation; returns the (new) row.
+
+    Events must arrive in aggregate order; an event for a conversation that has
+    no row yet (other than its opening) is a corrupt stream and raises.
+    """
+    if isinstance(event, ConversationOpened):
+        return ConversationRow(
+            conversation_id=event.conversation_id, workspace_id=event.workspace_id,
+            contact_id=event.contact_id, channel=event.channel_type,
+            opened_us=to_micros(event.occurred_at), opened_by=event.opened_by)
+    if row is None:
+        if conversation_of(event) is None:
+            return None
+        raise LookupError(f"{type(event).__name__} for unknown conversation "
+                          f"{conversation_of(event)}")
+    if isinstance(event, MessageReceived):
+        row.messages_received += 1
+    elif isinstance(event, MessageSent):
+        row.messages_sent += 1
+    elif isinstance(event, ConversationAssigned):
+        row.assignee_id = event.assignee_id
+        if event.team_given:
+            row.team_id = event.team_id
+    elif isinstance(event, ConversationClosed):
+        row.closed_us = to_micros(event.occurred_at)
+        row.closed_by = event.closed_by
+        row.closed_by_actor = event.closed_by_actor
+        row.category = event.category
+        row.summary = event.summary
+    return row

@@ -1,0 +1,106 @@
+"""Embedded read model: conversation rows in the same SQLite file as the events."""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterator, Sequence
+from typing import Any
+
+from eventsourcing.persistence import Tracking
+from eventsourcing.sqlite import SQLiteDatastore, SQLiteTrackingRecorder
+
+from ..conversation.ports import Position
+from .metrics import Fact
+from .rows import ConversationRow
+
+COLUMNS = (
+    "conversation_id", "workspace_id", "contact_id", "channel", "opened_us", "opened_by",
+    "closed_us", "closed_by", "closed_by_actor", "assignee_id", "team_id", "category",
+    "summary", "messages_received", "messages_sent",
+)
+SCHEMA = (
+    "CREATE TABLE IF NOT EXISTS conversations ("
+    "conversation_id TEXT PRIMARY KEY, workspace_id TEXT NOT NULL, contact_id TEXT NOT NULL, "
+    "channel TEXT, opened_us INTEGER NOT NULL, opened_by TEXT NOT NULL, closed_us INTEGER, "
+    "closed_by TEXT, closed_by_actor TEXT, assignee_id TEXT, team_id TEXT, category TEXT, "
+    "summary TEXT, messages_received INTEGER NOT NULL, messages_sent INTEGER NOT NULL)",
+    "CREATE INDEX IF NOT EXISTS conversations_ws_opened "
+    "ON conversations (workspace_id, opened_us, contact_id)",
+    "CREATE INDEX IF NOT EXISTS conversations_ws_contact ON conversations (workspace_id, contact_id)",
+)
+_UPSERT = (
+    f"INSERT OR REPLACE INTO conversations ({', '.join(COLUMNS)}) "
+    f"VALUES ({', '.join('?' * len(COLUMNS))})"
+)
+_FACTS = ("SELECT opened_us, closed_us, channel, opened_by, closed_by, assignee_id, team_id "
+          "FROM conversations WHERE workspace_id = ?")
+
+
+def row_values(row: ConversationRow) -> tuple[Any, ...]:
+    return tuple(getattr(row, name) for name in COLUMNS)
+
+
+def row_from(values: Sequence[Any]) -> ConversationRow:
+    return ConversationRow(**dict(zip(COLUMNS, values, strict=True)))
+
+
+class SQLiteReadModelStore:
+    """:class:`~services.projections.ports.ReadModelStore` on SQLite."""
+
+    def __init__(self, datastore: SQLiteDatastore) -> None:
+        self.datastore = datastore
+        self.tracking = SQLiteTrackingRecorder(datastore)
+        self.tracking.create_table()
+        with datastore.transaction(commit=True) as c:
+            for statement in SCHEMA:
+                c.execute(statement)
+
+    def load_rows(self, ids: Collection[str]) -> dict[str, ConversationRow]:
+        found: dict[str, ConversationRow] = {}
+        items = list(ids)
+        with self.datastore.transaction(commit=False) as c:
+            for start in range(0, len(items), 900):
+                chunk = items[start:start + 900]
+                c.execute(f"SELECT {', '.join(COLUMNS)} FROM conversations "
+                          f"WHERE conversation_id IN ({', '.join('?' * len(chunk))})", chunk)
+                for values in c.fetchall():
+                    row = row_from(tuple(values))
+                    found[row.conversation_id] = row
+        return found
+
+    def save(self, rows: Sequence[ConversationRow], position: Position) -> None:
+        with self.datastore.transaction(commit=True) as c:
+            if rows:
+                c.executemany(_UPSERT, [row_values(r) for r in rows])
+            self.tracking._insert_tracking(c, Tracking(position.name, position.offset))
+
+    def position(self, name: str) -> int | None:
+        result: int | None = self.tracking.max_tracking_id(name)
+        return result
+
+    def reset(self) -> None:
+        with self.datastore.transaction(commit=True) as c:
+            c.execute("DELETE FROM conversations")
+            c.execute("DELETE FROM tracking WHERE application_name LIKE 'projection:%'")
+
+    def conversations(self, workspace_id: str, contact_id: str | None = None,
+                      status: str | None = None) -> list[ConversationRow]:
+        sql = f"SELECT {', '.join(COLUMNS)} FROM conversations WHERE workspace_id = ?"
+        params: list[Any] = [workspace_id]
+        if contact_id is not None:
+            sql += " AND contact_id = ?"
+            params.append(contact_id)
+        if status == "open":
+            sql += " AND closed_us IS NULL"
+        elif status == "closed":
+            sql += " AND closed_us IS NOT NULL"
+        sql += " ORDER BY opened_us, contact_id, conversation_id"
+        with self.datastore.transaction(commit=False) as c:
+            c.execute(sql, params)
+            return [row_from(tuple(v)) for v in c.fetchall()]
+
+    def facts(self, workspace_id: str) -> Iterator[Fact]:
+        with self.datastore.transaction(commit=False) as c:
+            c.execute(_FACTS, (workspace_id,))
+            rows = c.fetchall()
+        for values in rows:
+            yield Fact(*values)
