@@ -10,12 +10,15 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from .conversation.ports import EventStore, Position
-from .conversation.processor import BatchProcessor, BatchResult
-from .ingest.normalise import parse
+from schemas.commands import CommandBase
+
+from .conversation.ports import ConcurrencyConflict, EventStore, Position
+from .conversation.processor import BatchProcessor, BatchResult, Decision
+from .ingest.normalise import Invalid, parse
 from .projections.ports import ReadModelStore
 from .projections.projector import EVENT_STORE_POSITION, ConversationProjection
 
@@ -73,7 +76,22 @@ class EmbeddedPipeline:
 
     def process_batch(self, raw: Sequence[str | bytes], source: str = "import") -> BatchResult:
         """Validate, decide, store and project one batch of raw envelopes."""
-        result = self.processor.process([parse(line) for line in raw], source=source)
+        return self.process_items([parse(line) for line in raw], source)
+
+    def process_items(self, items: Sequence[CommandBase | Invalid],
+                      source: str = "import") -> BatchResult:
+        """Decide, store and project already parsed items."""
+        return self._project(self.processor.process(items, source=source))
+
+    def _store(self, decision: Decision, items: Sequence[CommandBase | Invalid],
+               source: str) -> BatchResult:
+        try:
+            result = self.processor.commit(decision)
+        except ConcurrencyConflict:  # another writer got in first: redo from storage
+            result = self.processor.process(items, source=source)
+        return self._project(result)
+
+    def _project(self, result: BatchResult) -> BatchResult:
         if result.events:
             first, last = result.events[0][0], result.events[-1][0]
             if self._projected is not None and first == self._projected + 1:
@@ -86,12 +104,29 @@ class EmbeddedPipeline:
 
     def run(self, lines: Iterable[bytes],
             progress: Callable[[int], None] | None = None) -> ImportSummary:
-        """Import JSONL lines; ``progress`` is told how many lines each batch had."""
+        """Import JSONL lines; ``progress`` is told how many lines each batch had.
+
+        Storing and projecting batch N runs on a writer thread while batch N+1
+        is parsed (SQLite releases the GIL while it works); deciding N+1 waits
+        for N to be stored, so the aggregates never run ahead of storage.
+        """
         summary = ImportSummary()
         self.catch_up()
-        for raw in batched(lines, self.batch_size):
-            summary.read += len(raw)
-            summary.add(self.process_batch(raw))
-            if progress is not None:
-                progress(len(raw))
+        with ThreadPoolExecutor(1, thread_name_prefix="bonychat-writer") as writer:
+            pending: Future[BatchResult] | None = None
+            pending_size = 0
+            for raw in batched(lines, self.batch_size):
+                items = [parse(line) for line in raw]
+                if pending is not None:
+                    summary.add(pending.result())
+                    if progress is not None:
+                        progress(pending_size)
+                decision = self.processor.decide(items, "import")
+                pending = writer.submit(self._store, decision, items, "import")
+                pending_size = len(raw)
+                summary.read += len(raw)
+            if pending is not None:
+                summary.add(pending.result())
+                if progress is not None:
+                    progress(pending_size)
         return summary

@@ -37,7 +37,7 @@ class Settings(BaseSettings):
     analytics_tokens: SecretStr = SecretStr("")
     gateway_tokens_file: str | None = None
     analytics_tokens_file: str | None = None
-    batch_size: int = Field(default=2000, ge=1, le=100_000)
+    batch_size: int = Field(default=5000, ge=1, le=100_000)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     consumer_group_prefix: str = "bonychat"
     partitions: int = Field(default=4, ge=1)

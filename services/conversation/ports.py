@@ -58,6 +58,10 @@ class EventStore(Protocol):
         """Every stored event of one aggregate, in version order."""
         ...
 
+    def load_many(self, originator_ids: Collection[uuid.UUID]) -> dict[uuid.UUID, list[DomainEvent]]:
+        """Events of several aggregates in one round trip (absent ones map to nothing)."""
+        ...
+
     def seen(self, keys: Collection[tuple[str, str]]) -> set[tuple[str, str]]:
         """Those ``(workspace_id, event_id)`` keys that already have an outcome."""
         ...

@@ -14,7 +14,7 @@ from collections import Counter, OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from schemas.commands import CommandBase
+from schemas.commands import CommandBase, MergeContacts
 from schemas.events import DomainEvent
 
 from ..ingest.normalise import Invalid
@@ -37,17 +37,26 @@ class BatchResult:
     dead_letters: list[DeadLetter] = field(default_factory=list)
 
 
+@dataclass(slots=True)
+class Decision:
+    """A decided but not yet stored batch."""
+
+    result: BatchResult
+    events: list[DomainEvent]
+    touched: list[tuple[str, str]]
+
+
 class _BatchContacts:
     """Unit of work over the aggregate cache: loads on miss, remembers what changed."""
 
     def __init__(self, processor: BatchProcessor) -> None:
         self._processor = processor
         self.dirty: list[Contact] = []
-        self.touched: dict[uuid.UUID, Contact] = {}
+        self.touched: dict[tuple[str, str], Contact] = {}
 
     def get(self, workspace_id: str, contact_id: str) -> Contact:
         contact = self._processor.contact(workspace_id, contact_id)
-        self.touched[contact.id] = contact
+        self.touched[(workspace_id, contact_id)] = contact
         self.dirty.append(contact)
         return contact
 
@@ -68,21 +77,43 @@ class BatchProcessor:
         self.store = store
         self.cache_size = cache_size
         self.max_attempts = max_attempts
-        self._cache: OrderedDict[uuid.UUID, Contact] = OrderedDict()
+        self._cache: OrderedDict[tuple[str, str], Contact] = OrderedDict()
 
     def contact(self, workspace_id: str, contact_id: str) -> Contact:
-        key = aggregate_id(workspace_id, contact_id)
+        key = (workspace_id, contact_id)
         cached = self._cache.get(key)
         if cached is not None:
             self._cache.move_to_end(key)
             return cached
-        contact = Contact.replay(workspace_id, contact_id, self.store.load(key))
+        events = self.store.load(aggregate_id(workspace_id, contact_id))
+        contact = Contact.replay(workspace_id, contact_id, events)
         self._cache[key] = contact
         if len(self._cache) > self.cache_size:
             self._cache.popitem(last=False)
         return contact
 
-    def forget(self, ids: Sequence[uuid.UUID] | None = None) -> None:
+    def preload(self, items: Sequence[CommandBase | Invalid]) -> None:
+        """Load every uncached contact a batch names in one store round trip."""
+        wanted: dict[uuid.UUID, tuple[str, str]] = {}
+        for item in items:
+            if isinstance(item, Invalid):
+                continue
+            keys = [(item.workspace_id, item.contact_id)]
+            if isinstance(item, MergeContacts):
+                keys.append((item.workspace_id, item.secondary_contact_id))
+            for key in keys:
+                if key not in self._cache:
+                    wanted[aggregate_id(*key)] = key
+        if not wanted:
+            return
+        found = self.store.load_many(list(wanted))
+        for oid, (workspace_id, contact_id) in wanted.items():
+            self._cache[(workspace_id, contact_id)] = Contact.replay(
+                workspace_id, contact_id, found.get(oid, []))
+        while len(self._cache) > self.cache_size:
+            self._cache.popitem(last=False)
+
+    def forget(self, ids: Sequence[tuple[str, str]] | None = None) -> None:
         """Drop cached aggregates (all of them by default)."""
         if ids is None:
             self._cache.clear()
@@ -95,19 +126,47 @@ class BatchProcessor:
         """Process one batch atomically; retry from storage on a version conflict."""
         for attempt in range(1, self.max_attempts + 1):
             try:
-                return self._process_once(items, source, position)
+                return self.commit(self.decide(items, source), position)
             except ConcurrencyConflict:
                 self.forget()
                 if attempt == self.max_attempts:
                     raise
         raise AssertionError("unreachable")
 
-    def _process_once(self, items: Sequence[CommandBase | Invalid], source: str,
-                      position: Position | None) -> BatchResult:
+    def decide(self, items: Sequence[CommandBase | Invalid], source: str) -> Decision:
+        """First half of :meth:`process`: dedupe and apply to the cached aggregates.
+
+        Until :meth:`commit` succeeds the cache holds unsaved state, so the
+        caller must commit (or :meth:`forget`) before deciding the next batch.
+        """
         result = BatchResult()
         keys = {item.dedup_key for item in items if not isinstance(item, Invalid)}
         done = self.store.seen(keys) if keys else set()
+        self.preload(items)
         contacts = _BatchContacts(self)
+        try:
+            events = self._decide(items, done, contacts, result, source)
+        except BaseException:
+            self.forget(list(contacts.touched))
+            raise
+        return Decision(result, events, list(contacts.touched))
+
+    def commit(self, decision: Decision, position: Position | None = None) -> BatchResult:
+        """Second half of :meth:`process`: store everything in one transaction."""
+        result = decision.result
+        try:
+            ids = self.store.commit(decision.events, result.outcomes, result.dead_letters,
+                                    position)
+        except BaseException:
+            self.forget(decision.touched)  # cached state holds unsaved events
+            raise
+        result.events = list(zip(ids, decision.events, strict=True))
+        return result
+
+    @staticmethod
+    def _decide(items: Sequence[CommandBase | Invalid], done: set[tuple[str, str]],
+                contacts: _BatchContacts, result: BatchResult, source: str) -> list[DomainEvent]:
+        """Apply each item in arrival order; fill ``result``; return the new events."""
         events: list[DomainEvent] = []
         for item in items:
             if isinstance(item, Invalid):
@@ -131,10 +190,4 @@ class BatchProcessor:
             result.outcomes.append(Outcome(
                 item.workspace_id, item.event_id, item.contact_id, item.event_type,
                 item.occurred_at, "rejected" if reason else "accepted", reason))
-        try:
-            ids = self.store.commit(events, result.outcomes, result.dead_letters, position)
-        except BaseException:
-            self.forget(list(contacts.touched))
-            raise
-        result.events = list(zip(ids, events, strict=True))
-        return result
+        return events

@@ -47,6 +47,7 @@ class _TunedPool(SQLiteConnectionPool):
         raw.execute("PRAGMA synchronous=NORMAL")
         raw.execute("PRAGMA cache_size=-65536")
         raw.execute("PRAGMA temp_store=MEMORY")
+        raw.execute("PRAGMA wal_autocheckpoint=16384")
         return conn
 
 
@@ -66,7 +67,19 @@ class ContactEventRecorder(SQLiteProcessRecorder):
 
     def _insert_events(self, c: SQLiteCursor, stored_events: Sequence[StoredEvent],
                        **kwargs: Any) -> Sequence[int] | None:
-        ids = super()._insert_events(c, stored_events, **kwargs)
+        ids: list[int] = []
+        if stored_events:
+            # One executemany instead of eventsourcing's insert-per-event loop. We
+            # hold the write lock, so rowids (= notification ids) are contiguous.
+            c.executemany(self.insert_events_statement, [
+                (s.originator_id.hex, s.originator_version, s.topic, s.state)
+                for s in stored_events])
+            c.execute(self.select_max_notification_id_statement)
+            last = int(c.fetchone()[0])
+            ids = list(range(last - len(stored_events) + 1, last + 1))
+        tracking: Tracking | None = kwargs.get("tracking")
+        if tracking is not None:
+            self._insert_tracking(c, tracking)
         outcomes: Sequence[Outcome] = kwargs.get("outcomes", ())
         if outcomes:
             c.executemany(
@@ -82,6 +95,21 @@ class ContactEventRecorder(SQLiteProcessRecorder):
                 [(d.source, d.workspace_id, d.event_id, d.reason, d.raw) for d in dead],
             )
         return ids
+
+    def select_many(self, originator_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, list[bytes]]:
+        """Stored states of several aggregates, each in version order."""
+        found: dict[uuid.UUID, list[bytes]] = {}
+        by_hex = {oid.hex: oid for oid in originator_ids}
+        keys = list(by_hex)
+        with self.datastore.transaction(commit=False) as c:
+            for start in range(0, len(keys), 900):
+                chunk = keys[start:start + 900]
+                c.execute(f"SELECT originator_id, state FROM {self.events_table_name} "
+                          f"WHERE originator_id IN ({', '.join('?' * len(chunk))}) "
+                          "ORDER BY originator_id, originator_version", chunk)
+                for row in c.fetchall():
+                    found.setdefault(by_hex[row[0]], []).append(row[1])
+        return found
 
 
 def to_stored(event: DomainEvent) -> StoredEvent:
@@ -104,6 +132,10 @@ class SQLiteEventStore:
 
     def load(self, originator_id: uuid.UUID) -> list[DomainEvent]:
         return [decode_event(s.state) for s in self.recorder.select_events(originator_id)]
+
+    def load_many(self, originator_ids: Collection[uuid.UUID]) -> dict[uuid.UUID, list[DomainEvent]]:
+        states = self.recorder.select_many(list(originator_ids))
+        return {oid: [decode_event(s) for s in rows] for oid, rows in states.items()}
 
     def seen(self, keys: Collection[tuple[str, str]]) -> set[tuple[str, str]]:
         found: set[tuple[str, str]] = set()

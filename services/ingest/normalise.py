@@ -24,6 +24,7 @@ from schemas.commands import (
     SendMessage,
 )
 from schemas.envelope import GatewayEnvelope, markdone_flag
+from schemas.trusted import construct
 
 _VALIDATE = GatewayEnvelope.model_validate
 
@@ -76,7 +77,11 @@ def parse_object(obj: Any, text: str) -> CommandBase | Invalid:
 
 
 def to_command(env: GatewayEnvelope) -> CommandBase:
-    """Map a valid envelope onto the command it asks for (CONTRACT §2 table)."""
+    """Map a valid envelope onto the command it asks for (CONTRACT §2 table).
+
+    The envelope is already validated, so commands are constructed without a
+    second validation pass (this is the ingest hot path).
+    """
     common: dict[str, Any] = {
         "workspace_id": env.workspace_id, "contact_id": env.contact_id,
         "event_id": env.event_id, "event_type": env.type, "occurred_at": env.occurred_at,
@@ -89,29 +94,29 @@ def to_command(env: GatewayEnvelope) -> CommandBase:
     kind = env.type
     if kind == "message.received":
         assert channel_type is not None
-        return ReceiveMessage(**common, channel_type=channel_type, channel_id=channel_id,
+        return construct(ReceiveMessage, **common, channel_type=channel_type, channel_id=channel_id,
                               message_id=data.get("message_id"))
     if kind == "message.sent":
-        return SendMessage(**common)
+        return construct(SendMessage, **common)
     if kind == "welcome":
         assert channel_type is not None
-        return OpenWithWelcome(**common, channel_type=channel_type, channel_id=channel_id)
+        return construct(OpenWithWelcome, **common, channel_type=channel_type, channel_id=channel_id)
     if kind == "conversation.open":
-        return OpenConversation(**common, opened_by=common["actor_type"],
+        return construct(OpenConversation, **common, opened_by=common["actor_type"],
                                 channel_type=channel_type, channel_id=channel_id)
     if kind == "conversation.close":
-        return CloseConversation(**common, closed_by=common["actor_type"],
+        return construct(CloseConversation, **common, closed_by=common["actor_type"],
                                  category=data.get("category"), summary=data.get("summary"))
     if kind == "conversation.assign":
-        return AssignConversation(**common, assignee_id=data["assignee_id"],
+        return construct(AssignConversation, **common, assignee_id=data["assignee_id"],
                                   team_given="team_id" in data, team_id=data.get("team_id"))
     if kind == "dialogflow.response":
         flag = markdone_flag(data.get("parameters") or {})
         if flag is True:
-            return CloseConversation(**common, closed_by="dialogflow")
+            return construct(CloseConversation, **common, closed_by="dialogflow")
         if flag is False:
-            return OpenConversation(**common, opened_by="dialogflow",
+            return construct(OpenConversation, **common, opened_by="dialogflow",
                                     channel_type=channel_type, channel_id=channel_id)
-        return AcknowledgeBotResponse(**common)
+        return construct(AcknowledgeBotResponse, **common)
     assert kind == "contact.merge"
-    return MergeContacts(**common, secondary_contact_id=data["secondary_contact_id"])
+    return construct(MergeContacts, **common, secondary_contact_id=data["secondary_contact_id"])

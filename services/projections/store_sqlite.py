@@ -25,11 +25,13 @@ SCHEMA = (
     "summary TEXT, messages_received INTEGER NOT NULL, messages_sent INTEGER NOT NULL)",
     "CREATE INDEX IF NOT EXISTS conversations_ws_opened "
     "ON conversations (workspace_id, opened_us, contact_id)",
-    "CREATE INDEX IF NOT EXISTS conversations_ws_contact ON conversations (workspace_id, contact_id)",
+    "CREATE INDEX IF NOT EXISTS conversations_ws_contact "
+    "ON conversations (workspace_id, contact_id)",
 )
 _UPSERT = (
-    f"INSERT OR REPLACE INTO conversations ({', '.join(COLUMNS)}) "
-    f"VALUES ({', '.join('?' * len(COLUMNS))})"
+    f"INSERT INTO conversations ({', '.join(COLUMNS)}) "
+    f"VALUES ({', '.join('?' * len(COLUMNS))}) ON CONFLICT (conversation_id) DO UPDATE SET "
+    + ", ".join(f"{c} = excluded.{c}" for c in COLUMNS[6:])
 )
 _FACTS = ("SELECT opened_us, closed_us, channel, opened_by, closed_by, assignee_id, team_id "
           "FROM conversations WHERE workspace_id = ?")

@@ -8,8 +8,10 @@ errors of :mod:`.errors`. Imports nothing but the standard library and schemas.
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from datetime import datetime
+from functools import lru_cache
 from typing import Any, Final
 
 from schemas.events import (
@@ -21,16 +23,33 @@ from schemas.events import (
     MessageReceived,
     MessageSent,
 )
+from schemas.trusted import construct
 
-from .errors import AlreadyMerged, AlreadyOpen, InvalidMerge, NoOpenConversation, WelcomeNotSupported
+from .errors import (
+    AlreadyMerged,
+    AlreadyOpen,
+    InvalidMerge,
+    NoOpenConversation,
+    WelcomeNotSupported,
+)
 
 NAMESPACE: Final = uuid.UUID("6f0c7a52-2b5e-4f55-9a57-8d6cbb0b6b11")
 WELCOME_CHANNELS: Final = frozenset({"facebook", "viber"})
 
 
+@lru_cache(maxsize=1 << 18)
 def aggregate_id(workspace_id: str, contact_id: str) -> uuid.UUID:
     """Stable id of a contact's aggregate (also the event store's originator id)."""
     return uuid.uuid5(NAMESPACE, f"{workspace_id}\x1f{contact_id}")
+
+
+def name_uuid(namespace: uuid.UUID, name: str) -> str:
+    """``str(uuid.uuid5(namespace, name))`` without building UUID objects (hot path)."""
+    digest = bytearray(hashlib.sha1(namespace.bytes + name.encode()).digest()[:16])
+    digest[6] = (digest[6] & 0x0F) | 0x50
+    digest[8] = (digest[8] & 0x3F) | 0x80
+    h = digest.hex()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
 class Source:
@@ -49,8 +68,17 @@ class Source:
 class Contact:
     """Event-sourced state of one contact."""
 
-    __slots__ = ("conversation_count", "contact_id", "id", "last_channel", "merged_into",
-                 "open_conversation_id", "pending", "version", "workspace_id")
+    __slots__ = (
+        "contact_id",
+        "conversation_count",
+        "id",
+        "last_channel",
+        "merged_into",
+        "open_conversation_id",
+        "pending",
+        "version",
+        "workspace_id",
+    )
 
     def __init__(self, workspace_id: str, contact_id: str) -> None:
         self.workspace_id = workspace_id
@@ -90,8 +118,9 @@ class Contact:
 
     def _record(self, cls: type[DomainEvent], source: Source, **fields: Any) -> None:
         version = self.version + 1
-        event = cls(
-            event_id=str(uuid.uuid5(self.id, str(version))),
+        event = construct(  # built from validated commands: no second validation
+            cls,
+            event_id=name_uuid(self.id, str(version)),
             workspace_id=self.workspace_id,
             contact_id=self.contact_id,
             aggregate_version=version,
@@ -119,7 +148,7 @@ class Contact:
     # -------------------------------------------------------------- decisions
     def _open(self, source: Source, opened_by: str, channel_type: str | None,
               channel_id: str | None) -> None:
-        conversation_id = str(uuid.uuid5(self.id, f"conversation:{self.conversation_count + 1}"))
+        conversation_id = name_uuid(self.id, f"conversation:{self.conversation_count + 1}")
         self._record(ConversationOpened, source, conversation_id=conversation_id,
                      opened_by=opened_by, channel_type=channel_type, channel_id=channel_id,
                      actor_id=source.actor_id)
