@@ -63,10 +63,11 @@ def parse_rfc3339(value: object) -> datetime:
         frac = digits.group(0)
         text = f"{head}.{frac[:6].ljust(6, '0')}{rest[len(frac):]}"
     try:
-        parsed = datetime.fromisoformat(text)
+        return datetime.fromisoformat(text).astimezone(UTC)
     except ValueError as exc:
         raise ValueError(f"{value!r} is not a valid date and time") from exc
-    return parsed.astimezone(UTC)
+    except OverflowError:  # e.g. 9999-12-31T23:59:59-01:00 is after year 9999 in UTC
+        raise ValueError(f"{value!r} is out of range once converted to UTC") from None
 
 
 Rfc3339 = Annotated[datetime, BeforeValidator(parse_rfc3339)]

@@ -80,15 +80,23 @@ class _LocalDates:
         self._hours: dict[int, date | None] = {}
 
     def exact(self, micros: int) -> date:
-        return (_EPOCH + timedelta(microseconds=micros)).astimezone(self.zone).date()
+        moment = _EPOCH + timedelta(microseconds=micros)
+        try:
+            return moment.astimezone(self.zone).date()
+        except OverflowError:  # the local date is before year 1 or after 9999: clamp
+            return date.min if moment.year == 1 else date.max
 
     def __call__(self, micros: int) -> date:
         hour = micros // 3_600_000_000
         if hour in self._hours:
             hit = self._hours[hour]
             return hit if hit is not None else self.exact(micros)
-        start = (_EPOCH + timedelta(hours=hour)).astimezone(self.zone)
-        end = (_EPOCH + timedelta(hours=hour + 1, microseconds=-1)).astimezone(self.zone)
+        try:
+            start = (_EPOCH + timedelta(hours=hour)).astimezone(self.zone)
+            end = (_EPOCH + timedelta(hours=hour + 1, microseconds=-1)).astimezone(self.zone)
+        except OverflowError:
+            self._hours[hour] = None
+            return self.exact(micros)
         same = start.utcoffset() == end.utcoffset() and start.date() == end.date()
         self._hours[hour] = start.date() if same else None
         return start.date() if same else self.exact(micros)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from schemas.events import (
@@ -33,7 +33,8 @@ def format_micros(micros: int | None) -> str | None:
     if micros is None:
         return None
     seconds, frac = divmod(micros, 1_000_000)
-    text = datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+    moment = datetime(1970, 1, 1) + timedelta(seconds=seconds)  # naive UTC, any year
+    text = moment.isoformat(timespec="seconds")  # always a 4-digit year, unlike %Y
     return f"{text}.{frac:06d}Z" if frac else f"{text}Z"
 
 
