@@ -1,0 +1,66 @@
+"""The composition root of the HTTP surface (CONTRACT §5)."""
+
+from __future__ import annotations
+
+import logging
+from typing import Final
+
+from aiohttp import web
+from aiohttp.typedefs import Handler
+from prometheus_client import CollectorRegistry, Counter
+
+from ..projections.ports import ReadModelStore
+from ..settings import Settings
+from .auth import auth_middleware
+from .context import CONTEXT, HealthCheck, HttpContext, Realm
+from .errors import error_middleware
+from .ingest import MAX_BODY_BYTES, expect_continue, post_events
+from .ports import EventSink
+from .queries import get_conversations, get_metrics
+from .telemetry import healthz, prometheus, request_metrics_middleware
+
+log = logging.getLogger(__name__)
+
+#: (method, path template, handler, realm of the token it needs or None for open).
+ROUTES: Final[tuple[tuple[str, str, Handler, Realm | None], ...]] = (
+    ("POST", "/v1/events", post_events, "gateway"),
+    ("GET", "/v1/workspaces/{ws}/metrics", get_metrics, "analytics"),
+    ("GET", "/v1/workspaces/{ws}/conversations", get_conversations, "analytics"),
+    ("GET", "/metrics", prometheus, None),
+    ("GET", "/healthz", healthz, None),
+)
+
+
+def create_app(*, settings: Settings, sink: EventSink, read_models: ReadModelStore,
+               registry: CollectorRegistry,
+               health: HealthCheck | None = None) -> web.Application:
+    """Build the aiohttp application; nothing is started or connected here.
+
+    Tokens are read from ``settings`` once, now (a token file is not re-read).
+    ``health`` must answer quickly without blocking; a ``"ready": False`` entry
+    makes ``/healthz`` answer 503. Request metrics go to ``registry``.
+    """
+    tokens: dict[Realm, dict[str, str]] = {
+        "gateway": settings.tokens("gateway"), "analytics": settings.tokens("analytics")}
+    for realm, table in tokens.items():
+        if not table:
+            log.warning("no %s tokens configured: every %s request will be refused (401)",
+                        realm, realm)
+    realms = {path: realm for _, path, _, realm in ROUTES if realm is not None}
+    app = web.Application(
+        client_max_size=MAX_BODY_BYTES,
+        middlewares=[request_metrics_middleware(registry), error_middleware,
+                     auth_middleware(tokens, realms)],
+    )
+    app[CONTEXT] = HttpContext(
+        sink=sink, read_models=read_models, registry=registry, health=health,
+        ingested_items=Counter("bonychat_http_ingested_items",
+                               "Items received by POST /v1/events, by validity",
+                               ["status"], registry=registry),
+    )
+    for method, path, handler, _ in ROUTES:
+        if method == "GET":
+            app.router.add_get(path, handler)  # HEAD too, for probes
+        else:  # POST /v1/events
+            app.router.add_route(method, path, handler, expect_handler=expect_continue)
+    return app

@@ -1,0 +1,60 @@
+"""Operations endpoints: request metrics, ``GET /metrics`` and ``GET /healthz``."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from aiohttp import web
+from aiohttp.typedefs import Handler, Middleware
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram
+from prometheus_client.exposition import generate_latest
+
+from .context import CONTEXT, route_label
+from .errors import json_response
+
+log = logging.getLogger(__name__)
+
+
+def request_metrics_middleware(registry: CollectorRegistry) -> Middleware:
+    """Count requests and time them, per route template, method and status.
+
+    The metric objects are registered on ``registry`` (one set per app), so
+    several apps with their own registries can live in one process.
+    """
+    requests = Counter("bonychat_http_requests", "HTTP requests served",
+                       ["route", "method", "status"], registry=registry)
+    latency = Histogram("bonychat_http_request_duration_seconds",
+                        "Time to answer an HTTP request", ["route", "method"],
+                        registry=registry)
+
+    @web.middleware
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        started = time.perf_counter()
+        response = await handler(request)
+        route = route_label(request)
+        latency.labels(route, request.method).observe(time.perf_counter() - started)
+        requests.labels(route, request.method, str(response.status)).inc()
+        return response
+
+    return middleware
+
+
+async def prometheus(request: web.Request) -> web.Response:
+    """``GET /metrics``: the Prometheus text exposition of the app's registry."""
+    body = generate_latest(request.app[CONTEXT].registry)
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+async def healthz(request: web.Request) -> web.Response:
+    """``GET /healthz``: 200 when ready, 503 when the health check says not ready."""
+    check = request.app[CONTEXT].health
+    try:
+        info = dict(check()) if check is not None else {}
+    except Exception as exc:
+        log.exception("health check failed")
+        info = {"ready": False, "detail": f"health check failed: {type(exc).__name__}"}
+    ready = bool(info.get("ready", True))
+    info.pop("status", None)
+    return json_response({"status": "ok" if ready else "unavailable", **info},
+                         status=200 if ready else 503)
