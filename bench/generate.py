@@ -45,6 +45,7 @@ class Generator:
         self.open: dict[int, bool] = {}
         self.channel: dict[int, str] = {}
         self.recent: list[dict[str, Any]] = []
+        self.active: list[int] = []
 
     def _contact(self, index: int) -> tuple[str, str]:
         return self.workspaces[index % len(self.workspaces)], f"c{index:07d}"
@@ -84,7 +85,7 @@ class Generator:
 
     def _event(self, n: int, clock: datetime) -> dict[str, Any]:
         rng = self.rng
-        index = rng.randrange(self.contacts)
+        index = self._pick()
         workspace, contact = self._contact(index)
         env: dict[str, Any] = {"event_id": f"evt-{n:09d}", "workspace_id": workspace,
                                "contact_id": contact, "occurred_at": _ts(clock)}
@@ -98,6 +99,19 @@ class Generator:
         if not self.open.get(index):
             return self._opening(index, env, agent)
         return self._during(index, env, agent)
+
+    def _pick(self) -> int:
+        """Mostly a contact in an open conversation (replies come in minutes), else anyone."""
+        rng = self.rng
+        if self.active and rng.random() < 0.8:
+            # favour recently opened conversations: most are resolved within the hour
+            slot = max(0, len(self.active) - 1 - int(rng.expovariate(1 / 40)))
+            index = self.active[slot]
+            if self.open.get(index):
+                return index
+            self.active[slot] = self.active[-1]
+            self.active.pop()
+        return rng.randrange(self.contacts)
 
     def _opening(self, index: int, env: dict[str, Any], agent: dict[str, Any]) -> dict[str, Any]:
         rng = self.rng
@@ -115,6 +129,7 @@ class Generator:
             return env
         if env["type"] != "welcome" or channel in ("facebook", "viber"):
             self.open[index] = True
+            self.active.append(index)
         return env
 
     def _during(self, index: int, env: dict[str, Any], agent: dict[str, Any]) -> dict[str, Any]:

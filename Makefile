@@ -1,0 +1,66 @@
+# BonyChat conversation events. Two commands set everything up on a fresh machine:
+#   make run    - the main job on the embedded default (SQLite, no servers)
+#   make test   - installs what it needs, starts Kafka + PostgreSQL, runs every test
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+DEMO_DIR := examples/out
+DEMO_DB := $(DEMO_DIR)/demo.db
+DEMO_EVENTS := $(DEMO_DIR)/sample.jsonl
+
+.PHONY: help install run test test-unit test-integration lint schemas bench bench-quick clean
+
+help: ## list the targets
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	@touch $(STAMP)
+
+install: $(STAMP) ## create .venv and install the package with its dev tools
+
+run: $(STAMP) ## import a realistic sample on the embedded store and print metrics
+	@mkdir -p $(DEMO_DIR)
+	@rm -f $(DEMO_DB) $(DEMO_DB)-wal $(DEMO_DB)-shm
+	@echo "== generating a sample: 60,000 gateway events, 6,000 contacts, 3 workspaces"
+	$(PY) -m bench.generate --events 60000 --contacts 6000 --workspaces 3 -o $(DEMO_EVENTS)
+	@echo "== bonychat import (validate, dedupe, lifecycle, projections)"
+	$(BIN)/bonychat import $(DEMO_EVENTS) --database-url $(DEMO_DB)
+	@echo; echo "== conversations opened/closed and resolution time per day (ws1, Europe/Berlin)"
+	$(BIN)/bonychat metrics --workspace ws1 --group-by day --tz Europe/Berlin \
+	    --from 2026-10-01 --to 2026-10-31 --database-url $(DEMO_DB)
+	@echo; echo "== per agent (assignee at close), whole range"
+	$(BIN)/bonychat metrics --workspace ws1 --group-by assignee --database-url $(DEMO_DB)
+	@echo; echo "== per channel"
+	$(BIN)/bonychat metrics --workspace ws1 --group-by channel --database-url $(DEMO_DB)
+	@echo; echo "Try: $(BIN)/bonychat conversations --workspace ws1 --status open --database-url $(DEMO_DB)"
+
+test: $(STAMP) lint infra-up ## lint, start Kafka + PostgreSQL, run unit, e2e and integration tests
+	set -a; source infra/local.env; set +a; $(BIN)/pytest tests -q -p no:cacheprovider
+
+test-unit: $(STAMP) ## unit and end-to-end tests of the embedded runtime only (no servers)
+	$(BIN)/pytest tests/unit tests/e2e -q
+
+lint: $(STAMP) ## ruff, mypy (strict on services/ and schemas/), schema files current
+	$(BIN)/ruff check services schemas tests bench
+	$(BIN)/mypy
+	$(PY) -m schemas.generate --check
+
+schemas: $(STAMP) ## regenerate schemas/json from the pydantic models
+	$(PY) -m schemas.generate
+
+bench: $(STAMP) infra-up ## full benchmarks (1M events); JSON in bench/results/
+	set -a; source infra/local.env; set +a; $(PY) -m bench.run --full
+
+bench-quick: $(STAMP) infra-up ## the same measurements on small inputs (< 60 s)
+	set -a; source infra/local.env; set +a; $(PY) -m bench.run --quick
+
+clean: ## remove the virtualenv, caches and demo output (not infra state)
+	rm -rf $(VENV) $(DEMO_DIR) .mypy_cache .ruff_cache .pytest_cache .hypothesis *.egg-info
+
+include infra/infra.mk
