@@ -1,0 +1,1 @@
+"""Local dev/test infrastructure helpers (see infra/README.md)."""

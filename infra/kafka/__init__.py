@@ -1,0 +1,1 @@
+"""Local Kafka: topic definitions (topics.TOPICS) and helper scripts."""
