@@ -137,8 +137,24 @@ def markdone_flag(parameters: dict[str, Any]) -> bool | None:
     )
 
 
+#: ``data`` keys whose values end up stored (and so must be storable text).
+STORED_DATA_KEYS: Final = ("message_id", "category", "summary", "assignee_id", "team_id",
+                           "secondary_contact_id")
+
+
+def check_storable(env: GatewayEnvelope) -> None:
+    """Refuse NUL characters in values we store: PostgreSQL text cannot hold them."""
+    values = [env.event_id, env.contact_id, env.channel.id if env.channel else None,
+              env.actor.id if env.actor else None,
+              *(env.data.get(k) for k in STORED_DATA_KEYS)]
+    for value in values:
+        if isinstance(value, str) and "\x00" in value:
+            raise ValueError("text fields must not contain NUL (\\u0000) characters")
+
+
 def check_type_rules(env: GatewayEnvelope) -> None:
     """The per-type requirements of CONTRACT §2 that a schema alone cannot state."""
+    check_storable(env)
     kind = env.type
     if kind in CHANNEL_REQUIRED and env.channel is None:
         raise ValueError(f"channel is required for {kind}")

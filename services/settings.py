@@ -13,8 +13,8 @@ DEFAULT_DATABASE = "./bonychat.db"
 def parse_tokens(text: str | None) -> dict[str, str]:
     """``ws1=tok1,ws2=tok2`` -> ``{"tok1": "ws1", ...}`` (token -> workspace)."""
     tokens: dict[str, str] = {}
-    for item in (text or "").split(","):
-        item = item.strip()
+    for raw in (text or "").split(","):
+        item = raw.strip()
         if not item:
             continue
         workspace, sep, token = item.partition("=")

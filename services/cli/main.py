@@ -14,6 +14,7 @@ from datetime import date
 from typing import IO, NoReturn
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from eventsourcing.persistence import PersistenceError
 from pydantic import ValidationError
 
 from ..projections.metrics import GROUPINGS, MetricsQuery
@@ -50,7 +51,7 @@ def _zone(text: str) -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    common = argparse.ArgumentParser(add_help=False)
+    common = _Parser(add_help=False)
     common.add_argument("--database-url", default=argparse.SUPPRESS,
                         help="database (default: $BONYCHAT_DATABASE_URL or ./bonychat.db)")
     parser = _Parser(prog="bonychat", parents=[common],
@@ -101,6 +102,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return runner(args, settings)
     except Failure as exc:
         print(f"bonychat: error: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    except PersistenceError as exc:  # the database failed after start-up
+        print(f"bonychat: error: database failure: {' '.join(str(exc).split())}",
+              file=sys.stderr)
         return EXIT_FAILURE
     except KeyboardInterrupt:
         print("bonychat: interrupted", file=sys.stderr)

@@ -58,7 +58,9 @@ class EventStore(Protocol):
         """Every stored event of one aggregate, in version order."""
         ...
 
-    def load_many(self, originator_ids: Collection[uuid.UUID]) -> dict[uuid.UUID, list[DomainEvent]]:
+    def load_many(
+        self, originator_ids: Collection[uuid.UUID]
+    ) -> dict[uuid.UUID, list[DomainEvent]]:
         """Events of several aggregates in one round trip (absent ones map to nothing)."""
         ...
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Collection, Sequence
-from typing import Any
+from typing import Any, cast
 
 from eventsourcing.persistence import IntegrityError, StoredEvent, Tracking
 from eventsourcing.sqlite import (
@@ -72,7 +72,7 @@ class ContactEventRecorder(SQLiteProcessRecorder):
             # One executemany instead of eventsourcing's insert-per-event loop. We
             # hold the write lock, so rowids (= notification ids) are contiguous.
             c.executemany(self.insert_events_statement, [
-                (s.originator_id.hex, s.originator_version, s.topic, s.state)
+                (cast(uuid.UUID, s.originator_id).hex, s.originator_version, s.topic, s.state)
                 for s in stored_events])
             c.execute(self.select_max_notification_id_statement)
             last = int(c.fetchone()[0])
@@ -133,7 +133,9 @@ class SQLiteEventStore:
     def load(self, originator_id: uuid.UUID) -> list[DomainEvent]:
         return [decode_event(s.state) for s in self.recorder.select_events(originator_id)]
 
-    def load_many(self, originator_ids: Collection[uuid.UUID]) -> dict[uuid.UUID, list[DomainEvent]]:
+    def load_many(
+        self, originator_ids: Collection[uuid.UUID]
+    ) -> dict[uuid.UUID, list[DomainEvent]]:
         states = self.recorder.select_many(list(originator_ids))
         return {oid: [decode_event(s) for s in rows] for oid, rows in states.items()}
 

@@ -48,7 +48,8 @@ def describe(error: ValidationError) -> str:
         if item["type"] == "missing":
             msg = "field required"
         elif item["type"] == "literal_error":
-            msg = f"{item['input']!r} is not one of the allowed values ({msg.removeprefix('Input should be ')})"
+            allowed = msg.removeprefix("Input should be ")
+            msg = f"{item['input']!r} is not one of the allowed values ({allowed})"
         parts.append(f"{loc}: {msg}" if loc else msg)
     return "; ".join(parts)
 
@@ -100,7 +101,8 @@ def to_command(env: GatewayEnvelope) -> CommandBase:
         return construct(SendMessage, **common)
     if kind == "welcome":
         assert channel_type is not None
-        return construct(OpenWithWelcome, **common, channel_type=channel_type, channel_id=channel_id)
+        return construct(OpenWithWelcome, **common, channel_type=channel_type,
+                         channel_id=channel_id)
     if kind == "conversation.open":
         return construct(OpenConversation, **common, opened_by=common["actor_type"],
                                 channel_type=channel_type, channel_id=channel_id)

@@ -1,0 +1,136 @@
+"""Production read model: conversation rows in PostgreSQL, next to the event store.
+
+Mirrors :mod:`.store_sqlite`. Rows are upserted with one ``unnest`` statement and
+the projection's position is recorded by eventsourcing's tracking recorder (its
+own ``projection_tracking`` table) on the same cursor, in the same transaction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterator, Sequence
+from typing import Any
+
+from eventsourcing.persistence import Tracking
+from eventsourcing.postgres import PostgresDatastore, PostgresTrackingRecorder
+from psycopg.rows import tuple_row
+from psycopg.sql import SQL, Composed
+
+from ..conversation.ports import Position
+from ..conversation.store_postgres import pg_text, sql, transient_retry
+from .metrics import Fact
+from .rows import ConversationRow
+from .store_sqlite import COLUMNS, row_from
+
+TRACKING_TABLE = "projection_tracking"
+_TYPES = {"opened_us": "bigint", "closed_us": "bigint", "messages_received": "integer",
+          "messages_sent": "integer"}
+_TEXT_COLUMNS = frozenset(c for c in COLUMNS if c not in _TYPES)
+SCHEMA = (
+    "CREATE TABLE IF NOT EXISTS {schema}.conversations ("
+    # ids sort bytewise ("C"), like SQLite, whatever the database's default collation
+    'conversation_id text COLLATE "C" PRIMARY KEY, workspace_id text COLLATE "C" NOT NULL, '
+    'contact_id text COLLATE "C" NOT NULL, '
+    "channel text, opened_us bigint NOT NULL, opened_by text NOT NULL, closed_us bigint, "
+    "closed_by text, closed_by_actor text, assignee_id text, team_id text, category text, "
+    "summary text, messages_received integer NOT NULL, messages_sent integer NOT NULL)",
+    "CREATE INDEX IF NOT EXISTS conversations_ws_opened "
+    "ON {schema}.conversations (workspace_id, opened_us, contact_id)",
+    "CREATE INDEX IF NOT EXISTS conversations_ws_contact "
+    "ON {schema}.conversations (workspace_id, contact_id)",
+)
+_UPSERT = (
+    f"INSERT INTO {{schema}}.conversations ({', '.join(COLUMNS)}) SELECT * FROM unnest("
+    + ", ".join(f"%b::{_TYPES.get(c, 'text')}[]" for c in COLUMNS) + ") "
+    "ON CONFLICT (conversation_id) DO UPDATE SET "
+    + ", ".join(f"{c} = EXCLUDED.{c}" for c in COLUMNS[6:])  # as SQLite: the rest is fixed
+)
+_SELECT = f"SELECT {', '.join(COLUMNS)} FROM {{schema}}.conversations"
+_FACTS = ("SELECT opened_us, closed_us, channel, opened_by, closed_by, assignee_id, team_id "
+          "FROM {schema}.conversations WHERE workspace_id = %s")
+
+
+def column_arrays(rows: Sequence[ConversationRow]) -> list[list[Any]]:
+    """One list per column (text made storable), for the ``unnest`` upsert."""
+    arrays: list[list[Any]] = []
+    for name in COLUMNS:
+        values = [getattr(row, name) for row in rows]
+        arrays.append([pg_text(v) for v in values] if name in _TEXT_COLUMNS else values)
+    return arrays
+
+
+class PostgresReadModelStore:
+    """:class:`~services.projections.ports.ReadModelStore` on PostgreSQL."""
+
+    def __init__(self, datastore: PostgresDatastore, *, create_tables: bool = True) -> None:
+        self.datastore = datastore
+        schema = datastore.schema
+        self.tracking = PostgresTrackingRecorder(datastore, tracking_table_name=TRACKING_TABLE)
+        if create_tables:
+            self.tracking.create_table()
+            with datastore.transaction(commit=True) as curs:
+                for statement in SCHEMA:
+                    curs.execute(sql(statement, schema), prepare=False)
+        self._upsert = sql(_UPSERT, schema)
+        self._select = sql(_SELECT, schema)
+        self._facts = sql(_FACTS, schema)
+        self._reset = [
+            sql("TRUNCATE {schema}.conversations", schema),
+            sql("DELETE FROM {schema}.{table} WHERE application_name LIKE %s",
+                schema, table=TRACKING_TABLE),
+        ]
+
+    @transient_retry
+    def load_rows(self, ids: Collection[str]) -> dict[str, ConversationRow]:
+        if not ids:
+            return {}
+        with (self.datastore.get_connection() as conn,
+              conn.cursor(row_factory=tuple_row) as curs):
+            curs.execute(self._select + SQL(" WHERE conversation_id = ANY(%b::text[])"),
+                         (list(ids),), prepare=True)
+            rows = [row_from(values) for values in curs]
+        return {row.conversation_id: row for row in rows}
+
+    def save(self, rows: Sequence[ConversationRow], position: Position) -> None:
+        unique = list({row.conversation_id: row for row in rows}.values())  # last one wins
+        with self.datastore.transaction(commit=True) as curs:
+            if unique:
+                curs.execute(self._upsert, column_arrays(unique), prepare=True)
+            self.tracking._insert_tracking(curs, Tracking(position.name, position.offset))
+
+    def position(self, name: str) -> int | None:
+        result: int | None = self.tracking.max_tracking_id(name)
+        return result
+
+    def reset(self) -> None:
+        with self.datastore.transaction(commit=True) as curs:
+            curs.execute(self._reset[0])
+            curs.execute(self._reset[1], ("projection:%",))
+
+    @transient_retry
+    def conversations(self, workspace_id: str, contact_id: str | None = None,
+                      status: str | None = None) -> list[ConversationRow]:
+        query: Composed = self._select + SQL(" WHERE workspace_id = %s")
+        params: list[Any] = [workspace_id]
+        if contact_id is not None:
+            query += SQL(" AND contact_id = %s")
+            params.append(pg_text(contact_id))
+        if status == "open":
+            query += SQL(" AND closed_us IS NULL")
+        elif status == "closed":
+            query += SQL(" AND closed_us IS NOT NULL")
+        query += SQL(" ORDER BY opened_us, contact_id, conversation_id")
+        with (self.datastore.get_connection() as conn,
+              conn.cursor(row_factory=tuple_row) as curs):
+            curs.execute(query, params, prepare=True)
+            return [row_from(values) for values in curs]
+
+    def facts(self, workspace_id: str) -> Iterator[Fact]:
+        return iter(self._fetch_facts(workspace_id))
+
+    @transient_retry
+    def _fetch_facts(self, workspace_id: str) -> list[Fact]:
+        with (self.datastore.get_connection() as conn,
+              conn.cursor(row_factory=tuple_row) as curs):
+            curs.execute(self._facts, (workspace_id,), prepare=True)
+            return [Fact(*values) for values in curs]
+
