@@ -14,13 +14,18 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
+from eventsourcing.persistence import IntegrityError
+
 from schemas.commands import CommandBase
 
 from .conversation.ports import ConcurrencyConflict, EventStore, Position
 from .conversation.processor import BatchProcessor, BatchResult, Decision
 from .ingest.normalise import Invalid, parse
+from .ingest.parallel import ParallelParser
 from .projections.ports import ReadModelStore
 from .projections.projector import EVENT_STORE_POSITION, ConversationProjection
+
+_CATCH_UP_ATTEMPTS = 5
 
 
 @dataclass(slots=True)
@@ -70,8 +75,20 @@ class EmbeddedPipeline:
         self._projected: int | None = None
 
     def catch_up(self) -> None:
-        """Project whatever is stored but not yet in the read model."""
-        self.projection.catch_up(self.events)
+        """Project whatever is stored but not yet in the read model.
+
+        Another process on the same store may have projected rows since we cached
+        them, or may record a later position while we catch up: so drop the cache,
+        and on a position conflict start again from the position it recorded.
+        """
+        for attempt in range(1, _CATCH_UP_ATTEMPTS + 1):
+            self.projection.forget()
+            try:
+                self.projection.catch_up(self.events)
+                break
+            except IntegrityError:
+                if attempt == _CATCH_UP_ATTEMPTS:
+                    raise
         self._projected = self.projection.store.position(EVENT_STORE_POSITION) or 0
 
     def process_batch(self, raw: Sequence[str | bytes], source: str = "import") -> BatchResult:
@@ -95,28 +112,36 @@ class EmbeddedPipeline:
         if result.events:
             first, last = result.events[0][0], result.events[-1][0]
             if self._projected is not None and first == self._projected + 1:
-                self.projection.apply([e for _, e in result.events],
-                                      Position(EVENT_STORE_POSITION, last))
-                self._projected = last
-            else:  # another writer interleaved: read back from the store in order
-                self.catch_up()
+                try:
+                    self.projection.apply([e for _, e in result.events],
+                                          Position(EVENT_STORE_POSITION, last))
+                    self._projected = last
+                    return result
+                except IntegrityError:  # another process projected these events first
+                    pass
+            self.catch_up()  # another writer interleaved: read back from the store in order
         return result
 
     def run(self, lines: Iterable[bytes],
-            progress: Callable[[int], None] | None = None) -> ImportSummary:
+            progress: Callable[[int], None] | None = None,
+            parser: ParallelParser | None = None) -> ImportSummary:
         """Import JSONL lines; ``progress`` is told how many lines each batch had.
 
         Storing and projecting batch N runs on a writer thread while batch N+1
         is parsed (SQLite releases the GIL while it works); deciding N+1 waits
-        for N to be stored, so the aggregates never run ahead of storage.
+        for N to be stored, so the aggregates never run ahead of storage. With
+        a :class:`ParallelParser`, parsing happens in a worker process instead.
         """
         summary = ImportSummary()
         self.catch_up()
+        batches = batched(lines, self.batch_size)
+        parsed: Iterable[tuple[list[bytes], list[CommandBase | Invalid]]] = (
+            parser.map(batches) if parser is not None
+            else ((raw, [parse(line) for line in raw]) for raw in batches))
         with ThreadPoolExecutor(1, thread_name_prefix="bonychat-writer") as writer:
             pending: Future[BatchResult] | None = None
             pending_size = 0
-            for raw in batched(lines, self.batch_size):
-                items = [parse(line) for line in raw]
+            for raw, items in parsed:
                 if pending is not None:
                     summary.add(pending.result())
                     if progress is not None:

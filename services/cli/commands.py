@@ -10,6 +10,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 from ..bootstrap import StorageUnavailable, Stores, embedded_pipeline, open_stores
+from ..ingest.parallel import ParallelParser
 from ..projections.metrics import compute
 from ..settings import Settings
 from .main import EXIT_OK, Failure, metrics_query, read_lines
@@ -65,15 +66,17 @@ def import_(args: argparse.Namespace, settings: Settings) -> int:
     _tune_gc()
     lines = read_lines(args.file)
     first = next(lines, None)  # surface an unreadable file before touching the database
-    with _stores(settings) as stores:
+
+    def all_lines() -> Iterator[bytes]:
+        if first is not None:
+            yield first
+        yield from lines
+
+    # the parser worker is forked before the database is opened
+    with ParallelParser() as parser, _stores(settings) as stores:
         pipeline = embedded_pipeline(stores, settings)
         with progress_reporter("import", not args.no_progress) as progress:
-            def all_lines() -> Iterator[bytes]:
-                if first is not None:
-                    yield first
-                yield from lines
-
-            summary = pipeline.run(all_lines(), progress)
+            summary = pipeline.run(all_lines(), progress, parser)
     print(to_json(summary.as_dict()))
     return EXIT_OK
 
