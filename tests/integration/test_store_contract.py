@@ -244,13 +244,14 @@ class TestPostgresStores(StoreContract):
         assert again.events.max_notification_id() == 0
         again.close()
 
-    def test_nul_characters_do_not_break_a_batch(self, stores: Stores) -> None:
+    def test_nul_characters_are_invalid_and_do_not_break_a_batch(self, stores: Stores) -> None:
         pipeline = EmbeddedPipeline(stores.events, stores.read_models)
-        line = envelope("ws1", "e\x001", "message.received", "c\x001", T0,
-                        channel={"type": "sms"})
-        summary = pipeline.run([line, line, b'{"bad": "\\u0000'])
-        assert (summary.accepted, summary.duplicate, summary.invalid) == (1, 1, 1)
-        assert [r.contact_id for r in stores.read_models.conversations("ws1")] == ["c\ufffd1"]
+        nul = envelope("ws1", "e\x001", "message.received", "c\x001", T0,
+                       channel={"type": "sms"})
+        good = envelope("ws1", "e2", "message.received", "c2", T0, channel={"type": "sms"})
+        summary = pipeline.run([nul, nul, b'{"bad": "\\u0000', good])
+        assert (summary.accepted, summary.duplicate, summary.invalid) == (1, 0, 3)
+        assert [r.contact_id for r in stores.read_models.conversations("ws1")] == ["c2"]
 
 
 # -- end to end: same input, same answers on both backends -----------------------

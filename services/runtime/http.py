@@ -1,0 +1,40 @@
+"""Start the HTTP app of :mod:`services.http` on an aiohttp ``AppRunner``."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from aiohttp import web
+
+from ..bootstrap import Stores
+from ..settings import Settings
+from .observability import Health, RuntimeMetrics
+
+log = logging.getLogger("bonychat.serve")
+
+
+async def start_http(settings: Settings, sink: Any, stores: Stores | None,
+                     metrics: RuntimeMetrics, health: Health) -> web.AppRunner | None:
+    """Serve the API on ``settings.http_host:http_port`` (port 0 = any free port).
+
+    Logs ``listening on http://HOST:PORT`` with the bound port once it accepts.
+    """
+    health.expect("http")
+    try:
+        from ..http.app import create_app
+    except ImportError as exc:  # the HTTP layer is optional for the stream services
+        log.warning("HTTP layer unavailable (%s); serving no HTTP", exc)
+        health.set_ready("http")
+        return None
+    assert stores is not None and sink is not None
+    app = create_app(settings=settings, sink=sink, read_models=stores.read_models,
+                     registry=metrics.registry, health=health)
+    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    await runner.setup()
+    site = web.TCPSite(runner, settings.http_host, settings.http_port)
+    await site.start()
+    host, port = runner.addresses[0][:2]
+    health.set_ready("http")
+    log.info(f"listening on http://{host}:{port}", extra={"host": host, "port": port})
+    return runner

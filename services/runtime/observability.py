@@ -1,0 +1,144 @@
+"""Prometheus metrics, health and JSON logs of one ``bonychat serve`` process.
+
+One :class:`~prometheus_client.CollectorRegistry` per process; the HTTP app
+exposes it on ``GET /metrics`` and calls :class:`Health` for ``GET /healthz``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+from collections import Counter as Tally
+from collections.abc import Sequence
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from schemas.commands import CommandBase
+
+from ..conversation.processor import BatchResult
+from ..ingest.normalise import Invalid
+
+_BATCH_SIZES = (1, 10, 50, 100, 250, 500, 1_000, 2_000, 5_000)
+_BATCH_SECONDS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
+
+
+class RuntimeMetrics:
+    """The runtime's instruments, registered on one registry."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry if registry is not None else CollectorRegistry()
+        r = self.registry
+        self.events = Counter("bonychat_events", "Gateway events handled, by outcome",
+                              ["service", "type", "outcome"], registry=r)
+        self.dead_letters = Counter("bonychat_dead_letters", "Inputs sent to the dead-letter "
+                                    "store", ["service", "source"], registry=r)
+        self.domain_events = Counter("bonychat_domain_events", "Domain events written or "
+                                     "published", ["service"], registry=r)
+        self.batch_size = Histogram("bonychat_batch_size", "Records per processed batch",
+                                    ["service"], buckets=_BATCH_SIZES, registry=r)
+        self.batch_seconds = Histogram("bonychat_batch_seconds", "Time to process a batch",
+                                       ["service"], buckets=_BATCH_SECONDS, registry=r)
+        self.consumer_lag = Gauge("bonychat_consumer_lag", "Records behind the partition's "
+                                  "high watermark", ["service", "topic", "partition"],
+                                  registry=r)
+        self.projection_lag = Gauge("bonychat_projection_lag", "Stored events not yet in "
+                                    "the follower's position", ["follower"], registry=r)
+
+    def count_ingest(self, items: Sequence[CommandBase | Invalid], source: str,
+                     service: str = "ingest") -> None:
+        """What the ingest service (or the HTTP Kafka sink, ``service="http"``) forwarded."""
+        invalid = 0
+        kinds: Tally[str] = Tally()
+        for item in items:
+            if isinstance(item, Invalid):
+                invalid += 1
+            else:
+                kinds[item.event_type] += 1
+        for kind, n in kinds.items():
+            self.events.labels(service, kind, "forwarded").inc(n)
+        if invalid:
+            self.events.labels(service, "unknown", "invalid").inc(invalid)
+            self.dead_letters.labels(service, source).inc(invalid)
+
+    def count_batch(self, items: Sequence[CommandBase | Invalid], result: BatchResult,
+                    source: str) -> None:
+        """Outcomes of one conversation batch, by gateway event type."""
+        seen: Tally[str] = Tally(i.event_type for i in items if not isinstance(i, Invalid))
+        decided: Tally[tuple[str, str]] = Tally((o.event_type, o.outcome)
+                                                for o in result.outcomes)
+        for (kind, outcome), n in decided.items():
+            self.events.labels("conversation", kind, outcome).inc(n)
+            seen[kind] -= n
+        for kind, n in seen.items():
+            if n > 0:
+                self.events.labels("conversation", kind, "duplicate").inc(n)
+        if result.invalid:
+            self.events.labels("conversation", "unknown", "invalid").inc(result.invalid)
+            self.dead_letters.labels("conversation", source).inc(result.invalid)
+        self.domain_events.labels("conversation").inc(len(result.events))
+
+
+class Health:
+    """Readiness and liveness from named components; callable for ``/healthz``."""
+
+    def __init__(self) -> None:
+        self._ready: dict[str, bool] = {}
+        self._failed: dict[str, str] = {}
+        self.started = time.time()
+
+    def expect(self, component: str) -> None:
+        """Register a component that must report ready before the process is."""
+        self._ready.setdefault(component, False)
+
+    def set_ready(self, component: str, ready: bool = True) -> None:
+        self._ready[component] = ready
+
+    def set_failed(self, component: str, detail: str) -> None:
+        self._failed[component] = detail
+        self._ready[component] = False
+
+    def ready(self) -> bool:
+        return self.live() and all(self._ready.values())
+
+    def live(self) -> bool:
+        return not self._failed
+
+    def __call__(self) -> dict[str, Any]:
+        return {"ready": self.ready(), "live": self.live(),
+                "components": dict(sorted(self._ready.items())),
+                **({"failed": dict(self._failed)} if self._failed else {})}
+
+
+_STANDARD = frozenset(vars(logging.makeLogRecord({})).keys()) | {"message", "asctime"}
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: time, level, logger, message and any ``extra`` fields."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {
+            "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
+                  + f".{int(record.msecs):03d}Z",
+            "level": record.levelname, "logger": record.name, "msg": record.getMessage(),
+        }
+        for key, value in vars(record).items():
+            if key not in _STANDARD and not key.startswith("_"):
+                entry[key] = value
+        if record.exc_info:
+            entry["exc"] = self.formatException(record.exc_info)
+        return json.dumps(entry, default=str)
+
+
+def setup_logging(level: str) -> None:
+    """JSON lines on stderr; aiokafka's own chatter only from WARNING up unless DEBUG."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonFormatter())
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    quiet = "DEBUG" if level == "DEBUG" else "WARNING"
+    for name in ("aiokafka", "kafka", "aiohttp.access"):
+        logging.getLogger(name).setLevel(quiet)

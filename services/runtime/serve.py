@@ -1,0 +1,212 @@
+"""``bonychat serve``: the selected services plus the HTTP app, until SIGTERM/SIGINT.
+
+With ``BONYCHAT_KAFKA_BOOTSTRAP`` set, the services run against Kafka and the
+configured database (PostgreSQL in production); without it, the HTTP surface is
+served on the embedded pipeline (CONTRACT §5). Exit status: 0 after a clean
+stop, 1 when a service or its infrastructure failed, 2 for an unknown service.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import sys
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiokafka import AIOKafkaProducer
+
+from ..bootstrap import Stores, embedded_pipeline, open_stores
+from ..settings import Settings
+from .kafka import make_producer
+from .locks import make_lock
+from .observability import Health, RuntimeMetrics, setup_logging
+from .topics import KafkaTuning, Topics
+
+log = logging.getLogger("bonychat.serve")
+SERVICES = ("ingest", "conversation", "projections")
+SHUTDOWN_SECONDS = 15.0
+Runner = Callable[[asyncio.Event], Coroutine[Any, Any, None]]
+
+
+class StartupError(Exception):
+    """Infrastructure the process needs is unavailable; reported as one line."""
+
+
+def parse_services(text: str) -> list[str] | str:
+    """The requested service names in canonical order, or an error message."""
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    unknown = [n for n in names if n not in SERVICES]
+    if unknown:
+        return (f"unknown service {unknown[0]!r} in --services "
+                f"(choose from {', '.join(SERVICES)})")
+    if not names:
+        return f"--services is empty (choose from {', '.join(SERVICES)})"
+    return [n for n in SERVICES if n in names]
+
+
+def run_serve(services_csv: str, settings: Settings) -> int:
+    """Entry point of ``bonychat serve``."""
+    names = parse_services(services_csv)
+    if isinstance(names, str):
+        print(f"bonychat: error: {names}", file=sys.stderr)
+        return 2
+    setup_logging(settings.log_level)
+    try:
+        return asyncio.run(_serve(names, settings))
+    except StartupError as exc:
+        print(f"bonychat: error: {exc}", file=sys.stderr)
+        return 1
+
+
+@dataclass
+class _Process:
+    """Everything one serve process owns, torn down in reverse order."""
+
+    settings: Settings
+    metrics: RuntimeMetrics = field(default_factory=RuntimeMetrics)
+    health: Health = field(default_factory=Health)
+    stop: asyncio.Event = field(default_factory=asyncio.Event)
+    stores: Stores | None = None
+    producer: AIOKafkaProducer | None = None
+    sink: Any = None
+    http: Any = None
+    runners: dict[str, Runner] = field(default_factory=dict)
+
+
+async def _serve(names: list[str], settings: Settings) -> int:
+    proc = _Process(settings)
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, proc.stop.set)
+    try:
+        await _open_stores(proc)
+        if settings.kafka_bootstrap:
+            await _start_kafka(proc, names, settings.kafka_bootstrap)
+        else:
+            await _start_embedded(proc)
+        from .http import start_http
+
+        try:
+            proc.http = await start_http(proc.settings, proc.sink, proc.stores, proc.metrics,
+                                         proc.health)
+        except OSError as exc:
+            raise StartupError(f"cannot listen on {settings.http_host}:{settings.http_port}: "
+                               f"{exc.strerror or exc}") from None
+        return await _supervise(proc)
+    finally:
+        await _teardown(proc)
+
+
+async def _open_stores(proc: _Process) -> None:
+    proc.health.expect("stores")
+    try:
+        proc.stores = await asyncio.to_thread(open_stores, proc.settings)
+    except Exception as exc:
+        raise StartupError(f"cannot open database: {exc}") from None
+    proc.health.set_ready("stores")
+
+
+async def _start_embedded(proc: _Process) -> None:
+    from .sinks import EmbeddedSink
+
+    assert proc.stores is not None
+    pipeline = embedded_pipeline(proc.stores, proc.settings)
+    await asyncio.to_thread(pipeline.catch_up)
+    proc.sink = EmbeddedSink(pipeline=pipeline, metrics=proc.metrics)
+    log.info("embedded mode: no BONYCHAT_KAFKA_BOOTSTRAP, serving the in-process pipeline")
+
+
+async def _start_kafka(proc: _Process, names: list[str], bootstrap: str) -> None:
+    from .conversation import ConversationService
+    from .ingest import IngestService
+    from .projections import ProjectionService
+    from .relay import OutboxRelay
+    from .sinks import KafkaSink
+
+    stores, settings = proc.stores, proc.settings
+    assert stores is not None
+    try:
+        topics, tuning = Topics.from_env(), KafkaTuning.from_env()
+    except ValueError as exc:
+        raise StartupError(str(exc)) from None
+    proc.producer = make_producer(bootstrap, tuning)
+    try:
+        await proc.producer.start()
+    except Exception as exc:
+        raise StartupError(f"cannot reach Kafka at {bootstrap}: {exc}") from None
+    proc.sink = KafkaSink(producer=proc.producer, topics=topics, metrics=proc.metrics)
+    common: dict[str, Any] = {"metrics": proc.metrics, "health": proc.health}
+    kafka: dict[str, Any] = {"bootstrap": bootstrap, "topics": topics, "tuning": tuning,
+                             "group_prefix": settings.consumer_group_prefix}
+
+    def lock(name: str) -> Any:
+        return make_lock(settings.database_url, settings.is_postgres,
+                         settings.sqlite_path(), name)
+
+    if "ingest" in names:
+        proc.runners["ingest"] = IngestService(producer=proc.producer, **kafka, **common).run
+    if "conversation" in names:
+        proc.runners["conversation"] = ConversationService(
+            events=stores.events, **kafka, **common).run
+        proc.runners["relay"] = OutboxRelay(
+            events=stores.events, positions=stores.read_models, topics=topics,
+            producer=proc.producer, lock=lock(f"bonychat:relay:{topics.events}"),
+            **common).run
+    if "projections" in names:
+        proc.runners["projections"] = ProjectionService(
+            events=stores.events, read_models=stores.read_models,
+            lock=lock("bonychat:projections"), **common).run
+    log.info("kafka mode", extra={"services": names, "bootstrap": bootstrap,
+                                  "topics": list(topics.all())})
+
+
+async def _supervise(proc: _Process) -> int:
+    """Run the services until a stop signal or the first failure."""
+    tasks = {asyncio.create_task(run(proc.stop), name=name)
+             for name, run in proc.runners.items()}
+    stopper = asyncio.create_task(proc.stop.wait())
+    done, _ = await asyncio.wait({*tasks, stopper}, return_when=asyncio.FIRST_COMPLETED)
+    failed = 0
+    for task in done - {stopper}:
+        exc = task.exception()
+        if exc is not None:
+            failed += 1
+            proc.health.set_failed(task.get_name(), f"{type(exc).__name__}: {exc}")
+            log.error("service %s failed: %s", task.get_name(), exc, exc_info=exc)
+    if not proc.stop.is_set():
+        log.info("stopping", extra={"reason": "service failure" if failed else "service ended"})
+    else:
+        log.info("stopping", extra={"reason": "signal"})
+    proc.stop.set()
+    stopper.cancel()
+    if proc.sink is not None:
+        proc.sink.closed = True
+    pending = {t for t in tasks if not t.done()}
+    if pending:
+        finished, late = await asyncio.wait(pending, timeout=SHUTDOWN_SECONDS)
+        for task in late:
+            log.warning("service %s did not stop in time; cancelling", task.get_name())
+            task.cancel()
+        await asyncio.gather(*late, return_exceptions=True)
+        for task in finished:
+            if not task.cancelled() and task.exception() is not None:
+                failed += 1
+                log.error("service %s failed while stopping: %s", task.get_name(),
+                          task.exception())
+    return 1 if failed else 0
+
+
+async def _teardown(proc: _Process) -> None:
+    if proc.http is not None:
+        await proc.http.cleanup()
+    if proc.producer is not None:
+        try:
+            await proc.producer.stop()  # flushes what is still buffered
+        except Exception as exc:
+            log.warning("producer stop failed: %s", exc)
+    if proc.stores is not None:
+        await asyncio.to_thread(proc.stores.close)
+    log.info("stopped")

@@ -1,0 +1,115 @@
+"""Event sinks behind ``POST /v1/events`` (:class:`services.http.ports.EventSink`).
+
+:class:`KafkaSink` hands commands to the command topic and invalid items to the
+DLQ, returning once the broker has acknowledged all of them. :class:`EmbeddedSink`
+runs the items through the in-process pipeline (one batch at a time).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaError
+
+from schemas.commands import CommandBase, CommandMessage
+
+from ..embedded import EmbeddedPipeline
+from ..http.ports import SinkUnavailableError
+from ..ingest.normalise import Invalid
+from .kafka import Headers, reason_header
+from .observability import RuntimeMetrics
+from .topics import Topics, partition_key
+
+
+def command_record(cmd: CommandBase) -> tuple[bytes, bytes]:
+    """(key, value) of a command on the command topic."""
+    value = CommandMessage(body=cmd).model_dump_json().encode()
+    return partition_key(cmd.workspace_id, cmd.contact_id), value
+
+
+def dead_letter_headers(reason: str, source: str, extra: Headers | None = None) -> Headers:
+    return [("reason", reason_header(reason)), ("source", source.encode()), *(extra or [])]
+
+
+@dataclass(frozen=True, slots=True)
+class OutRecord:
+    """One record to produce (built off the event loop, sent on it)."""
+
+    topic: str
+    key: bytes | None
+    value: bytes
+    headers: Headers | None = None
+
+
+def out_records(topics: Topics, items: Sequence[CommandBase | Invalid], source: str, *,
+                dlq_keys: Sequence[bytes | None] | None = None,
+                dlq_extra: Sequence[Headers] | None = None) -> list[OutRecord]:
+    """Commands for the command topic and invalid items for the DLQ, in ``items`` order."""
+    out: list[OutRecord] = []
+    for index, item in enumerate(items):
+        if isinstance(item, Invalid):
+            key = dlq_keys[index] if dlq_keys is not None else None
+            extra = dlq_extra[index] if dlq_extra is not None else None
+            out.append(OutRecord(topics.dlq, key, item.raw.encode("utf-8", errors="replace"),
+                                 dead_letter_headers(item.reason, source, extra)))
+        else:
+            key, value = command_record(item)
+            out.append(OutRecord(topics.commands, key, value))
+    return out
+
+
+async def produce(producer: AIOKafkaProducer, records: Sequence[OutRecord]) -> None:
+    """Send ``records`` in order and wait until the broker acknowledged every one."""
+    pending = [await producer.send(r.topic, value=r.value, key=r.key, headers=r.headers)
+               for r in records]
+    if pending:
+        await asyncio.gather(*pending)
+
+
+class KafkaSink:
+    """Commands to the command topic, invalid items to the DLQ (``source=http``)."""
+
+    def __init__(self, *, producer: AIOKafkaProducer, topics: Topics,
+                 metrics: RuntimeMetrics | None = None) -> None:
+        self.producer = producer
+        self.topics = topics
+        self.metrics = metrics
+        self.closed = False
+
+    async def submit(self, items: list[CommandBase | Invalid]) -> None:
+        if self.closed:
+            raise SinkUnavailableError("the server is shutting down")
+        try:
+            await produce(self.producer, out_records(self.topics, items, "http"))
+        except KafkaError as exc:
+            raise SinkUnavailableError(f"Kafka did not take the events: {exc}") from exc
+        if self.metrics is not None:
+            self.metrics.count_ingest(items, "http", service="http")
+
+
+class EmbeddedSink:
+    """Processes each request's items in-process, then projects them."""
+
+    def __init__(self, *, pipeline: EmbeddedPipeline,
+                 metrics: RuntimeMetrics | None = None) -> None:
+        self.pipeline = pipeline
+        self.metrics = metrics
+        self._lock = threading.Lock()
+        self.closed = False
+
+    def _process(self, items: list[CommandBase | Invalid]) -> None:
+        with self._lock:
+            result = self.pipeline.processor.process(items, source="http")
+            self.pipeline.catch_up()
+        if self.metrics is not None:
+            self.metrics.count_batch(items, result, "http")
+
+    async def submit(self, items: list[CommandBase | Invalid]) -> None:
+        if self.closed:
+            raise SinkUnavailableError("the server is shutting down")
+        if items:
+            await asyncio.to_thread(self._process, items)
