@@ -39,6 +39,7 @@ def open_stores(settings: Settings) -> Stores:
 
 def _open_sqlite(path: str) -> Stores:
     from eventsourcing.persistence import PersistenceError
+    from eventsourcing.sqlite import SQLiteDatastore
 
     from .conversation.store_sqlite import SQLiteEventStore, open_datastore
     from .projections.store_sqlite import SQLiteReadModelStore
@@ -46,13 +47,20 @@ def _open_sqlite(path: str) -> Stores:
     folder = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(folder):
         raise StorageUnavailable(f"cannot open database {path!r}: folder {folder} does not exist")
-    try:
-        datastore = open_datastore(path)
-        events = SQLiteEventStore(datastore)
-        read_models = SQLiteReadModelStore(datastore)
-    except PersistenceError as exc:
-        raise StorageUnavailable(f"cannot open database {path!r}: {exc}") from exc
-    return Stores(events, read_models, datastore.close)
+    for attempt in (1, 2):  # 2: another process created the tables at the same moment
+        datastore: SQLiteDatastore | None = None
+        try:
+            datastore = open_datastore(path)
+            events = SQLiteEventStore(datastore)
+            read_models = SQLiteReadModelStore(datastore)
+        except PersistenceError as exc:
+            if datastore is not None:
+                datastore.close()
+            if attempt == 2:
+                raise StorageUnavailable(f"cannot open database {path!r}: {exc}") from exc
+        else:
+            return Stores(events, read_models, datastore.close)
+    raise AssertionError("unreachable")
 
 
 def embedded_pipeline(stores: Stores, settings: Settings) -> EmbeddedPipeline:
