@@ -124,10 +124,14 @@ def _optional_str(data: dict[str, Any], key: str) -> None:
 
 
 def markdone_flag(parameters: dict[str, Any]) -> bool | None:
-    """Read Dialogflow's ``RB_MARKDONE``: True closes, False opens, None = absent."""
-    if "RB_MARKDONE" not in parameters:
+    """Read Dialogflow's ``RB_MARKDONE``: True closes, False opens, None = not set.
+
+    Absent, ``null`` and ``""`` all mean "not set" (no lifecycle effect); any
+    value other than true/false (JSON or string, any case) is invalid.
+    """
+    value = parameters.get("RB_MARKDONE")
+    if value is None or value == "":  # Dialogflow sends "" for a parameter it did not set
         return None
-    value = parameters["RB_MARKDONE"]
     if value is True or (isinstance(value, str) and value.lower() == "true"):
         return True
     if value is False or (isinstance(value, str) and value.lower() == "false"):

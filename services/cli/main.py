@@ -123,6 +123,9 @@ def read_lines(path: str) -> Iterator[bytes]:
         raise Failure(f"cannot read {path}: {exc.strerror or exc}") from None
     with handle:
         try:
+            first = handle.readline()
+            if first:
+                yield first.removeprefix(b"\xef\xbb\xbf")  # a UTF-8 BOM is not content
             yield from handle
         except OSError as exc:
             raise Failure(f"cannot read {path}: {exc.strerror or exc}") from None

@@ -474,3 +474,16 @@ def test_database_in_a_missing_folder_exits_1_with_one_line(cli: Cli, args: list
     done = cli.run(*args, stdin=LINES[0], env=env)
     assert_one_line_error(done, 1)
     assert not (cli.folder / "no").exists()
+
+
+def test_a_utf8_bom_at_the_start_of_the_file_is_not_content(tmp_path: Path) -> None:
+    line = ('{"event_id":"b1","type":"message.received","workspace_id":"ws1",'
+            '"contact_id":"c1","occurred_at":"2026-11-24T10:00:00Z",'
+            '"channel":{"type":"webchat"}}\n')
+    path = tmp_path / "bom.jsonl"
+    path.write_bytes(b"\xef\xbb\xbf" + line.encode())
+    done = subprocess.run([*bonychat_command(), "import", str(path), "--no-progress"],
+                          capture_output=True, text=True, check=False,
+                          env={**os.environ, "BONYCHAT_DATABASE_URL": str(tmp_path / "b.db")})
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["accepted"] == 1

@@ -372,7 +372,7 @@ def test_markdone_true_is_a_close_by_dialogflow(flag: Any) -> None:
     assert command.closed_by == "dialogflow"
 
 
-@pytest.mark.parametrize("flag", [False, "false"])
+@pytest.mark.parametrize("flag", [False, "false", "FALSE", "False"])
 def test_markdone_false_is_an_open_by_dialogflow(flag: Any) -> None:
     command = accepted(valid("dialogflow.response", channel="facebook",
                              data={"parameters": {"RB_MARKDONE": flag}}))
@@ -383,6 +383,8 @@ def test_markdone_false_is_an_open_by_dialogflow(flag: Any) -> None:
 
 @pytest.mark.parametrize("data", [None, {}, {"parameters": None}, {"parameters": {}},
                                   {"parameters": {"intent": "greet", "rb_markdone": True}},
+                                  {"parameters": {"RB_MARKDONE": None}},
+                                  {"parameters": {"RB_MARKDONE": ""}},
                                   {"text": "hello"}])
 def test_without_markdone_the_response_is_acknowledged(data: Any) -> None:
     assert isinstance(accepted(valid("dialogflow.response", data=data)), AcknowledgeBotResponse)
