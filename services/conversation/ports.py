@@ -11,13 +11,12 @@ import uuid
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 from schemas.events import DomainEvent
 
 
-@dataclass(frozen=True, slots=True)
-class Outcome:
+class Outcome(NamedTuple):
     """What became of one processed gateway event (accepted or rejected).
 
     Stored with the events of the same batch; its key de-duplicates redeliveries.
@@ -32,8 +31,7 @@ class Outcome:
     reason: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class DeadLetter:
+class DeadLetter(NamedTuple):
     """Input that could not be processed, kept with its raw text and the reason."""
 
     raw: str

@@ -174,7 +174,7 @@ class BatchProcessor:
                 result.dead_letters.append(DeadLetter(item.raw, item.reason, source,
                                                       item.workspace_id, item.event_id))
                 continue
-            key = item.dedup_key
+            key = (item.workspace_id, item.event_id)
             if key in done:
                 result.duplicate += 1
                 continue

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
+from operator import attrgetter
 from typing import Any
 
 from eventsourcing.persistence import Tracking
@@ -37,8 +38,7 @@ _FACTS = ("SELECT opened_us, closed_us, channel, opened_by, closed_by, assignee_
           "FROM conversations WHERE workspace_id = ?")
 
 
-def row_values(row: ConversationRow) -> tuple[Any, ...]:
-    return tuple(getattr(row, name) for name in COLUMNS)
+row_values: Callable[[ConversationRow], tuple[Any, ...]] = attrgetter(*COLUMNS)
 
 
 def row_from(values: Sequence[Any]) -> ConversationRow:
