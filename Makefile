@@ -40,10 +40,10 @@ run: $(STAMP) ## import a realistic sample on the embedded store and print metri
 	@echo; echo "Try: $(BIN)/bonychat conversations --workspace ws1 --status open --database-url $(DEMO_DB)"
 
 test: $(STAMP) lint infra-up ## lint, start Kafka + PostgreSQL, run unit, e2e and integration tests
-	set -a; source infra/local.env; set +a; $(BIN)/pytest tests -q -p no:cacheprovider
+	set -a; source infra/local.env; set +a; $(BIN)/pytest tests -p no:cacheprovider
 
 test-unit: $(STAMP) ## unit and end-to-end tests of the embedded runtime only (no servers)
-	$(BIN)/pytest tests/unit tests/e2e -q
+	$(BIN)/pytest tests/unit tests/e2e
 
 lint: $(STAMP) ## ruff, mypy (strict on services/ and schemas/), schema files current
 	$(BIN)/ruff check services schemas tests bench
