@@ -39,7 +39,7 @@ def survivor(contacts: Contacts, workspace_id: str, contact_id: str) -> Contact:
 
 
 def _source(cmd: CommandBase) -> Source:
-    return Source(cmd.event_id, cmd.occurred_at, cmd.actor_type, cmd.actor_id)
+    return cmd  # a command carries everything a Source needs
 
 
 def receive_message(cmd: ReceiveMessage, contacts: Contacts) -> None:

@@ -12,7 +12,7 @@ import hashlib
 import uuid
 from datetime import datetime
 from functools import lru_cache
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 from schemas.events import (
     ContactMerged,
@@ -52,17 +52,23 @@ def name_uuid(namespace: uuid.UUID, name: str) -> str:
     return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
-class Source:
-    """The gateway event a decision is made for (its id, time and actor)."""
+class Source(Protocol):
+    """The gateway event a decision is made for: its id, time and actor.
 
-    __slots__ = ("actor_id", "actor_type", "event_id", "occurred_at")
+    Commands satisfy it as they are, so the hot path allocates nothing extra.
+    """
 
-    def __init__(self, event_id: str, occurred_at: datetime,
-                 actor_type: str | None = None, actor_id: str | None = None) -> None:
-        self.event_id = event_id
-        self.occurred_at = occurred_at
-        self.actor_type = actor_type
-        self.actor_id = actor_id
+    @property
+    def event_id(self) -> str: ...
+
+    @property
+    def occurred_at(self) -> datetime: ...
+
+    @property
+    def actor_type(self) -> str | None: ...
+
+    @property
+    def actor_id(self) -> str | None: ...
 
 
 class Contact:
