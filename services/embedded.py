@@ -72,6 +72,8 @@ class EmbeddedPipeline:
         self.processor = BatchProcessor(events)
         self.projection = ConversationProjection(read_models)
         self.batch_size = batch_size
+        #: False when another process follows the event store (BackgroundProjection)
+        self.project_inline = True
         self._projected: int | None = None
 
     def catch_up(self) -> None:
@@ -109,7 +111,7 @@ class EmbeddedPipeline:
         return self._project(result)
 
     def _project(self, result: BatchResult) -> BatchResult:
-        if result.events:
+        if result.events and self.project_inline:
             first, last = result.events[0][0], result.events[-1][0]
             if self._projected is not None and first == self._projected + 1:
                 try:
@@ -133,7 +135,8 @@ class EmbeddedPipeline:
         a :class:`ParallelParser`, parsing happens in a worker process instead.
         """
         summary = ImportSummary()
-        self.catch_up()
+        if self.project_inline:
+            self.catch_up()
         batches = batched(lines, self.batch_size)
         parsed: Iterable[tuple[list[bytes], list[CommandBase | Invalid]]] = (
             parser.map(batches) if parser is not None
@@ -154,4 +157,16 @@ class EmbeddedPipeline:
                 summary.add(pending.result())
                 if progress is not None:
                     progress(pending_size)
+        return summary
+
+    def run_inline(self, lines: Iterable[bytes],
+                   progress: Callable[[int], None] | None = None) -> ImportSummary:
+        """:meth:`run` without threads or processes: every step in sequence."""
+        summary = ImportSummary()
+        self.catch_up()
+        for raw in batched(lines, self.batch_size):
+            summary.read += len(raw)
+            summary.add(self.process_batch(raw))
+            if progress is not None:
+                progress(len(raw))
         return summary

@@ -38,6 +38,10 @@ class Settings(BaseSettings):
     gateway_tokens_file: str | None = None
     analytics_tokens_file: str | None = None
     batch_size: int = Field(default=5000, ge=1, le=100_000)
+    #: how `bonychat import` uses the cores: "processes" (parse, decide+store and
+    #: project in three processes), "threads" (one process, a writer thread) or
+    #: "inline" (everything in sequence, for debugging and comparisons)
+    import_mode: Literal["processes", "threads", "inline"] = "processes"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     consumer_group_prefix: str = "bonychat"
     partitions: int = Field(default=4, ge=1)

@@ -7,10 +7,11 @@ import gc
 import sys
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 
 from ..bootstrap import StorageUnavailable, Stores, embedded_pipeline, open_stores
 from ..ingest.parallel import ParallelParser
+from ..projections.background import BackgroundProjection, ProjectionFailed
 from ..projections.metrics import compute
 from ..settings import Settings
 from .main import EXIT_OK, Failure, metrics_query, read_lines
@@ -72,11 +73,26 @@ def import_(args: argparse.Namespace, settings: Settings) -> int:
             yield first
         yield from lines
 
-    # the parser worker is forked before the database is opened
-    with ParallelParser() as parser, _stores(settings) as stores:
+    mode = settings.import_mode
+    # "processes": a forked worker parses, another follows the event store with
+    # the projection, this one decides and stores; both are forked before this
+    # process opens the database.
+    follower = BackgroundProjection(lambda: open_stores(settings))
+    with ExitStack() as stack:
+        parser = stack.enter_context(ParallelParser()) if mode == "processes" else None
+        if mode == "processes":
+            stack.enter_context(follower)
+        stores = stack.enter_context(_stores(settings))
         pipeline = embedded_pipeline(stores, settings)
+        pipeline.project_inline = mode != "processes"
         with progress_reporter("import", not args.no_progress) as progress:
-            summary = pipeline.run(all_lines(), progress, parser)
+            summary = (pipeline.run_inline(all_lines(), progress) if mode == "inline"
+                       else pipeline.run(all_lines(), progress, parser))
+        if mode == "processes":
+            try:
+                follower.finish()
+            except ProjectionFailed as exc:
+                raise Failure(str(exc)) from None
     print(to_json(summary.as_dict()))
     return EXIT_OK
 

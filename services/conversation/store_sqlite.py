@@ -19,8 +19,9 @@ from eventsourcing.sqlite import (
     SQLiteProcessRecorder,
 )
 
-from schemas.events import DomainEvent, decode_event, encode_event, event_type_of
+from schemas.events import DomainEvent, encode_event, event_type_of
 
+from ..projections.decoding import decode_stored as decode_event
 from .domain.contact import aggregate_id
 from .ports import ConcurrencyConflict, DeadLetter, Outcome, Position
 

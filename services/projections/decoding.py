@@ -1,0 +1,48 @@
+"""Fast decoding of stored domain events (the read side's hot path).
+
+Every row of the event store was written by :func:`schemas.events.encode_event`
+from a valid event, so validating it again with pydantic on every read (relay,
+projections, ``bonychat replay``, aggregate loads) is wasted work: about 10 µs
+of a 12 µs decode. :func:`decode_stored` parses the JSON with orjson and builds
+the event with :func:`schemas.trusted.construct`, parsing only ``occurred_at``.
+
+Anything it is not sure about goes through :func:`schemas.events.decode_event`
+(full validation, upcasting): another ``schema_version``, an unknown
+``event_type``, a key the class does not have, a missing field or a timestamp
+``datetime.fromisoformat`` cannot read. So the result is always what
+``decode_event`` returns for the same bytes (equal model, same JSON when
+encoded again), only faster for rows written by the current code.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import orjson
+
+from schemas.events import CURRENT_VERSION, EVENT_CLASSES, DomainEvent, decode_event
+from schemas.trusted import construct
+
+_FIELDS: dict[str, tuple[type[DomainEvent], frozenset[str]]] = {
+    name: (cls, frozenset(cls.model_fields)) for name, cls in EVENT_CLASSES.items()
+}
+_fromisoformat = datetime.fromisoformat
+
+
+def decode_stored(data: bytes | str) -> DomainEvent:
+    """``decode_event(data)`` for trusted stored JSON, without re-validating it."""
+    payload: Any = orjson.loads(data)
+    try:
+        if payload.get("schema_version", 1) != CURRENT_VERSION:
+            return decode_event(data)
+        cls, fields = _FIELDS[payload["event_type"]]
+        if not fields.issuperset(payload):
+            return decode_event(data)  # pydantic would ignore the extra keys
+        moment = _fromisoformat(payload["occurred_at"])
+        if moment.tzinfo is None:
+            return decode_event(data)
+        payload["occurred_at"] = moment
+        return construct(cls, **payload)
+    except (AttributeError, KeyError, TypeError, ValueError):
+        return decode_event(data)  # raises the validation error, or decodes an odd row
