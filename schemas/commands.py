@@ -93,6 +93,12 @@ Command = Annotated[
 ]
 
 
+COMMAND_CLASSES: tuple[type[CommandBase], ...] = (
+    ReceiveMessage, SendMessage, OpenWithWelcome, OpenConversation, CloseConversation,
+    AssignConversation, AcknowledgeBotResponse, MergeContacts,
+)
+
+
 class CommandMessage(BaseModel):
     """Wrapper used to (de)serialise any command on the internal topic."""
 

@@ -16,26 +16,12 @@ from concurrent.futures import Future, ProcessPoolExecutor
 from types import TracebackType
 from typing import Any
 
-from schemas.commands import (
-    AcknowledgeBotResponse,
-    AssignConversation,
-    CloseConversation,
-    CommandBase,
-    MergeContacts,
-    OpenConversation,
-    OpenWithWelcome,
-    ReceiveMessage,
-    SendMessage,
-)
+from schemas.commands import COMMAND_CLASSES, CommandBase
 from schemas.trusted import construct
 
 from .normalise import Invalid, parse
 
-_CLASSES: dict[str, type[CommandBase]] = {
-    cls.__name__: cls for cls in (
-        ReceiveMessage, SendMessage, OpenWithWelcome, OpenConversation, CloseConversation,
-        AssignConversation, AcknowledgeBotResponse, MergeContacts)
-}
+_CLASSES: dict[str, type[CommandBase]] = {cls.__name__: cls for cls in COMMAND_CLASSES}
 _FIELDS: dict[str, tuple[str, ...]] = {name: tuple(cls.model_fields)
                                        for name, cls in _CLASSES.items()}
 Packed = tuple[Any, ...]
