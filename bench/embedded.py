@@ -57,7 +57,7 @@ def run_child(args: list[str], env: dict[str, str] | None = None) -> ChildRun:
         seconds = time.perf_counter() - started
         if proc.returncode != 0:
             errors.seek(0)
-            tail = errors.read().decode(errors="replace").strip()[-500:]
+            tail = errors.read().decode(errors="replace").strip()[-3000:]
             raise RuntimeError(f"{' '.join(args)} failed: {tail}")
     return ChildRun(seconds, usage.ru_maxrss / 1024, out)
 
@@ -79,6 +79,7 @@ def measure_import(events: int, contacts: int) -> dict[str, float]:
     summary = orjson.loads(imported.stdout)
     replayed = run_child([bonychat(), "replay", "--no-progress"], env)
     stored = orjson.loads(replayed.stdout)["replayed_events"]
+    fresh_db(db.name)  # the store is large (~0.7 GB for 1M events): do not keep it
     return {
         "embedded_import_events": summary["read"],
         "embedded_import_seconds": round(imported.seconds, 3),

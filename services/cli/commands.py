@@ -78,6 +78,9 @@ def import_(args: argparse.Namespace, settings: Settings) -> int:
     # the projection, this one decides and stores; both are forked before this
     # process opens the database.
     follower = BackgroundProjection(lambda: open_stores(settings))
+    if mode == "processes":  # create the schema (and SQLite's WAL mode) before forking
+        with _stores(settings):
+            pass
     with ExitStack() as stack:
         parser = stack.enter_context(ParallelParser()) if mode == "processes" else None
         if mode == "processes":

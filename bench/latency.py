@@ -1,0 +1,181 @@
+"""Publish-to-visible latency at a fixed offered rate, services running and caught up.
+
+Method. Each gateway event gets a fresh ``lat-…`` event id. The publisher sends
+on a fixed schedule (``rate`` per second, in small bursts every few ms) and notes
+for each event the moment it handed it to the producer. A poller, every
+``interval`` seconds, reads (1) the projection's tracked position P
+(``projection:conversations``, committed in the same transaction as the rows) and
+(2) the new rows of the event store's notification log; every domain event
+carries ``source_event_id``, so each gateway event maps to the highest
+notification id N of the domain events it produced. The event is visible in the
+read model at the first poll whose P >= N; latency = that poll's time - publish
+time (an upper bound, by at most one poll interval plus a query). Gateway events
+that produce no domain event (rejections, duplicates, a ``message.sent`` with no
+open conversation, invalid lines) change nothing in the read model and are
+counted, not timed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import deque
+from collections.abc import Sequence
+from typing import Any
+
+import orjson
+import psycopg
+from psycopg import sql
+
+from . import limits
+from .e2e import Progress, World, wait_for
+from .procs import CpuSampler
+
+Timed = tuple[bytes | None, bytes, str | None]  # key, value, event id
+
+
+def latency_records(lines: Sequence[bytes], prefix: bytes = b"lat-") -> list[Timed]:
+    """Gateway records with ``prefix`` event ids (unique against the e2e input)."""
+    out: list[Timed] = []
+    renamed = b'"event_id":"' + prefix
+    for key, value in limits.keyed([line.replace(b'"event_id":"evt-', renamed)
+                                    for line in lines]):
+        try:
+            event_id = orjson.loads(value).get("event_id")
+        except (orjson.JSONDecodeError, AttributeError):
+            event_id = None
+        out.append((key, value, event_id if isinstance(event_id, str) else None))
+    return out
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    ordered = sorted(values)
+    if not ordered:
+        return float("nan")
+    return ordered[min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))]
+
+
+_SOURCE = b'"source_event_id":"'
+
+
+def source_event_id(state: bytes) -> str | None:
+    """The ``source_event_id`` of a stored event's JSON (a substring scan: cheap)."""
+    start = state.find(_SOURCE)
+    if start < 0:
+        return None
+    start += len(_SOURCE)
+    return state[start:state.index(b'"', start)].decode()
+
+
+class Poller:
+    """Follows the notification log and the projection position (see module docstring)."""
+
+    def __init__(self, world: World, published: dict[str, float], interval: float) -> None:
+        self.world = world
+        self.published = published
+        self.interval = interval
+        self.visible: dict[str, float] = {}
+        self.pending: deque[tuple[int, str]] = deque()
+        self.after = 0
+        self.stop = asyncio.Event()
+
+    async def run(self, conn: psycopg.AsyncConnection[Any], after: int) -> None:
+        schema = sql.Identifier(self.world.schema)
+        position_sql = sql.SQL(
+            "SELECT notification_id FROM {}.projection_tracking WHERE application_name = %s"
+        ).format(schema)
+        log_sql = sql.SQL(
+            "SELECT notification_id, state FROM {}.stored_events WHERE notification_id > %s "
+            "ORDER BY notification_id LIMIT 50000").format(schema)
+        self.after = after
+        while True:
+            last_round = self.stop.is_set()
+            row = await (await conn.execute(position_sql, ("projection:conversations",))
+                         ).fetchone()
+            now = time.perf_counter()
+            position = int(row[0]) if row and row[0] is not None else 0
+            rows = await (await conn.execute(log_sql, (self.after,))).fetchall()
+            for nid, state in rows:
+                source = source_event_id(bytes(state))
+                if source in self.published:
+                    self.pending.append((int(nid), source))
+                self.after = int(nid)
+            while self.pending and self.pending[0][0] <= position:
+                _, source = self.pending.popleft()
+                self.visible[source] = now  # the last pop is the event's highest id
+            if last_round and not self.pending:
+                return
+            await asyncio.sleep(self.interval)
+
+
+async def _publish_at_rate(world: World, records: Sequence[Timed], rate: float,
+                           published: dict[str, float], acked: list[float]) -> float:
+    producer = limits.make_producer(world.bootstrap)
+    await producer.start()
+    try:
+        futures = []
+        started = time.perf_counter()
+        sent = 0
+        while sent < len(records):
+            due = min(len(records), int((time.perf_counter() - started) * rate) + 1)
+            while sent < due:
+                key, value, event_id = records[sent]
+                at = time.perf_counter()
+                if event_id is not None:
+                    published.setdefault(event_id, at)
+                future = await producer.send(world.topics.gateway, value, key=key)
+                future.add_done_callback(lambda _f, at=at: acked.append(time.perf_counter() - at))
+                futures.append(future)
+                sent += 1
+            await asyncio.sleep(max(0.0, started + sent / rate - time.perf_counter()))
+        elapsed = time.perf_counter() - started
+        await asyncio.gather(*futures)
+        return elapsed
+    finally:
+        await producer.stop()
+
+
+def by_second(published: dict[str, float], visible: dict[str, float]) -> list[float]:
+    """Median latency (ms) of the events published in each second of the run."""
+    if not visible:
+        return []
+    start = min(published.values())
+    seconds: dict[int, list[float]] = {}
+    for event, seen in visible.items():
+        at = published[event]
+        seconds.setdefault(int(at - start), []).append((seen - at) * 1000)
+    return [round(percentile(seconds[s], 0.5)) for s in sorted(seconds)]
+
+
+async def measure_latency(world: World, records: Sequence[Timed], rate: float, *,
+                          interval: float = 0.01, settle: float = 120) -> dict[str, Any]:
+    """Offer ``records`` at ``rate``/s to the running services; latency percentiles (ms)."""
+    published: dict[str, float] = {}
+    acked: list[float] = []
+    poller = Poller(world, published, interval)
+    pids = {p.name: p.pid for p in world.processes}
+    async with Progress(world) as progress, await psycopg.AsyncConnection.connect(
+            world.database_url, autocommit=True) as conn:
+        polling = asyncio.create_task(poller.run(conn, await progress.max_notification_id()))
+        with CpuSampler(pids) as cpu:
+            seconds = await _publish_at_rate(world, records, rate, published, acked)
+            await wait_for(world, progress.all_done, settle + len(records) / 1_000, 0.1,
+                           "latency events")
+        poller.stop.set()
+        await asyncio.wait_for(polling, 30)
+    latencies = [(poller.visible[e] - published[e]) * 1000 for e in poller.visible]
+    return {
+        "offered_rate_per_s": rate, "published": len(records),
+        "achieved_rate_per_s": round(len(records) / seconds),
+        "publish_seconds": round(seconds, 2),
+        "measured_events": len(latencies),
+        "events_without_domain_event": len(published) - len(latencies),
+        "p50_ms": round(percentile(latencies, 0.50), 1),
+        "p90_ms": round(percentile(latencies, 0.90), 1),
+        "p99_ms": round(percentile(latencies, 0.99), 1),
+        "max_ms": round(max(latencies, default=float("nan")), 1),
+        "kafka_ack_p50_ms": round(percentile(acked, 0.50) * 1000, 1),
+        "kafka_ack_p99_ms": round(percentile(acked, 0.99) * 1000, 1),
+        "p50_ms_by_second": by_second(published, poller.visible),
+        "poll_interval_s": interval, "cpu_cores": cpu.summary(),
+    }

@@ -1,0 +1,133 @@
+"""Targets, the printed table and the JSON files of a benchmark run."""
+
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+RESULTS = Path(__file__).with_name("results")
+
+# name -> (result key, comparison, target, unit)
+TARGETS: dict[str, tuple[str, str, float, str]] = {
+    "e2e_events_per_s": ("e2e_events_per_s", ">=", 20_000, "events/s"),
+    "latency_p99_ms_at_5000_per_s": ("latency_p99_ms", "<=", 250, "ms"),
+    "replay_events_per_s": ("replay_events_per_s", ">=", 100_000, "events/s"),
+    "embedded_import_events_per_s": ("embedded_import_events_per_s", ">=", 20_000,
+                                     "events/s"),
+    "service_peak_rss_mb": ("max_service_peak_rss_mb", "<=", 1024, "MiB"),
+}
+
+
+def _ok(value: Any, op: str, target: float) -> bool | None:
+    if not isinstance(value, int | float) or math.isnan(value):
+        return None
+    return value >= target if op == ">=" else value <= target
+
+
+def evaluate(results: dict[str, Any]) -> dict[str, Any]:
+    """Pass/fail per target (None when the figure could not be measured)."""
+    rss = [v for v in results.get("service_peak_rss_mb", {}).values() if v is not None]
+    results["max_service_peak_rss_mb"] = max(rss) if rss else None
+    targets = {}
+    for name, (key, op, target, unit) in TARGETS.items():
+        value = results.get(key)
+        targets[name] = {"measured": value, "target": f"{op} {target:g} {unit}",
+                         "pass": _ok(value, op, target)}
+    return targets
+
+
+def _num(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float) and math.isnan(value):
+        return "n/a"
+    if isinstance(value, float) and value < 1_000:
+        return f"{value:,.2f}".rstrip("0").rstrip(".")
+    return f"{value:,.0f}" if isinstance(value, int | float) else str(value)
+
+
+def _cpu_line(cpu: dict[str, dict[str, float]]) -> str:
+    top = sorted(((v["mean_cores"], v["max_cores"], k) for k, v in cpu.items()
+                  if k != "machine busy"), reverse=True)
+    busy = cpu.get("machine busy", {}).get("mean_cores")
+    parts = [f"{k} {mean:.2f} (max {peak:.2f})" for mean, peak, k in top if mean >= 0.05]
+    return f"machine busy {busy:.2f} cores; " + ", ".join(parts) if busy is not None else "-"
+
+
+def table(results: dict[str, Any]) -> str:
+    """The human-readable summary (figures next to the limits measured in the same run)."""
+    def g(key: str, default: Any = None) -> Any:
+        return results.get(key, default)
+
+    lat = g("latency") or {}
+    rows = [
+        ("raw Kafka consume (limit)", g("raw_consume_events_per_s"), "events/s", ""),
+        ("raw PostgreSQL COPY (limit)", g("raw_copy_rows_per_s"), "rows/s", ""),
+        ("publish to gateway topic", g("publish_events_per_s"), "events/s", ""),
+        ("e2e, published before start", g("e2e_events_per_s"), "events/s",
+         f"ratio to raw consume {_num(g('ratio_e2e_to_raw_consume'))}"),
+        ("e2e, publishing concurrently", g("e2e_concurrent_publish_events_per_s"),
+         "events/s", ""),
+        ("latency p50", g("latency_p50_ms"), "ms",
+         f"at {_num(lat.get('achieved_rate_per_s'))}/s achieved"),
+        ("latency p99", g("latency_p99_ms"), "ms",
+         f"kafka ack p99 {_num(lat.get('kafka_ack_p99_ms'))} ms"),
+        ("latency p50 / p99 at low rate", (g("latency_low_rate") or {}).get("p50_ms"), "ms",
+         f"p99 {_num((g('latency_low_rate') or {}).get('p99_ms'))} ms at "
+         f"{_num((g('latency_low_rate') or {}).get('achieved_rate_per_s'))}/s"),
+        ("bonychat replay (PostgreSQL)", g("replay_events_per_s"), "events/s",
+         f"{_num((g('replay') or {}).get('stored_events'))} stored events"),
+        ("embedded import (SQLite)", g("embedded_import_events_per_s"), "events/s",
+         f"peak RSS {_num(g('embedded_import_peak_rss_mb'))} MiB"),
+        ("embedded replay (SQLite)", g("embedded_replay_events_per_s"), "events/s", ""),
+    ]
+    rows += [(f"peak RSS {name}", mb, "MiB", "") for name, mb in
+             (g("service_peak_rss_mb") or {}).items()]
+    for name, run in (g("scaling") or {}).items():
+        rows.append((f"scaling {name}", run.get("events_per_s"), "events/s",
+                     f"raw consume {_num(run.get('raw_consume_events_per_s'))}"))
+    width = max(len(r[0]) for r in rows)
+    lines = [f"BonyChat benchmarks ({g('mode')}, {g('started_at')}, "
+             f"{_num(g('duration_s'))} s, load avg at start {g('machine', {}).get('loadavg')})"]
+    lines += [f"  {name:<{width}}  {_num(value):>12} {unit:<9} {note}".rstrip()
+              for name, value, unit, note in rows]
+    for phase in ("e2e", "latency"):
+        cpu = (g(phase) or {}).get("cpu_cores")
+        if cpu:
+            lines.append(f"  CPU during {phase}: {_cpu_line(cpu)}")
+    per_event = (g("e2e") or {}).get("cpu_us_per_event")
+    if per_event:
+        costs = sorted(per_event.items(), key=lambda kv: -kv[1])
+        lines.append("  CPU per e2e event (µs, all cores): "
+                     + ", ".join(f"{k} {v:,.0f}" for k, v in costs if v >= 1))
+    batches = (g("e2e") or {}).get("service_batches") or {}
+    stats = [f"{label} {b['batches']}x{b['mean_batch_size']:,.0f} in {b['seconds_in_batches']} s"
+             for labels in batches.values() for label, b in labels.items()]
+    if stats:
+        lines.append(f"  e2e batches (count x mean size, time inside): {'; '.join(stats)}")
+    trend = (g("latency") or {}).get("p50_ms_by_second")
+    if trend:
+        lines.append(f"  latency p50 (ms) by second of publishing: {trend}")
+    lines.append("  targets:")
+    for name, target in (g("targets") or {}).items():
+        verdict = {True: "PASS", False: "FAIL", None: "n/a"}[target["pass"]]
+        lines.append(f"    {verdict:<4}  {name}: {_num(target['measured'])} "
+                     f"(target {target['target']})")
+    for error in g("errors") or []:
+        lines.append(f"  ERROR: {error.splitlines()[0]}")
+    return "\n".join(lines)
+
+
+def save(results: dict[str, Any], mode: str) -> list[Path]:
+    """``bench/results/<timestamp>-<mode>.json`` and ``latest-<mode>.json``."""
+    RESULTS.mkdir(exist_ok=True)
+    stamp = time.strftime("%Y%m%dT%H%M%S", time.localtime())
+    data = orjson.dumps(results, option=orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY)
+    paths = [RESULTS / f"{stamp}-{mode}.json", RESULTS / f"latest-{mode}.json"]
+    for path in paths:
+        path.write_bytes(data + b"\n")
+    return paths
