@@ -9,13 +9,15 @@ an ``EXCLUSIVE`` table lock, so notification ids are committed in order).
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from typing import Any, ParamSpec, TypeVar
 
+import psycopg
 from eventsourcing.persistence import (
     IntegrityError,
     InterfaceError,
     OperationalError,
+    ProgrammingError,
     StoredEvent,
     Tracking,
 )
@@ -25,8 +27,9 @@ from psycopg import Cursor
 from psycopg.rows import DictRow, tuple_row
 from psycopg.sql import SQL, Composed, Identifier
 
-from schemas.events import DomainEvent, decode_event, encode_event, event_type_of
+from schemas.events import DomainEvent, encode_event, event_type_of
 
+from ..projections.decoding import decode_stored as decode_event
 from .domain.contact import aggregate_id
 from .ports import ConcurrencyConflict, DeadLetter, Outcome, Position
 
@@ -72,6 +75,24 @@ _LOAD_MANY = (
     "SELECT originator_id, state FROM {schema}.{table} WHERE originator_id = ANY(%b::uuid[]) "
     "ORDER BY originator_id, originator_version"
 )
+# eventsourcing's single-row tracking upsert, for several positions at once: a row
+# is returned only for a position that moved forward.
+_INSERT_TRACKINGS = (
+    "INSERT INTO {schema}.{table} AS t (application_name, notification_id) "
+    "SELECT * FROM unnest(%b::text[], %b::bigint[]) ON CONFLICT (application_name) "
+    "DO UPDATE SET notification_id = EXCLUDED.notification_id "
+    "WHERE t.notification_id < EXCLUDED.notification_id RETURNING t.application_name"
+)
+# A replay partition: the aggregates whose id's last byte is PART modulo PARTS
+# (uuid5 bytes are uniform), in notification order, up to a notification id.
+_PARTITION = (
+    "SELECT state FROM {schema}.{table} WHERE notification_id <= %s "
+    "AND get_byte(uuid_send(originator_id), 15) %% %s = %s ORDER BY notification_id"
+)
+_READ = (
+    "SELECT notification_id, state FROM {schema}.{table} WHERE notification_id > %b "
+    "ORDER BY notification_id LIMIT %b"
+)
 
 
 def transient_retry(func: Callable[P, R]) -> Callable[P, R]:
@@ -86,10 +107,36 @@ def pg_text(value: str | None) -> str | None:
     return value.replace("\x00", "\ufffd") if value and "\x00" in value else value
 
 
+def _text(values: list[str]) -> list[str]:
+    """``pg_text`` of every value, looking at each one only when some value has a NUL."""
+    if "\x00" in "".join(values):
+        return [v.replace("\x00", "\ufffd") for v in values]
+    return values
+
+
+def connection_params(datastore: PostgresDatastore) -> dict[str, Any]:
+    """libpq keywords of the datastore's pool, for a connection of one's own."""
+    kwargs = datastore.pool.kwargs
+    if callable(kwargs):
+        kwargs = kwargs()
+    return {k: v for k, v in (kwargs or {}).items() if k != "row_factory"}
+
+
 def sql(template: str, schema: str, **names: str) -> Composed:
     """A statement with ``{schema}`` (and other ``{names}``) filled in as identifiers."""
     return SQL(template).format(schema=Identifier(schema),
                                 **{key: Identifier(value) for key, value in names.items()})
+
+
+EventColumns = tuple[list[uuid.UUID | str], list[int], list[str], list[bytes]]
+
+
+def _event_columns(events: Sequence[DomainEvent]) -> EventColumns:
+    """originator ids, versions, topics (event types) and states, as ``to_stored`` maps them."""
+    return ([aggregate_id(e.workspace_id, e.contact_id) for e in events],
+            [e.aggregate_version for e in events],
+            [e.event_type for e in events],  # type: ignore[attr-defined]
+            [encode_event(e) for e in events])
 
 
 def to_stored(event: DomainEvent) -> StoredEvent:
@@ -114,36 +161,85 @@ class ContactEventRecorder(PostgresProcessRecorder):
         self.insert_outcomes_statement = sql(_INSERT_OUTCOMES, schema)
         self.insert_dead_letters_statement = sql(_INSERT_DEAD_LETTERS, schema)
         self.insert_event_columns_statement = sql(_INSERT_EVENTS, schema, table=EVENTS_TABLE)
+        self.insert_trackings_statement = sql(_INSERT_TRACKINGS, schema, table=TRACKING_TABLE)
 
     def _insert_stored_events(self, curs: Cursor[DictRow],
                               stored_events: Sequence[StoredEvent], **kwargs: Any) -> None:
-        self._lock_table(curs)  # as eventsourcing: commit order = notification id order
-        self._notify_channel(curs)
-        curs.execute(self.insert_event_columns_statement, (
+        self._insert_event_columns(curs, (
             [e.originator_id for e in stored_events],
             [e.originator_version for e in stored_events],
-            [e.topic for e in stored_events], [e.state for e in stored_events]), prepare=True)
+            [e.topic for e in stored_events], [e.state for e in stored_events]))
 
-    def _insert_events(self, curs: Cursor[DictRow], stored_events: Sequence[StoredEvent],
-                       **kwargs: Any) -> None:
-        super()._insert_events(curs, stored_events, **kwargs)  # the tracked position
-        outcomes: Sequence[Outcome] = kwargs.get("outcomes", ())
+    def _insert_event_columns(self, curs: Cursor[DictRow], columns: EventColumns) -> None:
+        self._lock_table(curs)  # as eventsourcing: commit order = notification id order
+        self._notify_channel(curs)
+        curs.execute(self.insert_event_columns_statement, columns, prepare=True)
+
+    @retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)
+    def insert_columns(self, columns: EventColumns, *, trackings: Sequence[Tracking],
+                       outcomes: Sequence[Outcome], dead_letters: Sequence[DeadLetter]
+                       ) -> list[int]:
+        """``insert_events`` for events given as column arrays; returns notification ids.
+
+        One transaction, sent as one pipeline with a single sync: every tracked
+        position (each must move forward, as eventsourcing's single-row tracking
+        requires), outcomes, dead letters, then lock, notify and insert the
+        events. A taken aggregate version or outcome key, or a position that does
+        not move forward, raises ``IntegrityError`` and nothing is kept.
+        """
+        with self.datastore.get_connection() as conn, conn.pipeline() as pipeline, \
+                conn.transaction():
+            track = conn.cursor(row_factory=tuple_row)
+            if trackings:
+                track.execute(self.insert_trackings_statement, (
+                    [t.application_name for t in trackings],
+                    [t.notification_id for t in trackings]), prepare=True)
+            with conn.cursor() as curs:
+                self._insert_outcomes(curs, outcomes, dead_letters)
+            inserted = conn.cursor(row_factory=tuple_row)
+            if columns[0]:
+                self._insert_event_columns(inserted, columns)  # type: ignore[arg-type]
+            pipeline.sync()  # raises here on a taken key
+            moved = len(track.fetchall()) if trackings else 0
+            if moved != len(trackings):
+                raise IntegrityError(
+                    "a tracked position did not move forward: "
+                    + ", ".join(f"{t.application_name}={t.notification_id}" for t in trackings))
+            ids = [row[0] for row in inserted.fetchall()] if columns[0] else []
+        if len(ids) != len(columns[0]):
+            raise ProgrammingError(f"got {len(ids)} notification ids for {len(columns[0])} "
+                                   "events")
+        return ids
+
+    def _insert_outcomes(self, curs: Cursor[DictRow], outcomes: Sequence[Outcome],
+                         dead: Sequence[DeadLetter]) -> None:
         if outcomes:
             curs.execute(self.insert_outcomes_statement, (
-                [o.workspace_id for o in outcomes], [pg_text(o.event_id) for o in outcomes],
-                [pg_text(o.contact_id) for o in outcomes], [o.event_type for o in outcomes],
+                [o.workspace_id for o in outcomes], _text([o.event_id for o in outcomes]),
+                _text([o.contact_id for o in outcomes]), [o.event_type for o in outcomes],
                 [o.occurred_at for o in outcomes], [o.outcome for o in outcomes],
                 [o.reason for o in outcomes]), prepare=True)
-        dead: Sequence[DeadLetter] = kwargs.get("dead_letters", ())
         if dead:
             curs.execute(self.insert_dead_letters_statement, (
                 [d.source for d in dead], [pg_text(d.workspace_id) for d in dead],
                 [pg_text(d.event_id) for d in dead], [pg_text(d.reason) for d in dead],
                 [pg_text(d.raw) for d in dead]), prepare=True)
 
+    def _insert_events(self, curs: Cursor[DictRow], stored_events: Sequence[StoredEvent],
+                       **kwargs: Any) -> None:
+        super()._insert_events(curs, stored_events, **kwargs)  # the tracked position
+        self._insert_outcomes(curs, kwargs.get("outcomes", ()), kwargs.get("dead_letters", ()))
+
 
 class PostgresEventStore:
-    """:class:`~services.conversation.ports.EventStore` on PostgreSQL."""
+    """:class:`~services.conversation.ports.EventStore` on PostgreSQL.
+
+    ``commit`` also records the ``others`` of a position that has them
+    (``services.runtime.conversation.Positions``: one transaction for several
+    partitions), hence ``tracks_many_positions``.
+    """
+
+    tracks_many_positions = True
 
     def __init__(self, datastore: PostgresDatastore, *, create_tables: bool = True) -> None:
         self.datastore = datastore
@@ -153,6 +249,8 @@ class PostgresEventStore:
         schema = datastore.schema
         self._seen = sql(_SEEN, schema)
         self._load_many = sql(_LOAD_MANY, schema, table=EVENTS_TABLE)
+        self._read = sql(_READ, schema, table=EVENTS_TABLE)
+        self._partition = sql(_PARTITION, schema, table=EVENTS_TABLE)
 
     def load(self, originator_id: uuid.UUID) -> list[DomainEvent]:
         return [decode_event(s.state) for s in self.recorder.select_events(originator_id)]
@@ -188,22 +286,57 @@ class PostgresEventStore:
 
     def commit(self, events: Sequence[DomainEvent], outcomes: Sequence[Outcome],
                dead_letters: Sequence[DeadLetter], position: Position | None) -> list[int]:
-        tracking = Tracking(position.name, position.offset) if position else None
+        """One transaction, one pipeline: position, outcomes, dead letters, then the events.
+
+        What eventsourcing's ``insert_events`` does (single-row tracking that only
+        moves forward, ``EXCLUSIVE`` table lock so notification ids commit in order,
+        ``NOTIFY``), without building a ``StoredEvent`` per event: the four event
+        columns go straight into arrays (the ``StoredEvent`` objects alone cost
+        more than encoding the events).
+        """
+        columns = _event_columns(events)
+        positions = [] if position is None else [position, *getattr(position, "others", ())]
         try:
-            ids = self.recorder.insert_events(
-                [to_stored(e) for e in events], tracking=tracking,
+            ids: list[int] = self.recorder.insert_columns(
+                columns, trackings=[Tracking(p.name, p.offset) for p in positions],
                 outcomes=outcomes, dead_letters=dead_letters)
         except IntegrityError as exc:
             raise ConcurrencyConflict(str(exc)) from exc
-        return list(ids or [])
+        return ids
 
     def position(self, name: str) -> int | None:
         result: int | None = self.recorder.max_tracking_id(name)
         return result
 
     def read(self, after: int, limit: int) -> list[tuple[int, DomainEvent]]:
-        notes = self.recorder.select_notifications(after, limit, inclusive_of_start=False)
-        return [(n.id, decode_event(n.state)) for n in notes]
+        return [(nid, decode_event(state)) for nid, state in self.read_raw(after, limit)]
+
+    @transient_retry
+    def read_raw(self, after: int, limit: int) -> list[tuple[int, bytes]]:
+        """``(notification id, stored JSON)`` after ``after``, in order, not decoded.
+
+        A plain two-column query in binary format: eventsourcing's
+        ``select_notifications`` builds a dict and a ``Notification`` per row.
+        """
+        with (self.datastore.get_connection() as conn,
+              conn.cursor(row_factory=tuple_row, binary=True) as curs):
+            curs.execute(self._read, (after, limit), prepare=True)
+            return curs.fetchall()
+
+    def stream_partition(self, upto: int, part: int, parts: int, chunk: int = 20_000
+                         ) -> Iterator[list[bytes]]:
+        """Stored JSON of one partition of the aggregates, ids up to ``upto``, in order.
+
+        For a parallel replay: every event of an aggregate (hence of each of its
+        conversations) is in the same partition. Uses a connection of its own
+        (not the pool), so it works in a forked process, and a server-side cursor.
+        """
+        with psycopg.connect(**connection_params(self.datastore)) as conn, conn.cursor(
+                name=f"replay_{part}", binary=True, row_factory=tuple_row) as curs:
+            curs.itersize = chunk
+            curs.execute(self._partition, (upto, parts, part))
+            while rows := curs.fetchmany(chunk):
+                yield [row[0] for row in rows]
 
     def max_notification_id(self) -> int:
         return int(self.recorder.max_notification_id() or 0)

@@ -1,17 +1,20 @@
 """Fast decoding of stored domain events (the read side's hot path).
 
 Every row of the event store was written by :func:`schemas.events.encode_event`
-from a valid event, so validating it again with pydantic on every read (relay,
-projections, ``bonychat replay``, aggregate loads) is wasted work: about 10 µs
-of a 12 µs decode. :func:`decode_stored` parses the JSON with orjson and builds
-the event with :func:`schemas.trusted.construct`, parsing only ``occurred_at``.
+from a valid event, so :func:`decode_stored` skips pydantic's validation: it
+parses the JSON with orjson and builds the event with
+:func:`schemas.trusted.construct`, parsing only ``occurred_at``. Measured on the
+2-core development machine over 111,000 stored events, that is 8.7 µs instead of
+9.4 µs per event (-8 %): pydantic-core's validation is fast, and building the
+model in Python costs nearly as much. The projections read path avoids models
+altogether (``projector.trusted_payload``: 2-4 µs).
 
 Anything it is not sure about goes through :func:`schemas.events.decode_event`
 (full validation, upcasting): another ``schema_version``, an unknown
 ``event_type``, a key the class does not have, a missing field or a timestamp
 ``datetime.fromisoformat`` cannot read. So the result is always what
-``decode_event`` returns for the same bytes (equal model, same JSON when
-encoded again), only faster for rows written by the current code.
+``decode_event`` returns for the same bytes (an equal model; encoded again it
+gives the same JSON object, its keys possibly in another order).
 """
 
 from __future__ import annotations

@@ -8,15 +8,17 @@ own ``projection_tracking`` table) on the same cursor, in the same transaction.
 from __future__ import annotations
 
 from collections.abc import Collection, Iterator, Sequence
+from operator import attrgetter
 from typing import Any
 
+import psycopg
 from eventsourcing.persistence import Tracking
 from eventsourcing.postgres import PostgresDatastore, PostgresTrackingRecorder
 from psycopg.rows import tuple_row
 from psycopg.sql import SQL, Composed
 
 from ..conversation.ports import Position
-from ..conversation.store_postgres import pg_text, sql, transient_retry
+from ..conversation.store_postgres import connection_params, pg_text, sql, transient_retry
 from .metrics import Fact
 from .rows import ConversationRow
 from .store_sqlite import COLUMNS, row_from
@@ -25,6 +27,7 @@ TRACKING_TABLE = "projection_tracking"
 _TYPES = {"opened_us": "bigint", "closed_us": "bigint", "messages_received": "integer",
           "messages_sent": "integer"}
 _TEXT_COLUMNS = frozenset(c for c in COLUMNS if c not in _TYPES)
+_GETTERS = [(name, attrgetter(name)) for name in COLUMNS]
 SCHEMA = (
     "CREATE TABLE IF NOT EXISTS {schema}.conversations ("
     # ids sort bytewise ("C"), like SQLite, whatever the database's default collation
@@ -44,17 +47,23 @@ _UPSERT = (
     "ON CONFLICT (conversation_id) DO UPDATE SET "
     + ", ".join(f"{c} = EXCLUDED.{c}" for c in COLUMNS[6:])  # as SQLite: the rest is fixed
 )
+_COPY = f"COPY {{schema}}.conversations ({', '.join(COLUMNS)}) FROM STDIN"
 _SELECT = f"SELECT {', '.join(COLUMNS)} FROM {{schema}}.conversations"
 _FACTS = ("SELECT opened_us, closed_us, channel, opened_by, closed_by, assignee_id, team_id "
           "FROM {schema}.conversations WHERE workspace_id = %s")
 
 
 def column_arrays(rows: Sequence[ConversationRow]) -> list[list[Any]]:
-    """One list per column (text made storable), for the ``unnest`` upsert."""
+    """One list per column (text made storable), for the ``unnest`` upsert.
+
+    The lists are a snapshot: the rows may change afterwards without changing them.
+    """
     arrays: list[list[Any]] = []
-    for name in COLUMNS:
-        values = [getattr(row, name) for row in rows]
-        arrays.append([pg_text(v) for v in values] if name in _TEXT_COLUMNS else values)
+    for name, get in _GETTERS:
+        values = list(map(get, rows))
+        if name in _TEXT_COLUMNS and "\x00" in "".join(filter(None, values)):
+            values = [pg_text(v) for v in values]  # rare: only then look at each value
+        arrays.append(values)
     return arrays
 
 
@@ -73,6 +82,7 @@ class PostgresReadModelStore:
         self._upsert = sql(_UPSERT, schema)
         self._select = sql(_SELECT, schema)
         self._facts = sql(_FACTS, schema)
+        self._copy = sql(_COPY, schema)
         self._reset = [
             sql("TRUNCATE {schema}.conversations", schema),
             sql("DELETE FROM {schema}.{table} WHERE application_name LIKE %s",
@@ -91,11 +101,32 @@ class PostgresReadModelStore:
         return {row.conversation_id: row for row in rows}
 
     def save(self, rows: Sequence[ConversationRow], position: Position) -> None:
+        self.save_snapshot(self.snapshot(rows), position)
+
+    def snapshot(self, rows: Sequence[ConversationRow]) -> list[list[Any]]:
+        """What :meth:`save` writes for ``rows``, copied (the rows may change meanwhile)."""
         unique = list({row.conversation_id: row for row in rows}.values())  # last one wins
+        return column_arrays(unique) if unique else []
+
+    def save_snapshot(self, arrays: list[list[Any]], position: Position) -> None:
+        """Upsert a :meth:`snapshot` and record ``position``, in one transaction."""
         with self.datastore.transaction(commit=True) as curs:
-            if unique:
-                curs.execute(self._upsert, column_arrays(unique), prepare=True)
+            if arrays:
+                curs.execute(self._upsert, arrays, prepare=True)
             self.tracking._insert_tracking(curs, Tracking(position.name, position.offset))
+
+    def copy_rows(self, rows: Sequence[ConversationRow]) -> None:
+        """Insert rows that are not in the table yet (a replay's), with ``COPY``.
+
+        On a connection of its own, so a forked replay worker can use it.
+        """
+        if not rows:
+            return
+        arrays = column_arrays(rows)
+        with psycopg.connect(**connection_params(self.datastore)) as conn, conn.cursor() as curs, \
+                curs.copy(self._copy) as copy:
+            for values in zip(*arrays, strict=True):
+                copy.write_row(values)
 
     def position(self, name: str) -> int | None:
         result: int | None = self.tracking.max_tracking_id(name)

@@ -12,6 +12,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from dataclasses import dataclass
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
@@ -19,10 +21,10 @@ from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 from schemas.commands import CommandBase
 
 from ..ingest.normalise import Invalid, parse
-from .kafka import Headers, make_consumer, record_lag, subscribe
+from .kafka import Headers, RecordBatches, make_consumer, partitions_of, record_lag, subscribe
 from .observability import Health, RuntimeMetrics
-from .sinks import OutRecord, out_records, produce
-from .topics import KafkaTuning, Topics, group_id
+from .sinks import dead_letter_headers, encode_command
+from .topics import KafkaTuning, Topics, group_id, partition_key
 
 log = logging.getLogger(__name__)
 SERVICE = "ingest"
@@ -34,15 +36,36 @@ def _origin(record: ConsumerRecord[bytes, bytes]) -> Headers:
             ("original_offset", str(record.offset).encode())]
 
 
-def prepare(topics: Topics, records: list[ConsumerRecord[bytes, bytes]]
-            ) -> tuple[list[CommandBase | Invalid], list[OutRecord]]:
-    """Parse each gateway record; build its command record or its dead letter."""
-    items = [parse(r.value if r.value is not None else b"") for r in records]
-    origins = [_origin(r) if isinstance(item, Invalid) else [] for r, item
-               in zip(records, items, strict=True)]
-    out = out_records(topics, items, "kafka", dlq_keys=[r.key for r in records],
-                      dlq_extra=origins)
-    return items, out
+def prepare(topics: Topics, records: list[ConsumerRecord[bytes, bytes]],
+            out: RecordBatches) -> list[CommandBase | Invalid]:
+    """Parse each gateway record; add its command record or its dead letter to ``out``.
+
+    Runs in a worker thread: parsing, encoding and batching a whole fetch is one
+    hop off the event loop, which then only submits the batches.
+    """
+    items: list[CommandBase | Invalid] = []
+    add = out.add
+    commands, dlq = topics.commands, topics.dlq
+    for record in records:
+        item = parse(record.value if record.value is not None else b"")
+        items.append(item)
+        if isinstance(item, Invalid):
+            add(dlq, record.key, item.raw.encode("utf-8", errors="replace"),
+                dead_letter_headers(item.reason, "kafka", _origin(record)))
+        else:
+            add(commands, partition_key(item.workspace_id, item.contact_id),
+                encode_command(item))
+    return items
+
+
+@dataclass(slots=True)
+class _InFlight:
+    """One fetch handed to the producer, not yet acknowledged nor committed."""
+
+    items: list[CommandBase | Invalid]
+    acks: list[asyncio.Future[Any]]
+    offsets: dict[TopicPartition, int]
+    started: float
 
 
 class IngestService:
@@ -67,38 +90,53 @@ class IngestService:
         await consumer.start()
         self.health.set_ready(SERVICE)
         log.info("ingest started", extra={"topic": self.topics.gateway, "group": self.group})
+        in_flight: _InFlight | None = None
         try:
             while not stop.is_set():
                 batches = await consumer.getmany(timeout_ms=self.tuning.poll_timeout_ms,
                                                  max_records=self.tuning.max_poll_records)
-                if batches:
-                    await self._handle(consumer, batches)
+                # While the broker acknowledges one fetch, the next one is parsed.
+                sent = await self._forward(batches) if batches else None
+                if in_flight is not None:
+                    await self._complete(consumer, in_flight)
+                in_flight = sent
+            if in_flight is not None:
+                await self._complete(consumer, in_flight)
         finally:
             self.health.set_ready(SERVICE, False)
             await consumer.stop()
             log.info("ingest stopped")
 
-    async def _handle(self, consumer: AIOKafkaConsumer,
-                      batches: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]) -> None:
-        """Forward every partition's records (each partition's in offset order), then commit.
+    async def _forward(self, batches: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]
+                       ) -> _InFlight:
+        """Parse and batch one fetch off the loop, then hand the batches to the producer.
 
-        All sends are queued before the one wait for acknowledgements; the producer
-        keeps the order of records that go to the same partition.
+        Each partition's records keep their offset order on the command topic: the
+        batches of one partition are filled and submitted in order, and a fetch's
+        batches are submitted only after the previous fetch's.
         """
         started = time.perf_counter()
         records = [r for batch in batches.values() for r in batch]
-        items, out = await asyncio.to_thread(prepare, self.topics, records)
-        await produce(self.producer, out)
+        out = RecordBatches(self.producer, await partitions_of(
+            self.producer, (self.topics.commands, self.topics.dlq)))
+        items = await asyncio.to_thread(prepare, self.topics, records, out)
+        acks = await out.submit()
         offsets = {tp: batch[-1].offset + 1 for tp, batch in batches.items() if batch}
-        self.metrics.count_ingest(items, "kafka")
-        self.metrics.batch_size.labels(SERVICE).observe(len(records))
-        self.metrics.batch_seconds.labels(SERVICE).observe(time.perf_counter() - started)
-        for tp, offset in offsets.items():
+        return _InFlight(items, acks, offsets, started)
+
+    async def _complete(self, consumer: AIOKafkaConsumer, sent: _InFlight) -> None:
+        """Wait until the broker has every record of one fetch, then commit its offsets."""
+        if sent.acks:
+            await asyncio.gather(*sent.acks)
+        self.metrics.count_ingest(sent.items, "kafka")
+        self.metrics.batch_size.labels(SERVICE).observe(len(sent.items))
+        self.metrics.batch_seconds.labels(SERVICE).observe(time.perf_counter() - sent.started)
+        for tp, offset in sent.offsets.items():
             lag = record_lag(consumer, tp, offset)
             if lag is not None:
                 self.metrics.consumer_lag.labels(SERVICE, tp.topic, str(tp.partition)).set(lag)
         try:
-            await consumer.commit(offsets)
+            await consumer.commit(sent.offsets)
         except (CommitFailedError, IllegalStateError) as exc:
             # A rebalance took partitions away: their new owner redelivers the
             # batch, and the conversation service drops the repeated commands.

@@ -1,25 +1,32 @@
 """The projections service: event store notification log -> conversation rows.
 
-:meth:`ConversationProjection.catch_up` writes rows and its tracked position in
-one transaction, so a crash anywhere resumes exactly where the last commit left
+Each page is projected and its rows written with the tracked position in one
+transaction, so a crash anywhere resumes exactly where the last commit left
 off. One copy is active at a time (a single-active lock); the others stand by.
+
+While a page is projected, the next one is already being read (when the last
+page was full, i.e. there is a backlog), and when there is nothing new the
+service waits for the conversation service's ``NOTIFY`` (:mod:`.wakeup`)
+instead of polling.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
+from typing import Any
 
 from ..conversation.ports import EventStore, Position
 from ..projections.ports import ReadModelStore
 from ..projections.projector import EVENT_STORE_POSITION, ConversationProjection
 from .locks import SingleActiveLock, acquire
 from .observability import Health, RuntimeMetrics
+from .wakeup import Wakeup
 
 log = logging.getLogger(__name__)
 SERVICE = "projections"
+Page = list[tuple[int, Any]]
 
 
 class ProjectionService:
@@ -27,7 +34,8 @@ class ProjectionService:
 
     def __init__(self, *, events: EventStore, read_models: ReadModelStore,
                  lock: SingleActiveLock, metrics: RuntimeMetrics, health: Health,
-                 idle_seconds: float = 0.1, page: int = 5_000) -> None:
+                 idle_seconds: float = 1.0, page: int = 10_000,
+                 wakeup: Wakeup | None = None) -> None:
         self.events = events
         self.read_models = read_models
         self.projection = ConversationProjection(read_models)
@@ -36,50 +44,68 @@ class ProjectionService:
         self.health = health
         self.idle_seconds = idle_seconds
         self.page = page
+        self.wakeup = wakeup if wakeup is not None else Wakeup(None)
+        self._raw = getattr(events, "read_raw", None)
 
     async def run(self, stop: asyncio.Event) -> None:
         self.health.set_ready(SERVICE)  # standing by counts as ready
-        while not stop.is_set():
-            if not await acquire(self.lock, stop):
-                break
-            try:
-                self.projection.forget()  # another copy may have written rows meanwhile
-                await self._follow(stop)
-            finally:
-                await self.lock.release()
+        try:
+            while not stop.is_set():
+                if not await acquire(self.lock, stop):
+                    break
+                try:
+                    self.projection.forget()  # another copy may have written rows meanwhile
+                    await self._follow(stop)
+                finally:
+                    await self.lock.release()
+        finally:
+            await self.wakeup.close()
         log.info("projections stopped")
 
-    def _step(self, after: int) -> tuple[int, int]:
-        """Project one page after ``after``; returns (new position, events still behind).
+    def _read(self, after: int) -> Page:
+        if self._raw is not None:
+            page: Page = self._raw(after, self.page)
+            return page
+        return self.events.read(after, self.page)
 
-        Same as one round of :meth:`ConversationProjection.catch_up`, but a page at a
-        time so that a stop request is noticed between pages.
-        """
+    def _apply(self, batch: Page) -> int:
+        """Project one page (in a worker thread); returns events still behind."""
         started = time.perf_counter()
-        batch = self.events.read(after, self.page)
-        if batch:
-            after = batch[-1][0]
-            self.projection.apply([event for _, event in batch],
-                                  Position(EVENT_STORE_POSITION, after))
-            self.metrics.batch_size.labels(SERVICE).observe(len(batch))
-            self.metrics.batch_seconds.labels(SERVICE).observe(time.perf_counter() - started)
-            self.metrics.domain_events.labels(SERVICE).inc(len(batch))
-        return after, max(0, self.events.max_notification_id() - after)
+        after = batch[-1][0]
+        position = Position(EVENT_STORE_POSITION, after)
+        if self._raw is not None:
+            self.projection.apply_stored([bytes(state) for _, state in batch], position)
+        else:
+            self.projection.apply([event for _, event in batch], position)
+        self.metrics.batch_size.labels(SERVICE).observe(len(batch))
+        self.metrics.batch_seconds.labels(SERVICE).observe(time.perf_counter() - started)
+        self.metrics.domain_events.labels(SERVICE).inc(len(batch))
+        return max(0, self.events.max_notification_id() - after)
 
     async def _follow(self, stop: asyncio.Event) -> None:
         after = await asyncio.to_thread(self.read_models.position, EVENT_STORE_POSITION) or 0
         log.info("projections following the event store", extra={"after": after})
         checked = time.monotonic()
-        while not stop.is_set():
-            if time.monotonic() - checked > 5:
-                if not await self.lock.still_held():
-                    log.warning("projections lost the lock; standing by")
-                    return
-                checked = time.monotonic()
-            moved, lag = await asyncio.to_thread(self._step, after)
-            self.metrics.projection_lag.labels(SERVICE).set(lag)
-            if moved != after:
-                after = moved
-                continue
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), self.idle_seconds)
+        ahead: asyncio.Future[Page] | None = None
+        try:
+            while not stop.is_set():
+                if time.monotonic() - checked > 5:
+                    if not await self.lock.still_held():
+                        log.warning("projections lost the lock; standing by")
+                        return
+                    checked = time.monotonic()
+                batch = await (ahead if ahead is not None
+                               else asyncio.to_thread(self._read, after))
+                ahead = None
+                if not batch:
+                    self.metrics.projection_lag.labels(SERVICE).set(0)
+                    await self.wakeup.wait(stop, self.idle_seconds)
+                    continue
+                if len(batch) >= self.page:  # a backlog: read the next page meanwhile
+                    ahead = asyncio.ensure_future(asyncio.to_thread(self._read, batch[-1][0]))
+                lag = await asyncio.to_thread(self._apply, batch)
+                after = batch[-1][0]
+                self.metrics.projection_lag.labels(SERVICE).set(lag)
+        finally:
+            if ahead is not None:
+                await asyncio.gather(ahead, return_exceptions=True)

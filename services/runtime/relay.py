@@ -11,20 +11,22 @@ de-duplicate by ``event_id``. One copy is active at a time (a single-active lock
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 
+import orjson
 from aiokafka import AIOKafkaProducer
 
-from schemas.events import DomainEvent, encode_event, event_type_of
+from schemas.events import CURRENT_VERSION, DomainEvent, decode_event, encode_event, event_type_of
 
 from ..conversation.ports import EventStore, Position
 from ..projections.ports import ReadModelStore
+from .kafka import RecordBatches, partitions_of
 from .locks import SingleActiveLock, acquire
 from .observability import Health, RuntimeMetrics
-from .sinks import OutRecord, produce
+from .sinks import OutRecord
 from .topics import Topics, partition_key
+from .wakeup import Wakeup
 
 log = logging.getLogger(__name__)
 SERVICE = "relay"
@@ -37,6 +39,21 @@ def event_record(topic: str, event: DomainEvent) -> OutRecord:
                                            ("event_type", event_type_of(event).encode())])
 
 
+def stored_record(topic: str, state: bytes) -> OutRecord:
+    """:func:`event_record` of a stored event, publishing the stored JSON as it is.
+
+    The store holds ``encode_event`` output, so only the key and headers need
+    reading (orjson, no model); a row of an older schema version is upcast and
+    encoded again so that consumers always get the current version.
+    """
+    head = orjson.loads(state)
+    if head.get("schema_version", 1) != CURRENT_VERSION:
+        return event_record(topic, decode_event(state))
+    return OutRecord(topic, partition_key(head["workspace_id"], head["contact_id"]), state,
+                     [("event_id", head["event_id"].encode()),
+                      ("event_type", head["event_type"].encode())])
+
+
 def relay_position_name(topic: str) -> str:
     """Tracked in the read model's tracking table; ``reset()`` (replay) leaves it alone."""
     return f"relay:{topic}"
@@ -47,7 +64,8 @@ class OutboxRelay:
 
     def __init__(self, *, events: EventStore, positions: ReadModelStore, topics: Topics,
                  producer: AIOKafkaProducer, lock: SingleActiveLock, metrics: RuntimeMetrics,
-                 health: Health, page: int = 2_000, idle_seconds: float = 0.1) -> None:
+                 health: Health, page: int = 5_000, idle_seconds: float = 1.0,
+                 wakeup: Wakeup | None = None) -> None:
         self.events = events
         self.positions = positions
         self.topic = topics.events
@@ -58,16 +76,20 @@ class OutboxRelay:
         self.health = health
         self.page = page
         self.idle_seconds = idle_seconds
+        self.wakeup = wakeup if wakeup is not None else Wakeup(None)
 
     async def run(self, stop: asyncio.Event) -> None:
         self.health.set_ready(SERVICE)  # standing by counts as ready
-        while not stop.is_set():
-            if not await acquire(self.lock, stop):
-                break
-            try:
-                await self._follow(stop)
-            finally:
-                await self.lock.release()
+        try:
+            while not stop.is_set():
+                if not await acquire(self.lock, stop):
+                    break
+                try:
+                    await self._follow(stop)
+                finally:
+                    await self.lock.release()
+        finally:
+            await self.wakeup.close()
         log.info("relay stopped")
 
     async def _follow(self, stop: asyncio.Event) -> None:
@@ -80,25 +102,35 @@ class OutboxRelay:
                     log.warning("relay lost its lock; standing by")
                     return
                 checked = time.monotonic()
-            batch = await asyncio.to_thread(self._page, after)
-            if not batch:
-                await self._lag(after)
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), self.idle_seconds)
-                continue
             started = time.perf_counter()
-            await produce(self.producer, [record for _, record in batch])
-            after = batch[-1][0]
+            out = RecordBatches(self.producer, await partitions_of(self.producer, [self.topic]))
+            last = await asyncio.to_thread(self._page, after, out)
+            if last is None:
+                await self._lag(after)
+                await self.wakeup.wait(stop, self.idle_seconds)
+                continue
+            await asyncio.gather(*await out.submit())
+            count = out.records
+            after = last
             await asyncio.to_thread(self.positions.save, [], Position(self.name, after))
-            self.metrics.domain_events.labels(SERVICE).inc(len(batch))
-            self.metrics.batch_size.labels(SERVICE).observe(len(batch))
+            self.metrics.domain_events.labels(SERVICE).inc(count)
+            self.metrics.batch_size.labels(SERVICE).observe(count)
             self.metrics.batch_seconds.labels(SERVICE).observe(time.perf_counter() - started)
             await self._lag(after)
 
-    def _page(self, after: int) -> list[tuple[int, OutRecord]]:
-        """The next stored events as records to publish (built in a worker thread)."""
-        return [(nid, event_record(self.topic, event))
-                for nid, event in self.events.read(after, self.page)]
+    def _page(self, after: int, out: RecordBatches) -> int | None:
+        """Batch the next stored events into ``out`` (in a worker thread); the last id."""
+        read_raw = getattr(self.events, "read_raw", None)
+        if read_raw is None:  # a store without raw reads (SQLite)
+            rows = [(nid, event_record(self.topic, event))
+                    for nid, event in self.events.read(after, self.page)]
+        else:
+            rows = [(nid, stored_record(self.topic, state))
+                    for nid, state in read_raw(after, self.page)]
+        add = out.add
+        for _, record in rows:
+            add(record.topic, record.key, record.value, record.headers)
+        return rows[-1][0] if rows else None
 
     async def _lag(self, after: int) -> None:
         newest = await asyncio.to_thread(self.events.max_notification_id)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
 import sys
 from collections.abc import Callable, Coroutine
@@ -24,9 +25,10 @@ from .kafka import make_producer
 from .locks import make_lock
 from .observability import Health, RuntimeMetrics, setup_logging
 from .topics import KafkaTuning, Topics
+from .wakeup import make_wakeup
 
 log = logging.getLogger("bonychat.serve")
-SERVICES = ("ingest", "conversation", "projections")
+SERVICES = ("ingest", "conversation", "relay", "projections")
 SHUTDOWN_SECONDS = 15.0
 Runner = Callable[[asyncio.Event], Coroutine[Any, Any, None]]
 
@@ -146,21 +148,31 @@ async def _start_kafka(proc: _Process, names: list[str], bootstrap: str) -> None
         return make_lock(settings.database_url, settings.is_postgres,
                          settings.sqlite_path(), name)
 
+    def wakeup() -> Any:
+        return make_wakeup(settings.database_url, settings.is_postgres)
+
     if "ingest" in names:
         proc.runners["ingest"] = IngestService(producer=proc.producer, **kafka, **common).run
     if "conversation" in names:
         proc.runners["conversation"] = ConversationService(
             events=stores.events, **kafka, **common).run
+    if "relay" in names or ("conversation" in names and relay_with_conversation()):
         proc.runners["relay"] = OutboxRelay(
             events=stores.events, positions=stores.read_models, topics=topics,
             producer=proc.producer, lock=lock(f"bonychat:relay:{topics.events}"),
-            **common).run
+            wakeup=wakeup(), **common).run
     if "projections" in names:
         proc.runners["projections"] = ProjectionService(
             events=stores.events, read_models=stores.read_models,
-            lock=lock("bonychat:projections"), **common).run
+            lock=lock("bonychat:projections"), wakeup=wakeup(), **common).run
     log.info("kafka mode", extra={"services": names, "bootstrap": bootstrap,
                                   "topics": list(topics.all())})
+
+
+def relay_with_conversation() -> bool:
+    """``BONYCHAT_RELAY_WITH_CONVERSATION=0``: the relay runs only as ``--services relay``."""
+    return os.environ.get("BONYCHAT_RELAY_WITH_CONVERSATION", "1").strip() not in ("0", "false",
+                                                                                    "no")
 
 
 async def _supervise(proc: _Process) -> int:

@@ -76,6 +76,7 @@ class KafkaTuning:
     linger_ms: int = 5
     max_batch_size: int = 256 * 1024
     poll_timeout_ms: int = 200
+    batch_records: int = 8_000
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> KafkaTuning:
@@ -91,4 +92,5 @@ class KafkaTuning:
             linger_ms=_int(env, "BONYCHAT_KAFKA_LINGER_MS", base.linger_ms),
             max_batch_size=base.max_batch_size,
             poll_timeout_ms=base.poll_timeout_ms,
+            batch_records=_int(env, "BONYCHAT_KAFKA_BATCH_RECORDS", base.batch_records),
         )
