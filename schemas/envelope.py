@@ -11,7 +11,14 @@ import re
 from datetime import UTC, datetime
 from typing import Annotated, Any, Final, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    model_validator,
+)
 
 ENVELOPE_SCHEMA_VERSION: Final = 1
 
@@ -112,8 +119,11 @@ class GatewayEnvelope(BaseModel):
     )
 
     @model_validator(mode="after")
-    def _check_type_rules(self) -> GatewayEnvelope:
+    def _check_type_rules(self, info: ValidationInfo) -> GatewayEnvelope:
         check_type_rules(self)
+        # callers that saw the raw JSON pass {"nul_free": True} when it has no \u0000
+        if not (info.context and info.context.get("nul_free")):
+            check_storable(self)
         return self
 
 
@@ -158,7 +168,6 @@ def check_storable(env: GatewayEnvelope) -> None:
 
 def check_type_rules(env: GatewayEnvelope) -> None:
     """The per-type requirements of CONTRACT §2 that a schema alone cannot state."""
-    check_storable(env)
     kind = env.type
     if kind in CHANNEL_REQUIRED and env.channel is None:
         raise ValueError(f"channel is required for {kind}")
