@@ -81,7 +81,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     serve = sub.add_parser("serve", parents=[common], help="run the services and HTTP API")
     serve.add_argument("--services", default="ingest,conversation,projections",
-                       help="comma-separated subset of ingest,conversation,projections")
+                       help="comma-separated subset of ingest,conversation,relay,projections "
+                            "(the outbox relay also runs inside conversation unless "
+                            "BONYCHAT_RELAY_WITH_CONVERSATION=0)")
     return parser
 
 
