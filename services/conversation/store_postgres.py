@@ -27,7 +27,7 @@ from psycopg import Cursor
 from psycopg.rows import DictRow, tuple_row
 from psycopg.sql import SQL, Composed, Identifier
 
-from schemas.events import DomainEvent, encode_event, event_type_of
+from schemas.events import DomainEvent, encode_event
 
 from ..projections.decoding import decode_stored as decode_event
 from .domain.contact import aggregate_id
@@ -132,21 +132,11 @@ EventColumns = tuple[list[uuid.UUID | str], list[int], list[str], list[bytes]]
 
 
 def _event_columns(events: Sequence[DomainEvent]) -> EventColumns:
-    """originator ids, versions, topics (event types) and states, as ``to_stored`` maps them."""
+    """Originator ids, versions, topics (event types) and states, column by column."""
     return ([aggregate_id(e.workspace_id, e.contact_id) for e in events],
             [e.aggregate_version for e in events],
             [e.event_type for e in events],  # type: ignore[attr-defined]
             [encode_event(e) for e in events])
-
-
-def to_stored(event: DomainEvent) -> StoredEvent:
-    """Map a domain event onto eventsourcing's stored form (topic = event type)."""
-    return StoredEvent(
-        originator_id=aggregate_id(event.workspace_id, event.contact_id),
-        originator_version=event.aggregate_version,
-        topic=event_type_of(event),
-        state=encode_event(event),
-    )
 
 
 class ContactEventRecorder(PostgresProcessRecorder):
