@@ -13,6 +13,7 @@ import fcntl
 import hashlib
 import logging
 import os
+from collections.abc import Awaitable, Callable
 from typing import IO, Any, Protocol
 
 import psycopg
@@ -138,3 +139,19 @@ async def acquire(lock: SingleActiveLock, stop: asyncio.Event, retry_seconds: fl
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), retry_seconds)
     return False
+
+
+async def while_leader(lock: SingleActiveLock, stop: asyncio.Event,
+                       work: Callable[[asyncio.Event], Awaitable[None]]) -> None:
+    """Run ``work`` whenever this copy holds ``lock``, until ``stop`` is set.
+
+    Standby copies wait in :func:`acquire`; if ``work`` returns (the lock's
+    session was lost) the copy goes back to waiting for the lock.
+    """
+    while not stop.is_set():
+        if not await acquire(lock, stop):
+            return
+        try:
+            await work(stop)
+        finally:
+            await lock.release()

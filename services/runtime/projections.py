@@ -20,7 +20,7 @@ from typing import Any
 from ..conversation.ports import EventStore, Position
 from ..projections.ports import ReadModelStore
 from ..projections.projector import EVENT_STORE_POSITION, ConversationProjection
-from .locks import SingleActiveLock, acquire
+from .locks import SingleActiveLock, while_leader
 from .observability import Health, RuntimeMetrics
 from .wakeup import Wakeup
 
@@ -50,17 +50,14 @@ class ProjectionService:
     async def run(self, stop: asyncio.Event) -> None:
         self.health.set_ready(SERVICE)  # standing by counts as ready
         try:
-            while not stop.is_set():
-                if not await acquire(self.lock, stop):
-                    break
-                try:
-                    self.projection.forget()  # another copy may have written rows meanwhile
-                    await self._follow(stop)
-                finally:
-                    await self.lock.release()
+            await while_leader(self.lock, stop, self._lead)
         finally:
             await self.wakeup.close()
         log.info("projections stopped")
+
+    async def _lead(self, stop: asyncio.Event) -> None:
+        self.projection.forget()  # another copy may have written rows meanwhile
+        await self._follow(stop)
 
     def _read(self, after: int) -> Page:
         if self._raw is not None:

@@ -22,7 +22,7 @@ from schemas.events import CURRENT_VERSION, DomainEvent, decode_event, encode_ev
 from ..conversation.ports import EventStore, Position
 from ..projections.ports import ReadModelStore
 from .kafka import RecordBatches, partitions_of
-from .locks import SingleActiveLock, acquire
+from .locks import SingleActiveLock, while_leader
 from .observability import Health, RuntimeMetrics
 from .sinks import OutRecord
 from .topics import Topics, partition_key
@@ -81,13 +81,7 @@ class OutboxRelay:
     async def run(self, stop: asyncio.Event) -> None:
         self.health.set_ready(SERVICE)  # standing by counts as ready
         try:
-            while not stop.is_set():
-                if not await acquire(self.lock, stop):
-                    break
-                try:
-                    await self._follow(stop)
-                finally:
-                    await self.lock.release()
+            await while_leader(self.lock, stop, self._follow)
         finally:
             await self.wakeup.close()
         log.info("relay stopped")
