@@ -116,7 +116,7 @@ class EmbeddedPipeline:
             if self._projected is not None and first == self._projected + 1:
                 try:
                     self.projection.apply([e for _, e in result.events],
-                                          Position(EVENT_STORE_POSITION, last))
+                                          Position(EVENT_STORE_POSITION, last, self._projected))
                     self._projected = last
                     return result
                 except IntegrityError:  # another process projected these events first

@@ -43,10 +43,16 @@ class DeadLetter(NamedTuple):
 
 @dataclass(frozen=True, slots=True)
 class Position:
-    """A consumed position recorded atomically with a batch (eventsourcing Tracking)."""
+    """A consumed position recorded atomically with a batch (eventsourcing Tracking).
+
+    ``after``, when given, is the position the batch was computed from: the
+    store refuses the write (IntegrityError) if another process moved the
+    recorded position meanwhile (compare-and-set; 0 = never recorded).
+    """
 
     name: str
     offset: int
+    after: int | None = None
 
 
 class EventStore(Protocol):

@@ -198,8 +198,8 @@ class ConversationProjection:
             batch = events.read(after, page)
             if not batch:
                 return done
-            after = batch[-1][0]
-            self.apply([e for _, e in batch], Position(name, after))
+            before, after = after, batch[-1][0]
+            self.apply([e for _, e in batch], Position(name, after, before))
             done += len(batch)
             if progress is not None:
                 progress(len(batch))

@@ -21,7 +21,7 @@ from ..conversation.ports import Position
 from ..conversation.store_postgres import connection_params, pg_text, sql, transient_retry
 from .metrics import Fact
 from .rows import ConversationRow
-from .store_sqlite import COLUMNS, row_from
+from .store_sqlite import COLUMNS, check_after, row_from
 
 TRACKING_TABLE = "projection_tracking"
 _TYPES = {"opened_us": "bigint", "closed_us": "bigint", "messages_received": "integer",
@@ -83,6 +83,9 @@ class PostgresReadModelStore:
         self._select = sql(_SELECT, schema)
         self._facts = sql(_FACTS, schema)
         self._copy = sql(_COPY, schema)
+        self._locked_position = sql(
+            "SELECT notification_id FROM {schema}.{table} WHERE application_name = %s "
+            "FOR UPDATE", schema, table=TRACKING_TABLE)
         self._reset = [
             sql("TRUNCATE {schema}.conversations", schema),
             sql("DELETE FROM {schema}.{table} WHERE application_name LIKE %s",
@@ -111,6 +114,10 @@ class PostgresReadModelStore:
     def save_snapshot(self, arrays: list[list[Any]], position: Position) -> None:
         """Upsert a :meth:`snapshot` and record ``position``, in one transaction."""
         with self.datastore.transaction(commit=True) as curs:
+            if position.after is not None:  # compare-and-set (Position.after)
+                curs.execute(self._locked_position, (position.name,), prepare=True)
+                found = curs.fetchone()
+                check_after(position, int(found["notification_id"]) if found else 0)
             if arrays:
                 curs.execute(self._upsert, arrays, prepare=True)
             self.tracking._insert_tracking(curs, Tracking(position.name, position.offset))

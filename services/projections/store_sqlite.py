@@ -6,7 +6,7 @@ from collections.abc import Callable, Collection, Iterator, Sequence
 from operator import attrgetter
 from typing import Any
 
-from eventsourcing.persistence import Tracking
+from eventsourcing.persistence import IntegrityError, Tracking
 from eventsourcing.sqlite import SQLiteDatastore, SQLiteTrackingRecorder
 
 from ..conversation.ports import Position
@@ -45,6 +45,13 @@ def row_from(values: Sequence[Any]) -> ConversationRow:
     return ConversationRow(**dict(zip(COLUMNS, values, strict=True)))
 
 
+def check_after(position: Position, recorded: int) -> None:
+    """Compare-and-set guard shared by the read-model stores (see Position.after)."""
+    if position.after is not None and recorded != position.after:
+        raise IntegrityError(f"projection position {position.name} moved to {recorded} "
+                             f"while a batch computed after {position.after} was projected")
+
+
 class SQLiteReadModelStore:
     """:class:`~services.projections.ports.ReadModelStore` on SQLite."""
 
@@ -71,6 +78,13 @@ class SQLiteReadModelStore:
 
     def save(self, rows: Sequence[ConversationRow], position: Position) -> None:
         with self.datastore.transaction(commit=True) as c:
+            if position.after is not None:
+                # a no-op write takes the write lock first, so the value read is current
+                c.execute("UPDATE tracking SET notification_id = notification_id "
+                          "WHERE application_name = ? RETURNING notification_id",
+                          (position.name,))
+                found = c.fetchone()
+                check_after(position, int(found[0]) if found else 0)
             if rows:
                 c.executemany(_UPSERT, [row_values(r) for r in rows])
             self.tracking._insert_tracking(c, Tracking(position.name, position.offset))

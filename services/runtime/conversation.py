@@ -253,7 +253,7 @@ class ConversationService:
             return None
         positions = [Position(position_name(tp), records[-1].offset) for tp, records in group]
         position = positions[0] if len(positions) == 1 else Positions(
-            positions[0].name, positions[0].offset, tuple(positions[1:]))
+            positions[0].name, positions[0].offset, others=tuple(positions[1:]))
         decision = self.processor.decide(items, DEAD_LETTER_SOURCE)
         return _Decided(group, items, decision, keys, position, started)
 

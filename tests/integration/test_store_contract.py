@@ -196,6 +196,18 @@ class StoreContract:
         assert rm.load_rows({"k1", "k2"}) == {"k1": row("k1", "a", 1)}
         assert rm.position(EVENT_STORE_POSITION) == 9
 
+    def test_read_model_save_is_a_compare_and_set_on_the_position(self, stores: Stores) -> None:
+        rm = stores.read_models
+        rm.save([row("k1", "a", 1)], Position(EVENT_STORE_POSITION, 4, after=0))
+        # a batch computed from position 0 arrives after another process recorded 4
+        with pytest.raises(IntegrityError, match="moved to 4"):
+            rm.save([row("k1", "a", 1, 5), row("k2", "b", 2)],
+                    Position(EVENT_STORE_POSITION, 7, after=0))
+        assert rm.load_rows({"k1", "k2"}) == {"k1": row("k1", "a", 1)}
+        assert rm.position(EVENT_STORE_POSITION) == 4
+        rm.save([row("k2", "b", 2)], Position(EVENT_STORE_POSITION, 7, after=4))
+        assert rm.position(EVENT_STORE_POSITION) == 7
+
     def test_reset_forgets_rows_and_projection_positions_only(self, stores: Stores) -> None:
         stores.read_models.save([row("k1", "a", 1)], Position(EVENT_STORE_POSITION, 3))
         stores.events.commit([], [outcome("e1")], [], Position("ingest:p0", 7))
