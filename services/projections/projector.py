@@ -111,10 +111,18 @@ class ConversationProjection:
         self.store = store
         self.cache_size = cache_size
         self._open: dict[str, ConversationRow] = {}
+        #: position name -> the recorded position the cached rows are current for
+        self._cached_at: dict[str, int] = {}
 
     def forget(self) -> None:
         """Drop cached rows (after a rebalance or a failed write)."""
         self._open.clear()
+        self._cached_at.clear()
+
+    def _check_cache(self, name: str, recorded: int) -> None:
+        """Another process projected since our last save: our cached rows are stale."""
+        if self._cached_at.get(name, recorded) != recorded:
+            self.forget()
 
     def apply(self, events: Sequence[DomainEvent], position: Position) -> int:
         """Project a batch and record ``position`` with it; returns rows written."""
@@ -132,6 +140,7 @@ class ConversationProjection:
             self.forget()
             raise
         self._remember(changed)
+        self._cached_at[position.name] = position.offset
         return len(changed)
 
     def _project(self, items: Sequence[Item],
@@ -190,6 +199,7 @@ class ConversationProjection:
                  page: int = 5_000, progress: Callable[[int], None] | None = None) -> int:
         """Project every stored event after this projection's tracked position."""
         after = self.store.position(name) or 0
+        self._check_cache(name, after)
         read_raw = getattr(events, "read_raw", None)
         if read_raw is not None:
             return self._catch_up_stored(read_raw, after, name, page, progress)
@@ -223,6 +233,7 @@ class ConversationProjection:
                     batch = ahead.result()
                     if not batch:
                         writer.flush()
+                        self._cached_at[name] = after
                         return done
                     after = batch[-1][0]
                     ahead = reader.submit(read_raw, after, page)

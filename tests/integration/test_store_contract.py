@@ -25,7 +25,7 @@ from services.conversation.ports import ConcurrencyConflict, DeadLetter, Outcome
 from services.embedded import EmbeddedPipeline
 from services.postgres import open_postgres_stores
 from services.projections.metrics import GROUPINGS, MetricsQuery, compute
-from services.projections.projector import EVENT_STORE_POSITION
+from services.projections.projector import EVENT_STORE_POSITION, ConversationProjection
 from services.projections.rows import ConversationRow
 
 pytestmark = pytest.mark.integration
@@ -207,6 +207,25 @@ class StoreContract:
         assert rm.position(EVENT_STORE_POSITION) == 4
         rm.save([row("k2", "b", 2)], Position(EVENT_STORE_POSITION, 7, after=4))
         assert rm.position(EVENT_STORE_POSITION) == 7
+
+    def test_two_projections_on_one_store_never_lose_an_update(self, stores: Stores) -> None:
+        pipeline = EmbeddedPipeline(stores.events, stores.read_models)
+        pipeline.project_inline = False
+        first, second = (ConversationProjection(stores.read_models) for _ in range(2))
+
+        def receive(n: int) -> None:
+            pipeline.process_batch([envelope("ws1", f"m{n}", "message.received", "c1",
+                                             T0 + timedelta(seconds=n),
+                                             channel={"type": "sms"})])
+
+        receive(1)
+        first.catch_up(stores.events)
+        receive(2)
+        second.catch_up(stores.events)  # first's cached row is now stale
+        receive(3)
+        first.catch_up(stores.events)
+        [row_now] = stores.read_models.conversations("ws1")
+        assert row_now.messages_received == 3
 
     def test_reset_forgets_rows_and_projection_positions_only(self, stores: Stores) -> None:
         stores.read_models.save([row("k1", "a", 1)], Position(EVENT_STORE_POSITION, 3))
