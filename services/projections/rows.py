@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -81,9 +81,6 @@ class ConversationRow:
             "resolution_seconds": self.resolution_seconds,
             "messages_received": self.messages_received, "messages_sent": self.messages_sent,
         }
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 def conversation_of(event: DomainEvent) -> str | None:
