@@ -7,17 +7,15 @@ line on stderr and no traceback.
 from __future__ import annotations
 
 import argparse
-import re
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from datetime import date
 from typing import IO, NoReturn
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from eventsourcing.persistence import PersistenceError
 from pydantic import ValidationError
 
-from ..projections.metrics import GROUPINGS, MetricsQuery
+from ..projections.metrics import GROUPINGS, MetricsQuery, calendar_date, time_zone
 from ..settings import Settings
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
@@ -33,21 +31,17 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _date(text: str) -> date:
-    if not re.fullmatch(r"\d{4}-\d{2}-\d{2}", text):
-        raise argparse.ArgumentTypeError(f"{text!r} is not a date (expected YYYY-MM-DD)")
     try:
-        return date.fromisoformat(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a valid calendar date") from None
+        return calendar_date(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _zone(text: str) -> str:
     try:
-        ZoneInfo(text)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise argparse.ArgumentTypeError(f"unknown time zone {text!r} (use an IANA name "
-                                         "such as Europe/Berlin)") from None
-    return text
+        return time_zone(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -7,15 +7,13 @@ same ``group_by`` values; an empty parameter (``?from=``) counts as absent.
 from __future__ import annotations
 
 import asyncio
-import re
 from collections.abc import Mapping
 from datetime import date
 from typing import Any, Final
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from aiohttp import web
 
-from ..projections.metrics import GROUPINGS, MetricsQuery, compute
+from ..projections.metrics import GROUPINGS, MetricsQuery, calendar_date, compute, time_zone
 from ..projections.ports import ReadModelStore
 from .context import CONTEXT
 from .errors import ApiError, json_response
@@ -32,12 +30,10 @@ def parse_date(name: str, text: str | None) -> date | None:
     """A calendar date ``YYYY-MM-DD`` (the CLI's ``--from``/``--to`` rule), or 400."""
     if text is None:
         return None
-    if not re.fullmatch(r"\d{4}-\d{2}-\d{2}", text):
-        raise ApiError(400, f"{name}: {text!r} is not a date (expected YYYY-MM-DD)")
     try:
-        return date.fromisoformat(text)
-    except ValueError:
-        raise ApiError(400, f"{name}: {text!r} is not a valid calendar date") from None
+        return calendar_date(text)
+    except ValueError as exc:
+        raise ApiError(400, f"{name}: {exc}") from None
 
 
 def parse_zone(text: str | None) -> str:
@@ -45,11 +41,9 @@ def parse_zone(text: str | None) -> str:
     if text is None:
         return "UTC"
     try:
-        ZoneInfo(text)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise ApiError(400, f"tz: unknown time zone {text!r} (use an IANA name such as "
-                            "Europe/Berlin)") from None
-    return text
+        return time_zone(text)
+    except ValueError as exc:
+        raise ApiError(400, f"tz: {exc}") from None
 
 
 def metrics_query(workspace: str, query: Mapping[str, str]) -> MetricsQuery:

@@ -6,11 +6,12 @@ One implementation serves the CLI, the HTTP API and exports, on either store.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, Final, Literal
-from zoneinfo import ZoneInfo
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 GroupBy = Literal["day", "week", "month", "channel", "opened_by", "closed_by", "assignee", "team"]
 GROUPINGS: Final[tuple[str, ...]] = (
@@ -40,6 +41,26 @@ class MetricsQuery:
     tz: str = "UTC"
     date_from: date | None = None
     date_to: date | None = None
+
+
+def calendar_date(text: str) -> date:
+    """A ``YYYY-MM-DD`` date as ``--from``/``--to`` take it; ValueError says what is wrong."""
+    if not re.fullmatch(r"\d{4}-\d{2}-\d{2}", text):
+        raise ValueError(f"{text!r} is not a date (expected YYYY-MM-DD)")
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise ValueError(f"{text!r} is not a valid calendar date") from None
+
+
+def time_zone(text: str) -> str:
+    """An IANA time zone name, checked; ValueError says what is wrong."""
+    try:
+        ZoneInfo(text)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"unknown time zone {text!r} (use an IANA name such as "
+                         "Europe/Berlin)") from None
+    return text
 
 
 def percentile(ordered: list[float], q: float) -> float:
