@@ -8,7 +8,7 @@ commits is repaired by the catch-up at the next start).
 
 from __future__ import annotations
 
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -20,10 +20,15 @@ from schemas.commands import CommandBase
 
 from .conversation.ports import ConcurrencyConflict, EventStore, Position
 from .conversation.processor import BatchProcessor, BatchResult, Decision
+from .conversation.store_sqlite import to_row
 from .ingest.normalise import Invalid, parse
 from .ingest.parallel import ParallelParser
 from .projections.ports import ReadModelStore
 from .projections.projector import EVENT_STORE_POSITION, ConversationProjection
+from .writer import RESET, WriteBatch, WriterProcess
+
+#: batches decided ahead of the writer's acknowledgements
+IN_FLIGHT_BATCHES = 24
 
 _CATCH_UP_ATTEMPTS = 5
 
@@ -61,6 +66,9 @@ def batched(lines: Iterable[bytes], size: int) -> Iterator[list[bytes]]:
             batch = []
     if batch:
         yield batch
+
+
+_InFlight = tuple[int, int, Sequence[CommandBase | Invalid], Decision]
 
 
 class EmbeddedPipeline:
@@ -112,17 +120,25 @@ class EmbeddedPipeline:
 
     def _project(self, result: BatchResult) -> BatchResult:
         if result.events and self.project_inline:
-            first, last = result.events[0][0], result.events[-1][0]
-            if self._projected is not None and first == self._projected + 1:
-                try:
-                    self.projection.apply([e for _, e in result.events],
-                                          Position(EVENT_STORE_POSITION, last, self._projected))
-                    self._projected = last
-                    return result
-                except IntegrityError:  # another process projected these events first
-                    pass
-            self.catch_up()  # another writer interleaved: read back from the store in order
+            events = [e for _, e in result.events]
+            self._project_range(result.events[0][0], result.events[-1][0],
+                                lambda position: self.projection.apply(events, position))
         return result
+
+    def project_stored(self, first: int, last: int, states: Sequence[bytes]) -> None:
+        """Project events just stored with notification ids ``first..last``."""
+        self._project_range(first, last,
+                            lambda position: self.projection.apply_stored(states, position))
+
+    def _project_range(self, first: int, last: int, apply: Callable[[Position], int]) -> None:
+        if self._projected is not None and first == self._projected + 1:
+            try:
+                apply(Position(EVENT_STORE_POSITION, last, self._projected))
+                self._projected = last
+                return
+            except IntegrityError:  # another process projected these events first
+                pass
+        self.catch_up()  # another writer interleaved: read back from the store in order
 
     def run(self, lines: Iterable[bytes],
             progress: Callable[[int], None] | None = None,
@@ -158,6 +174,69 @@ class EmbeddedPipeline:
                 if progress is not None:
                     progress(pending_size)
         return summary
+
+    def run_pipelined(self, lines: Iterable[bytes], writer: WriterProcess,
+                      progress: Callable[[int], None] | None = None,
+                      parser: ParallelParser | None = None) -> ImportSummary:
+        """:meth:`run` with storing and projecting done by a :class:`WriterProcess`.
+
+        This process only decides. A decided batch goes to the writer encoded
+        and stays in flight (its keys count as seen, its aggregates stay cached)
+        until the writer has stored it; up to :data:`IN_FLIGHT_BATCHES` are.
+        If the writer reports a conflict with another process, every batch in
+        flight is lost: they are decided again here, from storage, and stored
+        by this process before the pipeline goes on.
+        """
+        summary = ImportSummary()
+        in_flight: deque[_InFlight] = deque()
+        for seq, (raw, items) in enumerate(self._parsed(lines, parser), start=1):
+            self._settle(writer, in_flight, summary, progress,
+                         wait=len(in_flight) >= IN_FLIGHT_BATCHES)
+            decision = self.processor.decide(items, "import", in_flight=True)
+            result = decision.result
+            writer.send(WriteBatch(seq, [to_row(e) for e in decision.events],
+                                   result.outcomes, result.dead_letters))
+            in_flight.append((seq, len(raw), items, decision))
+            summary.read += len(raw)
+        while in_flight:
+            self._settle(writer, in_flight, summary, progress, wait=True)
+        return summary
+
+    def _settle(self, writer: WriterProcess, in_flight: deque[_InFlight],
+                summary: ImportSummary, progress: Callable[[int], None] | None,
+                wait: bool) -> None:
+        """Take the writer's replies: count what it stored, redo what it lost."""
+        while in_flight:
+            reply = writer.reply(block=wait)
+            if reply is None:
+                return
+            wait = False
+            kind, seq, _ = reply
+            if kind == "stored":
+                while in_flight and in_flight[0][0] <= seq:
+                    _, size, _, decision = in_flight.popleft()
+                    self.processor.settle(decision)
+                    summary.add(decision.result)
+                    if progress is not None:
+                        progress(size)
+                continue
+            writer.send(RESET)  # "conflict": the writer dropped every batch in flight
+            while writer.reply(block=True)[0] != RESET:  # type: ignore[index]
+                pass
+            self.processor.forget()
+            lost = list(in_flight)
+            in_flight.clear()
+            for _, size, items, _ in lost:
+                summary.add(self.process_items(items))
+                if progress is not None:
+                    progress(size)
+
+    def _parsed(self, lines: Iterable[bytes], parser: ParallelParser | None
+                ) -> Iterable[tuple[list[bytes], list[CommandBase | Invalid]]]:
+        batches = batched(lines, self.batch_size)
+        if parser is not None:
+            return parser.map(batches)
+        return ((raw, [parse(line) for line in raw]) for raw in batches)
 
     def run_inline(self, lines: Iterable[bytes],
                    progress: Callable[[int], None] | None = None) -> ImportSummary:

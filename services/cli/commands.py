@@ -11,9 +11,9 @@ from contextlib import ExitStack, contextmanager
 
 from ..bootstrap import StorageUnavailable, Stores, embedded_pipeline, open_stores
 from ..ingest.parallel import ParallelParser
-from ..projections.background import BackgroundProjection, ProjectionFailed
 from ..projections.metrics import compute
 from ..settings import Settings
+from ..writer import WriterFailed, WriterProcess
 from .main import EXIT_OK, Failure, metrics_query, read_lines
 from .output import render_conversations, render_metrics, to_json
 
@@ -74,28 +74,29 @@ def import_(args: argparse.Namespace, settings: Settings) -> int:
         yield from lines
 
     mode = settings.import_mode
-    # "processes": a forked worker parses, another follows the event store with
-    # the projection, this one decides and stores; both are forked before this
-    # process opens the database.
-    follower = BackgroundProjection(lambda: open_stores(settings))
-    if mode == "processes":  # create the schema (and SQLite's WAL mode) before forking
-        with _stores(settings):
+    # "processes": a forked worker parses, another stores and projects, this one
+    # decides; both are forked before this process opens the database.
+    if mode == "processes" and not settings.is_postgres:
+        with _stores(settings):  # create the schema (and SQLite's WAL mode) first
             pass
-    with ExitStack() as stack:
-        parser = stack.enter_context(ParallelParser()) if mode == "processes" else None
-        if mode == "processes":
-            stack.enter_context(follower)
-        stores = stack.enter_context(_stores(settings))
-        pipeline = embedded_pipeline(stores, settings)
-        pipeline.project_inline = mode != "processes"
-        with progress_reporter("import", not args.no_progress) as progress:
-            summary = (pipeline.run_inline(all_lines(), progress) if mode == "inline"
-                       else pipeline.run(all_lines(), progress, parser))
-        if mode == "processes":
-            try:
-                follower.finish()
-            except ProjectionFailed as exc:
-                raise Failure(str(exc)) from None
+        try:
+            with ParallelParser() as parser, \
+                    WriterProcess(lambda: open_stores(settings)) as writer:
+                with _stores(settings) as stores:
+                    pipeline = embedded_pipeline(stores, settings)
+                    with progress_reporter("import", not args.no_progress) as progress:
+                        summary = pipeline.run_pipelined(all_lines(), writer, progress, parser)
+                writer.finish()
+        except WriterFailed as exc:
+            raise Failure(f"{exc}; what was stored is kept, run the import again") from None
+    else:  # on PostgreSQL, "processes" parses in a worker and stores from here
+        with ExitStack() as stack:
+            worker = stack.enter_context(ParallelParser()) if mode == "processes" else None
+            stores = stack.enter_context(_stores(settings))
+            pipeline = embedded_pipeline(stores, settings)
+            with progress_reporter("import", not args.no_progress) as progress:
+                summary = (pipeline.run_inline(all_lines(), progress) if mode == "inline"
+                           else pipeline.run(all_lines(), progress, worker))
     print(to_json(summary.as_dict()))
     return EXIT_OK
 

@@ -78,6 +78,9 @@ class BatchProcessor:
         self.cache_size = cache_size
         self.max_attempts = max_attempts
         self._cache: OrderedDict[tuple[str, str], Contact] = OrderedDict()
+        #: decided but not yet stored (see :meth:`decide` with ``in_flight``)
+        self._in_flight_keys: set[tuple[str, str]] = set()
+        self._pinned: Counter[tuple[str, str]] = Counter()
 
     def contact(self, workspace_id: str, contact_id: str) -> Contact:
         key = (workspace_id, contact_id)
@@ -88,9 +91,18 @@ class BatchProcessor:
         events = self.store.load(aggregate_id(workspace_id, contact_id))
         contact = Contact.replay(workspace_id, contact_id, events)
         self._cache[key] = contact
-        if len(self._cache) > self.cache_size:
-            self._cache.popitem(last=False)
+        self._trim()
         return contact
+
+    def _trim(self) -> None:
+        """Evict the least recently used aggregates, never one with unstored events."""
+        cache, pinned = self._cache, self._pinned
+        skipped = 0
+        while len(cache) > self.cache_size and skipped <= len(pinned):
+            key, contact = cache.popitem(last=False)
+            if key in pinned:  # its events are in flight: keep it, as most recent
+                cache[key] = contact
+                skipped += 1
 
     def preload(self, items: Sequence[CommandBase | Invalid]) -> None:
         """Load every uncached contact a batch names in one store round trip."""
@@ -110,13 +122,14 @@ class BatchProcessor:
         for oid, (workspace_id, contact_id) in wanted.items():
             self._cache[(workspace_id, contact_id)] = Contact.replay(
                 workspace_id, contact_id, found.get(oid, []))
-        while len(self._cache) > self.cache_size:
-            self._cache.popitem(last=False)
+        self._trim()
 
     def forget(self, ids: Sequence[tuple[str, str]] | None = None) -> None:
         """Drop cached aggregates (all of them by default)."""
         if ids is None:
             self._cache.clear()
+            self._in_flight_keys.clear()
+            self._pinned.clear()
         else:
             for key in ids:
                 self._cache.pop(key, None)
@@ -133,15 +146,25 @@ class BatchProcessor:
                     raise
         raise AssertionError("unreachable")
 
-    def decide(self, items: Sequence[CommandBase | Invalid], source: str) -> Decision:
+    def decide(self, items: Sequence[CommandBase | Invalid], source: str, *,
+               in_flight: bool = False) -> Decision:
         """First half of :meth:`process`: dedupe and apply to the cached aggregates.
 
         Until :meth:`commit` succeeds the cache holds unsaved state, so the
-        caller must commit (or :meth:`forget`) before deciding the next batch.
+        caller must commit (or :meth:`forget`) before deciding the next batch;
+        unless ``in_flight``: then the caller stores the decision elsewhere, may
+        decide further batches on top of it, and must call :meth:`settle` once
+        it is stored, or :meth:`forget` (everything) if storing failed. Until
+        then its keys count as seen and its aggregates stay cached.
         """
         result = BatchResult()
         keys = {item.dedup_key for item in items if not isinstance(item, Invalid)}
-        done = self.store.seen(keys) if keys else set()
+        pending = self._in_flight_keys
+        if pending and keys:
+            done = keys & pending
+            done |= self.store.seen(keys - done) if len(done) < len(keys) else set()
+        else:
+            done = self.store.seen(keys) if keys else set()
         self.preload(items)
         contacts = _BatchContacts(self)
         try:
@@ -149,7 +172,21 @@ class BatchProcessor:
         except BaseException:
             self.forget(list(contacts.touched))
             raise
-        return Decision(result, events, list(contacts.touched))
+        decision = Decision(result, events, list(contacts.touched))
+        if in_flight:
+            pending.update((o.workspace_id, o.event_id) for o in result.outcomes)
+            self._pinned.update(decision.touched)
+        return decision
+
+    def settle(self, decision: Decision) -> None:
+        """An in-flight decision is stored: its keys and aggregates are ordinary again."""
+        self._in_flight_keys.difference_update(
+            (o.workspace_id, o.event_id) for o in decision.result.outcomes)
+        self._pinned.subtract(decision.touched)
+        for key in decision.touched:
+            if self._pinned[key] <= 0:
+                del self._pinned[key]
+        self._trim()
 
     def commit(self, decision: Decision, position: Position | None = None) -> BatchResult:
         """Second half of :meth:`process`: store everything in one transaction."""

@@ -1,0 +1,157 @@
+"""Storage on a core of its own: the forked writer process of a bulk import.
+
+The importing process decides batches; this process owns every write they
+need. It takes the decided batches in order, commits whatever has queued up
+(up to :data:`GROUP_ROWS` events) in one transaction, projects the committed
+events into the read model from their stored JSON, and acknowledges each
+batch. Big transactions matter on SQLite: inserting into the random-keyed
+aggregate index dirties about one page per event, and every commit writes
+its dirty pages again, so 20,000 events per commit cost a fraction of 2,000.
+
+If a commit fails because another writer took an aggregate version first,
+the writer reports the batch and drops everything after it until the
+importer says ``reset``; the importer then redoes those batches itself from
+storage (see :meth:`services.embedded.EmbeddedPipeline.run_pipelined`).
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass
+from multiprocessing.connection import Connection
+from types import TracebackType
+from typing import Any
+
+from .conversation.ports import ConcurrencyConflict, DeadLetter, Outcome
+from .conversation.store_sqlite import SQLiteEventStore, StoredRow
+
+GROUP_ROWS = 25_000
+RESET = "reset"
+
+
+@dataclass(frozen=True, slots=True)
+class WriteBatch:
+    """One decided batch, encoded for the events table."""
+
+    seq: int
+    rows: list[StoredRow]
+    outcomes: list[Outcome]
+    dead_letters: list[DeadLetter]
+
+
+class WriterFailed(Exception):
+    """The writer process died or hit an error it cannot recover from."""
+
+
+def _serve(open_stores: Callable[[], Any], inbox: Any, outbox: Connection) -> None:
+    from .embedded import EmbeddedPipeline
+
+    stores = open_stores()
+    try:
+        events = stores.events
+        if not isinstance(events, SQLiteEventStore):
+            raise TypeError("the writer process needs the SQLite event store")
+        pipeline = EmbeddedPipeline(events, stores.read_models)
+        pipeline.catch_up()
+        _loop(events, pipeline, inbox, outbox)
+    except BaseException:
+        outbox.send(("error", -1, traceback.format_exc(limit=8)))
+        raise
+    finally:
+        stores.close()
+
+
+def _loop(events: SQLiteEventStore, pipeline: Any, inbox: Any, outbox: Connection) -> None:
+    held: object = None  # a message taken while grouping, handled next round
+    discarding = False
+    while True:
+        message = held if held is not None else inbox.get()
+        held = None
+        if message is None:
+            return
+        if message == RESET:
+            discarding = False
+            outbox.send((RESET, -1, ""))
+            continue
+        if discarding:
+            continue
+        assert isinstance(message, WriteBatch)
+        group: list[WriteBatch] = [message]
+        size = len(message.rows)
+        while size < GROUP_ROWS and not inbox.empty():
+            following = inbox.get()
+            if not isinstance(following, WriteBatch):
+                held = following
+                break
+            group.append(following)
+            size += len(following.rows)
+        try:
+            ids = events.commit_rows(
+                [row for batch in group for row in batch.rows],
+                [o for batch in group for o in batch.outcomes],
+                [d for batch in group for d in batch.dead_letters], None)
+        except ConcurrencyConflict as exc:
+            discarding = True
+            outbox.send(("conflict", group[0].seq, str(exc)))
+            continue
+        if ids:
+            pipeline.project_stored(ids[0], ids[-1],
+                                    [row[3] for batch in group for row in batch.rows])
+        outbox.send(("stored", group[-1].seq, ""))
+
+
+class WriterProcess:
+    """Context manager: fork the writer on entry; :meth:`finish` drains and joins it.
+
+    ``open_stores`` runs in the child, so no connection crosses the fork:
+    enter it before the parent opens its own connections.
+    """
+
+    def __init__(self, open_stores: Callable[[], Any]) -> None:
+        context = multiprocessing.get_context("fork")
+        self._inbox = context.Queue(maxsize=64)
+        self._replies, child_end = context.Pipe(duplex=False)
+        self._process = context.Process(target=_serve,
+                                        args=(open_stores, self._inbox, child_end),
+                                        name="bonychat-writer", daemon=True)
+        self._child_end = child_end
+
+    def __enter__(self) -> WriterProcess:
+        self._process.start()
+        self._child_end.close()
+        return self
+
+    def send(self, message: WriteBatch | str | None) -> None:
+        self._inbox.put(message)
+
+    def reply(self, block: bool) -> tuple[str, int, str] | None:
+        """The next ``(kind, seq, detail)`` from the writer, or None if none is ready."""
+        if not block and not self._replies.poll():
+            return None
+        try:
+            kind, seq, detail = self._replies.recv()
+        except EOFError:
+            raise WriterFailed(f"writer process exited ({self._process.exitcode})") from None
+        if kind == "error":
+            raise WriterFailed(f"writer process failed: {detail.strip().splitlines()[-1]}")
+        return str(kind), int(seq), str(detail)
+
+    def finish(self) -> None:
+        """Tell the writer to stop after what it has, and wait for it."""
+        self._inbox.put(None)
+        self._inbox.close()
+        self._inbox.join_thread()
+        self._process.join()
+        if self._process.exitcode != 0:
+            raise WriterFailed(f"writer process failed (exit {self._process.exitcode})")
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        if self._process.is_alive():
+            if exc is None:
+                self.finish()
+            else:
+                self._process.kill()
+                self._process.join()
