@@ -9,6 +9,7 @@ ordinary frozen model: it serialises, compares and refuses mutation as usual.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, TypeVar
 
 from pydantic import BaseModel
@@ -43,6 +44,26 @@ def construct(cls: type[M], **values: Any) -> M:
     instance = cls.__new__(cls)
     _setattr(instance, "__dict__", {**defaults, **values})
     _setattr(instance, "__pydantic_fields_set__", set(values))
+    _setattr(instance, "__pydantic_extra__", None)
+    _setattr(instance, "__pydantic_private__", None)
+    return instance
+
+
+_FIELD_SETS: dict[type[BaseModel], set[str]] = {}
+
+
+def from_values(cls: type[M], fields: tuple[str, ...], values: Sequence[Any]) -> M:
+    """Like :func:`construct` for the value of every field, in ``fields`` order.
+
+    The caller guarantees completeness (e.g. the values were packed from a model
+    of the same class), so no defaults are merged and nothing is checked.
+    """
+    names = _FIELD_SETS.get(cls)
+    if names is None:
+        names = _FIELD_SETS[cls] = set(cls.model_fields)
+    instance = cls.__new__(cls)
+    _setattr(instance, "__dict__", dict(zip(fields, values, strict=True)))
+    _setattr(instance, "__pydantic_fields_set__", names.copy())
     _setattr(instance, "__pydantic_extra__", None)
     _setattr(instance, "__pydantic_private__", None)
     return instance

@@ -195,7 +195,8 @@ class EmbeddedPipeline:
             decision = self.processor.decide(items, "import", in_flight=True)
             result = decision.result
             writer.send(WriteBatch(seq, [to_row(e) for e in decision.events],
-                                   result.outcomes, result.dead_letters))
+                                   [tuple(o) for o in result.outcomes],
+                                   [tuple(d) for d in result.dead_letters]))
             in_flight.append((seq, len(raw), items, decision))
             summary.read += len(raw)
         while in_flight:

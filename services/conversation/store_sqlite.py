@@ -93,18 +93,17 @@ class ContactEventRecorder(SQLiteProcessRecorder):
             self._insert_tracking(c, tracking)
         outcomes: Sequence[Outcome] = kwargs.get("outcomes", ())
         if outcomes:
+            # by position: plain tuples in Outcome's field order are welcome too
             c.executemany(
                 "INSERT INTO processed_events VALUES (?,?,?,?,?,?,?)",
-                [(o.workspace_id, o.event_id, o.contact_id, o.event_type,
-                  o.occurred_at.isoformat(), o.outcome, o.reason) for o in outcomes],
+                [(ws, eid, cid, kind, at.isoformat(), outcome, reason)
+                 for ws, eid, cid, kind, at, outcome, reason in outcomes],
             )
         dead: Sequence[DeadLetter] = kwargs.get("dead_letters", ())
         if dead:
             c.executemany(
-                "INSERT INTO dead_letters (source, workspace_id, event_id, reason, raw) "
-                "VALUES (?,?,?,?,?)",
-                [(d.source, d.workspace_id, d.event_id, d.reason, d.raw) for d in dead],
-            )
+                "INSERT INTO dead_letters (raw, reason, source, workspace_id, event_id) "
+                "VALUES (?,?,?,?,?)", dead)
         return ids
 
     def select_many(self, originator_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, list[bytes]]:
@@ -168,25 +167,32 @@ class SQLiteEventStore:
         return {oid: [decode_event(s) for s in rows] for oid, rows in states.items()}
 
     def seen(self, keys: Collection[tuple[str, str]]) -> set[tuple[str, str]]:
+        by_workspace: dict[str, list[str]] = {}
+        for workspace_id, event_id in keys:
+            by_workspace.setdefault(workspace_id, []).append(event_id)
         found: set[tuple[str, str]] = set()
-        items = list(keys)
         with self.datastore.transaction(commit=False) as c:
-            for start in range(0, len(items), 400):
-                chunk = items[start:start + 400]
-                clause = " OR ".join(["(workspace_id=? AND event_id=?)"] * len(chunk))
-                c.execute(f"SELECT workspace_id, event_id FROM processed_events WHERE {clause}",
-                          [v for key in chunk for v in key])
-                found.update((row[0], row[1]) for row in c.fetchall())
+            for workspace_id, event_ids in by_workspace.items():
+                for start in range(0, len(event_ids), 900):
+                    chunk = event_ids[start:start + 900]
+                    c.execute("SELECT event_id FROM processed_events WHERE workspace_id=? "
+                              f"AND event_id IN ({', '.join('?' * len(chunk))})",
+                              [workspace_id, *chunk])
+                    found.update((workspace_id, row[0]) for row in c.fetchall())
         return found
 
     def commit(self, events: Sequence[DomainEvent], outcomes: Sequence[Outcome],
                dead_letters: Sequence[DeadLetter], position: Position | None) -> list[int]:
         return self.commit_rows([to_row(e) for e in events], outcomes, dead_letters, position)
 
-    def commit_rows(self, rows: Sequence[StoredRow], outcomes: Sequence[Outcome],
-                    dead_letters: Sequence[DeadLetter], position: Position | None
+    def commit_rows(self, rows: Sequence[StoredRow], outcomes: Sequence[tuple[Any, ...]],
+                    dead_letters: Sequence[tuple[Any, ...]], position: Position | None
                     ) -> list[int]:
-        """:meth:`commit` for events already encoded by :func:`to_row`."""
+        """:meth:`commit` for events already encoded by :func:`to_row`.
+
+        Outcomes and dead letters may be plain tuples in the field order of
+        :class:`Outcome` and :class:`DeadLetter`.
+        """
         tracking = Tracking(position.name, position.offset) if position else None
         try:
             return self.recorder.insert_rows(rows, tracking=tracking, outcomes=outcomes,

@@ -4,7 +4,7 @@ Parsing and validating envelopes is about a third of the import's CPU. For
 bulk imports a forked worker does it while the main process decides and
 stores the previous batch. Results cross the process boundary as compact
 tuples (cheaper to pickle than models) and are rebuilt with
-:func:`schemas.trusted.construct`, since the worker has validated them.
+:func:`schemas.trusted.from_values`, since the worker has validated them.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from types import TracebackType
 from typing import Any
 
 from schemas.commands import COMMAND_CLASSES, CommandBase
-from schemas.trusted import construct
+from schemas.trusted import from_values
 
 from .normalise import Invalid, parse
 
@@ -39,7 +39,7 @@ def unpack(packed: Packed) -> CommandBase | Invalid:
     name = packed[0]
     if not name:
         return Invalid(*packed[1:])
-    return construct(_CLASSES[name], **dict(zip(_FIELDS[name], packed[1:], strict=True)))
+    return from_values(_CLASSES[name], _FIELDS[name], packed[1:])
 
 
 def parse_packed(lines: list[bytes]) -> list[Packed]:

@@ -1,0 +1,65 @@
+"""Parsing in a worker process: what crosses the process boundary comes back equal."""
+
+from __future__ import annotations
+
+import pickle
+
+import orjson
+import pytest
+
+from schemas.commands import COMMAND_CLASSES, ReceiveMessage
+from schemas.trusted import construct, from_values
+from services.ingest.normalise import Invalid, parse
+from services.ingest.parallel import ParallelParser, pack, unpack
+
+LINES = [
+    {"event_id": "e1", "workspace_id": "w", "contact_id": "c", "type": "message.received",
+     "occurred_at": "2026-10-01T08:00:00+02:00", "channel": {"type": "viber", "id": "v1"},
+     "data": {"message_id": "m1"}},
+    {"event_id": "e2", "workspace_id": "w", "contact_id": "c", "type": "conversation.assign",
+     "occurred_at": "2026-10-01T08:00:01Z", "actor": {"type": "user", "id": "a"},
+     "data": {"assignee_id": None, "team_id": "t"}},
+    {"event_id": "e3", "workspace_id": "w", "contact_id": "c", "type": "dialogflow.response",
+     "occurred_at": "2026-10-01T08:00:02Z", "actor": {"type": "dialogflow"},
+     "data": {"parameters": {"RB_MARKDONE": "true"}}},
+    {"event_id": "e4", "workspace_id": "w", "contact_id": "c", "type": "contact.merge",
+     "occurred_at": "2026-10-01T08:00:03Z", "actor": {"type": "user"},
+     "data": {"secondary_contact_id": "d"}},
+]
+RAW = [orjson.dumps(line) for line in LINES] + [b"{not json", b'{"type": "welcome"}']
+
+
+@pytest.mark.parametrize("raw", RAW)
+def test_pack_then_unpack_gives_an_equal_item(raw: bytes) -> None:
+    item = parse(raw)
+    again = unpack(pickle.loads(pickle.dumps(pack(item))))
+    assert type(again) is type(item)
+    assert again == item
+    if not isinstance(item, Invalid):
+        assert again.model_dump() == item.model_dump()
+        assert orjson.loads(again.model_dump_json()) == orjson.loads(item.model_dump_json())
+
+
+def test_every_command_class_round_trips() -> None:
+    assert {type(parse(raw)).__name__ for raw in RAW[:4]} <= {c.__name__ for c in COMMAND_CLASSES}
+
+
+def test_from_values_builds_a_frozen_model_equal_to_construct() -> None:
+    built = construct(ReceiveMessage, workspace_id="w", contact_id="c", event_id="e",
+                      event_type="message.received", occurred_at=parse(RAW[0]).occurred_at,
+                      channel_type="viber")
+    fields = tuple(ReceiveMessage.model_fields)
+    again = from_values(ReceiveMessage, fields, [built.__dict__[f] for f in fields])
+    assert again == built
+    with pytest.raises(Exception, match="frozen"):
+        again.contact_id = "other"  # type: ignore[misc]
+    assert again.model_fields_set is not from_values(
+        ReceiveMessage, fields, [built.__dict__[f] for f in fields]).model_fields_set
+
+
+def test_the_worker_process_parses_in_input_order() -> None:
+    batches = [RAW[:3], RAW[3:]]
+    with ParallelParser() as parser:
+        out = list(parser.map(iter(batches)))
+    assert [raw for raw, _ in out] == batches
+    assert [item for _, items in out for item in items] == [parse(raw) for raw in RAW]
