@@ -80,8 +80,6 @@ class EmbeddedPipeline:
         self.processor = BatchProcessor(events)
         self.projection = ConversationProjection(read_models)
         self.batch_size = batch_size
-        #: False when another process follows the event store (BackgroundProjection)
-        self.project_inline = True
         self._projected: int | None = None
 
     def catch_up(self) -> None:
@@ -119,7 +117,7 @@ class EmbeddedPipeline:
         return self._project(result)
 
     def _project(self, result: BatchResult) -> BatchResult:
-        if result.events and self.project_inline:
+        if result.events:
             events = [e for _, e in result.events]
             self._project_range(result.events[0][0], result.events[-1][0],
                                 lambda position: self.projection.apply(events, position))
@@ -151,12 +149,8 @@ class EmbeddedPipeline:
         a :class:`ParallelParser`, parsing happens in a worker process instead.
         """
         summary = ImportSummary()
-        if self.project_inline:
-            self.catch_up()
-        batches = batched(lines, self.batch_size)
-        parsed: Iterable[tuple[list[bytes], list[CommandBase | Invalid]]] = (
-            parser.map(batches) if parser is not None
-            else ((raw, [parse(line) for line in raw]) for raw in batches))
+        self.catch_up()
+        parsed = self._parsed(lines, parser)
         with ThreadPoolExecutor(1, thread_name_prefix="bonychat-writer") as writer:
             pending: Future[BatchResult] | None = None
             pending_size = 0

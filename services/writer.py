@@ -151,9 +151,13 @@ class WriterProcess:
 
     def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
-        if self._process.is_alive():
-            if exc is None:
-                self.finish()
-            else:
-                self._process.kill()
-                self._process.join()
+        if exc is None and self._process.is_alive():
+            self.finish()
+            return
+        if exc is not None:
+            # the writer may be gone with batches still queued for it: do not let
+            # this process wait at exit for a pipe nobody reads
+            self._inbox.cancel_join_thread()
+            self._inbox.close()
+            self._process.kill()
+            self._process.join()

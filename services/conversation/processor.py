@@ -81,6 +81,8 @@ class BatchProcessor:
         #: decided but not yet stored (see :meth:`decide` with ``in_flight``)
         self._in_flight_keys: set[tuple[str, str]] = set()
         self._pinned: Counter[tuple[str, str]] = Counter()
+        #: the aggregates the batch being decided has touched so far
+        self._deciding: dict[tuple[str, str], Contact] = {}
 
     def contact(self, workspace_id: str, contact_id: str) -> Contact:
         key = (workspace_id, contact_id)
@@ -90,17 +92,22 @@ class BatchProcessor:
             return cached
         events = self.store.load(aggregate_id(workspace_id, contact_id))
         contact = Contact.replay(workspace_id, contact_id, events)
+        self._trim()  # first: the caller is about to use this one
         self._cache[key] = contact
-        self._trim()
         return contact
 
     def _trim(self) -> None:
-        """Evict the least recently used aggregates, never one with unstored events."""
-        cache, pinned = self._cache, self._pinned
+        """Evict the least recently used aggregates, never one with unstored events.
+
+        Those are the ones in flight and the ones the batch being decided has
+        touched: evicting those would reload them from storage without their
+        new events, at a version that is already taken.
+        """
+        cache, pinned, deciding = self._cache, self._pinned, self._deciding
         skipped = 0
-        while len(cache) > self.cache_size and skipped <= len(pinned):
+        while len(cache) > self.cache_size and skipped <= len(pinned) + len(deciding):
             key, contact = cache.popitem(last=False)
-            if key in pinned:  # its events are in flight: keep it, as most recent
+            if key in pinned or key in deciding:  # keep it, as most recent
                 cache[key] = contact
                 skipped += 1
 
@@ -167,11 +174,14 @@ class BatchProcessor:
             done = self.store.seen(keys) if keys else set()
         self.preload(items)
         contacts = _BatchContacts(self)
+        self._deciding = contacts.touched
         try:
             events = self._decide(items, done, contacts, result, source)
         except BaseException:
             self.forget(list(contacts.touched))
             raise
+        finally:
+            self._deciding = {}
         decision = Decision(result, events, list(contacts.touched))
         if in_flight:
             pending.update((o.workspace_id, o.event_id) for o in result.outcomes)

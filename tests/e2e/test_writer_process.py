@@ -1,0 +1,144 @@
+"""The bulk import with a forked writer process, on real SQLite files.
+
+Whatever the writer does (group batches, lose them to a conflict with another
+process, fail), the importer ends with exactly what a plain in-process import
+of the same lines gives, or with a clear error.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, ClassVar
+
+import pytest
+
+from bench.generate import Generator, write
+from services.bootstrap import Stores, _open_sqlite
+from services.conversation.ports import ConcurrencyConflict
+from services.conversation.store_sqlite import SQLiteEventStore, StoredRow
+from services.embedded import EmbeddedPipeline, ImportSummary
+from services.ingest.parallel import ParallelParser
+from services.projections.metrics import MetricsQuery, compute
+from services.writer import WriterFailed, WriterProcess
+
+CACHE = 40  # far fewer than the contacts: the cache evicts during the import
+WORKSPACES = ("ws0", "ws1", "ws2")
+
+
+@pytest.fixture(scope="module")
+def sample() -> list[bytes]:
+    out = io.BytesIO()
+    write(Generator(events=6_000, contacts=150, workspaces=3, seed=11), out)
+    return out.getvalue().splitlines()
+
+
+def state(path: Path) -> dict[str, Any]:
+    """Every conversation row and the day metrics of each workspace."""
+    stores = _open_sqlite(str(path))
+    try:
+        found: dict[str, Any] = {}
+        for ws in WORKSPACES:
+            found[ws] = [r.public() for r in stores.read_models.conversations(ws)]
+            query = MetricsQuery(workspace_id=ws, group_by="day", tz="Europe/Berlin")
+            found[f"{ws}-metrics"] = compute(query, stores.read_models.facts(ws))
+        found["stored"] = stores.events.max_notification_id()
+        return found
+    finally:
+        stores.close()
+
+
+def inline_import(path: Path, lines: list[bytes]) -> ImportSummary:
+    stores = _open_sqlite(str(path))
+    try:
+        return EmbeddedPipeline(stores.events, stores.read_models, batch_size=500).run_inline(lines)
+    finally:
+        stores.close()
+
+
+def pipelined_import(path: Path, lines: list[bytes],
+                     writer_stores: Callable[[], Stores] | None = None) -> ImportSummary:
+    _open_sqlite(str(path)).close()  # schema first, as the CLI does
+    with ParallelParser() as parser, \
+            WriterProcess(writer_stores or (lambda: _open_sqlite(str(path)))) as writer:
+        stores = _open_sqlite(str(path))
+        try:
+            pipeline = EmbeddedPipeline(stores.events, stores.read_models, batch_size=500)
+            pipeline.processor.cache_size = CACHE
+            summary = pipeline.run_pipelined(iter(lines), writer, parser=parser)
+        finally:
+            stores.close()
+        writer.finish()
+    return summary
+
+
+class ConflictOnce(SQLiteEventStore):
+    """Refuses the second commit once, as if another process had taken a version."""
+
+    calls: ClassVar[int] = 0
+
+    def commit_rows(self, rows: Any, outcomes: Any, dead_letters: Any, position: Any
+                    ) -> list[int]:
+        type(self).calls += 1
+        if type(self).calls == 2:
+            raise ConcurrencyConflict("version taken by another writer (test)")
+        return super().commit_rows(rows, outcomes, dead_letters, position)
+
+
+class Broken(SQLiteEventStore):
+    def commit_rows(self, rows: list[StoredRow], *args: Any) -> list[int]:
+        raise OSError("disk full (test)")
+
+
+def with_events(path: Path, cls: type[SQLiteEventStore]) -> Callable[[], Stores]:
+    def open_() -> Stores:
+        stores = _open_sqlite(str(path))
+        events = stores.events
+        assert isinstance(events, SQLiteEventStore)
+        stores.events = cls(events.datastore)
+        return stores
+    return open_
+
+
+Expected = tuple[ImportSummary, dict[str, Any]]
+
+
+@pytest.fixture
+def expected(tmp_path: Path, sample: list[bytes]) -> Iterator[Expected]:
+    summary = inline_import(tmp_path / "inline.db", sample)
+    yield summary, state(tmp_path / "inline.db")
+
+
+def test_the_pipelined_import_equals_the_inline_one(
+        tmp_path: Path, sample: list[bytes], expected: Expected) -> None:
+    summary = pipelined_import(tmp_path / "p.db", sample)
+    assert summary.as_dict() == expected[0].as_dict()
+    assert summary.duplicate > 0 and summary.invalid > 0 and summary.rejected
+    assert state(tmp_path / "p.db") == expected[1]
+
+
+def test_batches_lost_to_a_conflict_are_redone_from_storage(
+        tmp_path: Path, sample: list[bytes], expected: Expected) -> None:
+    path = tmp_path / "c.db"
+    summary = pipelined_import(path, sample, with_events(path, ConflictOnce))
+    assert summary.as_dict() == expected[0].as_dict()
+    assert state(path) == expected[1]
+
+
+def test_a_failing_writer_stops_the_import_with_its_reason(
+        tmp_path: Path, sample: list[bytes]) -> None:
+    path = tmp_path / "f.db"
+    with pytest.raises(WriterFailed, match="disk full"):
+        pipelined_import(path, sample, with_events(path, Broken))
+
+
+def test_importing_the_same_lines_again_changes_nothing(
+        tmp_path: Path, sample: list[bytes], expected: Expected) -> None:
+    path = tmp_path / "twice.db"
+    pipelined_import(path, sample)
+    again = pipelined_import(path, sample)
+    assert again.accepted == 0 and again.rejected == {}
+    assert again.duplicate == expected[0].accepted + sum(expected[0].rejected.values()) \
+        + expected[0].duplicate
+    assert state(path) == expected[1]
