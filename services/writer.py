@@ -17,6 +17,8 @@ storage (see :meth:`services.embedded.EmbeddedPipeline.run_pipelined`).
 from __future__ import annotations
 
 import multiprocessing
+import os
+import queue
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -50,6 +52,7 @@ class WriterFailed(Exception):
 def _serve(open_stores: Callable[[], Any], inbox: Any, outbox: Connection) -> None:
     from .embedded import EmbeddedPipeline
 
+    parent = os.getppid()
     stores = open_stores()
     try:
         events = stores.events
@@ -57,7 +60,7 @@ def _serve(open_stores: Callable[[], Any], inbox: Any, outbox: Connection) -> No
             raise TypeError("the writer process needs the SQLite event store")
         pipeline = EmbeddedPipeline(events, stores.read_models)
         pipeline.catch_up()
-        _loop(events, pipeline, inbox, outbox)
+        _loop(events, pipeline, inbox, outbox, parent)
     except BaseException:
         outbox.send(("error", -1, traceback.format_exc(limit=8)))
         raise
@@ -65,11 +68,22 @@ def _serve(open_stores: Callable[[], Any], inbox: Any, outbox: Connection) -> No
         stores.close()
 
 
-def _loop(events: SQLiteEventStore, pipeline: Any, inbox: Any, outbox: Connection) -> None:
+def _next(inbox: Any, parent: int) -> object:
+    """The next message; None (stop) once the importer is gone, e.g. killed."""
+    while True:
+        try:
+            return inbox.get(timeout=1.0)
+        except queue.Empty:
+            if os.getppid() != parent:
+                return None
+
+
+def _loop(events: SQLiteEventStore, pipeline: Any, inbox: Any, outbox: Connection,
+          parent: int) -> None:
     held: object = None  # a message taken while grouping, handled next round
     discarding = False
     while True:
-        message = held if held is not None else inbox.get()
+        message = held if held is not None else _next(inbox, parent)
         held = None
         if message is None:
             return

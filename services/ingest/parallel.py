@@ -10,6 +10,9 @@ tuples (cheaper to pickle than models) and are rebuilt with
 from __future__ import annotations
 
 import multiprocessing
+import os
+import threading
+import time
 from collections import deque
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -51,6 +54,19 @@ def _ready() -> bool:
     return True
 
 
+def _exit_with(parent: int) -> None:
+    """Worker initializer: end this process when the one that forked it is gone.
+
+    A worker blocked waiting for work would otherwise outlive a killed importer.
+    """
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        os._exit(0)
+
+    threading.Thread(target=watch, name="bonychat-parent-watch", daemon=True).start()
+
+
 class ParallelParser:
     """Parses batches in a worker process, keeping a few batches in flight.
 
@@ -63,7 +79,8 @@ class ParallelParser:
         self._pool: ProcessPoolExecutor | None = None
 
     def __enter__(self) -> ParallelParser:
-        self._pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("fork"))
+        self._pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("fork"),
+                                         initializer=_exit_with, initargs=(os.getpid(),))
         self._pool.submit(_ready).result()  # fork now, before any connection exists
         return self
 

@@ -8,6 +8,10 @@ of the same lines gives, or with a clear error.
 from __future__ import annotations
 
 import io
+import os
+import subprocess
+import sys
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, ClassVar
@@ -142,3 +146,41 @@ def test_importing_the_same_lines_again_changes_nothing(
     assert again.duplicate == expected[0].accepted + sum(expected[0].rejected.values()) \
         + expected[0].duplicate
     assert state(path) == expected[1]
+
+
+def children_of(pid: int) -> set[int]:
+    found = set()
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                found.add(int(entry.name))
+    return found
+
+
+def test_a_killed_import_leaves_no_worker_behind(tmp_path: Path) -> None:
+    source = tmp_path / "big.jsonl"
+    with source.open("wb") as out:
+        write(Generator(events=300_000, contacts=30_000, workspaces=3, seed=5), out)
+    bonychat = Path(sys.executable).with_name("bonychat")
+    proc = subprocess.Popen([str(bonychat), "import", str(source), "--no-progress"],
+                            env={**os.environ, "BONYCHAT_DATABASE_URL": str(tmp_path / "k.db"),
+                                 "BONYCHAT_IMPORT_MODE": "processes"},
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 30
+    workers: set[int] = set()
+    while len(workers) < 2 and time.monotonic() < deadline and proc.poll() is None:
+        workers = children_of(proc.pid)
+        time.sleep(0.05)
+    assert len(workers) >= 2, "the parser and writer processes never started"
+    proc.kill()
+    proc.wait()
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline and any(Path(f"/proc/{p}").exists() for p in workers):
+        time.sleep(0.2)
+    left = [p for p in workers if Path(f"/proc/{p}").exists()
+            and "bonychat" in Path(f"/proc/{p}/cmdline").read_bytes().decode(errors="replace")]
+    assert not left, f"workers outlived the killed import: {left}"
