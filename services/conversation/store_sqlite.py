@@ -20,7 +20,7 @@ from eventsourcing.sqlite import (
     SQLiteProcessRecorder,
 )
 
-from schemas.events import DomainEvent, encode_event, event_type_of
+from schemas.events import DomainEvent, encode_event
 
 from ..projections.decoding import decode_stored as decode_event
 from .domain.contact import aggregate_id
@@ -122,16 +122,6 @@ class ContactEventRecorder(SQLiteProcessRecorder):
         return found
 
 
-def to_stored(event: DomainEvent) -> StoredEvent:
-    """Map a domain event onto eventsourcing's stored form (topic = event type)."""
-    return StoredEvent(
-        originator_id=aggregate_id(event.workspace_id, event.contact_id),
-        originator_version=event.aggregate_version,
-        topic=event_type_of(event),
-        state=encode_event(event),
-    )
-
-
 #: A stored event as the events table holds it: originator id (hex), version, topic, JSON.
 StoredRow = tuple[str, int, str, bytes]
 
@@ -143,7 +133,7 @@ def originator_hex(workspace_id: str, contact_id: str) -> str:
 
 
 def to_row(event: DomainEvent) -> StoredRow:
-    """:func:`to_stored` straight to the table's columns (the import's hot path)."""
+    """A domain event as a row of the events table (topic = event type)."""
     values = event.__dict__
     return (originator_hex(values["workspace_id"], values["contact_id"]),
             values["aggregate_version"], values["event_type"], encode_event(event))
