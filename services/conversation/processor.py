@@ -166,12 +166,9 @@ class BatchProcessor:
         """
         result = BatchResult()
         keys = {item.dedup_key for item in items if not isinstance(item, Invalid)}
-        pending = self._in_flight_keys
-        if pending and keys:
-            done = keys & pending
-            done |= self.store.seen(keys - done) if len(done) < len(keys) else set()
-        else:
-            done = self.store.seen(keys) if keys else set()
+        done = keys & self._in_flight_keys  # decided, not stored yet: seen all the same
+        if unknown := keys - done:
+            done |= self.store.seen(unknown)
         self.preload(items)
         contacts = _BatchContacts(self)
         self._deciding = contacts.touched
@@ -184,7 +181,7 @@ class BatchProcessor:
             self._deciding = {}
         decision = Decision(result, events, list(contacts.touched))
         if in_flight:
-            pending.update((o.workspace_id, o.event_id) for o in result.outcomes)
+            self._in_flight_keys.update((o.workspace_id, o.event_id) for o in result.outcomes)
             self._pinned.update(decision.touched)
         return decision
 
