@@ -41,9 +41,14 @@ def construct(cls: type[M], **values: Any) -> M:
     missing = required.difference(values)
     if missing:
         raise TypeError(f"{cls.__name__} is missing {sorted(missing)}")
+    return _instance(cls, {**defaults, **values}, set(values))
+
+
+def _instance(cls: type[M], values: dict[str, Any], fields_set: set[str]) -> M:
+    """A model of ``cls`` holding ``values``, with no validation at all."""
     instance = cls.__new__(cls)
-    _setattr(instance, "__dict__", {**defaults, **values})
-    _setattr(instance, "__pydantic_fields_set__", set(values))
+    _setattr(instance, "__dict__", values)
+    _setattr(instance, "__pydantic_fields_set__", fields_set)
     _setattr(instance, "__pydantic_extra__", None)
     _setattr(instance, "__pydantic_private__", None)
     return instance
@@ -61,9 +66,4 @@ def from_values(cls: type[M], fields: tuple[str, ...], values: Sequence[Any]) ->
     names = _FIELD_SETS.get(cls)
     if names is None:
         names = _FIELD_SETS[cls] = set(cls.model_fields)
-    instance = cls.__new__(cls)
-    _setattr(instance, "__dict__", dict(zip(fields, values, strict=True)))
-    _setattr(instance, "__pydantic_fields_set__", names.copy())
-    _setattr(instance, "__pydantic_extra__", None)
-    _setattr(instance, "__pydantic_private__", None)
-    return instance
+    return _instance(cls, dict(zip(fields, values, strict=True)), names.copy())
