@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import multiprocessing
 import os
-import queue
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -28,6 +27,7 @@ from typing import Any
 
 from .conversation.ports import ConcurrencyConflict
 from .conversation.store_sqlite import SQLiteEventStore, StoredRow
+from .orphans import end_with_parent
 
 GROUP_ROWS = 25_000
 RESET = "reset"
@@ -49,10 +49,11 @@ class WriterFailed(Exception):
     """The writer process died or hit an error it cannot recover from."""
 
 
-def _serve(open_stores: Callable[[], Any], inbox: Any, outbox: Connection) -> None:
+def _serve(open_stores: Callable[[], Any], inbox: Any, outbox: Connection,
+           parent: int) -> None:
     from .embedded import EmbeddedPipeline
 
-    parent = os.getppid()
+    end_with_parent(parent)
     stores = open_stores()
     try:
         events = stores.events
@@ -60,7 +61,7 @@ def _serve(open_stores: Callable[[], Any], inbox: Any, outbox: Connection) -> No
             raise TypeError("the writer process needs the SQLite event store")
         pipeline = EmbeddedPipeline(events, stores.read_models)
         pipeline.catch_up()
-        _loop(events, pipeline, inbox, outbox, parent)
+        _loop(events, pipeline, inbox, outbox)
     except BaseException:
         outbox.send(("error", -1, traceback.format_exc(limit=8)))
         raise
@@ -68,22 +69,11 @@ def _serve(open_stores: Callable[[], Any], inbox: Any, outbox: Connection) -> No
         stores.close()
 
 
-def _next(inbox: Any, parent: int) -> object:
-    """The next message; None (stop) once the importer is gone, e.g. killed."""
-    while True:
-        try:
-            return inbox.get(timeout=1.0)
-        except queue.Empty:
-            if os.getppid() != parent:
-                return None
-
-
-def _loop(events: SQLiteEventStore, pipeline: Any, inbox: Any, outbox: Connection,
-          parent: int) -> None:
+def _loop(events: SQLiteEventStore, pipeline: Any, inbox: Any, outbox: Connection) -> None:
     held: object = None  # a message taken while grouping, handled next round
     discarding = False
     while True:
-        message = held if held is not None else _next(inbox, parent)
+        message = held if held is not None else inbox.get()
         held = None
         if message is None:
             return
@@ -130,7 +120,8 @@ class WriterProcess:
         self._inbox = context.Queue(maxsize=64)
         self._replies, child_end = context.Pipe(duplex=False)
         self._process = context.Process(target=_serve,
-                                        args=(open_stores, self._inbox, child_end),
+                                        args=(open_stores, self._inbox, child_end,
+                                              os.getpid()),
                                         name="bonychat-writer", daemon=True)
         self._child_end = child_end
 

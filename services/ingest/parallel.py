@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import multiprocessing
 import os
-import threading
-import time
 from collections import deque
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -22,6 +20,7 @@ from typing import Any
 from schemas.commands import COMMAND_CLASSES, CommandBase
 from schemas.trusted import from_values
 
+from ..orphans import end_with_parent
 from .normalise import Invalid, parse
 
 _CLASSES: dict[str, type[CommandBase]] = {cls.__name__: cls for cls in COMMAND_CLASSES}
@@ -54,19 +53,6 @@ def _ready() -> bool:
     return True
 
 
-def _exit_with(parent: int) -> None:
-    """Worker initializer: end this process when the one that forked it is gone.
-
-    A worker blocked waiting for work would otherwise outlive a killed importer.
-    """
-    def watch() -> None:
-        while os.getppid() == parent:
-            time.sleep(1.0)
-        os._exit(0)
-
-    threading.Thread(target=watch, name="bonychat-parent-watch", daemon=True).start()
-
-
 class ParallelParser:
     """Parses batches in a worker process, keeping a few batches in flight.
 
@@ -80,7 +66,7 @@ class ParallelParser:
 
     def __enter__(self) -> ParallelParser:
         self._pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("fork"),
-                                         initializer=_exit_with, initargs=(os.getpid(),))
+                                         initializer=end_with_parent, initargs=(os.getpid(),))
         self._pool.submit(_ready).result()  # fork now, before any connection exists
         return self
 
