@@ -2,53 +2,56 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from test_store_contract import generate_lines, snapshot
 
+from services.bootstrap import Stores
 from services.embedded import EmbeddedPipeline
 from services.postgres import open_postgres_stores
 from services.projections import replay as partitioned
 from services.projections.projector import EVENT_STORE_POSITION
 
 
+@pytest.fixture
+def imported(postgres_url: str, monkeypatch: pytest.MonkeyPatch
+             ) -> Iterator[tuple[Stores, dict[str, Any]]]:
+    """A store with the sample imported, its rows, and partitioning from the first event."""
+    stores = open_postgres_stores(postgres_url)
+    try:
+        EmbeddedPipeline(stores.events, stores.read_models, batch_size=150).run(
+            generate_lines())
+        monkeypatch.setattr(partitioned, "MIN_EVENTS", 0)
+        yield stores, snapshot(stores)
+    finally:
+        stores.close()
+
+
 @pytest.mark.parametrize("workers", ["2", "3"])
-def test_partitioned_replay_rebuilds_the_same_rows(postgres_url: str, workers: str,
+def test_partitioned_replay_rebuilds_the_same_rows(imported: tuple[Stores, dict[str, Any]],
+                                                   workers: str,
                                                    monkeypatch: pytest.MonkeyPatch) -> None:
-    stores = open_postgres_stores(postgres_url)
-    try:
-        EmbeddedPipeline(stores.events, stores.read_models, batch_size=150).run(
-            generate_lines())
-        expected = snapshot(stores)
-        monkeypatch.setattr(partitioned, "MIN_EVENTS", 0)
-        monkeypatch.setenv("BONYCHAT_REPLAY_WORKERS", workers)
-        replayed = EmbeddedPipeline(stores.events, stores.read_models).projection.replay(
-            stores.events)
-        newest = stores.events.max_notification_id()
-        assert replayed == newest
-        assert stores.read_models.position(EVENT_STORE_POSITION) == newest
-        assert snapshot(stores) == expected
-    finally:
-        stores.close()
+    stores, expected = imported
+    monkeypatch.setenv("BONYCHAT_REPLAY_WORKERS", workers)
+    replayed = EmbeddedPipeline(stores.events, stores.read_models).projection.replay(
+        stores.events)
+    newest = stores.events.max_notification_id()
+    assert replayed == newest
+    assert stores.read_models.position(EVENT_STORE_POSITION) == newest
+    assert snapshot(stores) == expected
 
 
-def test_a_failed_worker_falls_back_to_one_process(postgres_url: str,
+def test_a_failed_worker_falls_back_to_one_process(imported: tuple[Stores, dict[str, Any]],
                                                   monkeypatch: pytest.MonkeyPatch) -> None:
-    stores = open_postgres_stores(postgres_url)
-    try:
-        EmbeddedPipeline(stores.events, stores.read_models, batch_size=150).run(
-            generate_lines())
-        expected = snapshot(stores)
+    stores, expected = imported
 
-        def broken(*args: Any) -> None:
-            raise RuntimeError("worker crashed")
+    def broken(*args: Any) -> None:
+        raise RuntimeError("worker crashed")
 
-        monkeypatch.setattr(partitioned, "MIN_EVENTS", 0)
-        monkeypatch.setattr(partitioned, "_project_partition", broken)
-        monkeypatch.setenv("BONYCHAT_REPLAY_WORKERS", "2")
-        projection = EmbeddedPipeline(stores.events, stores.read_models).projection
-        assert projection.replay(stores.events) == stores.events.max_notification_id()
-        assert snapshot(stores) == expected
-    finally:
-        stores.close()
+    monkeypatch.setattr(partitioned, "_project_partition", broken)
+    monkeypatch.setenv("BONYCHAT_REPLAY_WORKERS", "2")
+    projection = EmbeddedPipeline(stores.events, stores.read_models).projection
+    assert projection.replay(stores.events) == stores.events.max_notification_id()
+    assert snapshot(stores) == expected
