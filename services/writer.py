@@ -23,11 +23,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .conversation.ports import ConcurrencyConflict
 from .conversation.store_sqlite import SQLiteEventStore, StoredRow
 from .orphans import end_with_parent
+
+if TYPE_CHECKING:  # embedded imports this module
+    from .embedded import EmbeddedPipeline
 
 GROUP_ROWS = 25_000
 RESET = "reset"
@@ -69,7 +72,8 @@ def _serve(open_stores: Callable[[], Any], inbox: Any, outbox: Connection,
         stores.close()
 
 
-def _loop(events: SQLiteEventStore, pipeline: Any, inbox: Any, outbox: Connection) -> None:
+def _loop(events: SQLiteEventStore, pipeline: EmbeddedPipeline, inbox: Any,
+          outbox: Connection) -> None:
     held: object = None  # a message taken while grouping, handled next round
     discarding = False
     while True:
@@ -93,18 +97,16 @@ def _loop(events: SQLiteEventStore, pipeline: Any, inbox: Any, outbox: Connectio
                 break
             group.append(following)
             size += len(following.rows)
+        rows = [row for batch in group for row in batch.rows]
         try:
-            ids = events.commit_rows(
-                [row for batch in group for row in batch.rows],
-                [o for batch in group for o in batch.outcomes],
-                [d for batch in group for d in batch.dead_letters], None)
+            ids = events.commit_rows(rows, [o for batch in group for o in batch.outcomes],
+                                     [d for batch in group for d in batch.dead_letters], None)
         except ConcurrencyConflict as exc:
             discarding = True
             outbox.send(("conflict", group[0].seq, str(exc)))
             continue
         if ids:
-            pipeline.project_stored(ids[0], ids[-1],
-                                    [row[3] for batch in group for row in batch.rows])
+            pipeline.project_stored(ids[0], ids[-1], [row[3] for row in rows])
         outbox.send(("stored", group[-1].seq, ""))
 
 
