@@ -25,7 +25,7 @@ from .ingest.normalise import Invalid, parse
 from .ingest.parallel import ParallelParser
 from .projections.ports import ReadModelStore
 from .projections.projector import EVENT_STORE_POSITION, ConversationProjection
-from .writer import RESET, WriteBatch, WriterProcess
+from .writer import WriteBatch, WriterProcess
 
 #: batches decided ahead of the writer's acknowledgements
 IN_FLIGHT_BATCHES = 24
@@ -215,9 +215,7 @@ class EmbeddedPipeline:
                     if progress is not None:
                         progress(size)
                 continue
-            writer.send(RESET)  # "conflict": the writer dropped every batch in flight
-            while writer.reply(block=True)[0] != RESET:  # type: ignore[index]
-                pass
+            writer.reset()  # "conflict": the writer dropped every batch in flight
             self.processor.forget()
             lost = list(in_flight)
             in_flight.clear()

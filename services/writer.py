@@ -147,6 +147,14 @@ class WriterProcess:
             raise WriterFailed(f"writer process failed: {detail.strip().splitlines()[-1]}")
         return str(kind), int(seq), str(detail)
 
+    def reset(self) -> None:
+        """After a conflict: let the writer take batches again, once it has dropped the rest."""
+        self.send(RESET)
+        while True:
+            reply = self.reply(block=True)
+            if reply is not None and reply[0] == RESET:
+                return
+
     def finish(self) -> None:
         """Tell the writer to stop after what it has, and wait for it."""
         self._inbox.put(None)
