@@ -1,12 +1,14 @@
 """Storage on a core of its own: the forked writer process of a bulk import.
 
 The importing process decides batches; this process owns every write they
-need. It takes the decided batches in order, commits whatever has queued up
-(up to :data:`GROUP_ROWS` events) in one transaction, projects the committed
-events into the read model from their stored JSON, and acknowledges each
-batch. Big transactions matter on SQLite: inserting into the random-keyed
-aggregate index dirties about one page per event, and every commit writes
-its dirty pages again, so 20,000 events per commit cost a fraction of 2,000.
+need. It takes the decided batches in order and holds them back until
+:data:`GROUP_ROWS` events have come, or the importer is about to wait for an
+acknowledgement (it sends :data:`FLUSH`); then it commits them in one
+transaction, projects the committed events into the read model from their
+stored JSON, and acknowledges them. Big transactions matter on SQLite:
+inserting into the random-keyed aggregate index dirties about one page per
+event, and every commit writes its dirty pages again, so 20,000 events per
+commit cost a fraction of 2,000.
 
 If a commit fails because another writer took an aggregate version first,
 the writer reports the batch and drops everything after it until the
@@ -34,6 +36,8 @@ if TYPE_CHECKING:  # embedded imports this module
 
 GROUP_ROWS = 25_000
 RESET = "reset"
+#: "commit what you have": the importer is about to wait for acknowledgements
+FLUSH = "flush"
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,13 +89,15 @@ def _loop(events: SQLiteEventStore, pipeline: EmbeddedPipeline, inbox: Any,
             discarding = False
             outbox.send((RESET, -1, ""))
             continue
-        if discarding:
+        if discarding or message == FLUSH:
             continue
         assert isinstance(message, WriteBatch)
         group: list[WriteBatch] = [message]
         size = len(message.rows)
-        while size < GROUP_ROWS and not inbox.empty():
+        while size < GROUP_ROWS:  # wait for more: big transactions are much cheaper
             following = inbox.get()
+            if following == FLUSH:
+                break
             if not isinstance(following, WriteBatch):
                 held = following
                 break
@@ -126,6 +132,7 @@ class WriterProcess:
                                               os.getpid()),
                                         name="bonychat-writer", daemon=True)
         self._child_end = child_end
+        self._unflushed = False
 
     def __enter__(self) -> WriterProcess:
         self._process.start()
@@ -134,11 +141,18 @@ class WriterProcess:
 
     def send(self, message: WriteBatch | str | None) -> None:
         self._inbox.put(message)
+        self._unflushed = isinstance(message, WriteBatch)
 
     def reply(self, block: bool) -> tuple[str, int, str] | None:
-        """The next ``(kind, seq, detail)`` from the writer, or None if none is ready."""
+        """The next ``(kind, seq, detail)`` from the writer, or None if none is ready.
+
+        The writer holds batches back to commit them together; before blocking,
+        tell it to commit what it has.
+        """
         if not block and not self._replies.poll():
             return None
+        if self._unflushed:
+            self.send(FLUSH)
         try:
             kind, seq, detail = self._replies.recv()
         except EOFError:
