@@ -20,7 +20,7 @@ from schemas.commands import CommandBase
 
 from .conversation.ports import ConcurrencyConflict, EventStore, Position
 from .conversation.processor import BatchProcessor, BatchResult, Decision
-from .conversation.store_sqlite import to_row
+from .conversation.store_sqlite import SQLiteEventStore, to_row
 from .ingest.normalise import Invalid, parse
 from .ingest.parallel import ParallelParser
 from .projections.ports import ReadModelStore
@@ -180,8 +180,16 @@ class EmbeddedPipeline:
         If the writer reports a conflict with another process, every batch in
         flight is lost: they are decided again here, from storage, and stored
         by this process before the pipeline goes on.
+
+        It asks the store only about keys and contacts the store may hold
+        (:class:`~services.conversation.ports.StoredKeys`); after a conflict,
+        about everything.
         """
         summary = ImportSummary()
+        if isinstance(self.events, SQLiteEventStore):
+            stored = self.events.stored_keys()
+            if stored is not None:
+                self.processor.assume_stored(stored)
         in_flight: deque[_InFlight] = deque()
         for seq, (raw, items) in enumerate(self._parsed(lines, parser), start=1):
             self._settle(writer, in_flight, summary, progress,

@@ -55,6 +55,25 @@ class Position:
     after: int | None = None
 
 
+@dataclass(slots=True)
+class StoredKeys:
+    """What may be in the store: a miss here is certain, a hit must be asked.
+
+    Taken when a bulk import starts and grown with what the import stores, it
+    lets the batch processor skip the store lookups that must come back empty:
+    dedupe keys never seen, contacts without events. If another process writes
+    to the store meanwhile, its rows are missing here; the store's unique keys
+    then refuse our write (a :class:`ConcurrencyConflict`), and the caller
+    redoes the batch after ``BatchProcessor.forget()``, which drops these keys
+    and asks the store again for everything.
+    """
+
+    #: ``hash((workspace_id, event_id))`` of every outcome
+    outcomes: set[int]
+    #: originator ids of the aggregates with events
+    aggregates: set[uuid.UUID]
+
+
 class EventStore(Protocol):
     """The contact aggregates' event store plus the outcome log."""
 

@@ -21,7 +21,14 @@ from ..ingest.normalise import Invalid
 from .domain.contact import Contact, aggregate_id
 from .domain.errors import LifecycleRejection
 from .handlers import handle
-from .ports import ConcurrencyConflict, DeadLetter, EventStore, Outcome, Position
+from .ports import (
+    ConcurrencyConflict,
+    DeadLetter,
+    EventStore,
+    Outcome,
+    Position,
+    StoredKeys,
+)
 
 
 @dataclass(slots=True)
@@ -83,6 +90,11 @@ class BatchProcessor:
         self._pinned: Counter[tuple[str, str]] = Counter()
         #: the aggregates the batch being decided has touched so far
         self._deciding: dict[tuple[str, str], Contact] = {}
+        self._stored: StoredKeys | None = None
+
+    def assume_stored(self, stored: StoredKeys) -> None:
+        """Ask the store only about keys and aggregates in ``stored`` (see :class:`StoredKeys`)."""
+        self._stored = stored
 
     def contact(self, workspace_id: str, contact_id: str) -> Contact:
         key = (workspace_id, contact_id)
@@ -110,6 +122,8 @@ class BatchProcessor:
             if key in pinned or key in deciding:  # keep it, as most recent
                 cache[key] = contact
                 skipped += 1
+            elif self._stored is not None and contact.version:
+                self._stored.aggregates.add(contact.id)
 
     def preload(self, items: Sequence[CommandBase | Invalid]) -> None:
         """Load every uncached contact a batch names in one store round trip."""
@@ -125,21 +139,26 @@ class BatchProcessor:
                     wanted[aggregate_id(*key)] = key
         if not wanted:
             return
-        found = self.store.load_many(list(wanted))
+        stored = self._stored
+        asked = list(wanted) if stored is None else [o for o in wanted if o in stored.aggregates]
+        found = self.store.load_many(asked) if asked else {}
         for oid, (workspace_id, contact_id) in wanted.items():
             self._cache[(workspace_id, contact_id)] = Contact.replay(
                 workspace_id, contact_id, found.get(oid, []))
         self._trim()
 
     def forget(self, ids: Sequence[tuple[str, str]] | None = None) -> None:
-        """Drop cached aggregates (all of them by default)."""
+        """Drop cached aggregates (all of them, and any :class:`StoredKeys`, by default)."""
         if ids is None:
             self._cache.clear()
             self._in_flight_keys.clear()
             self._pinned.clear()
+            self._stored = None
         else:
             for key in ids:
-                self._cache.pop(key, None)
+                contact = self._cache.pop(key, None)
+                if contact is not None and self._stored is not None:
+                    self._stored.aggregates.add(contact.id)  # it may have stored events
 
     def process(self, items: Sequence[CommandBase | Invalid], *, source: str = "import",
                 position: Position | None = None) -> BatchResult:
@@ -167,7 +186,11 @@ class BatchProcessor:
         result = BatchResult()
         keys = {item.dedup_key for item in items if not isinstance(item, Invalid)}
         done = keys & self._in_flight_keys  # decided, not stored yet: seen all the same
-        if unknown := keys - done:
+        unknown = keys - done
+        if self._stored is not None:
+            outcomes = self._stored.outcomes
+            unknown = {key for key in unknown if hash(key) in outcomes}
+        if unknown:
             done |= self.store.seen(unknown)
         self.preload(items)
         contacts = _BatchContacts(self)
@@ -187,8 +210,10 @@ class BatchProcessor:
 
     def settle(self, decision: Decision) -> None:
         """An in-flight decision is stored: its keys and aggregates are ordinary again."""
-        self._in_flight_keys.difference_update(
-            (o.workspace_id, o.event_id) for o in decision.result.outcomes)
+        keys = [(o.workspace_id, o.event_id) for o in decision.result.outcomes]
+        self._in_flight_keys.difference_update(keys)
+        if self._stored is not None:
+            self._stored.outcomes.update(map(hash, keys))
         self._pinned.subtract(decision.touched)
         for key in decision.touched:
             if self._pinned[key] <= 0:
@@ -205,6 +230,9 @@ class BatchProcessor:
             self.forget(decision.touched)  # cached state holds unsaved events
             raise
         result.events = list(zip(ids, decision.events, strict=True))
+        if self._stored is not None:
+            self._stored.outcomes.update(hash((o.workspace_id, o.event_id))
+                                         for o in result.outcomes)
         return result
 
     @staticmethod

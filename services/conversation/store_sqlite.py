@@ -24,7 +24,7 @@ from schemas.events import DomainEvent, encode_event
 
 from ..projections.decoding import decode_stored as decode_event
 from .domain.contact import aggregate_id
-from .ports import ConcurrencyConflict, DeadLetter, Outcome, Position
+from .ports import ConcurrencyConflict, DeadLetter, Outcome, Position, StoredKeys
 
 OUTCOME_TABLE = (
     "CREATE TABLE IF NOT EXISTS processed_events ("
@@ -170,6 +170,23 @@ class SQLiteEventStore:
                               [workspace_id, *chunk])
                     found.update((workspace_id, row[0]) for row in c.fetchall())
         return found
+
+    def stored_keys(self, limit: int = 2_000_000) -> StoredKeys | None:
+        """Every outcome key (hashed) and aggregate id in the store, or None above ``limit``.
+
+        For a bulk import's ``BatchProcessor.assume_stored``: a set of a
+        few million hashes is cheaper than asking the store for each key.
+        """
+        with self.datastore.transaction(commit=False) as c:
+            c.execute("SELECT count(*) FROM processed_events")
+            if int(c.fetchone()[0]) > limit:
+                return None
+            c.execute("SELECT workspace_id, event_id FROM processed_events")
+            outcomes = {hash((row[0], row[1])) for row in c.fetchall()}
+            c.execute("SELECT DISTINCT originator_id FROM "
+                      f"{self.recorder.events_table_name}")
+            aggregates = {uuid.UUID(row[0]) for row in c.fetchall()}
+        return StoredKeys(outcomes, aggregates)
 
     def commit(self, events: Sequence[DomainEvent], outcomes: Sequence[Outcome],
                dead_letters: Sequence[DeadLetter], position: Position | None) -> list[int]:

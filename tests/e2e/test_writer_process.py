@@ -20,7 +20,7 @@ import pytest
 
 from bench.generate import Generator, write
 from services.bootstrap import Stores, _open_sqlite
-from services.conversation.ports import ConcurrencyConflict
+from services.conversation.ports import ConcurrencyConflict, StoredKeys
 from services.conversation.store_sqlite import SQLiteEventStore, StoredRow
 from services.embedded import EmbeddedPipeline, ImportSummary
 from services.ingest.parallel import ParallelParser
@@ -62,11 +62,12 @@ def inline_import(path: Path, lines: list[bytes]) -> ImportSummary:
 
 
 def pipelined_import(path: Path, lines: list[bytes],
-                     writer_stores: Callable[[], Stores] | None = None) -> ImportSummary:
+                     writer_stores: Callable[[], Stores] | None = None,
+                     importer_stores: Callable[[], Stores] | None = None) -> ImportSummary:
     _open_sqlite(str(path)).close()  # schema first, as the CLI does
     with ParallelParser() as parser, \
             WriterProcess(writer_stores or (lambda: _open_sqlite(str(path)))) as writer:
-        stores = _open_sqlite(str(path))
+        stores = (importer_stores or (lambda: _open_sqlite(str(path))))()
         try:
             pipeline = EmbeddedPipeline(stores.events, stores.read_models, batch_size=500)
             pipeline.processor.cache_size = CACHE
@@ -88,6 +89,13 @@ class ConflictOnce(SQLiteEventStore):
         if type(self).calls == 2:
             raise ConcurrencyConflict("version taken by another writer (test)")
         return super().commit_rows(rows, outcomes, dead_letters, position)
+
+
+class StaleKeys(SQLiteEventStore):
+    """Its snapshot of stored keys misses what another process wrote."""
+
+    def stored_keys(self, limit: int = 0) -> StoredKeys:
+        return StoredKeys(set(), set())
 
 
 class Broken(SQLiteEventStore):
@@ -184,3 +192,14 @@ def test_a_killed_import_leaves_no_worker_behind(tmp_path: Path) -> None:
     left = [p for p in workers if Path(f"/proc/{p}").exists()
             and "bonychat" in Path(f"/proc/{p}/cmdline").read_bytes().decode(errors="replace")]
     assert not left, f"workers outlived the killed import: {left}"
+
+
+def test_keys_another_process_stored_meanwhile_are_not_counted_twice(
+        tmp_path: Path, sample: list[bytes], expected: Expected) -> None:
+    path = tmp_path / "stale.db"
+    first = inline_import(path, sample[: len(sample) // 2])  # "another process"
+    summary = pipelined_import(path, sample, importer_stores=with_events(path, StaleKeys))
+    assert summary.read == len(sample)
+    assert summary.duplicate == expected[0].duplicate + first.accepted \
+        + sum(first.rejected.values())
+    assert state(path) == expected[1]

@@ -2,8 +2,20 @@
 
 from __future__ import annotations
 
+import uuid
+from collections.abc import Collection, Sequence
+
 from fakes import FakeEventStore
 
+from schemas.events import DomainEvent
+from services.conversation.domain.contact import aggregate_id
+from services.conversation.ports import (
+    ConcurrencyConflict,
+    DeadLetter,
+    Outcome,
+    Position,
+    StoredKeys,
+)
 from services.conversation.processor import BatchProcessor
 from services.ingest.normalise import parse
 
@@ -55,3 +67,88 @@ def test_aggregates_in_flight_or_being_decided_are_not_evicted() -> None:
     processor.settle(decided)
     processor.settle(later)
     assert len(processor._cache) <= 2
+
+
+class CountingStore(FakeEventStore):
+    """Counts what the processor asks the store."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.asked_keys: list[tuple[str, str]] = []
+        self.asked_aggregates: list[object] = []
+        self.conflicts = 0
+
+    def seen(self, keys: Collection[tuple[str, str]]) -> set[tuple[str, str]]:
+        self.asked_keys.extend(keys)
+        return super().seen(keys)
+
+    def load_many(self, originator_ids: Collection[uuid.UUID]
+                  ) -> dict[uuid.UUID, list[DomainEvent]]:
+        self.asked_aggregates.extend(originator_ids)
+        return super().load_many(originator_ids)
+
+    def commit(self, events: Sequence[DomainEvent], outcomes: Sequence[Outcome],
+               dead_letters: Sequence[DeadLetter], position: Position | None) -> list[int]:
+        try:
+            return super().commit(events, outcomes, dead_letters, position)
+        except ConcurrencyConflict:
+            self.conflicts += 1
+            raise
+
+
+def test_with_stored_keys_only_what_may_be_stored_is_asked() -> None:
+    store = CountingStore()
+    seeded = BatchProcessor(store)
+    seeded.process(items(ev("message.received", event_id="old", contact="c1")))  # type: ignore[arg-type]
+    processor = BatchProcessor(store)
+    processor.assume_stored(StoredKeys({hash(("ws1", "old"))}, {aggregate_id("ws1", "c1")}))
+    store.asked_keys.clear()
+    store.asked_aggregates.clear()
+    batch = items(ev("message.received", event_id="old", contact="c1"),
+                  ev("message.received", event_id="new", contact="c1", t=5),
+                  ev("message.received", event_id="other", contact="c2", t=6))
+    decided = processor.decide(batch, "import", in_flight=True)  # type: ignore[arg-type]
+    assert store.asked_keys == [("ws1", "old")]
+    assert store.asked_aggregates == [aggregate_id("ws1", "c1")]
+    assert (decided.result.duplicate, decided.result.accepted) == (1, 2)
+    # c1 was loaded with its stored events: its next event follows them
+    assert [e.aggregate_version for e in decided.events if e.contact_id == "c1"] == [3]
+    processor.commit(decided)
+    processor.settle(decided)
+    # what this processor stored is "maybe stored" now: asked, and found
+    store.asked_keys.clear()
+    again = processor.decide(items(ev("message.sent", event_id="new", contact="c1")),  # type: ignore[arg-type]
+                             "import")
+    assert store.asked_keys == [("ws1", "new")] and again.result.duplicate == 1
+
+
+def test_evicted_aggregates_are_asked_for_again() -> None:
+    store = CountingStore()
+    processor = BatchProcessor(store, cache_size=1)
+    processor.assume_stored(StoredKeys(set(), set()))
+    for i, contact in enumerate(["c1", "c2", "c1"]):
+        processor.process(items(ev("message.received", event_id=f"e{i}", contact=contact, t=i)))  # type: ignore[arg-type]
+    # c1 was evicted by c2 after it had stored events: it is loaded, not started afresh
+    assert aggregate_id("ws1", "c1") in store.asked_aggregates
+    assert store.conflicts == 0
+    assert [e.aggregate_version for e in store.load(aggregate_id("ws1", "c1"))] == [1, 2, 3]
+
+
+def test_forget_drops_the_stored_keys() -> None:
+    store = CountingStore()
+    BatchProcessor(store).process(items(ev("message.received", event_id="x")))  # type: ignore[arg-type]
+    processor = BatchProcessor(store)
+    processor.assume_stored(StoredKeys(set(), set()))  # stale: misses "x"
+    processor.forget()
+    result = processor.process(items(ev("message.received", event_id="x")))  # type: ignore[arg-type]
+    assert result.duplicate == 1 and store.conflicts == 0
+
+
+def test_a_stale_snapshot_ends_in_a_conflict_not_in_a_double_count() -> None:
+    store = CountingStore()
+    BatchProcessor(store).process(items(ev("message.received", event_id="x")))  # type: ignore[arg-type]
+    processor = BatchProcessor(store)
+    processor.assume_stored(StoredKeys(set(), set()))  # stale: misses "x" and c1
+    result = processor.process(items(ev("message.received", event_id="x")))  # type: ignore[arg-type]
+    assert store.conflicts == 1  # refused by the store, then redone from it
+    assert result.duplicate == 1 and result.accepted == 0
