@@ -20,7 +20,7 @@ from schemas.commands import CommandBase
 
 from .conversation.ports import ConcurrencyConflict, EventStore, Position
 from .conversation.processor import BatchProcessor, BatchResult, Decision
-from .conversation.store_sqlite import SQLiteEventStore, to_row
+from .conversation.store_sqlite import SQLiteEventStore, packed_outcome, to_row
 from .ingest.normalise import Invalid, parse
 from .ingest.parallel import ParallelParser
 from .projections.ports import ReadModelStore
@@ -197,7 +197,7 @@ class EmbeddedPipeline:
             decision = self.processor.decide(items, "import", in_flight=True)
             result = decision.result
             writer.send(WriteBatch(seq, [to_row(e) for e in decision.events],
-                                   [tuple(o) for o in result.outcomes],
+                                   [packed_outcome(o) for o in result.outcomes],
                                    [tuple(d) for d in result.dead_letters]))
             in_flight.append((seq, len(raw), items, decision))
             summary.read += len(raw)

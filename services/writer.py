@@ -46,8 +46,8 @@ class WriteBatch:
 
     seq: int
     rows: list[StoredRow]
-    #: plain tuples in the field order of Outcome and DeadLetter: they pickle
-    #: several times faster than the NamedTuples themselves
+    #: plain tuples in the field order of Outcome (see ``packed_outcome``) and
+    #: DeadLetter: they pickle several times faster than the NamedTuples
     outcomes: list[tuple[Any, ...]]
     dead_letters: list[tuple[Any, ...]]
 

@@ -51,6 +51,8 @@ class Decision:
     result: BatchResult
     events: list[DomainEvent]
     touched: list[tuple[str, str]]
+    #: the dedupe keys it decided, while it is in flight
+    keys: list[tuple[str, str]] = field(default_factory=list)
 
 
 class _BatchContacts:
@@ -204,20 +206,23 @@ class BatchProcessor:
             self._deciding = {}
         decision = Decision(result, events, list(contacts.touched))
         if in_flight:
-            self._in_flight_keys.update((o.workspace_id, o.event_id) for o in result.outcomes)
+            decision.keys = [(o.workspace_id, o.event_id) for o in result.outcomes]
+            self._in_flight_keys.update(decision.keys)
             self._pinned.update(decision.touched)
         return decision
 
     def settle(self, decision: Decision) -> None:
         """An in-flight decision is stored: its keys and aggregates are ordinary again."""
-        keys = [(o.workspace_id, o.event_id) for o in decision.result.outcomes]
-        self._in_flight_keys.difference_update(keys)
+        self._in_flight_keys.difference_update(decision.keys)
         if self._stored is not None:
-            self._stored.outcomes.update(map(hash, keys))
-        self._pinned.subtract(decision.touched)
+            self._stored.outcomes.update(map(hash, decision.keys))
+        pinned = self._pinned
         for key in decision.touched:
-            if self._pinned[key] <= 0:
-                del self._pinned[key]
+            count = pinned[key] - 1
+            if count > 0:
+                pinned[key] = count
+            else:
+                del pinned[key]
         self._trim()
 
     def commit(self, decision: Decision, position: Position | None = None) -> BatchResult:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Collection, Sequence
+from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from typing import Any, cast
 
@@ -23,6 +24,7 @@ from eventsourcing.sqlite import (
 from schemas.events import DomainEvent, encode_event
 
 from ..projections.decoding import decode_stored as decode_event
+from ..projections.rows import to_micros
 from .domain.contact import aggregate_id
 from .ports import ConcurrencyConflict, DeadLetter, Outcome, Position, StoredKeys
 
@@ -96,7 +98,7 @@ class ContactEventRecorder(SQLiteProcessRecorder):
             # by position: plain tuples in Outcome's field order are welcome too
             c.executemany(
                 "INSERT INTO processed_events VALUES (?,?,?,?,?,?,?)",
-                [(ws, eid, cid, kind, at.isoformat(), outcome, reason)
+                [(ws, eid, cid, kind, _isoformat(at), outcome, reason)
                  for ws, eid, cid, kind, at, outcome, reason in outcomes],
             )
         dead: Sequence[DeadLetter] = kwargs.get("dead_letters", ())
@@ -120,6 +122,26 @@ class ContactEventRecorder(SQLiteProcessRecorder):
                 for row in c.fetchall():
                     found.setdefault(by_hex[row[0]], []).append(row[1])
         return found
+
+
+def packed_outcome(outcome: Outcome) -> tuple[Any, ...]:
+    """An outcome as a plain tuple for another process, its UTC time as epoch microseconds.
+
+    Both pickle several times faster than the NamedTuple and the datetime;
+    :meth:`SQLiteEventStore.commit_rows` takes outcomes in this form too.
+    """
+    at = outcome.occurred_at
+    return (*outcome[:4], to_micros(at) if at.tzinfo is UTC else at, *outcome[5:])
+
+
+def _isoformat(at: datetime | int) -> str:
+    """``occurred_at.isoformat()`` of an outcome, also when packed as epoch microseconds."""
+    if isinstance(at, int):
+        at = _EPOCH + timedelta(microseconds=at)
+    return at.isoformat()
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 #: A stored event as the events table holds it: originator id (hex), version, topic, JSON.

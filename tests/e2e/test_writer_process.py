@@ -39,7 +39,7 @@ def sample() -> list[bytes]:
 
 
 def state(path: Path) -> dict[str, Any]:
-    """Every conversation row and the day metrics of each workspace."""
+    """Conversation rows, day metrics of each workspace, outcomes, stored event count."""
     stores = _open_sqlite(str(path))
     try:
         found: dict[str, Any] = {}
@@ -48,6 +48,11 @@ def state(path: Path) -> dict[str, Any]:
             query = MetricsQuery(workspace_id=ws, group_by="day", tz="Europe/Berlin")
             found[f"{ws}-metrics"] = compute(query, stores.read_models.facts(ws))
         found["stored"] = stores.events.max_notification_id()
+        events = stores.events
+        assert isinstance(events, SQLiteEventStore)
+        with events.datastore.transaction(commit=False) as c:
+            c.execute("SELECT * FROM processed_events ORDER BY workspace_id, event_id")
+            found["outcomes"] = [tuple(row) for row in c.fetchall()]
         return found
     finally:
         stores.close()

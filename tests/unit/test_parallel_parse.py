@@ -1,14 +1,19 @@
-"""Parsing in a worker process: what crosses the process boundary comes back equal."""
+"""What crosses a process boundary in a bulk import (parsed items, outcomes) comes back equal."""
 
 from __future__ import annotations
 
 import pickle
+from datetime import UTC, datetime
 
 import orjson
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from schemas.commands import COMMAND_CLASSES, ReceiveMessage
 from schemas.trusted import construct, from_values
+from services.conversation.ports import Outcome
+from services.conversation.store_sqlite import _isoformat, packed_outcome
 from services.ingest.normalise import Invalid, parse
 from services.ingest.parallel import ParallelParser, pack, unpack
 
@@ -63,3 +68,13 @@ def test_the_worker_process_parses_in_input_order() -> None:
         out = list(parser.map(iter(batches)))
     assert [raw for raw, _ in out] == batches
     assert [item for _, items in out for item in items] == [parse(raw) for raw in RAW]
+
+
+@given(st.datetimes(timezones=st.just(UTC)) | st.datetimes(timezones=st.timezones()))
+def test_a_packed_outcome_stores_the_same_time_text(moment: datetime) -> None:
+    outcome = Outcome("ws1", "e1", "c1", "message.received", moment, "accepted", None)
+    packed = packed_outcome(outcome)
+    assert packed[:4] == outcome[:4] and packed[5:] == outcome[5:]
+    assert _isoformat(packed[4]) == moment.isoformat()
+    if moment.tzinfo is UTC:
+        assert isinstance(packed[4], int)  # the cheap form when it is UTC

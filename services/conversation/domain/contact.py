@@ -49,11 +49,12 @@ def name_uuid(namespace: uuid.UUID | bytes, name: str) -> str:
     ``namespace`` may be given as its 16 bytes, which saves converting it each time.
     """
     prefix = namespace if isinstance(namespace, bytes) else namespace.bytes
-    digest = bytearray(hashlib.sha1(prefix + name.encode()).digest()[:16])
-    digest[6] = (digest[6] & 0x0F) | 0x50
-    digest[8] = (digest[8] & 0x3F) | 0x80
-    h = digest.hex()
-    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+    h = hashlib.sha1(prefix + name.encode()).hexdigest()
+    # version 5 in the 13th hex digit, RFC 4122 variant in the 17th
+    return f"{h[:8]}-{h[8:12]}-5{h[13:16]}-{_VARIANT[h[16]]}{h[17:20]}-{h[20:32]}"
+
+
+_VARIANT: Final = {d: "89ab"[int(d, 16) & 0x3] for d in "0123456789abcdef"}
 
 
 class Source(Protocol):
