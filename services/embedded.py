@@ -27,8 +27,10 @@ from .projections.ports import ReadModelStore
 from .projections.projector import EVENT_STORE_POSITION, ConversationProjection
 from .writer import WriteBatch, WriterProcess
 
-#: batches decided ahead of the writer's acknowledgements
-IN_FLIGHT_BATCHES = 24
+#: input lines decided ahead of the writer's acknowledgements: about two of
+#: its transactions (enough to keep both processes busy, little for the
+#: writer to finish alone at the end)
+IN_FLIGHT_LINES = 50_000
 
 _CATCH_UP_ATTEMPTS = 5
 
@@ -171,12 +173,13 @@ class EmbeddedPipeline:
 
     def run_pipelined(self, lines: Iterable[bytes], writer: WriterProcess,
                       progress: Callable[[int], None] | None = None,
-                      parser: ParallelParser | None = None) -> ImportSummary:
+                      parser: ParallelParser | None = None,
+                      window: int = IN_FLIGHT_LINES) -> ImportSummary:
         """:meth:`run` with storing and projecting done by a :class:`WriterProcess`.
 
         This process only decides. A decided batch goes to the writer encoded
         and stays in flight (its keys count as seen, its aggregates stay cached)
-        until the writer has stored it; up to :data:`IN_FLIGHT_BATCHES` are.
+        until the writer has stored it; up to ``window`` lines are.
         If the writer reports a conflict with another process, every batch in
         flight is lost: they are decided again here, from storage, and stored
         by this process before the pipeline goes on.
@@ -193,7 +196,7 @@ class EmbeddedPipeline:
         in_flight: deque[_InFlight] = deque()
         for seq, (raw, items) in enumerate(self._parsed(lines, parser), start=1):
             self._settle(writer, in_flight, summary, progress,
-                         wait=len(in_flight) >= IN_FLIGHT_BATCHES)
+                         wait=sum(entry[1] for entry in in_flight) >= window)
             decision = self.processor.decide(items, "import", in_flight=True)
             result = decision.result
             writer.send(WriteBatch(seq, [to_row(e) for e in decision.events],

@@ -28,6 +28,7 @@ from services.projections.metrics import MetricsQuery, compute
 from services.writer import WriterFailed, WriterProcess
 
 CACHE = 40  # far fewer than the contacts: the cache evicts during the import
+# (and pipelined imports keep 1,500 lines in flight: they wait for the writer)
 WORKSPACES = ("ws0", "ws1", "ws2")
 
 
@@ -68,7 +69,8 @@ def inline_import(path: Path, lines: list[bytes]) -> ImportSummary:
 
 def pipelined_import(path: Path, lines: list[bytes],
                      writer_stores: Callable[[], Stores] | None = None,
-                     importer_stores: Callable[[], Stores] | None = None) -> ImportSummary:
+                     importer_stores: Callable[[], Stores] | None = None,
+                     window: int = 1_500) -> ImportSummary:
     _open_sqlite(str(path)).close()  # schema first, as the CLI does
     with ParallelParser() as parser, \
             WriterProcess(writer_stores or (lambda: _open_sqlite(str(path)))) as writer:
@@ -76,7 +78,7 @@ def pipelined_import(path: Path, lines: list[bytes],
         try:
             pipeline = EmbeddedPipeline(stores.events, stores.read_models, batch_size=500)
             pipeline.processor.cache_size = CACHE
-            summary = pipeline.run_pipelined(iter(lines), writer, parser=parser)
+            summary = pipeline.run_pipelined(iter(lines), writer, parser=parser, window=window)
         finally:
             stores.close()
         writer.finish()
