@@ -12,8 +12,9 @@ from __future__ import annotations
 import multiprocessing
 import os
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
+from operator import itemgetter
 from types import TracebackType
 from typing import Any
 
@@ -26,6 +27,9 @@ from .normalise import Invalid, parse
 _CLASSES: dict[str, type[CommandBase]] = {cls.__name__: cls for cls in COMMAND_CLASSES}
 _FIELDS: dict[str, tuple[str, ...]] = {name: tuple(cls.model_fields)
                                        for name, cls in _CLASSES.items()}
+#: a command's field values in ``_FIELDS`` order (every command has several fields)
+_VALUES: dict[str, Callable[[dict[str, Any]], tuple[Any, ...]]] = {
+    name: itemgetter(*fields) for name, fields in _FIELDS.items()}
 Packed = tuple[Any, ...]
 
 
@@ -33,15 +37,14 @@ def pack(item: CommandBase | Invalid) -> Packed:
     if isinstance(item, Invalid):
         return ("", item.raw, item.reason, item.workspace_id, item.event_id)
     name = type(item).__name__
-    values = item.__dict__
-    return (name, *(values[f] for f in _FIELDS[name]))
+    return (name, _VALUES[name](item.__dict__))
 
 
 def unpack(packed: Packed) -> CommandBase | Invalid:
     name = packed[0]
     if not name:
         return Invalid(*packed[1:])
-    return from_values(_CLASSES[name], _FIELDS[name], packed[1:])
+    return from_values(_CLASSES[name], _FIELDS[name], packed[1])
 
 
 def parse_packed(lines: list[bytes]) -> list[Packed]:
