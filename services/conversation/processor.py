@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import uuid
 from collections import Counter, OrderedDict
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from schemas.commands import CommandBase, MergeContacts
@@ -93,10 +93,22 @@ class BatchProcessor:
         #: the aggregates the batch being decided has touched so far
         self._deciding: dict[tuple[str, str], Contact] = {}
         self._stored: StoredKeys | None = None
+        self._stored_limit = 0
 
-    def assume_stored(self, stored: StoredKeys) -> None:
-        """Ask the store only about keys and aggregates in ``stored`` (see :class:`StoredKeys`)."""
+    def assume_stored(self, stored: StoredKeys, *, limit: int = 2_000_000) -> None:
+        """Ask the store only about keys and aggregates in ``stored`` (see :class:`StoredKeys`).
+
+        ``stored`` grows with every outcome stored; past ``limit`` outcomes it is
+        dropped (memory: ~100 bytes each) and the store is asked about everything.
+        """
         self._stored = stored
+        self._stored_limit = limit
+
+    def _remember_stored(self, keys: Iterable[tuple[str, str]]) -> None:
+        if self._stored is not None:
+            self._stored.outcomes.update(map(hash, keys))
+            if len(self._stored.outcomes) > self._stored_limit:
+                self._stored = None
 
     def contact(self, workspace_id: str, contact_id: str) -> Contact:
         key = (workspace_id, contact_id)
@@ -214,8 +226,7 @@ class BatchProcessor:
     def settle(self, decision: Decision) -> None:
         """An in-flight decision is stored: its keys and aggregates are ordinary again."""
         self._in_flight_keys.difference_update(decision.keys)
-        if self._stored is not None:
-            self._stored.outcomes.update(map(hash, decision.keys))
+        self._remember_stored(decision.keys)
         pinned = self._pinned
         for key in decision.touched:
             count = pinned[key] - 1
@@ -236,8 +247,7 @@ class BatchProcessor:
             raise
         result.events = list(zip(ids, decision.events, strict=True))
         if self._stored is not None:
-            self._stored.outcomes.update(hash((o.workspace_id, o.event_id))
-                                         for o in result.outcomes)
+            self._remember_stored((o.workspace_id, o.event_id) for o in result.outcomes)
         return result
 
     @staticmethod

@@ -193,7 +193,7 @@ class SQLiteEventStore:
                     found.update((workspace_id, row[0]) for row in c.fetchall())
         return found
 
-    def stored_keys(self, limit: int = 2_000_000) -> StoredKeys | None:
+    def stored_keys(self, limit: int = 1_000_000) -> StoredKeys | None:
         """Every outcome key (hashed) and aggregate id in the store, or None above ``limit``.
 
         For a bulk import's ``BatchProcessor.assume_stored``: a set of a

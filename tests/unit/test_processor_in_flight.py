@@ -152,3 +152,13 @@ def test_a_stale_snapshot_ends_in_a_conflict_not_in_a_double_count() -> None:
     result = processor.process(items(ev("message.received", event_id="x")))  # type: ignore[arg-type]
     assert store.conflicts == 1  # refused by the store, then redone from it
     assert result.duplicate == 1 and result.accepted == 0
+
+
+def test_stored_keys_past_their_limit_are_dropped() -> None:
+    store = CountingStore()
+    processor = BatchProcessor(store)
+    processor.assume_stored(StoredKeys(set(), set()), limit=2)
+    processor.process(items(*(ev("message.received", event_id=f"e{i}", t=i) for i in range(3))))  # type: ignore[arg-type]
+    store.asked_keys.clear()
+    processor.process(items(ev("message.received", event_id="e9", t=9)))  # type: ignore[arg-type]
+    assert store.asked_keys == [("ws1", "e9")]  # no snapshot any more: the store is asked
