@@ -201,7 +201,8 @@ class EmbeddedPipeline:
             result = decision.result
             writer.send(WriteBatch(seq, [to_row(e) for e in decision.events],
                                    [packed_outcome(o) for o in result.outcomes],
-                                   [tuple(d) for d in result.dead_letters]))
+                                   [tuple(d) for d in result.dead_letters],
+                                   [(oid.hex, v) for oid, v in decision.read.items()]))
             in_flight.append((seq, len(raw), items, decision))
             summary.read += len(raw)
         while in_flight:

@@ -22,7 +22,7 @@ import multiprocessing
 import os
 import traceback
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
@@ -50,6 +50,8 @@ class WriteBatch:
     #: DeadLetter: they pickle several times faster than the NamedTuples
     outcomes: list[tuple[Any, ...]]
     dead_letters: list[tuple[Any, ...]]
+    #: aggregates the batch read without writing: (originator id hex, version)
+    read: list[tuple[str, int]] = field(default_factory=list)
 
 
 class WriterFailed(Exception):
@@ -106,7 +108,8 @@ def _loop(events: SQLiteEventStore, pipeline: EmbeddedPipeline, inbox: Any,
         rows = [row for batch in group for row in batch.rows]
         try:
             ids = events.commit_rows(rows, [o for batch in group for o in batch.outcomes],
-                                     [d for batch in group for d in batch.dead_letters], None)
+                                     [d for batch in group for d in batch.dead_letters], None,
+                                     _read_by(group, rows))
         except ConcurrencyConflict as exc:
             discarding = True
             outbox.send(("conflict", group[0].seq, str(exc)))
@@ -114,6 +117,19 @@ def _loop(events: SQLiteEventStore, pipeline: EmbeddedPipeline, inbox: Any,
         if ids:
             pipeline.project_stored(ids[0], ids[-1], [row[3] for row in rows])
         outbox.send(("stored", group[-1].seq, ""))
+
+
+def _read_by(group: list[WriteBatch], rows: list[StoredRow]) -> dict[str, int]:
+    """What the group's batches read without writing, for the version check.
+
+    An aggregate the group also writes is left out: another writer that moved
+    it would have taken the version we insert, which the unique index refuses.
+    """
+    read = {oid: version for batch in group for oid, version in batch.read}
+    if read:
+        for row in rows:
+            read.pop(row[0], None)
+    return read
 
 
 class WriterProcess:

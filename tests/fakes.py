@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import uuid
-from collections.abc import Callable, Collection, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from eventsourcing.persistence import IntegrityError
@@ -64,11 +64,15 @@ class FakeEventStore:
         return {key for key in keys if key in self.outcomes}
 
     def commit(self, events: Sequence[DomainEvent], outcomes: Sequence[Outcome],
-               dead_letters: Sequence[DeadLetter], position: Position | None) -> list[int]:
+               dead_letters: Sequence[DeadLetter], position: Position | None,
+               read: Mapping[uuid.UUID, int] | None = None) -> list[int]:
         if self.fail_next_commit is not None:
             error, self.fail_next_commit = self.fail_next_commit, None
             raise error
         self._check(events, outcomes, position)
+        for originator, version in (read or {}).items():
+            if max(self.by_aggregate.get(originator, {0: b""})) != version:
+                raise ConcurrencyConflict(f"{originator} moved after version {version}")
         ids: list[int] = []
         for event in events:
             originator = aggregate_id(event.workspace_id, event.contact_id)

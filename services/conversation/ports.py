@@ -8,7 +8,7 @@ tests use the in-memory fake in ``tests/fakes.py``. All are driven by the same
 from __future__ import annotations
 
 import uuid
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import NamedTuple, Protocol
@@ -92,10 +92,13 @@ class EventStore(Protocol):
         ...
 
     def commit(self, events: Sequence[DomainEvent], outcomes: Sequence[Outcome],
-               dead_letters: Sequence[DeadLetter], position: Position | None) -> list[int]:
+               dead_letters: Sequence[DeadLetter], position: Position | None,
+               read: Mapping[uuid.UUID, int] | None = None) -> list[int]:
         """Write all of it in one transaction; return the events' notification ids.
 
-        Raises :class:`ConcurrencyConflict` when an aggregate version is taken.
+        ``read``: the aggregates the batch's decisions read without writing, with
+        the version each had (0: no events). Raises :class:`ConcurrencyConflict`
+        when an aggregate version is taken or one of those has moved since.
         """
         ...
 

@@ -53,6 +53,8 @@ class Decision:
     touched: list[tuple[str, str]]
     #: the dedupe keys it decided, while it is in flight
     keys: list[tuple[str, str]] = field(default_factory=list)
+    #: aggregates it read without writing, with their version (see EventStore.commit)
+    read: dict[uuid.UUID, int] = field(default_factory=dict)
 
 
 class _BatchContacts:
@@ -62,12 +64,23 @@ class _BatchContacts:
         self._processor = processor
         self.dirty: list[Contact] = []
         self.touched: dict[tuple[str, str], Contact] = {}
+        #: version of each touched aggregate when the batch first touched it
+        self._versions: dict[tuple[str, str], int] = {}
 
     def get(self, workspace_id: str, contact_id: str) -> Contact:
+        key = (workspace_id, contact_id)
         contact = self._processor.contact(workspace_id, contact_id)
-        self.touched[(workspace_id, contact_id)] = contact
+        if key not in self.touched:
+            self.touched[key] = contact
+            self._versions[key] = contact.version
         self.dirty.append(contact)
         return contact
+
+    def read_only(self) -> dict[uuid.UUID, int]:
+        """The touched aggregates the batch did not change, with their version."""
+        versions = self._versions
+        return {contact.id: contact.version for key, contact in self.touched.items()
+                if contact.version == versions[key]}
 
     def drain(self) -> list[DomainEvent]:
         events: list[DomainEvent] = []
@@ -216,7 +229,7 @@ class BatchProcessor:
             raise
         finally:
             self._deciding = {}
-        decision = Decision(result, events, list(contacts.touched))
+        decision = Decision(result, events, list(contacts.touched), read=contacts.read_only())
         if in_flight:
             decision.keys = [(o.workspace_id, o.event_id) for o in result.outcomes]
             self._in_flight_keys.update(decision.keys)
@@ -241,7 +254,7 @@ class BatchProcessor:
         result = decision.result
         try:
             ids = self.store.commit(decision.events, result.outcomes, result.dead_letters,
-                                    position)
+                                    position, decision.read)
         except BaseException:
             self.forget(decision.touched)  # cached state holds unsaved events
             raise

@@ -9,7 +9,7 @@ an ``EXCLUSIVE`` table lock, so notification ids are committed in order).
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Collection, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from typing import Any, ParamSpec, TypeVar
 
 import psycopg
@@ -65,6 +65,13 @@ _INSERT_EVENTS = (
     "INSERT INTO {schema}.{table} (originator_id, originator_version, topic, state) "
     "SELECT * FROM unnest(%b::uuid[], %b::bigint[], %b::text[], %b::bytea[]) "
     "RETURNING notification_id"
+)
+# The aggregates a batch read without writing that are no longer at the version
+# it read (0 = no events). Run after the events table is locked, so it is current.
+_MOVED = (
+    "SELECT r.id FROM unnest(%b::uuid[], %b::bigint[]) AS r(id, version) "
+    "WHERE r.version <> COALESCE((SELECT max(e.originator_version) FROM {schema}.{table} e "
+    "WHERE e.originator_id = r.id), 0)"
 )
 _SEEN = (
     "SELECT p.workspace_id, p.event_id FROM {schema}.processed_events p "
@@ -152,6 +159,7 @@ class ContactEventRecorder(PostgresProcessRecorder):
         self.insert_dead_letters_statement = sql(_INSERT_DEAD_LETTERS, schema)
         self.insert_event_columns_statement = sql(_INSERT_EVENTS, schema, table=EVENTS_TABLE)
         self.insert_trackings_statement = sql(_INSERT_TRACKINGS, schema, table=TRACKING_TABLE)
+        self.moved_statement = sql(_MOVED, schema, table=EVENTS_TABLE)
 
     def _insert_stored_events(self, curs: Cursor[DictRow],
                               stored_events: Sequence[StoredEvent], **kwargs: Any) -> None:
@@ -167,15 +175,17 @@ class ContactEventRecorder(PostgresProcessRecorder):
 
     @retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)
     def insert_columns(self, columns: EventColumns, *, trackings: Sequence[Tracking],
-                       outcomes: Sequence[Outcome], dead_letters: Sequence[DeadLetter]
-                       ) -> list[int]:
+                       outcomes: Sequence[Outcome], dead_letters: Sequence[DeadLetter],
+                       read: Mapping[uuid.UUID, int] | None = None) -> list[int]:
         """``insert_events`` for events given as column arrays; returns notification ids.
 
         One transaction, sent as one pipeline with a single sync: every tracked
         position (each must move forward, as eventsourcing's single-row tracking
         requires), outcomes, dead letters, then lock, notify and insert the
-        events. A taken aggregate version or outcome key, or a position that does
-        not move forward, raises ``IntegrityError`` and nothing is kept.
+        events, then check that the aggregates in ``read`` are still at the
+        version read. A taken aggregate version or outcome key, a position that
+        does not move forward, or a moved aggregate raises ``IntegrityError``
+        and nothing is kept.
         """
         with self.datastore.get_connection() as conn, conn.pipeline() as pipeline, \
                 conn.transaction():
@@ -189,9 +199,18 @@ class ContactEventRecorder(PostgresProcessRecorder):
             inserted = conn.cursor(row_factory=tuple_row)
             if columns[0]:
                 self._insert_event_columns(inserted, columns)  # type: ignore[arg-type]
+            moved = conn.cursor(row_factory=tuple_row)
+            if read:
+                if not columns[0]:
+                    self._lock_table(moved)  # type: ignore[arg-type]
+                moved.execute(self.moved_statement, (list(read), list(read.values())),
+                              prepare=True)
             pipeline.sync()  # raises here on a taken key
-            moved = len(track.fetchall()) if trackings else 0
-            if moved != len(trackings):
+            if read and (stale := moved.fetchall()):
+                raise IntegrityError(f"aggregate {stale[0][0]} moved after it was read "
+                                     "(another writer)")
+            forward = len(track.fetchall()) if trackings else 0
+            if forward != len(trackings):
                 raise IntegrityError(
                     "a tracked position did not move forward: "
                     + ", ".join(f"{t.application_name}={t.notification_id}" for t in trackings))
@@ -275,7 +294,8 @@ class PostgresEventStore:
         return found
 
     def commit(self, events: Sequence[DomainEvent], outcomes: Sequence[Outcome],
-               dead_letters: Sequence[DeadLetter], position: Position | None) -> list[int]:
+               dead_letters: Sequence[DeadLetter], position: Position | None,
+               read: Mapping[uuid.UUID, int] | None = None) -> list[int]:
         """One transaction, one pipeline: position, outcomes, dead letters, then the events.
 
         What eventsourcing's ``insert_events`` does (single-row tracking that only
@@ -289,7 +309,7 @@ class PostgresEventStore:
         try:
             ids: list[int] = self.recorder.insert_columns(
                 columns, trackings=[Tracking(p.name, p.offset) for p in positions],
-                outcomes=outcomes, dead_letters=dead_letters)
+                outcomes=outcomes, dead_letters=dead_letters, read=read)
         except IntegrityError as exc:
             raise ConcurrencyConflict(str(exc)) from exc
         return ids

@@ -7,7 +7,7 @@ by one ``insert_events`` call, i.e. in one SQLite transaction.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from typing import Any, cast
@@ -106,7 +106,24 @@ class ContactEventRecorder(SQLiteProcessRecorder):
             c.executemany(
                 "INSERT INTO dead_letters (raw, reason, source, workspace_id, event_id) "
                 "VALUES (?,?,?,?,?)", dead)
+        read: Mapping[str, int] | None = kwargs.get("read")
+        if read:  # after our writes: we hold the write lock, so this is current
+            self._check_unmoved(c, read)
         return ids
+
+    def _check_unmoved(self, c: SQLiteCursor, read: Mapping[str, int]) -> None:
+        """Raise IntegrityError if an aggregate is no longer at the version it was read at."""
+        keys = list(read)
+        for start in range(0, len(keys), 900):
+            chunk = keys[start:start + 900]
+            c.execute(f"SELECT originator_id, MAX(originator_version) FROM "
+                      f"{self.events_table_name} WHERE originator_id IN "
+                      f"({', '.join('?' * len(chunk))}) GROUP BY originator_id", chunk)
+            found = {row[0]: int(row[1]) for row in c.fetchall()}
+            moved = [k for k in chunk if found.get(k, 0) != read[k]]
+            if moved:
+                raise IntegrityError(f"aggregate {moved[0]} moved after version "
+                                     f"{read[moved[0]]} was read (another writer)")
 
     def select_many(self, originator_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, list[bytes]]:
         """Stored states of several aggregates, each in version order."""
@@ -211,21 +228,24 @@ class SQLiteEventStore:
         return StoredKeys(outcomes, aggregates)
 
     def commit(self, events: Sequence[DomainEvent], outcomes: Sequence[Outcome],
-               dead_letters: Sequence[DeadLetter], position: Position | None) -> list[int]:
-        return self.commit_rows([to_row(e) for e in events], outcomes, dead_letters, position)
+               dead_letters: Sequence[DeadLetter], position: Position | None,
+               read: Mapping[uuid.UUID, int] | None = None) -> list[int]:
+        return self.commit_rows([to_row(e) for e in events], outcomes, dead_letters, position,
+                                {oid.hex: v for oid, v in read.items()} if read else None)
 
     def commit_rows(self, rows: Sequence[StoredRow], outcomes: Sequence[tuple[Any, ...]],
-                    dead_letters: Sequence[tuple[Any, ...]], position: Position | None
-                    ) -> list[int]:
+                    dead_letters: Sequence[tuple[Any, ...]], position: Position | None,
+                    read: Mapping[str, int] | None = None) -> list[int]:
         """:meth:`commit` for events already encoded by :func:`to_row`.
 
         Outcomes and dead letters may be plain tuples in the field order of
-        :class:`Outcome` and :class:`DeadLetter`.
+        :class:`Outcome` and :class:`DeadLetter`; ``read`` is keyed by the
+        originator id as the table holds it (hex).
         """
         tracking = Tracking(position.name, position.offset) if position else None
         try:
             return self.recorder.insert_rows(rows, tracking=tracking, outcomes=outcomes,
-                                             dead_letters=dead_letters)
+                                             dead_letters=dead_letters, read=read)
         except IntegrityError as exc:
             raise ConcurrencyConflict(str(exc)) from exc
 

@@ -260,7 +260,8 @@ class ConversationService:
     def _store(self, decision: Decision, position: Position) -> BatchResult:
         """The store half of ``BatchProcessor.commit`` (the cache is handled by the caller)."""
         result = decision.result
-        ids = self.events.commit(decision.events, result.outcomes, result.dead_letters, position)
+        ids = self.events.commit(decision.events, result.outcomes, result.dead_letters, position,
+                                 decision.read)
         result.events = list(zip(ids, decision.events, strict=True))
         return result
 

@@ -90,12 +90,12 @@ class ConflictOnce(SQLiteEventStore):
 
     calls: ClassVar[int] = 0
 
-    def commit_rows(self, rows: Any, outcomes: Any, dead_letters: Any, position: Any
-                    ) -> list[int]:
+    def commit_rows(self, rows: Any, outcomes: Any, dead_letters: Any, position: Any,
+                    read: Any = None) -> list[int]:
         type(self).calls += 1
         if type(self).calls == 2:
             raise ConcurrencyConflict("version taken by another writer (test)")
-        return super().commit_rows(rows, outcomes, dead_letters, position)
+        return super().commit_rows(rows, outcomes, dead_letters, position, read)
 
 
 class StaleKeys(SQLiteEventStore):

@@ -22,11 +22,14 @@ from schemas.events import ConversationClosed, ConversationOpened, MessageReceiv
 from services.bootstrap import Stores, _open_sqlite
 from services.conversation.domain.contact import aggregate_id
 from services.conversation.ports import ConcurrencyConflict, DeadLetter, Outcome, Position
+from services.conversation.processor import BatchProcessor
 from services.embedded import EmbeddedPipeline
+from services.ingest.normalise import parse
 from services.postgres import open_postgres_stores
 from services.projections.metrics import GROUPINGS, MetricsQuery, compute
 from services.projections.projector import EVENT_STORE_POSITION, ConversationProjection
 from services.projections.rows import ConversationRow
+from tests.unit.harness import ev, line, merge
 
 pytestmark = pytest.mark.integration
 
@@ -111,6 +114,37 @@ class StoreContract:
         assert [i for i, _ in rest] == ids[4:]
         assert rest[-1][1] == received("c2", 2, "k2")
         assert stores.events.read(ids[-1], 10) == []
+
+    def test_a_batch_is_refused_when_an_aggregate_it_only_read_moved(
+            self, stores: Stores) -> None:
+        c1, c2, never = (aggregate_id("ws1", c) for c in ("c1", "c2", "never"))
+        stores.events.commit([opened("c1", 1, "k1"), received("c1", 2, "k1")], [], [], None)
+        # read at the current version (or none yet for an aggregate without events): kept
+        stores.events.commit([opened("c2", 1, "k2")], [outcome("e1", "c2")], [], None,
+                             read={c1: 2, never: 0})
+        # c1 was read at version 1, but another writer has stored version 2 since
+        with pytest.raises(ConcurrencyConflict, match="moved"):
+            stores.events.commit([received("c2", 2, "k2")], [outcome("e2", "c2")], [], None,
+                                 read={c1: 1})
+        with pytest.raises(ConcurrencyConflict, match="moved"):  # nothing written but outcomes
+            stores.events.commit([], [outcome("e3")], [], None, read={never: 1})
+        assert stores.events.seen({("ws1", "e2"), ("ws1", "e3")}) == set()
+        assert len(stores.events.load(c2)) == 1
+
+    def test_a_rejection_on_a_contact_another_processor_merged_is_redone(
+            self, stores: Stores) -> None:
+        """Two conversation copies: the one owning p caches p; the other merges p into q."""
+        def items(*envelopes: dict[str, Any]) -> list[Any]:
+            return [parse(line(e)) for e in envelopes]
+
+        owner_of_p, owner_of_q = BatchProcessor(stores.events), BatchProcessor(stores.events)
+        owner_of_p.process(items(ev("message.received", contact="p", t=0),
+                                 ev("conversation.close", contact="p", t=1)))
+        owner_of_q.process(items(ev("message.received", contact="q", t=2), merge("q", "p", t=3)))
+        result = owner_of_p.process(items(ev("conversation.close", contact="p", t=4)))
+        assert (result.accepted, dict(result.rejected)) == (1, {})
+        q_events = stores.events.load(aggregate_id("ws1", "q"))
+        assert [type(e).__name__ for e in q_events][-1] == "ConversationClosed"
 
     def test_version_conflict_keeps_nothing_of_the_batch(self, stores: Stores) -> None:
         stores.events.commit([opened("c1", 1, "k1")], [outcome("e1")], [], None)

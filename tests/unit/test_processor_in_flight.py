@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 
 from fakes import FakeEventStore
 
@@ -88,9 +88,10 @@ class CountingStore(FakeEventStore):
         return super().load_many(originator_ids)
 
     def commit(self, events: Sequence[DomainEvent], outcomes: Sequence[Outcome],
-               dead_letters: Sequence[DeadLetter], position: Position | None) -> list[int]:
+               dead_letters: Sequence[DeadLetter], position: Position | None,
+               read: Mapping[uuid.UUID, int] | None = None) -> list[int]:
         try:
-            return super().commit(events, outcomes, dead_letters, position)
+            return super().commit(events, outcomes, dead_letters, position, read)
         except ConcurrencyConflict:
             self.conflicts += 1
             raise
