@@ -7,7 +7,7 @@ by one ``insert_events`` call, i.e. in one SQLite transaction.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from typing import Any, cast
@@ -113,32 +113,37 @@ class ContactEventRecorder(SQLiteProcessRecorder):
 
     def _check_unmoved(self, c: SQLiteCursor, read: Mapping[str, int]) -> None:
         """Raise IntegrityError if an aggregate is no longer at the version it was read at."""
-        keys = list(read)
-        for start in range(0, len(keys), 900):
-            chunk = keys[start:start + 900]
-            c.execute(f"SELECT originator_id, MAX(originator_version) FROM "
-                      f"{self.events_table_name} WHERE originator_id IN "
-                      f"({', '.join('?' * len(chunk))}) GROUP BY originator_id", chunk)
-            found = {row[0]: int(row[1]) for row in c.fetchall()}
-            moved = [k for k in chunk if found.get(k, 0) != read[k]]
-            if moved:
-                raise IntegrityError(f"aggregate {moved[0]} moved after version "
-                                     f"{read[moved[0]]} was read (another writer)")
+        found = {row[0]: int(row[1]) for row in select_in(
+            c, f"SELECT originator_id, MAX(originator_version) FROM {self.events_table_name} "
+               "WHERE originator_id", list(read), "GROUP BY originator_id")}
+        moved = [k for k in read if found.get(k, 0) != read[k]]
+        if moved:
+            raise IntegrityError(f"aggregate {moved[0]} moved after version "
+                                 f"{read[moved[0]]} was read (another writer)")
 
     def select_many(self, originator_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, list[bytes]]:
         """Stored states of several aggregates, each in version order."""
         found: dict[uuid.UUID, list[bytes]] = {}
         by_hex = {oid.hex: oid for oid in originator_ids}
-        keys = list(by_hex)
         with self.datastore.transaction(commit=False) as c:
-            for start in range(0, len(keys), 900):
-                chunk = keys[start:start + 900]
-                c.execute(f"SELECT originator_id, state FROM {self.events_table_name} "
-                          f"WHERE originator_id IN ({', '.join('?' * len(chunk))}) "
-                          "ORDER BY originator_id, originator_version", chunk)
-                for row in c.fetchall():
-                    found.setdefault(by_hex[row[0]], []).append(row[1])
+            for row in select_in(c, f"SELECT originator_id, state FROM {self.events_table_name} "
+                                    "WHERE originator_id", list(by_hex),
+                                 "ORDER BY originator_id, originator_version"):
+                found.setdefault(by_hex[row[0]], []).append(row[1])
         return found
+
+
+def select_in(c: SQLiteCursor, head: str, values: Sequence[Any], tail: str = "",
+              before: Sequence[Any] = ()) -> Iterator[Any]:
+    """Rows of ``{head} IN (values...) {tail}``, asked 900 values at a time.
+
+    SQLite limits the parameters of one statement; ``before`` are the
+    parameters of ``head``, sent with every chunk.
+    """
+    for start in range(0, len(values), 900):
+        chunk = values[start:start + 900]
+        c.execute(f"{head} IN ({', '.join('?' * len(chunk))}) {tail}", [*before, *chunk])
+        yield from c.fetchall()
 
 
 def packed_outcome(outcome: Outcome) -> tuple[Any, ...]:
@@ -202,12 +207,9 @@ class SQLiteEventStore:
         found: set[tuple[str, str]] = set()
         with self.datastore.transaction(commit=False) as c:
             for workspace_id, event_ids in by_workspace.items():
-                for start in range(0, len(event_ids), 900):
-                    chunk = event_ids[start:start + 900]
-                    c.execute("SELECT event_id FROM processed_events WHERE workspace_id=? "
-                              f"AND event_id IN ({', '.join('?' * len(chunk))})",
-                              [workspace_id, *chunk])
-                    found.update((workspace_id, row[0]) for row in c.fetchall())
+                found.update((workspace_id, row[0]) for row in select_in(
+                    c, "SELECT event_id FROM processed_events WHERE workspace_id=? AND event_id",
+                    event_ids, before=(workspace_id,)))
         return found
 
     def stored_keys(self, limit: int = 1_000_000) -> StoredKeys | None:
