@@ -149,8 +149,13 @@ class BatchProcessor:
             if key in pinned or key in deciding:  # keep it, as most recent
                 cache[key] = contact
                 skipped += 1
-            elif self._stored is not None and contact.version:
-                self._stored.aggregates.add(contact.id)
+            else:
+                self._evicted(contact)
+
+    def _evicted(self, contact: Contact) -> None:
+        """An aggregate left the cache: if it has events, they may be stored now."""
+        if self._stored is not None and contact.version:
+            self._stored.aggregates.add(contact.id)
 
     def preload(self, items: Sequence[CommandBase | Invalid]) -> None:
         """Load every uncached contact a batch names in one store round trip."""
@@ -184,8 +189,8 @@ class BatchProcessor:
         else:
             for key in ids:
                 contact = self._cache.pop(key, None)
-                if contact is not None and self._stored is not None:
-                    self._stored.aggregates.add(contact.id)  # it may have stored events
+                if contact is not None:
+                    self._evicted(contact)
 
     def process(self, items: Sequence[CommandBase | Invalid], *, source: str = "import",
                 position: Position | None = None) -> BatchResult:
@@ -259,8 +264,7 @@ class BatchProcessor:
             self.forget(decision.touched)  # cached state holds unsaved events
             raise
         result.events = list(zip(ids, decision.events, strict=True))
-        if self._stored is not None:
-            self._remember_stored((o.workspace_id, o.event_id) for o in result.outcomes)
+        self._remember_stored((o.workspace_id, o.event_id) for o in result.outcomes)
         return result
 
     @staticmethod
