@@ -5,13 +5,14 @@ One implementation serves the CLI, the HTTP API and exports, on either store.
 
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, Final, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from .durations import duration_stats
 
 GroupBy = Literal["day", "week", "month", "channel", "opened_by", "closed_by", "assignee", "team"]
 GROUPINGS: Final[tuple[str, ...]] = (
@@ -61,25 +62,6 @@ def time_zone(text: str) -> str:
         raise ValueError(f"unknown time zone {text!r} (use an IANA name such as "
                          "Europe/Berlin)") from None
     return text
-
-
-def percentile(ordered: list[float], q: float) -> float:
-    """Linear interpolation between closest ranks (numpy default, percentile_cont)."""
-    position = (len(ordered) - 1) * q
-    low = math.floor(position)
-    high = min(low + 1, len(ordered) - 1)
-    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
-
-
-def resolution_stats(values: list[float]) -> dict[str, Any]:
-    if not values:
-        return {"count": 0, "avg": None, "p50": None, "p90": None, "min": None, "max": None}
-    ordered = sorted(values)
-    return {
-        "count": len(ordered), "avg": math.fsum(ordered) / len(ordered),
-        "p50": percentile(ordered, 0.5), "p90": percentile(ordered, 0.9),
-        "min": ordered[0], "max": ordered[-1],
-    }
 
 
 @dataclass(slots=True)
@@ -180,7 +162,7 @@ def compute(query: MetricsQuery, facts: Iterable[Fact]) -> dict[str, Any]:
     opened_null = group_by not in OPENED_COUNTED
     rows = [
         {"key": key, "opened": None if opened_null else b.opened, "closed": b.closed,
-         "resolution_seconds": resolution_stats(b.resolutions)}
+         "resolution_seconds": duration_stats(b.resolutions)}
         for key, b in sorted(buckets.items())
         if b.opened or b.closed
     ]
@@ -189,5 +171,5 @@ def compute(query: MetricsQuery, facts: Iterable[Fact]) -> dict[str, Any]:
         "from": low.isoformat() if low else None, "to": high.isoformat() if high else None,
         "rows": rows,
         "total": {"key": None, "opened": total.opened, "closed": total.closed,
-                  "resolution_seconds": resolution_stats(total.resolutions)},
+                  "resolution_seconds": duration_stats(total.resolutions)},
     }

@@ -15,6 +15,8 @@ from schemas.events import (
     MessageSent,
 )
 
+from .durations import micros_to_seconds
+
 ROW_FIELDS = (
     "conversation_id", "workspace_id", "contact_id", "channel", "status", "opened_at",
     "closed_at", "opened_by", "closed_by", "closed_by_actor", "assignee_id", "team_id",
@@ -64,9 +66,10 @@ class ConversationRow:
 
     @property
     def resolution_seconds(self) -> float | None:
+        """Seconds from open to close, as shown (3 decimals); None while open."""
         if self.closed_us is None:
             return None
-        return max(0, self.closed_us - self.opened_us) / 1_000_000
+        return micros_to_seconds(self.closed_us - self.opened_us)
 
     def public(self) -> dict[str, Any]:
         """The conversation row of CONTRACT §4, in its field order."""

@@ -241,6 +241,39 @@ def test_metrics_csv(loaded: Cli) -> None:
     assert len(p90) == 1 and float(p90[0]) == 114.0
 
 
+SUB_MILLISECOND = [
+    envelope(f"r{n}-open", "message.received", f"r{n}", "2026-11-24T10:00:00Z",
+             channel={"type": "sms"}) for n in range(3)
+] + [
+    envelope(f"r{n}-close", "conversation.close", f"r{n}", at, actor={"type": "user"})
+    for n, at in enumerate(["2026-11-24T10:00:00.1Z", "2026-11-24T10:00:00.2Z",
+                            "2026-11-24T10:00:01.0004Z"])
+]
+ROUNDED_STATS = {"count": 3, "avg": 0.433, "p50": 0.2, "p90": 0.84, "min": 0.1, "max": 1.0}
+
+
+def decimals(value: float) -> int:
+    return len(repr(value).partition(".")[2].rstrip("0"))
+
+
+def test_durations_in_json_and_csv_have_three_decimals_at_most(cli: Cli) -> None:
+    cli.ok("import", "-", stdin="\n".join(SUB_MILLISECOND))
+    result = cli.json("metrics", "--workspace", "ws1", "--format", "json")
+    assert result["total"]["resolution_seconds"] == ROUNDED_STATS
+    assert result["rows"][0]["resolution_seconds"] == ROUNDED_STATS
+    record = next(csv.DictReader(io.StringIO(
+        cli.ok("metrics", "--workspace", "ws1", "--format", "csv"))))
+    assert {k: record[f"resolution_{k}"] for k in ROUNDED_STATS} == {
+        "count": "3", "avg": "0.433", "p50": "0.2", "p90": "0.84", "min": "0.1", "max": "1.0"}
+    rows = cli.json("conversations", "--workspace", "ws1", "--format", "json")
+    assert sorted(r["resolution_seconds"] for r in rows) == [0.1, 0.2, 1.0]
+    records = csv.DictReader(io.StringIO(
+        cli.ok("conversations", "--workspace", "ws1", "--format", "csv")))
+    assert sorted(r["resolution_seconds"] for r in records) == ["0.1", "0.2", "1.0"]
+    every = [*ROUNDED_STATS.values(), *(r["resolution_seconds"] for r in rows)]
+    assert all(decimals(float(v)) <= 3 for v in every)
+
+
 def table_columns(lines: list[str]) -> list[tuple[int, int]]:
     rules = [line for line in lines if line.strip() and set(line) <= {"-", " "}]
     assert rules, "a table has a rule line of dashes under its header"

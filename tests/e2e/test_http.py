@@ -384,6 +384,21 @@ async def test_conversations_equal_public_rows(tmp_path: Path, sink: RecordingSi
 
 
 @async_test
+async def test_durations_are_rounded_to_three_decimals(tmp_path: Path, sink: RecordingSink,
+                                                      stores: Stores) -> None:
+    closes = ["2026-11-24T10:00:00.1Z", "2026-11-24T10:00:00.2Z", "2026-11-24T10:00:01.0004Z"]
+    load(stores, [envelope("message.received", f"o{n}", f"r{n}") for n in range(3)]
+         + [envelope("conversation.close", f"x{n}", f"r{n}", at) for n, at in enumerate(closes)])
+    async with serve(app_for(make_settings(tmp_path), sink, stores)) as client:
+        body = await (await client.get("/v1/workspaces/ws1/metrics", headers=ANALYTICS)).json()
+        rows = await (await client.get("/v1/workspaces/ws1/conversations",
+                                       headers=ANALYTICS)).json()
+    assert body["total"]["resolution_seconds"] == {
+        "count": 3, "avg": 0.433, "p50": 0.2, "p90": 0.84, "min": 0.1, "max": 1.0}
+    assert sorted(r["resolution_seconds"] for r in rows) == [0.1, 0.2, 1.0]
+
+
+@async_test
 async def test_bad_query_parameters_are_400(tmp_path: Path, sink: RecordingSink,
                                             stores: Stores) -> None:
     cases = [

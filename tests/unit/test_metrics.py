@@ -9,13 +9,18 @@ from typing import Any
 
 import pytest
 
+from services.projections.durations import (
+    DURATION_DECIMALS,
+    duration_stats,
+    exact_stats,
+    percentile,
+    seconds,
+)
 from services.projections.metrics import (
     GROUPINGS,
     Fact,
     MetricsQuery,
     compute,
-    percentile,
-    resolution_stats,
     to_us,
 )
 
@@ -102,7 +107,7 @@ def test_groupings_are_the_contracts() -> None:
     ([float(n) for n in range(1, 11)], 5.5, 9.1),
 ])
 def test_percentiles_interpolate_linearly(values: list[float], p50: float, p90: float) -> None:
-    stats = resolution_stats(values)
+    stats = exact_stats(values)
     assert stats["p50"] == pytest.approx(p50)
     assert stats["p90"] == pytest.approx(p90)
     assert stats["count"] == len(values)
@@ -118,13 +123,32 @@ def test_percentiles_match_the_numpy_reference_on_random_samples() -> None:
         for q in (0.0, 0.1, 0.5, 0.9, 0.99, 1.0):
             assert percentile(sorted(values), q) == pytest.approx(
                 reference_percentile(values, q), rel=1e-12, abs=1e-9)
-        stats = resolution_stats(values)
+        stats = exact_stats(values)
         assert stats["p50"] == pytest.approx(reference_percentile(values, 0.5), rel=1e-12)
         assert stats["p90"] == pytest.approx(reference_percentile(values, 0.9), rel=1e-12)
+        shown = duration_stats(values)
+        for key in ("avg", "p50", "p90", "min", "max"):
+            assert shown[key] == round(stats[key], DURATION_DECIMALS)
+
+
+def test_shown_durations_have_at_most_three_decimals() -> None:
+    # 840.0000000000002 is what the mean of these three gives unrounded
+    values = [839.9, 840.1, 840.0000000000006]
+    assert exact_stats(values)["avg"] != 840.0
+    assert duration_stats(values) == {"count": 3, "avg": 840.0, "p50": 840.0,
+                                      "p90": 840.08, "min": 839.9, "max": 840.1}
+    assert seconds(0.0004) == 0.0 and str(seconds(-0.0001)) == "0.0"
+    assert seconds(1.2345678) == 1.235 and seconds(None) is None
+    facts = [fact("2026-11-24T10:00:00Z", "2026-11-24T10:00:00.0004Z"),
+             fact("2026-11-24T10:00:00Z", "2026-11-24T10:00:01.1116Z"),
+             fact("2026-11-24T10:00:00Z", "2026-11-24T10:00:02.2229Z")]
+    stats = metrics(facts)["total"]["resolution_seconds"]
+    assert stats == {"count": 3, "avg": 1.112, "p50": 1.112, "p90": 2.001, "min": 0.0,
+                     "max": 2.223}
 
 
 def test_empty_statistics_are_all_null() -> None:
-    assert resolution_stats([]) == NULL_STATS
+    assert duration_stats([]) == NULL_STATS
 
 
 def test_statistics_are_floats() -> None:
