@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Final
 
@@ -9,15 +10,21 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 from prometheus_client import CollectorRegistry, Counter
 
+from ..conversation.ports import EventStore
 from ..projections.ports import ReadModelStore
 from ..settings import Settings
 from .auth import auth_middleware
+from .browse import list_conversations
 from .context import CONTEXT, HealthCheck, HttpContext, Realm
+from .dashboard import get_dashboard
 from .errors import error_middleware
 from .ingest import MAX_BODY_BYTES, expect_continue, post_events
+from .live import LIVE, LiveHub, get_live
+from .pages import add_pages
 from .ports import EventSink
-from .queries import get_conversations, get_metrics
+from .queries import get_metrics
 from .telemetry import healthz, prometheus, request_metrics_middleware
+from .timeline import get_contact_events, get_conversation_events
 
 log = logging.getLogger(__name__)
 
@@ -25,7 +32,12 @@ log = logging.getLogger(__name__)
 ROUTES: Final[tuple[tuple[str, str, Handler, Realm | None], ...]] = (
     ("POST", "/v1/events", post_events, "gateway"),
     ("GET", "/v1/workspaces/{ws}/metrics", get_metrics, "analytics"),
-    ("GET", "/v1/workspaces/{ws}/conversations", get_conversations, "analytics"),
+    ("GET", "/v1/workspaces/{ws}/conversations", list_conversations, "analytics"),
+    ("GET", "/v1/workspaces/{ws}/conversations/{conversation_id}/events",
+     get_conversation_events, "analytics"),
+    ("GET", "/v1/workspaces/{ws}/contacts/{contact}/events", get_contact_events, "analytics"),
+    ("GET", "/v1/workspaces/{ws}/dashboard", get_dashboard, "analytics"),
+    ("GET", "/v1/workspaces/{ws}/live", get_live, "analytics"),
     ("GET", "/metrics", prometheus, None),
     ("GET", "/healthz", healthz, None),
 )
@@ -33,12 +45,15 @@ ROUTES: Final[tuple[tuple[str, str, Handler, Realm | None], ...]] = (
 
 def create_app(*, settings: Settings, sink: EventSink, read_models: ReadModelStore,
                registry: CollectorRegistry,
-               health: HealthCheck | None = None) -> web.Application:
+               health: HealthCheck | None = None, events: EventStore | None = None,
+               live: LiveHub | None = None) -> web.Application:
     """Build the aiohttp application; nothing is started or connected here.
 
     Tokens are read from ``settings`` once, now (a token file is not re-read).
     ``health`` must answer quickly without blocking; a ``"ready": False`` entry
     makes ``/healthz`` answer 503. Request metrics go to ``registry``.
+    ``events`` serves timelines; ``live`` is fed by the runtime (a hub that is
+    never fed keeps live streams open but silent).
     """
     tokens: dict[Realm, dict[str, str]] = {
         "gateway": settings.tokens("gateway"), "analytics": settings.tokens("analytics")}
@@ -57,10 +72,24 @@ def create_app(*, settings: Settings, sink: EventSink, read_models: ReadModelSto
         ingested_items=Counter("bonychat_http_ingested_items",
                                "Items received by POST /v1/events, by validity",
                                ["status"], registry=registry),
+        events=events,
     )
+    hub = live if live is not None else LiveHub()
+    app[LIVE] = hub
+    app.on_startup.append(lambda _: _bind(hub))
+    app.on_shutdown.append(lambda _: _close(hub))
     for method, path, handler, _ in ROUTES:
         if method == "GET":
             app.router.add_get(path, handler)  # HEAD too, for probes
         else:  # POST /v1/events
             app.router.add_route(method, path, handler, expect_handler=expect_continue)
+    add_pages(app)
     return app
+
+
+async def _bind(hub: LiveHub) -> None:
+    hub.bind(asyncio.get_running_loop())
+
+
+async def _close(hub: LiveHub) -> None:
+    hub.closed.set()  # ends the live streams, so shutdown does not wait for them

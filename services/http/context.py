@@ -9,6 +9,7 @@ from typing import Any, Literal
 from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter
 
+from ..conversation.ports import EventStore
 from ..projections.ports import ReadModelStore
 from .ports import EventSink
 
@@ -25,6 +26,8 @@ class HttpContext:
     registry: CollectorRegistry
     health: HealthCheck | None
     ingested_items: Counter
+    #: the event store, for timelines (None: timelines answer 503)
+    events: EventStore | None = None
 
 
 CONTEXT = web.AppKey("bonychat.http.context", HttpContext)

@@ -13,6 +13,7 @@ from typing import Any, Final
 
 from aiohttp import web
 
+from ..cli.output import render_metrics
 from ..projections.metrics import GROUPINGS, MetricsQuery, calendar_date, compute, time_zone
 from ..projections.ports import ReadModelStore
 from .context import CONTEXT
@@ -46,6 +47,12 @@ def parse_zone(text: str | None) -> str:
         raise ApiError(400, f"tz: {exc}") from None
 
 
+def csv_response(text: str, filename: str) -> web.Response:
+    """``text`` plus the final newline the CLI prints, as a CSV download."""
+    return web.Response(text=text + "\n", content_type="text/csv",
+                        headers={"Content-Disposition": f'attachment; filename="{filename}"'})
+
+
 def metrics_query(workspace: str, query: Mapping[str, str]) -> MetricsQuery:
     """The :class:`MetricsQuery` of ``?group_by=&from=&to=&tz=``, or 400."""
     group_by = _param(query, "group_by") or "day"
@@ -60,24 +67,15 @@ def _metrics(store: ReadModelStore, query: MetricsQuery) -> dict[str, Any]:
     return compute(query, store.facts(query.workspace_id))
 
 
-def _conversations(store: ReadModelStore, workspace: str, contact: str | None,
-                   status: str | None) -> list[dict[str, Any]]:
-    return [row.public() for row in store.conversations(workspace, contact, status)]
-
-
 async def get_metrics(request: web.Request) -> web.Response:
-    """``GET /v1/workspaces/{ws}/metrics``: the metrics JSON of CONTRACT §3."""
+    """``GET /v1/workspaces/{ws}/metrics``: the metrics JSON of CONTRACT §3 (or CSV)."""
     query = metrics_query(request.match_info["ws"], request.query)
+    fmt = _param(request.query, "format") or "json"
+    if fmt not in ("json", "csv"):
+        raise ApiError(400, f"format: {fmt!r} is not one of json, csv")
     store = request.app[CONTEXT].read_models
-    return json_response(await asyncio.to_thread(_metrics, store, query))
-
-
-async def get_conversations(request: web.Request) -> web.Response:
-    """``GET /v1/workspaces/{ws}/conversations``: the rows of CONTRACT §4, as an array."""
-    status = _param(request.query, "status")
-    if status is not None and status not in STATUSES:
-        raise ApiError(400, f"status: {status!r} is not one of {', '.join(STATUSES)}")
-    store = request.app[CONTEXT].read_models
-    rows = await asyncio.to_thread(_conversations, store, request.match_info["ws"],
-                                   _param(request.query, "contact"), status)
-    return json_response(rows)
+    result = await asyncio.to_thread(_metrics, store, query)
+    if fmt == "csv":  # byte for byte what `bonychat metrics --format csv` prints
+        return csv_response(render_metrics(result, "csv"),
+                            f"metrics-{query.workspace_id}-{query.group_by}.csv")
+    return json_response(result)

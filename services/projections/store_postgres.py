@@ -20,6 +20,7 @@ from psycopg.sql import SQL, Composed
 from ..conversation.ports import Position
 from ..conversation.store_postgres import connection_params, pg_text, sql, transient_retry
 from .metrics import Fact
+from .notify import PROJECTED_CHANNEL, notify_payload
 from .rows import ConversationRow
 from .store_sqlite import COLUMNS, check_after, row_from
 
@@ -120,6 +121,8 @@ class PostgresReadModelStore:
                 check_after(position, int(found["notification_id"]) if found else 0)
             if arrays:
                 curs.execute(self._upsert, arrays, prepare=True)
+                curs.execute("SELECT pg_notify(%s, %s)",
+                             (PROJECTED_CHANNEL, notify_payload(arrays[1])))
             self.tracking._insert_tracking(curs, Tracking(position.name, position.offset))
 
     def copy_rows(self, rows: Sequence[ConversationRow]) -> None:

@@ -28,8 +28,12 @@ async def start_http(settings: Settings, sink: Any, stores: Stores | None,
         health.set_ready("http")
         return None
     assert stores is not None and sink is not None
+    from ..http.live import LiveHub
+
+    hub = LiveHub()
     app = create_app(settings=settings, sink=sink, read_models=stores.read_models,
-                     registry=metrics.registry, health=health)
+                     registry=metrics.registry, health=health, events=stores.events, live=hub)
+    feed_live(app, hub, settings, sink, stores)
     runner = web.AppRunner(app, access_log=None, handle_signals=False)
     await runner.setup()
     site = web.TCPSite(runner, settings.http_host, settings.http_port)
@@ -38,3 +42,27 @@ async def start_http(settings: Settings, sink: Any, stores: Stores | None,
     health.set_ready("http")
     log.info(f"listening on http://{host}:{port}", extra={"host": host, "port": port})
     return runner
+
+
+def feed_live(app: web.Application, hub: Any, settings: Settings, sink: Any,
+              stores: Stores) -> None:
+    """Who tells the dashboards' live streams that rows changed.
+
+    Embedded: the sink, after each request is processed and projected. Kafka
+    runtime: PostgreSQL ``NOTIFY`` from the read model's commits (or polling its
+    position when the read model is SQLite).
+    """
+    from functools import partial
+
+    from ..http.live import feed_in_background, listen_projected, poll_projected
+    from .sinks import EmbeddedSink
+
+    if isinstance(sink, EmbeddedSink):
+        sink.on_processed = hub.publish
+    elif settings.is_postgres:
+        from ..postgres import parse_url
+
+        conninfo = dict(parse_url(settings.database_url).params)
+        feed_in_background(app, partial(listen_projected, hub, conninfo))
+    else:
+        feed_in_background(app, partial(poll_projected, hub, stores.read_models))

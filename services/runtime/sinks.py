@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import orjson
@@ -118,11 +118,15 @@ class EmbeddedSink:
         self.metrics = metrics
         self._lock = threading.Lock()
         self.closed = False
+        #: told the workspaces of each processed request, once its rows are projected
+        self.on_processed: Callable[[set[str]], None] | None = None
 
     def _process(self, items: list[CommandBase | Invalid]) -> None:
         with self._lock:
             result = self.pipeline.processor.process(items, source="http")
             self.pipeline.catch_up()
+        if self.on_processed is not None:
+            self.on_processed({item.workspace_id for item in items if item.workspace_id})
         if self.metrics is not None:
             self.metrics.count_batch(items, result, "http")
 
