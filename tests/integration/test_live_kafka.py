@@ -55,8 +55,8 @@ def test_posted_event_reaches_an_open_live_stream(
     analytics = {"Authorization": "Bearer an-token"}
 
     async def scenario() -> None:
-        async with aiohttp.ClientSession() as http:
-            async with http.get(f"{base}/v1/workspaces/ws_http/live", headers=analytics) as live:
+        async with aiohttp.ClientSession() as http, \
+                http.get(f"{base}/v1/workspaces/ws_http/live", headers=analytics) as live:
                 assert live.status == 200
                 assert (await asyncio.wait_for(next_event(live.content), SETTLE))[0] == "ready"
                 for n in (1, 2):  # a second round: the listener keeps listening
