@@ -11,7 +11,7 @@ DEMO_DIR := examples/out
 DEMO_DB := $(DEMO_DIR)/demo.db
 DEMO_EVENTS := $(DEMO_DIR)/sample.jsonl
 
-.PHONY: help install run test test-unit test-integration lint schemas bench bench-quick clean
+.PHONY: help install run test test-unit test-integration test-fuzz lint schemas bench bench-quick clean
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -44,6 +44,10 @@ test: $(STAMP) lint infra-up ## lint, start Kafka + PostgreSQL, run unit, e2e an
 
 test-unit: $(STAMP) ## unit and end-to-end tests of the embedded runtime only (no servers)
 	$(BIN)/pytest tests/unit tests/e2e
+
+FUZZ_EXAMPLES ?= 100000
+test-fuzz: $(STAMP) ## fuzz the envelope parser with 100,000 generated inputs (make test runs 3,000)
+	BONYCHAT_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(BIN)/pytest tests/unit/test_envelope_fuzz.py -p no:cacheprovider
 
 lint: $(STAMP) ## ruff, mypy (strict on services/ and schemas/), schema files current
 	$(BIN)/ruff check services schemas tests bench
