@@ -11,17 +11,34 @@ DEFAULT_DATABASE = "./bonychat.db"
 
 
 def parse_tokens(text: str | None) -> dict[str, str]:
-    """``ws1=tok1,ws2=tok2`` -> ``{"tok1": "ws1", ...}`` (token -> workspace)."""
+    """``ws1=tok1,ws2=tok2`` -> ``{"tok1": "ws1", ...}`` (token -> workspace).
+
+    An error names the entry's position, never its text: the text holds a secret.
+    """
     tokens: dict[str, str] = {}
-    for raw in (text or "").split(","):
+    for number, raw in enumerate((text or "").split(","), start=1):
         item = raw.strip()
         if not item:
             continue
         workspace, sep, token = item.partition("=")
         if not sep or not workspace.strip() or not token.strip():
-            raise ValueError(f"token entry {item!r} is not workspace_id=token")
+            raise ValueError(f"token entry {number} is not workspace_id=token")
         tokens[token.strip()] = workspace.strip()
     return tokens
+
+
+def read_token_file(path: str) -> str:
+    """A token file's entries as one ``parse_tokens`` text.
+
+    One ``workspace_id=token`` per line (commas also separate); blank lines and
+    lines starting with ``#`` are skipped.
+    """
+    try:
+        with open(path, encoding="utf-8") as handle:
+            lines = [line.strip() for line in handle]
+    except OSError as exc:
+        raise ValueError(f"cannot read token file {path}: {exc.strerror or exc}") from None
+    return ",".join(line for line in lines if line and not line.startswith("#"))
 
 
 class Settings(BaseSettings):
@@ -35,8 +52,11 @@ class Settings(BaseSettings):
     http_port: int = Field(default=8080, ge=0, le=65535)
     gateway_tokens: SecretStr = SecretStr("")
     analytics_tokens: SecretStr = SecretStr("")
+    #: ``BONYCHAT_<REALM>_TOKENS_FILE``: the same entries, one per line, read from a file
+    #: so secrets stay out of process listings and environments
     gateway_tokens_file: str | None = None
     analytics_tokens_file: str | None = None
+    admin_tokens_file: str | None = None
     batch_size: int = Field(default=5000, ge=1, le=100_000)
     #: how `bonychat import` uses the cores: "processes" (parse, decide+store and
     #: project in three processes), "threads" (one process, a writer thread) or
@@ -52,6 +72,13 @@ class Settings(BaseSettings):
         parse_tokens(value.get_secret_value())
         return value
 
+    @field_validator("gateway_tokens_file", "analytics_tokens_file", "admin_tokens_file")
+    @classmethod
+    def _token_file_readable(cls, value: str | None) -> str | None:
+        if value:
+            parse_tokens(read_token_file(value))
+        return value
+
     @property
     def is_postgres(self) -> bool:
         return self.database_url.startswith(("postgresql://", "postgres://"))
@@ -60,11 +87,11 @@ class Settings(BaseSettings):
         url = self.database_url
         return url.removeprefix("sqlite:///") if url.startswith("sqlite:///") else url
 
-    def tokens(self, kind: Literal["gateway", "analytics"]) -> dict[str, str]:
-        secret = self.gateway_tokens if kind == "gateway" else self.analytics_tokens
-        path = self.gateway_tokens_file if kind == "gateway" else self.analytics_tokens_file
-        text = secret.get_secret_value()
+    def tokens(self, kind: str) -> dict[str, str]:
+        """Token -> workspace of realm ``kind``: ``<kind>_tokens`` plus ``<kind>_tokens_file``."""
+        secret = getattr(self, f"{kind}_tokens", None)
+        path = getattr(self, f"{kind}_tokens_file", None)
+        text = secret.get_secret_value() if isinstance(secret, SecretStr) else ""
         if path:
-            with open(path, encoding="utf-8") as handle:
-                text = ",".join([text, *(line.strip() for line in handle)])
+            text = ",".join([text, read_token_file(path)])
         return parse_tokens(text)
