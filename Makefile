@@ -11,7 +11,7 @@ DEMO_DIR := examples/out
 DEMO_DB := $(DEMO_DIR)/demo.db
 DEMO_EVENTS := $(DEMO_DIR)/sample.jsonl
 
-.PHONY: help install run test test-unit test-integration test-fuzz lint schemas bench bench-quick clean
+.PHONY: help install deps-test run test test-unit test-integration test-fuzz lint schemas bench bench-quick clean
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -22,6 +22,9 @@ $(STAMP): pyproject.toml
 	@touch $(STAMP)
 
 install: $(STAMP) ## create .venv and install the package with its dev tools
+
+deps-test: ## Debian packages the tests need (kcat ...), installed when missing: infra/deps.sh
+	@bash infra/deps.sh
 
 run: $(STAMP) ## import a realistic sample on the embedded store and print metrics
 	@mkdir -p $(DEMO_DIR)
@@ -39,7 +42,7 @@ run: $(STAMP) ## import a realistic sample on the embedded store and print metri
 	$(BIN)/bonychat metrics --workspace ws1 --group-by channel --database-url $(DEMO_DB)
 	@echo; echo "Try: $(BIN)/bonychat conversations --workspace ws1 --status open --database-url $(DEMO_DB)"
 
-test: $(STAMP) lint infra-up ## lint, start Kafka + PostgreSQL, run unit, e2e and integration tests
+test: $(STAMP) deps-test lint infra-up ## lint, start Kafka + PostgreSQL, run unit, e2e and integration tests
 	set -a; source infra/local.env; set +a; $(BIN)/pytest tests -p no:cacheprovider
 
 test-unit: $(STAMP) ## unit and end-to-end tests of the embedded runtime only (no servers)
