@@ -47,11 +47,11 @@ def prepare(topics: Topics, records: list[ConsumerRecord[bytes, bytes]],
     add = out.add
     commands, dlq = topics.commands, topics.dlq
     for record in records:
-        item = parse(record.value if record.value is not None else b"")
+        value = record.value if record.value is not None else b""
+        item = parse(value)
         items.append(item)
-        if isinstance(item, Invalid):
-            add(dlq, record.key, item.raw.encode("utf-8", errors="replace"),
-                dead_letter_headers(item.reason, "kafka", _origin(record)))
+        if isinstance(item, Invalid):  # the input's bytes as they came (even if not UTF-8)
+            add(dlq, record.key, value, dead_letter_headers(item.reason, "kafka", _origin(record)))
         else:
             add(commands, partition_key(item.workspace_id, item.contact_id),
                 encode_command(item))

@@ -400,3 +400,58 @@ def generate_stream(count: int = 3_000, *, partitions: int = 4, seed: int = 7,
         records.append(record)
         sent.append(record)
     return Stream(records, invalid, duplicates)
+
+
+# --- a producer that is not ours: librdkafka's kcat ------------------------------------------
+
+KCAT_CODECS = ("gzip", "snappy", "lz4", "zstd")
+
+
+def kcat_publish(bootstrap: str, topic: str, records: Sequence[tuple[bytes | None, bytes]],
+                 codec: str) -> None:
+    """Produce ``(key, value)`` records with ``kcat -P -z codec`` (librdkafka, not aiokafka).
+
+    Keys go to the partition Java's murmur2 partitioner picks, like a gateway on
+    a Java or librdkafka client configured ``partitioner=murmur2_random``. One
+    record per line, key and value separated by a tab; a record without key is
+    a line without tab. ``make test`` installs kcat (``infra/deps.sh``).
+    """
+    lines = []
+    for key, value in records:
+        assert b"\n" not in value and b"\t" not in value and b"\t" not in (key or b"")
+        lines.append(value if key is None else key + b"\t" + value)
+    subprocess.run(
+        ["kcat", "-P", "-b", bootstrap, "-t", topic, "-z", codec, "-K", "\t",
+         "-X", "partitioner=murmur2_random", "-X", "linger.ms=20",
+         "-X", "enable.idempotence=true"],
+        input=b"\n".join(lines) + b"\n", check=True, timeout=60, capture_output=True)
+
+
+CODEC_NAMES = {0: "none", 1: "gzip", 2: "snappy", 3: "lz4", 4: "zstd"}
+
+
+def stored_codecs(topic: str) -> set[str] | None:
+    """Codecs of the record batches the local broker stored for ``topic`` (its log files).
+
+    None when the broker's data directory is not on this machine (a remote
+    broker): then only the consumers' results show that decoding worked.
+    """
+    from aiokafka.record.memory_records import MemoryRecords
+
+    state = Path(os.environ.get("BONYCHAT_INFRA_STATE") or ROOT / "infra" / ".state")
+    properties = state / "kafka" / "server.properties"
+    if not properties.is_file():
+        return None
+    match = re.search(r"^log\.dirs=(.+)$", properties.read_text(), re.M)
+    if match is None:
+        return None
+    found: set[str] = set()
+    for log_dir in match.group(1).split(","):
+        for segment in Path(log_dir.strip()).glob(f"{topic}-*/*.log"):
+            records = MemoryRecords(segment.read_bytes())
+            while records.has_next():
+                batch = records.next_batch()
+                if batch is None:
+                    break
+                found.add(CODEC_NAMES.get(batch.compression_type, "?"))
+    return found
