@@ -35,7 +35,7 @@ from zoneinfo import ZoneInfo
 
 from schemas.workspace import BusinessInterval
 
-from .zone_offsets import US, ZoneOffsets
+from .zone_offsets import US, Table, ZoneOffsets
 
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 _ONE_US: Final = timedelta(microseconds=1)
@@ -72,22 +72,33 @@ class WeeklySchedule:
     def before(self, local_us: int) -> int:
         """Business microseconds from the Monday before the epoch to naive local ``local_us``."""
         weeks, position = divmod(local_us + _THURSDAY, _WEEK_US)
+        return weeks * self.week_us + self._within(position)
+
+    def between(self, local_start_us: int, local_end_us: int) -> int:
+        """Business microseconds of the naive local interval ``[local_start, local_end)``."""
+        start_week, start = divmod(local_start_us + _THURSDAY, _WEEK_US)
+        end_week, end = divmod(local_end_us + _THURSDAY, _WEEK_US)
+        return ((end_week - start_week) * self.week_us + self._within(end)
+                - self._within(start))
+
+    def _within(self, position: int) -> int:
+        """Business microseconds from Monday 00:00 to ``position`` in the same week."""
         index = bisect_right(self.starts, position) - 1
         if index < 0:
-            return weeks * self.week_us
-        inside = min(position, self.ends[index]) - self.starts[index]
-        return weeks * self.week_us + self.cumulative[index] + inside
+            return 0
+        return self.cumulative[index] + min(position, self.ends[index]) - self.starts[index]
 
 
 class BusinessCalendar:
     """A weekly schedule in one zone, ready to measure many intervals."""
 
-    __slots__ = ("_week", "_zone", "tz")
+    __slots__ = ("_table", "_week", "_zone", "tz")
 
     def __init__(self, schedule: Sequence[BusinessInterval] | None, tz: ZoneInfo) -> None:
         self.tz = tz
         self._week = WeeklySchedule(schedule) if schedule is not None else None
         self._zone = _zone_offsets(tz)
+        self._table: Table = (0, -1, [], [])  # covers nothing: the first call fills it
 
     def seconds(self, start: datetime, end: datetime) -> float:
         """Business seconds of ``[start, end)`` (aware datetimes); 0 when ``end <= start``."""
@@ -101,17 +112,23 @@ class BusinessCalendar:
         week = self._week
         if week is None:
             return end_us - start_us
-        _, _, changes, offsets = self._zone.table(start_us, end_us)
+        table = self._table
+        if start_us < table[0] or end_us > table[1]:
+            table = self._table = self._zone.table(start_us, end_us)
+        changes, offsets = table[2], table[3]
         index = bisect_right(changes, start_us)
+        if index == len(changes) or changes[index] >= end_us:  # the common case: one offset
+            offset = offsets[index]
+            return week.between(start_us + offset, end_us + offset)
         total = 0
         piece_start = start_us
         while index < len(changes) and changes[index] < end_us:
             offset = offsets[index]
-            total += week.before(changes[index] + offset) - week.before(piece_start + offset)
+            total += week.between(piece_start + offset, changes[index] + offset)
             piece_start = changes[index]
             index += 1
         offset = offsets[index]
-        return total + week.before(end_us + offset) - week.before(piece_start + offset)
+        return total + week.between(piece_start + offset, end_us + offset)
 
 
 @cache
@@ -138,10 +155,11 @@ def business_seconds(
     if schedule is None:  # subtract via UTC: same-tzinfo subtraction is wall-clock time
         return max(0, (end - _EPOCH) // _ONE_US - (start - _EPOCH) // _ONE_US) / US
     global _recent  # noqa: PLW0603 - a one-entry identity cache: the common caller
-    recent = _recent  # passes the same schedule object many times in a row
+    recent = _recent  # passes the same (immutable) schedule object many times in a row
     if recent is not None and recent[0] is schedule and recent[1] is tz:
         calendar = recent[2]
     else:
         calendar = business_calendar(tuple(schedule), tz)
-        _recent = (schedule, tz, calendar)
+        if type(schedule) is tuple:  # a list could change in place under the cache
+            _recent = (schedule, tz, calendar)
     return calendar.seconds(start, end)

@@ -43,7 +43,7 @@ class ZoneOffsets:
     def __init__(self, tz: ZoneInfo) -> None:
         self._tz = tz
         self._lock = Lock()
-        self._table: Table = (0, 0, [], [self._offset_us(0)])
+        self._table: Table | None = None
 
     def offset_at(self, instant_us: int) -> int:
         """The offset in force at ``instant_us`` (microseconds since the epoch, UTC)."""
@@ -53,18 +53,24 @@ class ZoneOffsets:
     def table(self, start_us: int, end_us: int) -> Table:
         """A table whose covered range ``[low_us, high_us]`` contains both instants."""
         table = self._table
-        if table[0] <= start_us and end_us <= table[1]:
+        if table is not None and table[0] <= start_us and end_us <= table[1]:
             return table
         with self._lock:
-            low_us, high_us, changes, offsets = self._table
-            low_s = min(low_us // US, (start_us // US // _CHUNK_S) * _CHUNK_S)
-            high_s = max(high_us // US, -(-end_us // US // _CHUNK_S) * _CHUNK_S)
-            if low_s < low_us // US:
-                left_changes, left_offsets = self._scan(low_s, low_us // US)
-                changes, offsets = left_changes + changes, left_offsets + offsets[1:]
-            if high_s > high_us // US:
-                right_changes, right_offsets = self._scan(high_us // US, high_s)
-                changes, offsets = changes + right_changes, offsets + right_offsets[1:]
+            low_s = (start_us // US // _CHUNK_S) * _CHUNK_S
+            high_s = -(-end_us // US // _CHUNK_S) * _CHUNK_S
+            if low_s == high_s:
+                high_s += _CHUNK_S
+            if self._table is None:
+                changes, offsets = self._scan(low_s, high_s)
+            else:
+                low_us, high_us, changes, offsets = self._table
+                low_s, high_s = min(low_s, low_us // US), max(high_s, high_us // US)
+                if low_s < low_us // US:
+                    left_changes, left_offsets = self._scan(low_s, low_us // US)
+                    changes, offsets = left_changes + changes, left_offsets + offsets[1:]
+                if high_s > high_us // US:
+                    right_changes, right_offsets = self._scan(high_us // US, high_s)
+                    changes, offsets = changes + right_changes, offsets + right_offsets[1:]
             self._table = (low_s * US, high_s * US, changes, offsets)
             return self._table
 

@@ -9,7 +9,7 @@ additive, never above the calendar duration, complementary schedules add up to i
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from zoneinfo import ZoneInfo
+from zoneinfo import ZoneInfo, available_timezones
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -184,10 +184,18 @@ def schedules(draw: st.DrawFn) -> Schedule:
     return tuple(intervals)
 
 
+ALL_ZONES = tuple(sorted(available_timezones()))
+
+
 @st.composite
 def minute_intervals(draw: st.DrawFn) -> tuple[ZoneInfo, datetime, datetime]:
-    tz = ZoneInfo(draw(st.sampled_from(ORACLE_ZONES)))
-    around = draw(st.sampled_from(DST_DAYS)).replace(tzinfo=tz).astimezone(UTC)
+    if draw(st.booleans()):  # a zone of the list around one of its DST days
+        tz = ZoneInfo(draw(st.sampled_from(ORACLE_ZONES)))
+        around = draw(st.sampled_from(DST_DAYS)).replace(tzinfo=tz).astimezone(UTC)
+    else:  # any zone at any time of a decade
+        tz = ZoneInfo(draw(st.sampled_from(ALL_ZONES)))
+        around = draw(st.datetimes(datetime(2020, 1, 1), datetime(2030, 1, 1),
+                                   timezones=st.just(UTC))).replace(second=0, microsecond=0)
     start = around + timedelta(minutes=draw(st.integers(-3 * 1440, 3 * 1440)))
     return tz, start, start + timedelta(minutes=draw(st.integers(0, 4 * 1440)))
 
@@ -210,6 +218,17 @@ def test_equals_a_minute_by_minute_count(
         schedule: Schedule, interval: tuple[ZoneInfo, datetime, datetime]) -> None:
     tz, start, end = interval
     assert business_seconds(start, end, schedule, tz) == minute_count(start, end, schedule, tz)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.sampled_from(ALL_ZONES),
+       st.datetimes(datetime(1901, 1, 1), datetime(2100, 1, 1), timezones=st.just(UTC)))
+def test_zone_offsets_agree_with_zoneinfo(zone: str, moment: datetime) -> None:
+    tz = ZoneInfo(zone)
+    expected = moment.astimezone(tz).utcoffset()
+    assert expected is not None
+    instant_us = (moment - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(microseconds=1)
+    assert ZoneOffsets(tz).offset_at(instant_us) == expected // timedelta(microseconds=1)
 
 
 instants = st.datetimes(datetime(2019, 1, 1), datetime(2031, 1, 1), timezones=st.just(UTC))
@@ -251,3 +270,11 @@ def complement(schedule: Schedule) -> Schedule:
                                              end=f"{start // 60:02d}:{start % 60:02d}"))
             edge = max(edge, end)
     return tuple(gaps)
+
+
+def test_a_schedule_given_as_a_list_is_read_on_every_call() -> None:
+    monday = datetime(2026, 11, 30, 9, tzinfo=BERLIN)
+    schedule = list(parse_business_hours("mon 09:00-10:00") or ())
+    assert business_seconds(monday, monday + timedelta(hours=2), schedule, BERLIN) == HOUR
+    schedule[0] = BusinessInterval(day="mon", start="09:00", end="11:00")
+    assert business_seconds(monday, monday + timedelta(hours=2), schedule, BERLIN) == 2 * HOUR
