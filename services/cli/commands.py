@@ -14,6 +14,7 @@ from ..ingest.parallel import ParallelParser
 from ..projections.metrics import compute
 from ..settings import Settings
 from ..writer import WriterFailed, WriterProcess
+from . import operators
 from .main import EXIT_OK, Failure, metrics_query, read_lines
 from .output import render_conversations, render_metrics, to_json
 
@@ -136,3 +137,5 @@ def serve(args: argparse.Namespace, settings: Settings) -> int:
 
 # ``import`` is a keyword; the dispatcher looks commands up by name.
 globals()["import"] = import_
+globals()["dead-letters"] = operators.dead_letters
+outcome = operators.outcome

@@ -73,6 +73,13 @@ def build_parser() -> argparse.ArgumentParser:
     rep = sub.add_parser("replay", parents=[common], help="rebuild read models from events")
     rep.add_argument("--no-progress", action="store_true")
 
+    from .operators import dead_letters_arguments, outcome_arguments
+
+    outcome_arguments(sub.add_parser("outcome", parents=[common],
+                                     help="what became of one gateway event"))
+    dead_letters_arguments(sub.add_parser("dead-letters", parents=[common],
+                                          help="list dead letters, or retry them"))
+
     serve = sub.add_parser("serve", parents=[common], help="run the services and HTTP API")
     serve.add_argument("--services", default="ingest,conversation,projections",
                        help="comma-separated subset of ingest,conversation,relay,projections "

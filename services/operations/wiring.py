@@ -1,0 +1,56 @@
+"""Builds :class:`Operations` from settings (the operator commands' composition root).
+
+Opening never creates a store: a missing SQLite file or an unreachable
+PostgreSQL is :class:`~services.bootstrap.StorageUnavailable`. With
+``BONYCHAT_KAFKA_BOOTSTRAP`` set, the Kafka DLQ topic is read as well.
+"""
+
+from __future__ import annotations
+
+import os
+
+from ..bootstrap import StorageUnavailable
+from ..runtime.topics import Topics, group_id
+from ..settings import Settings
+from .kafka_dlq import KafkaDeadLetterQueue
+from .ports import OperationsStore
+from .service import Operations
+
+#: the consumer group whose committed offsets mark what ``retry --all`` resolved
+RETRY_SERVICE = "dlq-retry"
+
+
+def open_operations_store(settings: Settings) -> OperationsStore:
+    if settings.is_postgres:
+        import psycopg
+
+        from ..postgres import one_line, parse_url
+        from .store_postgres import PostgresOperationsStore
+
+        target = parse_url(settings.database_url)
+        try:
+            return PostgresOperationsStore(target)
+        except psycopg.Error as exc:
+            raise StorageUnavailable(f"cannot connect to PostgreSQL {target.describe()}: "
+                                     f"{one_line(exc)}") from None
+    from .store_sqlite import SQLiteOperationsStore
+
+    path = settings.sqlite_path()
+    if not os.path.isfile(path):
+        raise StorageUnavailable(f"no database at {path}: create it with "
+                                 "'bonychat import FILE' (or set --database-url)")
+    try:
+        return SQLiteOperationsStore(path)
+    except Exception as exc:
+        raise StorageUnavailable(f"cannot open database {path!r}: {exc}") from None
+
+
+def open_operations(settings: Settings) -> Operations:
+    """The operator commands' logic on the configured database (and DLQ topic)."""
+    store = open_operations_store(settings)
+    dlq = None
+    if settings.kafka_bootstrap:
+        dlq = KafkaDeadLetterQueue(
+            bootstrap=settings.kafka_bootstrap, topic=Topics.from_env().dlq,
+            retry_group=group_id(settings.consumer_group_prefix, RETRY_SERVICE))
+    return Operations(store, dlq=dlq)
