@@ -28,6 +28,8 @@ DAYS: Final[tuple[Day, ...]] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 DAY_INDEX: Final[dict[str, int]] = {day: index for index, day in enumerate(DAYS)}
 MIN_INACTIVITY_TIMEOUT_SECONDS: Final = 60
 MAX_INACTIVITY_TIMEOUT_SECONDS: Final = 10 * 365 * 86_400  # keeps closed_at in range
+_START_PATTERN: Final = "^([01][0-9]|2[0-3]):[0-5][0-9]$"
+_END_PATTERN: Final = "^(([01][0-9]|2[0-3]):[0-5][0-9]|24:00)$"
 _TIME: Final = re.compile(r"([0-9][0-9]):([0-9][0-9])")
 
 
@@ -89,8 +91,10 @@ class BusinessInterval(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     day: Day
-    start: StartTime = Field(description="HH:MM, 00:00 to 23:59")
-    end: EndTime = Field(description="HH:MM after start; 24:00 = midnight ending the day")
+    start: StartTime = Field(description="HH:MM, 00:00 to 23:59",
+                             json_schema_extra={"pattern": _START_PATTERN})
+    end: EndTime = Field(description="HH:MM after start; 24:00 = midnight ending the day",
+                         json_schema_extra={"pattern": _END_PATTERN})
 
     @model_validator(mode="after")
     def _check_order(self) -> BusinessInterval:
@@ -143,7 +147,8 @@ class WorkspaceSettings(BaseModel):
         default=None, description="weekly schedule in `timezone`; null = always open")
     inactivity_timeout_seconds: Annotated[
         int | None, Field(strict=True), AfterValidator(_timeout)] = Field(
-        default=None, description="auto-close after this many seconds without activity; "
+        default=None, description="auto-close after this many seconds without activity "
+        f"(integer, {MIN_INACTIVITY_TIMEOUT_SECONDS} to {MAX_INACTIVITY_TIMEOUT_SECONDS}); "
         "null = never")
 
 

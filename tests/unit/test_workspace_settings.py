@@ -5,6 +5,7 @@ patches, the business-hours and duration parsers, and format -> parse round trip
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 from hypothesis import given, settings
@@ -233,3 +234,17 @@ def test_settings_json_round_trip(schedule: Schedule, zone: str, timeout: int | 
     original = WorkspaceSettings(timezone=zone, business_hours=schedule,
                                  inactivity_timeout_seconds=timeout)
     assert validate_settings(json.loads(original.model_dump_json())) == original
+
+
+def test_the_json_schema_patterns_accept_exactly_the_valid_times() -> None:
+    properties = WorkspaceSettings.model_json_schema()["$defs"]["BusinessInterval"]["properties"]
+    texts = [f"{hour:02d}:{minute:02d}" for hour in range(100) for minute in range(100)]
+    for field, other in (("start", {"end": "24:00"}), ("end", {"start": "00:00"})):
+        pattern = re.compile(properties[field]["pattern"])
+        for text in texts:
+            try:
+                BusinessInterval.model_validate({"day": "mon", **other, field: text})
+                valid = True
+            except ValueError as exc:
+                valid = "start must be before end" in str(exc)
+            assert bool(pattern.fullmatch(text)) == valid, (field, text)
