@@ -34,6 +34,7 @@ from schemas.commands import CommandBase, CommandMessage
 from ..conversation.ports import ConcurrencyConflict, EventStore, Position
 from ..conversation.processor import BatchProcessor, BatchResult, Decision
 from ..ingest.normalise import Invalid, describe
+from .fetch import SafeFetch, UndecodableRecord
 from .kafka import make_consumer, partitions_text, record_lag, subscribe
 from .observability import Health, RuntimeMetrics
 from .topics import KafkaTuning, Topics, group_id
@@ -47,6 +48,8 @@ LAG_COMMIT_SECONDS = 1.0
 
 def decode(record: ConsumerRecord[bytes, bytes]) -> CommandBase | Invalid:
     """A command record's body, or an invalid item (dead letter) if it does not decode."""
+    if isinstance(record, UndecodableRecord):
+        return Invalid("", record.reason)
     raw = record.value if record.value is not None else b""
     try:
         body: CommandBase = CommandMessage.model_validate_json(raw).body
@@ -161,13 +164,14 @@ class ConversationService:
         consumer = make_consumer(self.bootstrap, self.tuning, topic=self.topics.commands,
                                  group=self.group, service=SERVICE)
         self._consumer = consumer
+        fetch = SafeFetch(consumer, service=SERVICE, metrics=self.metrics)
         subscribe(consumer, self.topics.commands, _Rebalance(self))
         await consumer.start()
         log.info("conversation service started",
                  extra={"topic": self.topics.commands, "group": self.group})
         try:
             while not stop.is_set():
-                batches = await self._fetch(consumer)
+                batches = await self._fetch(fetch)
                 if self._failure is not None:
                     raise RuntimeError("reading tracked positions failed") from self._failure
                 async with self._busy:
@@ -181,7 +185,7 @@ class ConversationService:
             await consumer.stop()
             log.info("conversation service stopped")
 
-    async def _fetch(self, consumer: AIOKafkaConsumer) -> Batches:
+    async def _fetch(self, fetch: SafeFetch) -> Batches:
         """One fetch, topped up with what is already buffered, up to ``batch_records``.
 
         Under a backlog each batch (one transaction) grows to several fetches'
@@ -189,12 +193,11 @@ class ConversationService:
         in flight, the wait for new records is short so that it is settled soon.
         """
         timeout = 5 if self._pending is not None else self.tuning.poll_timeout_ms
-        batches: Batches = await consumer.getmany(timeout_ms=timeout,
-                                                  max_records=self.tuning.max_poll_records)
+        batches: Batches = await fetch.getmany(timeout_ms=timeout,
+                                               max_records=self.tuning.max_poll_records)
         total = sum(len(records) for records in batches.values())
         while batches and total < self.batch_records:
-            more = await consumer.getmany(timeout_ms=0,
-                                          max_records=self.tuning.max_poll_records)
+            more = await fetch.getmany(timeout_ms=0, max_records=self.tuning.max_poll_records)
             if not more:
                 break
             for tp, records in more.items():

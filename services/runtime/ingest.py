@@ -21,6 +21,7 @@ from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 from schemas.commands import CommandBase
 
 from ..ingest.normalise import Invalid, parse
+from .fetch import SafeFetch, UndecodableRecord
 from .kafka import Headers, RecordBatches, make_consumer, partitions_of, record_lag, subscribe
 from .observability import Health, RuntimeMetrics
 from .sinks import dead_letter_headers, encode_command
@@ -48,7 +49,8 @@ def prepare(topics: Topics, records: list[ConsumerRecord[bytes, bytes]],
     commands, dlq = topics.commands, topics.dlq
     for record in records:
         value = record.value if record.value is not None else b""
-        item = parse(value)
+        item = (Invalid("", record.reason) if isinstance(record, UndecodableRecord)
+                else parse(value))
         items.append(item)
         if isinstance(item, Invalid):  # the input's bytes as they came (even if not UTF-8)
             add(dlq, record.key, value, dead_letter_headers(item.reason, "kafka", _origin(record)))
@@ -90,11 +92,12 @@ class IngestService:
         await consumer.start()
         self.health.set_ready(SERVICE)
         log.info("ingest started", extra={"topic": self.topics.gateway, "group": self.group})
+        fetch = SafeFetch(consumer, service=SERVICE, metrics=self.metrics)
         in_flight: _InFlight | None = None
         try:
             while not stop.is_set():
-                batches = await consumer.getmany(timeout_ms=self.tuning.poll_timeout_ms,
-                                                 max_records=self.tuning.max_poll_records)
+                batches = await fetch.getmany(timeout_ms=self.tuning.poll_timeout_ms,
+                                              max_records=self.tuning.max_poll_records)
                 # While the broker acknowledges one fetch, the next one is parsed.
                 sent = await self._forward(batches) if batches else None
                 if in_flight is not None:

@@ -44,6 +44,9 @@ class RuntimeMetrics:
         self.consumer_lag = Gauge("bonychat_consumer_lag", "Records behind the partition's "
                                   "high watermark", ["service", "topic", "partition"],
                                   registry=r)
+        self.undecodable = Counter("bonychat_undecodable_records", "Kafka records that could "
+                                   "not be decoded (dead-lettered, then skipped)",
+                                   ["service", "topic"], registry=r)
         self.projection_lag = Gauge("bonychat_projection_lag", "Stored events not yet in "
                                     "the follower's position", ["follower"], registry=r)
 

@@ -430,24 +430,33 @@ def kcat_publish(bootstrap: str, topic: str, records: Sequence[tuple[bytes | Non
 CODEC_NAMES = {0: "none", 1: "gzip", 2: "snappy", 3: "lz4", 4: "zstd"}
 
 
-def stored_codecs(topic: str) -> set[str] | None:
-    """Codecs of the record batches the local broker stored for ``topic`` (its log files).
+def broker_log_dirs() -> list[Path] | None:
+    """The local broker's data directories (``log.dirs`` of infra/up.sh's broker).
 
-    None when the broker's data directory is not on this machine (a remote
-    broker): then only the consumers' results show that decoding worked.
+    None when the broker's files are not on this machine (a remote broker).
     """
-    from aiokafka.record.memory_records import MemoryRecords
-
     state = Path(os.environ.get("BONYCHAT_INFRA_STATE") or ROOT / "infra" / ".state")
     properties = state / "kafka" / "server.properties"
     if not properties.is_file():
         return None
     match = re.search(r"^log\.dirs=(.+)$", properties.read_text(), re.M)
-    if match is None:
+    return None if match is None else [Path(d.strip()) for d in match.group(1).split(",")]
+
+
+def stored_codecs(topic: str) -> set[str] | None:
+    """Codecs of the record batches the local broker stored for ``topic`` (its log files).
+
+    None when the broker's files are not here: then only the consumers'
+    results show that decoding worked.
+    """
+    from aiokafka.record.memory_records import MemoryRecords
+
+    dirs = broker_log_dirs()
+    if dirs is None:
         return None
     found: set[str] = set()
-    for log_dir in match.group(1).split(","):
-        for segment in Path(log_dir.strip()).glob(f"{topic}-*/*.log"):
+    for log_dir in dirs:
+        for segment in log_dir.glob(f"{topic}-*/*.log"):
             records = MemoryRecords(segment.read_bytes())
             while records.has_next():
                 batch = records.next_batch()
@@ -455,3 +464,46 @@ def stored_codecs(topic: str) -> set[str] | None:
                     break
                 found.add(CODEC_NAMES.get(batch.compression_type, "?"))
     return found
+
+
+_BATCH_HEADER = 61  # bytes of a v2 record batch before its (compressed) records
+_CRC_AT, _CRC_FROM = 17, 21  # CRC-32C field; it covers attributes .. end of batch
+
+
+def corrupt_stored_batch(topic: str, partition: int, codec: str) -> range | None:
+    """Garble the compressed records of the first ``codec`` batch the broker stored.
+
+    The batch's CRC is recomputed, so the fetch passes the CRC check and the
+    consumer fails in the decompressor, as with a broken producer's payload
+    (brokers validate on produce, so it cannot be produced). The broker serves
+    fetches from its files as they are. Returns the batch's offsets, or None
+    when the broker's files are not on this machine.
+    """
+    import struct
+
+    from aiokafka.record.util import calc_crc32c
+
+    dirs = broker_log_dirs()
+    if dirs is None:
+        return None
+    want = next(k for k, v in CODEC_NAMES.items() if v == codec)
+    for log_dir in dirs:
+        for segment in sorted(log_dir.glob(f"{topic}-{partition}/*.log")):
+            data = bytearray(segment.read_bytes())
+            at = 0
+            while at + _BATCH_HEADER <= len(data):
+                base, length = struct.unpack_from(">qi", data, at)
+                end = at + 12 + length
+                attributes = struct.unpack_from(">h", data, at + _CRC_FROM)[0]
+                if attributes & 0x07 == want:
+                    start = at + _BATCH_HEADER + 4  # keep the codec's own magic number
+                    data[start:end] = bytes(0xA5 ^ b for b in data[start:end])
+                    struct.pack_into(">I", data, at + _CRC_AT,
+                                     calc_crc32c(bytes(data[at + _CRC_FROM:end])))
+                    with segment.open("r+b") as handle:
+                        handle.seek(at)
+                        handle.write(data[at:end])
+                    last_delta = struct.unpack_from(">i", data, at + 23)[0]
+                    return range(base, base + last_delta + 1)
+                at = end
+    raise AssertionError(f"no {codec} batch stored for {topic}-{partition}")
