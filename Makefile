@@ -49,8 +49,9 @@ test-unit: $(STAMP) ## unit and end-to-end tests of the embedded runtime only (n
 	$(BIN)/pytest tests/unit tests/e2e
 
 FUZZ_EXAMPLES ?= 100000
-test-fuzz: $(STAMP) ## fuzz the envelope parser with 100,000 generated inputs (make test runs 3,000)
-	BONYCHAT_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(BIN)/pytest tests/unit/test_envelope_fuzz.py -p no:cacheprovider
+test-fuzz: $(STAMP) ## 100,000 fuzzed envelopes, 300 schemathesis examples per API operation
+	BONYCHAT_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) BONYCHAT_OPENAPI_EXAMPLES=300 \
+	    $(BIN)/pytest tests/unit/test_envelope_fuzz.py tests/e2e/test_openapi_fuzz.py -p no:cacheprovider
 
 lint: $(STAMP) ## ruff, mypy (strict on services/ and schemas/), schema files current
 	$(BIN)/ruff check services schemas tests bench

@@ -18,8 +18,10 @@ from .browse import list_conversations
 from .context import CONTEXT, HealthCheck, HttpContext, Realm
 from .dashboard import get_dashboard
 from .errors import error_middleware
-from .ingest import MAX_BODY_BYTES, expect_continue, post_events
+from .ingest import expect_continue, post_events
+from .limits import MAX_BODY_BYTES
 from .live import LIVE, LiveHub, get_live
+from .openapi import openapi_json
 from .pages import add_pages
 from .ports import EventSink
 from .queries import get_metrics
@@ -40,6 +42,7 @@ ROUTES: Final[tuple[tuple[str, str, Handler, Realm | None], ...]] = (
     ("GET", "/v1/workspaces/{ws}/live", get_live, "analytics"),
     ("GET", "/metrics", prometheus, None),
     ("GET", "/healthz", healthz, None),
+    ("GET", "/openapi.json", openapi_json, None),  # document each route in openapi.py
 )
 
 

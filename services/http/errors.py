@@ -15,8 +15,8 @@ log = logging.getLogger(__name__)
 #: Stable machine-readable ``error`` codes per HTTP status.
 ERROR_CODES: Final[dict[int, str]] = {
     400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
-    405: "method_not_allowed", 413: "payload_too_large", 500: "internal_error",
-    503: "unavailable",
+    405: "method_not_allowed", 408: "request_timeout", 413: "payload_too_large",
+    500: "internal_error", 503: "unavailable",
 }
 _DROPPED_HEADERS: Final = frozenset({"content-type", "content-length"})
 

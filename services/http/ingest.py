@@ -19,11 +19,12 @@ from aiohttp.web_urldispatcher import _default_expect_handler
 from schemas.commands import CommandBase
 
 from ..ingest.normalise import Invalid, parse_object
+from . import limits
 from .context import CONTEXT, WORKSPACE
 from .errors import ApiError, json_response
+from .limits import MAX_BATCH_ITEMS, MAX_BODY_BYTES
 from .ports import SinkUnavailableError
 
-MAX_BODY_BYTES: Final = 1024 * 1024
 RETRY_AFTER_SECONDS: Final = "5"
 _BLANK: Final = " \t\n\r"
 
@@ -33,6 +34,8 @@ Parsed = CommandBase | Invalid
 async def read_body(request: web.Request) -> bytes:
     """The request body, refusing (413) anything over :data:`MAX_BODY_BYTES`.
 
+    A body that takes longer than ``limits.BODY_TIMEOUT_SECONDS`` to arrive is 408.
+
     A declared ``Content-Length`` is checked before reading; aiohttp enforces the
     same limit (the app's ``client_max_size``) while reading chunked bodies.
     """
@@ -40,11 +43,16 @@ async def read_body(request: web.Request) -> bytes:
     if declared is not None and declared > MAX_BODY_BYTES:
         raise ApiError(413, f"request body of {declared} bytes exceeds the limit of "
                             f"{MAX_BODY_BYTES} bytes (1 MiB); send smaller batches")
+    seconds = limits.BODY_TIMEOUT_SECONDS
     try:
-        return await request.read()
+        async with asyncio.timeout(seconds):
+            return await request.read()
     except web.HTTPRequestEntityTooLarge:
         raise ApiError(413, f"request body exceeds the limit of {MAX_BODY_BYTES} bytes "
                             "(1 MiB); send smaller batches") from None
+    except TimeoutError:
+        raise ApiError(408, f"the request body did not arrive within {seconds:g} s",
+                       headers={"Connection": "close"}) from None
 
 
 async def expect_continue(request: web.Request) -> None:
@@ -92,6 +100,9 @@ def split_items(body: bytes) -> list[tuple[Any, str]]:
                             f"array of envelopes, got {type(decoded).__name__}")
     if not decoded:
         raise ApiError(400, "the array is empty: send at least one envelope")
+    if len(decoded) > MAX_BATCH_ITEMS:
+        raise ApiError(413, f"the array has {len(decoded)} items, more than the limit of "
+                            f"{MAX_BATCH_ITEMS}; send smaller batches")
     try:
         texts = array_item_texts(text)
     except (ValueError, IndexError, RecursionError):

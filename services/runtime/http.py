@@ -34,7 +34,9 @@ async def start_http(settings: Settings, sink: Any, stores: Stores | None,
     app = create_app(settings=settings, sink=sink, read_models=stores.read_models,
                      registry=metrics.registry, health=health, events=stores.events, live=hub)
     feed_live(app, hub, settings, sink, stores)
-    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    from ..http.limits import SERVER_OPTIONS
+
+    runner = web.AppRunner(app, access_log=None, handle_signals=False, **SERVER_OPTIONS)
     await runner.setup()
     site = web.TCPSite(runner, settings.http_host, settings.http_port)
     await site.start()

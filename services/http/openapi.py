@@ -1,0 +1,279 @@
+"""The OpenAPI 3.1 document of the HTTP API, served at ``GET /openapi.json``.
+
+**Adding a route**: add it to ``ROUTES`` in ``app.py`` and its operation to
+:data:`OPERATIONS` below, built with :func:`operation` (summary, realm, query
+parameters, the success answer, the error statuses it can give).
+``tests/unit/test_openapi.py`` fails while a route of the app has no operation
+here or an operation names no route, and ``tests/e2e/test_openapi_fuzz.py``
+(schemathesis) checks that answers conform. Path parameters are taken from the
+template (``{ws}`` is a workspace id, any other a non-empty string).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from functools import cache
+from typing import Any, Final
+
+import orjson
+from aiohttp import web
+
+from .errors import ERROR_CODES
+from .limits import MAX_BATCH_ITEMS, MAX_BODY_BYTES
+
+Schema = dict[str, Any]
+
+# -- schemas -----------------------------------------------------------------------------------
+
+NULLABLE_STRING: Final[Schema] = {"type": ["string", "null"]}
+STATS: Final[Schema] = {
+    "type": "object", "required": ["count"],
+    "properties": {"count": {"type": "integer", "minimum": 0},
+                   **{k: {"type": ["number", "null"]} for k in ("avg", "p50", "p90", "min",
+                                                               "max")}}}
+METRICS_ROW: Final[Schema] = {
+    "type": "object", "required": ["key", "opened", "closed", "resolution_seconds"],
+    "properties": {"key": NULLABLE_STRING, "opened": {"type": ["integer", "null"]},
+                   "closed": {"type": "integer"}, "resolution_seconds": STATS}}
+CONVERSATION: Final[Schema] = {
+    "type": "object",
+    "required": ["conversation_id", "workspace_id", "contact_id", "channel", "status",
+                 "opened_at", "closed_at", "opened_by", "closed_by", "assignee_id", "team_id",
+                 "resolution_seconds", "messages_received", "messages_sent"],
+    "properties": {
+        "conversation_id": {"type": "string"}, "workspace_id": {"type": "string"},
+        "contact_id": {"type": "string"}, "channel": NULLABLE_STRING,
+        "status": {"enum": ["open", "closed"]}, "opened_at": {"type": "string"},
+        "closed_at": NULLABLE_STRING, "opened_by": {"type": "string"},
+        "closed_by": NULLABLE_STRING, "closed_by_actor": NULLABLE_STRING,
+        "assignee_id": NULLABLE_STRING, "team_id": NULLABLE_STRING,
+        "category": NULLABLE_STRING, "summary": NULLABLE_STRING,
+        "resolution_seconds": {"type": ["number", "null"]},
+        "messages_received": {"type": "integer"}, "messages_sent": {"type": "integer"}}}
+SCHEMAS: Final[dict[str, Schema]] = {
+    "Error": {"type": "object", "required": ["error", "detail"],
+              "properties": {"error": {"type": "string"}, "detail": {"type": "string"}}},
+    "IngestResult": {
+        "type": "object", "required": ["accepted", "invalid", "items"],
+        "properties": {
+            "accepted": {"type": "integer", "minimum": 0},
+            "invalid": {"type": "integer", "minimum": 0},
+            "items": {"type": "array", "items": {
+                "type": "object", "required": ["index", "event_id", "status"],
+                "properties": {"index": {"type": "integer", "minimum": 0},
+                               "event_id": NULLABLE_STRING,
+                               "status": {"enum": ["accepted", "invalid"]},
+                               "reason": {"type": "string"}}}}}},
+    "Metrics": {
+        "type": "object", "required": ["workspace_id", "group_by", "tz", "from", "to", "rows",
+                                       "total"],
+        "properties": {"workspace_id": {"type": "string"}, "group_by": {"type": "string"},
+                       "tz": {"type": "string"}, "from": NULLABLE_STRING,
+                       "to": NULLABLE_STRING, "rows": {"type": "array", "items": METRICS_ROW},
+                       "total": METRICS_ROW}},
+    "Conversation": CONVERSATION,
+    "ContactEvents": {
+        "type": "object", "required": ["workspace_id", "contact_id", "events"],
+        "properties": {"workspace_id": {"type": "string"}, "contact_id": {"type": "string"},
+                       "events": {"type": "array", "items": {"type": "object"}}}},
+    "ConversationEvents": {
+        "type": "object", "required": ["conversation", "events"],
+        "properties": {"conversation": CONVERSATION,
+                       "events": {"type": "array", "items": {"type": "object"}}}},
+    "Dashboard": {
+        "type": "object", "required": ["workspace_id", "tz", "as_of", "open", "today",
+                                       "hourly"],
+        "properties": {"workspace_id": {"type": "string"}, "tz": {"type": "string"},
+                       "as_of": {"type": "string"}, "open": {"type": "object"},
+                       "today": {"type": "object"},
+                       "hourly": {"type": "array", "items": {"type": "object"}}}},
+    "Health": {"type": "object", "required": ["status"],
+               "properties": {"status": {"enum": ["ok", "unavailable"]}}},
+}
+
+# -- building blocks ---------------------------------------------------------------------------
+
+
+def ref(name: str) -> Schema:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def json_content(schema: Schema) -> dict[str, Any]:
+    return {"application/json": {"schema": schema}}
+
+
+def query(name: str, description: str, schema: Schema | None = None) -> Schema:
+    """An optional query parameter (an empty value counts as absent)."""
+    return {"name": name, "in": "query", "required": False, "description": description,
+            "schema": schema or {"type": "string"}}
+
+
+def enum(*values: str) -> Schema:
+    return {"type": "string", "enum": list(values)}
+
+
+GROUP_BY: Final = enum("day", "week", "month", "channel", "opened_by", "closed_by", "assignee",
+                       "team")
+DATE: Final[Schema] = {"type": "string", "format": "date"}
+TZ: Final = query("tz", "IANA time zone name; default UTC")
+FROM_TO: Final = (query("from", "first local date YYYY-MM-DD (inclusive)", DATE),
+                  query("to", "last local date YYYY-MM-DD (inclusive)", DATE))
+FORMAT: Final = query("format", "json (default) or csv", enum("json", "csv"))
+ERROR_TEXT: Final[dict[int, str]] = {
+    400: "bad request: malformed JSON, a bad parameter (detail names it)",
+    401: "no token, an unknown token or a token of another realm",
+    403: "the request is about another workspace than the token's",
+    404: "not found",
+    408: "the request body did not arrive in time",
+    413: f"body over {MAX_BODY_BYTES} bytes or an array of more than {MAX_BATCH_ITEMS} items",
+    503: "not available now; retry later",
+}
+REALM_SCHEMES: Final = {"gateway": "gatewayToken", "analytics": "analyticsToken"}
+
+
+def operation(summary: str, *, ok: tuple[int, str, Mapping[str, Any]],
+              realm: str | None = None, params: Iterable[Schema] = (),
+              errors: Iterable[int] = (), body: Schema | None = None,
+              headers: Mapping[str, Schema] | None = None,
+              description: str | None = None) -> dict[str, Any]:
+    """One operation: ``ok`` = (status, description, content by media type)."""
+    status, text, content = ok
+    success: dict[str, Any] = {"description": text}
+    if content:
+        success["content"] = dict(content)
+    if headers:
+        success["headers"] = {k: {"schema": v} for k, v in headers.items()}
+    responses: dict[str, Any] = {str(status): success}
+    codes = set(errors) | ({401} if realm else set())
+    for code in sorted(codes):
+        responses[str(code)] = {"$ref": f"#/components/responses/E{code}"}
+    result: dict[str, Any] = {"summary": summary, "parameters": list(params),
+                              "responses": responses}
+    if description:
+        result["description"] = description
+    if realm is not None:
+        result["security"] = [{REALM_SCHEMES[realm]: []}]
+    if body is not None:
+        result["requestBody"] = {"required": True, "content": json_content(body)}
+    return result
+
+
+EVENTS_BODY: Final[Schema] = {
+    "description": "one gateway envelope (CONTRACT section 1) or a non-empty array of them; "
+                   "items that are not valid envelopes are accepted as invalid (dead letters)",
+    "oneOf": [{"type": "object"},
+              {"type": "array", "minItems": 1, "maxItems": MAX_BATCH_ITEMS}]}
+CSV: Final = {"text/csv": {"schema": {"type": "string"}}}
+ANALYTICS_ERRORS: Final = (400, 403)
+
+#: (method, path template) -> operation; one entry per route of the app.
+OPERATIONS: Final[dict[tuple[str, str], dict[str, Any]]] = {
+    ("POST", "/v1/events"): operation(
+        "Post one gateway envelope or a batch", realm="gateway",
+        body=EVENTS_BODY, errors=(400, 403, 408, 413, 503),
+        ok=(202, "every item with its status, in request order",
+            json_content(ref("IngestResult")))),
+    ("GET", "/v1/workspaces/{ws}/metrics"): operation(
+        "Metrics of CONTRACT section 3", realm="analytics", errors=ANALYTICS_ERRORS,
+        params=(query("group_by", "grouping; default day", GROUP_BY), *FROM_TO, TZ, FORMAT),
+        ok=(200, "the metrics JSON (or its CSV)", {**json_content(ref("Metrics")), **CSV})),
+    ("GET", "/v1/workspaces/{ws}/conversations"): operation(
+        "Conversation rows of CONTRACT section 4", realm="analytics", errors=ANALYTICS_ERRORS,
+        params=(query("contact", "only conversations of this contact"),
+                query("status", "open or closed", enum("open", "closed")),
+                *(query(n, f"filter on {n} (a metrics dimension key)")
+                  for n in ("channel", "assignee", "team", "opened_by", "closed_by")),
+                query("measure", "the conversations behind one metrics number",
+                      enum("opened", "closed", "resolved")),
+                query("group_by", "with key: one bucket of the metrics", GROUP_BY),
+                query("key", "the bucket key (with group_by)"), *FROM_TO, TZ,
+                query("limit", "page size", {"type": "integer", "minimum": 1,
+                                             "maximum": 1000}),
+                query("offset", "rows to skip", {"type": "integer", "minimum": 0}), FORMAT),
+        headers={"X-Total-Count": {"type": "string"}},
+        ok=(200, "the rows (or their CSV)",
+            {**json_content({"type": "array", "items": ref("Conversation")}), **CSV})),
+    ("GET", "/v1/workspaces/{ws}/conversations/{conversation_id}/events"): operation(
+        "One conversation's row and its domain events", realm="analytics",
+        errors=(*ANALYTICS_ERRORS, 404, 503),
+        ok=(200, "row and events", json_content(ref("ConversationEvents")))),
+    ("GET", "/v1/workspaces/{ws}/contacts/{contact}/events"): operation(
+        "Every domain event of one contact", realm="analytics",
+        errors=(*ANALYTICS_ERRORS, 503),
+        ok=(200, "the contact's events, oldest first", json_content(ref("ContactEvents")))),
+    ("GET", "/v1/workspaces/{ws}/dashboard"): operation(
+        "What the Dashboard page shows", realm="analytics", errors=ANALYTICS_ERRORS,
+        params=(TZ, query("now", "RFC 3339 timestamp fixing the clock")),
+        ok=(200, "open conversations and today's numbers", json_content(ref("Dashboard")))),
+    ("GET", "/v1/workspaces/{ws}/live"): operation(
+        "Server-sent events when the workspace's read models change", realm="analytics",
+        errors=ANALYTICS_ERRORS,
+        ok=(200, "an endless text/event-stream", {"text/event-stream": {
+            "schema": {"type": "string"}}})),
+    ("GET", "/metrics"): operation(
+        "Prometheus metrics of the process",
+        ok=(200, "Prometheus text exposition", {"text/plain": {"schema": {"type": "string"}}})),
+    ("GET", "/healthz"): operation(
+        "Readiness and liveness", errors=(503,),
+        ok=(200, "ready", json_content(ref("Health")))),
+    ("GET", "/openapi.json"): operation(
+        "This document", ok=(200, "OpenAPI 3.1", json_content({"type": "object"}))),
+    ("GET", "/"): operation("Redirect to the Dashboard page", ok=(302, "to /dashboard", {})),
+    ("GET", "/dashboard"): operation(
+        "The Dashboard page", ok=(200, "HTML", {"text/html": {"schema": {"type": "string"}}})),
+    ("GET", "/reports"): operation(
+        "The Reports page", ok=(200, "HTML", {"text/html": {"schema": {"type": "string"}}})),
+}
+
+_PATH_PARAM = re.compile(r"\{([^}]+)\}")
+
+
+def path_parameters(path: str) -> list[Schema]:
+    params = []
+    for name in _PATH_PARAM.findall(path):
+        schema: Schema = ({"type": "string", "pattern": "^[A-Za-z0-9_-]{1,64}$"} if name == "ws"
+                          else {"type": "string", "minLength": 1})
+        params.append({"name": name, "in": "path", "required": True, "schema": schema})
+    return params
+
+
+def document(operations: Mapping[tuple[str, str], dict[str, Any]] = OPERATIONS
+             ) -> dict[str, Any]:
+    """The whole OpenAPI 3.1 document."""
+    paths: dict[str, dict[str, Any]] = {}
+    for (method, path), op in sorted(operations.items(), key=lambda kv: (kv[0][1], kv[0][0])):
+        entry = {**op, "parameters": [*path_parameters(path), *op["parameters"]]}
+        if not entry["parameters"]:
+            del entry["parameters"]
+        paths.setdefault(path, {})[method.lower()] = entry
+    responses = {f"E{code}": {"description": text, "content": json_content(ref("Error"))}
+                 for code, text in ERROR_TEXT.items()}
+    responses["E401"]["headers"] = {"WWW-Authenticate": {"schema": {"type": "string"}}}
+    responses["E503"]["headers"] = {"Retry-After": {"schema": {"type": "string"}}}
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "BonyChat conversation events", "version": "1",
+                 "description": "CONTRACT section 5; see docs/http.md. Errors are "
+                                "{error, detail} with error one of "
+                                f"{sorted(set(ERROR_CODES.values()))}."},
+        "paths": paths,
+        "components": {
+            "schemas": SCHEMAS, "responses": responses,
+            "securitySchemes": {
+                "gatewayToken": {"type": "http", "scheme": "bearer",
+                                 "description": "a gateway token (BONYCHAT_GATEWAY_TOKENS)"},
+                "analyticsToken": {"type": "http", "scheme": "bearer",
+                                   "description": "an analytics token "
+                                                  "(BONYCHAT_ANALYTICS_TOKENS)"}}},
+    }
+
+
+@cache
+def _rendered() -> bytes:
+    return orjson.dumps(document())
+
+
+async def openapi_json(request: web.Request) -> web.Response:
+    """``GET /openapi.json``: this module's document."""
+    return web.Response(body=_rendered(), content_type="application/json")
