@@ -1,4 +1,5 @@
-"""Generate the JSON Schema files in ``schemas/json/`` from the pydantic models.
+"""Generate the JSON Schema files in ``schemas/json/`` from the pydantic models,
+and the AsyncAPI document of the topics (``schemas/asyncapi.v1.json``) from them.
 
     python -m schemas.generate          # rewrite the files
     python -m schemas.generate --check  # exit 1 if any file is stale (CI)
@@ -19,6 +20,7 @@ from .envelope import GatewayEnvelope
 from .events import AnyDomainEvent
 
 OUT = Path(__file__).with_name("json")
+ASYNCAPI = Path(__file__).with_name("asyncapi.v1.json")
 
 
 def documents() -> dict[str, dict[str, Any]]:
@@ -49,13 +51,21 @@ def render(document: dict[str, Any]) -> str:
     return json.dumps(document, indent=2, sort_keys=True) + "\n"
 
 
+def outputs() -> dict[Path, dict[str, Any]]:
+    """Every generated file and its document."""
+    from .asyncapi import document as asyncapi_document
+
+    files = {OUT / name: document for name, document in documents().items()}
+    files[ASYNCAPI] = asyncapi_document()
+    return files
+
+
 def stale() -> list[str]:
-    """Names of files that differ from what the models generate now."""
+    """Paths (under ``schemas/``) of files that differ from what the models generate now."""
     names = []
-    for name, document in documents().items():
-        path = OUT / name
+    for path, document in outputs().items():
         if not path.exists() or path.read_text(encoding="utf-8") != render(document):
-            names.append(name)
+            names.append(str(path.relative_to(OUT.parent)))
     return names
 
 
@@ -66,11 +76,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.check:
         names = stale()
         for name in names:
-            print(f"schemas/json/{name} is stale: run `make schemas`", file=sys.stderr)
+            print(f"schemas/{name} is stale: run `make schemas`", file=sys.stderr)
         return 1 if names else 0
     OUT.mkdir(exist_ok=True)
-    for name, document in documents().items():
-        (OUT / name).write_text(render(document), encoding="utf-8")
+    for path, document in outputs().items():
+        path.write_text(render(document), encoding="utf-8")
     return 0
 
 
