@@ -86,16 +86,26 @@ class MergeContacts(CommandBase):
     secondary_contact_id: str
 
 
+class ExpireInactive(CommandBase):
+    """A sweep asks: close the contact's conversation if it expired by ``occurred_at``.
+
+    Not a gateway event: it has no outcome and is never de-duplicated (asking
+    twice closes once). ``event_id`` names the sweep (``sweep:`` + its time).
+    """
+
+    command: Literal["ExpireInactive"] = "ExpireInactive"
+
+
 Command = Annotated[
     ReceiveMessage | SendMessage | OpenWithWelcome | OpenConversation | CloseConversation
-    | AssignConversation | AcknowledgeBotResponse | MergeContacts,
+    | AssignConversation | AcknowledgeBotResponse | MergeContacts | ExpireInactive,
     Field(discriminator="command"),
 ]
 
 
 COMMAND_CLASSES: tuple[type[CommandBase], ...] = (
     ReceiveMessage, SendMessage, OpenWithWelcome, OpenConversation, CloseConversation,
-    AssignConversation, AcknowledgeBotResponse, MergeContacts,
+    AssignConversation, AcknowledgeBotResponse, MergeContacts, ExpireInactive,
 )
 
 

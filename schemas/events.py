@@ -6,6 +6,12 @@ stable ``event_id`` (derived from its aggregate and version, so a replay or a
 redelivery produces the same id) and a ``schema_version``. Stored events of an
 older version are upgraded on read by the upcasters registered in
 :data:`UPCASTERS`.
+
+Schema version 2 (service levels, CONTRACT §6) added ``recontact`` to
+``ConversationOpened``, ``first_response`` to ``MessageSent``, ``inactivity`` to
+``ConversationClosed.closed_by``, and the events ``ContactAbsorbed`` (the
+primary's side of a merge) and ``WorkspaceSettingsChanged``. A version 1 event
+reads as version 2 with the new fields at their defaults.
 """
 
 from __future__ import annotations
@@ -18,7 +24,8 @@ import orjson
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
 OpenedBy = Literal["contact", "welcome", "user", "automation", "dialogflow"]
-ClosedBy = Literal["user", "automation", "dialogflow", "merge"]
+ClosedBy = Literal["user", "automation", "dialogflow", "merge", "inactivity"]
+Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
 
 
 class DomainEvent(BaseModel):
@@ -26,7 +33,7 @@ class DomainEvent(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="ignore")
 
-    schema_version: Literal[1] = 1
+    schema_version: Literal[2] = 2
     event_id: str
     workspace_id: str
     contact_id: str
@@ -42,6 +49,9 @@ class ConversationOpened(DomainEvent):
     channel_type: str | None = None
     channel_id: str | None = None
     actor_id: str | None = None
+    #: the contact had another conversation closed (not by merge) in the 24 h up to
+    #: this opening (CONTRACT §6.5)
+    recontact: bool = False
 
 
 class MessageReceived(DomainEvent):
@@ -55,6 +65,9 @@ class MessageSent(DomainEvent):
     conversation_id: str
     actor_type: str
     actor_id: str | None = None
+    #: the conversation's first human (``user``) reply after its first inbound
+    #: message (CONTRACT §6.2)
+    first_response: bool = False
 
 
 class ConversationAssigned(DomainEvent):
@@ -84,22 +97,70 @@ class ContactMerged(DomainEvent):
     secondary_contact_id: str
 
 
+class ContactAbsorbed(DomainEvent):
+    """The aggregate's contact (the primary) took over a merged secondary's history.
+
+    ``closed_at``: when the secondary's conversations were closed (other than by
+    merge), so re-contacts of the primary see them (CONTRACT §6.5).
+    """
+
+    event_type: Literal["ContactAbsorbed"] = "ContactAbsorbed"
+    secondary_contact_id: str
+    closed_at: tuple[datetime, ...] = ()
+
+
+class BusinessInterval(BaseModel):
+    """One weekly opening interval, in the workspace's time zone (``end`` may be 24:00)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    day: Weekday
+    start: str
+    end: str
+
+
+class WorkspaceSettingsChanged(DomainEvent):
+    """A workspace's settings (CONTRACT §6.1) as they are after a change.
+
+    Recorded by the workspace's settings aggregate, whose ``contact_id`` is the
+    empty string (no contact has that id), so its key on the topic is
+    ``workspace_id:``. ``changed`` names the settings the change gave (a
+    ``null`` reset included).
+    """
+
+    event_type: Literal["WorkspaceSettingsChanged"] = "WorkspaceSettingsChanged"
+    timezone: str = "UTC"
+    business_hours: tuple[BusinessInterval, ...] | None = None
+    inactivity_timeout_seconds: int | None = None
+    changed: tuple[str, ...] = ()
+
+
 AnyDomainEvent = Annotated[
     ConversationOpened | MessageReceived | MessageSent | ConversationAssigned
-    | ConversationClosed | ContactMerged,
+    | ConversationClosed | ContactMerged | ContactAbsorbed | WorkspaceSettingsChanged,
     Field(discriminator="event_type"),
 ]
 EVENT_CLASSES: dict[str, type[DomainEvent]] = {
     cls.model_fields["event_type"].default: cls
     for cls in (ConversationOpened, MessageReceived, MessageSent, ConversationAssigned,
-                ConversationClosed, ContactMerged)
+                ConversationClosed, ContactMerged, ContactAbsorbed, WorkspaceSettingsChanged)
 }
-CURRENT_VERSION = 1
+CURRENT_VERSION = 2
 _ADAPTER: TypeAdapter[AnyDomainEvent] = TypeAdapter(AnyDomainEvent)
 
 Upcaster = Callable[[dict[str, Any]], dict[str, Any]]
 #: (event_type, from_version) -> function returning the payload at from_version + 1.
 UPCASTERS: dict[tuple[str, int], Upcaster] = {}
+
+
+def _v1_to_v2(payload: dict[str, Any]) -> dict[str, Any]:
+    """Version 2 only added fields with defaults: a v1 payload is already valid."""
+    return dict(payload)
+
+
+for _kind in ("ConversationOpened", "MessageReceived", "MessageSent", "ConversationAssigned",
+              "ConversationClosed", "ContactMerged"):
+    UPCASTERS[(_kind, 1)] = _v1_to_v2
 
 
 def upcast(payload: dict[str, Any]) -> dict[str, Any]:

@@ -14,12 +14,13 @@ from collections import Counter, OrderedDict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
-from schemas.commands import CommandBase, MergeContacts
-from schemas.events import DomainEvent
+from schemas.commands import CommandBase, ExpireInactive, MergeContacts
+from schemas.events import ConversationClosed, DomainEvent
 
 from ..ingest.normalise import Invalid
 from .domain.contact import Contact, aggregate_id
 from .domain.errors import LifecycleRejection
+from .domain.workspace import Workspace, settings_id
 from .handlers import handle
 from .ports import (
     ConcurrencyConflict,
@@ -39,6 +40,8 @@ class BatchResult:
     duplicate: int = 0
     invalid: int = 0
     rejected: Counter[str] = field(default_factory=Counter)
+    #: conversations closed after inactivity (by sweeps and by the contacts' events)
+    expired: int = 0
     events: list[tuple[int, DomainEvent]] = field(default_factory=list)
     outcomes: list[Outcome] = field(default_factory=list)
     dead_letters: list[DeadLetter] = field(default_factory=list)
@@ -76,6 +79,9 @@ class _BatchContacts:
         self.dirty.append(contact)
         return contact
 
+    def inactivity_timeout(self, workspace_id: str) -> int | None:
+        return self._processor.inactivity_timeout(workspace_id)
+
     def read_only(self) -> dict[uuid.UUID, int]:
         """The touched aggregates the batch did not change, with their version."""
         versions = self._versions
@@ -107,6 +113,8 @@ class BatchProcessor:
         self._deciding: dict[tuple[str, str], Contact] = {}
         self._stored: StoredKeys | None = None
         self._stored_limit = 0
+        #: workspace -> inactivity timeout, read from the store for every batch
+        self._timeouts: dict[str, int | None] = {}
 
     def assume_stored(self, stored: StoredKeys, *, limit: int = 2_000_000) -> None:
         """Ask the store only about keys and aggregates in ``stored`` (see :class:`StoredKeys`).
@@ -156,6 +164,23 @@ class BatchProcessor:
         """An aggregate left the cache: if it has events, they may be stored now."""
         if self._stored is not None and contact.version:
             self._stored.aggregates.add(contact.id)
+
+    def inactivity_timeout(self, workspace_id: str) -> int | None:
+        return self._timeouts.get(workspace_id)
+
+    def refresh_settings(self, items: Sequence[CommandBase | Invalid]) -> None:
+        """Read the settings in force now of the batch's workspaces (one round trip).
+
+        A settings change is an event in the store, so every batch decided after
+        it was committed sees it, in every process (CONTRACT §6.1).
+        """
+        workspaces = {item.workspace_id for item in items if not isinstance(item, Invalid)}
+        if not workspaces:
+            return
+        ids = {settings_id(ws): ws for ws in workspaces}
+        found = self.store.load_many(list(ids))
+        self._timeouts = {ws: Workspace.replay(ws, found.get(oid, [])).inactivity_timeout_seconds
+                          for oid, ws in ids.items()}
 
     def preload(self, items: Sequence[CommandBase | Invalid]) -> None:
         """Load every uncached contact a batch names in one store round trip."""
@@ -216,7 +241,9 @@ class BatchProcessor:
         then its keys count as seen and its aggregates stay cached.
         """
         result = BatchResult()
-        keys = {item.dedup_key for item in items if not isinstance(item, Invalid)}
+        self.refresh_settings(items)
+        keys = {item.dedup_key for item in items
+                if not isinstance(item, Invalid | ExpireInactive)}
         done = keys & self._in_flight_keys  # decided, not stored yet: seen all the same
         unknown = keys - done
         if self._stored is not None:
@@ -278,6 +305,10 @@ class BatchProcessor:
                 result.dead_letters.append(DeadLetter(item.raw, item.reason, source,
                                                       item.workspace_id, item.event_id))
                 continue
+            if isinstance(item, ExpireInactive):  # a sweep: no outcome, no dedupe
+                handle(item, contacts)
+                events.extend(BatchProcessor._count_expired(contacts.drain(), result))
+                continue
             key = (item.workspace_id, item.event_id)
             if key in done:
                 result.duplicate += 1
@@ -290,8 +321,15 @@ class BatchProcessor:
             except LifecycleRejection as rejection:
                 reason = rejection.reason
                 result.rejected[reason] += 1
-            events.extend(contacts.drain())
+            events.extend(BatchProcessor._count_expired(contacts.drain(), result))
             result.outcomes.append(Outcome(
                 item.workspace_id, item.event_id, item.contact_id, item.event_type,
                 item.occurred_at, "rejected" if reason else "accepted", reason))
+        return events
+
+    @staticmethod
+    def _count_expired(events: list[DomainEvent], result: BatchResult) -> list[DomainEvent]:
+        for event in events:
+            if type(event) is ConversationClosed and event.closed_by == "inactivity":
+                result.expired += 1
         return events

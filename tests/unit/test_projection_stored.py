@@ -9,7 +9,7 @@ import orjson
 import pytest
 from fakes import FakeEventStore, FakeReadModelStore
 
-from schemas.events import UPCASTERS, decode_event
+from schemas.events import UPCASTERS, ConversationOpened, decode_event
 from services.conversation.ports import Position
 from services.conversation.processor import BatchProcessor
 from services.ingest.normalise import parse
@@ -81,17 +81,21 @@ def test_stored_json_projects_to_the_same_rows_as_decoded_events() -> None:
 
 def test_rows_that_are_not_current_and_exact_are_decoded() -> None:
     current = orjson.dumps({
-        "schema_version": 1, "event_type": "ConversationOpened", "event_id": "e",
+        "schema_version": 2, "event_type": "ConversationOpened", "event_id": "e",
         "workspace_id": "ws", "contact_id": "c", "aggregate_version": 1,
         "occurred_at": "2026-11-24T10:00:00Z", "source_event_id": "g1",
         "conversation_id": "conv", "opened_by": "contact", "channel_type": "viber",
-        "channel_id": None, "actor_id": None})
+        "channel_id": None, "actor_id": None, "recontact": False})
     assert isinstance(trusted_payload(current), dict)
     missing_default = orjson.loads(current)
     del missing_default["channel_id"]
     assert not isinstance(trusted_payload(orjson.dumps(missing_default)), dict)
     assert not isinstance(trusted_payload(orjson.dumps({**orjson.loads(current), "x": 1})),
                           dict)
+    version_1 = {**orjson.loads(current), "schema_version": 1}
+    del version_1["recontact"]
+    decoded = trusted_payload(orjson.dumps(version_1))
+    assert isinstance(decoded, ConversationOpened) and decoded.recontact is False
 
 
 @pytest.fixture

@@ -21,4 +21,13 @@ def test_event_schema_covers_every_event_type() -> None:
     events = documents()["conversation-events.v1.json"]
     names = set(events["discriminator"]["mapping"])
     assert names == {"ConversationOpened", "MessageReceived", "MessageSent",
-                     "ConversationAssigned", "ConversationClosed", "ContactMerged"}
+                     "ConversationAssigned", "ConversationClosed", "ContactMerged",
+                     "ContactAbsorbed", "WorkspaceSettingsChanged"}
+
+
+def test_event_schema_is_version_2_with_the_service_level_fields() -> None:
+    defs = documents()["conversation-events.v1.json"]["$defs"]
+    assert defs["ConversationOpened"]["properties"]["schema_version"]["const"] == 2
+    assert "recontact" in defs["ConversationOpened"]["properties"]
+    assert "first_response" in defs["MessageSent"]["properties"]
+    assert "inactivity" in defs["ConversationClosed"]["properties"]["closed_by"]["enum"]

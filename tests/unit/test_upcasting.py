@@ -8,7 +8,7 @@ from typing import Any
 import orjson
 import pytest
 
-from schemas.events import UPCASTERS, ConversationOpened, decode_event
+from schemas.events import CURRENT_VERSION, UPCASTERS, ConversationOpened, decode_event
 
 
 @pytest.fixture
@@ -35,7 +35,7 @@ def test_old_version_is_upcast_on_read(v0_upcaster: None) -> None:
     event = decode_event(_v0_payload())
     assert isinstance(event, ConversationOpened)
     assert event.channel_type == "viber"
-    assert event.schema_version == 1
+    assert event.schema_version == CURRENT_VERSION
 
 
 def test_missing_upcaster_is_a_clear_error() -> None:

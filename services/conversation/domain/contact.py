@@ -1,7 +1,9 @@
 """The contact aggregate: one per ``(workspace_id, contact_id)``.
 
 It owns the contact's conversations over time and enforces CONTRACT §2: at most
-one open conversation, the ways to open and close, assignment and merging. State
+one open conversation, the ways to open and close, assignment and merging; and
+the service levels of §6: first responses, re-contacts and the closing after
+inactivity (decided here, like every other rule, on both runtimes). State
 changes only by recording an event and applying it; guards raise the named
 errors of :mod:`.errors`. Imports nothing but the standard library and schemas.
 """
@@ -10,11 +12,14 @@ from __future__ import annotations
 
 import hashlib
 import uuid
-from datetime import datetime
+from bisect import bisect_left, insort
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from functools import lru_cache
 from typing import Any, Final, Protocol
 
 from schemas.events import (
+    ContactAbsorbed,
     ContactMerged,
     ConversationAssigned,
     ConversationClosed,
@@ -35,6 +40,8 @@ from .errors import (
 
 NAMESPACE: Final = uuid.UUID("6f0c7a52-2b5e-4f55-9a57-8d6cbb0b6b11")
 WELCOME_CHANNELS: Final = frozenset({"facebook", "viber"})
+#: a conversation opened within this long after another one closed is a re-contact
+RECONTACT_WINDOW: Final = timedelta(hours=24)
 
 
 @lru_cache(maxsize=1 << 18)
@@ -76,18 +83,36 @@ class Source(Protocol):
     def actor_id(self) -> str | None: ...
 
 
+@dataclass(frozen=True, slots=True)
+class Expiry:
+    """What decides a closing after inactivity: the moment it is checked at.
+
+    ``event_id`` names what triggered the check (the contact's next gateway
+    event, or a sweep), recorded as the closing's ``source_event_id``.
+    """
+
+    event_id: str
+    occurred_at: datetime
+    actor_type: str | None = None
+    actor_id: str | None = None
+
+
 class Contact:
     """Event-sourced state of one contact."""
 
     __slots__ = (
         "_namespace",
+        "closed_times",
         "contact_id",
         "conversation_count",
         "id",
+        "last_activity",
         "last_channel",
         "merged_into",
         "open_conversation_id",
         "pending",
+        "received",
+        "responded",
         "version",
         "workspace_id",
     )
@@ -103,6 +128,14 @@ class Contact:
         self.last_channel: str | None = None
         self.merged_into: str | None = None
         self.pending: list[DomainEvent] = []
+        #: the open conversation's latest activity (opening or message), by occurred_at
+        self.last_activity: datetime | None = None
+        #: the open conversation has an inbound message / a first human response
+        self.received = False
+        self.responded = False
+        #: sorted closing times of this contact's conversations (absorbed ones
+        #: included), other than by merge: what makes a re-contact (§6.5)
+        self.closed_times: list[datetime] = []
 
     # ------------------------------------------------------------------ state
     @classmethod
@@ -115,12 +148,28 @@ class Contact:
     def apply(self, event: DomainEvent) -> None:
         """Mutate state from one event (used live and on replay)."""
         self.version = event.aggregate_version
-        if isinstance(event, ConversationOpened):
+        if isinstance(event, MessageReceived | MessageSent):
+            last = self.last_activity
+            if last is None or event.occurred_at > last:
+                self.last_activity = event.occurred_at
+            if isinstance(event, MessageReceived):
+                self.received = True
+            elif event.first_response:
+                self.responded = True
+        elif isinstance(event, ConversationOpened):
             self.conversation_count += 1
             self.open_conversation_id = event.conversation_id
             self.last_channel = event.channel_type
+            self.last_activity = event.occurred_at
+            self.received = self.responded = False
         elif isinstance(event, ConversationClosed):
             self.open_conversation_id = None
+            self.last_activity = None
+            if event.closed_by != "merge":
+                insort(self.closed_times, event.occurred_at)
+        elif isinstance(event, ContactAbsorbed):
+            for moment in event.closed_at:
+                insort(self.closed_times, moment)
         elif isinstance(event, ContactMerged):
             self.merged_into = event.primary_contact_id
 
@@ -129,7 +178,8 @@ class Contact:
         events, self.pending = self.pending, []
         return events
 
-    def _record(self, cls: type[DomainEvent], source: Source, **fields: Any) -> None:
+    def _record(self, cls: type[DomainEvent], source: Source, *,
+                at: datetime | None = None, **fields: Any) -> None:
         version = self.version + 1
         event = construct(  # built from validated commands: no second validation
             cls,
@@ -137,7 +187,7 @@ class Contact:
             workspace_id=self.workspace_id,
             contact_id=self.contact_id,
             aggregate_version=version,
-            occurred_at=source.occurred_at,
+            occurred_at=source.occurred_at if at is None else at,
             source_event_id=source.event_id,
             **fields,
         )
@@ -158,14 +208,49 @@ class Contact:
             raise NoOpenConversation(f"contact {self.contact_id} has no open conversation")
         return self.open_conversation_id
 
+    def is_recontact(self, opened_at: datetime) -> bool:
+        """Another conversation closed (not by merge) in the 24 h up to ``opened_at``."""
+        times = self.closed_times
+        if not times:
+            return False
+        try:
+            since = opened_at - RECONTACT_WINDOW
+        except OverflowError:  # within a day of year 1: the window starts at the start
+            since = times[0]
+        first = bisect_left(times, since)
+        return first < len(times) and times[first] <= opened_at
+
+    def expires_at(self, timeout_seconds: int | None) -> datetime | None:
+        """When the open conversation closes for inactivity (None: it does not)."""
+        if timeout_seconds is None or self.last_activity is None:
+            return None
+        try:
+            return self.last_activity + timedelta(seconds=timeout_seconds)
+        except OverflowError:  # after year 9999: never
+            return None
+
     # -------------------------------------------------------------- decisions
+    def expire(self, source: Source, timeout_seconds: int | None) -> bool:
+        """Close the open conversation for inactivity if it expired by ``source``'s time.
+
+        Recorded before ``source`` itself is decided (CONTRACT §6.4); the closing
+        happens at last activity + timeout, never at the time it is noticed.
+        """
+        deadline = self.expires_at(timeout_seconds)
+        if deadline is None or source.occurred_at < deadline:
+            return False
+        self._record(ConversationClosed, source, at=deadline,
+                     conversation_id=self.open_conversation_id, closed_by="inactivity",
+                     closed_by_actor=None)
+        return True
+
     def _open(self, source: Source, opened_by: str, channel_type: str | None,
               channel_id: str | None) -> None:
         conversation_id = name_uuid(self._namespace,
                                     f"conversation:{self.conversation_count + 1}")
         self._record(ConversationOpened, source, conversation_id=conversation_id,
                      opened_by=opened_by, channel_type=channel_type, channel_id=channel_id,
-                     actor_id=source.actor_id)
+                     actor_id=source.actor_id, recontact=self.is_recontact(source.occurred_at))
 
     def receive_message(self, source: Source, channel_type: str, channel_id: str | None,
                         message_id: str | None) -> None:
@@ -178,8 +263,10 @@ class Contact:
     def send_message(self, source: Source) -> None:
         """An outbound message never opens; it counts only if a conversation is open."""
         if self.open_conversation_id is not None:
+            actor_type = source.actor_type or "user"
+            first = actor_type == "user" and self.received and not self.responded
             self._record(MessageSent, source, conversation_id=self.open_conversation_id,
-                         actor_type=source.actor_type or "user", actor_id=source.actor_id)
+                         actor_type=actor_type, actor_id=source.actor_id, first_response=first)
 
     def welcome(self, source: Source, channel_type: str, channel_id: str | None) -> None:
         if channel_type not in WELCOME_CHANNELS:
@@ -214,12 +301,15 @@ def merge(primary: Contact, secondary: Contact, source: Source) -> None:
     """Fold ``secondary`` into ``primary`` (already resolved to its survivor).
 
     The secondary's open conversation is closed by ``merge`` and the secondary
-    records that it now lives on as the primary.
+    records that it now lives on as the primary; the primary records the
+    secondary's closing times (its re-contact history, CONTRACT §6.5).
     """
     if secondary.merged_into is not None:
         raise AlreadyMerged(f"{secondary.contact_id} was merged into {secondary.merged_into}")
     if secondary.contact_id == primary.contact_id:
         raise InvalidMerge(f"{secondary.contact_id} cannot be merged into itself")
+    primary._record(ContactAbsorbed, source, secondary_contact_id=secondary.contact_id,
+                    closed_at=tuple(secondary.closed_times))
     if secondary.open_conversation_id is not None:
         secondary._record(ConversationClosed, source,
                           conversation_id=secondary.open_conversation_id,
