@@ -164,7 +164,16 @@ class FakeReadModelStore:
         for row in self.rows.values():
             if row.workspace_id == workspace_id:
                 yield Fact(row.opened_us, row.closed_us, row.channel, row.opened_by,
-                           row.closed_by, row.assignee_id, row.team_id)
+                           row.closed_by, row.assignee_id, row.team_id,
+                           row.first_message_us, row.first_response_us, row.recontact)
+
+    def expired_contacts(self, workspace_id: str, last_activity_before_us: int) -> list[str]:
+        return sorted({row.contact_id for row in self.rows.values()
+                       if row.workspace_id == workspace_id and row.closed_us is None
+                       and row.last_activity_us <= last_activity_before_us})
+
+    def open_workspaces(self) -> list[str]:
+        return sorted({row.workspace_id for row in self.rows.values() if row.closed_us is None})
 
 
 if TYPE_CHECKING:  # mypy checks that the fakes implement the ports

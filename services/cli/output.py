@@ -12,13 +12,20 @@ import orjson
 from ..projections.rows import ROW_FIELDS
 
 STAT_KEYS = ("count", "avg", "p50", "p90", "min", "max")
-METRIC_CSV_HEADER = ("key", "opened", "closed", *(f"resolution_{k}" for k in STAT_KEYS))
+#: the statistics CONTRACT §6.6 adds, in CSV column order, with their column prefix
+SERVICE_LEVEL_STATS = (("first_response_seconds", "first_response"),
+                       ("first_response_business_seconds", "first_response_business"),
+                       ("resolution_business_seconds", "resolution_business"))
+METRIC_CSV_HEADER = ("key", "opened", "closed", *(f"resolution_{k}" for k in STAT_KEYS),
+                     *(f"{prefix}_{k}" for _, prefix in SERVICE_LEVEL_STATS for k in STAT_KEYS),
+                     "recontacts")
 TABLE_CONVERSATION_COLUMNS = (
     ("conversation_id", "CONVERSATION"), ("contact_id", "CONTACT"), ("channel", "CHANNEL"),
     ("status", "STATUS"), ("opened_at", "OPENED AT"), ("closed_at", "CLOSED AT"),
     ("opened_by", "OPENED BY"), ("closed_by", "CLOSED BY"), ("assignee_id", "ASSIGNEE"),
     ("team_id", "TEAM"), ("resolution_seconds", "RESOLUTION"), ("messages_received", "IN"),
-    ("messages_sent", "OUT"),
+    ("messages_sent", "OUT"), ("first_response_seconds", "FIRST RESPONSE"),
+    ("recontact", "RECONTACT"),
 )
 
 
@@ -69,8 +76,13 @@ def _is_number(text: str) -> bool:
 def _metric_cells(row: dict[str, Any], key: str) -> list[str]:
     stats = row["resolution_seconds"]
     opened = "-" if row["opened"] is None else str(row["opened"])
+    first = row["first_response_seconds"]
     return [key, opened, str(row["closed"]), str(stats["count"]),
-            *(duration(stats[k]) for k in ("avg", "p50", "p90", "min", "max"))]
+            *(duration(stats[k]) for k in ("avg", "p50", "p90", "min", "max")),
+            str(first["count"]), duration(first["avg"]), duration(first["p90"]),
+            duration(row["first_response_business_seconds"]["avg"]),
+            duration(row["resolution_business_seconds"]["avg"]),
+            "-" if row["recontacts"] is None else str(row["recontacts"])]
 
 
 def render_metrics(result: dict[str, Any], fmt: str) -> str:
@@ -83,10 +95,14 @@ def render_metrics(result: dict[str, Any], fmt: str) -> str:
         for row in result["rows"]:
             stats = row["resolution_seconds"]
             writer.writerow([row["key"], _blank(row["opened"]), row["closed"],
-                             *(_blank(stats[k]) for k in STAT_KEYS)])
+                             *(_blank(stats[k]) for k in STAT_KEYS),
+                             *(_blank(row[name][k]) for name, _ in SERVICE_LEVEL_STATS
+                               for k in STAT_KEYS),
+                             _blank(row["recontacts"])])
         return buffer.getvalue().rstrip("\n")
     headers = [result["group_by"].upper(), "OPENED", "CLOSED", "RESOLVED", "AVG", "P50", "P90",
-               "MIN", "MAX"]
+               "MIN", "MAX", "RESPONDED", "FIRST AVG", "FIRST P90", "FIRST BH AVG",
+               "RES BH AVG", "RECONTACTS"]
     rows = [_metric_cells(r, r["key"]) for r in result["rows"]]
     footer = _metric_cells(result["total"], "TOTAL")
     window = f"{result['from'] or '…'} to {result['to'] or '…'}"
@@ -98,6 +114,8 @@ def render_metrics(result: dict[str, Any], fmt: str) -> str:
 
 
 def _blank(value: Any) -> Any:
+    if isinstance(value, bool):
+        return "true" if value else "false"
     return "" if value is None else value
 
 
@@ -120,6 +138,8 @@ def render_conversations(rows: list[dict[str, Any]], fmt: str) -> str:
 
 def _conversation_cell(row: dict[str, Any], key: str) -> str:
     value = row[key]
-    if key == "resolution_seconds":
+    if key in ("resolution_seconds", "first_response_seconds"):
         return duration(value)
+    if isinstance(value, bool):
+        return "yes" if value else "no"
     return "-" if value is None else str(value)

@@ -1,6 +1,8 @@
-"""Metrics of CONTRACT §3, computed at query time from conversation facts.
+"""Metrics of CONTRACT §3 and §6.6, computed at query time from conversation facts.
 
 One implementation serves the CLI, the HTTP API and exports, on either store.
+Business-hours durations use the schedule given with the query (the one in
+force now), through a :data:`~.rows.BusinessClock`.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from typing import Any, Final, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from .durations import duration_stats
+from .rows import BusinessClock
 
 GroupBy = Literal["day", "week", "month", "channel", "opened_by", "closed_by", "assignee", "team"]
 GROUPINGS: Final[tuple[str, ...]] = (
@@ -33,6 +36,9 @@ class Fact:
     closed_by: str | None
     assignee_id: str | None
     team_id: str | None
+    first_message_us: int | None = None
+    first_response_us: int | None = None
+    recontact: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,7 +74,36 @@ def time_zone(text: str) -> str:
 class _Bucket:
     opened: int = 0
     closed: int = 0
+    recontacts: int = 0
     resolutions: list[float] = field(default_factory=list)
+    resolutions_business: list[float] = field(default_factory=list)
+    responses: list[float] = field(default_factory=list)
+    responses_business: list[float] = field(default_factory=list)
+
+    def row(self, key: str | None, opened_null: bool) -> dict[str, Any]:
+        return {
+            "key": key, "opened": None if opened_null else self.opened, "closed": self.closed,
+            "resolution_seconds": duration_stats(self.resolutions),
+            "first_response_seconds": duration_stats(self.responses),
+            "first_response_business_seconds": duration_stats(self.responses_business),
+            "resolution_business_seconds": duration_stats(self.resolutions_business),
+            "recontacts": None if opened_null else self.recontacts,
+        }
+
+
+#: closings that do not count in resolution statistics (CONTRACT §3, §6.4)
+UNRESOLVED: Final = frozenset({"merge", "inactivity"})
+
+
+def _within(day: date, low: date | None, high: date | None) -> bool:
+    return (low is None or day >= low) and (high is None or day <= high)
+
+
+def _business(start_us: int, end_us: int, business: BusinessClock | None) -> float:
+    calendar = max(0, end_us - start_us) / 1_000_000
+    if business is None or end_us <= start_us:
+        return calendar
+    return business(start_us, end_us)
 
 
 class _LocalDates:
@@ -131,8 +166,12 @@ def _dimension(fact: Fact, group_by: str) -> str:
     return fact.team_id or "unassigned"
 
 
-def compute(query: MetricsQuery, facts: Iterable[Fact]) -> dict[str, Any]:
-    """The metrics JSON of CONTRACT §3 for one workspace."""
+def compute(query: MetricsQuery, facts: Iterable[Fact],
+            business: BusinessClock | None = None) -> dict[str, Any]:
+    """The metrics JSON of CONTRACT §3 and §6.6 for one workspace.
+
+    ``business``: the workspace's business-hours clock (None: always open).
+    """
     group_by = query.group_by
     local = _LocalDates(ZoneInfo(query.tz))
     low, high = query.date_from, query.date_to
@@ -141,35 +180,47 @@ def compute(query: MetricsQuery, facts: Iterable[Fact]) -> dict[str, Any]:
     total = _Bucket()
     for fact in facts:
         opened_day = local(fact.opened_us)
-        if (low is None or opened_day >= low) and (high is None or opened_day <= high):
+        if _within(opened_day, low, high):
             total.opened += 1
+            total.recontacts += fact.recontact
             if group_by in OPENED_COUNTED:
                 key = time_key(opened_day, group_by) if by_time else _dimension(fact, group_by)
-                buckets.setdefault(key, _Bucket()).opened += 1
+                bucket = buckets.setdefault(key, _Bucket())
+                bucket.opened += 1
+                bucket.recontacts += fact.recontact
+        responded, first = fact.first_response_us, fact.first_message_us
+        if responded is not None and first is not None and (
+                group_by != "closed_by" or fact.closed_us is not None):
+            responded_day = local(responded)
+            if _within(responded_day, low, high):
+                key = (time_key(responded_day, group_by) if by_time
+                       else _dimension(fact, group_by))
+                bucket = buckets.setdefault(key, _Bucket())
+                calendar = max(0, responded - first) / 1_000_000
+                inside = _business(first, responded, business)
+                for target in (bucket, total):
+                    target.responses.append(calendar)
+                    target.responses_business.append(inside)
         if fact.closed_us is None:
             continue
         closed_day = local(fact.closed_us)
-        if (low is not None and closed_day < low) or (high is not None and closed_day > high):
+        if not _within(closed_day, low, high):
             continue
         key = time_key(closed_day, group_by) if by_time else _dimension(fact, group_by)
         bucket = buckets.setdefault(key, _Bucket())
         bucket.closed += 1
         total.closed += 1
-        if fact.closed_by != "merge":
+        if fact.closed_by not in UNRESOLVED:
             seconds = max(0, fact.closed_us - fact.opened_us) / 1_000_000
-            bucket.resolutions.append(seconds)
-            total.resolutions.append(seconds)
+            inside = _business(fact.opened_us, fact.closed_us, business)
+            for target in (bucket, total):
+                target.resolutions.append(seconds)
+                target.resolutions_business.append(inside)
     opened_null = group_by not in OPENED_COUNTED
-    rows = [
-        {"key": key, "opened": None if opened_null else b.opened, "closed": b.closed,
-         "resolution_seconds": duration_stats(b.resolutions)}
-        for key, b in sorted(buckets.items())
-        if b.opened or b.closed
-    ]
+    rows = [b.row(key, opened_null) for key, b in sorted(buckets.items())
+            if b.opened or b.closed or b.responses]
     return {
         "workspace_id": query.workspace_id, "group_by": group_by, "tz": query.tz,
         "from": low.isoformat() if low else None, "to": high.isoformat() if high else None,
-        "rows": rows,
-        "total": {"key": None, "opened": total.opened, "closed": total.closed,
-                  "resolution_seconds": duration_stats(total.resolutions)},
+        "rows": rows, "total": total.row(None, False),
     }

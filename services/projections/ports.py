@@ -34,3 +34,12 @@ class ReadModelStore(Protocol):
 
     def facts(self, workspace_id: str) -> Iterable[Fact]:
         ...
+
+    def expired_contacts(self, workspace_id: str, last_activity_before_us: int) -> list[str]:
+        """Contacts with an open conversation whose last activity is at or before the cut
+        (the inactivity sweep's candidates; the aggregate decides)."""
+        ...
+
+    def open_workspaces(self) -> list[str]:
+        """Workspaces with at least one open conversation."""
+        ...

@@ -34,14 +34,15 @@ from schemas.events import (
 
 from ..conversation.ports import EventStore, Position
 from .ports import ReadModelStore
-from .rows import ConversationRow, conversation_of, project, to_micros
+from .rows import ConversationRow, conversation_of, project, to_micros, touch
 
 log = logging.getLogger(__name__)
 EVENT_STORE_POSITION = "projection:conversations"
 #: event type -> every field name its stored JSON has (encode_event writes them all)
 _FIELDS: dict[str, frozenset[str]] = {name: frozenset(cls.model_fields)
                                       for name, cls in EVENT_CLASSES.items()}
-_TIMED = frozenset({"ConversationOpened", "ConversationClosed"})
+_TIMED = frozenset({"ConversationOpened", "ConversationClosed", "MessageReceived",
+                    "MessageSent"})
 _fromisoformat = datetime.fromisoformat
 Item = dict[str, Any] | DomainEvent
 
@@ -49,8 +50,8 @@ Item = dict[str, Any] | DomainEvent
 def trusted_payload(state: bytes) -> Item:
     """The stored event as a dict fit for :func:`project_payload`, or as a decoded event.
 
-    For ``ConversationOpened``/``ConversationClosed`` the dict's ``occurred_at``
-    is already epoch microseconds.
+    For ``ConversationOpened``/``ConversationClosed`` and messages the dict's
+    ``occurred_at`` is already epoch microseconds.
     """
     payload: dict[str, Any] = orjson.loads(state)
     kind: Any = payload.get("event_type")
@@ -76,15 +77,22 @@ def project_payload(row: ConversationRow | None, p: dict[str, Any]
         return ConversationRow(
             conversation_id=p["conversation_id"], workspace_id=p["workspace_id"],
             contact_id=p["contact_id"], channel=p["channel_type"],
-            opened_us=p["occurred_at"], opened_by=p["opened_by"])
+            opened_us=p["occurred_at"], opened_by=p["opened_by"], recontact=p["recontact"])
     if row is None:
         if p.get("conversation_id") is None:
             return None
         raise LookupError(f"{kind} for unknown conversation {p['conversation_id']}")
     if kind == "MessageReceived":
         row.messages_received += 1
+        touch(row, p["occurred_at"])
+        if row.first_message_us is None:
+            row.first_message_us = p["occurred_at"]
     elif kind == "MessageSent":
         row.messages_sent += 1
+        touch(row, p["occurred_at"])
+        if p["first_response"]:
+            row.first_response_us = p["occurred_at"]
+            row.first_responder_id = p["actor_id"]
     elif kind == "ConversationAssigned":
         row.assignee_id = p["assignee_id"]
         if p["team_given"]:

@@ -22,11 +22,12 @@ from ..conversation.store_postgres import connection_params, pg_text, sql, trans
 from .metrics import Fact
 from .notify import PROJECTED_CHANNEL, notify_payload
 from .rows import ConversationRow
-from .store_sqlite import COLUMNS, check_after, row_from
+from .store_sqlite import ADDED_COLUMNS, COLUMNS, FACT_COLUMNS, check_after, row_from
 
 TRACKING_TABLE = "projection_tracking"
 _TYPES = {"opened_us": "bigint", "closed_us": "bigint", "messages_received": "integer",
-          "messages_sent": "integer"}
+          "messages_sent": "integer", "first_message_us": "bigint",
+          "first_response_us": "bigint", "last_activity_us": "bigint", "recontact": "boolean"}
 _TEXT_COLUMNS = frozenset(c for c in COLUMNS if c not in _TYPES)
 _GETTERS = [(name, attrgetter(name)) for name in COLUMNS]
 SCHEMA = (
@@ -36,7 +37,14 @@ SCHEMA = (
     'contact_id text COLLATE "C" NOT NULL, '
     "channel text, opened_us bigint NOT NULL, opened_by text NOT NULL, closed_us bigint, "
     "closed_by text, closed_by_actor text, assignee_id text, team_id text, category text, "
-    "summary text, messages_received integer NOT NULL, messages_sent integer NOT NULL)",
+    "summary text, messages_received integer NOT NULL, messages_sent integer NOT NULL, "
+    "first_message_us bigint, first_response_us bigint, first_responder_id text, "
+    "last_activity_us bigint, recontact boolean)",
+    *(f"ALTER TABLE {{schema}}.conversations ADD COLUMN IF NOT EXISTS {name} "
+      f"{'boolean' if kind == 'BOOLEAN' else 'bigint' if kind == 'INTEGER' else 'text'}"
+      for name, kind in ADDED_COLUMNS),
+    "CREATE INDEX IF NOT EXISTS conversations_open_activity "
+    "ON {schema}.conversations (workspace_id, last_activity_us) WHERE closed_us IS NULL",
     "CREATE INDEX IF NOT EXISTS conversations_ws_opened "
     "ON {schema}.conversations (workspace_id, opened_us, contact_id)",
     "CREATE INDEX IF NOT EXISTS conversations_ws_contact "
@@ -50,8 +58,11 @@ _UPSERT = (
 )
 _COPY = f"COPY {{schema}}.conversations ({', '.join(COLUMNS)}) FROM STDIN"
 _SELECT = f"SELECT {', '.join(COLUMNS)} FROM {{schema}}.conversations"
-_FACTS = ("SELECT opened_us, closed_us, channel, opened_by, closed_by, assignee_id, team_id "
-          "FROM {schema}.conversations WHERE workspace_id = %s")
+_FACTS = f"SELECT {FACT_COLUMNS} FROM {{schema}}.conversations WHERE workspace_id = %s"
+_EXPIRED = ("SELECT DISTINCT contact_id FROM {schema}.conversations WHERE workspace_id = %s "
+            "AND closed_us IS NULL AND last_activity_us <= %s ORDER BY contact_id")
+_OPEN_WORKSPACES = ("SELECT DISTINCT workspace_id FROM {schema}.conversations "
+                    "WHERE closed_us IS NULL ORDER BY workspace_id")
 
 
 def column_arrays(rows: Sequence[ConversationRow]) -> list[list[Any]]:
@@ -83,6 +94,8 @@ class PostgresReadModelStore:
         self._upsert = sql(_UPSERT, schema)
         self._select = sql(_SELECT, schema)
         self._facts = sql(_FACTS, schema)
+        self._expired = sql(_EXPIRED, schema)
+        self._open_workspaces = sql(_OPEN_WORKSPACES, schema)
         self._copy = sql(_COPY, schema)
         self._locked_position = sql(
             "SELECT notification_id FROM {schema}.{table} WHERE application_name = %s "
@@ -175,3 +188,18 @@ class PostgresReadModelStore:
             curs.execute(self._facts, (workspace_id,), prepare=True)
             return [Fact(*values) for values in curs]
 
+    @transient_retry
+    def expired_contacts(self, workspace_id: str, last_activity_before_us: int) -> list[str]:
+        """Contacts with an open conversation whose last activity is at or before the cut."""
+        with (self.datastore.get_connection() as conn,
+              conn.cursor(row_factory=tuple_row) as curs):
+            curs.execute(self._expired, (workspace_id, last_activity_before_us))
+            return [str(v[0]) for v in curs]
+
+    @transient_retry
+    def open_workspaces(self) -> list[str]:
+        """Workspaces with at least one open conversation."""
+        with (self.datastore.get_connection() as conn,
+              conn.cursor(row_factory=tuple_row) as curs):
+            curs.execute(self._open_workspaces)
+            return [str(v[0]) for v in curs]

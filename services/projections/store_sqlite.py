@@ -16,33 +16,51 @@ from .rows import ConversationRow
 COLUMNS = (
     "conversation_id", "workspace_id", "contact_id", "channel", "opened_us", "opened_by",
     "closed_us", "closed_by", "closed_by_actor", "assignee_id", "team_id", "category",
-    "summary", "messages_received", "messages_sent",
+    "summary", "messages_received", "messages_sent", "first_message_us", "first_response_us",
+    "first_responder_id", "last_activity_us", "recontact",
 )
+#: columns added after the first release (CONTRACT §6), with their SQL type: an
+#: older table gains them at open (run ``bonychat replay`` to fill them)
+ADDED_COLUMNS = (("first_message_us", "INTEGER"), ("first_response_us", "INTEGER"),
+                 ("first_responder_id", "TEXT"), ("last_activity_us", "INTEGER"),
+                 ("recontact", "BOOLEAN"))
 SCHEMA = (
     "CREATE TABLE IF NOT EXISTS conversations ("
     "conversation_id TEXT PRIMARY KEY, workspace_id TEXT NOT NULL, contact_id TEXT NOT NULL, "
     "channel TEXT, opened_us INTEGER NOT NULL, opened_by TEXT NOT NULL, closed_us INTEGER, "
     "closed_by TEXT, closed_by_actor TEXT, assignee_id TEXT, team_id TEXT, category TEXT, "
-    "summary TEXT, messages_received INTEGER NOT NULL, messages_sent INTEGER NOT NULL)",
+    "summary TEXT, messages_received INTEGER NOT NULL, messages_sent INTEGER NOT NULL, "
+    "first_message_us INTEGER, first_response_us INTEGER, first_responder_id TEXT, "
+    "last_activity_us INTEGER, recontact BOOLEAN)",
     "CREATE INDEX IF NOT EXISTS conversations_ws_opened "
     "ON conversations (workspace_id, opened_us, contact_id)",
     "CREATE INDEX IF NOT EXISTS conversations_ws_contact "
     "ON conversations (workspace_id, contact_id)",
 )
+#: open conversations by last activity: what the inactivity sweep looks for
+INDEX_OPEN = ("CREATE INDEX IF NOT EXISTS conversations_open_activity "
+              "ON conversations (workspace_id, last_activity_us) WHERE closed_us IS NULL")
 _UPSERT = (
     f"INSERT INTO conversations ({', '.join(COLUMNS)}) "
     f"VALUES ({', '.join('?' * len(COLUMNS))}) ON CONFLICT (conversation_id) DO UPDATE SET "
     + ", ".join(f"{c} = excluded.{c}" for c in COLUMNS[6:])
 )
-_FACTS = ("SELECT opened_us, closed_us, channel, opened_by, closed_by, assignee_id, team_id "
-          "FROM conversations WHERE workspace_id = ?")
+FACT_COLUMNS = ("opened_us, closed_us, channel, opened_by, closed_by, assignee_id, team_id, "
+                "first_message_us, first_response_us, recontact")
+_FACTS = f"SELECT {FACT_COLUMNS} FROM conversations WHERE workspace_id = ?"
+_EXPIRED = ("SELECT DISTINCT contact_id FROM conversations WHERE workspace_id = ? "
+            "AND closed_us IS NULL AND last_activity_us <= ? ORDER BY contact_id")
+_OPEN_WORKSPACES = ("SELECT DISTINCT workspace_id FROM conversations WHERE closed_us IS NULL "
+                    "ORDER BY workspace_id")
 
 
 row_values: Callable[[ConversationRow], tuple[Any, ...]] = attrgetter(*COLUMNS)
 
 
 def row_from(values: Sequence[Any]) -> ConversationRow:
-    return ConversationRow(**dict(zip(COLUMNS, values, strict=True)))
+    row = ConversationRow(**dict(zip(COLUMNS, values, strict=True)))
+    row.recontact = bool(row.recontact)
+    return row
 
 
 def check_after(position: Position, recorded: int) -> None:
@@ -62,6 +80,12 @@ class SQLiteReadModelStore:
         with datastore.transaction(commit=True) as c:
             for statement in SCHEMA:
                 c.execute(statement)
+            c.execute("PRAGMA table_info(conversations)")
+            present = {str(info[1]) for info in c.fetchall()}
+            for name, kind in ADDED_COLUMNS:
+                if name not in present:
+                    c.execute(f"ALTER TABLE conversations ADD COLUMN {name} {kind}")
+            c.execute(INDEX_OPEN)
 
     def load_rows(self, ids: Collection[str]) -> dict[str, ConversationRow]:
         found: dict[str, ConversationRow] = {}
@@ -120,3 +144,15 @@ class SQLiteReadModelStore:
             rows = c.fetchall()
         for values in rows:
             yield Fact(*values)
+
+    def expired_contacts(self, workspace_id: str, last_activity_before_us: int) -> list[str]:
+        """Contacts with an open conversation whose last activity is at or before the cut."""
+        with self.datastore.transaction(commit=False) as c:
+            c.execute(_EXPIRED, (workspace_id, last_activity_before_us))
+            return [str(v[0]) for v in c.fetchall()]
+
+    def open_workspaces(self) -> list[str]:
+        """Workspaces with at least one open conversation."""
+        with self.datastore.transaction(commit=False) as c:
+            c.execute(_OPEN_WORKSPACES)
+            return [str(v[0]) for v in c.fetchall()]

@@ -27,11 +27,18 @@ pytestmark = pytest.mark.e2e
 ROW_FIELDS = ["conversation_id", "workspace_id", "contact_id", "channel", "status",
               "opened_at", "closed_at", "opened_by", "closed_by", "closed_by_actor",
               "assignee_id", "team_id", "category", "summary", "resolution_seconds",
-              "messages_received", "messages_sent"]
+              "messages_received", "messages_sent",
+              # CONTRACT §6.6, in this order after the others
+              "first_message_at", "first_response_at", "first_responder_id",
+              "first_response_seconds", "first_response_business_seconds",
+              "resolution_business_seconds", "last_activity_at", "recontact"]
 SUMMARY_KEYS = ["read", "accepted", "duplicate", "rejected", "invalid"]
 NULL_STATS = {"count": 0, "avg": None, "p50": None, "p90": None, "min": None, "max": None}
 EXAMPLE_STATS = {"count": 2, "avg": 90.0, "p50": 90.0, "p90": 114.0, "min": 60.0,
                  "max": 120.0}
+#: what CONTRACT §6.6 adds to a metrics row with no first responses and no schedule
+LEVELS = {"first_response_seconds": NULL_STATS, "first_response_business_seconds": NULL_STATS,
+          "resolution_business_seconds": EXAMPLE_STATS, "recontacts": 0}
 
 
 def bonychat_command() -> list[str]:
@@ -191,8 +198,9 @@ def test_metrics_json_is_the_contract_example(loaded: Cli) -> None:
     assert result == {
         "workspace_id": "ws1", "group_by": "day", "tz": "UTC", "from": None, "to": None,
         "rows": [{"key": "2026-11-24", "opened": 3, "closed": 2,
-                  "resolution_seconds": EXAMPLE_STATS}],
-        "total": {"key": None, "opened": 3, "closed": 2, "resolution_seconds": EXAMPLE_STATS},
+                  "resolution_seconds": EXAMPLE_STATS, **LEVELS}],
+        "total": {"key": None, "opened": 3, "closed": 2, "resolution_seconds": EXAMPLE_STATS,
+                  **LEVELS},
     }
     assert list(result) == ["workspace_id", "group_by", "tz", "from", "to", "rows", "total"]
 
@@ -238,7 +246,11 @@ def test_metrics_csv(loaded: Cli) -> None:
     record = records[0]
     assert (record["key"], record["opened"], record["closed"]) == ("2026-11-24", "3", "2")
     p90 = [v for k, v in record.items() if "p90" in k]
-    assert len(p90) == 1 and float(p90[0]) == 114.0
+    assert p90 == ["114.0", "", "", "114.0"]  # resolution, first response (calendar and
+    # business hours), business resolution (no schedule: the calendar's)
+    assert list(record)[-1] == "recontacts" and record["recontacts"] == "0"
+    assert list(record)[9:12] == ["first_response_count", "first_response_avg",
+                                  "first_response_p50"]
 
 
 SUB_MILLISECOND = [
@@ -311,7 +323,8 @@ def test_metrics_for_an_unknown_workspace_is_empty(loaded: Cli) -> None:
     result = loaded.json("metrics", "--workspace", "nobody", "--format", "json")
     assert result["rows"] == []
     assert result["total"] == {"key": None, "opened": 0, "closed": 0,
-                               "resolution_seconds": NULL_STATS}
+                               "resolution_seconds": NULL_STATS, **LEVELS,
+                               "resolution_business_seconds": NULL_STATS}
     assert loaded.run("metrics", "--workspace", "nobody").returncode == 0
     assert loaded.json("conversations", "--workspace", "nobody", "--format", "json") == []
 
@@ -333,14 +346,21 @@ def test_conversations_json_rows(loaded: Cli) -> None:
         "status": "open", "opened_at": "2026-11-24T05:30:00Z", "closed_at": None,
         "opened_by": "contact", "closed_by": None, "closed_by_actor": None,
         "assignee_id": None, "team_id": None, "category": None, "summary": None,
-        "resolution_seconds": None, "messages_received": 1, "messages_sent": 0}
+        "resolution_seconds": None, "messages_received": 1, "messages_sent": 0,
+        "first_message_at": "2026-11-24T05:30:00Z", "first_response_at": None,
+        "first_responder_id": None, "first_response_seconds": None,
+        "first_response_business_seconds": None, "resolution_business_seconds": None,
+        "last_activity_at": "2026-11-24T05:30:00Z", "recontact": False}
     assert c1 | {"conversation_id": None} == {
         "conversation_id": None, "workspace_id": "ws1", "contact_id": "c1",
         "channel": "whatsapp", "status": "closed", "opened_at": "2026-11-24T09:00:00Z",
         "closed_at": "2026-11-24T09:01:00Z", "opened_by": "contact", "closed_by": "user",
         "closed_by_actor": "u1", "assignee_id": None, "team_id": None, "category": "billing",
         "summary": "refund sent", "resolution_seconds": 60.0, "messages_received": 1,
-        "messages_sent": 0}
+        "messages_sent": 0, "first_message_at": "2026-11-24T09:00:00Z",
+        "first_response_at": None, "first_responder_id": None, "first_response_seconds": None,
+        "first_response_business_seconds": None, "resolution_business_seconds": 60.0,
+        "last_activity_at": "2026-11-24T09:00:00Z", "recontact": False}
     assert (c2["channel"], c2["closed_by"], c2["closed_by_actor"], c2["assignee_id"],
             c2["team_id"], c2["resolution_seconds"]) == (
         "facebook", "automation", "rule-5", "ann", "t1", 120.0)

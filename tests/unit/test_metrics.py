@@ -25,6 +25,9 @@ from services.projections.metrics import (
 )
 
 NULL_STATS = {"count": 0, "avg": None, "p50": None, "p90": None, "min": None, "max": None}
+NULL_LEVELS = {"first_response_seconds": NULL_STATS,
+               "first_response_business_seconds": NULL_STATS,
+               "resolution_business_seconds": NULL_STATS, "recontacts": 0}
 
 
 def us(text: str) -> int:
@@ -68,10 +71,15 @@ def test_the_contract_example() -> None:
              fact("2026-11-24T10:00:00Z", "2026-11-24T10:02:00Z"),
              fact("2026-11-24T11:00:00Z")]
     stats = {"count": 2, "avg": 90.0, "p50": 90.0, "p90": 114.0, "min": 60.0, "max": 120.0}
+    levels = {"first_response_seconds": NULL_STATS,
+              "first_response_business_seconds": NULL_STATS,
+              "resolution_business_seconds": stats, "recontacts": 0}
     assert metrics(facts) == {
         "workspace_id": "ws1", "group_by": "day", "tz": "UTC", "from": None, "to": None,
-        "rows": [{"key": "2026-11-24", "opened": 3, "closed": 2, "resolution_seconds": stats}],
-        "total": {"key": None, "opened": 3, "closed": 2, "resolution_seconds": stats},
+        "rows": [{"key": "2026-11-24", "opened": 3, "closed": 2, "resolution_seconds": stats,
+                  **levels}],
+        "total": {"key": None, "opened": 3, "closed": 2, "resolution_seconds": stats,
+                  **levels},
     }
 
 
@@ -88,7 +96,7 @@ def test_no_conversations_gives_no_rows_and_a_zero_total(group_by: str) -> None:
     result = metrics([], group_by)
     assert result["rows"] == []
     assert result["total"] == {"key": None, "opened": 0, "closed": 0,
-                               "resolution_seconds": NULL_STATS}
+                               "resolution_seconds": NULL_STATS, **NULL_LEVELS}
 
 
 def test_groupings_are_the_contracts() -> None:
@@ -179,12 +187,15 @@ def test_a_bucket_with_only_merge_closures_has_null_statistics() -> None:
     facts = [fact("2026-11-23T10:00:00Z", "2026-11-24T10:10:00Z", closed_by="merge")]
     rows = metrics(facts)["rows"]
     assert rows == [
-        {"key": "2026-11-23", "opened": 1, "closed": 0, "resolution_seconds": NULL_STATS},
-        {"key": "2026-11-24", "opened": 0, "closed": 1, "resolution_seconds": NULL_STATS},
+        {"key": "2026-11-23", "opened": 1, "closed": 0, "resolution_seconds": NULL_STATS,
+         **NULL_LEVELS},
+        {"key": "2026-11-24", "opened": 0, "closed": 1, "resolution_seconds": NULL_STATS,
+         **NULL_LEVELS},
     ]
     by_closer = metrics(facts, "closed_by")["rows"]
     assert by_closer == [{"key": "merge", "opened": None, "closed": 1,
-                          "resolution_seconds": NULL_STATS}]
+                          "resolution_seconds": NULL_STATS, **NULL_LEVELS,
+                          "recontacts": None}]
 
 
 # --------------------------------------------------------------- time keys

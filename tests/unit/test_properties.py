@@ -169,7 +169,11 @@ def rfc3339(moment: datetime) -> str:
 class Oracle:
     """CONTRACT §2, read literally, on plain dicts."""
 
-    def __init__(self) -> None:
+    def __init__(self, timeouts: dict[str, int] | None = None) -> None:
+        #: workspace -> inactivity_timeout_seconds (CONTRACT §6.4)
+        self.timeouts = timeouts or {}
+        #: non-merge closing times of each contact's conversations (merged ones too)
+        self.closes: dict[tuple[str, str], list[datetime]] = {}
         self.seen: set[tuple[str, str]] = set()
         self.merged: dict[tuple[str, str], str] = {}
         self.open: dict[tuple[str, str], dict[str, Any]] = {}
@@ -206,7 +210,11 @@ class Oracle:
                "status": "open", "opened": at, "closed": None, "opened_by": by,
                "closed_by": None, "closed_by_actor": None, "assignee_id": None,
                "team_id": None, "category": None, "summary": None,
-               "messages_received": 0, "messages_sent": 0}
+               "messages_received": 0, "messages_sent": 0,
+               "first_message": None, "first_response": None, "first_responder_id": None,
+               "last_activity": at,
+               "recontact": any(at - timedelta(hours=24) <= t <= at
+                                for t in self.closes.get((ws, contact), []))}
         self.conversations.append(row)
         self.open[(ws, contact)] = row
         self.last_channel[(ws, contact)] = channel
@@ -216,7 +224,18 @@ class Oracle:
         row = self.open.pop(key)
         row.update(status="closed", closed=at, closed_by=by, closed_by_actor=actor,
                    category=data.get("category"), summary=data.get("summary"))
+        if by != "merge":
+            self.closes.setdefault(key, []).append(at)
 
+    def expire(self, key: tuple[str, str], now: datetime) -> None:
+        """§6.4: the contact's open conversation closes at last activity + T."""
+        timeout = self.timeouts.get(key[0])
+        row = self.open.get(key)
+        if timeout is None or row is None:
+            return
+        deadline = row["last_activity"] + timedelta(seconds=timeout)
+        if now >= deadline:
+            self.finish(key, deadline, "inactivity", None, {})
     def apply(self, e: dict[str, Any]) -> str | None:
         ws, kind, data = e["workspace_id"], e["type"], e.get("data") or {}
         at = datetime.fromisoformat(e["occurred_at"]).astimezone(UTC)
@@ -224,6 +243,9 @@ class Oracle:
         channel = (e.get("channel") or {}).get("type")
         contact = self.survivor(ws, e["contact_id"])
         key = (ws, contact)
+        self.expire(key, at)
+        if kind == "contact.merge":
+            self.expire((ws, data["secondary_contact_id"]), at)
         is_open = key in self.open
         if kind == "dialogflow.response":
             flag = (data.get("parameters") or {}).get("RB_MARKDONE")
@@ -235,10 +257,20 @@ class Oracle:
         if kind == "message.received":
             if not is_open:
                 self.start(ws, contact, at, "contact", channel)
-            self.open[key]["messages_received"] += 1
+            row = self.open[key]
+            row["messages_received"] += 1
+            row["last_activity"] = max(row["last_activity"], at)
+            if row["first_message"] is None:
+                row["first_message"] = at
         elif kind == "message.sent":
             if is_open:
-                self.open[key]["messages_sent"] += 1
+                row = self.open[key]
+                row["messages_sent"] += 1
+                row["last_activity"] = max(row["last_activity"], at)
+                if (actor["type"] == "user" and row["first_message"] is not None
+                        and row["first_response"] is None):
+                    row["first_response"] = at
+                    row["first_responder_id"] = actor.get("id")
         elif kind == "welcome":
             if channel not in ("facebook", "viber"):
                 return "welcome_not_supported"
@@ -269,16 +301,28 @@ class Oracle:
             if (ws, secondary) in self.open:
                 self.finish((ws, secondary), at, "merge", None, {})
             self.merged[(ws, secondary)] = contact
+            self.closes.setdefault(key, []).extend(self.closes.get((ws, secondary), []))
         return None
 
     def rows(self) -> list[dict[str, Any]]:
         out = []
         for c in self.conversations:
-            row = {k: v for k, v in c.items() if k not in ("opened", "closed")}
+            row = {k: v for k, v in c.items()
+                   if k not in ("opened", "closed", "first_message", "first_response",
+                                "last_activity")}
             row["opened_at"] = rfc3339(c["opened"])
             row["closed_at"] = rfc3339(c["closed"]) if c["closed"] else None
             row["resolution_seconds"] = (
-                max(0.0, (c["closed"] - c["opened"]).total_seconds()) if c["closed"] else None)
+                round(max(0.0, (c["closed"] - c["opened"]).total_seconds()), 3)
+                if c["closed"] else None)
+            first, response = c["first_message"], c["first_response"]
+            row["first_message_at"] = rfc3339(first) if first else None
+            row["first_response_at"] = rfc3339(response) if response else None
+            row["first_response_seconds"] = (
+                round(max(0.0, (response - first).total_seconds()), 3) if response else None)
+            row["first_response_business_seconds"] = row["first_response_seconds"]
+            row["resolution_business_seconds"] = row["resolution_seconds"]
+            row["last_activity_at"] = rfc3339(c["last_activity"])
             out.append(row)
         return out
 
