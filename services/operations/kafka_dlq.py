@@ -24,8 +24,10 @@ from typing import Any, TypeAlias
 
 import orjson
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.structs import OffsetAndMetadata
 
+from ..runtime.fetch import SafeFetch, UndecodableRecord
 from ..runtime.kafka import client_id, header
 from .ports import DeadLetterEntry, DeadLetterFilter
 
@@ -65,6 +67,8 @@ def _int(text: str | None) -> int | None:
 def to_entry(record: Record) -> DeadLetterEntry:
     """A DLQ record as a dead letter entry (its retry is filled in by the caller)."""
     headers = list(record.headers or ())
+    if isinstance(record, UndecodableRecord):  # the DLQ record itself cannot be read
+        headers = [("reason", record.reason.encode())]
     raw = (record.value or b"").decode("utf-8", errors="replace")
     workspace_id, event_id = identify(raw)
     return DeadLetterEntry(
@@ -109,15 +113,31 @@ class KafkaDeadLetterQueue:
             request_timeout_ms=15_000)
         await consumer.start()
         try:
-            topics = await consumer.topics()
-            parts = consumer.partitions_for_topic(self.topic) if self.topic in topics else None
+            parts = await self._partitions()
         except BaseException:
             await consumer.stop()
             raise
-        tps = [TopicPartition(self.topic, p) for p in sorted(parts or ())]
+        tps = [TopicPartition(self.topic, p) for p in parts]
         if tps:
             consumer.assign(tps)
         return consumer, tps
+
+    async def _partitions(self) -> list[int]:
+        """The topic's partitions (none if it does not exist).
+
+        Asked of the broker: the consumer's ``partitions_for_topic`` only knows
+        topics it subscribed to or was assigned (``topics()`` does not add them).
+        """
+        admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap,
+                                    client_id=client_id("dlq-reader"), request_timeout_ms=15_000)
+        await admin.start()
+        try:
+            described = await admin.describe_topics([self.topic])
+        finally:
+            await admin.close()
+        return sorted(p["partition"] for t in described
+                      if t["topic"] == self.topic and t["error_code"] == 0
+                      for p in t["partitions"])
 
     async def _read(self, group: str | None, ends_out: dict[int, int] | None) -> list[Record]:
         """Every record from the group's committed offsets (or the start) to today's end."""
@@ -144,8 +164,9 @@ class KafkaDeadLetterQueue:
         out: list[Record] = []
         due = {tp for tp in tps if await consumer.position(tp) < ends[tp]}
         last = time.monotonic()
+        fetch = SafeFetch(consumer, service="dlq-reader")  # an undecodable batch: entries
         while due:
-            batches = await consumer.getmany(*due, timeout_ms=500)
+            batches = await fetch.getmany(*due, timeout_ms=500, max_records=500)
             for tp, records in batches.items():
                 out.extend(r for r in records if r.offset < ends[tp])
             if batches:

@@ -86,11 +86,13 @@ class SafeFetch:
         #: how long one partition's fresh fetch may take while isolating a failure
         self.probe_ms = probe_ms
 
-    async def getmany(self, *, timeout_ms: int, max_records: int) -> Batches:
+    async def getmany(self, *partitions: TopicPartition, timeout_ms: int,
+                      max_records: int) -> Batches:
+        """``consumer.getmany(*partitions, ...)``; all assigned partitions if none given."""
         consumer = self.consumer
         before = await self._positions()
         try:
-            batches: Batches = await consumer.getmany(timeout_ms=timeout_ms,
+            batches: Batches = await consumer.getmany(*partitions, timeout_ms=timeout_ms,
                                                       max_records=max_records)
         except Exception as exc:
             if not is_undecodable(exc):
@@ -98,7 +100,7 @@ class SafeFetch:
             log.warning("a fetched batch could not be decoded; reading partitions one by one",
                         extra={"service": self.service,
                                "error": f"{type(exc).__name__}: {exc}"[:300]})
-            return await self._isolate(before, max_records)
+            return await self._isolate(before, max_records, partitions)
         return batches
 
     async def _positions(self) -> dict[TopicPartition, int]:
@@ -111,7 +113,8 @@ class SafeFetch:
                 continue
         return found
 
-    async def _isolate(self, before: dict[TopicPartition, int], max_records: int) -> Batches:
+    async def _isolate(self, before: dict[TopicPartition, int], max_records: int,
+                       partitions: tuple[TopicPartition, ...]) -> Batches:
         consumer = self.consumer
         assigned = consumer.assignment()
         for tp, offset in before.items():
@@ -122,7 +125,7 @@ class SafeFetch:
                     continue  # revoked meanwhile: its next owner starts from the commit
         found: Batches = {}
         budget = max_records
-        for tp in sorted(assigned):
+        for tp in sorted(assigned.intersection(partitions) if partitions else assigned):
             records = await self._partition(tp, budget)
             if records:
                 found[tp] = records

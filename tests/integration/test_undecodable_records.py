@@ -9,7 +9,8 @@ dead-letter each of the 40 offsets with a reason naming topic, partition and
 offset, count them in ``bonychat_undecodable_records_total``, process the
 records after them, and commit / track its position past them. Once for the
 gateway topic (ingest -> DLQ topic) and once for the command topic
-(conversation service -> dead-letter store).
+(conversation service -> dead-letter store); the operator commands' DLQ reader
+lists such a batch on the DLQ topic as entries with the reason.
 """
 
 from __future__ import annotations
@@ -38,6 +39,8 @@ from kafka_fixtures import (
 )
 
 from services.ingest.normalise import Invalid, parse
+from services.operations.kafka_dlq import KafkaDeadLetterQueue
+from services.operations.ports import DeadLetterFilter
 from services.runtime.sinks import command_record
 
 pytestmark = pytest.mark.integration
@@ -178,3 +181,26 @@ def test_command_batch_that_cannot_be_decoded(world: World) -> None:
     with world.opened() as stores:  # the tracked position is past the bad batch
         assert stores.events.position(f"{topic}:{partition}") == sum(map(len, commands)) - 1
     assert process.stop() == 0, process.log()
+
+
+def test_dlq_reader_lists_an_undecodable_dlq_batch(world: World) -> None:
+    """The operator commands read the DLQ topic: a batch there that cannot be decoded is
+    listed as entries with the reason, the records around it as they were."""
+    parts = three_parts()
+    records = tuple([(KEY, v) for v in part] for part in parts)
+    offsets = publish_and_corrupt(world, world.topics.dlq, records)
+    partition = partition_of(KEY, world.partitions)
+    queue = KafkaDeadLetterQueue(bootstrap=world.bootstrap, topic=world.topics.dlq,
+                                 retry_group=f"bonychat-{world.suffix}-dlq-retry")
+
+    entries = queue.entries(DeadLetterFilter())
+
+    values = [v for part in parts for v in part]
+    assert [e.id for e in entries] == [f"dlq-{partition}-{o}" for o in range(len(values))]
+    for offset, (entry, value) in enumerate(zip(entries, values, strict=True)):
+        if offset in offsets:
+            assert entry.reason.startswith(f"undecodable record at {world.topics.dlq}:"
+                                           f"{partition}@{offset}: "), entry
+            assert entry.raw == ""
+        else:
+            assert entry.raw == value.decode() and entry.workspace_id == WS
