@@ -44,12 +44,24 @@ LINES = [
 ]
 
 
-@pytest.fixture
-def ops(tmp_path: Path) -> Cli:
-    cli = Cli(tmp_path)
+class OpsCli(Cli):
+    """:class:`Cli` that can also change a stored dead letter (SQLite)."""
+
+    def fix_raw(self, entry_id: str, raw: str) -> None:
+        """Stand-in for a parser fix: the stored line becomes one today's parser accepts."""
+        with sqlite3.connect(self.db) as conn:
+            conn.execute("UPDATE dead_letters SET raw = ? WHERE id = ?", (raw, int(entry_id)))
+
+
+def imported(cli: OpsCli) -> OpsCli:
     summary = cli.json("import", str(cli.write("events.jsonl", LINES)))
     assert summary["invalid"] == 4 and summary["duplicate"] == 1
     return cli
+
+
+@pytest.fixture
+def ops(tmp_path: Path) -> OpsCli:
+    return imported(OpsCli(tmp_path))
 
 
 def dead_letters(cli: Cli, *args: str) -> list[dict[str, Any]]:
@@ -150,12 +162,6 @@ def test_dead_letters_csv_and_table(ops: Cli) -> None:
 
 
 # --------------------------------------------------------------------------- retry
-def fix_raw(cli: Cli, entry_id: str, raw: str) -> None:
-    """Stand-in for a parser fix: the stored line becomes one today's parser accepts."""
-    with sqlite3.connect(cli.db) as conn:
-        conn.execute("UPDATE dead_letters SET raw = ? WHERE id = ?", (raw, int(entry_id)))
-
-
 def test_retry_dry_run_changes_nothing(ops: Cli) -> None:
     before = dead_letters(ops)
     report = ops.json("dead-letters", "retry", "--all", "--dry-run", "--format", "json")
@@ -165,14 +171,14 @@ def test_retry_dry_run_changes_nothing(ops: Cli) -> None:
     assert ops.json("metrics", "--workspace", "ws1", "--format", "json")["total"]["opened"] == 3
 
 
-def test_retry_resubmits_through_the_pipeline_and_records_the_new_outcome(ops: Cli) -> None:
+def test_retry_resubmits_through_the_pipeline_and_records_the_new_outcome(ops: OpsCli) -> None:
     ids = {row["event_id"]: row["id"] for row in dead_letters(ops)}
     # the gateway re-sent e-fix with its channel, and a parser fix makes both stored
     # lines valid: e-tz is new, e-fix a duplicate of the re-sent one
     fixed = json.dumps(json.loads(NO_CHANNEL) | {"channel": {"type": "sms"}})
     ops.json("import", "-", stdin=fixed + "\n")
-    fix_raw(ops, ids["e-tz"], NO_OFFSET.replace("12:00:00", "12:00:00Z"))
-    fix_raw(ops, ids["e-fix"], fixed)
+    ops.fix_raw(ids["e-tz"], NO_OFFSET.replace("12:00:00", "12:00:00Z"))
+    ops.fix_raw(ids["e-fix"], fixed)
 
     report = ops.json("dead-letters", "retry", "--id", ids["e-tz"], ids["e-fix"], "--format",
                       "json")

@@ -1,0 +1,88 @@
+"""Issue 9 §3 on PostgreSQL: the operator commands' end-to-end scenarios, installed command
+and all, against a fresh PostgreSQL schema instead of an SQLite file.
+
+The scenarios are those of ``tests/e2e/test_operators_cli.py``, collected here
+with an ``ops`` fixture whose database is PostgreSQL.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import psycopg
+import pytest
+from psycopg import sql
+
+from services.postgres import parse_url
+from tests.e2e.test_operators_cli import (
+    OpsCli,
+    by_event,
+    dead_letters,
+    imported,
+    test_dead_letters_csv_and_table,
+    test_dead_letters_filters,
+    test_dead_letters_lists_every_invalid_input_with_reason_time_and_source,
+    test_outcome_follows_merges_both_ways,
+    test_outcome_needs_workspace_and_event_id,
+    test_outcome_of_rejected_and_invalid_events_names_the_reason,
+    test_outcome_of_an_accepted_event_lists_the_domain_events_it_caused,
+    test_outcome_of_an_unknown_event_is_one_line_exit_1,
+    test_retry_dry_run_changes_nothing,
+    test_retry_resubmits_through_the_pipeline_and_records_the_new_outcome,
+    test_retry_usage_errors,
+)
+
+pytestmark = pytest.mark.integration
+
+__all__ = [
+    "test_dead_letters_csv_and_table", "test_dead_letters_filters",
+    "test_dead_letters_lists_every_invalid_input_with_reason_time_and_source",
+    "test_outcome_follows_merges_both_ways", "test_outcome_needs_workspace_and_event_id",
+    "test_outcome_of_rejected_and_invalid_events_names_the_reason",
+    "test_outcome_of_an_accepted_event_lists_the_domain_events_it_caused",
+    "test_outcome_of_an_unknown_event_is_one_line_exit_1", "test_retry_dry_run_changes_nothing",
+    "test_retry_resubmits_through_the_pipeline_and_records_the_new_outcome",
+    "test_retry_usage_errors",
+]
+
+
+class PostgresOpsCli(OpsCli):
+    """The installed command with ``BONYCHAT_DATABASE_URL`` naming a PostgreSQL schema."""
+
+    def __init__(self, folder: Path, url: str) -> None:
+        super().__init__(folder)
+        self.url = url
+        self.env["BONYCHAT_DATABASE_URL"] = url
+
+    def fix_raw(self, entry_id: str, raw: str) -> None:
+        target = parse_url(self.url)
+        with psycopg.connect(**target.params, autocommit=True) as conn:
+            conn.execute(sql.SQL("UPDATE {}.dead_letters SET raw = %s WHERE id = %s").format(
+                sql.Identifier(target.schema)), (raw, int(entry_id)))
+
+
+@pytest.fixture
+def ops(tmp_path: Path, postgres_url: str) -> PostgresOpsCli:
+    cli = PostgresOpsCli(tmp_path, postgres_url)
+    imported(cli)
+    return cli
+
+
+def test_read_only_commands_create_no_tables(tmp_path: Path, postgres_url: str) -> None:
+    cli = PostgresOpsCli(tmp_path, postgres_url)
+    done = cli.run("outcome", "--workspace", "ws1", "e1")
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert cli.json("dead-letters", "--format", "json") == []
+    target = parse_url(postgres_url)
+    with psycopg.connect(**target.params) as conn:
+        row = conn.execute("SELECT count(*) FROM information_schema.tables "
+                           "WHERE table_schema = %s", (target.schema,)).fetchone()
+    assert row == (0,)
+
+
+def test_retry_counts_attempts_on_postgres(ops: PostgresOpsCli) -> None:
+    ops.json("dead-letters", "retry", "--all", "--format", "json")
+    ops.json("dead-letters", "retry", "--all", "--format", "json")
+    rows = by_event(dead_letters(ops))
+    assert {row["retry_attempts"] for row in rows.values()} == {2}
+    assert {row["retry_outcome"] for row in rows.values()} == {"invalid"}
