@@ -22,6 +22,7 @@ from .ingest import expect_continue, post_events
 from .limits import MAX_BODY_BYTES
 from .live import LIVE, LiveHub, get_live
 from .openapi import openapi_json
+from .operators import get_dead_letters, get_event_outcome
 from .pages import add_pages
 from .ports import EventSink
 from .queries import get_metrics
@@ -40,6 +41,8 @@ ROUTES: Final[tuple[tuple[str, str, Handler, Realm | None], ...]] = (
     ("GET", "/v1/workspaces/{ws}/contacts/{contact}/events", get_contact_events, "analytics"),
     ("GET", "/v1/workspaces/{ws}/dashboard", get_dashboard, "analytics"),
     ("GET", "/v1/workspaces/{ws}/live", get_live, "analytics"),
+    ("GET", "/v1/workspaces/{ws}/events/{event_id}", get_event_outcome, "analytics"),
+    ("GET", "/v1/workspaces/{ws}/dead-letters", get_dead_letters, "analytics"),
     ("GET", "/metrics", prometheus, None),
     ("GET", "/healthz", healthz, None),
     ("GET", "/openapi.json", openapi_json, None),  # document each route in openapi.py

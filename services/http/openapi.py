@@ -51,6 +51,19 @@ CONVERSATION: Final[Schema] = {
         "category": NULLABLE_STRING, "summary": NULLABLE_STRING,
         "resolution_seconds": {"type": ["number", "null"]},
         "messages_received": {"type": "integer"}, "messages_sent": {"type": "integer"}}}
+NULLABLE_INT: Final[Schema] = {"type": ["integer", "null"]}
+DEAD_LETTER: Final[Schema] = {
+    "type": "object",
+    "required": ["id", "received_at", "source", "workspace_id", "event_id", "reason",
+                 "partition", "offset", "retry_outcome", "retry_reason", "retried_at",
+                 "retry_attempts", "raw"],
+    "properties": {
+        "id": {"type": "string"}, "received_at": {"type": "string"},
+        "source": {"type": "string"}, "workspace_id": NULLABLE_STRING,
+        "event_id": NULLABLE_STRING, "reason": {"type": "string"}, "partition": NULLABLE_INT,
+        "offset": NULLABLE_INT, "retry_outcome": NULLABLE_STRING,
+        "retry_reason": NULLABLE_STRING, "retried_at": NULLABLE_STRING,
+        "retry_attempts": {"type": "integer", "minimum": 0}, "raw": {"type": "string"}}}
 SCHEMAS: Final[dict[str, Schema]] = {
     "Error": {"type": "object", "required": ["error", "detail"],
               "properties": {"error": {"type": "string"}, "detail": {"type": "string"}}},
@@ -88,6 +101,17 @@ SCHEMAS: Final[dict[str, Schema]] = {
                        "as_of": {"type": "string"}, "open": {"type": "object"},
                        "today": {"type": "object"},
                        "hourly": {"type": "array", "items": {"type": "object"}}}},
+    "DeadLetter": DEAD_LETTER,
+    "EventOutcome": {
+        "type": "object",
+        "required": ["workspace_id", "event_id", "outcome", "reason", "domain_events",
+                     "dead_letters"],
+        "properties": {"workspace_id": {"type": "string"}, "event_id": {"type": "string"},
+                       "outcome": {"enum": ["accepted", "rejected", "invalid"]},
+                       "reason": NULLABLE_STRING, "contact_id": NULLABLE_STRING,
+                       "event_type": NULLABLE_STRING, "occurred_at": NULLABLE_STRING,
+                       "domain_events": {"type": "array", "items": {"type": "object"}},
+                       "dead_letters": {"type": "array", "items": DEAD_LETTER}}},
     "Health": {"type": "object", "required": ["status"],
                "properties": {"status": {"enum": ["ok", "unavailable"]}}},
 }
@@ -211,6 +235,19 @@ OPERATIONS: Final[dict[tuple[str, str], dict[str, Any]]] = {
         errors=ANALYTICS_ERRORS,
         ok=(200, "an endless text/event-stream", {"text/event-stream": {
             "schema": {"type": "string"}}})),
+    ("GET", "/v1/workspaces/{ws}/events/{event_id}"): operation(
+        "What became of one gateway event", realm="analytics",
+        errors=(*ANALYTICS_ERRORS, 404, 503),
+        ok=(200, "its outcome, the domain events it caused and its dead letters",
+            json_content(ref("EventOutcome")))),
+    ("GET", "/v1/workspaces/{ws}/dead-letters"): operation(
+        "The workspace's dead letters, oldest first", realm="analytics",
+        errors=(*ANALYTICS_ERRORS, 503),
+        params=(query("since", "received on or after: YYYY-MM-DD (UTC) or RFC 3339"),
+                query("source", "where it came from",
+                      enum("file", "http", "kafka", "commands"))),
+        ok=(200, "the dead letters", json_content({"type": "array",
+                                                   "items": ref("DeadLetter")}))),
     ("GET", "/metrics"): operation(
         "Prometheus metrics of the process",
         ok=(200, "Prometheus text exposition", {"text/plain": {"schema": {"type": "string"}}})),

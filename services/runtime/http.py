@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
@@ -34,6 +35,7 @@ async def start_http(settings: Settings, sink: Any, stores: Stores | None,
     app = create_app(settings=settings, sink=sink, read_models=stores.read_models,
                      registry=metrics.registry, health=health, events=stores.events, live=hub)
     feed_live(app, hub, settings, sink, stores)
+    await attach_operator_queries(app, settings)
     from ..http.limits import SERVER_OPTIONS
 
     runner = web.AppRunner(app, access_log=None, handle_signals=False, **SERVER_OPTIONS)
@@ -44,6 +46,20 @@ async def start_http(settings: Settings, sink: Any, stores: Stores | None,
     health.set_ready("http")
     log.info(f"listening on http://{host}:{port}", extra={"host": host, "port": port})
     return runner
+
+
+async def attach_operator_queries(app: web.Application, settings: Settings) -> None:
+    """Serve ``/events/{event_id}`` and ``/dead-letters`` (503 if the store cannot be opened)."""
+    from ..bootstrap import StorageUnavailable
+    from ..http.operators import attach_operations
+    from ..operations.wiring import open_operations
+
+    try:
+        operations = await asyncio.to_thread(open_operations, settings)
+    except StorageUnavailable as exc:
+        log.warning("operator queries unavailable: %s", exc)
+        return
+    attach_operations(app, operations)
 
 
 def feed_live(app: web.Application, hub: Any, settings: Settings, sink: Any,

@@ -24,9 +24,9 @@ from tests.e2e.test_operators_cli import (
     test_dead_letters_lists_every_invalid_input_with_reason_time_and_source,
     test_outcome_follows_merges_both_ways,
     test_outcome_needs_workspace_and_event_id,
-    test_outcome_of_rejected_and_invalid_events_names_the_reason,
     test_outcome_of_an_accepted_event_lists_the_domain_events_it_caused,
     test_outcome_of_an_unknown_event_is_one_line_exit_1,
+    test_outcome_of_rejected_and_invalid_events_names_the_reason,
     test_retry_dry_run_changes_nothing,
     test_retry_resubmits_through_the_pipeline_and_records_the_new_outcome,
     test_retry_usage_errors,
@@ -35,12 +35,15 @@ from tests.e2e.test_operators_cli import (
 pytestmark = pytest.mark.integration
 
 __all__ = [
-    "test_dead_letters_csv_and_table", "test_dead_letters_filters",
+    "test_dead_letters_csv_and_table",
+    "test_dead_letters_filters",
     "test_dead_letters_lists_every_invalid_input_with_reason_time_and_source",
-    "test_outcome_follows_merges_both_ways", "test_outcome_needs_workspace_and_event_id",
-    "test_outcome_of_rejected_and_invalid_events_names_the_reason",
+    "test_outcome_follows_merges_both_ways",
+    "test_outcome_needs_workspace_and_event_id",
     "test_outcome_of_an_accepted_event_lists_the_domain_events_it_caused",
-    "test_outcome_of_an_unknown_event_is_one_line_exit_1", "test_retry_dry_run_changes_nothing",
+    "test_outcome_of_an_unknown_event_is_one_line_exit_1",
+    "test_outcome_of_rejected_and_invalid_events_names_the_reason",
+    "test_retry_dry_run_changes_nothing",
     "test_retry_resubmits_through_the_pipeline_and_records_the_new_outcome",
     "test_retry_usage_errors",
 ]
