@@ -12,6 +12,8 @@ from schemas.asyncapi import document
 from schemas.events import EVENT_CLASSES, encode_event
 from schemas.generate import ASYNCAPI, render, stale
 from services.conversation.domain.contact import aggregate_id
+from services.conversation.domain.workspace import settings_id
+from services.conversation.workspaces import SettingsChange, change_settings
 from services.ingest.normalise import parse
 from services.runtime import topics
 from services.runtime.sinks import encode_command
@@ -69,8 +71,11 @@ def test_real_records_validate_against_their_message_payloads() -> None:
              ev("message.received", "c2", 4), ev("contact.merge", "c1", 5,
                                                   data={"secondary_contact_id": "c2"})]
     world.send(*story)
+    change_settings(world.events, "ws1", {"inactivity_timeout_seconds": 3600},
+                    SettingsChange("test"))
     events = [*world.events.load(aggregate_id("ws1", "c1")),
-              *world.events.load(aggregate_id("ws1", "c2"))]
+              *world.events.load(aggregate_id("ws1", "c2")),
+              *world.events.load(settings_id("ws1"))]
     kinds = set()
     for event in events:
         name = type(event).__name__
