@@ -4,10 +4,13 @@
 # else. Idempotent: nothing is fetched when every command is already there.
 #   kcat  librdkafka's command-line client: integration tests publish with it
 #         (a producer that is not ours, with gzip/snappy/lz4/zstd compression)
+#   promtool  Prometheus's checker: /metrics exposition, alert rules and their unit
+#         tests (infra/prometheus/); the package's server is not used
 set -euo pipefail
 
 DEPS=(
   "kcat kcat"
+  "promtool prometheus"
 )
 
 missing=()

@@ -26,7 +26,7 @@ from .operators import get_dead_letters, get_event_outcome
 from .pages import add_pages
 from .ports import EventSink
 from .queries import get_metrics
-from .telemetry import healthz, prometheus, request_metrics_middleware
+from .telemetry import ReadinessCollector, healthz, prometheus, request_metrics_middleware
 from .timeline import get_contact_events, get_conversation_events
 
 log = logging.getLogger(__name__)
@@ -80,6 +80,8 @@ def create_app(*, settings: Settings, sink: EventSink, read_models: ReadModelSto
                                ["status"], registry=registry),
         events=events,
     )
+    if health is not None:
+        registry.register(ReadinessCollector(health))
     hub = live if live is not None else LiveHub()
     app[LIVE] = hub
     app.on_startup.append(lambda _: _bind(hub))

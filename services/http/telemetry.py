@@ -8,9 +8,11 @@ import time
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram
+from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.exposition import generate_latest
+from prometheus_client.registry import Collector
 
-from .context import CONTEXT, route_label
+from .context import CONTEXT, HealthCheck, route_label
 from .errors import json_response
 
 log = logging.getLogger(__name__)
@@ -38,6 +40,29 @@ def request_metrics_middleware(registry: CollectorRegistry) -> Middleware:
         return response
 
     return middleware
+
+
+class ReadinessCollector(Collector):
+    """``bonychat_ready`` (1/0) and ``bonychat_component_ready``, read from the health check
+    at each scrape, so alerts see what ``/healthz`` says."""
+
+    def __init__(self, health: HealthCheck) -> None:
+        self.health = health
+
+    def collect(self) -> list[GaugeMetricFamily]:
+        try:
+            info = dict(self.health())
+        except Exception:
+            info = {"ready": False}
+        ready = GaugeMetricFamily("bonychat_ready", "1 when the process is ready "
+                                  "(GET /healthz answers 200), else 0",
+                                  value=1.0 if info.get("ready", True) else 0.0)
+        components = GaugeMetricFamily("bonychat_component_ready", "1 when the component "
+                                       "(a service, the stores, http) is ready",
+                                       labels=["component"])
+        for name, value in sorted(dict(info.get("components") or {}).items()):
+            components.add_metric([str(name)], 1.0 if value else 0.0)
+        return [ready, components]
 
 
 async def prometheus(request: web.Request) -> web.Response:

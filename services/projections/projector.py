@@ -115,9 +115,12 @@ def _conversation(item: Item) -> str | None:
 class ConversationProjection:
     """Applies domain events to conversation rows, caching the open ones."""
 
-    def __init__(self, store: ReadModelStore, *, cache_size: int = 200_000) -> None:
+    def __init__(self, store: ReadModelStore, *, cache_size: int = 200_000,
+                 on_closed: Callable[[ConversationRow], None] | None = None) -> None:
         self.store = store
         self.cache_size = cache_size
+        #: told about each row this projection closed, once it is saved (for metrics)
+        self.on_closed = on_closed
         self._open: dict[str, ConversationRow] = {}
         #: position name -> the recorded position the cached rows are current for
         self._cached_at: dict[str, int] = {}
@@ -200,6 +203,8 @@ class ConversationProjection:
                 cached[row.conversation_id] = row
             else:
                 cached.pop(row.conversation_id, None)
+                if self.on_closed is not None:
+                    self.on_closed(row)
         if len(cached) > self.cache_size:
             self.forget()
 

@@ -20,8 +20,11 @@ from schemas.commands import CommandBase
 
 from ..conversation.processor import BatchResult
 from ..ingest.normalise import Invalid
+from ..projections.rows import ConversationRow
 
 _BATCH_SIZES = (1, 10, 50, 100, 250, 500, 1_000, 2_000, 5_000)
+_RESOLUTION_SECONDS = (60, 300, 900, 1800, 3600, 4 * 3600, 8 * 3600, 86400, 3 * 86400,
+                       7 * 86400)
 _BATCH_SECONDS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 
 
@@ -49,6 +52,19 @@ class RuntimeMetrics:
                                    ["service", "topic"], registry=r)
         self.projection_lag = Gauge("bonychat_projection_lag", "Stored events not yet in "
                                     "the follower's position", ["follower"], registry=r)
+        self.resolution = Histogram("bonychat_conversation_resolution_seconds",
+                                    "Opening to closing of conversations projected as closed "
+                                    "(merges not counted)", ["channel"],
+                                    buckets=_RESOLUTION_SECONDS, registry=r)
+        self.closed = Counter("bonychat_conversations_closed", "Conversations projected as "
+                              "closed, by who closed them", ["closed_by"], registry=r)
+
+    def count_closed(self, row: ConversationRow) -> None:
+        """A conversation the projections service closed (resolution unless a merge)."""
+        closed_by = row.closed_by or "unknown"
+        self.closed.labels(closed_by).inc()
+        if closed_by != "merge" and row.resolution_seconds is not None:
+            self.resolution.labels(row.channel or "none").observe(row.resolution_seconds)
 
     def count_ingest(self, items: Sequence[CommandBase | Invalid], source: str,
                      service: str = "ingest") -> None:

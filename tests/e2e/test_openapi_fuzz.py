@@ -15,7 +15,6 @@ import random
 import signal
 import subprocess
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import orjson
@@ -118,5 +117,17 @@ def test_a_valid_batch_through_the_documented_operation(server: str) -> None:
     assert "/v1/events" in doc["paths"] and doc["openapi"] == "3.1.0"
 
 
-if __name__ == "__main__":  # pragma: no cover
-    raise SystemExit(pytest.main([str(Path(__file__))]))
+def test_metrics_of_the_fuzzed_server_pass_promtool(server: str) -> None:
+    """After the fuzzing above, the live /metrics exposition is still well formed."""
+    import shutil
+    import urllib.request
+
+    tool = shutil.which("promtool")
+    if tool is None:
+        pytest.skip("promtool is missing: `make deps-test` installs Debian's prometheus")
+    with urllib.request.urlopen(f"{server}/metrics", timeout=30) as response:
+        text = response.read()
+    assert b'bonychat_http_requests_total{method="POST",route="/v1/events"' in text
+    assert b"bonychat_ready 1.0" in text
+    done = subprocess.run([tool, "check", "metrics"], input=text, capture_output=True, check=False)
+    assert done.returncode == 0, done.stdout + done.stderr
