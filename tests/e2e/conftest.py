@@ -1,0 +1,68 @@
+"""Session fixtures of the contract acceptance suite (tests/e2e/test_contract_*.py).
+
+One ``bonychat import -`` of every story into one SQLite file, then one
+``bonychat serve`` on that file: tests read their story's workspace over HTTP
+(cheap) and run the CLI only where the CLI itself is what they check.
+"""
+
+from __future__ import annotations
+
+import urllib.parse
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from .contract_client import Server, run
+from .contract_scenarios import Story, all_stories
+
+HTTP_WORKSPACES = ["h-post", "h-other"]
+
+
+def gateway_token(ws: str) -> str:
+    return f"gw-{ws}"
+
+
+def analytics_token(ws: str) -> str:
+    return f"an-{ws}"
+
+
+@dataclass
+class Contract:
+    db: Path
+    stories: list[Story]
+    lines: str
+    import_result: Any
+    server: Server
+
+    def metrics(self, ws: str, **params: str) -> Any:
+        query = urllib.parse.urlencode(params)
+        return self.server.get_json(f"/v1/workspaces/{ws}/metrics?{query}",
+                                    analytics_token(ws))
+
+    def conversations(self, ws: str, **params: str) -> list[dict[str, Any]]:
+        query = urllib.parse.urlencode(params)
+        rows: list[dict[str, Any]] = self.server.get_json(
+            f"/v1/workspaces/{ws}/conversations?{query}", analytics_token(ws))
+        return rows
+
+
+@pytest.fixture(scope="session")
+def contract(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Contract]:
+    folder = tmp_path_factory.mktemp("contract")
+    db = folder / "contract.db"
+    stories = all_stories()
+    lines = "".join(line + "\n" for story in stories for line in story.lines)
+    imported = run(["import", "-"], db=db, stdin=lines)
+    workspaces = sorted({s.ws for s in stories} | set(HTTP_WORKSPACES))
+    server = Server(db, folder / "serve.log",
+                    gateway_tokens=",".join(f"{ws}={gateway_token(ws)}"
+                                            for ws in HTTP_WORKSPACES),
+                    analytics_tokens=",".join(f"{ws}={analytics_token(ws)}"
+                                              for ws in workspaces))
+    try:
+        yield Contract(db, stories, lines, imported, server.wait_ready())
+    finally:
+        server.stop()
