@@ -11,7 +11,7 @@ DEMO_DIR := examples/out
 DEMO_DB := $(DEMO_DIR)/demo.db
 DEMO_EVENTS := $(DEMO_DIR)/sample.jsonl
 
-.PHONY: help install deps-test run test test-unit test-integration test-fuzz lint schemas bench bench-quick clean
+.PHONY: help install deps-test run test test-unit test-integration test-fuzz mutation lint schemas bench bench-quick clean
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -52,6 +52,13 @@ FUZZ_EXAMPLES ?= 100000
 test-fuzz: $(STAMP) ## 100,000 fuzzed envelopes, 300 schemathesis examples per API operation
 	BONYCHAT_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) BONYCHAT_OPENAPI_EXAMPLES=300 \
 	    $(BIN)/pytest tests/unit/test_envelope_fuzz.py tests/e2e/test_openapi_fuzz.py -p no:cacheprovider
+
+MUTANTS ?=
+mutation: $(STAMP) ## mutation testing of the core (mutmut, CPU heavy, not in make test): MUTANTS='services.ingest.normalise*' narrows it
+	rm -rf mutants
+	BONYCHAT_FUZZ_EXAMPLES=80 BONYCHAT_ISOLATION_EXAMPLES=20 nice $(BIN)/mutmut run $(MUTANTS) || true
+	$(BIN)/mutmut export-cicd-stats && cat mutants/mutmut-cicd-stats.json && echo
+	$(BIN)/mutmut results
 
 lint: $(STAMP) ## ruff, mypy (strict on services/ and schemas/), schema files current
 	$(BIN)/ruff check services schemas tests bench
