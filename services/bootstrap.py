@@ -19,6 +19,14 @@ class StorageUnavailable(Exception):
     """The configured database cannot be opened or reached."""
 
 
+class StoreMissing(StorageUnavailable):
+    """A command that only works on an existing store found none (and created none)."""
+
+
+HOW_TO_CREATE = ("create it with 'bonychat import FILE', or choose another with "
+                 "--database-url or BONYCHAT_DATABASE_URL")
+
+
 @dataclass
 class Stores:
     """The event store and read model of one database, and how to close them."""
@@ -28,13 +36,33 @@ class Stores:
     close: Callable[[], None]
 
 
-def open_stores(settings: Settings) -> Stores:
-    """Open (and create if needed) the stores named by ``settings.database_url``."""
+def open_stores(settings: Settings, *, create: bool = True) -> Stores:
+    """Open the stores named by ``settings.database_url``.
+
+    With ``create`` (the default) a missing SQLite file or missing PostgreSQL
+    tables are created; without it they raise :class:`StoreMissing`.
+    """
     if settings.is_postgres:
         from .postgres import open_postgres_stores
 
-        return open_postgres_stores(settings.database_url)
-    return _open_sqlite(settings.sqlite_path())
+        return open_postgres_stores(settings.database_url, create=create)
+    path = settings.sqlite_path()
+    if not create:
+        _require_sqlite(path)
+    return _open_sqlite(path)
+
+
+def require_store(settings: Settings) -> None:
+    """Raise :class:`StoreMissing` unless the configured store exists; creates nothing."""
+    if settings.is_postgres:
+        open_stores(settings, create=False).close()
+    else:
+        _require_sqlite(settings.sqlite_path())
+
+
+def _require_sqlite(path: str) -> None:
+    if path != ":memory:" and not os.path.isfile(path):
+        raise StoreMissing(f"no database at {os.path.abspath(path)}: {HOW_TO_CREATE}")
 
 
 def _open_sqlite(path: str) -> Stores:

@@ -21,7 +21,7 @@ from psycopg.conninfo import conninfo_to_dict
 from psycopg.rows import dict_row
 from psycopg.sql import SQL, Identifier
 
-from .bootstrap import StorageUnavailable, Stores
+from .bootstrap import HOW_TO_CREATE, StorageUnavailable, StoreMissing, Stores
 from .conversation.store_postgres import EVENTS_TABLE, PostgresEventStore
 from .conversation.store_postgres import TRACKING_TABLE as EVENTS_TRACKING_TABLE
 from .projections.store_postgres import TRACKING_TABLE as PROJECTION_TRACKING_TABLE
@@ -84,12 +84,17 @@ def open_datastore(target: PostgresTarget) -> PostgresDatastore:
     return datastore
 
 
-def _prepare_schema(conn: psycopg.Connection[Any], schema: str) -> bool:
-    """Take the schema's start-up lock; create the schema; True when tables are missing."""
+def _prepare_schema(conn: psycopg.Connection[Any], schema: str, create: bool = True) -> bool:
+    """Take the schema's start-up lock; create the schema; True when tables are missing.
+
+    Without ``create`` nothing is created (a missing schema has missing tables).
+    """
     key = zlib.crc32(f"bonychat:{schema}".encode())
     conn.execute("SELECT pg_advisory_lock(%s)", (key,))
     exists = conn.execute("SELECT 1 FROM pg_namespace WHERE nspname = %s", (schema,)).fetchone()
     if exists is None:
+        if not create:
+            return True
         conn.execute(SQL("CREATE SCHEMA IF NOT EXISTS {}").format(Identifier(schema)))
     quoted = schema.replace('"', '""')
     names = [f'"{quoted}"."{name}"' for name in RELATIONS]
@@ -98,11 +103,13 @@ def _prepare_schema(conn: psycopg.Connection[Any], schema: str) -> bool:
     return row is None or row[0] != len(RELATIONS)
 
 
-def open_postgres_stores(url: str) -> Stores:
+def open_postgres_stores(url: str, *, create: bool = True) -> Stores:
     """Open (creating tables if needed) the event store and read model at ``url``.
 
     Raises :class:`~services.bootstrap.StorageUnavailable` with a one-line reason
-    when the server cannot be reached or the tables cannot be created.
+    when the server cannot be reached or the tables cannot be created, and
+    :class:`~services.bootstrap.StoreMissing` when tables are missing and
+    ``create`` is false.
     """
     target = parse_url(url)
     try:
@@ -113,9 +120,12 @@ def open_postgres_stores(url: str) -> Stores:
     datastore = open_datastore(target)
     try:
         with probe:  # closing it releases the advisory lock
-            create = _prepare_schema(probe, target.schema)
-            events = PostgresEventStore(datastore, create_tables=create)
-            read_models = PostgresReadModelStore(datastore, create_tables=create)
+            missing = _prepare_schema(probe, target.schema, create)
+            if missing and not create:
+                raise StoreMissing(f"no BonyChat tables in PostgreSQL {target.describe()} "
+                                   f"schema {target.schema!r}: {HOW_TO_CREATE}")
+            events = PostgresEventStore(datastore, create_tables=missing)
+            read_models = PostgresReadModelStore(datastore, create_tables=missing)
     except (psycopg.Error, PersistenceError) as exc:
         datastore.close()
         raise StorageUnavailable(

@@ -1,4 +1,8 @@
-"""The CLI's subcommands; each builds what it needs through the composition root."""
+"""The core subcommands (import, metrics, conversations, replay, serve).
+
+Each builds what it needs through the composition root; see ``spec.py`` for
+what a command is made of.
+"""
 
 from __future__ import annotations
 
@@ -8,29 +12,24 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
+from typing import IO
 
-from ..bootstrap import StorageUnavailable, Stores, embedded_pipeline, open_stores
+from ..bootstrap import embedded_pipeline, open_stores
 from ..ingest.parallel import ParallelParser
-from ..projections.metrics import compute
+from ..projections.metrics import GROUPINGS, MetricsQuery, compute
 from ..settings import Settings
 from ..writer import WriterFailed, WriterProcess
-from . import operators
-from .main import EXIT_OK, Failure, metrics_query, read_lines
 from .output import render_conversations, render_metrics, to_json
-
-
-@contextmanager
-def _stores(settings: Settings) -> Iterator[Stores]:
-    try:
-        stores = open_stores(settings)
-    except StorageUnavailable as exc:
-        raise Failure(str(exc)) from None
-    except Exception as exc:  # driver errors: unreachable server, bad credentials…
-        raise Failure(f"cannot open database: {type(exc).__name__}: {exc}") from None
-    try:
-        yield stores
-    finally:
-        stores.close()
+from .spec import (
+    EXIT_OK,
+    Command,
+    Failure,
+    add_format,
+    add_workspace,
+    cli_stores,
+    date_arg,
+    zone_arg,
+)
 
 
 @contextmanager
@@ -78,12 +77,12 @@ def import_(args: argparse.Namespace, settings: Settings) -> int:
     # "processes": a forked worker parses, another stores and projects, this one
     # decides; both are forked before this process opens the database.
     if mode == "processes" and not settings.is_postgres:
-        with _stores(settings):  # create the schema (and SQLite's WAL mode) first
+        with cli_stores(settings):  # create the schema (and SQLite's WAL mode) first
             pass
         try:
             with ParallelParser() as parser, \
                     WriterProcess(lambda: open_stores(settings)) as writer:
-                with _stores(settings) as stores:
+                with cli_stores(settings) as stores:
                     pipeline = embedded_pipeline(stores, settings)
                     with progress_reporter("import", not args.no_progress) as progress:
                         summary = pipeline.run_pipelined(all_lines(), writer, progress, parser)
@@ -93,7 +92,7 @@ def import_(args: argparse.Namespace, settings: Settings) -> int:
     else:  # on PostgreSQL, "processes" parses in a worker and stores from here
         with ExitStack() as stack:
             worker = stack.enter_context(ParallelParser()) if mode == "processes" else None
-            stores = stack.enter_context(_stores(settings))
+            stores = stack.enter_context(cli_stores(settings))
             pipeline = embedded_pipeline(stores, settings)
             with progress_reporter("import", not args.no_progress) as progress:
                 summary = (pipeline.run_inline(all_lines(), progress) if mode == "inline"
@@ -102,16 +101,35 @@ def import_(args: argparse.Namespace, settings: Settings) -> int:
     return EXIT_OK
 
 
+def read_lines(path: str) -> Iterator[bytes]:
+    """Lines of ``path`` (``-`` = stdin) as bytes; unreadable files raise Failure."""
+    if path == "-":
+        yield from sys.stdin.buffer
+        return
+    try:
+        handle: IO[bytes] = open(path, "rb")  # noqa: SIM115
+    except OSError as exc:
+        raise Failure(f"cannot read {path}: {exc.strerror or exc}") from None
+    with handle:
+        try:
+            first = handle.readline()
+            if first:
+                yield first.removeprefix(b"\xef\xbb\xbf")  # a UTF-8 BOM is not content
+            yield from handle
+        except OSError as exc:
+            raise Failure(f"cannot read {path}: {exc.strerror or exc}") from None
+
+
 def metrics(args: argparse.Namespace, settings: Settings) -> int:
-    query = metrics_query(args)
-    with _stores(settings) as stores:
+    query = MetricsQuery(args.workspace, args.group_by, args.tz, args.date_from, args.date_to)
+    with cli_stores(settings) as stores:
         result = compute(query, stores.read_models.facts(query.workspace_id))
     print(render_metrics(result, args.format))
     return EXIT_OK
 
 
 def conversations(args: argparse.Namespace, settings: Settings) -> int:
-    with _stores(settings) as stores:
+    with cli_stores(settings) as stores:
         rows = stores.read_models.conversations(args.workspace, args.contact, args.status)
     print(render_conversations([r.public() for r in rows], args.format))
     return EXIT_OK
@@ -119,7 +137,7 @@ def conversations(args: argparse.Namespace, settings: Settings) -> int:
 
 def replay(args: argparse.Namespace, settings: Settings) -> int:
     _tune_gc()
-    with _stores(settings) as stores:
+    with cli_stores(settings) as stores:
         pipeline = embedded_pipeline(stores, settings)
         started = time.monotonic()
         with progress_reporter("replay", not args.no_progress) as progress:
@@ -135,7 +153,58 @@ def serve(args: argparse.Namespace, settings: Settings) -> int:
     return run_serve(args.services, settings)
 
 
-# ``import`` is a keyword; the dispatcher looks commands up by name.
-globals()["import"] = import_
-globals()["dead-letters"] = operators.dead_letters
-outcome = operators.outcome
+def _import_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("file", help="JSONL file of gateway envelopes, or - for standard input")
+    parser.add_argument("--no-progress", action="store_true",
+                        help="no progress bar or progress lines on stderr")
+
+
+def _metrics_arguments(parser: argparse.ArgumentParser) -> None:
+    add_workspace(parser)
+    parser.add_argument("--group-by", choices=GROUPINGS, default="day",
+                        help="one row per day (default), week or month in --tz, or per "
+                             "channel, opened_by, closed_by, assignee or team")
+    parser.add_argument("--from", dest="date_from", type=date_arg, metavar="DATE",
+                        help="first local date counted, YYYY-MM-DD (default: no lower bound)")
+    parser.add_argument("--to", dest="date_to", type=date_arg, metavar="DATE",
+                        help="last local date counted, YYYY-MM-DD, inclusive "
+                             "(default: no upper bound)")
+    parser.add_argument("--tz", type=zone_arg, default="UTC", metavar="ZONE",
+                        help="IANA time zone of the dates and of --from/--to, "
+                             "e.g. Europe/Berlin (default: UTC)")
+    add_format(parser)
+
+
+def _conversations_arguments(parser: argparse.ArgumentParser) -> None:
+    add_workspace(parser)
+    parser.add_argument("--contact", metavar="CONTACT_ID",
+                        help="only this contact's conversations")
+    parser.add_argument("--status", choices=("open", "closed"),
+                        help="only open or only closed conversations (default: both)")
+    add_format(parser)
+
+
+def _replay_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--no-progress", action="store_true",
+                        help="no progress bar or progress lines on stderr")
+
+
+def _serve_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--services", default="ingest,conversation,projections",
+                        help="comma-separated subset of ingest,conversation,relay,projections "
+                             "(the outbox relay also runs inside conversation unless "
+                             "BONYCHAT_RELAY_WITH_CONVERSATION=0)")
+
+
+COMMANDS: tuple[Command, ...] = (
+    Command("import", "import a JSONL file of gateway envelopes", _import_arguments, import_,
+            creates_store=True),
+    Command("metrics", "conversations opened and closed, and resolution times",
+            _metrics_arguments, metrics),
+    Command("conversations", "list a workspace's conversations", _conversations_arguments,
+            conversations),
+    Command("replay", "rebuild every read model from the event store", _replay_arguments,
+            replay),
+    Command("serve", "run the services and the HTTP API", _serve_arguments, serve,
+            creates_store=True),
+)

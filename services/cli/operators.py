@@ -22,8 +22,8 @@ from ..operations.service import Operations, RetryReport, UnknownDeadLetter
 from ..operations.wiring import open_operations
 from ..projections.metrics import calendar_date
 from ..settings import Settings
-from .main import EXIT_OK, Failure
 from .output import table, to_json
+from .spec import EXIT_OK, Command, Failure
 
 REASON_WIDTH = 70
 
@@ -212,3 +212,10 @@ def render_retry(report: RetryReport) -> str:
     rows = [[r.id, ("skipped: " if r.skipped else "") + r.outcome, _cell(r.reason, 90)]
             for r in report.results]
     return f"{head}\n{table(['ID', 'OUTCOME', 'REASON'], rows)}"
+
+
+COMMANDS: tuple[Command, ...] = (
+    Command("outcome", "what became of one gateway event", outcome_arguments, outcome),
+    Command("dead-letters", "list dead letters, or retry them", dead_letters_arguments,
+            dead_letters),
+)

@@ -105,12 +105,22 @@ def render_metrics(result: dict[str, Any], fmt: str) -> str:
                "RES BH AVG", "RECONTACTS"]
     rows = [_metric_cells(r, r["key"]) for r in result["rows"]]
     footer = _metric_cells(result["total"], "TOTAL")
-    window = f"{result['from'] or '…'} to {result['to'] or '…'}"
     title = (f"workspace {result['workspace_id']} · by {result['group_by']} · tz {result['tz']}"
-             f" · {window}")
+             f" · {date_window(result['from'], result['to'])}")
     if not rows:
         return f"{title}\n(no conversations in this range)"
     return f"{title}\n{table(headers, rows, footer)}"
+
+
+def date_window(date_from: str | None, date_to: str | None) -> str:
+    """The date range of a metrics title in words."""
+    if date_from and date_to:
+        return f"{date_from} to {date_to}"
+    if date_from:
+        return f"from {date_from} on"
+    if date_to:
+        return f"up to {date_to}"
+    return "all dates"
 
 
 def _blank(value: Any) -> Any:

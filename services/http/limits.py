@@ -15,7 +15,10 @@ from __future__ import annotations
 
 from typing import Any, Final
 
-MAX_BODY_BYTES: Final = 1024 * 1024
+from ..ingest.normalise import MAX_INPUT_BYTES
+
+#: the one input limit of the service: also a JSONL line's and a Kafka record's
+MAX_BODY_BYTES: Final = MAX_INPUT_BYTES
 MAX_BATCH_ITEMS: Final = 5_000
 MAX_JSON_DEPTH: Final = 1024
 BODY_TIMEOUT_SECONDS: Final = 30.0

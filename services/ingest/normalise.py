@@ -7,7 +7,7 @@ Nothing here raises on bad input: a caller always gets either a command or an
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 import orjson
 from pydantic import ValidationError
@@ -27,6 +27,10 @@ from schemas.envelope import GatewayEnvelope, markdone_flag
 from schemas.trusted import construct
 
 _VALIDATE = GatewayEnvelope.model_validate
+
+#: The largest input accepted anywhere: one JSONL line of ``bonychat import``,
+#: one Kafka gateway record, one HTTP request body (over it: 413). 1 MiB.
+MAX_INPUT_BYTES: Final = 1024 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,12 +59,37 @@ def describe(error: ValidationError) -> str:
 
 
 def parse(raw: str | bytes) -> CommandBase | Invalid:
-    """Validate one raw JSON envelope and normalise it into a command."""
+    """Validate one raw JSON envelope and normalise it into a command.
+
+    An envelope over :data:`MAX_INPUT_BYTES` is invalid whatever it holds.
+    """
+    if len(raw) * (4 if isinstance(raw, str) else 1) > MAX_INPUT_BYTES:
+        size = len(raw) if isinstance(raw, bytes) else len(raw.encode("utf-8", "replace"))
+        if size > MAX_INPUT_BYTES:
+            return _too_large(raw, size)
     try:
         obj = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
         return Invalid(_text(raw), f"malformed JSON: {exc}")
     return parse_object(obj, raw)
+
+
+def too_large(size: int) -> str:
+    """The reason given for an envelope of ``size`` bytes over the limit."""
+    return (f"envelope of {size:,} bytes exceeds the limit of {MAX_INPUT_BYTES:,} bytes "
+            "(1 MiB)")
+
+
+def _too_large(raw: str | bytes, size: int) -> Invalid:
+    """Invalid for its size; keeps the workspace and event ids when it is a JSON object."""
+    try:
+        obj = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        obj = None
+    ids = [obj.get(key) if isinstance(obj, dict) else None
+           for key in ("workspace_id", "event_id")]
+    return Invalid(_text(raw), too_large(size),
+                   *(value if isinstance(value, str) else None for value in ids))
 
 
 def _text(raw: str | bytes) -> str:

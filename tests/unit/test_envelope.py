@@ -23,7 +23,7 @@ from schemas.commands import (
     ReceiveMessage,
     SendMessage,
 )
-from services.ingest.normalise import Invalid, parse
+from services.ingest.normalise import MAX_INPUT_BYTES, Invalid, parse
 
 from .harness import ev
 
@@ -436,3 +436,51 @@ def test_invalid_keeps_raw_text_and_what_ids_it_could_read() -> None:
     result = parse(text)
     assert isinstance(result, Invalid)
     assert (result.raw, result.workspace_id, result.event_id) == (text, "ws9", "e-77")
+
+
+# ------------------------------------------------------------------ size limit
+def sized(size: int) -> bytes:
+    """A valid message.received envelope of exactly ``size`` bytes (UTF-8)."""
+    base = orjson.dumps(valid(data={"text": ""}, ws="ws9", event_id="big-1"))
+    padding = size - len(base)
+    assert padding >= 0
+    return base.replace(b'"text":""', b'"text":"' + b"x" * padding + b'"')
+
+
+def test_an_envelope_of_exactly_one_mebibyte_is_valid() -> None:
+    assert MAX_INPUT_BYTES == 1_048_576
+    line = sized(MAX_INPUT_BYTES)
+    assert len(line) == MAX_INPUT_BYTES
+    assert not isinstance(parse(line), Invalid)
+    assert not isinstance(parse(line.decode()), Invalid)
+
+
+@pytest.mark.parametrize("size", [MAX_INPUT_BYTES + 1, 3 * MAX_INPUT_BYTES])
+def test_an_envelope_over_one_mebibyte_is_invalid_and_the_reason_names_its_size(
+        size: int) -> None:
+    line = sized(size)
+    for raw in (line, line.decode()):
+        result = parse(raw)
+        assert isinstance(result, Invalid)
+        assert f"{size:,} bytes" in result.reason and "1,048,576" in result.reason
+        assert (result.workspace_id, result.event_id) == ("ws9", "big-1")
+        assert result.raw == line.decode()
+
+
+def test_the_limit_counts_utf8_bytes_not_characters() -> None:
+    base = sized(MAX_INPUT_BYTES).decode()
+    # "é" is two bytes in UTF-8: replacing "xx" keeps the size, replacing "x" adds one
+    same = base.replace("xx", "é", 1)
+    assert len(same) < MAX_INPUT_BYTES and len(same.encode()) == MAX_INPUT_BYTES
+    assert not isinstance(parse(same), Invalid)
+    wider = base.replace("x", "é", 1)
+    assert len(wider) == MAX_INPUT_BYTES and len(wider.encode()) == MAX_INPUT_BYTES + 1
+    result = parse(wider)
+    assert isinstance(result, Invalid) and "1,048,577 bytes" in result.reason
+
+
+def test_garbage_over_the_limit_is_invalid_for_its_size() -> None:
+    result = parse(b"y" * (MAX_INPUT_BYTES + 10))
+    assert isinstance(result, Invalid)
+    assert "1,048,586 bytes" in result.reason
+    assert (result.workspace_id, result.event_id) == (None, None)
