@@ -31,7 +31,7 @@ def analytics_token(ws: str) -> str:
 
 @dataclass
 class Contract:
-    db: Path
+    db: Path | str  # an SQLite file, or a PostgreSQL URL (tests/integration)
     stories: list[Story]
     lines: str
     import_result: Any
@@ -52,7 +52,11 @@ class Contract:
 @pytest.fixture(scope="session")
 def contract(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Contract]:
     folder = tmp_path_factory.mktemp("contract")
-    db = folder / "contract.db"
+    yield from start_contract(folder / "contract.db", folder)
+
+
+def start_contract(db: Path | str, folder: Path) -> Iterator[Contract]:
+    """Import every story into ``db``, then serve it over HTTP."""
     stories = all_stories()
     lines = "".join(line + "\n" for story in stories for line in story.lines)
     imported = run(["import", "-"], db=db, stdin=lines)

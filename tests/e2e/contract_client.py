@@ -35,13 +35,13 @@ def clean_env(**extra: str) -> dict[str, str]:
     return env
 
 
-def run(args: Sequence[str], *, db: Path | None = None, stdin: str | None = None,
+def run(args: Sequence[str], *, db: Path | str | None = None, stdin: str | None = None,
         cwd: Path | None = None, env: Mapping[str, str] | None = None,
         ) -> subprocess.CompletedProcess[str]:
     return run_many([args], db=db, stdin=stdin, cwd=cwd, env=env)[0]
 
 
-def run_many(commands: Sequence[Sequence[str]], *, db: Path | None = None,
+def run_many(commands: Sequence[Sequence[str]], *, db: Path | str | None = None,
              stdin: str | None = None, cwd: Path | None = None,
              env: Mapping[str, str] | None = None,
              ) -> list[subprocess.CompletedProcess[str]]:
@@ -83,16 +83,17 @@ class Reply:
 
 
 class Server:
-    """``bonychat serve`` on the embedded runtime, on a free port."""
+    """``bonychat serve`` without Kafka (the in-process pipeline), on a free port;
+    ``db`` is an SQLite file or a PostgreSQL URL."""
 
-    def __init__(self, db: Path, log: Path, **tokens: str) -> None:
+    def __init__(self, db: Path | str, log: Path, **tokens: str) -> None:
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         env = clean_env(BONYCHAT_DATABASE_URL=str(db), BONYCHAT_HTTP_PORT=str(self.port),
                         **{f"BONYCHAT_{k.upper()}": v for k, v in tokens.items()})
         self.log = log
         with log.open("wb") as out:
-            self.proc = subprocess.Popen([*bonychat(), "serve"], env=env, cwd=db.parent,
+            self.proc = subprocess.Popen([*bonychat(), "serve"], env=env, cwd=log.parent,
                                          stdout=out, stderr=subprocess.STDOUT)
 
     def wait_ready(self) -> Server:
