@@ -17,6 +17,8 @@ import logging
 import time
 from typing import Any
 
+from eventsourcing.persistence import IntegrityError
+
 from ..conversation.ports import EventStore, Position
 from ..projections.ports import ReadModelStore
 from ..projections.projector import EVENT_STORE_POSITION, ConversationProjection
@@ -79,6 +81,14 @@ class ProjectionService:
         self.metrics.domain_events.labels(SERVICE).inc(len(batch))
         return max(0, self.events.max_notification_id() - after)
 
+    async def _reposition(self) -> int:
+        """Drop cached rows and take the read model's recorded position."""
+        self.projection.forget()
+        after = await asyncio.to_thread(self.read_models.position, EVENT_STORE_POSITION) or 0
+        log.warning("projected by another process; going on from its position",
+                    extra={"after": after})
+        return after
+
     async def _follow(self, stop: asyncio.Event) -> None:
         after = await asyncio.to_thread(self.read_models.position, EVENT_STORE_POSITION) or 0
         log.info("projections following the event store", extra={"after": after})
@@ -100,7 +110,16 @@ class ProjectionService:
                     continue
                 if len(batch) >= self.page:  # a backlog: read the next page meanwhile
                     ahead = asyncio.ensure_future(asyncio.to_thread(self._read, batch[-1][0]))
-                lag = await asyncio.to_thread(self._apply, batch)
+                try:
+                    lag = await asyncio.to_thread(self._apply, batch)
+                except IntegrityError:
+                    # another process (an import or a dead-letter retry on this
+                    # database) projected these events first: go on from its position
+                    if ahead is not None:
+                        await asyncio.gather(ahead, return_exceptions=True)
+                        ahead = None
+                    after = await self._reposition()
+                    continue
                 after = batch[-1][0]
                 self.metrics.projection_lag.labels(SERVICE).set(lag)
         finally:
