@@ -92,7 +92,8 @@ def test_outcome_follows_merges_both_ways(ops: Cli) -> None:
     merge = ops.json("outcome", "--workspace", "ws1", "m1", "--format", "json")
     assert merge["outcome"] == "accepted"
     caused = {(e["event_type"], e["contact_id"]) for e in merge["domain_events"]}
-    assert caused == {("ConversationClosed", "c2"), ("ContactMerged", "c2")}
+    assert caused == {("ConversationClosed", "c2"), ("ContactMerged", "c2"),
+                      ("ContactAbsorbed", "c1")}
     closed = next(e for e in merge["domain_events"] if e["event_type"] == "ConversationClosed")
     assert closed["closed_by"] == "merge"
     after = ops.json("outcome", "--workspace", "ws1", "e5", "--format", "json")
