@@ -6,11 +6,14 @@
 #         (a producer that is not ours, with gzip/snappy/lz4/zstd compression)
 #   promtool  Prometheus's checker: /metrics exposition, alert rules and their unit
 #         tests (infra/prometheus/); the package's server is not used
+#   chromium  the Reports/Dashboard browser tests: Playwright drives the system
+#         Chromium (Playwright's own browser download is not used)
 set -euo pipefail
 
 DEPS=(
   "kcat kcat"
   "promtool prometheus"
+  "chromium chromium"
 )
 
 missing=()

@@ -303,3 +303,24 @@ async def test_live_stream_tells_of_processed_events_of_its_workspace_only(
         rows = await get_json(client, "/v1/workspaces/ws1/conversations", contact="c8")
         assert len(rows) == 1
         response.close()
+# -- the pages ------------------------------------------------------------------------------
+
+@async_test
+async def test_pages_are_served_with_a_strict_content_security_policy(
+        tmp_path: Path, stores: Stores) -> None:
+    async with serve(pages_app(tmp_path, stores)) as client:
+        home = await client.get("/", allow_redirects=False)
+        assert home.status == 302 and home.headers["Location"] == "/dashboard"
+        for path in ("/dashboard", "/reports"):
+            page = await client.get(path)
+            assert page.status == 200 and page.content_type == "text/html"
+            csp = page.headers["Content-Security-Policy"]
+            assert "script-src 'self'" in csp and "unsafe-inline" not in csp
+            html = await page.text()
+            assert "<script>" not in html and "onclick" not in html and "style=" not in html
+            for asset in ("/static/app.js", "/static/vendor/chart.umd.min.js",
+                          "/static/pages.css"):
+                assert asset in html
+                assert (await client.get(asset)).status == 200
+        api = await client.get("/v1/workspaces/ws1/dashboard", headers=ANALYTICS)
+        assert api.headers["X-Content-Type-Options"] == "nosniff"
