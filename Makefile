@@ -11,7 +11,8 @@ DEMO_DIR := examples/out
 DEMO_DB := $(DEMO_DIR)/demo.db
 DEMO_EVENTS := $(DEMO_DIR)/sample.jsonl
 
-.PHONY: help install deps-test run test test-unit test-integration test-fuzz mutation lint schemas bench bench-quick clean
+.PHONY: help install deps-test run test test-unit test-integration test-fuzz mutation lint schemas bench bench-quick clean \
+	screenshots
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -45,7 +46,7 @@ run: $(STAMP) ## import a realistic sample on the embedded store and print metri
 test: $(STAMP) deps-test lint infra-up ## lint, start Kafka + PostgreSQL, run unit, e2e and integration tests
 	set -a; source infra/local.env; set +a; $(BIN)/pytest tests -p no:cacheprovider
 
-test-unit: $(STAMP) ## unit and end-to-end tests of the embedded runtime only (no servers)
+test-unit: $(STAMP) deps-test ## unit and end-to-end tests of the embedded runtime only (no servers)
 	$(BIN)/pytest tests/unit tests/e2e
 
 FUZZ_EXAMPLES ?= 100000
@@ -59,6 +60,9 @@ mutation: $(STAMP) ## mutation testing of the core (mutmut, CPU heavy, not in ma
 	BONYCHAT_FUZZ_EXAMPLES=80 BONYCHAT_ISOLATION_EXAMPLES=20 nice $(BIN)/mutmut run $(MUTANTS) || true
 	$(BIN)/mutmut export-cicd-stats && cat mutants/mutmut-cicd-stats.json && echo
 	$(BIN)/mutmut results
+
+screenshots: $(STAMP) deps-test ## redraw docs/screenshots (both pages, 1280 px and 390 px)
+	$(PY) -m tests.e2e.pages_harness --screenshots docs/screenshots
 
 lint: $(STAMP) ## ruff, mypy (strict on services/ and schemas/), schema files current
 	$(BIN)/ruff check services schemas tests bench

@@ -115,7 +115,7 @@ class Story:
         body.update(fields)
         self.events.append(body)
 
-    def conversation(self, contact: str, opened: datetime, channel: str,
+    def conversation(self, contact: str, opened: datetime, channel: str, *,
                      assignee: str | None = None, team: str | None = None,
                      closed_after: timedelta | None = None, closer: str = "user",
                      summary: str | None = None, category: str | None = None) -> None:

@@ -227,8 +227,9 @@ const BC = (() => {
   }
 
   function zoneOptions(select) {
-    const zones = typeof Intl.supportedValuesOf === "function"
-      ? Intl.supportedValuesOf("timeZone") : ["UTC", "Europe/Madrid", "America/New_York"];
+    const known = typeof Intl.supportedValuesOf === "function"
+      ? Intl.supportedValuesOf("timeZone") : ["Europe/Madrid", "America/New_York"];
+    const zones = ["UTC", ...known.filter((z) => z !== "UTC")];
     select.replaceChildren(el("option", { value: "", "data-i18n": "tz.workspace",
                                           text: t("tz.workspace") }),
                            ...zones.map((z) => el("option", { value: z, text: z })));
