@@ -135,6 +135,15 @@ def show_report(page: Any, *, group: str, date_from: str, date_to: str, tz: str)
                            timeout=WAIT_MS)
 
 
+def choose_preset(page: Any, preset: str) -> None:
+    """Pick a range preset and wait until the report of exactly that range is drawn."""
+    page.wait_for_selector("body[data-loaded]", timeout=WAIT_MS)
+    page.select_option("#preset", preset)
+    wanted = f"{page.input_value('#from')}|{page.input_value('#to')}"
+    page.wait_for_function("(w) => (document.body.dataset.loaded || '').includes(w)", arg=wanted,
+                           timeout=WAIT_MS)
+
+
 def recent_range(days: int = 10) -> tuple[str, str]:
     today = datetime.now(UTC).date()
     return (today - timedelta(days=days)).isoformat(), today.isoformat()
@@ -325,11 +334,7 @@ def _zone(name: str) -> Any:
 
 def test_drill_down_pages_filters_and_csv(tab: Watched, server: Server) -> None:
     page = login(tab, server, "/reports")
-    page.select_option("#preset", "last30")
-    page.wait_for_function("() => document.querySelector('#preset').value === 'last30' && "
-                           "document.body.dataset.loaded", timeout=WAIT_MS)
-    show_report(page, group="day", date_from=page.input_value("#from"),
-                date_to=page.input_value("#to"), tz="UTC")
+    choose_preset(page, "last30")
     total = open_drill(page, '#report-table tfoot button[data-measure="opened"]')
     assert total > 25
     first = drill_ids(page)
@@ -352,8 +357,7 @@ def test_drill_down_pages_filters_and_csv(tab: Watched, server: Server) -> None:
 
 def test_timeline_shows_a_merge_closing(tab: Watched, server: Server) -> None:
     page = login(tab, server, "/reports")
-    page.select_option("#preset", "last30")
-    page.wait_for_selector("#report-table tfoot button[data-measure=closed]")
+    choose_preset(page, "last30")
     open_drill(page, '#report-table tfoot button[data-measure="closed"]')
     page.select_option("#f-closed-by", "merge")
     page.wait_for_function("() => document.querySelector('#drill-count').dataset.total === '1'")
@@ -372,8 +376,7 @@ def test_timeline_shows_a_merge_closing(tab: Watched, server: Server) -> None:
 
 def test_html_from_gateways_is_shown_as_text(tab: Watched, server: Server) -> None:
     page = login(tab, server, "/reports")
-    page.select_option("#preset", "last30")
-    page.wait_for_selector("#report-table tfoot button[data-measure=closed]")
+    choose_preset(page, "last30")
     open_drill(page, '#report-table tfoot button[data-measure="closed"]')
     page.fill("#f-assignee", "ana")
     page.dispatch_event("#f-assignee", "change")

@@ -145,8 +145,10 @@
     if (timelineId && timeline) renderTimeline();
   }
 
+  let latest = 0;
+
   async function load() {
-    const p = params();
+    const p = params(), mine = ++latest;
     try {
       const wanted = [BC.api("/metrics", p)];
       if (p.from && p.to) {
@@ -156,6 +158,7 @@
                                          to: iso(prevTo) }));
       }
       const [now, before] = await Promise.all(wanted);
+      if (mine !== latest) return;  // the controls changed meanwhile: a newer load draws
       report = now;
       previous = before || null;
       document.body.dataset.loaded = `${p.group_by}|${p.from}|${p.to}|${p.tz}`;
@@ -181,10 +184,14 @@
     $("drill-title").focus();
   }
 
+  let latestDrill = 0;
+
   async function loadDrill() {
+    const mine = ++latestDrill;
     try {
       const rows = await BC.api("/conversations", { ...drillParams(), limit: PAGE,
                                                     offset: drill.offset });
+      if (mine !== latestDrill || !drill) return;  // a newer list is on its way
       drill.rows = rows;
       drill.total = Number(rows.totalCount || rows.length);
       renderDrill();
