@@ -189,16 +189,17 @@ def compute(query: MetricsQuery, facts: Iterable[Fact],
                 bucket.opened += 1
                 bucket.recontacts += fact.recontact
         responded, first = fact.first_response_us, fact.first_message_us
-        if responded is not None and first is not None and (
-                group_by != "closed_by" or fact.closed_us is not None):
+        if responded is not None and first is not None:
             responded_day = local(responded)
             if _within(responded_day, low, high):
-                key = (time_key(responded_day, group_by) if by_time
-                       else _dimension(fact, group_by))
-                bucket = buckets.setdefault(key, _Bucket())
                 calendar = max(0, responded - first) / 1_000_000
                 inside = _business(first, responded, business)
-                for target in (bucket, total):
+                targets = [total]  # the total covers the range whatever the grouping
+                if group_by != "closed_by" or fact.closed_us is not None:
+                    key = (time_key(responded_day, group_by) if by_time
+                           else _dimension(fact, group_by))
+                    targets.append(buckets.setdefault(key, _Bucket()))
+                for target in targets:
                     target.responses.append(calendar)
                     target.responses_business.append(inside)
         if fact.closed_us is None:

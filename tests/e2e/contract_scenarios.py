@@ -296,8 +296,51 @@ def metrics_stories() -> list[Story]:
     return [example, dst, week, span, dims]
 
 
+def service_level_stories() -> list[Story]:
+    """CONTRACT §6.2, §6.5 and §6.6 for workspaces without settings."""
+    first = Story("s-first")
+    first.recv("c1", at("10:00"))
+    first.sent("c1", at("10:01"), actor="automation")  # not a human
+    first.sent("c1", at("10:02"), actor="dialogflow")
+    first.event("message.sent", "c1", at("10:05"), actor={"type": "user", "id": "u7"})
+    first.event("message.sent", "c1", at("10:06"), actor={"type": "user", "id": "u8"})
+    first.close("c1", at("10:10"))
+    first.open("c2", at("10:00"))
+    first.sent("c2", at("10:01"))  # before any message.received: not a response
+    first.recv("c2", at("10:03"))
+    first.event("message.sent", "c2", at("10:04"), actor={"type": "user", "id": "u2"})
+    first.assign("c2", at("10:04:30"), {"assignee_id": "zed"})
+    first.recv("c3", at("10:00"))
+    first.sent("c3", at("09:58"))  # arrives after the message, occurred before: 0 s
+    first.event("welcome", "c4", at("10:00"), channel={"type": "facebook"})
+    first.sent("c4", at("10:01"))  # no message.received in it: no first response
+    first.recv("c5", at("10:00"))
+    first.recv("c6", "2026-11-22T23:59:00Z")
+    first.sent("c6", "2026-11-23T00:01:00Z")  # a day with only a first response
+    first.expect(accepted=18)
+
+    again = Story("s-recontact")
+    again.recv("c1", at("10:00"))
+    again.close("c1", at("10:10"))
+    again.recv("c1", "2026-11-25T10:09:59Z")  # 23:59:59 after the close: a re-contact
+    again.close("c1", "2026-11-25T10:20:00Z")
+    again.recv("c1", "2026-11-26T11:00:00Z")  # 24:40 after: not one
+    again.recv("c3", at("10:00"))
+    again.merge("Q", "c3", at("10:05"))  # c3's conversation closed by merge
+    again.recv("Q", at("10:06"))  # a merge closing does not make a re-contact
+    again.close("Q", at("10:07"))
+    again.recv("Q", at("10:08"))  # closed by a user a minute ago: a re-contact
+    again.recv("c4", at("10:00"))
+    again.close("c4", at("10:01"))
+    again.merge("R", "c4", at("10:02"))
+    again.recv("R", at("10:03"))  # the survivor's history holds c4's conversation
+    again.expect(accepted=14)
+    return [first, again]
+
+
 def all_stories() -> list[Story]:
-    return [*lifecycle_stories(), *dedupe_stories(), *envelope_stories(), *metrics_stories()]
+    return [*lifecycle_stories(), *dedupe_stories(), *envelope_stories(), *metrics_stories(),
+            *service_level_stories()]
 
 
 def expected_summary(stories: list[Story]) -> dict[str, Any]:

@@ -386,6 +386,22 @@ def test_dimension_rows_carry_their_own_statistics() -> None:
     assert rows["line"] == NULL_STATS
 
 
+def test_the_total_is_the_same_whatever_the_grouping() -> None:
+    """CONTRACT §3: ``total`` covers the whole filtered range; in particular the
+    first responses of open conversations count in it also when grouping by
+    ``closed_by``, whose rows hold closed conversations only (§6.6)."""
+    responded = [Fact(us("2026-11-24T10:00:00Z"), closed, "sms", "contact",
+                      "user" if closed else None, None, None, us("2026-11-24T10:00:00Z"),
+                      us("2026-11-24T10:01:00Z"))
+                 for closed in (None, us("2026-11-24T10:05:00Z"))]
+    facts = [*DIMENSION_FACTS, *responded]
+    totals = {group_by: metrics(facts, group_by)["total"] for group_by in GROUPINGS}
+    assert totals["closed_by"]["first_response_seconds"]["count"] == 2
+    assert all(total == totals["day"] for total in totals.values())
+    [user] = [r for r in metrics(facts, "closed_by")["rows"] if r["key"] == "user"]
+    assert user["first_response_seconds"]["count"] == 1
+
+
 def test_only_open_conversations_give_no_rows_for_close_dimensions() -> None:
     facts = [fact("2026-11-24T10:00:00Z", assignee="ann")]
     for group_by in ("closed_by", "assignee", "team"):
