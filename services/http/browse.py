@@ -6,7 +6,7 @@ array, all rows) and takes more, optional, parameters:
 - attribute filters with the metrics' dimension keys: ``channel`` (``none`` =
   no channel), ``assignee`` / ``team`` (``unassigned``), ``opened_by``, ``closed_by``;
 - a metrics bucket: ``measure`` (``opened``, ``closed`` or ``resolved`` = closed
-  but not by merge, as counted in resolution statistics) with ``from``/``to``/``tz``
+  but not by merge or inactivity, as counted in resolution statistics) with ``from``/``to``/``tz``
   and optionally ``group_by`` + ``key``: exactly the conversations behind that
   number of ``GET /metrics`` with the same parameters;
 - ``limit`` (1..1000) and ``offset``: one page; ``X-Total-Count`` gives the total;
@@ -25,7 +25,7 @@ from zoneinfo import ZoneInfo
 from aiohttp import web
 
 from ..cli.output import render_conversations
-from ..projections.metrics import GROUPINGS, TIME_GROUPINGS, time_key
+from ..projections.metrics import GROUPINGS, TIME_GROUPINGS, UNRESOLVED, time_key
 from ..projections.rows import ConversationRow
 from .context import CONTEXT
 from .errors import ApiError, json_response
@@ -62,7 +62,7 @@ class Bucket:
     def moment(self, row: ConversationRow) -> int | None:
         if self.measure == "opened":
             return row.opened_us
-        if self.measure == "resolved" and row.closed_by == "merge":
+        if self.measure == "resolved" and row.closed_by in UNRESOLVED:
             return None
         return row.closed_us
 

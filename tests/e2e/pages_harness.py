@@ -198,8 +198,11 @@ def screenshots(out: Path) -> None:
             page.wait_for_selector("#report-table tbody tr")
             page.locator("#report-table tfoot button[data-measure=closed]").click()
             page.wait_for_selector("#drill-table tbody tr")
-            page.locator("#drill-table tbody tr").first.get_by_role("button").click()
+            merged = page.locator("#drill-table tbody tr", has_text="dup-secondary")
+            merged.get_by_role("button").click()
             page.wait_for_selector("#timeline-list li")
+            page.evaluate("() => document.querySelectorAll('.table-wrap')"
+                          ".forEach(w => { w.scrollLeft = 0; })")
             page.screenshot(path=str(out / f"reports-{name}.png"), full_page=True)
             context.close()
         browser.close()

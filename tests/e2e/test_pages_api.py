@@ -324,3 +324,4 @@ async def test_pages_are_served_with_a_strict_content_security_policy(
                 assert (await client.get(asset)).status == 200
         api = await client.get("/v1/workspaces/ws1/dashboard", headers=ANALYTICS)
         assert api.headers["X-Content-Type-Options"] == "nosniff"
+

@@ -171,19 +171,20 @@ const BC = (() => {
   const num = (value) => value === null || value === undefined ? t("none")
     : new Intl.NumberFormat(lang).format(value);
 
+  /** Seconds as a short duration: 45s, 12m 05s, 3h 05m, 2d 04h (as the CLI prints them). */
   function dur(seconds) {
     if (seconds === null || seconds === undefined) return t("none");
     const s = Math.round(seconds);
-    if (s < 60) return `${s} s`;
+    if (s < 60) return `${s}s`;
     const m = Math.floor(s / 60), h = Math.floor(m / 60), d = Math.floor(h / 24);
-    if (m < 60) return `${m} min ${String(s % 60).padStart(2, "0")} s`;
-    if (h < 24) return `${h} h ${String(m % 60).padStart(2, "0")} min`;
-    return `${d} d ${String(h % 24).padStart(2, "0")} h`;
+    if (m < 60) return `${m}m ${String(s % 60).padStart(2, "0")}s`;
+    if (h < 24) return `${h}h ${String(m % 60).padStart(2, "0")}m`;
+    return `${d}d ${String(h % 24).padStart(2, "0")}h`;
   }
 
-  function when(iso, tz) {
+  function when(iso, tz, dateStyle) {
     if (!iso) return t("none");
-    const options = { dateStyle: "medium", timeStyle: "short" };
+    const options = { dateStyle: dateStyle || "medium", timeStyle: "short" };
     if (tz) options.timeZone = tz;
     return new Intl.DateTimeFormat(lang, options).format(new Date(iso));
   }

@@ -39,8 +39,8 @@
       BC.el("tr", {},
         BC.el("td", { class: "text", text: row.contact_id }),
         BC.el("td", { text: row.channel || BC.t("none") }),
-        BC.el("td", { class: "when", text: BC.when(row.opened_at, summary.tz) }),
-        BC.el("td", { class: "when", text: BC.when(row.last_activity_at || row.opened_at, summary.tz) }),
+        BC.el("td", { class: "when", text: BC.when(row.opened_at, summary.tz, "short") }),
+        BC.el("td", { class: "when", text: BC.when(row.last_activity_at || row.opened_at, summary.tz, "short") }),
         BC.el("td", { class: "text", text: row.assignee_id || BC.t("unassigned") }),
         BC.el("td", { class: "num", text: BC.dur(row.waiting_seconds) }),
         BC.el("td", {}, BC.el("a", {

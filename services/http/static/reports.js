@@ -209,8 +209,8 @@
         BC.el("td", { class: "text", text: row.contact_id }),
         BC.el("td", { text: row.channel || BC.t("none") }),
         BC.el("td", { text: BC.t(`status.${row.status}`) }),
-        BC.el("td", { class: "when", text: BC.when(row.opened_at, tz) }),
-        BC.el("td", { class: "when", text: BC.when(row.closed_at, tz) }),
+        BC.el("td", { class: "when", text: BC.when(row.opened_at, tz, "short") }),
+        BC.el("td", { class: "when", text: BC.when(row.closed_at, tz, "short") }),
         BC.el("td", { text: row.opened_by }),
         BC.el("td", {}, row.closed_by
           ? BC.el("span", { class: `badge ${row.closed_by === "merge" ? "merge" : ""}`,
