@@ -335,7 +335,15 @@ def service_level_stories() -> list[Story]:
     again.merge("R", "c4", at("10:02"))
     again.recv("R", at("10:03"))  # the survivor's history holds c4's conversation
     again.expect(accepted=14)
-    return [first, again]
+
+    fractions = Story("s-round")
+    fractions.recv("c1", at("10:00:00.123456"))
+    fractions.sent("c1", at("10:00:00.5"))  # 0.376544 s
+    fractions.close("c1", at("10:00:01"))  # 0.876544 s
+    fractions.recv("c2", at("10:00:00"))
+    fractions.close("c2", at("10:00:00.0004"))  # 0.0004 s
+    fractions.expect(accepted=5)
+    return [first, again, fractions]
 
 
 def all_stories() -> list[Story]:

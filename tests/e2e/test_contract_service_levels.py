@@ -118,3 +118,13 @@ def test_metrics_csv_flattens_the_new_statistics_after_the_existing_columns(
                         "1", "120.0", "120.0", "120.0", "120.0", "120.0",
                         "1", "120.0", "120.0", "120.0", "120.0", "120.0",
                         "0", "", "", "", "", "", "0"]
+
+
+def test_durations_are_seconds_rounded_to_3_decimals(contract: Contract) -> None:
+    rows = contract.conversations("s-round")
+    assert [(r["resolution_seconds"], r["first_response_seconds"]) for r in rows] == [
+        (0.0, None), (0.877, 0.377)]
+    total = contract.metrics("s-round")["total"]
+    # exact values 0.0004 and 0.876544: avg 0.438272, p90 0.0004 + 0.9 * 0.876144
+    assert total["resolution_seconds"] == stats(2, 0.438, 0.438, 0.789, 0.0, 0.877)
+    assert total["first_response_seconds"] == one(0.377)
