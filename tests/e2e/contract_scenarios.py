@@ -334,7 +334,10 @@ def service_level_stories() -> list[Story]:
     again.close("c4", at("10:01"))
     again.merge("R", "c4", at("10:02"))
     again.recv("R", at("10:03"))  # the survivor's history holds c4's conversation
-    again.expect(accepted=14)
+    again.recv("c9", "2026-11-23T10:00:00Z")
+    again.close("c9", "2026-11-23T12:00:00Z")
+    again.recv("c9", "2026-11-23T11:00:00Z")  # the closing is after this opening: not one
+    again.expect(accepted=17)
 
     fractions = Story("s-round")
     fractions.recv("c1", at("10:00:00.123456"))

@@ -88,6 +88,7 @@ def test_recontact_within_24_hours_of_a_non_merge_closing_of_the_survivor(
         contract: Contract) -> None:
     rows = contract.conversations("s-recontact")
     assert [(r["contact_id"], r["opened_at"], r["recontact"]) for r in rows] == [
+        ("c9", "2026-11-23T10:00:00Z", False), ("c9", "2026-11-23T11:00:00Z", False),
         ("c1", T + "10:00:00Z", False), ("c3", T + "10:00:00Z", False),
         ("c4", T + "10:00:00Z", False), ("R", T + "10:03:00Z", True),
         ("Q", T + "10:06:00Z", False), ("Q", T + "10:08:00Z", True),
@@ -95,12 +96,12 @@ def test_recontact_within_24_hours_of_a_non_merge_closing_of_the_survivor(
 
 
 def test_recontacts_are_counted_like_opened(contract: Contract) -> None:
-    assert sla_rows(contract, "s-recontact") == [
+    assert sla_rows(contract, "s-recontact", **{"from": "2026-11-24"}) == [
         ("2026-11-24", 6, 4, stats(3, 240.0, 60.0, 492.0, 60.0, 600.0), NULL, 2),
         ("2026-11-25", 1, 1, one(601.0), NULL, 1),
         ("2026-11-26", 1, 0, NULL, NULL, 0),
         (None, 8, 5, stats(4, 330.25, 330.0, 600.7, 60.0, 601.0), NULL, 3)]
-    closed_by = sla_rows(contract, "s-recontact", group_by="closed_by")
+    closed_by = sla_rows(contract, "s-recontact", group_by="closed_by", **{"from": "2026-11-24"})
     assert [(r[0], r[1], r[2], r[5]) for r in closed_by] == [
         ("merge", None, 1, None), ("user", None, 4, None), (None, 8, 5, 3)]
 
