@@ -20,15 +20,25 @@ gives the same JSON object, its keys possibly in another order).
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, get_args
 
 import orjson
 
 from schemas.events import CURRENT_VERSION, EVENT_CLASSES, DomainEvent, decode_event
 from schemas.trusted import construct
 
+
+def _mentions_datetime(annotation: object) -> bool:
+    """Whether a field's type is, or contains, ``datetime`` (JSON gives it as text)."""
+    return annotation is datetime or any(_mentions_datetime(a) for a in get_args(annotation))
+
+
+#: event type -> (class, its field names), for the classes whose only timestamp is
+#: ``occurred_at``; the others (``ContactAbsorbed.closed_at``) are fully decoded.
 _FIELDS: dict[str, tuple[type[DomainEvent], frozenset[str]]] = {
     name: (cls, frozenset(cls.model_fields)) for name, cls in EVENT_CLASSES.items()
+    if not any(_mentions_datetime(field.annotation)
+               for key, field in cls.model_fields.items() if key != "occurred_at")
 }
 _fromisoformat = datetime.fromisoformat
 
