@@ -162,7 +162,11 @@ class OperationsStore(Protocol):
         ...
 
     def record_retries(self, results: Mapping[str, RetryRecord]) -> None:
-        """Keep each id's new retry result (one transaction; attempts are counted up)."""
+        """Keep each id's new retry result (one transaction; attempts are counted up).
+
+        A resolved result is never replaced: of two retries running at once, the
+        first resolution stays (the other one's ``duplicate`` is dropped).
+        """
         ...
 
     def close(self) -> None:

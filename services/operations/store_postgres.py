@@ -29,7 +29,7 @@ RETRY_TABLE = (
 _UPSERT = (
     "INSERT INTO {schema}.dead_letter_retries AS r VALUES (%s, %s, %s, %s, 1) "
     "ON CONFLICT (entry) DO UPDATE SET outcome = excluded.outcome, reason = excluded.reason, "
-    "retried_at = excluded.retried_at, attempts = r.attempts + 1"
+    "retried_at = excluded.retried_at, attempts = r.attempts + 1 WHERE r.outcome = 'invalid'"
 )
 _DEAD_LETTER_COLUMNS = "id, received_at, source, workspace_id, event_id, reason, raw"
 

@@ -25,7 +25,7 @@ RETRY_TABLE = (
 _UPSERT = (
     "INSERT INTO dead_letter_retries VALUES (?,?,?,?,1) ON CONFLICT (entry) DO UPDATE SET "
     "outcome = excluded.outcome, reason = excluded.reason, retried_at = excluded.retried_at, "
-    "attempts = dead_letter_retries.attempts + 1"
+    "attempts = dead_letter_retries.attempts + 1 WHERE dead_letter_retries.outcome = 'invalid'"
 )
 _DEAD_LETTER_COLUMNS = "id, received_at, source, workspace_id, event_id, reason, raw"
 #: Files were imported under the source name ``import``.

@@ -7,9 +7,7 @@ PostgreSQL is :class:`~services.bootstrap.StorageUnavailable`. With
 
 from __future__ import annotations
 
-import os
-
-from ..bootstrap import StorageUnavailable
+from ..bootstrap import StorageUnavailable, require_store
 from ..runtime.topics import Topics, group_id
 from ..settings import Settings
 from .kafka_dlq import KafkaDeadLetterQueue
@@ -21,6 +19,8 @@ RETRY_SERVICE = "dlq-retry"
 
 
 def open_operations_store(settings: Settings) -> OperationsStore:
+    """The operator queries' store; a missing store is :class:`StoreMissing`, never created."""
+    require_store(settings)
     if settings.is_postgres:
         import psycopg
 
@@ -36,9 +36,6 @@ def open_operations_store(settings: Settings) -> OperationsStore:
     from .store_sqlite import SQLiteOperationsStore
 
     path = settings.sqlite_path()
-    if not os.path.isfile(path):
-        raise StorageUnavailable(f"no database at {path}: create it with "
-                                 "'bonychat import FILE' (or set --database-url)")
     try:
         return SQLiteOperationsStore(path)
     except Exception as exc:

@@ -7,13 +7,19 @@ with an ``ops`` fixture whose database is PostgreSQL.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import psycopg
 import pytest
 from psycopg import sql
 
+from services.bootstrap import open_stores
+from services.operations.ports import OperationsStore, RetryRecord
+from services.operations.wiring import open_operations_store
 from services.postgres import parse_url
+from services.settings import Settings
 from tests.e2e.test_operators_cli import (
     OpsCli,
     by_event,
@@ -73,9 +79,11 @@ def ops(tmp_path: Path, postgres_url: str) -> PostgresOpsCli:
 
 def test_read_only_commands_create_no_tables(tmp_path: Path, postgres_url: str) -> None:
     cli = PostgresOpsCli(tmp_path, postgres_url)
-    done = cli.run("outcome", "--workspace", "ws1", "e1")
-    assert done.returncode == 1 and "Traceback" not in done.stderr
-    assert cli.json("dead-letters", "--format", "json") == []
+    for args in (("outcome", "--workspace", "ws1", "e1"), ("dead-letters",),
+                 ("dead-letters", "retry", "--all")):
+        done = cli.run(*args)
+        assert done.returncode == 1 and "Traceback" not in done.stderr
+        assert "no BonyChat tables" in done.stderr and len(done.stderr.splitlines()) == 1
     target = parse_url(postgres_url)
     with psycopg.connect(**target.params) as conn:
         row = conn.execute("SELECT count(*) FROM information_schema.tables "
@@ -89,3 +97,28 @@ def test_retry_counts_attempts_on_postgres(ops: PostgresOpsCli) -> None:
     rows = by_event(dead_letters(ops))
     assert {row["retry_attempts"] for row in rows.values()} == {2}
     assert {row["retry_outcome"] for row in rows.values()} == {"invalid"}
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def operations_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[OperationsStore]:
+    if request.param == "sqlite":
+        url = str(tmp_path / "ops.db")
+    else:
+        url = request.getfixturevalue("postgres_url")
+    open_stores(Settings(database_url=url)).close()  # an imported store: tables exist
+    store = open_operations_store(Settings(database_url=url))
+    yield store
+    store.close()
+
+
+def test_a_resolved_retry_is_never_replaced(operations_store: OperationsStore) -> None:
+    at = datetime(2026, 11, 24, tzinfo=UTC)
+    operations_store.record_retries({"7": RetryRecord("invalid", "bad", at),
+                                     "dlq-0-1": RetryRecord("accepted", None, at)})
+    operations_store.record_retries({"7": RetryRecord("accepted", None, at),
+                                     "dlq-0-1": RetryRecord("duplicate", None, at)})
+    operations_store.record_retries({"7": RetryRecord("duplicate", None, at)})
+    found = operations_store.retries(["7", "dlq-0-1", "8"])
+    assert {k: (r.outcome, r.attempts) for k, r in found.items()} == {
+        "7": ("accepted", 2), "dlq-0-1": ("accepted", 1)}
+    assert found["7"].retried_at == at
