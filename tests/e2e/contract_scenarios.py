@@ -30,9 +30,15 @@ class Story:
     duplicate: int = 0
     invalid: int = 0
     rejected: dict[str, int] = field(default_factory=dict)
+    #: the lines that must be dead letters (marked with :meth:`dead`)
+    dead_lines: list[str] = field(default_factory=list)
 
     def raw(self, line: str) -> None:
         self.lines.append(line)
+
+    def dead(self) -> None:
+        """The last line is invalid: it must reach the dead-letter store as it is."""
+        self.dead_lines.append(self.lines[-1])
 
     def event(self, kind: str, contact: str, when: str, *, eid: str | None = None,
               **fields: Any) -> dict[str, Any]:
@@ -209,6 +215,7 @@ def dedupe_stories() -> list[Story]:
               actor={"type": "user"})  # rejected, which counts as processed
     dup.event("message.received", "c9", at("10:02"), eid="e2", channel={"type": "sms"})
     dup.event("message.received", "c3", at("10:03"), eid="e3")  # invalid: no channel
+    dup.dead()
     dup.event("message.received", "c3", at("10:04"), eid="e3", channel={"type": "sms"})
     dup.expect(accepted=2, duplicate=2, invalid=1, no_open_conversation=1)
 
@@ -226,12 +233,16 @@ def envelope_stories() -> list[Story]:
     env.event("message.received", "c1", "2026-11-24T12:00:00+02:00", channel={"type": "sms"},
               data={"text": "hi", "future_field": 1}, future_top_level={"x": 1})
     env.event("message.received", "c2", "2026-11-24T10:00:00", channel={"type": "sms"})
+    env.dead()
     env.raw("{not json")
+    env.dead()
     env.raw("")
     env.event("message.received", "x" * 200, at("10:00"), eid="i" * 200,
               channel={"type": "sms"})
     env.event("message.received", "y" * 201, at("10:00"), channel={"type": "sms"})
+    env.dead()
     env.event("message.received", "c3", at("10:00"), eid="j" * 201, channel={"type": "sms"})
+    env.dead()
     env.expect(accepted=2, invalid=4)
 
     pattern = Story("l-env")
@@ -240,6 +251,8 @@ def envelope_stories() -> list[Story]:
         pattern.raw(json.dumps({"event_id": f"p-{len(ws)}", "type": "message.received",
                                 "workspace_id": ws, "contact_id": "c1",
                                 "occurred_at": at("10:00"), "channel": {"type": "sms"}}))
+        if len(ws) not in (64, 7):
+            pattern.dead()
     pattern.expect(accepted=2, invalid=4)
     return [env, pattern]
 

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from .conftest import Contract, gateway_token
-from .contract_client import ok_json
+from .contract_client import ok_json, run
 from .contract_scenarios import at, expected_summary
 
 pytestmark = pytest.mark.e2e
@@ -167,3 +167,13 @@ def test_http_redelivery_is_a_duplicate_whatever_its_content(contract: Contract)
     [row] = contract.server.get_json("/v1/workspaces/h-post/conversations?contact=d1",
                                      "an-h-post")
     assert row["status"] == "open"
+
+
+def test_invalid_lines_reach_the_dead_letter_store_as_they_were_with_a_reason(
+        contract: Contract) -> None:
+    letters = ok_json(run(["dead-letters", "--format", "json"], db=contract.db))
+    reasons = {letter["raw"]: letter["reason"] for letter in letters if letter["source"] == "file"}
+    expected = [line for story in contract.stories for line in story.dead_lines]
+    assert len(expected) == 9
+    assert [line for line in expected if not reasons.get(line)] == []
+    assert len(reasons) == expected_summary(contract.stories)["invalid"]
