@@ -12,7 +12,7 @@ lost from its buffer (their positions moved on).
 the call; when the call fails with a decoding error, it rewinds every partition
 to that position (never forward), then reads the partitions one at a time, so
 the error belongs to one partition, stepping one record at a time through the
-failing one. Each offset that still fails on a fresh fetch becomes an
+failing one. Each offset that fails on two fresh fetches becomes an
 :class:`UndecodableRecord` (offset, reason) in the returned records, in offset
 order, and the consumer seeks past it. The services treat it as a dead letter
 (the DLQ topic in ingest, the dead-letter store in the conversation service), so
