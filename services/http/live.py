@@ -113,7 +113,7 @@ async def get_live(request: web.Request) -> web.StreamResponse:
             with contextlib.suppress(asyncio.QueueEmpty):
                 entry[1].get_nowait()
             await response.write(_event("changed", {"workspace_id": workspace, "at": _now()}))
-    except (ConnectionResetError, asyncio.CancelledError):
+    except ConnectionResetError:  # the browser went away
         pass
     finally:
         hub.unsubscribe(entry)
