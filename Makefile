@@ -12,7 +12,7 @@ DEMO_DB := $(DEMO_DIR)/demo.db
 DEMO_EVENTS := $(DEMO_DIR)/sample.jsonl
 
 .PHONY: help install deps-test run test test-unit test-integration test-fuzz mutation lint schemas bench bench-quick clean \
-	screenshots
+	screenshots bench-pages
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -60,6 +60,9 @@ mutation: $(STAMP) ## mutation testing of the core (mutmut, CPU heavy, not in ma
 	BONYCHAT_FUZZ_EXAMPLES=80 BONYCHAT_ISOLATION_EXAMPLES=20 nice $(BIN)/mutmut run $(MUTANTS) || true
 	$(BIN)/mutmut export-cicd-stats && cat mutants/mutmut-cicd-stats.json && echo
 	$(BIN)/mutmut results
+
+bench-pages: $(STAMP) infra-up ## page-data latency of the Reports/Dashboard endpoints at 1M conversations (PostgreSQL)
+	set -a; source infra/local.env; set +a; $(PY) -m bench.pages --conversations 1000000 --requests 3
 
 screenshots: $(STAMP) deps-test ## redraw docs/screenshots (both pages, 1280 px and 390 px)
 	$(PY) -m tests.e2e.pages_harness --screenshots docs/screenshots
