@@ -14,11 +14,13 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
-from schemas.commands import CommandBase
+from pydantic import ValidationError
+
+from schemas.commands import CommandBase, CommandMessage
 from schemas.events import ContactMerged, DomainEvent
 
 from ..conversation.processor import BatchResult
-from ..ingest.normalise import Invalid, parse
+from ..ingest.normalise import Invalid, describe, parse
 from .kafka_dlq import parse_entry_id
 from .ports import (
     DeadLetterEntry,
@@ -173,7 +175,7 @@ class Operations:
         """
         report = RetryReport(dry_run)
         todo = [e for e in entries if e.retry is None or not e.retry.resolved]
-        parsed = [(e, parse(e.raw)) for e in todo]
+        parsed = [(e, reparse(e)) for e in todo]
         commands = [item for _, item in parsed if not isinstance(item, Invalid)]
         decided = self._preview(commands) if dry_run or submit is None else \
             self._submitted(commands, submit)
@@ -225,6 +227,17 @@ class Operations:
                 partition, offset = position
                 marks[partition] = min(marks.get(partition, offset), offset)
         return marks
+
+
+def reparse(entry: DeadLetterEntry) -> CommandBase | Invalid:
+    """The entry's raw input parsed as it first was: an envelope, or (``commands``) a
+    command record of the conversation service."""
+    if entry.source != "commands":
+        return parse(entry.raw)
+    try:
+        return CommandMessage.model_validate_json(entry.raw).body
+    except ValidationError as exc:
+        return Invalid(entry.raw, f"undecodable command: {describe(exc)}")
 
 
 def _replace_retry(entry: DeadLetterEntry, retry: RetryRecord | None) -> DeadLetterEntry:

@@ -131,3 +131,18 @@ def test_watermark_stops_at_the_first_entry_still_invalid() -> None:
               entry("dlq-1-2", line("c"))]
     report = ops.retry(queued, accept_all)
     assert ops.watermark(queued, {0: 10, 1: 5, 2: 0}, report) == {0: 7, 1: 5, 2: 0}
+
+
+def test_a_command_record_is_retried_as_a_command() -> None:
+    from services.ingest.normalise import parse
+    from services.runtime.sinks import encode_command
+
+    command = parse(line("k"))
+    assert isinstance(command, CommandBase)
+    good = replace(entry("1", encode_command(command).decode()), source="commands")
+    bad = replace(entry("2", '{"body": {"type": "nope"}}'), source="commands")
+    store = FakeStore([good, bad])
+    report = Operations(store).retry(store.entries, accept_all)
+    assert [(r.id, r.outcome) for r in report.results] == [("1", "accepted"),
+                                                           ("2", "invalid")]
+    assert (report.results[1].reason or "").startswith("undecodable command")
