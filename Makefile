@@ -7,6 +7,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+RUNTIME_STAMP := $(VENV)/.installed-runtime
 DEMO_DIR := examples/out
 DEMO_DB := $(DEMO_DIR)/demo.db
 DEMO_EVENTS := $(DEMO_DIR)/sample.jsonl
@@ -17,17 +18,24 @@ DEMO_EVENTS := $(DEMO_DIR)/sample.jsonl
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
 
+# Two stamps: the runtime install (what `make run` needs: the package and its
+# dependencies) and the dev install (plus pytest, ruff, mypy...: tests and lint).
+$(RUNTIME_STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet -e .
+	@touch $(RUNTIME_STAMP)
+
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet -e '.[dev]'
-	@touch $(STAMP)
+	@touch $(RUNTIME_STAMP) $(STAMP)
 
 install: $(STAMP) ## create .venv and install the package with its dev tools
 
 deps-test: ## Debian packages the tests need (kcat ...), installed when missing: infra/deps.sh
 	@bash infra/deps.sh
 
-run: $(STAMP) ## import a realistic sample on the embedded store and print metrics
+run: $(RUNTIME_STAMP) ## import a realistic sample on the embedded store and print metrics (no dev tools)
 	@mkdir -p $(DEMO_DIR)
 	@rm -f $(DEMO_DB) $(DEMO_DB)-wal $(DEMO_DB)-shm
 	@echo "== generating a sample: 60,000 gateway events, 6,000 contacts, 3 workspaces"

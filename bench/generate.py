@@ -2,7 +2,9 @@
 
 Contacts in several workspaces talk over several channels; agents, automations
 and a Dialogflow bot answer, assign and close; some contacts are merged; a
-small share of lines are invalid or redelivered duplicates. Used by ``make run``,
+small share of lines are invalid or redelivered duplicates. Welcome events come
+from Facebook and Viber, as in real traffic, save a few sent on other channels
+(``WRONG_WELCOME_RATE``) that show the ``welcome_not_supported`` rejection. Used by ``make run``,
 the tests and the benchmarks.
 
     python -m bench.generate --events 1000000 --contacts 100000 -o events.jsonl
@@ -20,6 +22,11 @@ from typing import IO, Any
 import orjson
 
 CHANNELS = ("whatsapp", "facebook", "instagram", "webchat", "telegram", "viber", "email", "sms")
+#: the channels whose gateways send ``welcome`` (a contact pressed "Get started")
+WELCOME_CHANNELS = frozenset({"facebook", "viber"})
+#: share of the other channels' would-be welcomes still sent as one (a misconfigured
+#: gateway), to show the ``welcome_not_supported`` rejection
+WRONG_WELCOME_RATE = 0.04
 CATEGORIES = ("billing", "shipping", "returns", "technical", "other")
 START = datetime(2026, 10, 1, 8, 0, tzinfo=UTC)
 
@@ -117,11 +124,13 @@ class Generator:
         rng = self.rng
         channel = self.channel.setdefault(index, rng.choice(CHANNELS))
         roll = rng.random()
-        if roll < 0.75:
+        welcome = roll >= 0.6 if channel in WELCOME_CHANNELS else (
+            roll >= 0.75 and rng.random() < WRONG_WELCOME_RATE)
+        if welcome and roll < 0.85:
+            env.update(type="welcome", channel={"type": channel})  # rejected off fb/viber
+        elif roll < 0.85:
             env.update(type="message.received", channel={"type": channel},
                        data={"message_id": f"m{env['event_id']}", "text": "hello"})
-        elif roll < 0.85:
-            env.update(type="welcome", channel={"type": channel})  # rejected off fb/viber
         elif roll < 0.95:
             env.update(type="conversation.open", actor=agent)
         else:
@@ -149,8 +158,11 @@ class Generator:
             env.update(type="dialogflow.response", actor={"type": "dialogflow"},
                        data={"parameters": {"RB_MARKDONE": "true"}})
             self.open[index] = False
-        elif roll < 0.84:
+        elif roll < 0.84 and self.channel[index] in WELCOME_CHANNELS:
             env.update(type="welcome", channel={"type": self.channel[index]})  # already_open
+        elif roll < 0.84:
+            env.update(type="message.received", channel={"type": self.channel[index]},
+                       data={"text": "still there?"})
         else:
             closer = agent if rng.random() < 0.8 else {"type": "automation", "id": "wf-1"}
             env.update(type="conversation.close", actor=closer,
