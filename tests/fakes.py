@@ -33,7 +33,7 @@ from services.conversation.ports import (
     Outcome,
     Position,
 )
-from services.projections.metrics import Fact
+from services.projections.metrics import Fact, FactWindow, in_window
 from services.projections.ports import ReadModelStore
 from services.projections.rows import ConversationRow
 
@@ -160,12 +160,14 @@ class FakeReadModelStore:
         ]
         return sorted(chosen, key=lambda r: (r.opened_us, r.contact_id, r.conversation_id))
 
-    def facts(self, workspace_id: str) -> Iterator[Fact]:
+    def facts(self, workspace_id: str, window: FactWindow | None = None) -> Iterator[Fact]:
         for row in self.rows.values():
             if row.workspace_id == workspace_id:
-                yield Fact(row.opened_us, row.closed_us, row.channel, row.opened_by,
-                           row.closed_by, row.assignee_id, row.team_id,
-                           row.first_message_us, row.first_response_us, row.recontact)
+                fact = Fact(row.opened_us, row.closed_us, row.channel, row.opened_by,
+                            row.closed_by, row.assignee_id, row.team_id,
+                            row.first_message_us, row.first_response_us, row.recontact)
+                if window is None or in_window(fact, window):
+                    yield fact
 
     def expired_contacts(self, workspace_id: str, last_activity_before_us: int) -> list[str]:
         return sorted({row.contact_id for row in self.rows.values()

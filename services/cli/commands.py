@@ -16,7 +16,7 @@ from typing import IO
 
 from ..bootstrap import embedded_pipeline, open_stores
 from ..ingest.parallel import ParallelParser
-from ..projections.metrics import GROUPINGS, MetricsQuery, compute
+from ..projections.metrics import GROUPINGS, MetricsQuery, compute, fact_window
 from ..settings import Settings
 from ..writer import WriterFailed, WriterProcess
 from .output import render_conversations, render_metrics, to_json
@@ -123,7 +123,8 @@ def read_lines(path: str) -> Iterator[bytes]:
 def metrics(args: argparse.Namespace, settings: Settings) -> int:
     query = MetricsQuery(args.workspace, args.group_by, args.tz, args.date_from, args.date_to)
     with cli_stores(settings) as stores:
-        result = compute(query, stores.read_models.facts(query.workspace_id))
+        result = compute(query, stores.read_models.facts(query.workspace_id,
+                                                         fact_window(query)))
     print(render_metrics(result, args.format))
     return EXIT_OK
 

@@ -22,7 +22,7 @@ from zoneinfo import ZoneInfo
 
 from aiohttp import web
 
-from ..projections.metrics import Fact, MetricsQuery, compute
+from ..projections.metrics import Fact, MetricsQuery, compute, fact_window
 from ..projections.ports import ReadModelStore
 from ..projections.rows import ConversationRow, format_micros, to_micros
 from .context import CONTEXT
@@ -100,8 +100,9 @@ def summary(store: ReadModelStore, workspace: str, tz: str, now: datetime) -> di
     start = datetime(today.year, today.month, today.day, tzinfo=zone).astimezone(UTC)
     tomorrow = today + timedelta(days=1)
     end = datetime(tomorrow.year, tomorrow.month, tomorrow.day, tzinfo=zone).astimezone(UTC)
-    facts = list(store.facts(workspace))
-    metrics = compute(MetricsQuery(workspace, "day", tz, today, today), facts)
+    query = MetricsQuery(workspace, "day", tz, today, today)
+    facts = list(store.facts(workspace, fact_window(query)))
+    metrics = compute(query, facts)
     now_us = to_micros(now)
     return {
         "workspace_id": workspace, "tz": tz, "as_of": format_micros(now_us),

@@ -14,7 +14,14 @@ from typing import Any, Final
 from aiohttp import web
 
 from ..cli.output import render_metrics
-from ..projections.metrics import GROUPINGS, MetricsQuery, calendar_date, compute, time_zone
+from ..projections.metrics import (
+    GROUPINGS,
+    MetricsQuery,
+    calendar_date,
+    compute,
+    fact_window,
+    time_zone,
+)
 from ..projections.ports import ReadModelStore
 from .context import CONTEXT
 from .errors import ApiError, json_response
@@ -64,7 +71,7 @@ def metrics_query(workspace: str, query: Mapping[str, str]) -> MetricsQuery:
 
 
 def _metrics(store: ReadModelStore, query: MetricsQuery) -> dict[str, Any]:
-    return compute(query, store.facts(query.workspace_id))
+    return compute(query, store.facts(query.workspace_id, fact_window(query)))
 
 
 async def get_metrics(request: web.Request) -> web.Response:

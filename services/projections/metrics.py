@@ -145,6 +145,47 @@ def to_us(moment: datetime) -> int:
     return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
 
 
+#: (low, high) epoch microseconds: facts with a moment (opened, closed, first
+#: response) in ``[low, high)``; what a store may filter on before :func:`compute`
+FactWindow = tuple[int, int]
+_WINDOW_PAD: Final = timedelta(days=2)  # any zone's local date is within a day of UTC's
+_US_MIN: Final = -(2**63) + 1
+_US_MAX: Final = 2**63 - 1
+
+
+def fact_window(query: MetricsQuery) -> FactWindow | None:
+    """A UTC interval holding every moment whose local date is in ``from``..``to``.
+
+    Generous (two days on each side): :func:`compute` still decides exactly, the
+    window only spares reading facts that cannot count. None without a range.
+    """
+    if query.date_from is None and query.date_to is None:
+        return None
+    low, high = _US_MIN, _US_MAX
+    try:
+        if query.date_from is not None:
+            start = datetime(query.date_from.year, query.date_from.month, query.date_from.day,
+                             tzinfo=UTC)
+            low = to_us(start - _WINDOW_PAD)
+    except OverflowError:
+        low = _US_MIN
+    try:
+        if query.date_to is not None:
+            end = datetime(query.date_to.year, query.date_to.month, query.date_to.day,
+                           tzinfo=UTC) + timedelta(days=1)
+            high = to_us(end + _WINDOW_PAD)
+    except OverflowError:
+        high = _US_MAX
+    return low, high
+
+
+def in_window(fact: Fact, window: FactWindow) -> bool:
+    """Whether one of the fact's moments falls in ``window`` (what stores select)."""
+    low, high = window
+    return any(moment is not None and low <= moment < high
+               for moment in (fact.opened_us, fact.closed_us, fact.first_response_us))
+
+
 def time_key(day: date, group_by: str) -> str:
     if group_by == "day":
         return day.isoformat()

@@ -6,7 +6,7 @@ from collections.abc import Collection, Iterable, Sequence
 from typing import Protocol
 
 from ..conversation.ports import Position
-from .metrics import Fact
+from .metrics import Fact, FactWindow
 from .rows import ConversationRow
 
 
@@ -32,7 +32,9 @@ class ReadModelStore(Protocol):
         """Rows sorted by ``opened_at`` then ``contact_id``."""
         ...
 
-    def facts(self, workspace_id: str) -> Iterable[Fact]:
+    def facts(self, workspace_id: str, window: FactWindow | None = None) -> Iterable[Fact]:
+        """The workspace's facts; with ``window``, only those with a moment in it
+        (:func:`~services.projections.metrics.in_window`), a superset of what counts."""
         ...
 
     def expired_contacts(self, workspace_id: str, last_activity_before_us: int) -> list[str]:

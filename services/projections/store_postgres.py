@@ -19,10 +19,17 @@ from psycopg.sql import SQL, Composed
 
 from ..conversation.ports import Position
 from ..conversation.store_postgres import connection_params, pg_text, sql, transient_retry
-from .metrics import Fact
+from .metrics import Fact, FactWindow
 from .notify import PROJECTED_CHANNEL, notify_payload
 from .rows import ConversationRow
-from .store_sqlite import ADDED_COLUMNS, COLUMNS, FACT_COLUMNS, check_after, row_from
+from .store_sqlite import (
+    ADDED_COLUMNS,
+    COLUMNS,
+    FACT_COLUMNS,
+    WINDOW,
+    check_after,
+    row_from,
+)
 
 TRACKING_TABLE = "projection_tracking"
 _TYPES = {"opened_us": "bigint", "closed_us": "bigint", "messages_received": "integer",
@@ -94,6 +101,7 @@ class PostgresReadModelStore:
         self._upsert = sql(_UPSERT, schema)
         self._select = sql(_SELECT, schema)
         self._facts = sql(_FACTS, schema)
+        self._facts_window = sql(_FACTS + " AND " + WINDOW.format(p="%s"), schema)
         self._expired = sql(_EXPIRED, schema)
         self._open_workspaces = sql(_OPEN_WORKSPACES, schema)
         self._copy = sql(_COPY, schema)
@@ -178,14 +186,19 @@ class PostgresReadModelStore:
             curs.execute(query, params, prepare=True)
             return [row_from(values) for values in curs]
 
-    def facts(self, workspace_id: str) -> Iterator[Fact]:
-        return iter(self._fetch_facts(workspace_id))
+    def facts(self, workspace_id: str,
+              window: FactWindow | None = None) -> Iterator[Fact]:
+        return iter(self._fetch_facts(workspace_id, window))
 
     @transient_retry
-    def _fetch_facts(self, workspace_id: str) -> list[Fact]:
+    def _fetch_facts(self, workspace_id: str, window: FactWindow | None) -> list[Fact]:
+        query, params = self._facts, list[Any]([workspace_id])
+        if window is not None:
+            query = self._facts_window
+            params += [window[0], window[1]] * 3
         with (self.datastore.get_connection() as conn,
               conn.cursor(row_factory=tuple_row) as curs):
-            curs.execute(self._facts, (workspace_id,), prepare=True)
+            curs.execute(query, params, prepare=True)
             return [Fact(*values) for values in curs]
 
     @transient_retry

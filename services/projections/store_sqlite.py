@@ -10,7 +10,7 @@ from eventsourcing.persistence import IntegrityError, Tracking
 from eventsourcing.sqlite import SQLiteDatastore, SQLiteTrackingRecorder
 
 from ..conversation.ports import Position
-from .metrics import Fact
+from .metrics import Fact, FactWindow
 from .rows import ConversationRow
 
 COLUMNS = (
@@ -48,6 +48,9 @@ _UPSERT = (
 FACT_COLUMNS = ("opened_us, closed_us, channel, opened_by, closed_by, assignee_id, team_id, "
                 "first_message_us, first_response_us, recontact")
 _FACTS = f"SELECT {FACT_COLUMNS} FROM conversations WHERE workspace_id = ?"
+#: the facts of a window (metrics.fact_window): a moment in [low, high)
+WINDOW = ("(opened_us >= {p} AND opened_us < {p} OR closed_us >= {p} AND closed_us < {p} "
+          "OR first_response_us >= {p} AND first_response_us < {p})")
 _EXPIRED = ("SELECT DISTINCT contact_id FROM conversations WHERE workspace_id = ? "
             "AND closed_us IS NULL AND last_activity_us <= ? ORDER BY contact_id")
 _OPEN_WORKSPACES = ("SELECT DISTINCT workspace_id FROM conversations WHERE closed_us IS NULL "
@@ -138,9 +141,14 @@ class SQLiteReadModelStore:
             c.execute(sql, params)
             return [row_from(tuple(v)) for v in c.fetchall()]
 
-    def facts(self, workspace_id: str) -> Iterator[Fact]:
+    def facts(self, workspace_id: str,
+              window: FactWindow | None = None) -> Iterator[Fact]:
+        sql, params = _FACTS, list[Any]([workspace_id])
+        if window is not None:
+            sql += " AND " + WINDOW.format(p="?")
+            params += [window[0], window[1]] * 3
         with self.datastore.transaction(commit=False) as c:
-            c.execute(_FACTS, (workspace_id,))
+            c.execute(sql, params)
             rows = c.fetchall()
         for values in rows:
             yield Fact(*values)

@@ -26,7 +26,7 @@ from services.conversation.processor import BatchProcessor
 from services.embedded import EmbeddedPipeline
 from services.ingest.normalise import parse
 from services.postgres import open_postgres_stores
-from services.projections.metrics import GROUPINGS, MetricsQuery, compute
+from services.projections.metrics import GROUPINGS, MetricsQuery, compute, in_window
 from services.projections.projector import EVENT_STORE_POSITION, ConversationProjection
 from services.projections.rows import ConversationRow
 from tests.unit.harness import ev, line, merge
@@ -221,6 +221,22 @@ class StoreContract:
         rm.save([updated], Position(EVENT_STORE_POSITION, 9))
         assert rm.load_rows({"k2"}) == {"k2": updated}
         assert rm.position(EVENT_STORE_POSITION) == 9
+
+    def test_read_model_facts_of_a_window(self, stores: Stores) -> None:
+        rm = stores.read_models
+        minute = 60 * 1_000_000
+        t0 = int(T0.timestamp()) * 1_000_000
+        rows = [row("w1", "a", 0), row("w2", "b", 0, 100), row("w3", "c", 200),
+                row("w4", "d", 0, 30, first_message_us=t0, first_response_us=t0 + 150 * minute),
+                row("w5", "e", 150, ws="ws2")]
+        rm.save(rows, Position(EVENT_STORE_POSITION, 1))
+        window = (t0 + 90 * minute, t0 + 160 * minute)  # [90, 160) minutes after T0
+        found = sorted(f.opened_us for f in rm.facts("ws1", window))
+        assert found == [t0, t0]  # w2 closed at 100, w4 first response at 150
+        everything = list(rm.facts("ws1"))
+        assert sorted(f.opened_us for f in everything if in_window(f, window)) == found
+        assert len(list(rm.facts("ws1", (t0 + 200 * minute, t0 + 201 * minute)))) == 1
+        assert list(rm.facts("ws1", (t0 + 201 * minute, t0 + 400 * minute))) == []
 
     def test_read_model_position_is_atomic_and_monotonic(self, stores: Stores) -> None:
         rm = stores.read_models
