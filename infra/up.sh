@@ -16,7 +16,8 @@ flock -w 120 9 || die "timed out waiting for $STATE_DIR/.lock (another infra/up.
 "$PY" "$INFRA_DIR/kafka/topics.py" --bootstrap "$BONYCHAT_KAFKA_BOOTSTRAP" | sed 's/^/[infra] /' >&2
 "$INFRA_DIR/postgres/start.sh"
 
-env_file="$INFRA_DIR/local.env"
+# BONYCHAT_INFRA_ENV_FILE: write it elsewhere (a second, private instance: tests/faults).
+env_file="${BONYCHAT_INFRA_ENV_FILE:-$INFRA_DIR/local.env}"
 cat >"$env_file.tmp" <<ENV
 # Written by infra/up.sh; source it or load it as a dotenv file.
 BONYCHAT_KAFKA_BOOTSTRAP=$BONYCHAT_KAFKA_BOOTSTRAP

@@ -194,7 +194,8 @@ def _serve_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--services", default="ingest,conversation,projections",
                         help="comma-separated subset of ingest,conversation,relay,projections "
                              "(the outbox relay also runs inside conversation unless "
-                             "BONYCHAT_RELAY_WITH_CONVERSATION=0)")
+                             "BONYCHAT_RELAY_WITH_CONVERSATION=0); "
+                             "`http` alone serves only the HTTP API")
 
 
 COMMANDS: tuple[Command, ...] = (

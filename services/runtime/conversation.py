@@ -37,6 +37,8 @@ from ..ingest.normalise import Invalid, describe
 from .fetch import SafeFetch, UndecodableRecord
 from .kafka import make_consumer, partitions_text, record_lag, subscribe
 from .observability import Health, RuntimeMetrics
+from .retry import Backoff, bounded, is_transient
+from .retry import describe as describe_error
 from .topics import KafkaTuning, Topics, group_id
 
 CONFLICT_ATTEMPTS = 20  # a conflict is transient: another copy is ahead of us
@@ -126,7 +128,8 @@ class ConversationService:
         self.health = health
         self._consumer: AIOKafkaConsumer | None = None
         self._busy = asyncio.Lock()  # a rebalance waits for the batch in flight
-        self._failure: Exception | None = None  # raised by the loop, not swallowed by aiokafka
+        #: assigned partitions not yet sought to their tracked position (store down)
+        self._unpositioned: set[TopicPartition] = set()
         self._pending: _Decided | None = None  # committing in a worker thread
         self._done: dict[TopicPartition, int] = {}  # next offsets, for the lag-only commit
         self._lag_committed = 0.0
@@ -134,56 +137,125 @@ class ConversationService:
 
     async def revoked(self, revoked: set[TopicPartition]) -> None:
         async with self._busy:
-            await self._settle()
+            try:
+                await self._settle()
+            except Exception as exc:  # the new owner resumes from the tracked position
+                self._pending = None
+                log.warning("commit in flight failed during a rebalance: %s", describe_error(exc))
             self.processor.forget()
+            self._unpositioned -= revoked
         if revoked:
             log.info("partitions revoked", extra={"partitions": partitions_text(revoked)})
 
     async def assigned(self, assigned: set[TopicPartition]) -> None:
+        async with self._busy:
+            try:
+                await self._settle()
+            except Exception as exc:  # lost with the commit: resumed from storage below
+                self._pending = None
+                log.warning("commit in flight failed during a rebalance: %s", describe_error(exc))
+            self.processor.forget()  # another copy may have changed these aggregates
+            self._unpositioned |= assigned
+            try:
+                await self._seek_tracked()
+            except Exception as exc:  # never consume from an unknown position
+                if not is_transient(exc):
+                    raise
+                log.warning("cannot read the tracked positions yet: %s", describe_error(exc))
+                return
+
+    async def _seek_tracked(self) -> None:
+        """Seek every partition whose position is not known to its tracked position + 1.
+
+        Until this succeeds, records of those partitions are not processed
+        (:meth:`_step` skips them), whatever the consumer fetched meanwhile.
+        """
         consumer = self._consumer
         assert consumer is not None
-        async with self._busy:
-            await self._settle()
-            self.processor.forget()  # another copy may have changed these aggregates
-            resume = {}
-            try:
-                for tp in assigned:
-                    tracked = await asyncio.to_thread(self.events.position, position_name(tp))
-                    resume[tp.partition] = tracked
-                    # Offset 0 before the log start is reset to the earliest record.
-                    consumer.seek(tp, 0 if tracked is None else tracked + 1)
-            except Exception as exc:  # never consume from an unknown position
-                self._failure = exc
-                return
-        log.info("partitions assigned", extra={
-            "topic": self.topics.commands, "partitions": partitions_text(assigned),
-            "resume_after": {str(k): v for k, v in sorted(resume.items())}})
+        todo = self._unpositioned & consumer.assignment()
+        resume = {}
+        for tp in sorted(todo):
+            tracked = await asyncio.to_thread(self.events.position, position_name(tp))
+            resume[tp.partition] = tracked
+            # Offset 0 before the log start is reset to the earliest record.
+            consumer.seek(tp, 0 if tracked is None else tracked + 1)
+        self._unpositioned = set()
+        if todo:
+            log.info("partitions assigned", extra={
+                "topic": self.topics.commands, "partitions": partitions_text(todo),
+                "resume_after": {str(k): v for k, v in sorted(resume.items())}})
         self.health.set_ready(SERVICE)
 
     async def run(self, stop: asyncio.Event) -> None:
+        """Consume until ``stop``; survives PostgreSQL outages in place (:meth:`_recover`).
+
+        A failure that :meth:`_recover` cannot handle (Kafka itself) ends this
+        call; :func:`.retry.retrying` runs it again with a fresh consumer.
+        """
         consumer = make_consumer(self.bootstrap, self.tuning, topic=self.topics.commands,
                                  group=self.group, service=SERVICE)
         self._consumer = consumer
         fetch = SafeFetch(consumer, service=SERVICE, metrics=self.metrics)
+        self._reset()
         subscribe(consumer, self.topics.commands, _Rebalance(self))
         await consumer.start()
         log.info("conversation service started",
                  extra={"topic": self.topics.commands, "group": self.group})
+        backoff = Backoff()
         try:
             while not stop.is_set():
-                batches = await self._fetch(fetch)
-                if self._failure is not None:
-                    raise RuntimeError("reading tracked positions failed") from self._failure
-                async with self._busy:
-                    await self._step(consumer, batches)
-                await self._commit_for_lag(consumer)
+                try:
+                    await self._round(consumer, fetch)
+                    backoff.reset()
+                except Exception as exc:
+                    if not is_transient(exc) or isinstance(exc, KafkaError):
+                        raise
+                    await self._recover(exc, stop, backoff)
             async with self._busy:
                 await self._settle()
             await self._commit_for_lag(consumer, force=True)
         finally:
             self.health.set_ready(SERVICE, False)
-            await consumer.stop()
+            self._reset()
+            await bounded(consumer.stop(), 10, "stopping the conversation consumer")
             log.info("conversation service stopped")
+
+    async def _round(self, consumer: AIOKafkaConsumer, fetch: SafeFetch) -> None:
+        """One fetch: decide it, start its commit (and settle the previous one)."""
+        batches = await self._fetch(fetch)
+        async with self._busy:
+            if self._unpositioned:
+                await self._seek_tracked()
+                batches = {}  # fetched before the seek: read again from the position
+            await self._step(consumer, batches)
+        await self._commit_for_lag(consumer)
+
+    async def _recover(self, exc: Exception, stop: asyncio.Event, backoff: Backoff) -> None:
+        """After a failed read or transaction: forget, then resume from storage's positions.
+
+        What was decided but not committed is dropped with the caches (as after
+        a conflict); every assigned partition is sought back to the position
+        stored with the last committed transaction, once PostgreSQL answers.
+        """
+        self.health.set_degraded(SERVICE, describe_error(exc))
+        log.warning("store failed; resuming from the tracked positions once it is back",
+                    extra={"error": describe_error(exc)})
+        async with self._busy:
+            pending, self._pending = self._pending, None
+            if pending is not None and pending.commit is not None:
+                await asyncio.gather(pending.commit, return_exceptions=True)
+            self.processor.forget()
+            consumer = self._consumer
+            if consumer is not None:
+                self._unpositioned |= consumer.assignment()
+        await backoff.sleep(stop)
+
+    def _reset(self) -> None:
+        """Nothing decided, nothing pending, no position known (a fresh start)."""
+        self.processor.forget()
+        self._pending = None
+        self._done = {}
+        self._unpositioned = set()
 
     async def _fetch(self, fetch: SafeFetch) -> Batches:
         """One fetch, topped up with what is already buffered, up to ``batch_records``.
@@ -219,7 +291,8 @@ class ConversationService:
         """
         assignment = consumer.assignment()
         jobs = [(tp, records) for tp, records in batches.items()
-                if records and tp in assignment]  # revoked meanwhile: the new owner resumes
+                if records and tp in assignment  # revoked meanwhile: the new owner resumes
+                and tp not in self._unpositioned]
         if not jobs:
             await self._settle()
             return

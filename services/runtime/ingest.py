@@ -24,6 +24,7 @@ from ..ingest.normalise import Invalid, parse
 from .fetch import SafeFetch, UndecodableRecord
 from .kafka import Headers, RecordBatches, make_consumer, partitions_of, record_lag, subscribe
 from .observability import Health, RuntimeMetrics
+from .retry import bounded
 from .sinks import dead_letter_headers, encode_command
 from .topics import KafkaTuning, Topics, group_id, partition_key
 
@@ -106,8 +107,10 @@ class IngestService:
             if in_flight is not None:
                 await self._complete(consumer, in_flight)
         finally:
+            # Unacknowledged fetches are not committed: a rerun (after a Kafka
+            # failure, :func:`.retry.retrying`) or another copy reads them again.
             self.health.set_ready(SERVICE, False)
-            await consumer.stop()
+            await bounded(consumer.stop(), 10, "stopping the ingest consumer")
             log.info("ingest stopped")
 
     async def _forward(self, batches: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]

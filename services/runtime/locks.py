@@ -13,10 +13,13 @@ import fcntl
 import hashlib
 import logging
 import os
+import time
 from collections.abc import Awaitable, Callable
 from typing import IO, Any, Protocol
 
 import psycopg
+
+from .retry import HEALTHY_SECONDS, Backoff, describe, is_transient
 
 log = logging.getLogger(__name__)
 
@@ -142,16 +145,33 @@ async def acquire(lock: SingleActiveLock, stop: asyncio.Event, retry_seconds: fl
 
 
 async def while_leader(lock: SingleActiveLock, stop: asyncio.Event,
-                       work: Callable[[asyncio.Event], Awaitable[None]]) -> None:
+                       work: Callable[[asyncio.Event], Awaitable[None]],
+                       backoff: Backoff | None = None) -> None:
     """Run ``work`` whenever this copy holds ``lock``, until ``stop`` is set.
 
     Standby copies wait in :func:`acquire`; if ``work`` returns (the lock's
-    session was lost) the copy goes back to waiting for the lock.
+    session was lost) the copy goes back to waiting for the lock. If ``work``
+    fails because PostgreSQL or Kafka is unavailable, the lock is released and
+    the copy waits (backoff), then competes for the lock again: ``work``
+    restarts from its tracked position.
     """
+    backoff = backoff if backoff is not None else Backoff()
     while not stop.is_set():
         if not await acquire(lock, stop):
             return
+        started = time.monotonic()
         try:
             await work(stop)
+        except Exception as exc:
+            if not is_transient(exc):
+                raise
+            if time.monotonic() - started > HEALTHY_SECONDS:
+                backoff.reset()
+            log.warning("lock %s: work failed, standing by before retrying", lock.name,
+                        extra={"lock": lock.name, "error": describe(exc)})
+            await lock.release()
+            await backoff.sleep(stop)
+            continue
         finally:
             await lock.release()
+        backoff.reset()

@@ -101,11 +101,19 @@ class RuntimeMetrics:
 
 
 class Health:
-    """Readiness and liveness from named components; callable for ``/healthz``."""
+    """Readiness and liveness from named components; callable for ``/healthz``.
+
+    Ready = live, every component ready and every watched dependency (Kafka,
+    PostgreSQL: :mod:`.dependencies`) reachable. A component that is retrying
+    after a dependency failure (:func:`.retry.retrying`) is not ready and says why.
+    """
 
     def __init__(self) -> None:
         self._ready: dict[str, bool] = {}
         self._failed: dict[str, str] = {}
+        self._degraded: dict[str, str] = {}
+        self._dependencies: dict[str, bool] = {}
+        self._down: dict[str, str] = {}
         self.started = time.time()
 
     def expect(self, component: str) -> None:
@@ -114,21 +122,48 @@ class Health:
 
     def set_ready(self, component: str, ready: bool = True) -> None:
         self._ready[component] = ready
+        if ready:
+            self._degraded.pop(component, None)
+
+    def set_degraded(self, component: str, reason: str) -> None:
+        """Not ready while it waits to retry after a dependency failure."""
+        self._ready[component] = False
+        self._degraded[component] = reason
 
     def set_failed(self, component: str, detail: str) -> None:
         self._failed[component] = detail
         self._ready[component] = False
 
+    def set_dependency(self, name: str, up: bool, detail: str | None = None) -> None:
+        """A watched dependency is reachable (or not, and why)."""
+        self._dependencies[name] = up
+        if up:
+            self._down.pop(name, None)
+        else:
+            self._down[name] = detail or "unreachable"
+
+    def dependency_up(self, name: str) -> bool:
+        """False only while a watch has found ``name`` unreachable."""
+        return self._dependencies.get(name, True)
+
     def ready(self) -> bool:
-        return self.live() and all(self._ready.values())
+        return self.live() and all(self._ready.values()) and all(self._dependencies.values())
 
     def live(self) -> bool:
         return not self._failed
 
     def __call__(self) -> dict[str, Any]:
-        return {"ready": self.ready(), "live": self.live(),
-                "components": dict(sorted(self._ready.items())),
-                **({"failed": dict(self._failed)} if self._failed else {})}
+        info: dict[str, Any] = {"ready": self.ready(), "live": self.live(),
+                                "components": dict(sorted(self._ready.items()))}
+        if self._dependencies:
+            info["dependencies"] = dict(sorted(self._dependencies.items()))
+        if self._down:
+            info["down"] = dict(self._down)
+        if self._degraded:
+            info["retrying"] = dict(self._degraded)
+        if self._failed:
+            info["failed"] = dict(self._failed)
+        return info
 
 
 _STANDARD = frozenset(vars(logging.makeLogRecord({})).keys()) | {"message", "asctime"}

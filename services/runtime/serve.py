@@ -21,14 +21,18 @@ from aiokafka import AIOKafkaProducer
 
 from ..bootstrap import Stores, embedded_pipeline, open_stores
 from ..settings import Settings
+from .dependencies import DependencyWatch
 from .kafka import make_producer
 from .locks import make_lock
 from .observability import Health, RuntimeMetrics, setup_logging
+from .retry import retrying
 from .topics import KafkaTuning, Topics
 from .wakeup import make_wakeup
 
 log = logging.getLogger("bonychat.serve")
 SERVICES = ("ingest", "conversation", "relay", "projections")
+#: ``--services http``: the HTTP API alone (every process serves it anyway)
+HTTP_ONLY = "http"
 SHUTDOWN_SECONDS = 15.0
 Runner = Callable[[asyncio.Event], Coroutine[Any, Any, None]]
 
@@ -40,13 +44,13 @@ class StartupError(Exception):
 def parse_services(text: str) -> list[str] | str:
     """The requested service names in canonical order, or an error message."""
     names = [n.strip() for n in text.split(",") if n.strip()]
-    unknown = [n for n in names if n not in SERVICES]
+    unknown = [n for n in names if n not in (*SERVICES, HTTP_ONLY)]
     if unknown:
         return (f"unknown service {unknown[0]!r} in --services "
-                f"(choose from {', '.join(SERVICES)})")
+                f"(choose from {', '.join((*SERVICES, HTTP_ONLY))})")
     if not names:
-        return f"--services is empty (choose from {', '.join(SERVICES)})"
-    return [n for n in SERVICES if n in names]
+        return f"--services is empty (choose from {', '.join((*SERVICES, HTTP_ONLY))})"
+    return [n for n in SERVICES if n in names] or [HTTP_ONLY]
 
 
 def run_serve(services_csv: str, settings: Settings) -> int:
@@ -76,6 +80,7 @@ class _Process:
     sink: Any = None
     http: Any = None
     runners: dict[str, Runner] = field(default_factory=dict)
+    watch: DependencyWatch | None = None
 
 
 async def _serve(names: list[str], settings: Settings) -> int:
@@ -139,7 +144,10 @@ async def _start_kafka(proc: _Process, names: list[str], bootstrap: str) -> None
         await proc.producer.start()
     except Exception as exc:
         raise StartupError(f"cannot reach Kafka at {bootstrap}: {exc}") from None
-    proc.sink = KafkaSink(producer=proc.producer, topics=topics, metrics=proc.metrics)
+    proc.sink = KafkaSink(producer=proc.producer, topics=topics, metrics=proc.metrics,
+                          health=proc.health)
+    proc.watch = DependencyWatch(proc.health, postgres=_postgres_params(settings),
+                                 producer=proc.producer)
     common: dict[str, Any] = {"metrics": proc.metrics, "health": proc.health}
     kafka: dict[str, Any] = {"bootstrap": bootstrap, "topics": topics, "tuning": tuning,
                              "group_prefix": settings.consumer_group_prefix}
@@ -169,6 +177,14 @@ async def _start_kafka(proc: _Process, names: list[str], bootstrap: str) -> None
                                   "topics": list(topics.all())})
 
 
+def _postgres_params(settings: Settings) -> dict[str, Any] | None:
+    if not settings.is_postgres:
+        return None
+    from ..postgres import parse_url
+
+    return dict(parse_url(settings.database_url).params)
+
+
 def relay_with_conversation() -> bool:
     """``BONYCHAT_RELAY_WITH_CONVERSATION=0``: the relay runs only as ``--services relay``."""
     return os.environ.get("BONYCHAT_RELAY_WITH_CONVERSATION", "1").strip() not in ("0", "false",
@@ -176,9 +192,17 @@ def relay_with_conversation() -> bool:
 
 
 async def _supervise(proc: _Process) -> int:
-    """Run the services until a stop signal or the first failure."""
-    tasks = {asyncio.create_task(run(proc.stop), name=name)
+    """Run the services until a stop signal or the first failure that is not transient.
+
+    A service that fails because Kafka or PostgreSQL is unavailable is run again
+    after a backoff (:func:`.retry.retrying`); the dependency watch keeps
+    ``/healthz`` honest meanwhile.
+    """
+    tasks = {asyncio.create_task(retrying(name, run, proc.stop, proc.health), name=name)
              for name, run in proc.runners.items()}
+    if proc.watch is None and proc.settings.is_postgres:
+        proc.watch = DependencyWatch(proc.health, postgres=_postgres_params(proc.settings))
+    watch = asyncio.create_task(proc.watch.run(proc.stop)) if proc.watch is not None else None
     stopper = asyncio.create_task(proc.stop.wait())
     done, _ = await asyncio.wait({*tasks, stopper}, return_when=asyncio.FIRST_COMPLETED)
     failed = 0
@@ -194,6 +218,8 @@ async def _supervise(proc: _Process) -> int:
         log.info("stopping", extra={"reason": "signal"})
     proc.stop.set()
     stopper.cancel()
+    if watch is not None:
+        await asyncio.gather(watch, return_exceptions=True)
     if proc.sink is not None:
         proc.sink.closed = True
     pending = {t for t in tasks if not t.done()}

@@ -8,6 +8,7 @@ runs the items through the in-process pipeline (one batch at a time).
 from __future__ import annotations
 
 import asyncio
+import os
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -22,7 +23,7 @@ from ..embedded import EmbeddedPipeline
 from ..http.ports import SinkUnavailableError
 from ..ingest.normalise import Invalid
 from .kafka import Headers, RecordBatches, partitions_of, reason_header
-from .observability import RuntimeMetrics
+from .observability import Health, RuntimeMetrics
 from .topics import Topics, partition_key
 
 
@@ -88,21 +89,43 @@ async def produce(producer: AIOKafkaProducer, records: Sequence[OutRecord]) -> N
     await asyncio.gather(*acks)
 
 
+def produce_timeout() -> float:
+    """``BONYCHAT_HTTP_PRODUCE_TIMEOUT_SECONDS`` (10): the longest a POST waits for acks."""
+    text = os.environ.get("BONYCHAT_HTTP_PRODUCE_TIMEOUT_SECONDS", "").strip()
+    return float(text) if text else 10.0
+
+
 class KafkaSink:
-    """Commands to the command topic, invalid items to the DLQ (``source=http``)."""
+    """Commands to the command topic, invalid items to the DLQ (``source=http``).
+
+    While the dependency watch finds Kafka unreachable (``health``), requests are
+    refused at once; a request whose acknowledgements take longer than
+    :func:`produce_timeout` is refused too. Either way the gateway gets 503 and
+    retries; records a refused request had already handed to the producer may
+    still be written, and are then counted as duplicates downstream.
+    """
 
     def __init__(self, *, producer: AIOKafkaProducer, topics: Topics,
-                 metrics: RuntimeMetrics | None = None) -> None:
+                 metrics: RuntimeMetrics | None = None, health: Health | None = None,
+                 timeout: float | None = None) -> None:
         self.producer = producer
         self.topics = topics
         self.metrics = metrics
+        self.health = health
+        self.timeout = produce_timeout() if timeout is None else timeout
         self.closed = False
 
     async def submit(self, items: list[CommandBase | Invalid]) -> None:
         if self.closed:
             raise SinkUnavailableError("the server is shutting down")
+        if self.health is not None and not self.health.dependency_up("kafka"):
+            raise SinkUnavailableError("Kafka is unreachable")
         try:
-            await produce(self.producer, out_records(self.topics, items, "http"))
+            await asyncio.wait_for(
+                produce(self.producer, out_records(self.topics, items, "http")), self.timeout)
+        except TimeoutError:
+            raise SinkUnavailableError(
+                f"Kafka did not acknowledge the events within {self.timeout:g} s") from None
         except KafkaError as exc:
             raise SinkUnavailableError(f"Kafka did not take the events: {exc}") from exc
         if self.metrics is not None:

@@ -1,0 +1,329 @@
+"""Fault injection under load: ``python -m tests.faults.run --plan quick|full``.
+
+Starts a private Kafka + PostgreSQL, the six service processes under a
+supervisor, ``kcat`` and HTTP load, then injects the plan's faults one after
+another at random moments, measuring after each how long until a new event
+(a *canary*, sent through ``kcat`` and through ``POST /v1/events`` once the
+fault is over) is stored, projected and relayed with every process ready.
+At the end everything is compared with ``bonychat import`` of the same input
+(:mod:`.verify`). Results: ``tests/faults/results/latest-<plan>.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import random
+import statistics
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import psycopg
+
+from services.conversation.domain.contact import aggregate_id
+from services.runtime.relay import relay_position_name
+from services.runtime.topics import Topics
+
+from .cluster import ROLES, Cluster, service_env
+from .infra import PrivateInfra, free_port
+from .load import CANARY_WS, HTTP_CANARY_WS, HttpPublisher, KcatPublisher, canary, http_tokens
+from .verify import Verdict, reference, verify, wait_settled
+
+RESULTS = Path(__file__).resolve().parent / "results"
+KILLED = ("ingest", "conversation-a", "conversation-b", "relay", "projections", "http")
+
+
+@dataclass(frozen=True)
+class Plan:
+    name: str
+    rate: int  # kcat events/s
+    http_rate: int  # POST /v1/events events/s
+    kills: int  # kill -9 per service role
+    rebalance_kills: int
+    kafka_stops: int  # clean stop, then start
+    kafka_kills: int  # kill -9, then start
+    kafka_down_seconds: float
+    pg_restarts: int  # pg_ctl restart -m immediate
+    pg_outages: int  # stopped for outage_seconds
+    pg_freezes: int  # SIGSTOP for outage_seconds: unreachable, connections hang
+    outage_seconds: float
+    seed: int = 7
+    only: tuple[str, ...] = ()
+
+    def faults(self) -> list[str]:
+        kinds = [f"kill9-{role}" for role in KILLED for _ in range(self.kills)]
+        kinds += ["kill9-rebalance"] * self.rebalance_kills
+        kinds += ["kafka-stop"] * self.kafka_stops + ["kafka-kill9"] * self.kafka_kills
+        kinds += ["pg-restart"] * self.pg_restarts + ["pg-down"] * self.pg_outages
+        kinds += ["pg-unreachable"] * self.pg_freezes
+        random.Random(self.seed).shuffle(kinds)
+        return [k for k in kinds if k in self.only] if self.only else kinds
+
+
+PLANS = {
+    # inside `make test`: one fault of each kind, small load
+    "quick": Plan("quick", rate=300, http_rate=40, kills=1, rebalance_kills=1, kafka_stops=1,
+                  kafka_kills=1, kafka_down_seconds=3, pg_restarts=1, pg_outages=1,
+                  pg_freezes=1, outage_seconds=8),
+    # `make test-faults`: 20 kills per service, broker and PostgreSQL faults, 30 s outages
+    "full": Plan("full", rate=1500, http_rate=150, kills=20, rebalance_kills=20, kafka_stops=3,
+                 kafka_kills=3, kafka_down_seconds=10, pg_restarts=3, pg_outages=2,
+                 pg_freezes=2, outage_seconds=30),
+}
+
+
+@dataclass
+class FaultResult:
+    kind: str
+    injected_at: float
+    recovered_seconds: float | None
+    detail: dict[str, Any] = field(default_factory=dict)
+
+
+class Run:
+    def __init__(self, plan: Plan, log_dir: Path) -> None:
+        self.plan = plan
+        self.rng = random.Random(plan.seed)
+        self.infra = PrivateInfra()
+        self.topics = Topics()
+        self.relay_name = relay_position_name(self.topics.events)
+        self.log_dir = log_dir
+        self.results: list[FaultResult] = []
+        self.canaries = 0
+        self.cluster: Cluster | None = None
+        self.kcat: KcatPublisher | None = None
+        self.http: HttpPublisher | None = None
+
+    # --- helpers -------------------------------------------------------------------------
+
+    def _pg(self) -> psycopg.Connection[Any]:
+        return psycopg.connect(self.infra.database_url, autocommit=True, connect_timeout=5)
+
+    def _canary_done(self, n: int) -> bool:
+        ids = [aggregate_id(CANARY_WS, f"k{n}"), aggregate_id(HTTP_CANARY_WS, f"k{n}")]
+        try:
+            with self._pg() as conn:
+                newest = conn.execute("SELECT count(DISTINCT originator_id), "
+                                      "max(notification_id) FROM stored_events "
+                                      "WHERE originator_id = ANY(%s)", (ids,)).fetchone()
+                rows = conn.execute(
+                    "SELECT count(*) FROM conversations WHERE (workspace_id, contact_id) IN "
+                    "((%s, %s), (%s, %s))",
+                    (CANARY_WS, f"k{n}", HTTP_CANARY_WS, f"k{n}")).fetchone()
+                relayed = conn.execute("SELECT notification_id FROM projection_tracking "
+                                       "WHERE application_name = %s",
+                                       (self.relay_name,)).fetchone()
+        except psycopg.Error:
+            return False
+        if newest is None or newest[0] != 2 or rows is None or rows[0] != 2:
+            return False
+        return relayed is not None and relayed[0] >= newest[1]
+
+    def recover(self, since: float, timeout: float = 240) -> float | None:
+        """Send canaries now; seconds from ``since`` until they are through and all ready."""
+        assert self.cluster is not None and self.kcat is not None and self.http is not None
+        self.canaries += 1
+        n = self.canaries
+        self.kcat.inject(f"{CANARY_WS}:k{n}".encode(), canary(CANARY_WS, n))
+        http = self.http
+        threading.Thread(target=http.deliver, args=(HTTP_CANARY_WS, [canary(HTTP_CANARY_WS, n)]),
+                         daemon=True).start()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self._canary_done(n) and self.cluster.all_ready():
+                return time.monotonic() - since
+            time.sleep(0.2)
+        return None
+
+    def _watch_unready(self, seconds: float) -> dict[str, Any]:
+        """Sample /healthz of every process during an outage; who said not ready."""
+        assert self.cluster is not None
+        said: dict[str, bool] = dict.fromkeys(ROLES, False)
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            for role in ROLES:
+                info = self.cluster.health(role)
+                if info is not None and info.get("ready") is False:
+                    said[role] = True
+            time.sleep(0.5)
+        return {"unready_seen": said, "all_unready": all(said.values())}
+
+
+    # --- faults --------------------------------------------------------------------------
+
+    def inject(self, kind: str) -> FaultResult:
+        assert self.cluster is not None
+        cluster, infra = self.cluster, self.infra
+        detail: dict[str, Any] = {}
+        if kind == "kill9-rebalance":
+            return self._kill_during_rebalance()
+        if kind.startswith("kill9-"):
+            t0 = cluster.kill9(kind.removeprefix("kill9-"))
+            return FaultResult(kind, t0, self.recover(t0), detail)
+        if kind.startswith("kafka-"):
+            assert self.http is not None
+            refused = self.http.stats.refused_503
+            (infra.kafka_stop if kind == "kafka-stop" else infra.kafka_kill9)()
+            down = time.monotonic()
+            detail.update(self._watch_unready(max(0.0, self.plan.kafka_down_seconds
+                                                   - (time.monotonic() - down))))
+            detail["http_503_while_down"] = self.http.stats.refused_503 - refused
+            infra.kafka_start()
+            t0 = time.monotonic()
+            detail["down_seconds"] = round(t0 - down, 2)
+            return FaultResult(kind, t0, self.recover(t0), detail)
+        if kind == "pg-restart":
+            infra.pg_restart_immediate()
+            t0 = time.monotonic()
+            return FaultResult(kind, t0, self.recover(t0), detail)
+        if kind == "pg-down":
+            infra.pg_stop()
+            down = time.monotonic()
+            detail.update(self._watch_unready(self.plan.outage_seconds))
+            infra.pg_start()
+            t0 = time.monotonic()
+            detail["down_seconds"] = round(t0 - down, 2)
+            return FaultResult(kind, t0, self.recover(t0), detail)
+        if kind == "pg-unreachable":
+            pids = infra.pg_freeze()
+            down = time.monotonic()
+            try:
+                detail.update(self._watch_unready(self.plan.outage_seconds))
+            finally:
+                infra.pg_thaw(pids)
+            t0 = time.monotonic()
+            detail["down_seconds"] = round(t0 - down, 2)
+            return FaultResult(kind, t0, self.recover(t0), detail)
+        raise ValueError(kind)
+
+    def _kill_during_rebalance(self) -> FaultResult:
+        """Kill copy b; when its restart joins the group, kill copy a mid-rebalance."""
+        assert self.cluster is not None
+        cluster = self.cluster
+        before = cluster.log_text("conversation-b").count("conversation service started")
+        cluster.kill9("conversation-b")
+        deadline = time.monotonic() + 60
+        while (cluster.log_text("conversation-b").count("conversation service started")
+               <= before and time.monotonic() < deadline):
+            time.sleep(0.05)
+        assigned = cluster.log_text("conversation-b").count("partitions assigned")
+        time.sleep(self.rng.uniform(0.0, 1.0))
+        in_progress = cluster.log_text("conversation-b").count("partitions assigned") == assigned
+        t0 = cluster.kill9("conversation-a")
+        return FaultResult("kill9-rebalance", t0, self.recover(t0),
+                           {"rebalance_in_progress": in_progress})
+
+    # --- the run -------------------------------------------------------------------------
+
+    def execute(self) -> dict[str, Any]:
+        started = time.monotonic()
+        self.infra.up()
+        try:
+            return self._execute(started)
+        finally:
+            if self.cluster is not None:
+                self.cluster.stop()
+            self.infra.down()
+
+    def _execute(self, started: float) -> dict[str, Any]:
+        plan = self.plan
+        env = service_env(self.infra.bootstrap, self.infra.database_url, "")
+        env.pop("BONYCHAT_TOPIC_SUFFIX")
+        env["BONYCHAT_GATEWAY_TOKENS"] = http_tokens()
+        ports = {role: free_port() for role in ROLES}
+        self.cluster = Cluster(env, self.log_dir, ports)
+        self.cluster.start()
+        self.cluster.wait_ready()
+        self.kcat = KcatPublisher(self.infra.bootstrap, self.topics.gateway, plan.rate, plan.seed,
+                                  stderr_path=self.log_dir / "kcat.log")
+        self.http = HttpPublisher(ports["http"], plan.http_rate, plan.seed)
+        self.kcat.start()
+        self.http.start()
+        time.sleep(3)
+        baseline = self.recover(time.monotonic())
+        faults = plan.faults()
+        for index, kind in enumerate(faults, 1):
+            time.sleep(self.rng.uniform(0.5, 3.0))
+            result = self.inject(kind)
+            self.results.append(result)
+            print(f"[faults] {index}/{len(faults)} {kind}: recovered in "
+                  f"{_secs(result.recovered_seconds)} {json.dumps(result.detail)}", flush=True)
+        self.http.stop()
+        kcat_status = self.kcat.stop()
+        lines = self.kcat.sent + self.http.sent
+        expected = reference(lines)
+        seen = wait_settled(self.infra.database_url, "public", self.relay_name, expected)
+        verdict = verify(expected, seen, url=self.infra.database_url, schema="public",
+                         bootstrap=self.infra.bootstrap, events_topic=self.topics.events)
+        restarts = {role: m.restarts for role, m in self.cluster.members.items()}
+        return self._report(started, baseline, verdict, restarts=restarts,
+                            kcat_status=kcat_status, events=len(lines))
+
+    def _report(self, started: float, baseline: float | None, verdict: Verdict, *,
+                restarts: dict[str, int], kcat_status: int, events: int) -> dict[str, Any]:
+        assert self.kcat is not None and self.http is not None
+        kinds: dict[str, list[FaultResult]] = {}
+        for result in self.results:
+            kinds.setdefault(result.kind, []).append(result)
+        summary = {kind: _stats(results) for kind, results in sorted(kinds.items())}
+        return {
+            "plan": asdict(self.plan), "seconds": round(time.monotonic() - started, 1),
+            "events": events, "kcat_events": len(self.kcat.sent),
+            "http_events": len(self.http.sent), "kcat_status": kcat_status,
+            "kcat_stderr": self.kcat.errors(),
+            "http": asdict(self.http.stats), "baseline_seconds": baseline,
+            "faults_injected": len(self.results), "by_kind": summary,
+            "restarts": restarts, "verdict": {**asdict(verdict), "ok": verdict.ok},
+            "faults": [asdict(r) for r in self.results],
+        }
+
+
+def _secs(value: float | None) -> str:
+    return "NEVER" if value is None else f"{value:.1f}s"
+
+
+def _stats(results: list[FaultResult]) -> dict[str, Any]:
+    times = [r.recovered_seconds for r in results if r.recovered_seconds is not None]
+    return {"injected": len(results), "recovered": len(times),
+            "p50_seconds": round(statistics.median(times), 2) if times else None,
+            "max_seconds": round(max(times), 2) if times else None}
+
+
+def print_table(report: dict[str, Any], out: Callable[[str], None] = print) -> None:
+    verdict = report["verdict"]
+    out(f"events {report['events']} (kcat {report['kcat_events']}, HTTP "
+        f"{report['http_events']}), faults {report['faults_injected']}, "
+        f"lost {verdict['lost']}, duplicated {verdict['duplicated']}, ok {verdict['ok']}")
+    out(f"{'fault':<24} {'injected':>8} {'recovered':>9} {'p50 s':>7} {'max s':>7}")
+    for kind, row in report["by_kind"].items():
+        out(f"{kind:<24} {row['injected']:>8} {row['recovered']:>9} "
+            f"{row['p50_seconds'] if row['p50_seconds'] is not None else '-':>7} "
+            f"{row['max_seconds'] if row['max_seconds'] is not None else '-':>7}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--plan", choices=sorted(PLANS), default="quick")
+    parser.add_argument("--logs", default=None, help="folder for the services' logs")
+    parser.add_argument("--only", default="", help="comma-separated fault kinds to keep")
+    args = parser.parse_args(argv)
+    plan = PLANS[args.plan]
+    if args.only:
+        plan = dataclasses.replace(plan, only=tuple(args.only.split(",")))
+    logs = Path(args.logs) if args.logs else RESULTS / f"logs-{plan.name}"
+    report = Run(plan, logs).execute()
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / f"latest-{plan.name}.json").write_text(json.dumps(report, indent=1) + "\n")
+    print_table(report)
+    return 0 if report["verdict"]["ok"] and all(
+        row["recovered"] == row["injected"] for row in report["by_kind"].values()) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
