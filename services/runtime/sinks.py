@@ -89,6 +89,9 @@ async def produce(producer: AIOKafkaProducer, records: Sequence[OutRecord]) -> N
     await asyncio.gather(*acks)
 
 
+WATCH_SECONDS = 0.25  # how often a waiting request looks at the dependency watch
+
+
 def produce_timeout() -> float:
     """``BONYCHAT_HTTP_PRODUCE_TIMEOUT_SECONDS`` (10): the longest a POST waits for acks."""
     text = os.environ.get("BONYCHAT_HTTP_PRODUCE_TIMEOUT_SECONDS", "").strip()
@@ -99,7 +102,8 @@ class KafkaSink:
     """Commands to the command topic, invalid items to the DLQ (``source=http``).
 
     While the dependency watch finds Kafka unreachable (``health``), requests are
-    refused at once; a request whose acknowledgements take longer than
+    refused at once, and so are those already waiting for acknowledgements when
+    it finds so; a request whose acknowledgements take longer than
     :func:`produce_timeout` is refused too. Either way the gateway gets 503 and
     retries; records a refused request had already handed to the producer may
     still be written, and are then counted as duplicates downstream.
@@ -115,19 +119,32 @@ class KafkaSink:
         self.timeout = produce_timeout() if timeout is None else timeout
         self.closed = False
 
+    def _kafka_up(self) -> bool:
+        return self.health is None or self.health.dependency_up("kafka")
+
     async def submit(self, items: list[CommandBase | Invalid]) -> None:
         if self.closed:
             raise SinkUnavailableError("the server is shutting down")
-        if self.health is not None and not self.health.dependency_up("kafka"):
+        if not self._kafka_up():
             raise SinkUnavailableError("Kafka is unreachable")
+        task = asyncio.ensure_future(
+            produce(self.producer, out_records(self.topics, items, "http")))
+        deadline = asyncio.get_running_loop().time() + self.timeout
         try:
-            await asyncio.wait_for(
-                produce(self.producer, out_records(self.topics, items, "http")), self.timeout)
-        except TimeoutError:
-            raise SinkUnavailableError(
-                f"Kafka did not acknowledge the events within {self.timeout:g} s") from None
+            while not task.done():
+                await asyncio.wait({task}, timeout=WATCH_SECONDS)
+                if task.done():
+                    break
+                if not self._kafka_up():  # went down while we wait: answer now
+                    raise SinkUnavailableError("Kafka became unreachable")
+                if asyncio.get_running_loop().time() >= deadline:
+                    raise SinkUnavailableError(
+                        f"Kafka did not acknowledge the events within {self.timeout:g} s")
+            task.result()
         except KafkaError as exc:
             raise SinkUnavailableError(f"Kafka did not take the events: {exc}") from exc
+        finally:
+            task.cancel()
         if self.metrics is not None:
             self.metrics.count_ingest(items, "http", service="http")
 
