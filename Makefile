@@ -12,7 +12,7 @@ DEMO_DIR := examples/out
 DEMO_DB := $(DEMO_DIR)/demo.db
 DEMO_EVENTS := $(DEMO_DIR)/sample.jsonl
 
-.PHONY: help install deps-test run test test-unit test-integration test-fuzz mutation lint schemas bench bench-quick clean \
+.PHONY: help install deps-test run test test-unit test-integration test-fuzz test-faults mutation lint schemas bench bench-quick clean \
 	screenshots bench-pages
 
 help: ## list the targets
@@ -74,6 +74,9 @@ bench-pages: $(STAMP) infra-up ## page-data latency of the Reports/Dashboard end
 
 screenshots: $(STAMP) deps-test ## redraw docs/screenshots (both pages, 1280 px and 390 px)
 	$(PY) -m tests.e2e.pages_harness --screenshots docs/screenshots
+
+test-faults: $(STAMP) deps-test ## fault injection under load (kills, broker and PostgreSQL faults), ~30 min
+	$(PY) -m tests.faults.run --plan full
 
 lint: $(STAMP) ## ruff, mypy (strict on services/ and schemas/), schema files current
 	$(BIN)/ruff check services schemas tests bench

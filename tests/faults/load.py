@@ -16,7 +16,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -63,6 +63,26 @@ def canary(ws: str, n: int) -> bytes:
                        "data": {"message_id": f"m{n}", "text": "canary"}}).encode()
 
 
+class SentLog:
+    """Every line a publisher handed over, appended to a file (not kept in memory)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.count = 0
+        self._lock = threading.Lock()
+        self._file = open(path, "ab")  # noqa: SIM115 - closed by close()
+
+    def add(self, lines: Iterable[bytes]) -> None:
+        with self._lock:
+            for line in lines:
+                self._file.write(line + b"\n")
+                self.count += 1
+
+    def close(self) -> None:
+        with self._lock:
+            self._file.close()
+
+
 @dataclass
 class KcatPublisher:
     """Feeds ``kcat -P`` at ``rate`` records/s; ``sent`` is every line handed to it."""
@@ -71,7 +91,7 @@ class KcatPublisher:
     topic: str
     rate: int
     seed: int
-    sent: list[bytes] = field(default_factory=list)
+    sent: SentLog
     _stop: threading.Event = field(default_factory=threading.Event)
     _extra: list[tuple[bytes, bytes]] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -112,7 +132,7 @@ class KcatPublisher:
             out.write(b"".join((key or b"") + b"\t" + value + b"\n" if key is not None
                                else value + b"\n" for key, value in lines))
             out.flush()
-            self.sent.extend(value for _, value in lines)
+            self.sent.add(value for _, value in lines)
             next_at += tick
             delay = next_at - time.monotonic()
             if delay > 0:
@@ -130,7 +150,7 @@ class KcatPublisher:
             extra, self._extra = self._extra, []
         for key, value in extra:
             self._proc.stdin.write(key + b"\t" + value + b"\n")
-            self.sent.append(value)
+            self.sent.add([value])
         self._proc.stdin.close()
         try:
             code = self._proc.wait(timeout)
@@ -180,8 +200,8 @@ class HttpPublisher:
     port: int
     rate: int
     seed: int
+    sent: SentLog
     batch: int = 20
-    sent: list[bytes] = field(default_factory=list)
     stats: HttpStats = field(default_factory=HttpStats)
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
@@ -198,7 +218,7 @@ class HttpPublisher:
             self.stats.requests += 1
             if status == 202:
                 self.stats.accepted_batches += 1
-                self.sent.extend(lines)
+                self.sent.add(lines)
                 return time.monotonic()
             if status == 503:
                 self.stats.refused_503 += 1

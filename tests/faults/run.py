@@ -15,6 +15,7 @@ import argparse
 import dataclasses
 import json
 import random
+import shutil
 import statistics
 import sys
 import threading
@@ -32,11 +33,19 @@ from services.runtime.topics import Topics
 
 from .cluster import ROLES, Cluster, service_env
 from .infra import PrivateInfra, free_port
-from .load import CANARY_WS, HTTP_CANARY_WS, HttpPublisher, KcatPublisher, canary, http_tokens
-from .verify import Verdict, reference, verify, wait_settled
+from .load import (
+    CANARY_WS,
+    HTTP_CANARY_WS,
+    HttpPublisher,
+    KcatPublisher,
+    SentLog,
+    canary,
+    http_tokens,
+)
+from .verify import Reference, Verdict, verify, wait_settled
 
 RESULTS = Path(__file__).resolve().parent / "results"
-KILLED = ("ingest", "conversation-a", "conversation-b", "relay", "projections", "http")
+KILLED = ("ingest", "conversation", "relay", "projections", "http")  # conversation: a or b
 
 
 @dataclass(frozen=True)
@@ -44,37 +53,33 @@ class Plan:
     name: str
     rate: int  # kcat events/s
     http_rate: int  # POST /v1/events events/s
-    kills: int  # kill -9 per service role
-    rebalance_kills: int
-    kafka_stops: int  # clean stop, then start
-    kafka_kills: int  # kill -9, then start
-    kafka_down_seconds: float
-    pg_restarts: int  # pg_ctl restart -m immediate
-    pg_outages: int  # stopped for outage_seconds
-    pg_freezes: int  # SIGSTOP for outage_seconds: unreachable, connections hang
-    outage_seconds: float
+    counts: tuple[tuple[str, int], ...]  # fault kind -> how many
+    kafka_down_seconds: float  # a stopped/killed broker stays down this long
+    outage_seconds: float  # pg-down (stopped) and pg-unreachable (SIGSTOP) last this long
     seed: int = 7
     only: tuple[str, ...] = ()
 
     def faults(self) -> list[str]:
-        kinds = [f"kill9-{role}" for role in KILLED for _ in range(self.kills)]
-        kinds += ["kill9-rebalance"] * self.rebalance_kills
-        kinds += ["kafka-stop"] * self.kafka_stops + ["kafka-kill9"] * self.kafka_kills
-        kinds += ["pg-restart"] * self.pg_restarts + ["pg-down"] * self.pg_outages
-        kinds += ["pg-unreachable"] * self.pg_freezes
+        kinds = [kind for kind, count in self.counts for _ in range(count)]
         random.Random(self.seed).shuffle(kinds)
         return [k for k in kinds if k in self.only] if self.only else kinds
 
 
+def _kills(each: int) -> tuple[tuple[str, int], ...]:
+    return tuple((f"kill9-{role}", each) for role in KILLED)
+
+
 PLANS = {
-    # inside `make test`: one fault of each kind, small load
-    "quick": Plan("quick", rate=300, http_rate=40, kills=1, rebalance_kills=1, kafka_stops=1,
-                  kafka_kills=1, kafka_down_seconds=3, pg_restarts=1, pg_outages=1,
-                  pg_freezes=1, outage_seconds=8),
+    # inside `make test`: the kinds most likely to break, once each, small load
+    "quick": Plan("quick", rate=200, http_rate=30, counts=(
+        ("kill9-ingest", 1), ("kill9-conversation", 1), ("kill9-http", 1),
+        ("kill9-rebalance", 1), ("kafka-kill9", 1), ("pg-restart", 1), ("pg-unreachable", 1)),
+        kafka_down_seconds=3, outage_seconds=5),
     # `make test-faults`: 20 kills per service, broker and PostgreSQL faults, 30 s outages
-    "full": Plan("full", rate=1500, http_rate=150, kills=20, rebalance_kills=20, kafka_stops=3,
-                 kafka_kills=3, kafka_down_seconds=10, pg_restarts=3, pg_outages=2,
-                 pg_freezes=2, outage_seconds=30),
+    "full": Plan("full", rate=1500, http_rate=150, counts=(
+        *_kills(20), ("kill9-rebalance", 20), ("kafka-stop", 3), ("kafka-kill9", 3),
+        ("pg-restart", 3), ("pg-down", 2), ("pg-unreachable", 2)),
+        kafka_down_seconds=10, outage_seconds=30),
 }
 
 
@@ -164,7 +169,10 @@ class Run:
         if kind == "kill9-rebalance":
             return self._kill_during_rebalance()
         if kind.startswith("kill9-"):
-            t0 = cluster.kill9(kind.removeprefix("kill9-"))
+            role = kind.removeprefix("kill9-")
+            if role == "conversation":
+                role = self.rng.choice(("conversation-a", "conversation-b"))
+            t0 = cluster.kill9(role)
             return FaultResult(kind, t0, self.recover(t0), detail)
         if kind.startswith("kafka-"):
             assert self.http is not None
@@ -223,6 +231,7 @@ class Run:
 
     def execute(self) -> dict[str, Any]:
         started = time.monotonic()
+        shutil.rmtree(self.log_dir, ignore_errors=True)  # logs and inputs of an earlier run
         self.infra.up()
         try:
             return self._execute(started)
@@ -241,8 +250,10 @@ class Run:
         self.cluster.start()
         self.cluster.wait_ready()
         self.kcat = KcatPublisher(self.infra.bootstrap, self.topics.gateway, plan.rate, plan.seed,
+                                  SentLog(self.log_dir / "sent-kcat.jsonl"),
                                   stderr_path=self.log_dir / "kcat.log")
-        self.http = HttpPublisher(ports["http"], plan.http_rate, plan.seed)
+        self.http = HttpPublisher(ports["http"], plan.http_rate, plan.seed,
+                                  SentLog(self.log_dir / "sent-http.jsonl"))
         self.kcat.start()
         self.http.start()
         time.sleep(3)
@@ -256,14 +267,20 @@ class Run:
                   f"{_secs(result.recovered_seconds)} {json.dumps(result.detail)}", flush=True)
         self.http.stop()
         kcat_status = self.kcat.stop()
-        lines = self.kcat.sent + self.http.sent
-        expected = reference(lines)
-        seen = wait_settled(self.infra.database_url, "public", self.relay_name, expected)
-        verdict = verify(expected, seen, url=self.infra.database_url, schema="public",
-                         bootstrap=self.infra.bootstrap, events_topic=self.topics.events)
+        self.kcat.sent.close()
+        self.http.sent.close()
+        expected = Reference([self.kcat.sent.path, self.http.sent.path])
+        try:
+            wait_settled(self.infra.database_url, "public", self.relay_name, expected)
+            verdict = verify(expected, url=self.infra.database_url, schema="public",
+                             bootstrap=self.infra.bootstrap, events_topic=self.topics.events,
+                             relay_name=self.relay_name)
+        finally:
+            expected.close()
         restarts = {role: m.restarts for role, m in self.cluster.members.items()}
         return self._report(started, baseline, verdict, restarts=restarts,
-                            kcat_status=kcat_status, events=len(lines))
+                            kcat_status=kcat_status,
+                            events=self.kcat.sent.count + self.http.sent.count)
 
     def _report(self, started: float, baseline: float | None, verdict: Verdict, *,
                 restarts: dict[str, int], kcat_status: int, events: int) -> dict[str, Any]:
@@ -274,8 +291,8 @@ class Run:
         summary = {kind: _stats(results) for kind, results in sorted(kinds.items())}
         return {
             "plan": asdict(self.plan), "seconds": round(time.monotonic() - started, 1),
-            "events": events, "kcat_events": len(self.kcat.sent),
-            "http_events": len(self.http.sent), "kcat_status": kcat_status,
+            "events": events, "kcat_events": self.kcat.sent.count,
+            "http_events": self.http.sent.count, "kcat_status": kcat_status,
             "kcat_stderr": self.kcat.errors(),
             "http": asdict(self.http.stats), "baseline_seconds": baseline,
             "faults_injected": len(self.results), "by_kind": summary,

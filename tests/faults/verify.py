@@ -9,7 +9,8 @@ on ``bonychat.conversation.events.v1``.
 
 from __future__ import annotations
 
-import json
+import asyncio
+import hashlib
 import os
 import sqlite3
 import subprocess
@@ -17,95 +18,144 @@ import sys
 import tempfile
 import time
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import orjson
 import psycopg
+from aiokafka import AIOKafkaConsumer
 
 from services.bootstrap import open_stores
 from services.settings import Settings
-from tests.integration.kafka_fixtures import read_topic, snapshot
+from tests.integration.kafka_fixtures import snapshot
 
 BONYCHAT = Path(sys.executable).parent / "bonychat"
 Outcome = tuple[str, str, str, str | None]  # workspace, event id, outcome, reason
+Digest = dict[str, tuple[int, int]]  # workspace -> (outcome rows, sum of their hashes)
+_OUTCOMES = "SELECT workspace_id, event_id, outcome, reason FROM {}processed_events"
 
 
-@dataclass
-class Expected:
-    snapshot: dict[str, Any]
-    outcomes: set[Outcome]
-    events: int
-    workspaces: list[str]
+def h64(*parts: object) -> int:
+    text = "\x1f".join("" if p is None else str(p) for p in parts)
+    return int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8).digest(), "big")
 
 
-def workspaces_of(lines: list[bytes]) -> list[str]:
-    found: set[str] = set()
-    for line in lines:
-        try:
-            value = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(value, dict) and isinstance(value.get("workspace_id"), str):
-            found.add(value["workspace_id"])
-    return sorted(found)
+def digest(rows: Iterable[tuple[Any, ...]]) -> tuple[Digest, Counter[str]]:
+    """Per workspace: how many outcome rows and an order-free hash of them; outcome counts."""
+    sums: dict[str, list[int]] = {}
+    kinds: Counter[str] = Counter()
+    for ws, eid, outcome, reason in rows:
+        entry = sums.setdefault(ws, [0, 0])
+        entry[0] += 1
+        entry[1] = (entry[1] + h64(eid, outcome, reason)) % 2**64
+        kinds[outcome] += 1
+    return {ws: (n, total) for ws, (n, total) in sums.items()}, kinds
 
 
-def reference(lines: list[bytes]) -> Expected:
-    """``bonychat import`` of ``lines`` into a fresh SQLite file, read back."""
-    with tempfile.TemporaryDirectory() as folder:
-        source = Path(folder) / "input.jsonl"
-        source.write_bytes(b"".join(line + b"\n" for line in lines))
-        db = Path(folder) / "reference.db"
-        subprocess.run([str(BONYCHAT), "import", str(source), "--database-url", str(db),
+class Reference:
+    """``bonychat import`` of the run's input into a fresh SQLite file, kept until closed."""
+
+    def __init__(self, inputs: list[Path]) -> None:
+        self._folder = tempfile.TemporaryDirectory()
+        folder = Path(self._folder.name)
+        source = folder / "input.jsonl"
+        with open(source, "wb") as out:
+            for path in inputs:
+                out.write(path.read_bytes())
+        self.db = folder / "reference.db"
+        subprocess.run([str(BONYCHAT), "import", str(source), "--database-url", str(self.db),
                         "--no-progress"], check=True, stdout=subprocess.DEVNULL,
                        env={k: v for k, v in os.environ.items()
                             if not k.startswith("BONYCHAT_")})
-        workspaces = workspaces_of(lines)
-        stores = open_stores(Settings(database_url=str(db)))
-        try:
-            snap = snapshot(stores.read_models, workspaces)
-            events = stores.events.max_notification_id()
-        finally:
-            stores.close()
-        with sqlite3.connect(db) as conn:
-            outcomes = {(ws, eid, outcome, reason) for ws, eid, outcome, reason in conn.execute(
-                "SELECT workspace_id, event_id, outcome, reason FROM processed_events")}
-    return Expected(snap, outcomes, events, workspaces)
+        self.stores = open_stores(Settings(database_url=str(self.db)))
+        self.events = self.stores.events.max_notification_id()
+        with sqlite3.connect(self.db) as conn:
+            self.outcomes, self.kinds = digest(conn.execute(_OUTCOMES.format("")))
+            self.workspaces = sorted({ws for (ws,) in conn.execute(
+                "SELECT DISTINCT workspace_id FROM conversations")} | set(self.outcomes))
+
+    def rows(self, ws: str) -> set[Outcome]:
+        with sqlite3.connect(self.db) as conn:
+            return set(conn.execute(_OUTCOMES.format("") + " WHERE workspace_id = ?", (ws,)))
+
+    def close(self) -> None:
+        self.stores.close()
+        self._folder.cleanup()
 
 
 @dataclass
 class Observed:
-    outcomes: set[Outcome]
-    event_ids: list[str]
+    outcomes: Digest
+    kinds: Counter[str]
+    event_ids: set[int]  # h64 of every stored event id
+    stored: int
     projected: int
     relayed: int
 
 
 def observe(url: str, schema: str, relay_name: str) -> Observed:
+    ids: set[int] = set()
+    stored = 0
     with psycopg.connect(url, autocommit=True) as conn:
-        outcomes = {(ws, eid, outcome, reason) for ws, eid, outcome, reason in conn.execute(
-            f'SELECT workspace_id, event_id, outcome, reason FROM "{schema}".processed_events')}
-        ids = [json.loads(bytes(state))["event_id"] for (state,) in conn.execute(
-            f'SELECT state FROM "{schema}".stored_events ORDER BY notification_id')]
+        outcomes, kinds = digest(conn.execute(_OUTCOMES.format(f'"{schema}".')))
+        with conn.cursor(name="events") as cur:
+            cur.itersize = 20_000
+            cur.execute(f'SELECT state FROM "{schema}".stored_events')
+            for (state,) in cur:
+                ids.add(h64(orjson.loads(bytes(state))["event_id"]))
+                stored += 1
         tracked = dict(conn.execute(
             f'SELECT application_name, notification_id FROM "{schema}".projection_tracking'
         ).fetchall())
-    return Observed(outcomes, ids, int(tracked.get("projection:conversations", 0) or 0),
+    return Observed(outcomes, kinds, ids, stored,
+                    int(tracked.get("projection:conversations", 0) or 0),
                     int(tracked.get(relay_name, 0) or 0))
 
 
-def wait_settled(url: str, schema: str, relay_name: str, expected: Expected,
-                 timeout: float = 300) -> Observed:
+def settled(url: str, schema: str, relay_name: str, expected: Reference) -> tuple[bool, int]:
+    with psycopg.connect(url, autocommit=True) as conn:
+        row = conn.execute(
+            f'SELECT (SELECT count(*) FROM "{schema}".processed_events), '
+            f'(SELECT coalesce(max(notification_id), 0) FROM "{schema}".stored_events)'
+        ).fetchone()
+        tracked = dict(conn.execute(
+            f'SELECT application_name, notification_id FROM "{schema}".projection_tracking'
+        ).fetchall())
+    assert row is not None
+    outcomes, newest = int(row[0]), int(row[1])
+    done = (outcomes >= sum(n for n, _ in expected.outcomes.values())
+            and int(tracked.get("projection:conversations", 0) or 0) >= newest
+            and int(tracked.get(relay_name, 0) or 0) >= newest)
+    return done, outcomes
+
+
+def wait_settled(url: str, schema: str, relay_name: str, expected: Reference,
+                 timeout: float = 600) -> None:
     """Wait until every outcome is stored and projections and relay are at the end."""
     deadline = time.monotonic() + timeout
-    while True:
-        seen = observe(url, schema, relay_name)
-        done = (len(seen.outcomes) >= len(expected.outcomes)
-                and seen.projected >= len(seen.event_ids) and seen.relayed >= len(seen.event_ids))
-        if done or time.monotonic() > deadline:
-            return seen
+    while time.monotonic() < deadline:
+        if settled(url, schema, relay_name, expected)[0]:
+            return
         time.sleep(1)
+
+
+async def _topic_ids(bootstrap: str, topic: str, idle_ms: int) -> tuple[int, set[int]]:
+    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=None,
+                                auto_offset_reset="earliest", enable_auto_commit=False,
+                                isolation_level="read_committed")
+    await consumer.start()
+    records, ids = 0, set()
+    try:
+        while batches := await consumer.getmany(timeout_ms=idle_ms, max_records=10_000):
+            for batch in batches.values():
+                for record in batch:
+                    records += 1
+                    ids.add(h64(dict(record.headers).get("event_id", b"").decode()))
+    finally:
+        await consumer.stop()
+    return records, ids
 
 
 @dataclass
@@ -116,6 +166,7 @@ class Verdict:
     expected_events: int
     outcome_counts: dict[str, int]
     expected_outcome_counts: dict[str, int]
+    workspaces: int
     workspaces_differing: list[str]
     topic_records: int
     topic_unique_ids: int
@@ -129,31 +180,42 @@ class Verdict:
                 and self.outcome_counts == self.expected_outcome_counts)
 
 
-def verify(expected: Expected, seen: Observed, *, url: str, schema: str, bootstrap: str,
-           events_topic: str) -> Verdict:
+def verify(expected: Reference, *, url: str, schema: str, bootstrap: str, events_topic: str,
+           relay_name: str) -> Verdict:
+    """Compare, one workspace at a time (memory stays small on long runs)."""
     from services.postgres import open_postgres_stores
 
+    seen = observe(url, schema, relay_name)
     stores = open_postgres_stores(f"{url}?schema={schema}")
+    differing: list[str] = []
+    missing: set[Outcome] = set()
+    extra: set[Outcome] = set()
     try:
-        got = snapshot(stores.read_models, expected.workspaces)
+        for ws in expected.workspaces:
+            if (snapshot(stores.read_models, [ws])
+                    != snapshot(expected.stores.read_models, [ws])):
+                differing.append(ws)
+            if seen.outcomes.get(ws) != expected.outcomes.get(ws):
+                with psycopg.connect(url, autocommit=True) as conn:
+                    got = set(conn.execute(_OUTCOMES.format(f'"{schema}".')
+                                           + " WHERE workspace_id = %s", (ws,)))
+                want = expected.rows(ws)
+                missing |= want - got
+                extra |= got - want
+        unknown = set(seen.outcomes) - set(expected.outcomes)  # workspaces nobody sent
+        for ws in unknown:
+            extra.add((ws, "*", f"{seen.outcomes[ws][0]} rows", None))
     finally:
         stores.close()
-    differing = [ws for ws in expected.workspaces if got.get(ws) != expected.snapshot.get(ws)]
-    missing = expected.outcomes - seen.outcomes
-    extra = seen.outcomes - expected.outcomes
-    stored = len(seen.event_ids)
-    repeated_ids = sum(n - 1 for n in Counter(seen.event_ids).values() if n > 1)
-    records = read_topic(bootstrap, events_topic, idle_ms=3_000)
-    ids = [r.headers.get("event_id") for r in records]
-    unique = set(ids)
-    topic_missing = len(set(seen.event_ids) - unique)
+    records, topic_ids = asyncio.run(_topic_ids(bootstrap, events_topic, 3_000))
     return Verdict(
-        lost=len(missing) + max(0, expected.events - stored),
-        duplicated=len(extra) + max(0, stored - expected.events) + repeated_ids,
-        stored_events=stored, expected_events=expected.events,
-        outcome_counts=dict(Counter(o[2] for o in seen.outcomes)),
-        expected_outcome_counts=dict(Counter(o[2] for o in expected.outcomes)),
-        workspaces_differing=differing, topic_records=len(records),
-        topic_unique_ids=len(unique), topic_missing=topic_missing,
+        lost=len(missing) + max(0, expected.events - seen.stored),
+        duplicated=len(extra) + max(0, seen.stored - expected.events)
+        + (seen.stored - len(seen.event_ids)),
+        stored_events=seen.stored, expected_events=expected.events,
+        outcome_counts=dict(seen.kinds), expected_outcome_counts=dict(expected.kinds),
+        workspaces=len(expected.workspaces), workspaces_differing=differing,
+        topic_records=records, topic_unique_ids=len(topic_ids),
+        topic_missing=len(seen.event_ids - topic_ids),
         details={"missing_outcomes": sorted(map(str, missing))[:10],
                  "extra_outcomes": sorted(map(str, extra))[:10]})
