@@ -62,7 +62,12 @@ class ReadinessCollector(Collector):
                                        labels=["component"])
         for name, value in sorted(dict(info.get("components") or {}).items()):
             components.add_metric([str(name)], 1.0 if value else 0.0)
-        return [ready, components]
+        dependencies = GaugeMetricFamily("bonychat_dependency_up", "1 while the dependency "
+                                         "(kafka, postgresql) answers the process's probe",
+                                         labels=["dependency"])
+        for name, value in sorted(dict(info.get("dependencies") or {}).items()):
+            dependencies.add_metric([str(name)], 1.0 if value else 0.0)
+        return [ready, components, dependencies]
 
 
 async def prometheus(request: web.Request) -> web.Response:

@@ -208,3 +208,20 @@ def test_a_request_waits_for_acknowledgements_at_most_the_timeout(
     sink = _sink(monkeypatch, Health(), timeout=0.3)
     with pytest.raises(SinkUnavailableError, match=r"within 0\.3 s"):
         asyncio.run(asyncio.wait_for(sink.submit([]), 60))
+
+
+def test_dependency_gauge_and_readiness_follow_the_watch() -> None:
+    from prometheus_client import CollectorRegistry
+
+    from services.http.telemetry import ReadinessCollector
+
+    health = Health()
+    registry = CollectorRegistry()
+    registry.register(ReadinessCollector(health))
+    health.set_dependency("postgresql", True)
+    assert registry.get_sample_value("bonychat_dependency_up",
+                                     {"dependency": "postgresql"}) == 1.0
+    health.set_dependency("postgresql", False, "AdminShutdown: terminating connection")
+    assert registry.get_sample_value("bonychat_dependency_up",
+                                     {"dependency": "postgresql"}) == 0.0
+    assert registry.get_sample_value("bonychat_ready") == 0.0
