@@ -90,6 +90,14 @@ _INSERT_TRACKINGS = (
     "DO UPDATE SET notification_id = EXCLUDED.notification_id "
     "WHERE t.notification_id < EXCLUDED.notification_id RETURNING t.application_name"
 )
+# Positions recorded with an expectation (``Position.after``; -1 = never recorded)
+# that storage does not meet: the batch was decided on top of a transaction that
+# storage does not have (lost in a crash with synchronous_commit off, say).
+_UNEXPECTED = (
+    "SELECT e.name FROM unnest(%b::text[], %b::bigint[]) AS e(name, expected) "
+    "LEFT JOIN {schema}.{table} t ON t.application_name = e.name "
+    "WHERE COALESCE(t.notification_id, -1) <> e.expected"
+)
 # A replay partition: the aggregates whose id's last byte is PART modulo PARTS
 # (uuid5 bytes are uniform), in notification order, up to a notification id.
 _PARTITION = (
@@ -160,6 +168,7 @@ class ContactEventRecorder(PostgresProcessRecorder):
         self.insert_event_columns_statement = sql(_INSERT_EVENTS, schema, table=EVENTS_TABLE)
         self.insert_trackings_statement = sql(_INSERT_TRACKINGS, schema, table=TRACKING_TABLE)
         self.moved_statement = sql(_MOVED, schema, table=EVENTS_TABLE)
+        self.unexpected_statement = sql(_UNEXPECTED, schema, table=TRACKING_TABLE)
 
     def _insert_stored_events(self, curs: Cursor[DictRow],
                               stored_events: Sequence[StoredEvent], **kwargs: Any) -> None:
@@ -176,7 +185,8 @@ class ContactEventRecorder(PostgresProcessRecorder):
     @retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)
     def insert_columns(self, columns: EventColumns, *, trackings: Sequence[Tracking],
                        outcomes: Sequence[Outcome], dead_letters: Sequence[DeadLetter],
-                       read: Mapping[uuid.UUID, int] | None = None) -> list[int]:
+                       read: Mapping[uuid.UUID, int] | None = None,
+                       expected: Mapping[str, int] | None = None) -> list[int]:
         """``insert_events`` for events given as column arrays; returns notification ids.
 
         One transaction, sent as one pipeline with a single sync: every tracked
@@ -184,11 +194,16 @@ class ContactEventRecorder(PostgresProcessRecorder):
         requires), outcomes, dead letters, then lock, notify and insert the
         events, then check that the aggregates in ``read`` are still at the
         version read. A taken aggregate version or outcome key, a position that
-        does not move forward, or a moved aggregate raises ``IntegrityError``
-        and nothing is kept.
+        does not move forward, one that is not at its ``expected`` value (-1:
+        none recorded), or a moved aggregate raises ``IntegrityError`` and
+        nothing is kept.
         """
         with self.datastore.get_connection() as conn, conn.pipeline() as pipeline, \
                 conn.transaction():
+            unexpected = conn.cursor(row_factory=tuple_row)
+            if expected:
+                unexpected.execute(self.unexpected_statement,
+                                   (list(expected), list(expected.values())), prepare=True)
             track = conn.cursor(row_factory=tuple_row)
             if trackings:
                 track.execute(self.insert_trackings_statement, (
@@ -206,6 +221,9 @@ class ContactEventRecorder(PostgresProcessRecorder):
                 moved.execute(self.moved_statement, (list(read), list(read.values())),
                               prepare=True)
             pipeline.sync()  # raises here on a taken key
+            if expected and (behind := unexpected.fetchall()):
+                raise IntegrityError(f"position {behind[0][0]} is not where this batch "
+                                     "continues from (storage lost or moved it)")
             if read and (stale := moved.fetchall()):
                 raise IntegrityError(f"aggregate {stale[0][0]} moved after it was read "
                                      "(another writer)")
@@ -302,14 +320,19 @@ class PostgresEventStore:
         moves forward, ``EXCLUSIVE`` table lock so notification ids commit in order,
         ``NOTIFY``), without building a ``StoredEvent`` per event: the four event
         columns go straight into arrays (the ``StoredEvent`` objects alone cost
-        more than encoding the events).
+        more than encoding the events). A position with ``after`` must find the
+        recorded position exactly there (-1: none yet), or nothing is written
+        (:class:`ConcurrencyConflict`): the Kafka runtime states where each
+        partition's batch continues from, so a batch decided on top of a
+        transaction storage no longer has is refused.
         """
         columns = _event_columns(events)
         positions = [] if position is None else [position, *getattr(position, "others", ())]
         try:
             ids: list[int] = self.recorder.insert_columns(
                 columns, trackings=[Tracking(p.name, p.offset) for p in positions],
-                outcomes=outcomes, dead_letters=dead_letters, read=read)
+                outcomes=outcomes, dead_letters=dead_letters, read=read,
+                expected={p.name: p.after for p in positions if p.after is not None})
         except IntegrityError as exc:
             raise ConcurrencyConflict(str(exc)) from exc
         return ids

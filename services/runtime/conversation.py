@@ -41,7 +41,6 @@ from .retry import Backoff, bounded, is_transient
 from .retry import describe as describe_error
 from .topics import KafkaTuning, Topics, group_id
 
-CONFLICT_ATTEMPTS = 20  # a conflict is transient: another copy is ahead of us
 log = logging.getLogger(__name__)
 SERVICE = "conversation"
 DEAD_LETTER_SOURCE = "commands"
@@ -130,6 +129,9 @@ class ConversationService:
         self._busy = asyncio.Lock()  # a rebalance waits for the batch in flight
         #: assigned partitions not yet sought to their tracked position (store down)
         self._unpositioned: set[TopicPartition] = set()
+        #: per partition, the offset storage records once every decided batch is
+        #: stored (-1: none); each commit must find its partition exactly there
+        self._after: dict[TopicPartition, int] = {}
         self._pending: _Decided | None = None  # committing in a worker thread
         self._done: dict[TopicPartition, int] = {}  # next offsets, for the lag-only commit
         self._lag_committed = 0.0
@@ -144,6 +146,8 @@ class ConversationService:
                 log.warning("commit in flight failed during a rebalance: %s", describe_error(exc))
             self.processor.forget()
             self._unpositioned -= revoked
+            for tp in revoked:
+                self._after.pop(tp, None)
         if revoked:
             log.info("partitions revoked", extra={"partitions": partitions_text(revoked)})
 
@@ -177,6 +181,7 @@ class ConversationService:
         for tp in sorted(todo):
             tracked = await asyncio.to_thread(self.events.position, position_name(tp))
             resume[tp.partition] = tracked
+            self._after[tp] = -1 if tracked is None else tracked
             # Offset 0 before the log start is reset to the earliest record.
             consumer.seek(tp, 0 if tracked is None else tracked + 1)
         self._unpositioned = set()
@@ -238,8 +243,12 @@ class ConversationService:
         stored with the last committed transaction, once PostgreSQL answers.
         """
         self.health.set_degraded(SERVICE, describe_error(exc))
-        log.warning("store failed; resuming from the tracked positions once it is back",
-                    extra={"error": describe_error(exc)})
+        if isinstance(exc, ConcurrencyConflict):  # another copy, or storage lost a commit
+            log.info("batch conflicted; resuming from the tracked positions",
+                     extra={"error": describe_error(exc)})
+        else:
+            log.warning("store failed; resuming from the tracked positions once it is back",
+                        extra={"error": describe_error(exc)})
         async with self._busy:
             pending, self._pending = self._pending, None
             if pending is not None and pending.commit is not None:
@@ -256,6 +265,7 @@ class ConversationService:
         self._pending = None
         self._done = {}
         self._unpositioned = set()
+        self._after = {}
 
     async def _fetch(self, fetch: SafeFetch) -> Batches:
         """One fetch, topped up with what is already buffered, up to ``batch_records``.
@@ -282,12 +292,11 @@ class ConversationService:
 
         Deciding fetch N+1 (decode, dedupe against storage, apply to the cached
         aggregates) overlaps PostgreSQL's work on fetch N's transaction; N+1 is
-        committed only after N, so commits stay in order. N+1 is decided on top
-        of N's not yet stored state: if N's commit fails, both are dropped from
-        the cache and processed again one partition batch at a time
-        (:meth:`_process`, which also handles a position another copy recorded).
-        A fetch that repeats one of N's commands is not decided early (storage
-        does not know N's keys yet).
+        committed only after N, so commits stay in order, and N+1's positions
+        say they continue from N's. If N's commit fails, N+1 is dropped with
+        the caches and everything resumes from storage's positions
+        (:meth:`_recover`). A fetch that repeats one of N's commands is not
+        decided early (storage does not know N's keys yet).
         """
         assignment = consumer.assignment()
         jobs = [(tp, records) for tp, records in batches.items()
@@ -305,9 +314,10 @@ class ConversationService:
             except BaseException:
                 await self._settle()
                 raise
-            if not await self._settle() and decided is not None:
-                self.processor.forget()  # decided on top of state that was not stored
-                decided = None
+            if decided is not None:
+                for tp, records in group:  # N+1 continues from here, once N is stored
+                    self._after[tp] = records[-1].offset
+            await self._settle()  # raises if N failed: N+1 is dropped
             if decided is None:
                 for tp, records in group:
                     started = time.perf_counter()
@@ -318,6 +328,10 @@ class ConversationService:
                 asyncio.to_thread(self._store, decided.decision, decided.position))
             self._pending = decided
 
+    def _position(self, tp: TopicPartition, records: Records) -> Position:
+        """Where this batch of ``tp`` ends, and where storage must have it continue from."""
+        return Position(position_name(tp), records[-1].offset, self._after.get(tp))
+
     def _decide_ahead(self, group: Group, pending: set[tuple[str, str]] | None
                       ) -> _Decided | None:
         """Decode and decide a group (worker thread); None if it repeats a pending key."""
@@ -327,9 +341,10 @@ class ConversationService:
                 if not isinstance(item, Invalid)}
         if pending is not None and not keys.isdisjoint(pending):
             return None
-        positions = [Position(position_name(tp), records[-1].offset) for tp, records in group]
+        positions = [self._position(tp, records) for tp, records in group]
         position = positions[0] if len(positions) == 1 else Positions(
-            positions[0].name, positions[0].offset, others=tuple(positions[1:]))
+            positions[0].name, positions[0].offset, positions[0].after,
+            others=tuple(positions[1:]))
         decision = self.processor.decide(items, DEAD_LETTER_SOURCE)
         return _Decided(group, items, decision, keys, position, started)
 
@@ -341,30 +356,25 @@ class ConversationService:
         result.events = list(zip(ids, decision.events, strict=True))
         return result
 
-    async def _settle(self) -> bool:
-        """Wait for the commit in flight; on failure process its batches again.
+    async def _settle(self) -> None:
+        """Wait for the commit in flight; if it failed, forget and raise (see :meth:`_recover`).
 
-        Returns False when it failed (whatever was decided on top is stale).
+        Whatever was decided on top of a failed commit is stale, and so may be
+        any position this process believes stored (a conflict: another copy
+        moved it; a lost connection: the commit may or may not have happened),
+        so the caller resumes from storage's positions instead of retrying here.
         """
         pending, self._pending = self._pending, None
         if pending is None or pending.commit is None:
-            return True
+            return
         try:
             result = await pending.commit
-        except Exception as exc:
+        except Exception:
             self.processor.forget()  # its unsaved state (and anything decided on top)
-            log.info("commit failed; processing the batch again one partition at a time",
-                     extra={"partitions": partitions_text(tp for tp, _ in pending.group),
-                            "error": f"{type(exc).__name__}: {exc}"[:300]})
-            for tp, records in pending.group:
-                started = time.perf_counter()
-                await self._process(tp, records)
-                self._observe(tp, records, started)
-            return False
+            raise
         self.metrics.count_batch(pending.items, result, DEAD_LETTER_SOURCE)
         for tp, records in pending.group:
             self._observe(tp, records, pending.started)
-        return True
 
     def _observe(self, tp: TopicPartition, records: Records, started: float) -> None:
         self._done[tp] = records[-1].offset + 1
@@ -376,29 +386,11 @@ class ConversationService:
             self.metrics.consumer_lag.labels(SERVICE, tp.topic, str(tp.partition)).set(lag)
 
     async def _process(self, tp: TopicPartition, records: Records) -> None:
-        """Store one partition batch atomically with its position; skip what PG has."""
-        name = position_name(tp)
-        for attempt in range(1, CONFLICT_ATTEMPTS + 1):
-            try:
-                items, result = await asyncio.to_thread(self._decide, records,
-                                                        Position(name, records[-1].offset))
-            except ConcurrencyConflict:
-                # Another copy stored (part of) this batch during a rebalance, or wrote
-                # the same merged aggregate from its partition: keep only the records
-                # after the recorded position and retry after a short back-off.
-                tracked = await asyncio.to_thread(self.events.position, name)
-                log.warning("batch conflicted; re-reading position",
-                            extra={"partition": tp.partition, "tracked": tracked,
-                                   "attempt": attempt})
-                if attempt == CONFLICT_ATTEMPTS:
-                    raise
-                await asyncio.sleep(min(0.05 * attempt, 1.0))
-                records = [r for r in records if tracked is None or r.offset > tracked]
-                if not records:
-                    return
-                continue
-            self.metrics.count_batch(items, result, DEAD_LETTER_SOURCE)
-            return
+        """Store one partition batch atomically with its position (a conflict raises)."""
+        items, result = await asyncio.to_thread(self._decide, records,
+                                                self._position(tp, records))
+        self._after[tp] = records[-1].offset
+        self.metrics.count_batch(items, result, DEAD_LETTER_SOURCE)
 
     def _decide(self, records: Records, position: Position
                 ) -> tuple[list[CommandBase | Invalid], BatchResult]:
