@@ -100,7 +100,7 @@ def observe(url: str, schema: str, relay_name: str) -> Observed:
     stored = 0
     with psycopg.connect(url, autocommit=True) as conn:
         outcomes, kinds = digest(conn.execute(_OUTCOMES.format(f'"{schema}".')))
-        with conn.cursor(name="events") as cur:
+        with conn.transaction(), conn.cursor(name="events") as cur:  # a server-side cursor
             cur.itersize = 20_000
             cur.execute(f'SELECT state FROM "{schema}".stored_events')
             for (state,) in cur:
