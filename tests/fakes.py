@@ -33,7 +33,7 @@ from services.conversation.ports import (
     Outcome,
     Position,
 )
-from services.projections.metrics import Fact, FactWindow, in_window
+from services.projections.metrics import Fact, FactWindow, RowWindow, in_window
 from services.projections.ports import ReadModelStore
 from services.projections.rows import ConversationRow
 
@@ -151,12 +151,19 @@ class FakeReadModelStore:
             del self.positions[name]
 
     def conversations(self, workspace_id: str, contact_id: str | None = None,
-                      status: str | None = None) -> list[ConversationRow]:
+                      status: str | None = None,
+                      between: RowWindow | None = None) -> list[ConversationRow]:
+        def inside(row: ConversationRow) -> bool:
+            if between is None:
+                return True
+            moment = getattr(row, between[0])
+            return moment is not None and between[1] <= moment < between[2]
+
         chosen = [
             dataclasses.replace(row) for row in self.rows.values()
             if row.workspace_id == workspace_id
             and (contact_id is None or row.contact_id == contact_id)
-            and (status is None or row.status == status)
+            and (status is None or row.status == status) and inside(row)
         ]
         return sorted(chosen, key=lambda r: (r.opened_us, r.contact_id, r.conversation_id))
 

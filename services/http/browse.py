@@ -19,13 +19,21 @@ import asyncio
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
-from typing import Any, Final
+from typing import Any, Final, Literal
 from zoneinfo import ZoneInfo
 
 from aiohttp import web
 
 from ..cli.output import render_conversations
-from ..projections.metrics import GROUPINGS, TIME_GROUPINGS, UNRESOLVED, time_key
+from ..projections.metrics import (
+    GROUPINGS,
+    TIME_GROUPINGS,
+    UNRESOLVED,
+    MetricsQuery,
+    RowWindow,
+    fact_window,
+    time_key,
+)
 from ..projections.rows import ConversationRow
 from .context import CONTEXT
 from .errors import ApiError, json_response
@@ -66,6 +74,20 @@ class Bucket:
             return None
         return row.closed_us
 
+    def window(self) -> RowWindow:
+        """A generous UTC interval of the measured moment (the store's pre-filter)."""
+        column: Literal["opened_us", "closed_us"] = (
+            "opened_us" if self.measure == "opened" else "closed_us")
+        first, last = self.date_from, self.date_to
+        if self.group_by in TIME_GROUPINGS and self.key is not None:
+            start, end = key_dates(self.group_by, self.key)
+            if start is not None and end is not None:
+                first = start if first is None else max(first, start)
+                last = end if last is None else min(last, end)
+        low, high = fact_window(MetricsQuery("", date_from=first, date_to=last)) or (
+            -(2**63) + 1, 2**63 - 1)
+        return column, low, high
+
     def __call__(self, row: ConversationRow) -> bool:
         micros = self.moment(row)
         if micros is None:
@@ -78,6 +100,24 @@ class Bucket:
         if self.group_by in TIME_GROUPINGS:
             return time_key(day, self.group_by) == self.key
         return attribute_key(row, _DIMENSION_PARAMS[self.group_by]) == self.key
+
+
+def key_dates(group_by: str, key: str) -> tuple[date | None, date | None]:
+    """First and last local date of a day / week / month key; (None, None) if malformed."""
+    try:
+        if group_by == "day":
+            day = date.fromisoformat(key)
+            return day, day
+        if group_by == "week":
+            year, week = key.split("-W")
+            monday = date.fromisocalendar(int(year), int(week), 1)
+            return monday, monday + timedelta(days=6)
+        year, month = key.split("-")
+        first = date(int(year), int(month), 1)
+        following = date(first.year + first.month // 12, first.month % 12 + 1, 1)
+        return first, following - timedelta(days=1)
+    except (ValueError, OverflowError):
+        return None, None
 
 
 def local_date(micros: int, zone: ZoneInfo) -> date:
@@ -160,8 +200,12 @@ async def list_conversations(request: web.Request) -> web.Response:
     store = request.app[CONTEXT].read_models
     workspace = request.match_info["ws"]
 
+    bucket = bucket_of(query)
+    between = bucket.window() if bucket is not None else None
+
     def run() -> list[dict[str, Any]]:
-        return select(store.conversations(workspace, _param(query, "contact"), status), checks)
+        rows = store.conversations(workspace, _param(query, "contact"), status, between)
+        return select(rows, checks)
 
     rows = await asyncio.to_thread(run)
     total = len(rows)

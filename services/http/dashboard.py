@@ -22,7 +22,7 @@ from zoneinfo import ZoneInfo
 
 from aiohttp import web
 
-from ..projections.metrics import Fact, MetricsQuery, compute, fact_window
+from ..projections.metrics import Fact, MetricsQuery, compute
 from ..projections.ports import ReadModelStore
 from ..projections.rows import ConversationRow, format_micros, to_micros
 from .context import CONTEXT
@@ -101,7 +101,7 @@ def summary(store: ReadModelStore, workspace: str, tz: str, now: datetime) -> di
     tomorrow = today + timedelta(days=1)
     end = datetime(tomorrow.year, tomorrow.month, tomorrow.day, tzinfo=zone).astimezone(UTC)
     query = MetricsQuery(workspace, "day", tz, today, today)
-    facts = list(store.facts(workspace, fact_window(query)))
+    facts = list(store.facts(workspace, (to_micros(start), to_micros(end))))  # today, exactly
     metrics = compute(query, facts)
     now_us = to_micros(now)
     return {

@@ -179,6 +179,10 @@ def fact_window(query: MetricsQuery) -> FactWindow | None:
     return low, high
 
 
+#: (column, low, high): rows whose ``opened_us`` or ``closed_us`` is in [low, high)
+RowWindow = tuple[Literal["opened_us", "closed_us"], int, int]
+
+
 def in_window(fact: Fact, window: FactWindow) -> bool:
     """Whether one of the fact's moments falls in ``window`` (what stores select)."""
     low, high = window

@@ -6,7 +6,7 @@ from collections.abc import Collection, Iterable, Sequence
 from typing import Protocol
 
 from ..conversation.ports import Position
-from .metrics import Fact, FactWindow
+from .metrics import Fact, FactWindow, RowWindow
 from .rows import ConversationRow
 
 
@@ -28,8 +28,10 @@ class ReadModelStore(Protocol):
         ...
 
     def conversations(self, workspace_id: str, contact_id: str | None = None,
-                      status: str | None = None) -> list[ConversationRow]:
-        """Rows sorted by ``opened_at`` then ``contact_id``."""
+                      status: str | None = None,
+                      between: RowWindow | None = None) -> list[ConversationRow]:
+        """Rows sorted by ``opened_at`` then ``contact_id``; ``between``: only rows whose
+        ``opened_us`` / ``closed_us`` is in ``[low, high)``."""
         ...
 
     def facts(self, workspace_id: str, window: FactWindow | None = None) -> Iterable[Fact]:

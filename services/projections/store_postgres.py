@@ -19,13 +19,14 @@ from psycopg.sql import SQL, Composed
 
 from ..conversation.ports import Position
 from ..conversation.store_postgres import connection_params, pg_text, sql, transient_retry
-from .metrics import Fact, FactWindow
+from .metrics import Fact, FactWindow, RowWindow
 from .notify import PROJECTED_CHANNEL, notify_payload
 from .rows import ConversationRow
 from .store_sqlite import (
     ADDED_COLUMNS,
     COLUMNS,
     FACT_COLUMNS,
+    ROW_WINDOW_COLUMN,
     WINDOW,
     check_after,
     row_from,
@@ -170,9 +171,15 @@ class PostgresReadModelStore:
 
     @transient_retry
     def conversations(self, workspace_id: str, contact_id: str | None = None,
-                      status: str | None = None) -> list[ConversationRow]:
+                      status: str | None = None,
+                      between: RowWindow | None = None) -> list[ConversationRow]:
         query: Composed = self._select + SQL(" WHERE workspace_id = %s")
         params: list[Any] = [workspace_id]
+        if between is not None:
+            column, low, high = between
+            name = ROW_WINDOW_COLUMN[column]
+            query += SQL(f" AND {name} >= %s AND {name} < %s")
+            params += [low, high]
         if contact_id is not None:
             query += SQL(" AND contact_id = %s")
             params.append(pg_text(contact_id))

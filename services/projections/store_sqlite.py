@@ -10,7 +10,7 @@ from eventsourcing.persistence import IntegrityError, Tracking
 from eventsourcing.sqlite import SQLiteDatastore, SQLiteTrackingRecorder
 
 from ..conversation.ports import Position
-from .metrics import Fact, FactWindow
+from .metrics import Fact, FactWindow, RowWindow
 from .rows import ConversationRow
 
 COLUMNS = (
@@ -48,6 +48,8 @@ _UPSERT = (
 FACT_COLUMNS = ("opened_us, closed_us, channel, opened_by, closed_by, assignee_id, team_id, "
                 "first_message_us, first_response_us, recontact")
 _FACTS = f"SELECT {FACT_COLUMNS} FROM conversations WHERE workspace_id = ?"
+#: the columns a RowWindow may name (never SQL from outside)
+ROW_WINDOW_COLUMN = {"opened_us": "opened_us", "closed_us": "closed_us"}
 #: the facts of a window (metrics.fact_window): a moment in [low, high)
 WINDOW = ("(opened_us >= {p} AND opened_us < {p} OR closed_us >= {p} AND closed_us < {p} "
           "OR first_response_us >= {p} AND first_response_us < {p})")
@@ -126,9 +128,14 @@ class SQLiteReadModelStore:
             c.execute("DELETE FROM tracking WHERE application_name LIKE 'projection:%'")
 
     def conversations(self, workspace_id: str, contact_id: str | None = None,
-                      status: str | None = None) -> list[ConversationRow]:
+                      status: str | None = None,
+                      between: RowWindow | None = None) -> list[ConversationRow]:
         sql = f"SELECT {', '.join(COLUMNS)} FROM conversations WHERE workspace_id = ?"
         params: list[Any] = [workspace_id]
+        if between is not None:
+            column, low, high = between
+            sql += f" AND {ROW_WINDOW_COLUMN[column]} >= ? AND {ROW_WINDOW_COLUMN[column]} < ?"
+            params += [low, high]
         if contact_id is not None:
             sql += " AND contact_id = ?"
             params.append(contact_id)

@@ -141,6 +141,7 @@ async def test_dashboard_today_follows_the_time_zone(tmp_path: Path, stores: Sto
     {}, {"group_by": "channel"}, {"group_by": "closed_by", "tz": "Asia/Tokyo"},
     {"group_by": "assignee"}, {"group_by": "team"}, {"group_by": "opened_by"},
     {"group_by": "week", "from": "2026-11-25"}, {"to": "2026-11-24", "tz": "America/New_York"},
+    {"group_by": "month", "tz": "Pacific/Kiritimati"}, {"group_by": "day", "tz": "Pacific/Niue"},
 ])
 @async_test
 async def test_drill_down_lists_exactly_the_conversations_of_each_number(

@@ -237,6 +237,11 @@ class StoreContract:
         assert sorted(f.opened_us for f in everything if in_window(f, window)) == found
         assert len(list(rm.facts("ws1", (t0 + 200 * minute, t0 + 201 * minute)))) == 1
         assert list(rm.facts("ws1", (t0 + 201 * minute, t0 + 400 * minute))) == []
+        closed = rm.conversations("ws1", between=("closed_us", t0 + 30 * minute,
+                                                  t0 + 100 * minute))
+        assert [r.conversation_id for r in closed] == ["w4"]  # w2's 100 is outside
+        opened = rm.conversations("ws1", status="open", between=("opened_us", t0, t0 + minute))
+        assert [r.conversation_id for r in opened] == ["w1"]
 
     def test_read_model_position_is_atomic_and_monotonic(self, stores: Stores) -> None:
         rm = stores.read_models
