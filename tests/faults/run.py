@@ -16,6 +16,7 @@ import dataclasses
 import json
 import random
 import shutil
+import signal
 import statistics
 import sys
 import threading
@@ -324,13 +325,30 @@ def print_table(report: dict[str, Any], out: Callable[[str], None] = print) -> N
             f"{row['max_seconds'] if row['max_seconds'] is not None else '-':>7}")
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
 def main(argv: list[str] | None = None) -> int:
+    # SIGTERM, and SIGINT even when started in the background (where it is
+    # ignored), end the run through its clean-up: services stopped, the private
+    # Kafka and PostgreSQL deleted.
+    signal.signal(signal.SIGTERM, _interrupt)
+    signal.signal(signal.SIGINT, _interrupt)
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--plan", choices=sorted(PLANS), default="quick")
     parser.add_argument("--logs", default=None, help="folder for the services' logs")
     parser.add_argument("--only", default="", help="comma-separated fault kinds to keep")
+    parser.add_argument("--kills", type=int, help="kill -9 per service (and rebalance kills)")
+    parser.add_argument("--rate", type=int, help="kcat events/s (HTTP gets a tenth of it)")
     args = parser.parse_args(argv)
     plan = PLANS[args.plan]
+    if args.kills is not None:
+        plan = dataclasses.replace(plan, counts=tuple(
+            (kind, args.kills if kind.startswith("kill9-") else count)
+            for kind, count in plan.counts))
+    if args.rate is not None:
+        plan = dataclasses.replace(plan, rate=args.rate, http_rate=max(1, args.rate // 10))
     if args.only:
         plan = dataclasses.replace(plan, only=tuple(args.only.split(",")))
     logs = Path(args.logs) if args.logs else RESULTS / f"logs-{plan.name}"
