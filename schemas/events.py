@@ -23,9 +23,10 @@ from typing import Annotated, Any, Literal
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
+from .workspace import BusinessInterval, WorkspaceSettings
+
 OpenedBy = Literal["contact", "welcome", "user", "automation", "dialogflow"]
 ClosedBy = Literal["user", "automation", "dialogflow", "merge", "inactivity"]
-Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
 
 
 class DomainEvent(BaseModel):
@@ -109,16 +110,6 @@ class ContactAbsorbed(DomainEvent):
     closed_at: tuple[datetime, ...] = ()
 
 
-class BusinessInterval(BaseModel):
-    """One weekly opening interval, in the workspace's time zone (``end`` may be 24:00)."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    day: Weekday
-    start: str
-    end: str
-
-
 class WorkspaceSettingsChanged(DomainEvent):
     """A workspace's settings (CONTRACT §6.1) as they are after a change.
 
@@ -133,6 +124,18 @@ class WorkspaceSettingsChanged(DomainEvent):
     business_hours: tuple[BusinessInterval, ...] | None = None
     inactivity_timeout_seconds: int | None = None
     changed: tuple[str, ...] = ()
+
+    def settings(self) -> WorkspaceSettings:
+        """The settings object of CONTRACT §6.1 this change leaves in force.
+
+        Validated again: a stored event may have been decoded without validation.
+        """
+        hours = self.business_hours
+        return WorkspaceSettings.model_validate({
+            "timezone": self.timezone,
+            "business_hours": None if hours is None else [
+                h.model_dump() if isinstance(h, BaseModel) else h for h in hours],
+            "inactivity_timeout_seconds": self.inactivity_timeout_seconds})
 
 
 AnyDomainEvent = Annotated[

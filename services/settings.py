@@ -52,6 +52,8 @@ class Settings(BaseSettings):
     http_port: int = Field(default=8080, ge=0, le=65535)
     gateway_tokens: SecretStr = SecretStr("")
     analytics_tokens: SecretStr = SecretStr("")
+    #: may change workspace settings (PUT /v1/workspaces/{ws}/settings), and read them
+    admin_tokens: SecretStr = SecretStr("")
     #: ``BONYCHAT_<REALM>_TOKENS_FILE``: the same entries, one per line, read from a file
     #: so secrets stay out of process listings and environments
     gateway_tokens_file: str | None = None
@@ -66,7 +68,7 @@ class Settings(BaseSettings):
     consumer_group_prefix: str = "bonychat"
     partitions: int = Field(default=4, ge=1)
 
-    @field_validator("gateway_tokens", "analytics_tokens")
+    @field_validator("gateway_tokens", "analytics_tokens", "admin_tokens")
     @classmethod
     def _tokens_well_formed(cls, value: SecretStr) -> SecretStr:
         parse_tokens(value.get_secret_value())

@@ -14,9 +14,10 @@ from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from typing import IO
 
+from .. import service_levels
 from ..bootstrap import embedded_pipeline, open_stores
 from ..ingest.parallel import ParallelParser
-from ..projections.metrics import GROUPINGS, MetricsQuery, compute, fact_window
+from ..projections.metrics import GROUPINGS
 from ..settings import Settings
 from ..writer import WriterFailed, WriterProcess
 from .output import render_conversations, render_metrics, to_json
@@ -121,18 +122,19 @@ def read_lines(path: str) -> Iterator[bytes]:
 
 
 def metrics(args: argparse.Namespace, settings: Settings) -> int:
-    query = MetricsQuery(args.workspace, args.group_by, args.tz, args.date_from, args.date_to)
     with cli_stores(settings) as stores:
-        result = compute(query, stores.read_models.facts(query.workspace_id,
-                                                         fact_window(query)))
+        result = service_levels.metrics(
+            stores.events, stores.read_models, args.workspace, group_by=args.group_by,
+            tz=args.tz, date_from=args.date_from, date_to=args.date_to)
     print(render_metrics(result, args.format))
     return EXIT_OK
 
 
 def conversations(args: argparse.Namespace, settings: Settings) -> int:
     with cli_stores(settings) as stores:
-        rows = stores.read_models.conversations(args.workspace, args.contact, args.status)
-    print(render_conversations([r.public() for r in rows], args.format))
+        rows = service_levels.conversations(stores.events, stores.read_models, args.workspace,
+                                            args.contact, args.status)
+    print(render_conversations(rows, args.format))
     return EXIT_OK
 
 
@@ -170,9 +172,10 @@ def _metrics_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--to", dest="date_to", type=date_arg, metavar="DATE",
                         help="last local date counted, YYYY-MM-DD, inclusive "
                              "(default: no upper bound)")
-    parser.add_argument("--tz", type=zone_arg, default="UTC", metavar="ZONE",
+    parser.add_argument("--tz", type=zone_arg, default=None, metavar="ZONE",
                         help="IANA time zone of the dates and of --from/--to, "
-                             "e.g. Europe/Berlin (default: UTC)")
+                             "e.g. Europe/Berlin (default: the workspace's timezone "
+                             "setting, UTC unless set)")
     add_format(parser)
 
 

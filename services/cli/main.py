@@ -23,10 +23,12 @@ from pydantic import ValidationError
 from ..bootstrap import StorageUnavailable, require_store
 from ..settings import Settings
 from . import commands, operators
+from . import service_levels as service_level_commands
 from .spec import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, Command, Failure, Parser
 
 #: every subcommand, in the order ``bonychat --help`` lists them
-COMMANDS: tuple[Command, ...] = (*commands.COMMANDS, *operators.COMMANDS)
+COMMANDS: tuple[Command, ...] = (*commands.COMMANDS, *operators.COMMANDS,
+                                 *service_level_commands.COMMANDS)
 
 
 def package_version() -> str:

@@ -26,6 +26,7 @@ from .operators import get_dead_letters, get_event_outcome
 from .pages import add_pages
 from .ports import EventSink
 from .queries import get_metrics
+from .settings_api import get_settings, put_settings
 from .telemetry import ReadinessCollector, healthz, prometheus, request_metrics_middleware
 from .timeline import get_contact_events, get_conversation_events
 
@@ -43,6 +44,9 @@ ROUTES: Final[tuple[tuple[str, str, Handler, Realm | None], ...]] = (
     ("GET", "/v1/workspaces/{ws}/live", get_live, "analytics"),
     ("GET", "/v1/workspaces/{ws}/events/{event_id}", get_event_outcome, "analytics"),
     ("GET", "/v1/workspaces/{ws}/dead-letters", get_dead_letters, "analytics"),
+    # an admin token may read the settings too (auth.ALSO_ACCEPTED)
+    ("GET", "/v1/workspaces/{ws}/settings", get_settings, "analytics"),
+    ("PUT", "/v1/workspaces/{ws}/settings", put_settings, "admin"),
     ("GET", "/metrics", prometheus, None),
     ("GET", "/healthz", healthz, None),
     ("GET", "/openapi.json", openapi_json, None),  # document each route in openapi.py
@@ -62,12 +66,13 @@ def create_app(*, settings: Settings, sink: EventSink, read_models: ReadModelSto
     never fed keeps live streams open but silent).
     """
     tokens: dict[Realm, dict[str, str]] = {
-        "gateway": settings.tokens("gateway"), "analytics": settings.tokens("analytics")}
+        "gateway": settings.tokens("gateway"), "analytics": settings.tokens("analytics"),
+        "admin": settings.tokens("admin")}
     for realm, table in tokens.items():
         if not table:
             log.warning("no %s tokens configured: every %s request will be refused (401)",
                         realm, realm)
-    realms = {path: realm for _, path, _, realm in ROUTES if realm is not None}
+    realms = {(method, path): realm for method, path, _, realm in ROUTES if realm is not None}
     app = web.Application(
         client_max_size=MAX_BODY_BYTES,
         middlewares=[request_metrics_middleware(registry), error_middleware,
@@ -89,6 +94,8 @@ def create_app(*, settings: Settings, sink: EventSink, read_models: ReadModelSto
     for method, path, handler, _ in ROUTES:
         if method == "GET":
             app.router.add_get(path, handler)  # HEAD too, for probes
+        elif method == "PUT":
+            app.router.add_put(path, handler)
         else:  # POST /v1/events
             app.router.add_route(method, path, handler, expect_handler=expect_continue)
     add_pages(app)

@@ -57,8 +57,31 @@ def authenticate(request: web.Request, realm: Realm, tokens: Mapping[str, str]) 
     return workspace
 
 
+#: tokens of these realms are accepted too where a route asks for the key's realm
+ALSO_ACCEPTED: dict[tuple[str, Realm], tuple[Realm, ...]] = {
+    ("/v1/workspaces/{ws}/settings", "analytics"): ("admin",)}
+
+
+def _workspace(request: web.Request, realm: Realm, label: str,
+               tokens: Mapping[Realm, Mapping[str, str]]) -> str:
+    """The token's workspace in ``realm`` (or a realm also accepted there), or 401/403.
+
+    An admin route answers 403 to a valid token of another realm (not an admin).
+    """
+    token = bearer_token(request)
+    for other in ALSO_ACCEPTED.get((label, realm), ()):
+        found = workspace_of(token, tokens.get(other, {})) if token else None
+        if found is not None:
+            return found
+    if realm == "admin" and token is not None and any(
+            workspace_of(token, table) is not None
+            for name, table in tokens.items() if name != "admin"):
+        raise ApiError(403, "this route needs an admin token (BONYCHAT_ADMIN_TOKENS)")
+    return authenticate(request, realm, tokens.get(realm, {}))
+
+
 def auth_middleware(tokens: Mapping[Realm, Mapping[str, str]],
-                    realms: Mapping[str, Realm]) -> Middleware:
+                    realms: Mapping[tuple[str, str], Realm]) -> Middleware:
     """Authenticate routes listed in ``realms`` (route template -> realm).
 
     The token's workspace is stored under :data:`WORKSPACE`. A route with a
@@ -67,10 +90,12 @@ def auth_middleware(tokens: Mapping[Realm, Mapping[str, str]],
 
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-        realm = realms.get(route_label(request))
+        label = route_label(request)
+        method = "GET" if request.method == "HEAD" else request.method
+        realm = realms.get((method, label))
         if realm is None:
             return await handler(request)
-        workspace = authenticate(request, realm, tokens.get(realm, {}))
+        workspace = _workspace(request, realm, label, tokens)
         wanted = request.match_info.get("ws")
         if wanted is not None and wanted != workspace:
             raise ApiError(403, f"this token is bound to workspace {workspace!r}, "

@@ -34,7 +34,9 @@ from ..projections.metrics import (
     fact_window,
     time_key,
 )
-from ..projections.rows import ConversationRow
+from ..projections.rows import BusinessClock, ConversationRow
+from ..projections.service_levels import business_clock
+from ..service_levels import workspace_settings
 from .context import CONTEXT
 from .errors import ApiError, json_response
 from .queries import STATUSES, csv_response, parse_date, parse_zone
@@ -182,8 +184,9 @@ def page_of(query: Mapping[str, str]) -> tuple[int, int | None]:
 
 
 def select(rows: Iterable[ConversationRow],
-           checks: list[Callable[[ConversationRow], bool]]) -> list[dict[str, Any]]:
-    return [row.public() for row in rows if all(check(row) for check in checks)]
+           checks: list[Callable[[ConversationRow], bool]],
+           business: BusinessClock | None = None) -> list[dict[str, Any]]:
+    return [row.public(business) for row in rows if all(check(row) for check in checks)]
 
 
 async def list_conversations(request: web.Request) -> web.Response:
@@ -197,15 +200,17 @@ async def list_conversations(request: web.Request) -> web.Response:
         raise ApiError(400, f"format: {fmt!r} is not one of json, csv")
     checks = row_filters(query)
     offset, limit = page_of(query)
-    store = request.app[CONTEXT].read_models
+    store, events = request.app[CONTEXT].read_models, request.app[CONTEXT].events
     workspace = request.match_info["ws"]
 
     bucket = bucket_of(query)
     between = bucket.window() if bucket is not None else None
 
     def run() -> list[dict[str, Any]]:
+        clock = (business_clock(workspace_settings(events, workspace))
+                 if events is not None else None)
         rows = store.conversations(workspace, _param(query, "contact"), status, between)
-        return select(rows, checks)
+        return select(rows, checks, clock)
 
     rows = await asyncio.to_thread(run)
     total = len(rows)

@@ -13,7 +13,7 @@ from ..conversation.ports import EventStore
 from ..projections.ports import ReadModelStore
 from .ports import EventSink
 
-Realm = Literal["gateway", "analytics"]
+Realm = Literal["gateway", "analytics", "admin"]
 HealthCheck = Callable[[], dict[str, Any]]
 
 

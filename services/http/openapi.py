@@ -112,6 +112,17 @@ SCHEMAS: Final[dict[str, Schema]] = {
                        "event_type": NULLABLE_STRING, "occurred_at": NULLABLE_STRING,
                        "domain_events": {"type": "array", "items": {"type": "object"}},
                        "dead_letters": {"type": "array", "items": DEAD_LETTER}}},
+    "WorkspaceSettings": {
+        "type": "object", "additionalProperties": False,
+        "properties": {"timezone": {"type": ["string", "null"]},
+                       "business_hours": {"type": ["array", "null"], "items": {
+                           "type": "object", "required": ["day", "start", "end"],
+                           "properties": {"day": {"enum": ["mon", "tue", "wed", "thu", "fri",
+                                                           "sat", "sun"]},
+                                          "start": {"type": "string"},
+                                          "end": {"type": "string"}}}},
+                       "inactivity_timeout_seconds": {"type": ["integer", "null"],
+                                                      "minimum": 60}}},
     "Health": {"type": "object", "required": ["status"],
                "properties": {"status": {"enum": ["ok", "unavailable"]}}},
 }
@@ -153,7 +164,8 @@ ERROR_TEXT: Final[dict[int, str]] = {
     413: f"body over {MAX_BODY_BYTES} bytes or an array of more than {MAX_BATCH_ITEMS} items",
     503: "not available now; retry later",
 }
-REALM_SCHEMES: Final = {"gateway": "gatewayToken", "analytics": "analyticsToken"}
+REALM_SCHEMES: Final = {"gateway": "gatewayToken", "analytics": "analyticsToken",
+                        "admin": "adminToken"}
 
 
 def operation(summary: str, *, ok: tuple[int, str, Mapping[str, Any]],
@@ -248,6 +260,14 @@ OPERATIONS: Final[dict[tuple[str, str], dict[str, Any]]] = {
                       enum("file", "http", "kafka", "commands"))),
         ok=(200, "the dead letters", json_content({"type": "array",
                                                    "items": ref("DeadLetter")}))),
+    ("GET", "/v1/workspaces/{ws}/settings"): operation(
+        "Workspace settings of CONTRACT section 6.1, defaults filled in", realm="analytics",
+        description="an admin token may read them too", errors=(403, 503),
+        ok=(200, "the settings object", json_content(ref("WorkspaceSettings")))),
+    ("PUT", "/v1/workspaces/{ws}/settings"): operation(
+        "Change workspace settings: given keys replace, null resets one", realm="admin",
+        body=ref("WorkspaceSettings"), errors=(400, 403, 503),
+        ok=(200, "the settings now in force", json_content(ref("WorkspaceSettings")))),
     ("GET", "/metrics"): operation(
         "Prometheus metrics of the process",
         ok=(200, "Prometheus text exposition", {"text/plain": {"schema": {"type": "string"}}})),
@@ -302,7 +322,9 @@ def document(operations: Mapping[tuple[str, str], dict[str, Any]] = OPERATIONS
                                  "description": "a gateway token (BONYCHAT_GATEWAY_TOKENS)"},
                 "analyticsToken": {"type": "http", "scheme": "bearer",
                                    "description": "an analytics token "
-                                                  "(BONYCHAT_ANALYTICS_TOKENS)"}}},
+                                                  "(BONYCHAT_ANALYTICS_TOKENS)"},
+                "adminToken": {"type": "http", "scheme": "bearer",
+                               "description": "an admin token (BONYCHAT_ADMIN_TOKENS)"}}},
     }
 
 

@@ -8,12 +8,16 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Mapping
+from dataclasses import replace
 from datetime import date
 from typing import Any, Final
 
 from aiohttp import web
 
+from schemas.workspace import WorkspaceSettings
+
 from ..cli.output import render_metrics
+from ..conversation.ports import EventStore
 from ..projections.metrics import (
     GROUPINGS,
     MetricsQuery,
@@ -23,6 +27,8 @@ from ..projections.metrics import (
     time_zone,
 )
 from ..projections.ports import ReadModelStore
+from ..projections.service_levels import business_clock
+from ..service_levels import workspace_settings
 from .context import CONTEXT
 from .errors import ApiError, json_response
 
@@ -70,8 +76,15 @@ def metrics_query(workspace: str, query: Mapping[str, str]) -> MetricsQuery:
                         parse_date("to", _param(query, "to")))
 
 
-def _metrics(store: ReadModelStore, query: MetricsQuery) -> dict[str, Any]:
-    return compute(query, store.facts(query.workspace_id, fact_window(query)))
+def _metrics(store: ReadModelStore, events: EventStore | None, query: MetricsQuery,
+             tz_given: bool) -> dict[str, Any]:
+    """Without ``tz`` the workspace's ``timezone``; business hours in force now (§6)."""
+    settings = (workspace_settings(events, query.workspace_id) if events is not None
+                else WorkspaceSettings())
+    if not tz_given:
+        query = replace(query, tz=settings.timezone)
+    return compute(query, store.facts(query.workspace_id, fact_window(query)),
+                   business_clock(settings))
 
 
 async def get_metrics(request: web.Request) -> web.Response:
@@ -80,8 +93,9 @@ async def get_metrics(request: web.Request) -> web.Response:
     fmt = _param(request.query, "format") or "json"
     if fmt not in ("json", "csv"):
         raise ApiError(400, f"format: {fmt!r} is not one of json, csv")
-    store = request.app[CONTEXT].read_models
-    result = await asyncio.to_thread(_metrics, store, query)
+    context = request.app[CONTEXT]
+    result = await asyncio.to_thread(_metrics, context.read_models, context.events, query,
+                                     _param(request.query, "tz") is not None)
     if fmt == "csv":  # byte for byte what `bonychat metrics --format csv` prints
         return csv_response(render_metrics(result, "csv"),
                             f"metrics-{query.workspace_id}-{query.group_by}.csv")

@@ -3,7 +3,8 @@
 Its events live in the same event store as the contacts' (replay and audit see
 every change), under the aggregate id of the reserved contact id ``""`` (a
 gateway contact id has at least one character). A change records the settings
-as they are after it.
+as they are after it; values are validated by :mod:`schemas.workspace` before
+anything is recorded.
 """
 
 from __future__ import annotations
@@ -11,17 +12,15 @@ from __future__ import annotations
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import Final
 
-from schemas.events import BusinessInterval, DomainEvent, WorkspaceSettingsChanged
+from schemas.events import DomainEvent, WorkspaceSettingsChanged
 from schemas.trusted import construct
+from schemas.workspace import WorkspaceSettings, apply_patch
 
 from .contact import Source, aggregate_id, name_uuid
 
 SETTINGS_CONTACT: Final = ""
-SETTING_NAMES: Final = ("timezone", "business_hours", "inactivity_timeout_seconds")
-DEFAULTS: Final[Mapping[str, Any]] = {
-    "timezone": "UTC", "business_hours": None, "inactivity_timeout_seconds": None}
 
 
 def settings_id(workspace_id: str) -> uuid.UUID:
@@ -35,9 +34,7 @@ class Workspace:
 
     workspace_id: str
     version: int = 0
-    timezone: str = "UTC"
-    business_hours: tuple[BusinessInterval, ...] | None = None
-    inactivity_timeout_seconds: int | None = None
+    settings: WorkspaceSettings = field(default_factory=WorkspaceSettings)
     pending: list[DomainEvent] = field(default_factory=list)
 
     @classmethod
@@ -47,44 +44,30 @@ class Workspace:
             workspace.apply(event)
         return workspace
 
+    @property
+    def inactivity_timeout_seconds(self) -> int | None:
+        return self.settings.inactivity_timeout_seconds
+
     def apply(self, event: DomainEvent) -> None:
         self.version = event.aggregate_version
         if isinstance(event, WorkspaceSettingsChanged):
-            self.timezone = event.timezone
-            self.business_hours = event.business_hours
-            self.inactivity_timeout_seconds = event.inactivity_timeout_seconds
+            self.settings = event.settings()
 
-    def values(self) -> dict[str, Any]:
-        """The settings object of CONTRACT §6.1, defaults filled in."""
-        return {
-            "timezone": self.timezone,
-            "business_hours": None if self.business_hours is None
-            else [interval.model_dump() for interval in self.business_hours],
-            "inactivity_timeout_seconds": self.inactivity_timeout_seconds,
-        }
-
-    def change(self, source: Source, given: Mapping[str, Any]) -> WorkspaceSettingsChanged:
-        """Record new values for the ``given`` settings (already validated; None resets).
-
-        ``business_hours`` is a list of ``{"day", "start", "end"}`` mappings or None.
-        """
-        unknown = set(given) - set(SETTING_NAMES)
-        if unknown:
-            raise ValueError(f"unknown setting {sorted(unknown)[0]!r}")
-        merged = {**self.values(), **{k: (DEFAULTS[k] if v is None else v)
-                                      for k, v in given.items()}}
-        hours = merged["business_hours"]
+    def change(self, source: Source, patch: Mapping[str, object]) -> WorkspaceSettingsChanged:
+        """Record the settings after ``patch`` (CONTRACT §6.1 ``PUT`` rule: given keys
+        replace, ``None`` resets one). Raises ``SettingsError`` and records nothing
+        when a key is unknown or a value invalid."""
+        new = apply_patch(self.settings, patch)
         version = self.version + 1
         event = construct(
             WorkspaceSettingsChanged,
             event_id=name_uuid(settings_id(self.workspace_id), str(version)),
             workspace_id=self.workspace_id, contact_id=SETTINGS_CONTACT,
             aggregate_version=version, occurred_at=source.occurred_at,
-            source_event_id=source.event_id, timezone=merged["timezone"],
-            business_hours=None if hours is None else tuple(
-                BusinessInterval.model_validate(dict(item)) for item in hours),
-            inactivity_timeout_seconds=merged["inactivity_timeout_seconds"],
-            changed=tuple(name for name in SETTING_NAMES if name in given),
+            source_event_id=source.event_id, timezone=new.timezone,
+            business_hours=new.business_hours,
+            inactivity_timeout_seconds=new.inactivity_timeout_seconds,
+            changed=tuple(name for name in WorkspaceSettings.model_fields if name in patch),
         )
         self.apply(event)
         self.pending.append(event)
