@@ -113,6 +113,7 @@ def test_metrics_default_to_the_workspace_zone_and_business_hours(cli: Cli) -> N
 
 
 def test_close_inactive_rejects_a_time_without_offset(cli: Cli) -> None:
+    cli.ok("import", "-", stdin="")
     done = cli.run("close-inactive", "--now", "2026-11-24T10:00:00")
     assert done.returncode == 2 and "offset" in done.stderr
     assert json.loads(cli.ok("close-inactive", "--now", "2026-11-24T10:00:00Z")) == {
