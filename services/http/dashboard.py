@@ -57,23 +57,21 @@ def waiting(row: dict[str, Any], now_us: int, row_us: int) -> dict[str, Any]:
     return {**row, "waiting_seconds": max(0, now_us - row_us) / 1_000_000}
 
 
+def last_activity_us(row: ConversationRow) -> int:
+    """The row's last activity (CONTRACT §6.4), or its opening when it has none."""
+    return row.last_activity_us or row.opened_us
+
+
 def open_summary(rows: list[ConversationRow], now_us: int) -> dict[str, Any]:
     """The ``open`` part: ``rows`` are the workspace's open conversations."""
-    public = [row.public() for row in rows]
-    activity: list[tuple[int, dict[str, Any]]] = []
-    for row, doc in zip(rows, public, strict=True):
-        last = doc.get("last_activity_at")
-        micros = to_micros(datetime.fromisoformat(last.replace("Z", "+00:00"))) \
-            if isinstance(last, str) else row.opened_us
-        activity.append((micros, doc))
-    activity.sort(key=lambda pair: (pair[0], pair[1]["contact_id"]))
+    waiting_rows = sorted(rows, key=lambda r: (last_activity_us(r), r.contact_id))
     return {
         "total": len(rows),
         "unassigned": sum(row.assignee_id is None for row in rows),
         "by_assignee": _counts(row.assignee_id or "unassigned" for row in rows),
         "by_channel": _counts(row.channel or "none" for row in rows),
-        "longest_waiting": [waiting(doc, now_us, us)
-                            for us, doc in activity[:LONGEST_WAITING]],
+        "longest_waiting": [waiting(row.public(), now_us, last_activity_us(row))
+                            for row in waiting_rows[:LONGEST_WAITING]],
     }
 
 

@@ -37,7 +37,7 @@
     countRows($("channel-table").tBodies[0], open.by_channel, (key) => key);
     $("waiting-table").tBodies[0].replaceChildren(...open.longest_waiting.map((row) =>
       BC.el("tr", {},
-        BC.el("td", { class: "text", text: row.contact_id }),
+        BC.el("td", { class: "text id", text: row.contact_id }),
         BC.el("td", { text: row.channel || BC.t("none") }),
         BC.el("td", { class: "when", text: BC.when(row.opened_at, summary.tz, "short") }),
         BC.el("td", { class: "when", text: BC.when(row.last_activity_at || row.opened_at, summary.tz, "short") }),

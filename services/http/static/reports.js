@@ -206,7 +206,7 @@
     const tz = $("tz").value || report.tz;
     $("drill-table").tBodies[0].replaceChildren(...drill.rows.map((row) =>
       BC.el("tr", { data: { conversation: row.conversation_id } },
-        BC.el("td", { class: "text", text: row.contact_id }),
+        BC.el("td", { class: "text id", text: row.contact_id }),
         BC.el("td", { text: row.channel || BC.t("none") }),
         BC.el("td", { text: BC.t(`status.${row.status}`) }),
         BC.el("td", { class: "when", text: BC.when(row.opened_at, tz, "short") }),
