@@ -272,3 +272,24 @@ def test_local_dates_clamp_at_the_ends_of_the_calendar() -> None:
     assert berlin(evening) == date(2026, 11, 24) == berlin(evening)
     after = micros(datetime(2026, 11, 24, 23, 30, tzinfo=UTC))  # 00:30 local, next day
     assert berlin(after) == date(2026, 11, 25)
+
+
+def reason_of(envelope: dict[str, Any]) -> str:
+    result = parse(orjson.dumps(envelope))
+    assert isinstance(result, Invalid)
+    return result.reason
+
+
+def test_reasons_read_as_one_line_per_problem() -> None:
+    """The first three problems, ``loc: message``, pydantic's prefixes removed."""
+    assert reason_of({}) == ("event_id: field required; type: field required; "
+                             "workspace_id: field required")
+    base = {"event_id": "e", "type": "message.received", "workspace_id": "w",
+            "contact_id": "c", "occurred_at": "2026-01-01T00:00:00Z"}
+    assert reason_of({**base, "occurred_at": "2026-01-01T00:00:00"}) == (
+        "occurred_at: timestamp '2026-01-01T00:00:00' has no UTC offset (add Z or +HH:MM)")
+    assert reason_of({**base, "channel": {"type": "pigeon"}}).startswith(
+        "channel.type: 'pigeon' is not one of the allowed values ('facebook', ")
+    assert reason_of(base) == "channel is required for message.received"  # no location
+    assert reason_of({**base, "type": "bogus"}).startswith(
+        "type: 'bogus' is not one of the allowed values ('message.received', ")
