@@ -29,6 +29,13 @@ def analytics_token(ws: str) -> str:
     return f"an-{ws}"
 
 
+def admin_token(ws: str) -> str:
+    return f"ad-{ws}"
+
+
+SETTINGS_WORKSPACES = ["s-put"]  # besides the stories with settings
+
+
 @dataclass
 class Contract:
     db: Path | str  # an SQLite file, or a PostgreSQL URL (tests/integration)
@@ -56,17 +63,26 @@ def contract(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Contract]:
 
 
 def start_contract(db: Path | str, folder: Path) -> Iterator[Contract]:
-    """Import every story into ``db``, then serve it over HTTP."""
+    """Serve ``db`` over HTTP, PUT the stories' workspace settings, then import every
+    story with ``bonychat import -`` (beside the running server, as users do)."""
     stories = all_stories()
     lines = "".join(line + "\n" for story in stories for line in story.lines)
-    imported = run(["import", "-"], db=db, stdin=lines)
     workspaces = sorted({s.ws for s in stories} | set(HTTP_WORKSPACES))
+    admins = sorted({s.ws for s in stories if s.settings} | set(SETTINGS_WORKSPACES))
     server = Server(db, folder / "serve.log",
                     gateway_tokens=",".join(f"{ws}={gateway_token(ws)}"
                                             for ws in HTTP_WORKSPACES),
                     analytics_tokens=",".join(f"{ws}={analytics_token(ws)}"
-                                              for ws in workspaces))
+                                              for ws in [*workspaces, *SETTINGS_WORKSPACES]),
+                    admin_tokens=",".join(f"{ws}={admin_token(ws)}" for ws in admins))
     try:
-        yield Contract(db, stories, lines, imported, server.wait_ready())
+        server.wait_ready()
+        for story in stories:
+            if story.settings:
+                reply = server.request("PUT", f"/v1/workspaces/{story.ws}/settings",
+                                       admin_token(story.ws), story.settings)
+                assert reply.status == 200, (story.ws, reply.status, reply.body)
+        imported = run(["import", "-"], db=db, stdin=lines)
+        yield Contract(db, stories, lines, imported, server)
     finally:
         server.stop()

@@ -32,6 +32,8 @@ class Story:
     rejected: dict[str, int] = field(default_factory=dict)
     #: the lines that must be dead letters (marked with :meth:`dead`)
     dead_lines: list[str] = field(default_factory=list)
+    #: §6.1 settings PUT for the workspace before the import (None: none)
+    settings: dict[str, Any] | None = None
 
     def raw(self, line: str) -> None:
         self.lines.append(line)
@@ -362,9 +364,55 @@ def service_level_stories() -> list[Story]:
     return [first, again, fractions]
 
 
+def weekdays(start: str, end: str, days: str = "mon tue wed thu fri") -> list[dict[str, str]]:
+    return [{"day": day, "start": start, "end": end} for day in days.split()]
+
+
+def settings_stories() -> list[Story]:
+    """CONTRACT §6.1, §6.3 and §6.4: workspaces with settings."""
+    zone = Story("s-tz", settings={"timezone": "Europe/Berlin"})
+    zone.recv("c1", "2026-11-24T23:30:00Z")  # 00:30 on the 25th in Berlin
+    zone.expect(accepted=1)
+
+    hours = Story("s-bh", settings={"timezone": "Europe/Berlin", "business_hours": [
+        *weekdays("09:00", "17:00"), {"day": "sun", "start": "00:00", "end": "24:00"}]})
+    hours.recv("c1", "2026-11-24T07:00:00Z")  # Tuesday 08:00 CET
+    hours.sent("c1", "2026-11-24T08:30:00Z")  # 09:30: 5400 s, 1800 s of them in hours
+    hours.close("c1", "2026-11-24T17:00:00Z")  # 18:00: 36000 s, 28800 in hours
+    hours.recv("c2", "2026-11-27T15:00:00Z")  # Friday 16:00
+    hours.close("c2", "2026-11-30T09:00:00Z")  # Monday 10:00: 1 h + Sunday 24 h + 1 h
+    hours.recv("c3", "2026-03-28T23:00:00Z")  # Sunday 00:00 CET, the 23-hour day
+    hours.close("c3", "2026-03-29T22:00:00Z")  # Monday 00:00 CEST
+    hours.recv("c4", "2026-10-24T22:00:00Z")  # Sunday 00:00 CEST, the 25-hour day
+    hours.close("c4", "2026-10-25T23:00:00Z")  # Monday 00:00 CET
+    hours.expect(accepted=9)
+
+    later = Story("s-bh2", settings={"business_hours": weekdays("10:00", "11:00", "tue")})
+    later.recv("c1", at("09:00"))
+    later.close("c1", at("12:00"))  # 10800 s, 3600 in hours
+    later.expect(accepted=2)
+
+    idle = Story("s-idle", settings={"inactivity_timeout_seconds": 3600})
+    idle.recv("c1", at("10:00"))
+    idle.sent("c1", at("10:30"))
+    idle.recv("c1", at("11:30"))  # exactly T after the last activity: closes, then opens
+    idle.close("c1", at("12:00"))
+    idle.recv("c2", at("10:00"))
+    idle.close("c2", at("11:00"))  # closed by inactivity first: no_open_conversation
+    idle.recv("c3", at("10:00"))
+    idle.recv("c3", at("10:59:59"))  # in time; nothing after it: only a sweep closes it
+    idle.recv("c4", at("10:00"))
+    idle.recv("c5", at("10:00"))
+    idle.merge("c5", "c4", at("12:00"))  # both expired at 11:00: closed before the merge
+    idle.recv("c6", at("10:00"), "viber")
+    idle.open("c6", at("11:00"))  # expired first, so not already_open: opens on viber
+    idle.expect(accepted=12, no_open_conversation=1)
+    return [zone, hours, later, idle]
+
+
 def all_stories() -> list[Story]:
     return [*lifecycle_stories(), *dedupe_stories(), *envelope_stories(), *metrics_stories(),
-            *service_level_stories()]
+            *service_level_stories(), *settings_stories()]
 
 
 def expected_summary(stories: list[Story]) -> dict[str, Any]:

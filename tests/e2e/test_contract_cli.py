@@ -47,8 +47,8 @@ def test_import_file_into_the_default_database_and_replay_equals_live(
 def test_cli_metrics_json_equals_http_metrics(contract: Contract) -> None:
     queries: list[dict[str, str]] = [
         {"group_by": "day", "tz": "America/New_York", "from": "2026-11-24", "to": "2026-11-25"},
-        {"group_by": "week", "tz": "Europe/Berlin"}, {"group_by": "assignee"}]
-    workspaces = ["m-range", "m-week", "l-assign"]
+        {"group_by": "week", "tz": "Europe/Berlin"}, {"group_by": "assignee"}, {}]
+    workspaces = ["m-range", "m-week", "l-assign", "s-bh"]  # s-bh: its zone, its hours
     commands = []
     for ws, query in zip(workspaces, queries, strict=True):
         args = ["metrics", "--workspace", ws, "--format", "json"]
