@@ -16,7 +16,7 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from schemas.commands import CommandBase
+from schemas.commands import CommandBase, ExpireInactive
 
 from ..conversation.processor import BatchResult
 from ..ingest.normalise import Invalid
@@ -40,6 +40,12 @@ class RuntimeMetrics:
                                     "store", ["service", "source"], registry=r)
         self.domain_events = Counter("bonychat_domain_events", "Domain events written or "
                                      "published", ["service"], registry=r)
+        self.inactivity_closings = Counter(
+            "bonychat_inactivity_closings", "Conversations closed after inactivity (CONTRACT "
+            "6.4), by what noticed it: the contact's next event or a sweep", ["trigger"],
+            registry=r)
+        self.sweeps = Counter("bonychat_inactivity_sweeps", "Inactivity sweeps run, and the "
+                              "contacts they asked to decide", ["what"], registry=r)
         self.batch_size = Histogram("bonychat_batch_size", "Records per processed batch",
                                     ["service"], buckets=_BATCH_SIZES, registry=r)
         self.batch_seconds = Histogram("bonychat_batch_seconds", "Time to process a batch",
@@ -85,7 +91,8 @@ class RuntimeMetrics:
     def count_batch(self, items: Sequence[CommandBase | Invalid], result: BatchResult,
                     source: str) -> None:
         """Outcomes of one conversation batch, by gateway event type."""
-        seen: Tally[str] = Tally(i.event_type for i in items if not isinstance(i, Invalid))
+        seen: Tally[str] = Tally(i.event_type for i in items
+                                 if not isinstance(i, Invalid | ExpireInactive))
         decided: Tally[tuple[str, str]] = Tally((o.event_type, o.outcome)
                                                 for o in result.outcomes)
         for (kind, outcome), n in decided.items():
@@ -98,6 +105,10 @@ class RuntimeMetrics:
             self.events.labels("conversation", "unknown", "invalid").inc(result.invalid)
             self.dead_letters.labels("conversation", source).inc(result.invalid)
         self.domain_events.labels("conversation").inc(len(result.events))
+        if result.expired:
+            trigger = "sweep" if source == "sweep" or any(
+                isinstance(i, ExpireInactive) for i in items) else "next_event"
+            self.inactivity_closings.labels(trigger).inc(result.expired)
 
 
 class Health:

@@ -123,6 +123,10 @@ async def _start_embedded(proc: _Process) -> None:
     pipeline = embedded_pipeline(proc.stores, proc.settings)
     await asyncio.to_thread(pipeline.catch_up)
     proc.sink = EmbeddedSink(pipeline=pipeline, metrics=proc.metrics)
+    from .sweep import InactivitySweep
+
+    proc.runners["sweep"] = InactivitySweep(stores=proc.stores, submit=proc.sink.sweep,
+                                            metrics=proc.metrics).run
     log.info("embedded mode: no BONYCHAT_KAFKA_BOOTSTRAP, serving the in-process pipeline")
 
 
@@ -164,6 +168,11 @@ async def _start_kafka(proc: _Process, names: list[str], bootstrap: str) -> None
     if "conversation" in names:
         proc.runners["conversation"] = ConversationService(
             events=stores.events, **kafka, **common).run
+    if "conversation" in names:  # sweep requests go to the owners of the contacts
+        from .sweep import InactivitySweep
+
+        proc.runners["sweep"] = InactivitySweep(stores=stores, submit=proc.sink.submit,
+                                                metrics=proc.metrics).run
     if "relay" in names or ("conversation" in names and relay_with_conversation()):
         proc.runners["relay"] = OutboxRelay(
             events=stores.events, positions=stores.read_models, topics=topics,

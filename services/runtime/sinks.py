@@ -12,6 +12,7 @@ import os
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import orjson
 from aiokafka import AIOKafkaProducer
@@ -175,3 +176,17 @@ class EmbeddedSink:
             raise SinkUnavailableError("the server is shutting down")
         if items:
             await asyncio.to_thread(self._process, items)
+
+    async def sweep(self, commands: list[Any]) -> None:
+        """Decide inactivity sweep commands in-process (same lock as requests)."""
+        if commands:
+            await asyncio.to_thread(self._process_sweep, commands)
+
+    def _process_sweep(self, commands: list[Any]) -> None:
+        with self._lock:
+            result = self.pipeline.processor.process(commands, source="sweep")
+            self.pipeline.catch_up()
+        if self.on_processed is not None and result.events:
+            self.on_processed({c.workspace_id for c in commands})
+        if self.metrics is not None:
+            self.metrics.count_batch(commands, result, "sweep")
