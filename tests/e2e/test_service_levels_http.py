@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import orjson
+import pytest
 from prometheus_client import CollectorRegistry
 
-from services.bootstrap import Stores, embedded_pipeline
+from services.bootstrap import Stores, embedded_pipeline, open_stores
 from services.http.app import create_app
 from services.http.fakes import RecordingSink
 from services.runtime.observability import RuntimeMetrics
@@ -17,7 +19,14 @@ from services.runtime.sinks import EmbeddedSink
 from services.runtime.sweep import InactivitySweep
 from services.settings import Settings
 
-from .test_http import async_test, envelope, error_of, serve, stores  # noqa: F401
+from .test_http import async_test, envelope, error_of, serve
+
+
+@pytest.fixture
+def stores(tmp_path: Path) -> Iterator[Stores]:
+    opened = open_stores(settings_for(tmp_path))
+    yield opened
+    opened.close()
 
 ADMIN = {"Authorization": "Bearer ad-ws1"}
 ANALYTICS = {"Authorization": "Bearer an-ws1"}
