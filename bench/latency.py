@@ -178,4 +178,5 @@ async def measure_latency(world: World, records: Sequence[Timed], rate: float, *
         "kafka_ack_p99_ms": round(percentile(acked, 0.99) * 1000, 1),
         "p50_ms_by_second": by_second(published, poller.visible),
         "poll_interval_s": interval, "cpu_cores": cpu.summary(),
+        "cpu_us_per_event": cpu.us_per_event(len(records)),  # per event offered
     }

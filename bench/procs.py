@@ -9,7 +9,7 @@ import subprocess
 import threading
 import time
 import urllib.request
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from .embedded import DATA, bonychat
@@ -56,6 +56,10 @@ class ServeProcess:
     def port(self) -> int | None:
         found = re.search(r"listening on http://[^:]+:(\d+)", self.tail(1 << 20))
         return int(found.group(1)) if found else None
+
+    def ready(self) -> bool:
+        """Started up: the HTTP listener is up, the services start consuming now."""
+        return self.port() is not None
 
     def batches(self) -> dict[str, dict[str, float]]:
         """Per ``service`` label of its ``/metrics``: batches, mean size, seconds in them."""
@@ -116,72 +120,148 @@ def _machine_busy() -> tuple[int, int]:
     return sum(values[:8]) - idle, sum(values[:8])
 
 
+def _infra_markers() -> tuple[bytes, ...]:
+    """Paths in the command line of the benchmark's own broker and PostgreSQL (other
+    people's instances on this machine, e.g. a fault-injection copy, are not ours)."""
+    state = Path(os.environ.get("BONYCHAT_INFRA_STATE") or ROOT / "infra" / ".state")
+    return tuple(dict.fromkeys(str(p).encode() for p in (state, state.resolve())))
+
+
 def _infra_pids() -> dict[str, list[int]]:
-    found: dict[str, list[int]] = {"kafka": [], "postgres": []}
+    """The broker's JVM; the postmaster and its children (every backend, ours or not).
+    Falls back to every broker / every postgres process when none matches the state dir."""
+    markers = _infra_markers()
+    kafka: list[tuple[int, bool]] = []
+    postgres: list[tuple[int, int, bool]] = []  # pid, parent, is ours
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
         try:
             comm = (entry / "comm").read_text().strip()
+            if comm not in ("postgres", "java"):
+                continue
+            cmdline = (entry / "cmdline").read_bytes()
+            ours = any(m in cmdline for m in markers)
             if comm == "postgres":
-                found["postgres"].append(int(entry.name))
-            elif comm == "java" and b"kafka.Kafka" in (entry / "cmdline").read_bytes():
-                found["kafka"].append(int(entry.name))
-        except OSError:
+                parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+                postgres.append((int(entry.name), parent, ours))
+            elif b"kafka.Kafka" in cmdline:
+                kafka.append((int(entry.name), ours))
+        except (OSError, ValueError, IndexError):
             continue
-    return found
+    masters = {pid for pid, _, ours in postgres if ours}
+    return {"kafka": [p for p, ours in kafka if ours] or [p for p, _ in kafka],
+            "postgres": [p for p, parent, _ in postgres if p in masters or parent in masters]
+            or [p for p, _, _ in postgres]}
+
+
+SERVICES = ("ingest", "conversation", "relay", "projections")
+
+
+def is_service(name: str) -> bool:
+    """A ``bonychat serve`` process of the measurement (``conversation-2`` included)."""
+    return name.split("-", maxsplit=1)[0] in SERVICES
 
 
 class CpuSampler:
     """Samples, once a second, the cores used by each service, Kafka, PostgreSQL (every
-    backend, ours or not), this harness, and everything else on the machine."""
+    backend, ours or not), this harness, and everything else on the machine.
 
-    def __init__(self, services: Mapping[str, int], interval: float = 1.0) -> None:
+    ``ready`` (service name -> probe) excludes each service's start-up (imports,
+    connecting) from its CPU: a watcher checks the probes every 20 ms and takes that
+    process's CPU at the first true answer as its zero (and off the machine's)."""
+
+    def __init__(self, services: Mapping[str, int], interval: float = 1.0,
+                 ready: Mapping[str, Callable[[], bool]] | None = None) -> None:
         self.services = dict(services)
         self.interval = interval
         self.samples: list[dict[str, float]] = []
+        self.ready = dict(ready or {})
+        self.startup_ticks: dict[str, int] = {}
+        self._first: tuple[dict[str, dict[int, int]], int, int] = ({}, 0, 0)
+        self._prev = self._first
+        self._used: dict[str, int] = {}  # ticks per group so far
+        self._busy = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
+        self._watcher = threading.Thread(target=self._watch_ready, daemon=True)
 
-    def _read(self) -> tuple[dict[str, int], int, int]:
+    def _watch_ready(self) -> None:
+        while self.ready and not self._stop.wait(0.02):
+            for name, probe in list(self.ready.items()):
+                if probe():
+                    pid = self.services[name]
+                    self.startup_ticks[name] = _cpu_ticks(pid) - self._first[0][name][pid]
+                    del self.ready[name]
+
+    def _read(self) -> tuple[dict[str, dict[int, int]], int, int]:
         groups: dict[str, list[int]] = {k: [v] for k, v in self.services.items()}
         groups.update(_infra_pids())
         groups["bench harness"] = [os.getpid()]
-        ticks = {name: sum(_cpu_ticks(p) for p in pids) for name, pids in groups.items()}
+        ticks = {name: {p: _cpu_ticks(p) for p in pids} for name, pids in groups.items()}
         busy, total = _machine_busy()
         return ticks, busy, total
 
+    @staticmethod
+    def _delta(before: dict[str, dict[int, int]], after: dict[str, dict[int, int]]
+               ) -> dict[str, int]:
+        """Ticks used per group, process by process: a process that appeared counts
+        from zero, one that exited is left out of this interval (per-second sampling
+        keeps that loss small)."""
+        return {group: sum(max(0, t - before.get(group, {}).get(pid, 0))
+                           for pid, t in pids.items() if t)
+                for group, pids in after.items()}
+
+    def _sample(self) -> None:
+        after, busy1, total1 = self._read()
+        before, busy0, total0 = self._prev
+        used = self._delta(before, after)
+        for k, v in used.items():
+            self._used[k] = self._used.get(k, 0) + v
+        self._busy += busy1 - busy0
+        self._prev = after, busy1, total1
+        span = (total1 - total0) / (os.cpu_count() or 1)  # elapsed ticks per core
+        if span <= 0:
+            return
+        sample = {k: v / span for k, v in used.items()}
+        sample["machine busy"] = (busy1 - busy0) / span
+        sample["other"] = max(0.0, sample["machine busy"] -
+                              sum(v for k, v in sample.items() if k != "machine busy"))
+        self.samples.append(sample)
+
     def _run(self) -> None:
-        before, busy0, total0 = self._read()
-        cores = os.cpu_count() or 1
         while not self._stop.wait(self.interval):
-            after, busy1, total1 = self._read()
-            span = (total1 - total0) / cores  # elapsed ticks per core
-            if span <= 0:
-                continue
-            sample = {k: max(0, after[k] - before.get(k, after[k])) / span for k in after}
-            sample["machine busy"] = (busy1 - busy0) / span
-            sample["other"] = max(0.0, sample["machine busy"] -
-                                  sum(v for k, v in sample.items() if k != "machine busy"))
-            self.samples.append(sample)
-            before, busy0, total0 = after, busy1, total1
+            self._sample()
 
     def __enter__(self) -> CpuSampler:
-        self._first = self._read()
+        self._first = self._prev = self._read()
         self._thread.start()
+        self._watcher.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
         self._thread.join()
-        self._last = self._read()
+        self._watcher.join()
+        self._sample()
 
     def cpu_seconds(self) -> dict[str, float]:
-        """CPU seconds each component used between enter and exit (all cores)."""
-        (first, busy0, _), (last, busy1, _) = self._first, self._last
-        used = {k: (last[k] - first.get(k, last[k])) / TICK for k in last}
-        used["machine busy"] = (busy1 - busy0) / TICK
+        """CPU seconds each component used between enter and exit (all cores), each
+        service's start-up excluded once its ``ready`` probe answered."""
+        used = {k: (v - self.startup_ticks.get(k, 0)) / TICK for k, v in self._used.items()}
+        used["machine busy"] = (self._busy - sum(self.startup_ticks.values())) / TICK
         return used
+
+    def us_per_event(self, events: int) -> dict[str, float]:
+        """CPU µs per event of each process group, plus ``pipeline`` (the services,
+        Kafka and PostgreSQL: what the pipeline costs, without the harness and
+        other users) and ``machine`` (every CPU of the machine, busy for anyone)."""
+        used = self.cpu_seconds()
+        machine = used.pop("machine busy")
+        used["pipeline"] = sum(v for k, v in used.items()
+                               if is_service(k) or k in ("kafka", "postgres"))
+        used["machine"] = machine
+        return {k: round(v * 1e6 / max(events, 1), 1) for k, v in used.items()}
 
     def summary(self) -> dict[str, dict[str, float]]:
         """Per component: mean and max cores used (1.0 = one core at 100 %), CPU seconds."""
@@ -189,8 +269,13 @@ class CpuSampler:
             return {}
         names = list(self.samples[-1])
         used = self.cpu_seconds()
-        return {name: {"mean_cores": round(sum(s.get(name, 0) for s in self.samples)
-                                           / len(self.samples), 2),
-                       "max_cores": round(max(s.get(name, 0) for s in self.samples), 2),
-                       **({"cpu_s": round(used[name], 2)} if name in used else {})}
-                for name in names}
+        summary = {name: {"mean_cores": round(sum(s.get(name, 0) for s in self.samples)
+                                              / len(self.samples), 2),
+                          "max_cores": round(max(s.get(name, 0) for s in self.samples), 2),
+                          **({"cpu_s": round(used[name], 2)} if name in used else {})}
+                   for name in names}
+        pipeline = [sum(v for k, v in s.items() if is_service(k) or k in ("kafka", "postgres"))
+                    for s in self.samples]
+        summary["pipeline"] = {"mean_cores": round(sum(pipeline) / len(pipeline), 2),
+                               "max_cores": round(max(pipeline), 2)}
+        return summary

@@ -72,6 +72,11 @@ def table(results: dict[str, Any]) -> str:
          f"ratio to raw consume {_num(g('ratio_e2e_to_raw_consume'))}"),
         ("e2e, publishing concurrently", g("e2e_concurrent_publish_events_per_s"),
          "events/s", ""),
+        ("e2e CPU per event, pipeline", (g("cpu_us_per_event") or {}).get("pipeline"), "µs",
+         f"whole machine {_num((g('cpu_us_per_event') or {}).get('machine'))} µs "
+         "(other users included)"),
+        ("pipeline cores busy at low rate", g("pipeline_cores_at_low_rate"), "cores",
+         "services + Kafka + PostgreSQL"),
         ("latency p50", g("latency_p50_ms"), "ms",
          f"at {_num(lat.get('achieved_rate_per_s'))}/s achieved"),
         ("latency p99", g("latency_p99_ms"), "ms",
@@ -99,11 +104,13 @@ def table(results: dict[str, Any]) -> str:
         cpu = (g(phase) or {}).get("cpu_cores")
         if cpu:
             lines.append(f"  CPU during {phase}: {_cpu_line(cpu)}")
-    per_event = (g("e2e") or {}).get("cpu_us_per_event")
-    if per_event:
-        costs = sorted(per_event.items(), key=lambda kv: -kv[1])
-        lines.append("  CPU per e2e event (µs, all cores): "
-                     + ", ".join(f"{k} {v:,.0f}" for k, v in costs if v >= 1))
+    for label, key in (("e2e", "cpu_us_per_event"), ("low rate", "cpu_us_per_event_low_rate"),
+                       ("latency rate", "cpu_us_per_event_at_latency_rate")):
+        per_event = g(key)
+        if per_event:
+            costs = sorted(per_event.items(), key=lambda kv: -kv[1])
+            lines.append(f"  CPU µs per event ({label}, all cores): "
+                         + ", ".join(f"{k} {v:,.0f}" for k, v in costs if v >= 1))
     batches = (g("e2e") or {}).get("service_batches") or {}
     stats = [f"{label} {b['batches']}x{b['mean_batch_size']:,.0f} in {b['seconds_in_batches']} s"
              for labels in batches.values() for label, b in labels.items()]

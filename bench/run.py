@@ -147,16 +147,22 @@ class Bench:
             r["e2e_events_per_s"] = run["events_per_s"]
             r["ratio_e2e_to_raw_consume"] = round(run["events_per_s"]
                                                   / r["raw_consume_events_per_s"], 3)
+            r["cpu_us_per_event"] = run["cpu_us_per_event"]
             count = int(p.low_rate * p.low_rate_seconds)
             self.step(f"latency: {count:,} events at {p.low_rate:,}/s")
             timed = latency.latency_records(latency_lines(count, p.contacts, p.workspaces, 13),
                                             b"low-")
-            r["latency_low_rate"] = await latency.measure_latency(world, timed, p.low_rate)
+            low = await latency.measure_latency(world, timed, p.low_rate)
+            r["latency_low_rate"] = low
+            r["cpu_us_per_event_low_rate"] = low["cpu_us_per_event"]
+            r["pipeline_cores_at_low_rate"] = low["cpu_cores"].get("pipeline", {}).get(
+                "mean_cores")
             count = int(p.latency_rate * p.latency_seconds)
             self.step(f"latency: {count:,} events at {p.latency_rate:,}/s")
             timed = latency.latency_records(latency_lines(count, p.contacts, p.workspaces))
             lat = await latency.measure_latency(world, timed, p.latency_rate)
-            r.update(latency=lat, latency_p50_ms=lat["p50_ms"], latency_p99_ms=lat["p99_ms"])
+            r.update(latency=lat, latency_p50_ms=lat["p50_ms"], latency_p99_ms=lat["p99_ms"],
+                     cpu_us_per_event_at_latency_rate=lat["cpu_us_per_event"])
             r["service_peak_rss_mb"] = world.stop()
             self.step("bonychat replay on the bench schema")
             child = embedded.run_child([embedded.bonychat(), "replay", "--no-progress"],
