@@ -7,7 +7,6 @@ what a command is made of.
 from __future__ import annotations
 
 import argparse
-import gc
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -16,6 +15,7 @@ from typing import IO
 
 from .. import service_levels
 from ..bootstrap import embedded_pipeline, open_stores
+from ..gc_tuning import tune_gc
 from ..ingest.parallel import ParallelParser
 from ..projections.metrics import GROUPINGS
 from ..settings import Settings
@@ -58,14 +58,8 @@ def progress_reporter(label: str, enabled: bool) -> Iterator[Callable[[int], Non
     yield report
 
 
-def _tune_gc() -> None:
-    """Bulk commands allocate millions of short-lived objects: collect less often."""
-    gc.freeze()
-    gc.set_threshold(50_000, 50, 100)
-
-
 def import_(args: argparse.Namespace, settings: Settings) -> int:
-    _tune_gc()
+    tune_gc()
     lines = read_lines(args.file)
     first = next(lines, None)  # surface an unreadable file before touching the database
 
@@ -139,7 +133,7 @@ def conversations(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def replay(args: argparse.Namespace, settings: Settings) -> int:
-    _tune_gc()
+    tune_gc()
     with cli_stores(settings) as stores:
         pipeline = embedded_pipeline(stores, settings)
         started = time.monotonic()

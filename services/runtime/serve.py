@@ -20,6 +20,7 @@ from typing import Any
 from aiokafka import AIOKafkaProducer
 
 from ..bootstrap import Stores, embedded_pipeline, open_stores
+from ..gc_tuning import tune_gc
 from ..settings import Settings
 from .dependencies import DependencyWatch
 from .kafka import make_producer
@@ -102,6 +103,7 @@ async def _serve(names: list[str], settings: Settings) -> int:
         except OSError as exc:
             raise StartupError(f"cannot listen on {settings.http_host}:{settings.http_port}: "
                                f"{exc.strerror or exc}") from None
+        tune_gc()  # after start-up: what it allocated is frozen, never traversed again
         return await _supervise(proc)
     finally:
         await _teardown(proc)
