@@ -399,14 +399,16 @@ def settings_stories() -> list[Story]:
     idle.close("c1", at("12:00"))
     idle.recv("c2", at("10:00"))
     idle.close("c2", at("11:00"))  # closed by inactivity first: no_open_conversation
-    idle.recv("c3", at("10:00"))
+    quiet = idle.event("message.received", "c3", at("10:00"), channel={"type": "sms"})
     idle.recv("c3", at("10:59:59"))  # in time; nothing after it: only a sweep closes it
     idle.recv("c4", at("10:00"))
     idle.recv("c5", at("10:00"))
     idle.merge("c5", "c4", at("12:00"))  # both expired at 11:00: closed before the merge
     idle.recv("c6", at("10:00"), "viber")
     idle.open("c6", at("11:00"))  # expired first, so not already_open: opens on viber
-    idle.expect(accepted=12, no_open_conversation=1)
+    idle.event("message.received", "c3", at("13:00"), eid=quiet["event_id"],
+               channel={"type": "sms"})  # a redelivery is not processed: closes nothing
+    idle.expect(accepted=12, duplicate=1, no_open_conversation=1)
     return [zone, hours, later, idle]
 
 
