@@ -25,6 +25,17 @@ from tests.e2e.test_contract_cli import (  # noqa: F401
 )
 from tests.e2e.test_contract_lifecycle import *  # noqa: F403
 from tests.e2e.test_contract_metrics import *  # noqa: F403
+from tests.e2e.test_contract_service_levels import *  # noqa: F403
+from tests.e2e.test_contract_settings import (  # noqa: F401
+    test_business_seconds_are_the_part_inside_the_schedule_dst_correct,
+    test_business_seconds_use_the_schedule_in_force_at_query_time,
+    test_inactivity_closes_at_last_activity_plus_timeout_before_the_next_event,
+    test_inactivity_closings_count_as_closed_but_not_in_resolution,
+    test_invalid_settings_are_400_with_the_reason_and_change_nothing,
+    test_metrics_default_to_the_workspace_timezone,
+    test_settings_get_fills_in_defaults_for_analytics_and_admin_tokens,
+    test_settings_put_replaces_the_given_keys_and_null_resets_one,
+)
 from tests.integration.conftest import libpq_url, with_query
 
 pytestmark = pytest.mark.integration
