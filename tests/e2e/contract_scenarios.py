@@ -406,9 +406,14 @@ def settings_stories() -> list[Story]:
     idle.merge("c5", "c4", at("12:00"))  # both expired at 11:00: closed before the merge
     idle.recv("c6", at("10:00"), "viber")
     idle.open("c6", at("11:00"))  # expired first, so not already_open: opens on viber
+    idle.recv("c7", at("10:00"))
+    idle.sent("c7", at("11:00"))  # after the closing: no conversation, no first response
+    idle.recv("c8", at("10:00"))
+    idle.sent("c8", at("10:30"), actor="automation")  # a bot's reply is activity too
+    idle.recv("c8", at("11:29:59"))  # in time
     idle.event("message.received", "c3", at("13:00"), eid=quiet["event_id"],
                channel={"type": "sms"})  # a redelivery is not processed: closes nothing
-    idle.expect(accepted=12, duplicate=1, no_open_conversation=1)
+    idle.expect(accepted=17, duplicate=1, no_open_conversation=1)
     return [zone, hours, later, idle]
 
 
