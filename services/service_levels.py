@@ -17,9 +17,10 @@ from schemas.workspace import WorkspaceSettings
 
 from .conversation.ports import EventStore
 from .conversation.workspaces import load_workspace
-from .projections.metrics import MetricsQuery, compute, fact_window, to_us
+from .projections.metrics import MetricsQuery, to_us
 from .projections.ports import ReadModelStore
 from .projections.service_levels import business_clock
+from .projections.sql_metrics import metrics as fast_metrics
 
 
 def workspace_settings(events: EventStore, workspace_id: str) -> WorkspaceSettings:
@@ -32,8 +33,7 @@ def metrics(events: EventStore, read_models: ReadModelStore, workspace_id: str, 
     """The metrics JSON; ``tz`` None means the workspace's ``timezone``."""
     settings = workspace_settings(events, workspace_id)
     query = MetricsQuery(workspace_id, group_by, tz or settings.timezone, date_from, date_to)
-    return compute(query, read_models.facts(workspace_id, fact_window(query)),
-                   business_clock(settings))
+    return fast_metrics(read_models, query, business_clock(settings))
 
 
 def conversations(events: EventStore, read_models: ReadModelStore, workspace_id: str,

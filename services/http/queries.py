@@ -22,12 +22,11 @@ from ..projections.metrics import (
     GROUPINGS,
     MetricsQuery,
     calendar_date,
-    compute,
-    fact_window,
     time_zone,
 )
 from ..projections.ports import ReadModelStore
 from ..projections.service_levels import business_clock
+from ..projections.sql_metrics import metrics as fast_metrics
 from ..service_levels import workspace_settings
 from .context import CONTEXT
 from .errors import ApiError, json_response
@@ -83,8 +82,7 @@ def _metrics(store: ReadModelStore, events: EventStore | None, query: MetricsQue
                 else WorkspaceSettings())
     if not tz_given:
         query = replace(query, tz=settings.timezone)
-    return compute(query, store.facts(query.workspace_id, fact_window(query)),
-                   business_clock(settings))
+    return fast_metrics(store, query, business_clock(settings))
 
 
 async def get_metrics(request: web.Request) -> web.Response:

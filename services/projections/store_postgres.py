@@ -19,9 +19,10 @@ from psycopg.sql import SQL, Composed
 
 from ..conversation.ports import Position
 from ..conversation.store_postgres import connection_params, pg_text, sql, transient_retry
-from .metrics import Fact, FactWindow, RowWindow
+from .metrics import Fact, FactWindow, MetricsQuery, RowWindow
 from .notify import PROJECTED_CHANNEL, notify_payload
 from .rows import ConversationRow
+from .sql_metrics import NotExact, aggregate_params, aggregate_sql, rows_to_metrics
 from .store_sqlite import (
     ADDED_COLUMNS,
     COLUMNS,
@@ -207,6 +208,26 @@ class PostgresReadModelStore:
               conn.cursor(row_factory=tuple_row) as curs):
             curs.execute(query, params, prepare=True)
             return [Fact(*values) for values in curs]
+
+    @transient_retry
+    def aggregate_metrics(self, query: MetricsQuery,
+                          window: FactWindow | None) -> dict[str, Any] | None:
+        """The metrics aggregated in PostgreSQL (:mod:`.sql_metrics`), or None when only
+        the Python reference can be exact (then: :meth:`facts` and ``compute``)."""
+        statement = sql(aggregate_sql(query.group_by, window is not None),
+                        self.datastore.schema)
+        with (self.datastore.get_connection() as conn,
+              conn.cursor(row_factory=tuple_row) as curs):
+            try:
+                curs.execute(statement, aggregate_params(query, window), prepare=False)
+            except psycopg.errors.InvalidParameterValue:  # a zone PostgreSQL does not know
+                conn.rollback()
+                return None
+            found = curs.fetchall()
+        try:
+            return rows_to_metrics(query, found)
+        except NotExact:
+            return None
 
     @transient_retry
     def expired_contacts(self, workspace_id: str, last_activity_before_us: int) -> list[str]:
