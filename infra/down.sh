@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Stop the local Kafka and PostgreSQL (data is kept).
 #   infra/down.sh --purge   also deletes infra/.state (all data) and local.env
+#                           (BONYCHAT_INFRA_STATE / BONYCHAT_INFRA_ENV_FILE: those instead)
 set -euo pipefail
 # shellcheck source=lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -22,11 +23,11 @@ rc=0
 [[ $rc -eq 0 ]] || die "could not stop everything (see above)"
 
 if [[ $purge -eq 1 ]]; then
-  log "purging $STATE_DIR and local.env"
+  log "purging $STATE_DIR and ${ENV_FILE#"$ROOT_DIR"/}"
   # infra/.state/pg is a symlink to /var/tmp/... when postgres' OS user could
   # not reach the repo path (see postgres/start.sh)
   if [[ -L $STATE_DIR/pg ]]; then rm -rf "$(readlink -f "$STATE_DIR/pg")"; fi
-  rm -rf "$STATE_DIR" "$INFRA_DIR/local.env"
+  rm -rf "$STATE_DIR" "$ENV_FILE"
   # socket dir used when the state path is too long for a unix socket
   rm -rf "/tmp/bonychat-pg-$BONYCHAT_PG_PORT"
 fi

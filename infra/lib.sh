@@ -6,6 +6,9 @@
 INFRA_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd -P)"
 ROOT_DIR="$(cd "$INFRA_DIR/.." && pwd -P)"
 STATE_DIR="${BONYCHAT_INFRA_STATE:-$INFRA_DIR/.state}"
+# Where up.sh writes the settings to use (and down.sh --purge deletes them): a
+# private instance (the fault harness) keeps its own file beside its state.
+ENV_FILE="${BONYCHAT_INFRA_ENV_FILE:-$INFRA_DIR/local.env}"
 
 BONYCHAT_KAFKA_HOST=127.0.0.1
 BONYCHAT_KAFKA_PORT="${BONYCHAT_KAFKA_PORT:-19092}"

@@ -17,7 +17,7 @@ flock -w 120 9 || die "timed out waiting for $STATE_DIR/.lock (another infra/up.
 "$INFRA_DIR/postgres/start.sh"
 
 # BONYCHAT_INFRA_ENV_FILE: write it elsewhere (a second, private instance: tests/faults).
-env_file="${BONYCHAT_INFRA_ENV_FILE:-$INFRA_DIR/local.env}"
+env_file="$ENV_FILE"
 cat >"$env_file.tmp" <<ENV
 # Written by infra/up.sh; source it or load it as a dotenv file.
 BONYCHAT_KAFKA_BOOTSTRAP=$BONYCHAT_KAFKA_BOOTSTRAP
