@@ -52,7 +52,7 @@ run: $(RUNTIME_STAMP) ## import a realistic sample on the embedded store and pri
 	@echo; echo "Try: $(BIN)/bonychat conversations --workspace ws1 --status open --database-url $(DEMO_DB)"
 
 test: $(STAMP) deps-test lint infra-up ## lint, start Kafka + PostgreSQL, run unit, e2e and integration tests
-	set -a; source infra/local.env; set +a; $(BIN)/pytest tests -p no:cacheprovider
+	set -a; source infra/local.env; set +a; BONYCHAT_TESTS_NO_SKIP=1 $(BIN)/pytest tests -p no:cacheprovider
 
 test-unit: $(STAMP) deps-test ## unit and end-to-end tests of the embedded runtime only (no servers)
 	$(BIN)/pytest tests/unit tests/e2e
