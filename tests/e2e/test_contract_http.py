@@ -125,3 +125,13 @@ def test_no_gateway_tokens_configured_refuses_every_post(tmp_path: Path) -> None
         assert server.get_json("/v1/workspaces/h-post/conversations", "an-h-post") == []
     finally:
         server.stop()
+
+
+def test_empty_query_parameters_mean_their_defaults(contract: Contract) -> None:
+    token = analytics_token("m-example")
+    plain = contract.server.get_json("/v1/workspaces/m-example/metrics", token)
+    assert contract.server.get_json(
+        "/v1/workspaces/m-example/metrics?group_by=&from=&to=&tz=", token) == plain
+    assert contract.server.get_json(
+        "/v1/workspaces/m-example/conversations?contact=&status=", token) == \
+        contract.conversations("m-example")
