@@ -414,7 +414,11 @@ def settings_stories() -> list[Story]:
     idle.event("message.received", "c3", at("13:00"), eid=quiet["event_id"],
                channel={"type": "sms"})  # a redelivery is not processed: closes nothing
     idle.expect(accepted=17, duplicate=1, no_open_conversation=1)
-    return [zone, hours, later, idle]
+
+    swept = Story("s-sweep", settings={"inactivity_timeout_seconds": 60})
+    swept.recv("c1", at("10:00"))  # only bonychat serve's own sweep can close it
+    swept.expect(accepted=1)
+    return [zone, hours, later, idle, swept]
 
 
 def all_stories() -> list[Story]:

@@ -4,6 +4,7 @@ Stories: ``settings_stories`` in ``contract_scenarios.py``."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -127,6 +128,17 @@ def test_business_seconds_use_the_schedule_in_force_at_query_time(contract: Cont
         assert put(contract, "s-bh2", {
             "business_hours": weekdays("10:00", "11:00", "tue")}).status == 200
     assert business() == (3600, 3600.0)
+
+
+def test_serve_sweeps_at_least_once_a_minute_with_the_wall_clock(contract: Contract) -> None:
+    deadline = time.monotonic() + 75
+    while True:
+        [row] = contract.conversations("s-sweep")
+        if row["status"] == "closed" or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    assert (row["closed_at"], row["closed_by"], row["closed_by_actor"]) == (
+        at("10:01"), "inactivity", None)
 
 
 def test_inactivity_closes_at_last_activity_plus_timeout_before_the_next_event(

@@ -33,6 +33,7 @@ from tests.e2e.test_contract_settings import (  # noqa: F401
     test_inactivity_closings_count_as_closed_but_not_in_resolution,
     test_invalid_settings_are_400_with_the_reason_and_change_nothing,
     test_metrics_default_to_the_workspace_timezone,
+    test_serve_sweeps_at_least_once_a_minute_with_the_wall_clock,
     test_settings_get_fills_in_defaults_for_analytics_and_admin_tokens,
     test_settings_put_replaces_the_given_keys_and_null_resets_one,
 )
