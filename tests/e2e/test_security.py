@@ -161,7 +161,8 @@ def test_no_request_touches_another_workspace(stores: Stores) -> None:
             return response.status, await response.text()
 
     @settings(max_examples=int(os.environ.get("BONYCHAT_ISOLATION_EXAMPLES", "300")),
-              deadline=None, database=None, suppress_health_check=list(HealthCheck))
+              deadline=None, database=None, suppress_health_check=list(HealthCheck),
+              derandomize=True)  # the same examples every run: the count check below is stable
     @given(tokens, requests)
     def run(token: str, request: tuple[str, str, Any]) -> None:
         method, path, extra = request
