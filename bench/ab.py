@@ -107,7 +107,7 @@ async def one(bootstrap: str, database_url: str, records: list[limits.Record],
         run = await e2e.run_e2e(world, records, expected, interval=0.2)
         if watcher is not None:
             watcher.cancel()
-        world.stop()
+        run["service_peak_rss_mb"] = world.stop()
         for spy in spies:
             spy.wait(60)
         run["loadavg_before"] = load
@@ -134,6 +134,10 @@ def table(runs: dict[str, list[dict[str, Any]]]) -> str:
         lines.append(f"| {stage} | " + " | ".join(
             " / ".join(f"{r['cpu_us_per_event'].get(stage, 0):.0f}" for r in runs[n])
             + f" (median {med[n][stage]:.0f})" for n in names) + " |")
+    for service in runs[names[0]][0].get("service_peak_rss_mb", {}):
+        lines.append(f"| peak RSS {service} (MiB) | " + " | ".join(
+            " / ".join(str(r["service_peak_rss_mb"].get(service)) for r in runs[n])
+            for n in names) + " |")
     lines.append("| events/s | " + " | ".join(
         " / ".join(str(r["events_per_s"]) for r in runs[n]) for n in names) + " |")
     lines.append("| load avg before | " + " | ".join(
