@@ -21,7 +21,13 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 import psycopg
-from aiokafka.errors import KafkaError
+from aiokafka.errors import (
+    InvalidProducerEpoch,
+    InvalidProducerIdMapping,
+    KafkaError,
+    OutOfOrderSequenceNumber,
+    ProducerFenced,
+)
 from eventsourcing.persistence import InterfaceError, OperationalError
 
 from ..conversation.ports import ConcurrencyConflict
@@ -37,6 +43,11 @@ TRANSIENT: tuple[type[BaseException], ...] = (
     ConcurrencyConflict,  # another copy kept winning: resume from the tracked position
     ConnectionError, TimeoutError,
 )
+#: The idempotent producer lost its sequence state with the broker (seen after a
+#: broker restart): it fails every send from then on, and only a new producer
+#: (a new process: the supervisor restarts it) can go on. Not retried in place.
+PRODUCER_FATAL: tuple[type[BaseException], ...] = (
+    OutOfOrderSequenceNumber, ProducerFenced, InvalidProducerEpoch, InvalidProducerIdMapping)
 #: A run that lasted this long before failing starts the backoff from the beginning.
 HEALTHY_SECONDS = 30.0
 
@@ -46,6 +57,8 @@ def is_transient(exc: BaseException) -> bool:
     seen: set[int] = set()
     current: BaseException | None = exc
     while current is not None and id(current) not in seen:
+        if isinstance(current, PRODUCER_FATAL):
+            return False
         if isinstance(current, TRANSIENT):
             return True
         seen.add(id(current))

@@ -7,7 +7,7 @@ from typing import Any
 
 import psycopg
 import pytest
-from aiokafka.errors import KafkaConnectionError
+from aiokafka.errors import KafkaConnectionError, OutOfOrderSequenceNumber, ProducerFenced
 from eventsourcing.persistence import OperationalError
 
 from services.conversation.ports import ConcurrencyConflict
@@ -44,7 +44,9 @@ def test_dependency_failures_are_transient(exc: BaseException) -> None:
 
 
 @pytest.mark.parametrize("exc", [ValueError("bad"), KeyError("x"), TypeError("bug"),
-                                 _raised_from(ZeroDivisionError())])
+                                 _raised_from(ZeroDivisionError()),
+                                 # a producer that lost its sequence state needs a new process
+                                 OutOfOrderSequenceNumber(), ProducerFenced()])
 def test_bugs_are_not_transient(exc: BaseException) -> None:
     assert not is_transient(exc)
 
