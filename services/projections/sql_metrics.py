@@ -37,6 +37,7 @@ from .metrics import (
     MetricsQuery,
     compute,
     fact_window,
+    time_key,
     to_us,
 )
 from .rows import BusinessClock
@@ -56,8 +57,9 @@ _UNRESOLVED_SQL: Final = ", ".join(f"'{name}'" for name in sorted(UNRESOLVED))
 
 
 def _local(column: str) -> str:
-    return (f"((timestamptz 'epoch' + {column} * interval '1 microsecond') "
-            "AT TIME ZONE %(tz)s)::date")
+    safe = f"{column} BETWEEN %(safe_low)s AND %(safe_high)s"
+    return (f"CASE WHEN {safe} THEN ((timestamptz 'epoch' + {column} * interval "
+            "'1 microsecond') AT TIME ZONE %(tz)s)::date END")
 
 
 def _in_range(day: str) -> str:
@@ -66,8 +68,14 @@ def _in_range(day: str) -> str:
 
 
 def _key(group_by: str, day: str) -> str:
-    if group_by in TIME_GROUPINGS:
-        return f"to_char({day}, '{_TIME_FORMAT[group_by]}')"
+    """The bucket as PostgreSQL groups it: a date (the day, the Monday of its ISO week,
+    the 1st of its month; :func:`~.metrics.time_key` names it) or the dimension."""
+    if group_by == "day":
+        return day
+    if group_by == "week":
+        return f"{day} - (extract(isodow FROM {day})::int - 1)"
+    if group_by == "month":
+        return f"{day} - (extract(day FROM {day})::int - 1)"
     return "dim"
 
 
@@ -79,45 +87,47 @@ def _stats(kind: int) -> str:
 
 def aggregate_sql(group_by: str, window: bool) -> str:
     """The one statement for ``group_by`` (``{schema}`` left to fill); named parameters
-    ``ws, tz, low, high, safe_low, safe_high`` and, with ``window``, ``w_low, w_high``."""
+    ``ws, tz, low, high, safe_low, safe_high`` and, with ``window``, ``w_low, w_high``.
+
+    One scan (materialised, local dates computed once per row): each conversation
+    yields its opening (kind 1), first response (2) and closing (3) with
+    :func:`_key`'s bucket, and one kind-0 row when a moment is outside the safe
+    range (then the caller declines)."""
     dim = _DIMENSION.get(group_by, "NULL::text")
+    key_type = "date" if group_by in TIME_GROUPINGS else "text"
     bad = " OR ".join(f"{c} NOT BETWEEN %(safe_low)s AND %(safe_high)s" for c in _MOMENTS)
     windowed = ("" if not window else
                 " AND (opened_us >= %(w_low)s AND opened_us < %(w_high)s"
                 " OR closed_us >= %(w_low)s AND closed_us < %(w_high)s"
                 " OR first_response_us >= %(w_low)s AND first_response_us < %(w_high)s)")
-    safe = " AND ".join(f"({c} IS NULL OR {c} BETWEEN %(safe_low)s AND %(safe_high)s)"
-                        for c in _MOMENTS)
-    opened_key = _key(group_by, "od") if group_by in OPENED_COUNTED else "NULL::text"
+    opened_key = _key(group_by, "od") if group_by in OPENED_COUNTED else "NULL"
     response_key = (_key(group_by, "rd") if group_by != "closed_by"
                     else f"CASE WHEN closed_us IS NOT NULL THEN {_key(group_by, 'rd')} END")
-    response_us = "greatest(0, first_response_us - first_message_us)"
-    closed_us = "greatest(0, closed_us - opened_us)"
+    response_us = "CASE WHEN NOT bad THEN greatest(0, first_response_us - first_message_us) END"
+    closed_us = "CASE WHEN NOT bad THEN greatest(0, closed_us - opened_us) END"
     resolved = f"(closed_by IS NULL OR closed_by NOT IN ({_UNRESOLVED_SQL}))"
     return (
-        "WITH f AS (SELECT opened_us, closed_us, first_message_us, first_response_us, "
-        f"closed_by, coalesce(recontact, false) AS rc, {dim} AS dim, "
+        "WITH f AS MATERIALIZED (SELECT opened_us, closed_us, first_message_us, "
+        f"first_response_us, closed_by, coalesce(recontact, false) AS rc, {dim} AS dim, "
         f"{_local('opened_us')} AS od, {_local('closed_us')} AS cd, "
-        f"{_local('first_response_us')} AS rd "
-        "FROM {schema}.conversations WHERE workspace_id = %(ws)s" + windowed
-        + f" AND {safe}), "
+        f"{_local('first_response_us')} AS rd, coalesce({bad}, false) AS bad "
+        "FROM {schema}.conversations WHERE workspace_id = %(ws)s" + windowed + "), "
         "e AS ("
-        f"SELECT {opened_key} AS key, 1 AS kind, rc, NULL::float8 AS v, NULL::bigint AS us "
-        f"FROM f WHERE {_in_range('od')} "
-        f"UNION ALL SELECT {response_key}, 2, false, {response_us}::float8 / 1000000::float8, "
-        f"{response_us} FROM f WHERE first_response_us IS NOT NULL "
-        f"AND first_message_us IS NOT NULL AND {_in_range('rd')} "
-        f"UNION ALL SELECT {_key(group_by, 'cd')}, 3, false, "
-        f"CASE WHEN {resolved} THEN {closed_us}::float8 / 1000000::float8 END, "
+        f"SELECT ({opened_key})::{key_type} AS key, 1 AS kind, rc, NULL::float8 AS v, "
+        f"NULL::bigint AS us FROM f WHERE {_in_range('od')} "
+        f"UNION ALL SELECT ({response_key})::{key_type}, 2, false, "
+        f"({response_us})::float8 / 1000000::float8, {response_us} FROM f "
+        "WHERE first_response_us IS NOT NULL AND first_message_us IS NOT NULL "
+        f"AND {_in_range('rd')} "
+        f"UNION ALL SELECT ({_key(group_by, 'cd')})::{key_type}, 3, false, "
+        f"CASE WHEN {resolved} THEN ({closed_us})::float8 / 1000000::float8 END, "
         f"CASE WHEN {resolved} THEN {closed_us} END "
-        f"FROM f WHERE closed_us IS NOT NULL AND {_in_range('cd')}) "
+        f"FROM f WHERE closed_us IS NOT NULL AND {_in_range('cd')} "
+        "UNION ALL SELECT NULL, 0, false, NULL, NULL FROM f WHERE bad) "
         "SELECT GROUPING(key), key, count(*) FILTER (WHERE kind = 1), "
         "count(*) FILTER (WHERE kind = 1 AND rc), count(*) FILTER (WHERE kind = 3), "
-        f"{_stats(2)}, {_stats(3)} FROM e GROUP BY GROUPING SETS ((key), ()) "
-        # the moments outside the safe range, counted on their own (then: Python)
-        "UNION ALL SELECT 2, NULL, count(*), 0, 0, 0, NULL, NULL, NULL, NULL, "
-        "0, NULL, NULL, NULL, NULL FROM {schema}.conversations "
-        f"WHERE workspace_id = %(ws)s{windowed} AND ({bad})"
+        f"{_stats(2)}, {_stats(3)}, count(*) FILTER (WHERE kind = 0) "
+        "FROM e GROUP BY GROUPING SETS ((key), ())"
     )
 
 
@@ -164,13 +174,13 @@ def rows_to_metrics(query: MetricsQuery, found: Sequence[Sequence[Any]]) -> dict
     total: dict[str, Any] | None = None
     for values in found:
         grouping, key, opened, recontacts, closed = values[:5]
-        if grouping == 2:
-            if opened:
-                raise NotExact(f"{opened} conversations have moments outside 1900..2150")
-            continue
+        if values[15]:
+            raise NotExact(f"{values[15]} conversations have moments outside 1900..2150")
         responses, resolutions = _duration(values[5:10]), _duration(values[10:15])
         if grouping == 1 or key is not None:
-            row = {"key": None if grouping == 1 else key,
+            name = (None if grouping == 1 else time_key(key, query.group_by)
+                    if query.group_by in TIME_GROUPINGS else key)
+            row = {"key": name,
                    "opened": None if opened_null and grouping == 0 else opened,
                    "closed": closed, "resolution_seconds": resolutions,
                    "first_response_seconds": responses,

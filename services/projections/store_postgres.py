@@ -219,11 +219,12 @@ class PostgresReadModelStore:
         with (self.datastore.get_connection() as conn,
               conn.cursor(row_factory=tuple_row) as curs):
             try:
-                curs.execute(statement, aggregate_params(query, window), prepare=False)
+                with conn.transaction():  # sorts of a year's rows stay in memory
+                    curs.execute("SET LOCAL work_mem = '64MB'")
+                    curs.execute(statement, aggregate_params(query, window), prepare=False)
+                    found = curs.fetchall()
             except psycopg.errors.InvalidParameterValue:  # a zone PostgreSQL does not know
-                conn.rollback()
                 return None
-            found = curs.fetchall()
         try:
             return rows_to_metrics(query, found)
         except NotExact:

@@ -1,0 +1,104 @@
+"""Metrics query latency on PostgreSQL: the Python reference against the SQL aggregates.
+
+    python -m bench.metrics_query --conversations 1000000 --requests 5
+
+Fills a fresh schema with the synthetic conversations of ``bench.pages`` (one
+workspace, 90 days up to now), then, per grouping over the last 365 days and for
+the 30-day day report, times (a) the Python path split into reading the facts
+(``store.facts``) and ``compute``, and (b) ``store.aggregate_metrics`` (CONTRACT §3
+aggregated in PostgreSQL, ``services/projections/sql_metrics.py``), checks both
+answers are equal, and prints p50 / p99 (ms). Writes
+``bench/results/metrics-query-latest.json``; the schema is dropped afterwards.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import orjson
+import psycopg
+
+from bench.pages import percentiles, rows
+from services.bootstrap import open_stores
+from services.projections.metrics import GROUPINGS, MetricsQuery, compute, fact_window
+from services.settings import Settings
+
+WS = "ws_bench"
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def timed(requests: int, call: Any) -> tuple[list[float], Any]:
+    samples, result = [], None
+    for _ in range(requests):
+        started = time.perf_counter()
+        result = call()
+        samples.append(time.perf_counter() - started)
+    return samples, result
+
+
+def measure(store: Any, requests: int, python_requests: int,
+            only: list[str] | None = None) -> dict[str, Any]:
+    today = datetime.now(UTC).date()
+    queries = {f"{g}_365d": MetricsQuery(WS, g, "Europe/Madrid", today - timedelta(days=364),
+                                         today) for g in GROUPINGS}
+    queries["day_30d"] = MetricsQuery(WS, "day", "Europe/Madrid", today - timedelta(days=29),
+                                      today)
+    found: dict[str, Any] = {}
+    for name, query in queries.items():
+        if only and name not in only:
+            continue
+        window = fact_window(query)
+        fetch, facts = timed(python_requests, lambda: list(store.facts(WS, window)))  # noqa: B023
+        python, expected = timed(python_requests, lambda: compute(query, facts))  # noqa: B023
+        sql, answer = timed(requests, lambda: store.aggregate_metrics(query, window))  # noqa: B023
+        assert answer == expected, name
+        found[name] = {"facts": len(facts), "python_fetch": percentiles(fetch),
+                       "python_compute": percentiles(python), "sql": percentiles(sql)}
+        print(f"  {name:16} fetch p50 {found[name]['python_fetch']['p50_ms']} ms, compute p50 "
+              f"{found[name]['python_compute']['p50_ms']} ms -> sql p50 "
+              f"{found[name]['sql']['p50_ms']} ms p99 {found[name]['sql']['p99_ms']} ms",
+              flush=True)
+    return found
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--conversations", type=int, default=1_000_000)
+    parser.add_argument("--requests", type=int, default=5)
+    parser.add_argument("--python-requests", type=int, default=1)
+    parser.add_argument("--only", nargs="*", help="query names, e.g. day_365d channel_365d")
+    args = parser.parse_args(argv)
+    base = os.environ.get("BONYCHAT_DATABASE_URL", "")
+    if not base.startswith("postgresql"):
+        parser.error("set BONYCHAT_DATABASE_URL to PostgreSQL (make infra-up; infra/local.env)")
+    schema = f"bench_metrics_{uuid.uuid4().hex[:8]}"
+    url = f"{base}{'&' if '?' in base else '?'}schema={schema}"
+    stores = open_stores(Settings(database_url=url))
+    try:
+        for chunk in rows(args.conversations):
+            stores.read_models.copy_rows(chunk)  # type: ignore[attr-defined]
+        with psycopg.connect(base, autocommit=True) as conn:
+            conn.execute(f'ANALYZE "{schema}".conversations')
+            load = os.getloadavg()[0]
+        result = {"conversations": args.conversations, "load_average_1m": round(load, 1),
+                  "queries": measure(stores.read_models, args.requests, args.python_requests,
+                                     args.only),
+                  "at": datetime.now(UTC).isoformat(timespec="seconds")}
+    finally:
+        stores.close()
+        with psycopg.connect(base, autocommit=True) as conn:
+            conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+    out = ROOT / "bench" / "results" / "metrics-query-latest.json"
+    out.write_bytes(orjson.dumps(result, option=orjson.OPT_INDENT_2) + b"\n")
+    print(orjson.dumps(result).decode())
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
