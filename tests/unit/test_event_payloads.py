@@ -293,3 +293,42 @@ def test_reasons_read_as_one_line_per_problem() -> None:
     assert reason_of(base) == "channel is required for message.received"  # no location
     assert reason_of({**base, "type": "bogus"}).startswith(
         "type: 'bogus' is not one of the allowed values ('message.received', ")
+
+
+def test_non_object_reason_names_the_json_type() -> None:
+    for raw, kind in [("[1]", "list"), ("42", "int"), ('"x"', "str"), ("null", "NoneType"),
+                      ("1.5", "float"), ("true", "bool")]:
+        result = parse(raw)
+        assert isinstance(result, Invalid)
+        assert result.reason == f"envelope must be a JSON object, got {kind}"
+
+
+def test_a_bot_reopening_keeps_the_channel_id() -> None:
+    world = World()
+    world.send(ev("dialogflow.response", "c1", 0, channel={"type": "sms", "id": "s-1"},
+                  data={"parameters": {"RB_MARKDONE": "false"}}))
+    (opened,) = events_of(world, "c1")
+    assert isinstance(opened, ConversationOpened)
+    assert (opened.opened_by, opened.channel_type, opened.channel_id) == (
+        "dialogflow", "sms", "s-1")
+
+
+def test_an_envelope_over_the_input_limit_is_invalid_with_its_ids() -> None:
+    from services.ingest.normalise import MAX_INPUT_BYTES
+
+    envelope = ev("message.received", "c1", 0, event_id="big-1",
+                  data={"text": "x" * MAX_INPUT_BYTES})
+    raw = orjson.dumps(envelope)
+    for given in (raw, raw.decode()):
+        result = parse(given)
+        assert isinstance(result, Invalid)
+        assert result.reason == (f"envelope of {len(raw):,} bytes exceeds the limit of "
+                                 f"{MAX_INPUT_BYTES:,} bytes (1 MiB)")
+        assert (result.workspace_id, result.event_id) == ("ws1", "big-1")
+        assert result.raw == raw.decode()
+    not_json = b"[" + b"1," * MAX_INPUT_BYTES
+    result = parse(not_json)
+    assert isinstance(result, Invalid) and (result.workspace_id, result.event_id) == (None, None)
+    assert result.reason.startswith(f"envelope of {len(not_json):,} bytes exceeds")
+    small = orjson.dumps(ev("message.received", "c1", 0, data={"text": "x" * 1000}))
+    assert not isinstance(parse(small), Invalid)
