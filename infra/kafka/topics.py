@@ -19,6 +19,11 @@ import sys
 
 DAY_MS = 24 * 60 * 60 * 1000
 PARTITIONS = int(os.environ.get("BONYCHAT_PARTITIONS", "4"))
+#: a dead letter keeps the whole raw input, and an input may be larger than we
+#: accept (over 1 MiB uncompressed, which a compressed gateway batch can carry):
+#: the DLQ takes records up to 4 MiB so such an input is kept, not lost.
+#: Keep equal to ``services.runtime.kafka.MAX_RECORD_BYTES``.
+DLQ_MAX_MESSAGE_BYTES = 4 * 1024 * 1024
 REPLICATION_FACTOR = 1  # single local broker
 
 GATEWAY_EVENTS = "bonychat.gateway.events.v1"
@@ -33,7 +38,8 @@ TOPICS: dict[str, tuple[int, dict[str, str]]] = {
     ),
     GATEWAY_EVENTS_DLQ: (
         PARTITIONS,
-        {"cleanup.policy": "delete", "retention.ms": str(30 * DAY_MS)},
+        {"cleanup.policy": "delete", "retention.ms": str(30 * DAY_MS),
+         "max.message.bytes": str(DLQ_MAX_MESSAGE_BYTES)},
     ),
     # internal command topic (gateway -> conversation service)
     CONVERSATION_COMMANDS: (

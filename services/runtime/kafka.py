@@ -125,6 +125,11 @@ def client_id(service: str) -> str:
     return f"bonychat-{service}-{os.getpid()}"
 
 
+#: The largest record our producers write: a dead letter of an input over the
+#: 1 MiB limit must still fit (the DLQ topic takes 4 MiB: infra/kafka/topics.py).
+MAX_RECORD_BYTES = 4 * 1024 * 1024
+
+
 def make_producer(bootstrap: str, tuning: KafkaTuning,
                   service: str = "runtime") -> AIOKafkaProducer:
     """An idempotent producer writing zstd-compressed batches."""
@@ -138,6 +143,7 @@ def make_producer(bootstrap: str, tuning: KafkaTuning,
         compression_type=PRODUCER_COMPRESSION,
         partitioner=CachedPartitioner(),
         request_timeout_ms=30_000,
+        max_request_size=MAX_RECORD_BYTES,
     )
 
 

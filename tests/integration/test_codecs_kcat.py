@@ -14,6 +14,7 @@ import subprocess
 from collections.abc import Iterator
 from typing import Any
 
+import orjson
 import psycopg
 import pytest
 from kafka_fixtures import (
@@ -32,7 +33,7 @@ from kafka_fixtures import (
     wait_until,
 )
 
-from services.ingest.normalise import Invalid, parse
+from services.ingest.normalise import MAX_INPUT_BYTES, Invalid, parse
 from services.runtime.sinks import command_record
 
 pytestmark = pytest.mark.integration
@@ -148,4 +149,41 @@ def test_values_that_are_not_json_go_to_the_dlq_unchanged(
         assert record.headers["source"] == "kafka"
         assert record.headers["original_topic"] == world.topics.gateway
         assert int(record.headers["original_offset"]) >= 0
+    assert process.popen.poll() is None, process.log()
+
+
+def test_an_input_over_the_limit_is_dead_lettered_whole_and_the_partition_goes_on(
+        running: tuple[World, ServeProcess]) -> None:
+    """Compressed, a gateway batch can carry a value over our 1 MiB limit: it is invalid,
+    kept whole in the DLQ (which takes 4 MiB), and the contact's next event is processed."""
+    world, process = running
+    ws = "ws_big"
+    event = {"event_id": "big-1", "type": "message.received", "workspace_id": ws,
+             "contact_id": "c1", "occurred_at": "2026-11-24T10:00:00Z",
+             "channel": {"type": "whatsapp"}, "data": {"text": ""}}
+    head = orjson.dumps(event)
+    padding = MAX_INPUT_BYTES + 10 - len(head)
+    event["data"] = {"text": "x" * padding}
+    big = orjson.dumps(event)
+    assert len(big) > MAX_INPUT_BYTES
+    after = orjson.dumps({**event, "event_id": "big-2", "data": {"text": "hello"}})
+    records = [(b"ws_big:c1", big), (b"ws_big:c1", after)]
+    kcat_publish(world.bootstrap, world.topics.gateway, records, "zstd",
+                 "-X", "message.max.bytes=4000000")
+
+    def dead() -> list[Any]:
+        return [r for r in read_topic(world.bootstrap, world.topics.dlq, idle_ms=500)
+                if r.headers.get("original_topic") == world.topics.gateway
+                and len(r.value) == len(big)]
+
+    found = wait_until(dead, SETTLE, "the oversized input in the DLQ")
+    assert found[0].value == big
+    assert f"{len(big):,} bytes" in found[0].headers["reason"], found[0].headers
+
+    def opened() -> list[Any]:
+        with world.opened() as stores:
+            return list(stores.read_models.conversations(ws))
+
+    rows = wait_until(opened, SETTLE, "the next event's conversation")
+    assert [row.messages_received for row in rows] == [1]
     assert process.popen.poll() is None, process.log()
