@@ -12,6 +12,8 @@ the caller computes in Python:
 - every moment between 1900 and 2150 (no date clamping, and every duration below
   2**53 microseconds converts to ``float8`` exactly, so ``x / 1e6`` is the same
   IEEE division as Python's);
+- a region zone (``Europe/Madrid``) or ``UTC``: PostgreSQL reads other names
+  such as ``CET`` as fixed-offset abbreviations first (:func:`zone_understood`);
 - no average within the float error of ``fsum(values) / n`` of a rounding tie
   at 3 decimals: PostgreSQL returns the exact integer sum of microseconds, and
   only far from a tie is its rounding certainly the Python one.
@@ -138,6 +140,16 @@ def aggregate_params(query: MetricsQuery, window: tuple[int, int] | None) -> dic
     if window is not None:
         params |= {"w_low": window[0], "w_high": window[1]}
     return params
+
+
+def zone_understood(tz: str) -> bool:
+    """Whether PostgreSQL reads ``tz`` as the same IANA zone as ``zoneinfo``.
+
+    PostgreSQL looks a name up among time-zone *abbreviations* first: ``CET`` is
+    then a fixed +01:00 where the IANA zone ``CET`` keeps summer time. Region
+    names (with a ``/``) and ``UTC`` are never such abbreviations of another offset.
+    """
+    return "/" in tz or tz == "UTC"
 
 
 class NotExact(Exception):

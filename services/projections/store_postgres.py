@@ -22,7 +22,13 @@ from ..conversation.store_postgres import connection_params, pg_text, sql, trans
 from .metrics import Fact, FactWindow, MetricsQuery, RowWindow
 from .notify import PROJECTED_CHANNEL, notify_payload
 from .rows import ConversationRow
-from .sql_metrics import NotExact, aggregate_params, aggregate_sql, rows_to_metrics
+from .sql_metrics import (
+    NotExact,
+    aggregate_params,
+    aggregate_sql,
+    rows_to_metrics,
+    zone_understood,
+)
 from .store_sqlite import (
     ADDED_COLUMNS,
     COLUMNS,
@@ -214,6 +220,8 @@ class PostgresReadModelStore:
                           window: FactWindow | None) -> dict[str, Any] | None:
         """The metrics aggregated in PostgreSQL (:mod:`.sql_metrics`), or None when only
         the Python reference can be exact (then: :meth:`facts` and ``compute``)."""
+        if not zone_understood(query.tz):
+            return None
         statement = sql(aggregate_sql(query.group_by, window is not None),
                         self.datastore.schema)
         with (self.datastore.get_connection() as conn,

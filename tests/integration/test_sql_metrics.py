@@ -112,6 +112,11 @@ def test_the_fast_path_answers_and_declines_only_when_unsure(store: object) -> N
     query = MetricsQuery("ws_tie", "day")
     assert store.aggregate_metrics(query, None) is None  # type: ignore[attr-defined]
     assert metrics(store, query) == compute(query, tie)
+    # "CET" is a fixed +01:00 abbreviation to PostgreSQL, a zone with summer time to zoneinfo
+    summer = MetricsQuery("ws_fast", "day", "CET", date(2026, 4, 1), date(2026, 5, 20))
+    assert store.aggregate_metrics(summer, fact_window(summer)) is None  # type: ignore[attr-defined]
+    assert metrics(store, summer) == compute(summer, chosen)
+    assert metrics(store, summer)["total"]["opened"] > 0
     # a conversation in 1850: outside the range the fast path is sure of
     old = [Fact(-3_787_000_000 * 1_000_000, None, None, "contact", None, None, None)]
     save(store, "ws_old", old)
