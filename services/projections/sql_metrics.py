@@ -179,6 +179,12 @@ def _duration(values: Sequence[Any]) -> dict[str, Any]:
     return {key: exact[key] if key == "count" else seconds(exact[key]) for key in STAT_KEYS}
 
 
+#: the fields of the metrics and of a row as the reference builds them, in order
+_REFERENCE: Final = compute(MetricsQuery(""), [])
+_REFERENCE_FIELDS: Final = list(_REFERENCE["total"])
+_REFERENCE_TOP: Final = list(_REFERENCE)
+
+
 def rows_to_metrics(query: MetricsQuery, found: Sequence[Sequence[Any]]) -> dict[str, Any]:
     """The metrics JSON from the statement's rows; :class:`NotExact` when it may differ."""
     opened_null = query.group_by not in OPENED_COUNTED
@@ -205,13 +211,18 @@ def rows_to_metrics(query: MetricsQuery, found: Sequence[Sequence[Any]]) -> dict
                 rows.append(row)
     if total is None:  # no conversation at all: the aggregate's () set is still one row
         raise NotExact("no total row")
+    if list(total) != _REFERENCE_FIELDS:  # the reference gained a measure: use it
+        raise NotExact(f"fields {list(total)} are not {_REFERENCE_FIELDS}")
     rows.sort(key=lambda row: str(row["key"]))
     low, high = query.date_from, query.date_to
-    return {
+    result = {
         "workspace_id": query.workspace_id, "group_by": query.group_by, "tz": query.tz,
         "from": low.isoformat() if low else None, "to": high.isoformat() if high else None,
         "rows": rows, "total": total,
     }
+    if list(result) != _REFERENCE_TOP:
+        raise NotExact(f"fields {list(result)} are not {_REFERENCE_TOP}")
+    return result
 
 
 def metrics(store: Any, query: MetricsQuery,

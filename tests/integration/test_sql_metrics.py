@@ -123,3 +123,16 @@ def test_the_fast_path_answers_and_declines_only_when_unsure(store: object) -> N
     query = MetricsQuery("ws_old", "week")
     assert store.aggregate_metrics(query, None) is None  # type: ignore[attr-defined]
     assert metrics(store, query) == compute(query, old)
+
+
+def test_a_measure_the_reference_gained_sends_the_query_to_the_reference(
+        store: object, monkeypatch: pytest.MonkeyPatch) -> None:
+    from services.projections import sql_metrics
+    chosen = [Fact(BASE_US, BASE_US + 61_000_000, "email", "contact", "user", None, None)]
+    save(store, "ws_new_measure", chosen)
+    query = MetricsQuery("ws_new_measure", "channel")
+    assert store.aggregate_metrics(query, None) is not None  # type: ignore[attr-defined]
+    monkeypatch.setattr(sql_metrics, "_REFERENCE_FIELDS",
+                        [*sql_metrics._REFERENCE_FIELDS, "new_measure"])
+    assert store.aggregate_metrics(query, None) is None  # type: ignore[attr-defined]
+    assert metrics(store, query) == compute(query, chosen)
