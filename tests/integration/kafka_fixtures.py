@@ -27,6 +27,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.partitioner import murmur2
 
+from infra.kafka.topics import TOPICS
 from services.bootstrap import Stores, embedded_pipeline, open_stores
 from services.projections.metrics import GROUPINGS, MetricsQuery, compute
 from services.projections.ports import ReadModelStore
@@ -72,12 +73,20 @@ def wait_until(probe: Callable[[], T | None], timeout: float, what: str,
 
 # --- Kafka ------------------------------------------------------------------------------
 
+def _topic_config(name: str) -> dict[str, str]:
+    """The production config of ``name`` (a topic of :data:`TOPICS` plus a test suffix)."""
+    for base, (_, config) in TOPICS.items():
+        if name == base or name.startswith(base + "."):
+            return dict(config)
+    return {}
+
+
 async def _create_topics(bootstrap: str, names: Sequence[str], partitions: int) -> None:
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=15_000)
     await admin.start()
     try:
-        await admin.create_topics([NewTopic(name, partitions, 1) for name in names],
-                                  timeout_ms=15_000)
+        await admin.create_topics([NewTopic(name, partitions, 1, topic_configs=_topic_config(name))
+                                   for name in names], timeout_ms=15_000)
     finally:
         await admin.close()
 
@@ -408,7 +417,7 @@ KCAT_CODECS = ("gzip", "snappy", "lz4", "zstd")
 
 
 def kcat_publish(bootstrap: str, topic: str, records: Sequence[tuple[bytes | None, bytes]],
-                 codec: str) -> None:
+                 codec: str, *options: str) -> None:
     """Produce ``(key, value)`` records with ``kcat -P -z codec`` (librdkafka, not aiokafka).
 
     Keys go to the partition Java's murmur2 partitioner picks, like a gateway on
@@ -423,7 +432,7 @@ def kcat_publish(bootstrap: str, topic: str, records: Sequence[tuple[bytes | Non
     subprocess.run(
         ["kcat", "-P", "-b", bootstrap, "-t", topic, "-z", codec, "-K", "\t",
          "-X", "partitioner=murmur2_random", "-X", "linger.ms=20",
-         "-X", "enable.idempotence=true"],
+         "-X", "enable.idempotence=true", *options],
         input=b"\n".join(lines) + b"\n", check=True, timeout=60, capture_output=True)
 
 
