@@ -12,15 +12,14 @@ import csv
 import io
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from datetime import UTC, datetime, time
+from datetime import datetime
 from typing import Any
 
 from ..bootstrap import StorageUnavailable, embedded_pipeline, open_stores
 from ..conversation.processor import BatchResult
 from ..operations.ports import PUBLIC_FIELDS, SOURCES, DeadLetterEntry, DeadLetterFilter
-from ..operations.service import Operations, RetryReport, UnknownDeadLetter
+from ..operations.service import Operations, RetryReport, UnknownDeadLetter, since_moment
 from ..operations.wiring import open_operations
-from ..projections.metrics import calendar_date
 from ..settings import Settings
 from .output import table, to_json
 from .spec import EXIT_OK, Command, Failure
@@ -31,17 +30,9 @@ REASON_WIDTH = 70
 def since_arg(text: str) -> datetime:
     """``--since``: a UTC date ``YYYY-MM-DD`` or an RFC 3339 timestamp with offset."""
     try:
-        return datetime.combine(calendar_date(text), time(), UTC)
-    except ValueError:
-        pass
-    try:
-        moment = datetime.fromisoformat(text)
-    except ValueError:
-        moment = None
-    if moment is None or moment.tzinfo is None:
-        raise argparse.ArgumentTypeError(
-            f"{text!r} is not a date YYYY-MM-DD nor a timestamp with offset")
-    return moment.astimezone(UTC)
+        return since_moment(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def outcome_arguments(parser: argparse.ArgumentParser) -> None:

@@ -17,14 +17,13 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import Callable
-from datetime import UTC, datetime, time
+from datetime import datetime
 from typing import TypeVar
 
 from aiohttp import web
 
 from ..operations.ports import SOURCES, DeadLetterFilter
-from ..operations.service import Operations
-from ..projections.metrics import calendar_date
+from ..operations.service import Operations, since_moment
 from .errors import ApiError, json_response
 
 OPERATIONS = web.AppKey("bonychat.http.operations", Operations)
@@ -61,17 +60,9 @@ def parse_since(text: str | None) -> datetime | None:
     if not text:
         return None
     try:
-        return datetime.combine(calendar_date(text), time(), UTC)
-    except ValueError:
-        pass
-    try:
-        moment = datetime.fromisoformat(text)
-    except ValueError:
-        moment = None
-    if moment is None or moment.tzinfo is None:
-        raise ApiError(400, f"since: {text!r} is not a date YYYY-MM-DD nor a timestamp "
-                            "with offset")
-    return moment.astimezone(UTC)
+        return since_moment(text)
+    except ValueError as exc:
+        raise ApiError(400, f"since: {exc}") from None
 
 
 async def get_event_outcome(request: web.Request) -> web.Response:

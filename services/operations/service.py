@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, time
 from typing import Any
 
 from pydantic import ValidationError
@@ -21,6 +21,7 @@ from schemas.events import ContactMerged, DomainEvent
 
 from ..conversation.processor import BatchResult
 from ..ingest.normalise import Invalid, describe, parse
+from ..projections.metrics import calendar_date
 from .kafka_dlq import parse_entry_id
 from .ports import (
     DeadLetterEntry,
@@ -34,6 +35,22 @@ from .ports import (
 Submit = Callable[[Sequence[CommandBase]], BatchResult]
 #: a merge chain longer than this is corrupt data (merges never form cycles)
 MAX_MERGE_HOPS = 1_000
+
+
+def since_moment(text: str) -> datetime:
+    """The ``since`` of a dead-letter listing: a UTC date ``YYYY-MM-DD`` (its midnight)
+    or an RFC 3339 timestamp with offset. Anything else raises ``ValueError``."""
+    try:
+        return datetime.combine(calendar_date(text), time(), UTC)
+    except ValueError:
+        pass
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        moment = None
+    if moment is None or moment.tzinfo is None:
+        raise ValueError(f"{text!r} is not a date YYYY-MM-DD nor a timestamp with offset")
+    return moment.astimezone(UTC)
 
 
 class UnknownDeadLetter(Exception):
