@@ -22,11 +22,12 @@ from aiokafka import AIOKafkaProducer
 from ..bootstrap import Stores, embedded_pipeline, open_stores
 from ..gc_tuning import tune_gc
 from ..settings import Settings
-from .dependencies import DependencyWatch
+from .dependencies import KAFKA, POSTGRES, DependencyWatch
 from .kafka import make_producer
 from .locks import make_lock
 from .observability import Health, RuntimeMetrics, setup_logging
-from .retry import retrying
+from .retry import bounded, retrying
+from .starting import Startup, Unavailable
 from .topics import KafkaTuning, Topics
 from .wakeup import make_wakeup
 
@@ -89,12 +90,25 @@ async def _serve(names: list[str], settings: Settings) -> int:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, proc.stop.set)
+    # A dependency down at start-up is waited for (``/healthz`` 503 meanwhile).
+    startup = Startup(proc.health, proc.metrics, proc.stop, host=settings.http_host,
+                      port=settings.http_port)
     try:
-        await _open_stores(proc)
-        if settings.kafka_bootstrap:
-            await _start_kafka(proc, names, settings.kafka_bootstrap)
-        else:
-            await _start_embedded(proc)
+        try:
+            if not await _open_stores(proc, startup):
+                return 0  # stopped while waiting
+            if settings.kafka_bootstrap:
+                if not await _start_kafka(proc, names, settings.kafka_bootstrap, startup):
+                    return 0
+            else:
+                await _start_embedded(proc)
+        except OSError as exc:  # the waiting app could not take the port
+            raise StartupError(f"cannot listen on {settings.http_host}:{settings.http_port}: "
+                               f"{exc.strerror or exc}") from None
+        finally:
+            await startup.done()
+        if startup.bound_port != settings.http_port:  # port 0: keep the one already shown
+            proc.settings = settings.model_copy(update={"http_port": startup.bound_port})
         from .http import start_http
 
         try:
@@ -109,13 +123,19 @@ async def _serve(names: list[str], settings: Settings) -> int:
         await _teardown(proc)
 
 
-async def _open_stores(proc: _Process) -> None:
+async def _open_stores(proc: _Process, startup: Startup) -> bool:
     proc.health.expect("stores")
+    dependency = POSTGRES if proc.settings.is_postgres else "database"
     try:
-        proc.stores = await asyncio.to_thread(open_stores, proc.settings)
-    except Exception as exc:
+        stores = await startup.step(dependency,
+                                    lambda: asyncio.to_thread(open_stores, proc.settings))
+    except Unavailable as exc:
         raise StartupError(f"cannot open database: {exc}") from None
+    if stores is None:
+        return False
+    proc.stores = stores
     proc.health.set_ready("stores")
+    return True
 
 
 async def _start_embedded(proc: _Process) -> None:
@@ -132,7 +152,8 @@ async def _start_embedded(proc: _Process) -> None:
     log.info("embedded mode: no BONYCHAT_KAFKA_BOOTSTRAP, serving the in-process pipeline")
 
 
-async def _start_kafka(proc: _Process, names: list[str], bootstrap: str) -> None:
+async def _start_kafka(proc: _Process, names: list[str], bootstrap: str,
+                       startup: Startup) -> bool:
     from .conversation import ConversationService
     from .ingest import IngestService
     from .projections import ProjectionService
@@ -145,11 +166,23 @@ async def _start_kafka(proc: _Process, names: list[str], bootstrap: str) -> None
         topics, tuning = Topics.from_env(), KafkaTuning.from_env()
     except ValueError as exc:
         raise StartupError(str(exc)) from None
-    proc.producer = make_producer(bootstrap, tuning)
+
+    async def start_producer() -> AIOKafkaProducer:
+        producer = make_producer(bootstrap, tuning)
+        try:
+            await producer.start()
+        except BaseException:
+            await bounded(producer.stop(), 5, "closing a producer that did not start")
+            raise
+        return producer
+
     try:
-        await proc.producer.start()
-    except Exception as exc:
+        producer = await startup.step(KAFKA, start_producer)
+    except Unavailable as exc:
         raise StartupError(f"cannot reach Kafka at {bootstrap}: {exc}") from None
+    if producer is None:
+        return False
+    proc.producer = producer
     proc.sink = KafkaSink(producer=proc.producer, topics=topics, metrics=proc.metrics,
                           health=proc.health)
     proc.watch = DependencyWatch(proc.health, postgres=_postgres_params(settings),
@@ -186,6 +219,7 @@ async def _start_kafka(proc: _Process, names: list[str], bootstrap: str) -> None
             lock=lock("bonychat:projections"), wakeup=wakeup(), **common).run
     log.info("kafka mode", extra={"services": names, "bootstrap": bootstrap,
                                   "topics": list(topics.all())})
+    return True
 
 
 def _postgres_params(settings: Settings) -> dict[str, Any] | None:
