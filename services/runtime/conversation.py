@@ -135,10 +135,13 @@ class ConversationService:
         self._pending: _Decided | None = None  # committing in a worker thread
         self._done: dict[TopicPartition, int] = {}  # next offsets, for the lag-only commit
         self._lag_committed = 0.0
+        #: counts rebalances: a fetch that overlapped one is not used (see :meth:`_round`)
+        self._generation = 0
         health.expect(SERVICE)
 
     async def revoked(self, revoked: set[TopicPartition]) -> None:
         async with self._busy:
+            self._generation += 1
             try:
                 await self._settle()
             except Exception as exc:  # the new owner resumes from the tracked position
@@ -153,6 +156,7 @@ class ConversationService:
 
     async def assigned(self, assigned: set[TopicPartition]) -> None:
         async with self._busy:
+            self._generation += 1
             try:
                 await self._settle()
             except Exception as exc:  # lost with the commit: resumed from storage below
@@ -226,14 +230,39 @@ class ConversationService:
             log.info("conversation service stopped")
 
     async def _round(self, consumer: AIOKafkaConsumer, fetch: SafeFetch) -> None:
-        """One fetch: decide it, start its commit (and settle the previous one)."""
+        """One fetch: decide it, start its commit (and settle the previous one).
+
+        aiokafka runs the rebalance listener while a fetch waits, and ``assigned``
+        seeks every partition to its tracked position; a fetch in flight (above
+        all :class:`SafeFetch` stepping through an undecodable batch, which seeks
+        itself) may then return records from before and after that seek, so a
+        commit would store some of them twice. A fetch that overlapped a
+        rebalance, or whose records do not follow what was already decided, is
+        therefore dropped and every partition sought to its tracked position again.
+        """
+        generation = self._generation
         batches = await self._fetch(fetch)
         async with self._busy:
-            if self._unpositioned:
+            if self._unpositioned or generation != self._generation \
+                    or not self._follows(batches):
+                self._unpositioned |= consumer.assignment()
                 await self._seek_tracked()
                 batches = {}  # fetched before the seek: read again from the position
             await self._step(consumer, batches)
         await self._commit_for_lag(consumer)
+
+    def _follows(self, batches: Batches) -> bool:
+        """Each partition's records ascend from after the last offset decided."""
+        for tp, records in batches.items():
+            previous = self._after.get(tp, -1)
+            for record in records:
+                if record.offset <= previous:
+                    log.warning("a fetch repeated records; resuming from the tracked positions",
+                                extra={"partition": tp.partition, "offset": record.offset,
+                                       "after": previous})
+                    return False
+                previous = record.offset
+        return True
 
     async def _recover(self, exc: Exception, stop: asyncio.Event, backoff: Backoff) -> None:
         """After a failed read or transaction: forget, then resume from storage's positions.

@@ -171,9 +171,9 @@ def test_command_batch_that_cannot_be_decoded(world: World) -> None:
     with psycopg.connect(world.database_url) as conn:
         rows = conn.execute(f'SELECT reason, raw FROM "{world.schema}".dead_letters '
                             "WHERE source = 'commands' ORDER BY id").fetchall()
-    # Each bad offset at least once: a batch fetched while the start-up rebalance seeks is
-    # delivered again, and its dead letters (unlike its commands) are not de-duplicated.
-    assert {int(re.search(r"@(\d+): ", reason)[1]) for reason, _ in rows} == set(offsets)
+    # Each bad offset exactly once, although the start-up rebalance usually lands while the
+    # first fetch is stepping through the bad batch (tests/unit/test_conversation_rebalance.py).
+    assert sorted(int(re.search(r"@(\d+): ", reason)[1]) for reason, _ in rows) == list(offsets)
     for reason, raw in rows:
         assert reason.startswith(f"undecodable record at {topic}:{partition}@"), reason
         assert "DecompressionError" in reason and raw == ""
