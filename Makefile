@@ -13,7 +13,7 @@ DEMO_DB := $(DEMO_DIR)/demo.db
 DEMO_EVENTS := $(DEMO_DIR)/sample.jsonl
 
 .PHONY: help install deps-test run test test-unit test-integration test-fuzz test-faults mutation lint schemas bench bench-quick clean \
-	screenshots bench-pages
+	screenshots bench-pages bench-live
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -72,6 +72,9 @@ mutation: $(STAMP) ## mutation testing of the core (mutmut, CPU heavy, not in ma
 bench-pages: $(STAMP) infra-up ## page-data latency of the Reports/Dashboard endpoints at 1M conversations (PostgreSQL)
 	set -a; source infra/local.env; set +a; $(PY) -m bench.pages --conversations 1000000 --requests 3
 
+bench-live: $(STAMP) infra-up ## live Dashboard latency (posted -> shown) on both runtimes while 1,000 events/s are posted
+	set -a; source infra/local.env; set +a; $(PY) -m bench.live --runtime both --rate 1000 --seconds 45
+
 screenshots: $(STAMP) deps-test ## redraw docs/screenshots (both pages, 1280 px and 390 px)
 	$(PY) -m tests.e2e.pages_harness --screenshots docs/screenshots
 
@@ -89,8 +92,10 @@ schemas: $(STAMP) ## regenerate schemas/json from the pydantic models
 bench: $(STAMP) infra-up ## full benchmarks (1M events); JSON in bench/results/
 	set -a; source infra/local.env; set +a; $(PY) -m bench.run --full
 
-bench-quick: $(STAMP) infra-up ## the same measurements on small inputs (< 60 s)
+bench-quick: $(STAMP) infra-up ## the same measurements on small inputs (< 60 s), then 8 s of bench-live
 	set -a; source infra/local.env; set +a; $(PY) -m bench.run --quick
+	set -a; source infra/local.env; set +a; $(PY) -m bench.live --runtime both --rate 1000 \
+	    --seconds 8 --out bench/results/live-quick.json
 
 clean: ## remove the virtualenv, caches and demo output (not infra state)
 	rm -rf $(VENV) $(DEMO_DIR) .mypy_cache .ruff_cache .pytest_cache .hypothesis *.egg-info
