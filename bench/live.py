@@ -10,19 +10,22 @@ PostgreSQL schema) this runs one ``bonychat serve`` and three clients:
   batches of ``--batch`` on a fixed schedule (up to 16 requests in flight), all
   for the dashboard's workspace: contacts open conversations, get messages,
   assignments and closings, with ``occurred_at`` = now;
-- a **dashboard** that behaves as ``dashboard.js`` does: it keeps ``GET /live``
-  open and, on each ``changed``, re-reads ``GET /dashboard`` (one read in flight;
-  a ``changed`` during a read asks for one more read after it);
+- ``--dashboards`` open **dashboards** that behave as ``dashboard.js`` does: they
+  keep ``GET /live?dashboard=1`` open and take the summaries it pushes
+  (``--client push``); ``--client reread`` is the page before the shared feed: it
+  keeps ``GET /live`` open and, on each ``changed``, re-reads ``GET /dashboard``
+  (one read in flight; a ``changed`` during a read asks for one more after it);
 - a **prober**: every ``--probe-every`` seconds one ``conversation.assign`` of a
   probe contact (opened beforehand) to a new assignee ``probe-N``, posted alone.
 
-A probe is *visible* when a dashboard read that completed shows ``probe-N`` in
+A probe is *visible* when a summary a dashboard received shows ``probe-N`` in
 ``open.by_assignee`` (or a later probe of the same contact: it replaced N).
-Latency = that read's completion - the moment before the probe was posted: what
-a support lead waits. Also reported: the part until the ``changed`` that started
-that read arrived (``stream``). Targets (issue 12): 1 s embedded, 2 s Kafka,
-while 1,000 events/s are posted (``met_p99`` / ``met_max``: every probe shown, no
-refused request, >= 95% of the offered rate taken, p99 / max within the target).
+Latency = its arrival (push) or the completion of the read that showed it
+(reread) - the moment before the probe was posted: what a support lead waits,
+per probe and dashboard. ``stream``: until the stream event that led to it.
+Targets (issue 12): 1 s embedded, 2 s Kafka, while 1,000 events/s are posted
+(``met_p99`` / ``met_max``: every probe shown, no refused request, >= 95% of the
+offered rate taken, p99 / max within the target).
 Writes ``bench/results/live-latest.json``; exits 1 only when a run could not be made.
 """
 
@@ -45,7 +48,7 @@ import aiohttp
 import orjson
 
 from .latency import percentile
-from .procs import ServeProcess
+from .procs import TICK, ServeProcess, _cpu_ticks
 
 WS = "ws_live"
 GATEWAY, ANALYTICS = "gw-live", "an-live"
@@ -117,6 +120,7 @@ class Run:
     base: str
     session: aiohttp.ClientSession
     dashboards: int = 1
+    client: str = "push"
     probes: dict[int, Probe] = field(default_factory=dict)
     posts: list[float] = field(default_factory=list)  # load request durations
     reads: list[float] = field(default_factory=list)  # dashboard read durations
@@ -163,19 +167,22 @@ class Run:
         return any(len(p.visible) < self.dashboards for p in self.probes.values())
 
 
-async def events(stream: aiohttp.StreamReader) -> AsyncIterator[str]:
-    name = ""
+async def events(stream: aiohttp.StreamReader) -> AsyncIterator[tuple[str, bytes]]:
+    name, data = "", b""
     while line := await stream.readline():
-        text = line.decode().rstrip("\n")
-        if text.startswith("event: "):
-            name = text[7:]
-        elif text == "" and name:
-            yield name
-            name = ""
+        if line.startswith(b"event: "):
+            name = line[7:].decode().strip()
+        elif line.startswith(b"data: "):
+            data = line[6:]
+        elif line == b"\n" and name:
+            yield name, data
+            name, data = "", b""
 
 
 async def dashboard(run: Run, who: int) -> None:
-    """GET /live; on ``changed`` re-read the summary, as dashboard.js does."""
+    """An open Dashboard: ``--client push`` reads the summaries ``GET /live?dashboard=1``
+    pushes (the page since the shared feed); ``--client reread`` re-reads
+    ``GET /dashboard`` on each ``changed``, one read in flight (the page before)."""
     loading: asyncio.Task[None] | None = None
     again: float | None = None
 
@@ -196,18 +203,22 @@ async def dashboard(run: Run, who: int) -> None:
             trigger, again = again, None
         loading = None
 
+    push = run.client == "push"
     async with run.session.get(f"{run.base}/v1/workspaces/{WS}/live",
+                               params={"dashboard": "1"} if push else {},
                                headers={"Authorization": f"Bearer {ANALYTICS}"},
                                timeout=aiohttp.ClientTimeout(total=None)) as live:
-        async for name in events(live.content):
-            if name != "changed":
-                continue
-            run.changed_events += 1
+        async for name, data in events(live.content):
             at = time.perf_counter()
-            if loading is None:
-                loading = asyncio.create_task(load(at))
-            elif again is None:
-                again = at
+            if name == "dashboard":
+                run.changed_events += 1
+                run.seen(who, orjson.loads(data), at, at)
+            elif name == "changed" and not push:
+                run.changed_events += 1
+                if loading is None:
+                    loading = asyncio.create_task(load(at))
+                elif again is None:
+                    again = at
 
 
 async def offer(run: Run, load: Load, rate: int, batch: int, seconds: float) -> float:
@@ -255,11 +266,11 @@ def ms(values: list[float]) -> dict[str, Any]:
             "p99_ms": round(percentile(values, 0.99) * 1000), "max_ms": round(max(values) * 1000)}
 
 
-async def measure(base: str, args: argparse.Namespace) -> dict[str, Any]:
+async def measure(base: str, args: argparse.Namespace, pid: int) -> dict[str, Any]:
     connector = aiohttp.TCPConnector(limit=40 + args.dashboards)
     async with aiohttp.ClientSession(connector=connector,
                                      timeout=aiohttp.ClientTimeout(total=60)) as session:
-        run, load = Run(base, session, args.dashboards), Load(args.contacts)
+        run, load = Run(base, session, args.dashboards, args.client), Load(args.contacts)
         watchers = [asyncio.create_task(dashboard(run, who)) for who in range(args.dashboards)]
         await run.post([probe_event(n, load.run, "message.received") for n in range(PROBES)])
         for n in range(PROBES):  # probe-0..7 assigned: also shows the pipeline is up
@@ -277,7 +288,9 @@ async def measure(base: str, args: argparse.Namespace) -> dict[str, Any]:
         run.probes.clear()
         run.reads.clear()
         prober = asyncio.create_task(probe(run, args.probe_every, load.run))
+        ticks = _cpu_ticks(pid)
         wall = await offer(run, load, args.rate, args.batch, args.seconds)
+        cores = (_cpu_ticks(pid) - ticks) / TICK / wall
         run.stop.set()
         await prober
         deadline = time.monotonic() + 15  # the last probes may still be on their way
@@ -291,7 +304,8 @@ async def measure(base: str, args: argparse.Namespace) -> dict[str, Any]:
     return {
         "offered_events_per_s": args.rate, "batch": args.batch, "seconds": round(wall, 1),
         "posted_events": run.posted, "achieved_events_per_s": round(run.posted / wall),
-        "dashboards": args.dashboards, "probes": len(probes),
+        "server_cpu_cores": round(cores, 2),
+        "dashboards": args.dashboards, "client": args.client, "probes": len(probes),
         "probes_not_shown": len(probes) * args.dashboards - len(visible),
         "visible": ms(visible), "stream": ms(stream),
         "probe_post": ms([p.acked - p.sent for p in probes if p.acked]),
@@ -325,7 +339,7 @@ async def embedded(args: argparse.Namespace) -> dict[str, Any]:
                                "live-embedded")
         try:
             base = await started(process)
-            return await measure(base, args)
+            return await measure(base, args, process.pid)
         finally:
             process.stop()
 
@@ -339,8 +353,8 @@ async def kafka(args: argparse.Namespace) -> dict[str, Any]:
         k: v for k, v in _env().items() if k.startswith("BONYCHAT_")})
     try:
         await world.create()
-        base = await started(world.serve(SERVICES, "live-kafka"))
-        return await measure(base, args)
+        process = world.serve(SERVICES, "live-kafka")
+        return await measure(await started(process), args, process.pid)
     finally:
         await world.destroy()
 
@@ -351,7 +365,9 @@ def line(runtime: str, result: dict[str, Any]) -> str:
             f"{result['offered_events_per_s']}/s: visible p50 {v.get('p50_ms')} ms, "
             f"p99 {v.get('p99_ms')} ms, max {v.get('max_ms')} ms over {v['count']} probes "
             f"({result['probes_not_shown']} not shown; target {TARGET_S[runtime]:g} s); "
-            f"stream p50 {s.get('p50_ms')} ms; {result['dashboards']} dashboard(s), read p50 "
+            f"server {result['server_cpu_cores']} cores; "
+            f"stream p50 {s.get('p50_ms')} ms; {result['dashboards']} {result['client']} "
+            f"dashboard(s), {result['changed_events']} stream events, re-read p50 "
             f"{result['dashboard_read'].get('p50_ms')} ms")
 
 
@@ -365,6 +381,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--probe-every", type=float, default=0.25)
     parser.add_argument("--contacts", type=int, default=3_000)
     parser.add_argument("--dashboards", type=int, default=1, help="open dashboards")
+    parser.add_argument("--client", choices=("push", "reread"), default="push",
+                        help="how a dashboard follows changes (see dashboard())")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "live-latest.json")
     args = parser.parse_args(argv)
     runtimes = ("embedded", "kafka") if args.runtime == "both" else (args.runtime,)

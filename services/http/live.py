@@ -6,11 +6,13 @@ every open stream. It is fed by whoever projects: the embedded sink calls
 Kafka runtime :func:`listen_projected` forwards PostgreSQL ``NOTIFY`` messages
 that the read model sends in the transaction of each projected batch.
 
-A stream sends ``event: changed`` with ``{"workspace_id", "at"}`` at most every
-:data:`COALESCE_SECONDS` (bursts are merged) and a comment line as keep-alive.
-The browser then re-reads the summary with the same token. The stream is read
-with ``fetch`` so the token travels in the ``Authorization`` header, never in
-the URL.
+A stream sends ``event: changed`` with ``{"workspace_id", "at"}`` at once when
+the read model changed, then at most one more per :data:`COALESCE_SECONDS`
+(changes meanwhile are merged into it), and a comment line as keep-alive. With
+``?dashboard=1`` it sends ``event: dashboard`` with the summary itself instead
+(:mod:`services.http.live_feed`: one computation per change for all viewers).
+The stream is read with ``fetch`` so the token travels in the ``Authorization``
+header, never in the URL.
 """
 
 from __future__ import annotations
@@ -22,17 +24,19 @@ from collections.abc import Callable, Collection, Coroutine
 from datetime import UTC, datetime
 from typing import Any, Final
 
-import orjson
 from aiohttp import web
 
 from ..projections.notify import PROJECTED_CHANNEL, parse_payload
 from ..projections.ports import ReadModelStore
 from ..projections.projector import EVENT_STORE_POSITION
-from .context import WORKSPACE
+from .context import CONTEXT, WORKSPACE
+from .dashboard import dashboard_zone, summary
+from .errors import ApiError
+from .live_feed import COALESCE_SECONDS, SummaryFeeds, next_item, sse
 
 log = logging.getLogger(__name__)
 
-COALESCE_SECONDS: Final = 0.2
+__all__ = ["COALESCE_SECONDS", "LIVE", "LiveHub", "get_live"]
 KEEPALIVE_SECONDS: Final = 15.0
 
 
@@ -43,6 +47,7 @@ class LiveHub:
         self._queues: set[tuple[str, asyncio.Queue[None]]] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
         self.closed = asyncio.Event()
+        self.feeds = SummaryFeeds(self)
 
     def bind(self, loop: asyncio.AbstractEventLoop) -> None:
         """The loop the streams run on (set when the app starts)."""
@@ -78,45 +83,67 @@ class LiveHub:
 LIVE = web.AppKey("bonychat.http.live", LiveHub)
 
 
-def _event(name: str, data: dict[str, Any]) -> bytes:
-    return b"event: " + name.encode() + b"\ndata: " + orjson.dumps(data) + b"\n\n"
-
-
 def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
+async def _next(queue: asyncio.Queue[Any], closed: asyncio.Event) -> tuple[bool, Any]:
+    return await next_item(queue, closed, KEEPALIVE_SECONDS)
+
+
+async def _tell_changes(response: web.StreamResponse, hub: LiveHub, workspace: str) -> None:
+    """``changed`` at once, then at most one per :data:`COALESCE_SECONDS`."""
+    entry = hub.subscribe(workspace)
+    try:
+        while not hub.closed.is_set():
+            got, _ = await _next(entry[1], hub.closed)
+            if not got:
+                if not hub.closed.is_set():
+                    await response.write(b": keep-alive\n\n")
+                continue
+            await response.write(sse("changed", {"workspace_id": workspace, "at": _now()}))
+            await asyncio.sleep(COALESCE_SECONDS)  # a change meanwhile is told right after
+    finally:
+        hub.unsubscribe(entry)
+
+
+async def _push_dashboards(response: web.StreamResponse, hub: LiveHub, workspace: str,
+                           tz: str, request: web.Request) -> None:
+    """``dashboard`` with the summary now and after each change (shared computation)."""
+    store = request.app[CONTEXT].read_models
+    feed, queue = hub.feeds.join(workspace, tz,
+                                 lambda: summary(store, workspace, tz, datetime.now(UTC)))
+    try:
+        while not hub.closed.is_set():
+            got, payload = await _next(queue, hub.closed)
+            if got:
+                await response.write(payload)
+            elif not hub.closed.is_set():
+                await response.write(b": keep-alive\n\n")
+    finally:
+        feed.leave(queue)
+
+
 async def get_live(request: web.Request) -> web.StreamResponse:
-    """``GET /v1/workspaces/{ws}/live``: ``text/event-stream`` of read-model changes."""
+    """``GET /v1/workspaces/{ws}/live[?dashboard=1&tz=]``: ``text/event-stream``."""
     hub: LiveHub = request.app[LIVE]
     workspace = request[WORKSPACE]
+    mode = request.query.get("dashboard", "")
+    if mode not in ("", "0", "1"):
+        raise ApiError(400, f"dashboard: {mode!r} is not 0 or 1")
+    tz = dashboard_zone(request.query)  # a bad zone is a 400 before the stream starts
     response = web.StreamResponse(headers={
         "Content-Type": "text/event-stream", "Cache-Control": "no-cache, no-store",
         "X-Accel-Buffering": "no"})
     await response.prepare(request)
-    entry = hub.subscribe(workspace)
     try:
-        await response.write(_event("ready", {"workspace_id": workspace, "at": _now()}))
-        while not hub.closed.is_set():
-            waiter = asyncio.create_task(entry[1].get())
-            closer = asyncio.create_task(hub.closed.wait())
-            done, _ = await asyncio.wait({waiter, closer}, timeout=KEEPALIVE_SECONDS,
-                                         return_when=asyncio.FIRST_COMPLETED)
-            waiter.cancel()
-            closer.cancel()
-            if closer in done:
-                break
-            if waiter not in done:
-                await response.write(b": keep-alive\n\n")
-                continue
-            await asyncio.sleep(COALESCE_SECONDS)  # merge a burst into one event
-            with contextlib.suppress(asyncio.QueueEmpty):
-                entry[1].get_nowait()
-            await response.write(_event("changed", {"workspace_id": workspace, "at": _now()}))
+        await response.write(sse("ready", {"workspace_id": workspace, "at": _now()}))
+        if mode == "1":
+            await _push_dashboards(response, hub, workspace, tz, request)
+        else:
+            await _tell_changes(response, hub, workspace)
     except ConnectionResetError:  # the browser went away
         pass
-    finally:
-        hub.unsubscribe(entry)
     return response
 
 

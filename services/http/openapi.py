@@ -245,6 +245,8 @@ OPERATIONS: Final[dict[tuple[str, str], dict[str, Any]]] = {
     ("GET", "/v1/workspaces/{ws}/live"): operation(
         "Server-sent events when the workspace's read models change", realm="analytics",
         errors=ANALYTICS_ERRORS,
+        params=(query("dashboard", "1: push the Dashboard summary (event 'dashboard') "
+                      "instead of 'changed'", enum("0", "1")), TZ),
         ok=(200, "an endless text/event-stream", {"text/event-stream": {
             "schema": {"type": "string"}}})),
     ("GET", "/v1/workspaces/{ws}/events/{event_id}"): operation(

@@ -310,14 +310,14 @@ const BC = (() => {
   }
 
   /** Server-Sent Events read with fetch (EventSource cannot send the token header). */
-  function stream(path, onEvent, onState) {
+  function stream(path, params, onEvent, onState) {
     let stopped = false, controller = null;
     async function connect() {
       while (!stopped) {
         controller = new AbortController();
         onState("connecting");
         try {
-          const response = await request(path, {}, controller.signal);
+          const response = await request(path, params, controller.signal);
           const reader = response.body.getReader();
           const decoder = new TextDecoder();
           let buffer = "";

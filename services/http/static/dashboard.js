@@ -1,8 +1,9 @@
-/* The live Dashboard: GET /dashboard, redrawn whenever GET /live says "changed". */
+/* The live Dashboard: GET /live?dashboard=1 pushes the summary now and after every change
+ * (the server computes it once for every open Dashboard of the workspace and zone). */
 "use strict";
 
 (() => {
-  let summary = null, stopLive = null, loading = null, again = false;
+  let summary = null, stopLive = null;
   const $ = (id) => document.getElementById(id);
 
   function setValue(id, text, raw) {
@@ -60,22 +61,6 @@
     });
   }
 
-  async function load() {
-    if (loading) { again = true; return loading; }
-    loading = (async () => {
-      try {
-        do {
-          again = false;
-          summary = await BC.api("/dashboard", { tz: $("tz").value });
-          render();
-        } while (again);
-      } catch (_) { /* the message is shown by BC.api */ } finally {
-        loading = null;
-      }
-    })();
-    return loading;
-  }
-
   function liveState(state) {
     $("live-dot").className = `dot ${state === "live" ? "live" : state === "lost" ? "lost" : ""}`;
     $("live-state").dataset.i18n = `live.${state}`;
@@ -83,18 +68,23 @@
     document.body.dataset.live = state;
   }
 
+  function onEvent(name, data) {
+    if (name !== "dashboard") return;
+    summary = data;
+    BC.message("");
+    render();
+  }
+
+  /** (Re)open the stream; its first event is the current summary, so nothing is missed
+   * while it was closed. */
   function ready() {
     if (stopLive) stopLive();
-    load();
-    stopLive = BC.stream("/live", (name) => { if (name === "changed") load(); }, (state) => {
-      liveState(state);
-      if (state === "live") load();  // catch up on what happened while disconnected
-    });
+    stopLive = BC.stream("/live", { dashboard: "1", tz: $("tz").value }, onEvent, liveState);
   }
 
   document.addEventListener("DOMContentLoaded", () => {
     BC.zoneOptions($("tz"));
-    $("tz").addEventListener("change", load);
+    $("tz").addEventListener("change", ready);
     BC.onLanguage(render);
     BC.start(ready);
   });
