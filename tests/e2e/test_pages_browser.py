@@ -414,13 +414,74 @@ def test_language_follows_the_browser_and_can_be_switched(browser: Any, server: 
         assert page.text_content("#key-head") == "Día"
 
 
-def test_pages_fit_a_phone_screen(browser: Any, server: Server) -> None:
-    for tab in open_page(browser, viewport={"width": 390, "height": 844}):
+PHONE = {"width": 390, "height": 844}
+FITS = """() => {
+    const root = document.documentElement, width = root.clientWidth, out = [];
+    if (root.scrollWidth > width) out.push(`page ${root.scrollWidth}`);
+    for (const wrap of document.querySelectorAll('.table-wrap')) {
+      if (wrap.offsetParent && wrap.scrollWidth > wrap.clientWidth) {
+        out.push(`wrap ${wrap.firstElementChild.id}`);
+      }
+    }
+    for (const table of document.querySelectorAll('table')) {
+      if (!table.offsetParent) continue;
+      const rows = [...table.tBodies, ...(table.tFoot ? [table.tFoot] : [])]
+        .flatMap(group => [...group.rows]);
+      for (const row of rows) {
+        for (const cell of row.cells) {
+          const r = cell.getBoundingClientRect();
+          if (r.width <= 0 || r.height <= 0 || r.left < 0 || r.right > width + 0.5) {
+            out.push(`${table.id} row ${row.rowIndex} cell ${cell.cellIndex}`);
+          }
+        }
+      }
+    }
+    return out;
+}"""
+LABELS = """(id) => { const t = document.getElementById(id);
+    return {role: t.getAttribute('role'), tag: t.tagName,
+            heads: [...t.tHead.rows[0].cells].map(c => c.textContent.trim()),
+            first: [...t.tBodies[0].rows[0].cells].map(c => [c.dataset.label,
+                                                              c.getAttribute('role')]),
+            display: getComputedStyle(t.tBodies[0].rows[0]).display}; }"""
+
+
+def stacked(page: Any, table: str) -> None:
+    """``table`` is shown as cards: each cell labelled with its column, table roles kept."""
+    shown = page.evaluate(LABELS, table)
+    assert shown["tag"] == "TABLE" and shown["role"] == "table"
+    assert shown["display"] == "grid"  # a card, not a table row
+    assert [label for label, _ in shown["first"]] == shown["heads"]
+    assert {role for _, role in shown["first"]} <= {"cell", "rowheader"}
+
+
+def test_pages_fit_a_phone_screen_without_sideways_scrolling(
+        browser: Any, server: Server) -> None:
+    for tab in open_page(browser, viewport=PHONE):
         page = login(tab, server, "/dashboard")
         dashboard_shown(page)
-        assert page.evaluate("() => document.documentElement.scrollWidth") <= 390
+        page.wait_for_selector("#waiting-table tbody tr")
+        assert page.evaluate(FITS) == []
+        stacked(page, "waiting-table")
         assert canvas_ink(page, "#hourly-chart") > 200
         page.goto(f"{server.base}/reports")
-        page.wait_for_selector("#report-table tbody tr")
-        assert page.evaluate("() => document.documentElement.scrollWidth") <= 390
+        choose_preset(page, "last30")
+        assert page.evaluate(FITS) == []
+        stacked(page, "report-table")
         assert canvas_ink(page, "#volume-chart") > 200
+        open_drill(page, '#report-table tfoot button[data-measure="closed"]')  # keyboard
+        page.wait_for_selector("#drill-table tbody tr")
+        assert page.evaluate(FITS) == []
+        stacked(page, "drill-table")
+        page.locator("#drill-table tbody tr").first.get_by_role("button").focus()
+        page.keyboard.press("Enter")
+        page.wait_for_selector("#timeline-list li")
+        assert page.evaluate(FITS) == []
+
+
+def test_tables_stay_tables_at_desktop_width(tab: Watched, server: Server) -> None:
+    page = login(tab, server, "/reports")
+    choose_preset(page, "last7")
+    shown = page.evaluate(LABELS, "report-table")
+    assert shown["display"] == "table-row"
+    assert page.is_visible("#report-table thead")

@@ -350,6 +350,40 @@ const BC = (() => {
     return () => { stopped = true; if (controller) controller.abort(); };
   }
 
+  // -- tables that become cards on a phone -------------------------------------------------------
+  /** Tables with class "stack" are shown as one card per row on narrow screens (pages.css).
+   * Each body / footer cell gets data-label = its column's header text (shown before the value
+   * in a card), and every part gets its explicit ARIA table role, so screen readers still read
+   * a table whose CSS display was changed. Re-run whenever rows or headers change. */
+  function labelTables() {
+    for (const table of document.querySelectorAll("table.stack")) {
+      table.setAttribute("role", "table");
+      const heads = table.tHead ? [...table.tHead.rows[0].cells].map((th) => th.textContent.trim()) : [];
+      for (const group of [table.tHead, ...table.tBodies, table.tFoot]) {
+        if (group) group.setAttribute("role", "rowgroup");
+      }
+      for (const row of table.rows) {
+        row.setAttribute("role", "row");
+        const header = row.parentElement === table.tHead;
+        [...row.cells].forEach((cell, i) => {
+          cell.setAttribute("role", header ? "columnheader"
+            : cell.tagName === "TH" ? "rowheader" : "cell");
+          if (!header && cell.dataset.label !== heads[i]) cell.dataset.label = heads[i] || "";
+        });
+      }
+    }
+  }
+
+  function watchTables() {
+    let queued = false;
+    const relabel = () => { queued = false; labelTables(); };
+    // attribute changes are not watched, so labelling does not wake the observer again
+    new MutationObserver(() => {
+      if (!queued) { queued = true; queueMicrotask(relabel); }
+    }).observe(document.body, { childList: true, subtree: true, characterData: true });
+    labelTables();
+  }
+
   // -- charts -----------------------------------------------------------------------------------
   function chart(canvas, config) {
     const old = Chart.getChart(canvas);
@@ -366,6 +400,7 @@ const BC = (() => {
   function start(onReady) {
     lang = pickLanguage();
     applyI18n();
+    watchTables();
     document.getElementById("lang").addEventListener("change", (e) => setLanguage(e.target.value));
     document.getElementById("signout").addEventListener("click", () => signOut(""));
     document.getElementById("login-form").addEventListener("submit", (event) => {
