@@ -185,6 +185,7 @@ async def _start_kafka(proc: _Process, names: list[str], bootstrap: str,
     proc.producer = producer
     proc.sink = KafkaSink(producer=proc.producer, topics=topics, metrics=proc.metrics,
                           health=proc.health)
+    proc.runners["http-producer"] = proc.sink.watch  # ends the process if it breaks
     proc.watch = DependencyWatch(proc.health, postgres=_postgres_params(settings),
                                  producer=proc.producer)
     common: dict[str, Any] = {"metrics": proc.metrics, "health": proc.health}

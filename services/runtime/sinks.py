@@ -8,6 +8,7 @@ runs the items through the in-process pipeline (one batch at a time).
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import threading
 from collections.abc import Callable, Sequence
@@ -25,7 +26,10 @@ from ..http.ports import SinkUnavailableError
 from ..ingest.normalise import Invalid
 from .kafka import Headers, RecordBatches, partitions_of, reason_header
 from .observability import Health, RuntimeMetrics
+from .retry import PRODUCER_FATAL
 from .topics import Topics, partition_key
+
+log = logging.getLogger(__name__)
 
 
 def encode_command(cmd: CommandBase) -> bytes:
@@ -108,6 +112,13 @@ class KafkaSink:
     :func:`produce_timeout` is refused too. Either way the gateway gets 503 and
     retries; records a refused request had already handed to the producer may
     still be written, and are then counted as duplicates downstream.
+
+    A producer that lost its sequence state with the broker (``PRODUCER_FATAL``,
+    seen after a broker restart) fails every later send to that partition, so
+    the sink refuses every request from then on and :meth:`watch` ends the
+    process with that error: its supervisor starts it with a new producer, as
+    for ingest and the relay (before, such a process answered 503 to every
+    request touching that partition until someone restarted it).
     """
 
     def __init__(self, *, producer: AIOKafkaProducer, topics: Topics,
@@ -119,6 +130,9 @@ class KafkaSink:
         self.health = health
         self.timeout = produce_timeout() if timeout is None else timeout
         self.closed = False
+        #: the producer-fatal error that ends the process (see the class doc)
+        self.broken: BaseException | None = None
+        self._broken = asyncio.Event()
 
     def _kafka_up(self) -> bool:
         return self.health is None or self.health.dependency_up("kafka")
@@ -126,6 +140,8 @@ class KafkaSink:
     async def submit(self, items: list[CommandBase | Invalid]) -> None:
         if self.closed:
             raise SinkUnavailableError("the server is shutting down")
+        if self.broken is not None:
+            raise SinkUnavailableError("the Kafka producer must be replaced; restarting")
         if not self._kafka_up():
             raise SinkUnavailableError("Kafka is unreachable")
         task = asyncio.ensure_future(
@@ -143,11 +159,33 @@ class KafkaSink:
                         f"Kafka did not acknowledge the events within {self.timeout:g} s")
             task.result()
         except KafkaError as exc:
+            if isinstance(exc, PRODUCER_FATAL):
+                self._lost(exc)
             raise SinkUnavailableError(f"Kafka did not take the events: {exc}") from exc
         finally:
             task.cancel()
         if self.metrics is not None:
             self.metrics.count_ingest(items, "http", service="http")
+
+
+    def _lost(self, exc: BaseException) -> None:
+        if self.broken is None:
+            log.error("the producer lost its sequence state with the broker; ending the "
+                      "process so that it is restarted with a new one",
+                      extra={"error": f"{type(exc).__name__}: {exc}"})
+            self.broken = exc
+            self._broken.set()
+
+    async def watch(self, stop: asyncio.Event) -> None:
+        """Return at ``stop``; raise the producer-fatal error if one comes first."""
+        waiters = {asyncio.ensure_future(stop.wait()), asyncio.ensure_future(self._broken.wait())}
+        try:
+            await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for waiter in waiters:
+                waiter.cancel()
+        if self.broken is not None:
+            raise self.broken
 
 
 class EmbeddedSink:

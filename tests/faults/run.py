@@ -14,15 +14,18 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import random
 import shutil
 import signal
 import statistics
+import subprocess
 import sys
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -112,6 +115,10 @@ class Run:
         return psycopg.connect(self.infra.database_url, autocommit=True, connect_timeout=5)
 
     def _canary_done(self, n: int) -> bool:
+        return self._canary_state(n) == {}
+
+    def _canary_state(self, n: int) -> dict[str, Any]:
+        """What canary ``n`` still lacks (empty once stored, projected and relayed)."""
         ids = [aggregate_id(CANARY_WS, f"k{n}"), aggregate_id(HTTP_CANARY_WS, f"k{n}")]
         try:
             with self._pg() as conn:
@@ -125,14 +132,34 @@ class Run:
                 relayed = conn.execute("SELECT notification_id FROM projection_tracking "
                                        "WHERE application_name = %s",
                                        (self.relay_name,)).fetchone()
-        except psycopg.Error:
-            return False
-        if newest is None or newest[0] != 2 or rows is None or rows[0] != 2:
-            return False
-        return relayed is not None and relayed[0] >= newest[1]
+        except psycopg.Error as exc:
+            return {"postgresql": str(exc)[:200]}
+        lacking: dict[str, Any] = {}
+        if newest is None or newest[0] != 2:
+            lacking["stored_aggregates"] = 0 if newest is None else newest[0]
+        if rows is None or rows[0] != 2:
+            lacking["projected_rows"] = 0 if rows is None else rows[0]
+        if not lacking and (relayed is None or relayed[0] < newest[1]):
+            lacking["relayed_up_to"] = None if relayed is None else relayed[0]
+        return lacking
 
-    def recover(self, since: float, timeout: float = 240) -> float | None:
-        """Send canaries now; seconds from ``since`` until they are through and all ready."""
+    def _stuck(self, n: int) -> dict[str, Any]:
+        """After a recovery timed out: what the canary lacks, who is not ready and why."""
+        assert self.cluster is not None
+        unready = {}
+        for role in ROLES:
+            info = self.cluster.health(role)
+            if info is None or not info.get("ready"):
+                unready[role] = None if info is None else {
+                    k: info[k] for k in ("components", "down", "retrying", "failed") if k in info}
+        return {"canary": n, "lacking": self._canary_state(n), "unready": unready}
+
+    def recover(self, since: float, timeout: float = 240,
+                detail: dict[str, Any] | None = None) -> float | None:
+        """Send canaries now; seconds from ``since`` until they are through and all ready.
+
+        On a timeout ``detail["stuck"]`` says what was missing.
+        """
         assert self.cluster is not None and self.kcat is not None and self.http is not None
         self.canaries += 1
         n = self.canaries
@@ -145,6 +172,8 @@ class Run:
             if self._canary_done(n) and self.cluster.all_ready():
                 return time.monotonic() - since
             time.sleep(0.2)
+        if detail is not None:
+            detail["stuck"] = self._stuck(n)
         return None
 
     def _watch_unready(self, seconds: float) -> dict[str, Any]:
@@ -174,7 +203,7 @@ class Run:
             if role == "conversation":
                 role = self.rng.choice(("conversation-a", "conversation-b"))
             t0 = cluster.kill9(role)
-            return FaultResult(kind, t0, self.recover(t0), detail)
+            return FaultResult(kind, t0, self.recover(t0, detail=detail), detail)
         if kind.startswith("kafka-"):
             assert self.http is not None
             refused = self.http.stats.refused_503
@@ -186,11 +215,11 @@ class Run:
             infra.kafka_start()
             t0 = time.monotonic()
             detail["down_seconds"] = round(t0 - down, 2)
-            return FaultResult(kind, t0, self.recover(t0), detail)
+            return FaultResult(kind, t0, self.recover(t0, detail=detail), detail)
         if kind == "pg-restart":
             infra.pg_restart_immediate()
             t0 = time.monotonic()
-            return FaultResult(kind, t0, self.recover(t0), detail)
+            return FaultResult(kind, t0, self.recover(t0, detail=detail), detail)
         if kind == "pg-down":
             infra.pg_stop()
             down = time.monotonic()
@@ -198,7 +227,7 @@ class Run:
             infra.pg_start()
             t0 = time.monotonic()
             detail["down_seconds"] = round(t0 - down, 2)
-            return FaultResult(kind, t0, self.recover(t0), detail)
+            return FaultResult(kind, t0, self.recover(t0, detail=detail), detail)
         if kind == "pg-unreachable":
             pids = infra.pg_freeze()
             down = time.monotonic()
@@ -208,7 +237,7 @@ class Run:
                 infra.pg_thaw(pids)
             t0 = time.monotonic()
             detail["down_seconds"] = round(t0 - down, 2)
-            return FaultResult(kind, t0, self.recover(t0), detail)
+            return FaultResult(kind, t0, self.recover(t0, detail=detail), detail)
         raise ValueError(kind)
 
     def _kill_during_rebalance(self) -> FaultResult:
@@ -225,8 +254,8 @@ class Run:
         time.sleep(self.rng.uniform(0.0, 0.3))  # b is joining: the group is rebalancing
         in_progress = cluster.log_text("conversation-b").count("partitions assigned") == assigned
         t0 = cluster.kill9("conversation-a")
-        return FaultResult("kill9-rebalance", t0, self.recover(t0),
-                           {"rebalance_in_progress": in_progress})
+        detail: dict[str, Any] = {"rebalance_in_progress": in_progress}
+        return FaultResult("kill9-rebalance", t0, self.recover(t0, detail=detail), detail)
 
     # --- the run -------------------------------------------------------------------------
 
@@ -291,7 +320,9 @@ class Run:
             kinds.setdefault(result.kind, []).append(result)
         summary = {kind: _stats(results) for kind, results in sorted(kinds.items())}
         return {
-            "plan": asdict(self.plan), "seconds": round(time.monotonic() - started, 1),
+            "plan": asdict(self.plan), "commit": _commit(), "finished_at": _now(),
+            "load_average": [round(x, 1) for x in os.getloadavg()],
+            "seconds": round(time.monotonic() - started, 1),
             "events": events, "kcat_events": self.kcat.sent.count,
             "http_events": self.http.sent.count, "kcat_status": kcat_status,
             "kcat_stderr": self.kcat.errors(),
@@ -300,6 +331,24 @@ class Run:
             "restarts": restarts, "verdict": {**asdict(verdict), "ok": verdict.ok},
             "faults": [asdict(r) for r in self.results],
         }
+
+
+def _commit() -> str | None:
+    """The commit the run tested (with ``+dirty`` if the work tree had changes)."""
+    root = Path(__file__).resolve().parents[2]
+    try:
+        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True,
+                              text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--", "services", "schemas",
+                                "tests/faults"], cwd=root, capture_output=True, text=True,
+                               check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return head + ("+dirty" if dirty else "")
+
+
+def _now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _secs(value: float | None) -> str:

@@ -227,3 +227,43 @@ def test_dependency_gauge_and_readiness_follow_the_watch() -> None:
     assert registry.get_sample_value("bonychat_dependency_up",
                                      {"dependency": "postgresql"}) == 0.0
     assert registry.get_sample_value("bonychat_ready") == 0.0
+
+
+def test_a_producer_that_lost_its_sequence_state_ends_the_process(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """After a broker restart the idempotent producer may fail every later send to a
+    partition with OutOfOrderSequenceNumber: the sink must not keep answering 503 on it
+    for good, but end the process (exit 1) so that its supervisor gives it a new producer."""
+    async def out_of_order(producer: Any, records: Any) -> None:
+        raise OutOfOrderSequenceNumber()
+
+    monkeypatch.setattr(sinks, "produce", out_of_order)
+    sink = KafkaSink(producer=None, topics=Topics(), health=Health())  # type: ignore[arg-type]
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        watching = asyncio.create_task(retrying("http-producer", sink.watch, stop, Health(),
+                                                _fast()))
+        await asyncio.sleep(0)
+        assert not watching.done()
+        with pytest.raises(SinkUnavailableError, match="did not take the events"):
+            await sink.submit([])
+        with pytest.raises(SinkUnavailableError, match="must be replaced"):
+            await sink.submit([])  # refused at once from now on
+        with pytest.raises(OutOfOrderSequenceNumber):
+            await watching  # not retried in place: the serve process fails
+
+    asyncio.run(asyncio.wait_for(main(), 10))
+
+
+def test_the_sink_watch_ends_quietly_at_stop() -> None:
+    sink = KafkaSink(producer=None, topics=Topics(), health=Health())  # type: ignore[arg-type]
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        watching = asyncio.create_task(sink.watch(stop))
+        await asyncio.sleep(0)
+        stop.set()
+        await watching
+
+    asyncio.run(asyncio.wait_for(main(), 10))
