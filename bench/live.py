@@ -388,6 +388,7 @@ def main(argv: list[str] | None = None) -> int:
     runtimes = ("embedded", "kafka") if args.runtime == "both" else (args.runtime,)
     result: dict[str, Any] = {"at": datetime.now(UTC).isoformat(timespec="seconds"),
                               "loadavg_before": [round(x, 2) for x in os.getloadavg()],
+                              "niceness": os.nice(0), "cpus": os.cpu_count(),
                               "targets_s": TARGET_S}
     for runtime in runtimes:
         job = embedded if runtime == "embedded" else kafka

@@ -3,9 +3,10 @@
 ``GET /live?dashboard=1&tz=ZONE`` streams ``event: dashboard`` whose data is what
 ``GET /dashboard?tz=ZONE`` answers. One :class:`SummaryFeed` per (workspace, zone)
 computes the summary when the stream is opened and again after each change of the
-workspace's read model (at most once per :data:`COALESCE_SECONDS`;
-changes during a computation cause exactly one more), and hands the same bytes to
-every open stream of that workspace and zone. So ten open dashboards cost one
+workspace's read model (at most once per :data:`COALESCE_SECONDS`, and never
+busier than half the time: after a computation of d seconds the next waits d;
+changes meanwhile cause exactly one more), and hands the same bytes to every open
+stream of that workspace and zone. So ten open dashboards cost one
 summary per change, not ten, and the update travels on the stream instead of a
 second request. A feed stops when its last stream closes.
 """
@@ -50,6 +51,14 @@ async def next_item(queue: asyncio.Queue[Any], closed: asyncio.Event, timeout: f
         return True, waiter.result()
     waiter.cancel()
     return False, None
+
+
+def gap(started: float, ended: float, pause: float = 0.0) -> float:
+    """Seconds to wait after a computation from ``started`` to ``ended`` before the next:
+    at least :data:`COALESCE_SECONDS` from start to start, and as long as it took (so
+    summaries of a busy workspace use at most half of the time the server has)."""
+    took = ended - started
+    return max(pause, COALESCE_SECONDS - took, took)
 
 
 class SummaryFeed:
@@ -107,7 +116,7 @@ class SummaryFeed:
                 else:
                     self.computed += 1
                     self._send(sse("dashboard", summary))
-                await asyncio.sleep(max(pause, started + COALESCE_SECONDS - loop.time()))
+                await asyncio.sleep(gap(started, loop.time(), pause))
                 while self._listened():  # the next change, or nobody listens any more
                     changed, _ = await next_item(changes[1], self.hub.closed,
                                                  IDLE_CHECK_SECONDS)
