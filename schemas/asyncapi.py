@@ -13,9 +13,9 @@ from typing import Any, Final
 
 from pydantic import TypeAdapter
 
-from .commands import CommandMessage
-from .envelope import GatewayEnvelope
-from .events import AnyDomainEvent
+from schemas.commands import CommandMessage
+from schemas.envelope import GatewayEnvelope
+from schemas.events import AnyDomainEvent
 
 Schema = dict[str, Any]
 GATEWAY: Final = "bonychat.gateway.events.v1"

@@ -23,7 +23,7 @@ from typing import Annotated, Any, Literal
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
-from .workspace import BusinessInterval, WorkspaceSettings
+from schemas.workspace import BusinessInterval, WorkspaceSettings
 
 OpenedBy = Literal["contact", "welcome", "user", "automation", "dialogflow"]
 ClosedBy = Literal["user", "automation", "dialogflow", "merge", "inactivity"]

@@ -15,9 +15,9 @@ from typing import Any
 
 from pydantic import TypeAdapter
 
-from .commands import Command
-from .envelope import GatewayEnvelope
-from .events import AnyDomainEvent
+from schemas.commands import Command
+from schemas.envelope import GatewayEnvelope
+from schemas.events import AnyDomainEvent
 
 OUT = Path(__file__).with_name("json")
 ASYNCAPI = Path(__file__).with_name("asyncapi.v1.json")
@@ -53,7 +53,7 @@ def render(document: dict[str, Any]) -> str:
 
 def outputs() -> dict[Path, dict[str, Any]]:
     """Every generated file and its document."""
-    from .asyncapi import document as asyncapi_document
+    from schemas.asyncapi import document as asyncapi_document
 
     files = {OUT / name: document for name, document in documents().items()}
     files[ASYNCAPI] = asyncapi_document()

@@ -30,7 +30,7 @@ from typing import Final
 
 from pydantic import ValidationError
 
-from .workspace import (
+from schemas.workspace import (
     DAY_INDEX,
     DAYS,
     BusinessInterval,

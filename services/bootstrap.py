@@ -9,10 +9,10 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from .conversation.ports import EventStore
-from .embedded import EmbeddedPipeline
-from .projections.ports import ReadModelStore
-from .settings import Settings
+from services.conversation.ports import EventStore
+from services.embedded import EmbeddedPipeline
+from services.projections.ports import ReadModelStore
+from services.settings import Settings
 
 
 class StorageUnavailable(Exception):
@@ -43,7 +43,7 @@ def open_stores(settings: Settings, *, create: bool = True) -> Stores:
     tables are created; without it they raise :class:`StoreMissing`.
     """
     if settings.is_postgres:
-        from .postgres import open_postgres_stores
+        from services.postgres import open_postgres_stores
 
         return open_postgres_stores(settings.database_url, create=create)
     path = settings.sqlite_path()
@@ -69,8 +69,8 @@ def _open_sqlite(path: str) -> Stores:
     from eventsourcing.persistence import PersistenceError
     from eventsourcing.sqlite import SQLiteDatastore
 
-    from .conversation.store_sqlite import SQLiteEventStore, open_datastore
-    from .projections.store_sqlite import SQLiteReadModelStore
+    from services.conversation.store_sqlite import SQLiteEventStore, open_datastore
+    from services.projections.store_sqlite import SQLiteReadModelStore
 
     folder = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(folder):

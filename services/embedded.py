@@ -18,14 +18,14 @@ from eventsourcing.persistence import IntegrityError
 
 from schemas.commands import CommandBase
 
-from .conversation.ports import ConcurrencyConflict, EventStore, Position
-from .conversation.processor import BatchProcessor, BatchResult, Decision
-from .conversation.store_sqlite import SQLiteEventStore, packed_outcome, to_row
-from .ingest.normalise import Invalid, parse
-from .ingest.parallel import ParallelParser
-from .projections.ports import ReadModelStore
-from .projections.projector import EVENT_STORE_POSITION, ConversationProjection
-from .writer import WriteBatch, WriterProcess
+from services.conversation.ports import ConcurrencyConflict, EventStore, Position
+from services.conversation.processor import BatchProcessor, BatchResult, Decision
+from services.conversation.store_sqlite import SQLiteEventStore, packed_outcome, to_row
+from services.ingest.normalise import Invalid, parse
+from services.ingest.parallel import ParallelParser
+from services.projections.ports import ReadModelStore
+from services.projections.projector import EVENT_STORE_POSITION, ConversationProjection
+from services.writer import WriteBatch, WriterProcess
 
 #: input lines decided ahead of the writer's acknowledgements: about two of
 #: its transactions (enough to keep both processes busy, little for the

@@ -21,11 +21,11 @@ from psycopg.conninfo import conninfo_to_dict
 from psycopg.rows import dict_row
 from psycopg.sql import SQL, Identifier
 
-from .bootstrap import HOW_TO_CREATE, StorageUnavailable, StoreMissing, Stores
-from .conversation.store_postgres import EVENTS_TABLE, PostgresEventStore
-from .conversation.store_postgres import TRACKING_TABLE as EVENTS_TRACKING_TABLE
-from .projections.store_postgres import TRACKING_TABLE as PROJECTION_TRACKING_TABLE
-from .projections.store_postgres import PostgresReadModelStore
+from services.bootstrap import HOW_TO_CREATE, StorageUnavailable, StoreMissing, Stores
+from services.conversation.store_postgres import EVENTS_TABLE, PostgresEventStore
+from services.conversation.store_postgres import TRACKING_TABLE as EVENTS_TRACKING_TABLE
+from services.projections.store_postgres import TRACKING_TABLE as PROJECTION_TRACKING_TABLE
+from services.projections.store_postgres import PostgresReadModelStore
 
 DEFAULT_SCHEMA = "public"
 POOL_SIZE = 4

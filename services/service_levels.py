@@ -15,12 +15,12 @@ from typing import Any
 from schemas.commands import ExpireInactive
 from schemas.workspace import WorkspaceSettings
 
-from .conversation.ports import EventStore
-from .conversation.workspaces import load_workspace
-from .projections.metrics import MetricsQuery, to_us
-from .projections.ports import ReadModelStore
-from .projections.service_levels import business_clock
-from .projections.sql_metrics import metrics as fast_metrics
+from services.conversation.ports import EventStore
+from services.conversation.workspaces import load_workspace
+from services.projections.metrics import MetricsQuery, to_us
+from services.projections.ports import ReadModelStore
+from services.projections.service_levels import business_clock
+from services.projections.sql_metrics import metrics as fast_metrics
 
 
 def workspace_settings(events: EventStore, workspace_id: str) -> WorkspaceSettings:

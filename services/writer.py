@@ -27,12 +27,12 @@ from multiprocessing.connection import Connection
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-from .conversation.ports import ConcurrencyConflict
-from .conversation.store_sqlite import SQLiteEventStore, StoredRow
-from .orphans import end_with_parent
+from services.conversation.ports import ConcurrencyConflict
+from services.conversation.store_sqlite import SQLiteEventStore, StoredRow
+from services.orphans import end_with_parent
 
 if TYPE_CHECKING:  # embedded imports this module
-    from .embedded import EmbeddedPipeline
+    from services.embedded import EmbeddedPipeline
 
 GROUP_ROWS = 25_000
 RESET = "reset"
@@ -60,7 +60,7 @@ class WriterFailed(Exception):
 
 def _serve(open_stores: Callable[[], Any], inbox: Any, outbox: Connection,
            parent: int) -> None:
-    from .embedded import EmbeddedPipeline
+    from services.embedded import EmbeddedPipeline
 
     end_with_parent(parent)
     stores = open_stores()

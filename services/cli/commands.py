@@ -13,15 +13,15 @@ from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from typing import IO
 
-from .. import service_levels
-from ..bootstrap import embedded_pipeline, open_stores
-from ..gc_tuning import tune_gc
-from ..ingest.parallel import ParallelParser
-from ..projections.metrics import GROUPINGS
-from ..settings import Settings
-from ..writer import WriterFailed, WriterProcess
-from .output import render_conversations, render_metrics, to_json
-from .spec import (
+from services import service_levels
+from services.bootstrap import embedded_pipeline, open_stores
+from services.gc_tuning import tune_gc
+from services.ingest.parallel import ParallelParser
+from services.projections.metrics import GROUPINGS
+from services.settings import Settings
+from services.writer import WriterFailed, WriterProcess
+from services.cli.output import render_conversations, render_metrics, to_json
+from services.cli.spec import (
     EXIT_OK,
     Command,
     Failure,
@@ -145,7 +145,7 @@ def replay(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def serve(args: argparse.Namespace, settings: Settings) -> int:
-    from ..runtime.serve import run_serve
+    from services.runtime.serve import run_serve
 
     return run_serve(args.services, settings)
 

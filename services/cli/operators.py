@@ -15,14 +15,14 @@ from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 
-from ..bootstrap import StorageUnavailable, embedded_pipeline, open_stores
-from ..conversation.processor import BatchResult
-from ..operations.ports import PUBLIC_FIELDS, SOURCES, DeadLetterEntry, DeadLetterFilter
-from ..operations.service import Operations, RetryReport, UnknownDeadLetter, since_moment
-from ..operations.wiring import open_operations
-from ..settings import Settings
-from .output import table, to_json
-from .spec import EXIT_OK, Command, Failure
+from services.bootstrap import StorageUnavailable, embedded_pipeline, open_stores
+from services.conversation.processor import BatchResult
+from services.operations.ports import PUBLIC_FIELDS, SOURCES, DeadLetterEntry, DeadLetterFilter
+from services.operations.service import Operations, RetryReport, UnknownDeadLetter, since_moment
+from services.operations.wiring import open_operations
+from services.settings import Settings
+from services.cli.output import table, to_json
+from services.cli.spec import EXIT_OK, Command, Failure
 
 REASON_WIDTH = 70
 

@@ -16,11 +16,11 @@ from schemas.workspace_text import (
     parse_duration,
 )
 
-from ..conversation.workspaces import SettingsChange, change_settings, load_workspace
-from ..service_levels import close_inactive as sweep
-from ..settings import Settings
-from .output import table, to_json
-from .spec import Command, Parser, cli_stores
+from services.conversation.workspaces import SettingsChange, change_settings, load_workspace
+from services.service_levels import close_inactive as sweep
+from services.settings import Settings
+from services.cli.output import table, to_json
+from services.cli.spec import Command, Parser, cli_stores
 
 EXIT_OK, EXIT_USAGE = 0, 2
 
@@ -112,7 +112,7 @@ def _moment(text: str | None) -> datetime:
 
 
 def close_inactive(args: argparse.Namespace, settings: Settings) -> int:
-    from ..bootstrap import embedded_pipeline
+    from services.bootstrap import embedded_pipeline
 
     try:
         now = _moment(args.now)

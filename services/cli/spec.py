@@ -19,9 +19,9 @@ from dataclasses import dataclass
 from datetime import date
 from typing import NoReturn
 
-from ..bootstrap import StorageUnavailable, Stores, open_stores
-from ..projections.metrics import calendar_date, time_zone
-from ..settings import Settings
+from services.bootstrap import StorageUnavailable, Stores, open_stores
+from services.projections.metrics import calendar_date, time_zone
+from services.settings import Settings
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
 FORMATS = ("table", "json", "csv")

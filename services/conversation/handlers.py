@@ -23,7 +23,7 @@ from schemas.commands import (
     SendMessage,
 )
 
-from .domain.contact import Contact, Source, merge
+from services.conversation.domain.contact import Contact, Source, merge
 
 
 class Contacts(Protocol):

@@ -17,12 +17,12 @@ from dataclasses import dataclass, field
 from schemas.commands import CommandBase, ExpireInactive, MergeContacts
 from schemas.events import ConversationClosed, DomainEvent
 
-from ..ingest.normalise import Invalid
-from .domain.contact import Contact, aggregate_id
-from .domain.errors import LifecycleRejection
-from .domain.workspace import Workspace, settings_id
-from .handlers import handle
-from .ports import (
+from services.ingest.normalise import Invalid
+from services.conversation.domain.contact import Contact, aggregate_id
+from services.conversation.domain.errors import LifecycleRejection
+from services.conversation.domain.workspace import Workspace, settings_id
+from services.conversation.handlers import handle
+from services.conversation.ports import (
     ConcurrencyConflict,
     DeadLetter,
     EventStore,

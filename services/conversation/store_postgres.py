@@ -29,9 +29,9 @@ from psycopg.sql import SQL, Composed, Identifier
 
 from schemas.events import DomainEvent, encode_event
 
-from ..projections.decoding import decode_stored as decode_event
-from .domain.contact import aggregate_id
-from .ports import ConcurrencyConflict, DeadLetter, Outcome, Position
+from services.projections.decoding import decode_stored as decode_event
+from services.conversation.domain.contact import aggregate_id
+from services.conversation.ports import ConcurrencyConflict, DeadLetter, Outcome, Position
 
 P = ParamSpec("P")
 R = TypeVar("R")

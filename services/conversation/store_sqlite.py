@@ -23,10 +23,10 @@ from eventsourcing.sqlite import (
 
 from schemas.events import DomainEvent, encode_event
 
-from ..projections.decoding import decode_stored as decode_event
-from ..projections.rows import to_micros
-from .domain.contact import aggregate_id
-from .ports import ConcurrencyConflict, DeadLetter, Outcome, Position, StoredKeys
+from services.projections.decoding import decode_stored as decode_event
+from services.projections.rows import to_micros
+from services.conversation.domain.contact import aggregate_id
+from services.conversation.ports import ConcurrencyConflict, DeadLetter, Outcome, Position, StoredKeys
 
 OUTCOME_TABLE = (
     "CREATE TABLE IF NOT EXISTS processed_events ("

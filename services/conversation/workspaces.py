@@ -13,9 +13,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from .domain.contact import Expiry
-from .domain.workspace import Workspace, settings_id
-from .ports import ConcurrencyConflict, EventStore
+from services.conversation.domain.contact import Expiry
+from services.conversation.domain.workspace import Workspace, settings_id
+from services.conversation.ports import ConcurrencyConflict, EventStore
 
 ATTEMPTS = 5
 

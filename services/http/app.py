@@ -10,25 +10,25 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 from prometheus_client import CollectorRegistry, Counter
 
-from ..conversation.ports import EventStore
-from ..projections.ports import ReadModelStore
-from ..settings import Settings
-from .auth import auth_middleware
-from .browse import list_conversations
-from .context import CONTEXT, HealthCheck, HttpContext, Realm
-from .dashboard import get_dashboard
-from .errors import error_middleware
-from .ingest import expect_continue, post_events
-from .limits import MAX_BODY_BYTES
-from .live import LIVE, LiveHub, get_live
-from .openapi import openapi_json
-from .operators import get_dead_letters, get_event_outcome
-from .pages import add_pages
-from .ports import EventSink
-from .queries import get_metrics
-from .settings_api import get_settings, put_settings
-from .telemetry import ReadinessCollector, healthz, prometheus, request_metrics_middleware
-from .timeline import get_contact_events, get_conversation_events
+from services.conversation.ports import EventStore
+from services.projections.ports import ReadModelStore
+from services.settings import Settings
+from services.http.auth import auth_middleware
+from services.http.browse import list_conversations
+from services.http.context import CONTEXT, HealthCheck, HttpContext, Realm
+from services.http.dashboard import get_dashboard
+from services.http.errors import error_middleware
+from services.http.ingest import expect_continue, post_events
+from services.http.limits import MAX_BODY_BYTES
+from services.http.live import LIVE, LiveHub, get_live
+from services.http.openapi import openapi_json
+from services.http.operators import get_dead_letters, get_event_outcome
+from services.http.pages import add_pages
+from services.http.ports import EventSink
+from services.http.queries import get_metrics
+from services.http.settings_api import get_settings, put_settings
+from services.http.telemetry import ReadinessCollector, healthz, prometheus, request_metrics_middleware
+from services.http.timeline import get_contact_events, get_conversation_events
 
 log = logging.getLogger(__name__)
 

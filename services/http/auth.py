@@ -12,8 +12,8 @@ from collections.abc import Mapping
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 
-from .context import WORKSPACE, Realm, route_label
-from .errors import ApiError
+from services.http.context import WORKSPACE, Realm, route_label
+from services.http.errors import ApiError
 
 
 def bearer_token(request: web.Request) -> str | None:

@@ -24,8 +24,8 @@ from zoneinfo import ZoneInfo
 
 from aiohttp import web
 
-from ..cli.output import render_conversations
-from ..projections.metrics import (
+from services.cli.output import render_conversations
+from services.projections.metrics import (
     GROUPINGS,
     TIME_GROUPINGS,
     UNRESOLVED,
@@ -34,12 +34,12 @@ from ..projections.metrics import (
     fact_window,
     time_key,
 )
-from ..projections.rows import BusinessClock, ConversationRow
-from ..projections.service_levels import business_clock
-from ..service_levels import workspace_settings
-from .context import CONTEXT
-from .errors import ApiError, json_response
-from .queries import STATUSES, csv_response, parse_date, parse_zone
+from services.projections.rows import BusinessClock, ConversationRow
+from services.projections.service_levels import business_clock
+from services.service_levels import workspace_settings
+from services.http.context import CONTEXT
+from services.http.errors import ApiError, json_response
+from services.http.queries import STATUSES, csv_response, parse_date, parse_zone
 
 MEASURES: Final = ("opened", "closed", "resolved")
 MAX_LIMIT: Final = 1_000

@@ -9,9 +9,9 @@ from typing import Any, Literal
 from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter
 
-from ..conversation.ports import EventStore
-from ..projections.ports import ReadModelStore
-from .ports import EventSink
+from services.conversation.ports import EventStore
+from services.projections.ports import ReadModelStore
+from services.http.ports import EventSink
 
 Realm = Literal["gateway", "analytics", "admin"]
 HealthCheck = Callable[[], dict[str, Any]]

@@ -22,13 +22,13 @@ from zoneinfo import ZoneInfo
 
 from aiohttp import web
 
-from ..projections.metrics import Fact, MetricsQuery, compute
-from ..projections.ports import ReadModelStore
-from ..projections.rows import ConversationRow, format_micros, to_micros
-from .context import CONTEXT
-from .errors import ApiError
-from .errors import json_response as respond
-from .queries import parse_zone
+from services.projections.metrics import Fact, MetricsQuery, compute
+from services.projections.ports import ReadModelStore
+from services.projections.rows import ConversationRow, format_micros, to_micros
+from services.http.context import CONTEXT
+from services.http.errors import ApiError
+from services.http.errors import json_response as respond
+from services.http.queries import parse_zone
 
 LONGEST_WAITING: Final = 10
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)

@@ -6,8 +6,8 @@ from dataclasses import dataclass, field
 
 from schemas.commands import CommandBase
 
-from ..ingest.normalise import Invalid
-from .ports import SinkUnavailableError
+from services.ingest.normalise import Invalid
+from services.http.ports import SinkUnavailableError
 
 
 @dataclass

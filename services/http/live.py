@@ -26,13 +26,13 @@ from typing import Any, Final
 
 from aiohttp import web
 
-from ..projections.notify import PROJECTED_CHANNEL, parse_payload
-from ..projections.ports import ReadModelStore
-from ..projections.projector import EVENT_STORE_POSITION
-from .context import CONTEXT, WORKSPACE
-from .dashboard import dashboard_zone, summary
-from .errors import ApiError
-from .live_feed import COALESCE_SECONDS, SummaryFeeds, next_item, sse
+from services.projections.notify import PROJECTED_CHANNEL, parse_payload
+from services.projections.ports import ReadModelStore
+from services.projections.projector import EVENT_STORE_POSITION
+from services.http.context import CONTEXT, WORKSPACE
+from services.http.dashboard import dashboard_zone, summary
+from services.http.errors import ApiError
+from services.http.live_feed import COALESCE_SECONDS, SummaryFeeds, next_item, sse
 
 log = logging.getLogger(__name__)
 

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, Final
 import orjson
 
 if TYPE_CHECKING:
-    from .live import LiveHub
+    from services.http.live import LiveHub
 
 log = logging.getLogger(__name__)
 

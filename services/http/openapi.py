@@ -19,8 +19,8 @@ from typing import Any, Final
 import orjson
 from aiohttp import web
 
-from .errors import ERROR_CODES
-from .limits import MAX_BATCH_ITEMS, MAX_BODY_BYTES
+from services.http.errors import ERROR_CODES
+from services.http.limits import MAX_BATCH_ITEMS, MAX_BODY_BYTES
 
 Schema = dict[str, Any]
 

@@ -22,9 +22,9 @@ from typing import TypeVar
 
 from aiohttp import web
 
-from ..operations.ports import SOURCES, DeadLetterFilter
-from ..operations.service import Operations, since_moment
-from .errors import ApiError, json_response
+from services.operations.ports import SOURCES, DeadLetterFilter
+from services.operations.service import Operations, since_moment
+from services.http.errors import ApiError, json_response
 
 OPERATIONS = web.AppKey("bonychat.http.operations", Operations)
 _LOCK = web.AppKey("bonychat.http.operations_lock", threading.Lock)

@@ -6,7 +6,7 @@ from typing import Protocol
 
 from schemas.commands import CommandBase
 
-from ..ingest.normalise import Invalid
+from services.ingest.normalise import Invalid
 
 
 class SinkUnavailableError(Exception):

@@ -16,20 +16,20 @@ from aiohttp import web
 
 from schemas.workspace import WorkspaceSettings
 
-from ..cli.output import render_metrics
-from ..conversation.ports import EventStore
-from ..projections.metrics import (
+from services.cli.output import render_metrics
+from services.conversation.ports import EventStore
+from services.projections.metrics import (
     GROUPINGS,
     MetricsQuery,
     calendar_date,
     time_zone,
 )
-from ..projections.ports import ReadModelStore
-from ..projections.service_levels import business_clock
-from ..projections.sql_metrics import metrics as fast_metrics
-from ..service_levels import workspace_settings
-from .context import CONTEXT
-from .errors import ApiError, json_response
+from services.projections.ports import ReadModelStore
+from services.projections.service_levels import business_clock
+from services.projections.sql_metrics import metrics as fast_metrics
+from services.service_levels import workspace_settings
+from services.http.context import CONTEXT
+from services.http.errors import ApiError, json_response
 
 STATUSES: Final = ("open", "closed")
 

@@ -17,10 +17,10 @@ from aiohttp import web
 
 from schemas.workspace import SettingsError
 
-from ..conversation.ports import EventStore
-from ..conversation.workspaces import SettingsChange, change_settings, load_workspace
-from .context import CONTEXT
-from .errors import ApiError, json_response
+from services.conversation.ports import EventStore
+from services.conversation.workspaces import SettingsChange, change_settings, load_workspace
+from services.http.context import CONTEXT
+from services.http.errors import ApiError, json_response
 
 
 def _events(request: web.Request) -> EventStore:

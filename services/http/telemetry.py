@@ -12,8 +12,8 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.exposition import generate_latest
 from prometheus_client.registry import Collector
 
-from .context import CONTEXT, HealthCheck, route_label
-from .errors import json_response
+from services.http.context import CONTEXT, HealthCheck, route_label
+from services.http.errors import json_response
 
 log = logging.getLogger(__name__)
 

@@ -17,10 +17,10 @@ from aiohttp import web
 
 from schemas.events import ConversationClosed, DomainEvent
 
-from ..conversation.domain.contact import aggregate_id
-from ..conversation.ports import EventStore
-from .context import CONTEXT
-from .errors import ApiError, json_response
+from services.conversation.domain.contact import aggregate_id
+from services.conversation.ports import EventStore
+from services.http.context import CONTEXT
+from services.http.errors import ApiError, json_response
 
 
 def event_json(event: DomainEvent) -> dict[str, Any]:

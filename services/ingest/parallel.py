@@ -21,8 +21,8 @@ from typing import Any
 from schemas.commands import COMMAND_CLASSES, CommandBase
 from schemas.trusted import from_values
 
-from ..orphans import end_with_parent
-from .normalise import Invalid, parse
+from services.orphans import end_with_parent
+from services.ingest.normalise import Invalid, parse
 
 _CLASSES: dict[str, type[CommandBase]] = {cls.__name__: cls for cls in COMMAND_CLASSES}
 _FIELDS: dict[str, tuple[str, ...]] = {name: tuple(cls.model_fields)

@@ -27,9 +27,9 @@ from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.structs import OffsetAndMetadata
 
-from ..runtime.fetch import SafeFetch, UndecodableRecord
-from ..runtime.kafka import client_id, header
-from .ports import DeadLetterEntry, DeadLetterFilter
+from services.runtime.fetch import SafeFetch, UndecodableRecord
+from services.runtime.kafka import client_id, header
+from services.operations.ports import DeadLetterEntry, DeadLetterFilter
 
 Record: TypeAlias = ConsumerRecord[bytes, bytes]
 #: no record for this long while records are still due: the broker is gone

@@ -19,11 +19,11 @@ from pydantic import ValidationError
 from schemas.commands import CommandBase, CommandMessage
 from schemas.events import ContactMerged, DomainEvent
 
-from ..conversation.processor import BatchResult
-from ..ingest.normalise import Invalid, describe, parse
-from ..projections.metrics import calendar_date
-from .kafka_dlq import parse_entry_id
-from .ports import (
+from services.conversation.processor import BatchResult
+from services.ingest.normalise import Invalid, describe, parse
+from services.projections.metrics import calendar_date
+from services.operations.kafka_dlq import parse_entry_id
+from services.operations.ports import (
     DeadLetterEntry,
     DeadLetterFilter,
     DeadLetterQueue,

@@ -15,11 +15,11 @@ from psycopg.sql import SQL, Composed, Identifier
 
 from schemas.events import DomainEvent, decode_event
 
-from ..conversation.domain.contact import aggregate_id
-from ..conversation.store_postgres import pg_text
-from ..postgres import PostgresTarget
-from .ports import DeadLetterEntry, DeadLetterFilter, RetryRecord, StoredOutcome
-from .store_sqlite import STORED_SOURCES, shown_source
+from services.conversation.domain.contact import aggregate_id
+from services.conversation.store_postgres import pg_text
+from services.postgres import PostgresTarget
+from services.operations.ports import DeadLetterEntry, DeadLetterFilter, RetryRecord, StoredOutcome
+from services.operations.store_sqlite import STORED_SOURCES, shown_source
 
 RETRY_TABLE = (
     "CREATE TABLE IF NOT EXISTS {schema}.dead_letter_retries (entry text PRIMARY KEY, "

@@ -15,8 +15,8 @@ from urllib.parse import quote
 
 from schemas.events import DomainEvent, decode_event
 
-from ..conversation.domain.contact import aggregate_id
-from .ports import DeadLetterEntry, DeadLetterFilter, RetryRecord, StoredOutcome
+from services.conversation.domain.contact import aggregate_id
+from services.operations.ports import DeadLetterEntry, DeadLetterFilter, RetryRecord, StoredOutcome
 
 RETRY_TABLE = (
     "CREATE TABLE IF NOT EXISTS dead_letter_retries (entry TEXT PRIMARY KEY, "

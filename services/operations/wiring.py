@@ -7,12 +7,12 @@ PostgreSQL is :class:`~services.bootstrap.StorageUnavailable`. With
 
 from __future__ import annotations
 
-from ..bootstrap import StorageUnavailable, require_store
-from ..runtime.topics import Topics, group_id
-from ..settings import Settings
-from .kafka_dlq import KafkaDeadLetterQueue
-from .ports import OperationsStore
-from .service import Operations
+from services.bootstrap import StorageUnavailable, require_store
+from services.runtime.topics import Topics, group_id
+from services.settings import Settings
+from services.operations.kafka_dlq import KafkaDeadLetterQueue
+from services.operations.ports import OperationsStore
+from services.operations.service import Operations
 
 #: the consumer group whose committed offsets mark what ``retry --all`` resolved
 RETRY_SERVICE = "dlq-retry"
@@ -24,8 +24,8 @@ def open_operations_store(settings: Settings) -> OperationsStore:
     if settings.is_postgres:
         import psycopg
 
-        from ..postgres import one_line, parse_url
-        from .store_postgres import PostgresOperationsStore
+        from services.postgres import one_line, parse_url
+        from services.operations.store_postgres import PostgresOperationsStore
 
         target = parse_url(settings.database_url)
         try:
@@ -33,7 +33,7 @@ def open_operations_store(settings: Settings) -> OperationsStore:
         except psycopg.Error as exc:
             raise StorageUnavailable(f"cannot connect to PostgreSQL {target.describe()}: "
                                      f"{one_line(exc)}") from None
-    from .store_sqlite import SQLiteOperationsStore
+    from services.operations.store_sqlite import SQLiteOperationsStore
 
     path = settings.sqlite_path()
     try:

@@ -35,7 +35,7 @@ from zoneinfo import ZoneInfo
 
 from schemas.workspace import BusinessInterval
 
-from .zone_offsets import US, Table, ZoneOffsets
+from services.projections.zone_offsets import US, Table, ZoneOffsets
 
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 _ONE_US: Final = timedelta(microseconds=1)

@@ -14,8 +14,8 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any, Final, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from .durations import duration_stats
-from .rows import BusinessClock
+from services.projections.durations import duration_stats
+from services.projections.rows import BusinessClock
 
 GroupBy = Literal["day", "week", "month", "channel", "opened_by", "closed_by", "assignee", "team"]
 GROUPINGS: Final[tuple[str, ...]] = (

@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Collection, Iterable, Sequence
 from typing import Protocol
 
-from ..conversation.ports import Position
-from .metrics import Fact, FactWindow, RowWindow
-from .rows import ConversationRow
+from services.conversation.ports import Position
+from services.projections.metrics import Fact, FactWindow, RowWindow
+from services.projections.rows import ConversationRow
 
 
 class ReadModelStore(Protocol):

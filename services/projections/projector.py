@@ -32,9 +32,9 @@ from schemas.events import (
     decode_event,
 )
 
-from ..conversation.ports import EventStore, Position
-from .ports import ReadModelStore
-from .rows import ConversationRow, conversation_of, project, to_micros, touch
+from services.conversation.ports import EventStore, Position
+from services.projections.ports import ReadModelStore
+from services.projections.rows import ConversationRow, conversation_of, project, to_micros, touch
 
 log = logging.getLogger(__name__)
 EVENT_STORE_POSITION = "projection:conversations"
@@ -272,7 +272,7 @@ class ConversationProjection:
         """
         self.store.reset()
         self.forget()
-        from . import replay as partitioned
+        from services.projections import replay as partitioned
 
         parts = partitioned.workers()
         stream = getattr(events, "stream_partition", None)

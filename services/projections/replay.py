@@ -28,8 +28,8 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any, Protocol
 
-from .projector import project_payload, trusted_payload
-from .rows import ConversationRow, conversation_of, project
+from services.projections.projector import project_payload, trusted_payload
+from services.projections.rows import ConversationRow, conversation_of, project
 
 log = logging.getLogger(__name__)
 FLUSH_ROWS = 10_000

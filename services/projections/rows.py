@@ -16,7 +16,7 @@ from schemas.events import (
     MessageSent,
 )
 
-from .durations import micros_to_seconds, seconds
+from services.projections.durations import micros_to_seconds, seconds
 
 #: ``(start_us, end_us) -> seconds`` of the interval inside the workspace's business
 #: hours (CONTRACT §6.3); None: no schedule, the calendar duration

@@ -6,8 +6,8 @@ from zoneinfo import ZoneInfo
 
 from schemas.workspace import WorkspaceSettings
 
-from .business_hours import business_calendar
-from .rows import BusinessClock
+from services.projections.business_hours import business_calendar
+from services.projections.rows import BusinessClock
 
 
 def business_clock(settings: WorkspaceSettings) -> BusinessClock | None:

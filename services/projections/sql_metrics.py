@@ -31,8 +31,8 @@ from datetime import UTC, datetime
 from fractions import Fraction
 from typing import Any, Final
 
-from .durations import STAT_KEYS, seconds
-from .metrics import (
+from services.projections.durations import STAT_KEYS, seconds
+from services.projections.metrics import (
     OPENED_COUNTED,
     TIME_GROUPINGS,
     UNRESOLVED,
@@ -42,7 +42,7 @@ from .metrics import (
     time_key,
     to_us,
 )
-from .rows import BusinessClock
+from services.projections.rows import BusinessClock
 
 SAFE_LOW_US: Final = to_us(datetime(1900, 1, 1, tzinfo=UTC))
 SAFE_HIGH_US: Final = to_us(datetime(2150, 1, 1, tzinfo=UTC))

@@ -17,19 +17,19 @@ from eventsourcing.postgres import PostgresDatastore, PostgresTrackingRecorder
 from psycopg.rows import tuple_row
 from psycopg.sql import SQL, Composed
 
-from ..conversation.ports import Position
-from ..conversation.store_postgres import connection_params, pg_text, sql, transient_retry
-from .metrics import Fact, FactWindow, MetricsQuery, RowWindow
-from .notify import PROJECTED_CHANNEL, notify_payload
-from .rows import ConversationRow
-from .sql_metrics import (
+from services.conversation.ports import Position
+from services.conversation.store_postgres import connection_params, pg_text, sql, transient_retry
+from services.projections.metrics import Fact, FactWindow, MetricsQuery, RowWindow
+from services.projections.notify import PROJECTED_CHANNEL, notify_payload
+from services.projections.rows import ConversationRow
+from services.projections.sql_metrics import (
     NotExact,
     aggregate_params,
     aggregate_sql,
     rows_to_metrics,
     zone_understood,
 )
-from .store_sqlite import (
+from services.projections.store_sqlite import (
     ADDED_COLUMNS,
     COLUMNS,
     FACT_COLUMNS,

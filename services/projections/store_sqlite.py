@@ -9,9 +9,9 @@ from typing import Any
 from eventsourcing.persistence import IntegrityError, Tracking
 from eventsourcing.sqlite import SQLiteDatastore, SQLiteTrackingRecorder
 
-from ..conversation.ports import Position
-from .metrics import Fact, FactWindow, RowWindow
-from .rows import ConversationRow
+from services.conversation.ports import Position
+from services.projections.metrics import Fact, FactWindow, RowWindow
+from services.projections.rows import ConversationRow
 
 COLUMNS = (
     "conversation_id", "workspace_id", "contact_id", "channel", "opened_us", "opened_by",

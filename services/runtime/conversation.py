@@ -31,15 +31,15 @@ from pydantic import ValidationError
 
 from schemas.commands import CommandBase, CommandMessage
 
-from ..conversation.ports import ConcurrencyConflict, EventStore, Position
-from ..conversation.processor import BatchProcessor, BatchResult, Decision
-from ..ingest.normalise import Invalid, describe
-from .fetch import SafeFetch, UndecodableRecord
-from .kafka import make_consumer, partitions_text, record_lag, subscribe
-from .observability import Health, RuntimeMetrics
-from .retry import Backoff, bounded, is_transient
-from .retry import describe as describe_error
-from .topics import KafkaTuning, Topics, group_id
+from services.conversation.ports import ConcurrencyConflict, EventStore, Position
+from services.conversation.processor import BatchProcessor, BatchResult, Decision
+from services.ingest.normalise import Invalid, describe
+from services.runtime.fetch import SafeFetch, UndecodableRecord
+from services.runtime.kafka import make_consumer, partitions_text, record_lag, subscribe
+from services.runtime.observability import Health, RuntimeMetrics
+from services.runtime.retry import Backoff, bounded, is_transient
+from services.runtime.retry import describe as describe_error
+from services.runtime.topics import KafkaTuning, Topics, group_id
 
 log = logging.getLogger(__name__)
 SERVICE = "conversation"

@@ -20,8 +20,8 @@ from typing import Any
 import psycopg
 from aiokafka import AIOKafkaProducer
 
-from .observability import Health
-from .retry import describe
+from services.runtime.observability import Health
+from services.runtime.retry import describe
 
 log = logging.getLogger(__name__)
 PROBE_TIMEOUT = 2.0

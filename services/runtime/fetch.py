@@ -37,7 +37,7 @@ from aiokafka.errors import (
     UnsupportedCodecError,
 )
 
-from .observability import RuntimeMetrics
+from services.runtime.observability import RuntimeMetrics
 
 log = logging.getLogger(__name__)
 

@@ -8,9 +8,9 @@ from typing import Any
 
 from aiohttp import web
 
-from ..bootstrap import Stores
-from ..settings import Settings
-from .observability import Health, RuntimeMetrics
+from services.bootstrap import Stores
+from services.settings import Settings
+from services.runtime.observability import Health, RuntimeMetrics
 
 log = logging.getLogger("bonychat.serve")
 
@@ -23,20 +23,20 @@ async def start_http(settings: Settings, sink: Any, stores: Stores | None,
     """
     health.expect("http")
     try:
-        from ..http.app import create_app
+        from services.http.app import create_app
     except ImportError as exc:  # the HTTP layer is optional for the stream services
         log.warning("HTTP layer unavailable (%s); serving no HTTP", exc)
         health.set_ready("http")
         return None
     assert stores is not None and sink is not None
-    from ..http.live import LiveHub
+    from services.http.live import LiveHub
 
     hub = LiveHub()
     app = create_app(settings=settings, sink=sink, read_models=stores.read_models,
                      registry=metrics.registry, health=health, events=stores.events, live=hub)
     feed_live(app, hub, settings, sink, stores)
     await attach_operator_queries(app, settings)
-    from ..http.limits import SERVER_OPTIONS
+    from services.http.limits import SERVER_OPTIONS
 
     runner = web.AppRunner(app, access_log=None, handle_signals=False, **SERVER_OPTIONS)
     await runner.setup()
@@ -50,9 +50,9 @@ async def start_http(settings: Settings, sink: Any, stores: Stores | None,
 
 async def attach_operator_queries(app: web.Application, settings: Settings) -> None:
     """Serve ``/events/{event_id}`` and ``/dead-letters`` (503 if the store cannot be opened)."""
-    from ..bootstrap import StorageUnavailable
-    from ..http.operators import attach_operations
-    from ..operations.wiring import open_operations
+    from services.bootstrap import StorageUnavailable
+    from services.http.operators import attach_operations
+    from services.operations.wiring import open_operations
 
     try:
         operations = await asyncio.to_thread(open_operations, settings)
@@ -72,13 +72,13 @@ def feed_live(app: web.Application, hub: Any, settings: Settings, sink: Any,
     """
     from functools import partial
 
-    from ..http.live import feed_in_background, listen_projected, poll_projected
-    from .sinks import EmbeddedSink
+    from services.http.live import feed_in_background, listen_projected, poll_projected
+    from services.runtime.sinks import EmbeddedSink
 
     if isinstance(sink, EmbeddedSink):
         sink.on_processed = hub.publish
     elif settings.is_postgres:
-        from ..postgres import parse_url
+        from services.postgres import parse_url
 
         conninfo = dict(parse_url(settings.database_url).params)
         feed_in_background(app, partial(listen_projected, hub, conninfo))

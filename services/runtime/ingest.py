@@ -20,13 +20,13 @@ from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 
 from schemas.commands import CommandBase
 
-from ..ingest.normalise import Invalid, parse
-from .fetch import SafeFetch, UndecodableRecord
-from .kafka import Headers, RecordBatches, make_consumer, partitions_of, record_lag, subscribe
-from .observability import Health, RuntimeMetrics
-from .retry import bounded
-from .sinks import dead_letter_headers, encode_command
-from .topics import KafkaTuning, Topics, group_id, partition_key
+from services.ingest.normalise import Invalid, parse
+from services.runtime.fetch import SafeFetch, UndecodableRecord
+from services.runtime.kafka import Headers, RecordBatches, make_consumer, partitions_of, record_lag, subscribe
+from services.runtime.observability import Health, RuntimeMetrics
+from services.runtime.retry import bounded
+from services.runtime.sinks import dead_letter_headers, encode_command
+from services.runtime.topics import KafkaTuning, Topics, group_id, partition_key
 
 log = logging.getLogger(__name__)
 SERVICE = "ingest"

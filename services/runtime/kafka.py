@@ -17,7 +17,7 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.partitioner import DefaultPartitioner, murmur2
 
-from .topics import KafkaTuning
+from services.runtime.topics import KafkaTuning
 
 Headers = list[tuple[str, bytes]]
 

@@ -18,9 +18,9 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from schemas.commands import CommandBase, ExpireInactive
 
-from ..conversation.processor import BatchResult
-from ..ingest.normalise import Invalid
-from ..projections.rows import ConversationRow
+from services.conversation.processor import BatchResult
+from services.ingest.normalise import Invalid
+from services.projections.rows import ConversationRow
 
 _BATCH_SIZES = (1, 10, 50, 100, 250, 500, 1_000, 2_000, 5_000)
 _RESOLUTION_SECONDS = (60, 300, 900, 1800, 3600, 4 * 3600, 8 * 3600, 86400, 3 * 86400,

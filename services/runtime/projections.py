@@ -19,12 +19,12 @@ from typing import Any
 
 from eventsourcing.persistence import IntegrityError
 
-from ..conversation.ports import EventStore, Position
-from ..projections.ports import ReadModelStore
-from ..projections.projector import EVENT_STORE_POSITION, ConversationProjection
-from .locks import SingleActiveLock, while_leader
-from .observability import Health, RuntimeMetrics
-from .wakeup import Wakeup
+from services.conversation.ports import EventStore, Position
+from services.projections.ports import ReadModelStore
+from services.projections.projector import EVENT_STORE_POSITION, ConversationProjection
+from services.runtime.locks import SingleActiveLock, while_leader
+from services.runtime.observability import Health, RuntimeMetrics
+from services.runtime.wakeup import Wakeup
 
 log = logging.getLogger(__name__)
 SERVICE = "projections"

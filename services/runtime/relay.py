@@ -19,14 +19,14 @@ from aiokafka import AIOKafkaProducer
 
 from schemas.events import CURRENT_VERSION, DomainEvent, decode_event, encode_event, event_type_of
 
-from ..conversation.ports import EventStore, Position
-from ..projections.ports import ReadModelStore
-from .kafka import RecordBatches, partitions_of
-from .locks import SingleActiveLock, while_leader
-from .observability import Health, RuntimeMetrics
-from .sinks import OutRecord
-from .topics import Topics, partition_key
-from .wakeup import Wakeup
+from services.conversation.ports import EventStore, Position
+from services.projections.ports import ReadModelStore
+from services.runtime.kafka import RecordBatches, partitions_of
+from services.runtime.locks import SingleActiveLock, while_leader
+from services.runtime.observability import Health, RuntimeMetrics
+from services.runtime.sinks import OutRecord
+from services.runtime.topics import Topics, partition_key
+from services.runtime.wakeup import Wakeup
 
 log = logging.getLogger(__name__)
 SERVICE = "relay"

@@ -30,8 +30,8 @@ from aiokafka.errors import (
 )
 from eventsourcing.persistence import InterfaceError, OperationalError
 
-from ..conversation.ports import ConcurrencyConflict
-from .observability import Health
+from services.conversation.ports import ConcurrencyConflict
+from services.runtime.observability import Health
 
 log = logging.getLogger(__name__)
 

@@ -19,17 +19,17 @@ from typing import Any
 
 from aiokafka import AIOKafkaProducer
 
-from ..bootstrap import Stores, embedded_pipeline, open_stores
-from ..gc_tuning import tune_gc
-from ..settings import Settings
-from .dependencies import KAFKA, POSTGRES, DependencyWatch
-from .kafka import make_producer
-from .locks import make_lock
-from .observability import Health, RuntimeMetrics, setup_logging
-from .retry import bounded, retrying
-from .starting import Startup, Unavailable
-from .topics import KafkaTuning, Topics
-from .wakeup import make_wakeup
+from services.bootstrap import Stores, embedded_pipeline, open_stores
+from services.gc_tuning import tune_gc
+from services.settings import Settings
+from services.runtime.dependencies import KAFKA, POSTGRES, DependencyWatch
+from services.runtime.kafka import make_producer
+from services.runtime.locks import make_lock
+from services.runtime.observability import Health, RuntimeMetrics, setup_logging
+from services.runtime.retry import bounded, retrying
+from services.runtime.starting import Startup, Unavailable
+from services.runtime.topics import KafkaTuning, Topics
+from services.runtime.wakeup import make_wakeup
 
 log = logging.getLogger("bonychat.serve")
 SERVICES = ("ingest", "conversation", "relay", "projections")
@@ -109,7 +109,7 @@ async def _serve(names: list[str], settings: Settings) -> int:
             await startup.done()
         if startup.bound_port != settings.http_port:  # port 0: keep the one already shown
             proc.settings = settings.model_copy(update={"http_port": startup.bound_port})
-        from .http import start_http
+        from services.runtime.http import start_http
 
         try:
             proc.http = await start_http(proc.settings, proc.sink, proc.stores, proc.metrics,
@@ -139,13 +139,13 @@ async def _open_stores(proc: _Process, startup: Startup) -> bool:
 
 
 async def _start_embedded(proc: _Process) -> None:
-    from .sinks import EmbeddedSink
+    from services.runtime.sinks import EmbeddedSink
 
     assert proc.stores is not None
     pipeline = embedded_pipeline(proc.stores, proc.settings)
     await asyncio.to_thread(pipeline.catch_up)
     proc.sink = EmbeddedSink(pipeline=pipeline, metrics=proc.metrics)
-    from .sweep import InactivitySweep
+    from services.runtime.sweep import InactivitySweep
 
     proc.runners["sweep"] = InactivitySweep(stores=proc.stores, submit=proc.sink.sweep,
                                             metrics=proc.metrics).run
@@ -154,11 +154,11 @@ async def _start_embedded(proc: _Process) -> None:
 
 async def _start_kafka(proc: _Process, names: list[str], bootstrap: str,
                        startup: Startup) -> bool:
-    from .conversation import ConversationService
-    from .ingest import IngestService
-    from .projections import ProjectionService
-    from .relay import OutboxRelay
-    from .sinks import KafkaSink
+    from services.runtime.conversation import ConversationService
+    from services.runtime.ingest import IngestService
+    from services.runtime.projections import ProjectionService
+    from services.runtime.relay import OutboxRelay
+    from services.runtime.sinks import KafkaSink
 
     stores, settings = proc.stores, proc.settings
     assert stores is not None
@@ -205,7 +205,7 @@ async def _start_kafka(proc: _Process, names: list[str], bootstrap: str,
         proc.runners["conversation"] = ConversationService(
             events=stores.events, **kafka, **common).run
     if "conversation" in names:  # sweep requests go to the owners of the contacts
-        from .sweep import InactivitySweep
+        from services.runtime.sweep import InactivitySweep
 
         proc.runners["sweep"] = InactivitySweep(stores=stores, submit=proc.sink.submit,
                                                 metrics=proc.metrics).run
@@ -226,7 +226,7 @@ async def _start_kafka(proc: _Process, names: list[str], bootstrap: str,
 def _postgres_params(settings: Settings) -> dict[str, Any] | None:
     if not settings.is_postgres:
         return None
-    from ..postgres import parse_url
+    from services.postgres import parse_url
 
     return dict(parse_url(settings.database_url).params)
 

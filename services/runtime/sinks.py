@@ -21,13 +21,13 @@ from aiokafka.errors import KafkaError
 
 from schemas.commands import CommandBase, CommandMessage
 
-from ..embedded import EmbeddedPipeline
-from ..http.ports import SinkUnavailableError
-from ..ingest.normalise import Invalid
-from .kafka import Headers, RecordBatches, partitions_of, reason_header
-from .observability import Health, RuntimeMetrics
-from .retry import PRODUCER_FATAL
-from .topics import Topics, partition_key
+from services.embedded import EmbeddedPipeline
+from services.http.ports import SinkUnavailableError
+from services.ingest.normalise import Invalid
+from services.runtime.kafka import Headers, RecordBatches, partitions_of, reason_header
+from services.runtime.observability import Health, RuntimeMetrics
+from services.runtime.retry import PRODUCER_FATAL
+from services.runtime.topics import Topics, partition_key
 
 log = logging.getLogger(__name__)
 

@@ -23,10 +23,10 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
 from prometheus_client.exposition import generate_latest
 
-from ..http.errors import error_response, json_response
-from ..http.limits import SERVER_OPTIONS
-from .observability import Health, RuntimeMetrics
-from .retry import Backoff, describe, is_transient
+from services.http.errors import error_response, json_response
+from services.http.limits import SERVER_OPTIONS
+from services.runtime.observability import Health, RuntimeMetrics
+from services.runtime.retry import Backoff, describe, is_transient
 
 log = logging.getLogger("bonychat.serve")
 T = TypeVar("T")

@@ -23,9 +23,9 @@ from datetime import UTC, datetime
 
 from schemas.commands import ExpireInactive
 
-from ..bootstrap import Stores
-from ..service_levels import sweep_commands
-from .observability import RuntimeMetrics
+from services.bootstrap import Stores
+from services.service_levels import sweep_commands
+from services.runtime.observability import RuntimeMetrics
 
 log = logging.getLogger(__name__)
 SWEEP_SECONDS = 30.0

@@ -30,7 +30,7 @@ from schemas.events import (
 )
 from schemas.trusted import construct
 
-from .errors import (
+from services.conversation.domain.errors import (
     AlreadyMerged,
     AlreadyOpen,
     InvalidMerge,

@@ -18,7 +18,7 @@ from schemas.events import DomainEvent, WorkspaceSettingsChanged
 from schemas.trusted import construct
 from schemas.workspace import WorkspaceSettings, apply_patch
 
-from .contact import Source, aggregate_id, name_uuid
+from services.conversation.domain.contact import Source, aggregate_id, name_uuid
 
 SETTINGS_CONTACT: Final = ""
 
