@@ -63,7 +63,7 @@ test-fuzz: $(STAMP) ## 100,000 fuzzed envelopes, 300 schemathesis examples per A
 	    $(BIN)/pytest tests/unit/test_envelope_fuzz.py tests/e2e/test_openapi_fuzz.py -p no:cacheprovider
 
 MUTANTS ?=
-mutation: $(STAMP) ## mutation testing of the core (mutmut, CPU heavy, not in make test): MUTANTS='services.ingest.normalise*' narrows it
+mutation: $(STAMP) ## mutation testing of the core (mutmut, CPU heavy, not in make test): MUTANTS='services.ingest.domain.normalise*' narrows it
 	rm -rf mutants
 	BONYCHAT_FUZZ_EXAMPLES=80 BONYCHAT_ISOLATION_EXAMPLES=20 nice $(BIN)/mutmut run $(MUTANTS) || true
 	$(BIN)/mutmut export-cicd-stats && cat mutants/mutmut-cicd-stats.json && echo

@@ -20,7 +20,7 @@ from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from schemas.workspace_text import parse_business_hours
-from services.projections.business_hours import business_calendar, business_seconds
+from services.projections.domain.business_hours import business_calendar, business_seconds
 
 ZONE = ZoneInfo("Europe/Berlin")
 SCHEDULE = parse_business_hours("mon-fri 09:00-12:00 13:00-18:00, sat 10:00-14:00")

@@ -33,7 +33,7 @@ from aiokafka import AIOKafkaConsumer
 from aiokafka.admin import AIOKafkaAdminClient
 from psycopg.sql import SQL, Identifier
 
-from services.ingest.normalise import Invalid, parse
+from services.ingest.domain.normalise import Invalid, parse
 from services.runtime.topics import Topics, group_id
 
 from . import limits

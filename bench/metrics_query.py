@@ -6,7 +6,7 @@ Fills a fresh schema with the synthetic conversations of ``bench.pages`` (one
 workspace, 90 days up to now), then, per grouping over the last 365 days and for
 the 30-day day report, times (a) the Python path split into reading the facts
 (``store.facts``) and ``compute``, and (b) ``store.aggregate_metrics`` (CONTRACT §3
-aggregated in PostgreSQL, ``services/projections/sql_metrics.py``), checks both
+aggregated in PostgreSQL, ``services/projections/adapters/sql_metrics.py``), checks both
 answers are equal, and prints p50 / p99 (ms). Writes
 ``bench/results/metrics-query-latest.json``; the schema is dropped afterwards.
 """
@@ -25,8 +25,8 @@ import orjson
 import psycopg
 
 from bench.pages import percentiles, rows
-from services.bootstrap import open_stores
-from services.projections.metrics import GROUPINGS, MetricsQuery, compute, fact_window
+from services.composition import open_stores
+from services.projections.domain.metrics import GROUPINGS, MetricsQuery, compute, fact_window
 from services.settings import Settings
 
 WS = "ws_bench"

@@ -28,11 +28,11 @@ import psycopg
 from aiohttp.test_utils import TestClient, TestServer
 from prometheus_client import CollectorRegistry
 
-from services.bootstrap import open_stores
+from services.composition import open_stores
 from services.http.app import create_app
-from services.http.fakes import RecordingSink
-from services.projections.rows import ConversationRow
+from services.projections.domain.rows import ConversationRow
 from services.settings import Settings
+from tests.sink_fakes import RecordingSink
 
 WS = "ws_bench"
 TOKEN = "an-bench"

@@ -1,6 +1,6 @@
 """Metrics computation cost with the §6 statistics (``python -m bench.service_levels``).
 
-Measures :func:`services.projections.metrics.compute` alone (no database) over N
+Measures :func:`services.projections.domain.metrics.compute` alone (no database) over N
 synthetic conversation facts spread over a year, with and without a business-hours
 schedule, per grouping: p50/p99 of R runs. The store's read of the facts comes on
 top (``bench/pages.py`` measures the PostgreSQL side).
@@ -15,8 +15,8 @@ import time
 from zoneinfo import ZoneInfo
 
 from schemas.workspace_text import parse_business_hours
-from services.projections.business_hours import business_calendar
-from services.projections.metrics import GROUPINGS, Fact, MetricsQuery, compute
+from services.projections.domain.business_hours import business_calendar
+from services.projections.domain.metrics import GROUPINGS, Fact, MetricsQuery, compute
 
 YEAR_US = 365 * 86_400 * 1_000_000
 START_US = 1_767_225_600_000_000  # 2026-01-01T00:00:00Z

@@ -25,21 +25,21 @@ from typing import TYPE_CHECKING
 from eventsourcing.persistence import IntegrityError
 
 from schemas.events import DomainEvent, decode_event, encode_event
-from services.conversation.domain.contact import aggregate_id
-from services.conversation.ports import (
+from services.conversation.application.ports import (
     ConcurrencyConflict,
     DeadLetter,
     EventStore,
     Outcome,
     Position,
 )
-from services.projections.metrics import Fact, FactWindow, RowWindow, in_window
-from services.projections.ports import ReadModelStore
-from services.projections.rows import ConversationRow
+from services.conversation.domain.contact import aggregate_id
+from services.projections.application.ports import ReadModelStore
+from services.projections.domain.metrics import Fact, FactWindow, RowWindow, in_window
+from services.projections.domain.rows import ConversationRow
 
 
 class FakeEventStore:
-    """:class:`services.conversation.ports.EventStore` in memory."""
+    """:class:`services.conversation.application.ports.EventStore` in memory."""
 
     def __init__(self) -> None:
         self.notifications: list[tuple[int, uuid.UUID, int, bytes]] = []
@@ -121,7 +121,7 @@ class FakeEventStore:
 
 
 class FakeReadModelStore:
-    """:class:`services.projections.ports.ReadModelStore` in memory."""
+    """:class:`services.projections.application.ports.ReadModelStore` in memory."""
 
     def __init__(self) -> None:
         self.rows: dict[str, ConversationRow] = {}

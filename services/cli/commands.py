@@ -13,13 +13,8 @@ from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from typing import IO
 
-from services import service_levels
-from services.bootstrap import embedded_pipeline, open_stores
-from services.gc_tuning import tune_gc
-from services.ingest.parallel import ParallelParser
-from services.projections.metrics import GROUPINGS
-from services.settings import Settings
-from services.writer import WriterFailed, WriterProcess
+from services.bulk_import.parse import ParallelParser
+from services.bulk_import.writer import WriterFailed, WriterProcess
 from services.cli.output import render_conversations, render_metrics, to_json
 from services.cli.spec import (
     EXIT_OK,
@@ -31,6 +26,11 @@ from services.cli.spec import (
     date_arg,
     zone_arg,
 )
+from services.composition import embedded_pipeline, open_stores
+from services.projections.application import queries as service_levels
+from services.projections.domain.metrics import GROUPINGS
+from services.runtime.gc_tuning import tune_gc
+from services.settings import Settings
 
 
 @contextmanager

@@ -20,11 +20,11 @@ from importlib.metadata import PackageNotFoundError, version
 from eventsourcing.persistence import PersistenceError
 from pydantic import ValidationError
 
-from services.bootstrap import StorageUnavailable, require_store
-from services.settings import Settings
 from services.cli import commands, operators
 from services.cli import service_levels as service_level_commands
 from services.cli.spec import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, Command, Failure, Parser
+from services.composition import StorageUnavailable, require_store
+from services.settings import Settings
 
 #: every subcommand, in the order ``bonychat --help`` lists them
 COMMANDS: tuple[Command, ...] = (*commands.COMMANDS, *operators.COMMANDS,

@@ -1,7 +1,7 @@
 """``bonychat outcome`` and ``bonychat dead-letters [retry]``: the operators' commands.
 
 Both read the database (and, with ``BONYCHAT_KAFKA_BOOTSTRAP`` set, the Kafka DLQ
-topic) through :mod:`services.operations`; neither creates a store. ``retry``
+topic) through :mod:`services.dead_letters`; neither creates a store. ``retry``
 re-submits through the normal pipeline of ``bonychat import``.
 """
 
@@ -15,14 +15,24 @@ from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 
-from services.bootstrap import StorageUnavailable, embedded_pipeline, open_stores
-from services.conversation.processor import BatchResult
-from services.operations.ports import PUBLIC_FIELDS, SOURCES, DeadLetterEntry, DeadLetterFilter
-from services.operations.service import Operations, RetryReport, UnknownDeadLetter, since_moment
-from services.operations.wiring import open_operations
-from services.settings import Settings
 from services.cli.output import table, to_json
 from services.cli.spec import EXIT_OK, Command, Failure
+from services.composition import StorageUnavailable, embedded_pipeline, open_stores
+from services.composition.dead_letters import open_operations
+from services.conversation.application.processor import BatchResult
+from services.dead_letters.application.ports import (
+    PUBLIC_FIELDS,
+    SOURCES,
+    DeadLetterEntry,
+    DeadLetterFilter,
+)
+from services.dead_letters.application.service import (
+    Operations,
+    RetryReport,
+    UnknownDeadLetter,
+    since_moment,
+)
+from services.settings import Settings
 
 REASON_WIDTH = 70
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import orjson
 
-from services.projections.rows import ROW_FIELDS
+from services.projections.domain.rows import ROW_FIELDS
 
 STAT_KEYS = ("count", "avg", "p50", "p90", "min", "max")
 #: the statistics CONTRACT §6.6 adds, in CSV column order, with their column prefix

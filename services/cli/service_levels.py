@@ -15,12 +15,15 @@ from schemas.workspace_text import (
     parse_business_hours,
     parse_duration,
 )
-
-from services.conversation.workspaces import SettingsChange, change_settings, load_workspace
-from services.service_levels import close_inactive as sweep
-from services.settings import Settings
 from services.cli.output import table, to_json
 from services.cli.spec import Command, Parser, cli_stores
+from services.conversation.application.workspaces import (
+    SettingsChange,
+    change_settings,
+    load_workspace,
+)
+from services.projections.application.queries import close_inactive as sweep
+from services.settings import Settings
 
 EXIT_OK, EXIT_USAGE = 0, 2
 
@@ -112,7 +115,7 @@ def _moment(text: str | None) -> datetime:
 
 
 def close_inactive(args: argparse.Namespace, settings: Settings) -> int:
-    from services.bootstrap import embedded_pipeline
+    from services.composition import embedded_pipeline
 
     try:
         now = _moment(args.now)

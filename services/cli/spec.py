@@ -6,7 +6,7 @@ the function that runs it. A module of commands exports ``COMMANDS``, a tuple of
 them, and ``main.py`` lists the modules. Only commands declared with
 ``creates_store=True`` (``import``, ``serve``) may create a database; for every
 other one ``main`` checks first that the store exists and otherwise exits 1 with
-one line naming it (see :func:`services.bootstrap.require_store`). A nested
+one line naming it (see :func:`services.composition.require_store`). A nested
 subcommand can change that with ``parser.set_defaults(creates_store=...)``.
 """
 
@@ -19,8 +19,8 @@ from dataclasses import dataclass
 from datetime import date
 from typing import NoReturn
 
-from services.bootstrap import StorageUnavailable, Stores, open_stores
-from services.projections.metrics import calendar_date, time_zone
+from services.composition import StorageUnavailable, Stores, open_stores
+from services.projections.domain.metrics import calendar_date, time_zone
 from services.settings import Settings
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2

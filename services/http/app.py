@@ -10,9 +10,7 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 from prometheus_client import CollectorRegistry, Counter
 
-from services.conversation.ports import EventStore
-from services.projections.ports import ReadModelStore
-from services.settings import Settings
+from services.conversation.application.ports import EventStore
 from services.http.auth import auth_middleware
 from services.http.browse import list_conversations
 from services.http.context import CONTEXT, HealthCheck, HttpContext, Realm
@@ -27,8 +25,15 @@ from services.http.pages import add_pages
 from services.http.ports import EventSink
 from services.http.queries import get_metrics
 from services.http.settings_api import get_settings, put_settings
-from services.http.telemetry import ReadinessCollector, healthz, prometheus, request_metrics_middleware
+from services.http.telemetry import (
+    ReadinessCollector,
+    healthz,
+    prometheus,
+    request_metrics_middleware,
+)
 from services.http.timeline import get_contact_events, get_conversation_events
+from services.projections.application.ports import ReadModelStore
+from services.settings import Settings
 
 log = logging.getLogger(__name__)
 

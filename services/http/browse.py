@@ -25,7 +25,11 @@ from zoneinfo import ZoneInfo
 from aiohttp import web
 
 from services.cli.output import render_conversations
-from services.projections.metrics import (
+from services.http.context import CONTEXT
+from services.http.errors import ApiError, json_response
+from services.http.queries import STATUSES, csv_response, parse_date, parse_zone
+from services.projections.application.queries import workspace_settings
+from services.projections.domain.metrics import (
     GROUPINGS,
     TIME_GROUPINGS,
     UNRESOLVED,
@@ -34,12 +38,8 @@ from services.projections.metrics import (
     fact_window,
     time_key,
 )
-from services.projections.rows import BusinessClock, ConversationRow
-from services.projections.service_levels import business_clock
-from services.service_levels import workspace_settings
-from services.http.context import CONTEXT
-from services.http.errors import ApiError, json_response
-from services.http.queries import STATUSES, csv_response, parse_date, parse_zone
+from services.projections.domain.rows import BusinessClock, ConversationRow
+from services.projections.domain.service_levels import business_clock
 
 MEASURES: Final = ("opened", "closed", "resolved")
 MAX_LIMIT: Final = 1_000

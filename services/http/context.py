@@ -9,9 +9,9 @@ from typing import Any, Literal
 from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter
 
-from services.conversation.ports import EventStore
-from services.projections.ports import ReadModelStore
+from services.conversation.application.ports import EventStore
 from services.http.ports import EventSink
+from services.projections.application.ports import ReadModelStore
 
 Realm = Literal["gateway", "analytics", "admin"]
 HealthCheck = Callable[[], dict[str, Any]]

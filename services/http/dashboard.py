@@ -22,13 +22,13 @@ from zoneinfo import ZoneInfo
 
 from aiohttp import web
 
-from services.projections.metrics import Fact, MetricsQuery, compute
-from services.projections.ports import ReadModelStore
-from services.projections.rows import ConversationRow, format_micros, to_micros
 from services.http.context import CONTEXT
 from services.http.errors import ApiError
 from services.http.errors import json_response as respond
 from services.http.queries import parse_zone
+from services.projections.application.ports import ReadModelStore
+from services.projections.domain.metrics import Fact, MetricsQuery, compute
+from services.projections.domain.rows import ConversationRow, format_micros, to_micros
 
 LONGEST_WAITING: Final = 10
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)

@@ -17,13 +17,12 @@ from aiohttp import web
 from aiohttp.web_urldispatcher import _default_expect_handler
 
 from schemas.commands import CommandBase
-
-from services.ingest.normalise import Invalid, parse_object
 from services.http import limits
 from services.http.context import CONTEXT, WORKSPACE
 from services.http.errors import ApiError, json_response
 from services.http.limits import MAX_BATCH_ITEMS, MAX_BODY_BYTES
 from services.http.ports import SinkUnavailableError
+from services.ingest.domain.normalise import Invalid, parse_object
 
 RETRY_AFTER_SECONDS: Final = "5"
 _BLANK: Final = " \t\n\r"

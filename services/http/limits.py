@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import Any, Final
 
-from services.ingest.normalise import MAX_INPUT_BYTES
+from services.ingest.domain.normalise import MAX_INPUT_BYTES
 
 #: the one input limit of the service: also a JSONL line's and a Kafka record's
 MAX_BODY_BYTES: Final = MAX_INPUT_BYTES

@@ -26,13 +26,13 @@ from typing import Any, Final
 
 from aiohttp import web
 
-from services.projections.notify import PROJECTED_CHANNEL, parse_payload
-from services.projections.ports import ReadModelStore
-from services.projections.projector import EVENT_STORE_POSITION
 from services.http.context import CONTEXT, WORKSPACE
 from services.http.dashboard import dashboard_zone, summary
 from services.http.errors import ApiError
 from services.http.live_feed import COALESCE_SECONDS, SummaryFeeds, next_item, sse
+from services.projections.adapters.notify import PROJECTED_CHANNEL, parse_payload
+from services.projections.application.ports import ReadModelStore
+from services.projections.application.projector import EVENT_STORE_POSITION
 
 log = logging.getLogger(__name__)
 

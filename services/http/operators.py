@@ -7,7 +7,7 @@
   letters as ``bonychat dead-letters --format json`` lists them (an array).
   Input that names no workspace is never shown to a workspace's token.
 
-The :class:`~services.operations.service.Operations` object is attached by the
+The :class:`~services.dead_letters.application.service.Operations` object is attached by the
 runtime (:func:`attach_operations`); without it both answer 503. Its queries
 run in a worker thread, one at a time (the SQLite connection is shared).
 """
@@ -22,8 +22,8 @@ from typing import TypeVar
 
 from aiohttp import web
 
-from services.operations.ports import SOURCES, DeadLetterFilter
-from services.operations.service import Operations, since_moment
+from services.dead_letters.application.ports import SOURCES, DeadLetterFilter
+from services.dead_letters.application.service import Operations, since_moment
 from services.http.errors import ApiError, json_response
 
 OPERATIONS = web.AppKey("bonychat.http.operations", Operations)

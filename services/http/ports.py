@@ -5,8 +5,7 @@ from __future__ import annotations
 from typing import Protocol
 
 from schemas.commands import CommandBase
-
-from services.ingest.normalise import Invalid
+from services.ingest.domain.normalise import Invalid
 
 
 class SinkUnavailableError(Exception):

@@ -15,21 +15,20 @@ from typing import Any, Final
 from aiohttp import web
 
 from schemas.workspace import WorkspaceSettings
-
 from services.cli.output import render_metrics
-from services.conversation.ports import EventStore
-from services.projections.metrics import (
+from services.conversation.application.ports import EventStore
+from services.http.context import CONTEXT
+from services.http.errors import ApiError, json_response
+from services.projections.adapters.sql_metrics import metrics as fast_metrics
+from services.projections.application.ports import ReadModelStore
+from services.projections.application.queries import workspace_settings
+from services.projections.domain.metrics import (
     GROUPINGS,
     MetricsQuery,
     calendar_date,
     time_zone,
 )
-from services.projections.ports import ReadModelStore
-from services.projections.service_levels import business_clock
-from services.projections.sql_metrics import metrics as fast_metrics
-from services.service_levels import workspace_settings
-from services.http.context import CONTEXT
-from services.http.errors import ApiError, json_response
+from services.projections.domain.service_levels import business_clock
 
 STATUSES: Final = ("open", "closed")
 

@@ -16,9 +16,12 @@ import orjson
 from aiohttp import web
 
 from schemas.workspace import SettingsError
-
-from services.conversation.ports import EventStore
-from services.conversation.workspaces import SettingsChange, change_settings, load_workspace
+from services.conversation.application.ports import EventStore
+from services.conversation.application.workspaces import (
+    SettingsChange,
+    change_settings,
+    load_workspace,
+)
 from services.http.context import CONTEXT
 from services.http.errors import ApiError, json_response
 

@@ -16,9 +16,8 @@ from typing import Any
 from aiohttp import web
 
 from schemas.events import ConversationClosed, DomainEvent
-
+from services.conversation.application.ports import EventStore
 from services.conversation.domain.contact import aggregate_id
-from services.conversation.ports import EventStore
 from services.http.context import CONTEXT
 from services.http.errors import ApiError, json_response
 

@@ -8,9 +8,9 @@ from typing import Any
 
 from aiohttp import web
 
-from services.bootstrap import Stores
-from services.settings import Settings
+from services.composition import Stores
 from services.runtime.observability import Health, RuntimeMetrics
+from services.settings import Settings
 
 log = logging.getLogger("bonychat.serve")
 
@@ -50,9 +50,9 @@ async def start_http(settings: Settings, sink: Any, stores: Stores | None,
 
 async def attach_operator_queries(app: web.Application, settings: Settings) -> None:
     """Serve ``/events/{event_id}`` and ``/dead-letters`` (503 if the store cannot be opened)."""
-    from services.bootstrap import StorageUnavailable
+    from services.composition import StorageUnavailable
+    from services.composition.dead_letters import open_operations
     from services.http.operators import attach_operations
-    from services.operations.wiring import open_operations
 
     try:
         operations = await asyncio.to_thread(open_operations, settings)
@@ -78,7 +78,7 @@ def feed_live(app: web.Application, hub: Any, settings: Settings, sink: Any,
     if isinstance(sink, EmbeddedSink):
         sink.on_processed = hub.publish
     elif settings.is_postgres:
-        from services.postgres import parse_url
+        from services.composition.postgres import parse_url
 
         conninfo = dict(parse_url(settings.database_url).params)
         feed_in_background(app, partial(listen_projected, hub, conninfo))

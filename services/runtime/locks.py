@@ -121,7 +121,7 @@ def make_lock(database_url: str, is_postgres: bool, sqlite_path: str, name: str
     """The single-active lock ``name`` for the configured database."""
     if not is_postgres:
         return FileLock(sqlite_path, name)
-    from services.postgres import parse_url
+    from services.composition.postgres import parse_url
 
     target = parse_url(database_url)
     return AdvisoryLock(dict(target.params), f"{name}@{target.schema}")

@@ -17,10 +17,9 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from schemas.commands import CommandBase, ExpireInactive
-
-from services.conversation.processor import BatchResult
-from services.ingest.normalise import Invalid
-from services.projections.rows import ConversationRow
+from services.conversation.application.processor import BatchResult
+from services.ingest.domain.normalise import Invalid
+from services.projections.domain.rows import ConversationRow
 
 _BATCH_SIZES = (1, 10, 50, 100, 250, 500, 1_000, 2_000, 5_000)
 _RESOLUTION_SECONDS = (60, 300, 900, 1800, 3600, 4 * 3600, 8 * 3600, 86400, 3 * 86400,

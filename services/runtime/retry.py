@@ -30,7 +30,7 @@ from aiokafka.errors import (
 )
 from eventsourcing.persistence import InterfaceError, OperationalError
 
-from services.conversation.ports import ConcurrencyConflict
+from services.conversation.application.ports import ConcurrencyConflict
 from services.runtime.observability import Health
 
 log = logging.getLogger(__name__)

@@ -19,10 +19,9 @@ from typing import Any
 
 from aiokafka import AIOKafkaProducer
 
-from services.bootstrap import Stores, embedded_pipeline, open_stores
-from services.gc_tuning import tune_gc
-from services.settings import Settings
+from services.composition import Stores, embedded_pipeline, open_stores
 from services.runtime.dependencies import KAFKA, POSTGRES, DependencyWatch
+from services.runtime.gc_tuning import tune_gc
 from services.runtime.kafka import make_producer
 from services.runtime.locks import make_lock
 from services.runtime.observability import Health, RuntimeMetrics, setup_logging
@@ -30,6 +29,7 @@ from services.runtime.retry import bounded, retrying
 from services.runtime.starting import Startup, Unavailable
 from services.runtime.topics import KafkaTuning, Topics
 from services.runtime.wakeup import make_wakeup
+from services.settings import Settings
 
 log = logging.getLogger("bonychat.serve")
 SERVICES = ("ingest", "conversation", "relay", "projections")
@@ -145,7 +145,7 @@ async def _start_embedded(proc: _Process) -> None:
     pipeline = embedded_pipeline(proc.stores, proc.settings)
     await asyncio.to_thread(pipeline.catch_up)
     proc.sink = EmbeddedSink(pipeline=pipeline, metrics=proc.metrics)
-    from services.runtime.sweep import InactivitySweep
+    from services.conversation.entrypoints.sweep import InactivitySweep
 
     proc.runners["sweep"] = InactivitySweep(stores=proc.stores, submit=proc.sink.sweep,
                                             metrics=proc.metrics).run
@@ -154,10 +154,10 @@ async def _start_embedded(proc: _Process) -> None:
 
 async def _start_kafka(proc: _Process, names: list[str], bootstrap: str,
                        startup: Startup) -> bool:
-    from services.runtime.conversation import ConversationService
-    from services.runtime.ingest import IngestService
-    from services.runtime.projections import ProjectionService
-    from services.runtime.relay import OutboxRelay
+    from services.conversation.entrypoints.kafka import ConversationService
+    from services.ingest.entrypoints.kafka import IngestService
+    from services.projections.entrypoints.kafka import ProjectionService
+    from services.projections.entrypoints.relay import OutboxRelay
     from services.runtime.sinks import KafkaSink
 
     stores, settings = proc.stores, proc.settings
@@ -205,7 +205,7 @@ async def _start_kafka(proc: _Process, names: list[str], bootstrap: str,
         proc.runners["conversation"] = ConversationService(
             events=stores.events, **kafka, **common).run
     if "conversation" in names:  # sweep requests go to the owners of the contacts
-        from services.runtime.sweep import InactivitySweep
+        from services.conversation.entrypoints.sweep import InactivitySweep
 
         proc.runners["sweep"] = InactivitySweep(stores=stores, submit=proc.sink.submit,
                                                 metrics=proc.metrics).run
@@ -226,7 +226,7 @@ async def _start_kafka(proc: _Process, names: list[str], bootstrap: str,
 def _postgres_params(settings: Settings) -> dict[str, Any] | None:
     if not settings.is_postgres:
         return None
-    from services.postgres import parse_url
+    from services.composition.postgres import parse_url
 
     return dict(parse_url(settings.database_url).params)
 

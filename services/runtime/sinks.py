@@ -20,10 +20,9 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
 from schemas.commands import CommandBase, CommandMessage
-
-from services.embedded import EmbeddedPipeline
 from services.http.ports import SinkUnavailableError
-from services.ingest.normalise import Invalid
+from services.in_process.pipeline import EmbeddedPipeline
+from services.ingest.domain.normalise import Invalid
 from services.runtime.kafka import Headers, RecordBatches, partitions_of, reason_header
 from services.runtime.observability import Health, RuntimeMetrics
 from services.runtime.retry import PRODUCER_FATAL

@@ -96,6 +96,6 @@ def make_wakeup(database_url: str, is_postgres: bool) -> Wakeup:
     """A LISTEN-based wakeup on PostgreSQL, plain polling otherwise."""
     if not is_postgres:
         return Wakeup(None)
-    from services.postgres import parse_url
+    from services.composition.postgres import parse_url
 
     return Wakeup(dict(parse_url(database_url).params))

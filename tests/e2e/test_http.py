@@ -20,18 +20,18 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from prometheus_client import CollectorRegistry
+from sink_fakes import RecordingSink
 
 from schemas.commands import CommandBase
-from services.bootstrap import Stores, open_stores
 from services.cli.main import main as cli_main
-from services.embedded import EmbeddedPipeline
+from services.composition import Stores, open_stores
 from services.http.app import create_app
 from services.http.context import HealthCheck
-from services.http.fakes import RecordingSink
 from services.http.ingest import MAX_BODY_BYTES
 from services.http.ports import EventSink
-from services.ingest.normalise import Invalid
-from services.projections.metrics import MetricsQuery, compute
+from services.in_process.pipeline import EmbeddedPipeline
+from services.ingest.domain.normalise import Invalid
+from services.projections.domain.metrics import MetricsQuery, compute
 from services.settings import Settings
 
 pytestmark = pytest.mark.e2e

@@ -17,10 +17,10 @@ import pytest
 from aiohttp import web
 from fakes import FakeReadModelStore
 from prometheus_client import CollectorRegistry
+from sink_fakes import RecordingSink
 
 from services.http import limits
 from services.http.app import create_app
-from services.http.fakes import RecordingSink
 from services.http.limits import MAX_BATCH_ITEMS, SERVER_OPTIONS
 from services.settings import Settings
 

@@ -17,10 +17,10 @@ import pytest
 
 from e2e.test_http import ANALYTICS, GATEWAY, async_test, envelope, serve
 from e2e.test_pages_api import get_json, next_event, pages_app, stores  # noqa: F401  (fixture)
-from services.bootstrap import Stores
-from services.embedded import EmbeddedPipeline
+from services.composition import Stores
 from services.http.context import CONTEXT
 from services.http.live import LiveHub
+from services.in_process.pipeline import EmbeddedPipeline
 from services.runtime.sinks import EmbeddedSink
 
 pytestmark = pytest.mark.e2e

@@ -14,9 +14,9 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from services.bootstrap import Stores, embedded_pipeline, open_stores
+from services.composition import Stores, embedded_pipeline, open_stores
+from services.composition.dead_letters import open_operations
 from services.http.operators import attach_operations
-from services.operations.wiring import open_operations
 from services.runtime.sinks import EmbeddedSink
 from tests.e2e.test_http import (
     ANALYTICS,

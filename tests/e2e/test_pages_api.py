@@ -14,6 +14,7 @@ import orjson
 import pytest
 from aiohttp import web
 from prometheus_client import CollectorRegistry
+from sink_fakes import RecordingSink
 
 from e2e.test_http import (
     ANALYTICS,
@@ -25,12 +26,11 @@ from e2e.test_http import (
     make_settings,
     serve,
 )
-from services.bootstrap import Stores, open_stores
 from services.cli.main import main as cli_main
-from services.embedded import EmbeddedPipeline
+from services.composition import Stores, open_stores
 from services.http.app import create_app
-from services.http.fakes import RecordingSink
 from services.http.live import LiveHub
+from services.in_process.pipeline import EmbeddedPipeline
 from services.runtime.sinks import EmbeddedSink
 
 pytestmark = pytest.mark.e2e

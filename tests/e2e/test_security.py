@@ -28,12 +28,12 @@ from aiohttp.test_utils import TestClient, TestServer
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry
+from sink_fakes import RecordingSink
 
-from services.bootstrap import Stores, open_stores
-from services.embedded import EmbeddedPipeline
+from services.composition import Stores, open_stores
 from services.http.app import create_app
-from services.http.fakes import RecordingSink
-from services.projections.ports import ReadModelStore
+from services.in_process.pipeline import EmbeddedPipeline
+from services.projections.application.ports import ReadModelStore
 from services.settings import Settings
 
 from .test_cli import bonychat_command

@@ -10,13 +10,13 @@ from typing import Any
 import orjson
 import pytest
 from prometheus_client import CollectorRegistry
+from sink_fakes import RecordingSink
 
-from services.bootstrap import Stores, embedded_pipeline, open_stores
+from services.composition import Stores, embedded_pipeline, open_stores
+from services.conversation.entrypoints.sweep import InactivitySweep
 from services.http.app import create_app
-from services.http.fakes import RecordingSink
 from services.runtime.observability import RuntimeMetrics
 from services.runtime.sinks import EmbeddedSink
-from services.runtime.sweep import InactivitySweep
 from services.settings import Settings
 
 from .test_http import async_test, envelope, error_of, serve
@@ -114,7 +114,7 @@ async def test_the_serve_sweep_closes_expired_conversations(tmp_path: Path,
     async with serve(app_of(tmp_path, stores)) as client:
         await client.put("/v1/workspaces/ws1/settings", headers=ADMIN,
                          data=orjson.dumps({"inactivity_timeout_seconds": 600}))
-    from services.ingest.normalise import parse
+    from services.ingest.domain.normalise import parse
 
     await sink.submit([parse(orjson.dumps(envelope("message.received", "e1", "c1",
                                                    "2026-11-24T10:00:00Z")))])

@@ -19,13 +19,13 @@ from typing import Any, ClassVar
 import pytest
 
 from bench.generate import Generator, write
-from services.bootstrap import Stores, _open_sqlite
-from services.conversation.ports import ConcurrencyConflict, StoredKeys
-from services.conversation.store_sqlite import SQLiteEventStore, StoredRow
-from services.embedded import EmbeddedPipeline, ImportSummary
-from services.ingest.parallel import ParallelParser
-from services.projections.metrics import MetricsQuery, compute
-from services.writer import WriterFailed, WriterProcess
+from services.bulk_import.parse import ParallelParser
+from services.bulk_import.writer import WriterFailed, WriterProcess
+from services.composition import Stores, _open_sqlite
+from services.conversation.adapters.store_sqlite import SQLiteEventStore, StoredRow
+from services.conversation.application.ports import ConcurrencyConflict, StoredKeys
+from services.in_process.pipeline import EmbeddedPipeline, ImportSummary
+from services.projections.domain.metrics import MetricsQuery, compute
 
 CACHE = 40  # far fewer than the contacts: the cache evicts during the import
 # (and pipelined imports keep 1,500 lines in flight: they wait for the writer)

@@ -32,7 +32,7 @@ from typing import Any
 import psycopg
 
 from services.conversation.domain.contact import aggregate_id
-from services.runtime.relay import relay_position_name
+from services.projections.entrypoints.relay import relay_position_name
 from services.runtime.topics import Topics
 
 from .cluster import ROLES, Cluster, service_env

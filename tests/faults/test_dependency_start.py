@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from services.bootstrap import open_stores
+from services.composition import open_stores
 from services.runtime.topics import Topics
 from services.settings import Settings
 from tests.integration.kafka_fixtures import (

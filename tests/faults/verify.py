@@ -27,7 +27,7 @@ import orjson
 import psycopg
 from aiokafka import AIOKafkaConsumer
 
-from services.bootstrap import open_stores
+from services.composition import open_stores
 from services.settings import Settings
 from tests.integration.kafka_fixtures import snapshot
 
@@ -183,7 +183,7 @@ class Verdict:
 def verify(expected: Reference, *, url: str, schema: str, bootstrap: str, events_topic: str,
            relay_name: str) -> Verdict:
     """Compare, one workspace at a time (memory stays small on long runs)."""
-    from services.postgres import open_postgres_stores
+    from services.composition.postgres import open_postgres_stores
 
     seen = observe(url, schema, relay_name)
     stores = open_postgres_stores(f"{url}?schema={schema}")

@@ -28,9 +28,9 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.partitioner import murmur2
 
 from infra.kafka.topics import TOPICS
-from services.bootstrap import Stores, embedded_pipeline, open_stores
-from services.projections.metrics import GROUPINGS, MetricsQuery, compute
-from services.projections.ports import ReadModelStore
+from services.composition import Stores, embedded_pipeline, open_stores
+from services.projections.application.ports import ReadModelStore
+from services.projections.domain.metrics import GROUPINGS, MetricsQuery, compute
 from services.runtime.topics import Topics
 from services.settings import Settings
 

@@ -33,7 +33,7 @@ from kafka_fixtures import (
     wait_until,
 )
 
-from services.ingest.normalise import MAX_INPUT_BYTES, Invalid, parse
+from services.ingest.domain.normalise import MAX_INPUT_BYTES, Invalid, parse
 from services.runtime.sinks import command_record
 
 pytestmark = pytest.mark.integration

@@ -19,8 +19,8 @@ from test_kafka_runtime import SETTLE, infra  # noqa: F401
 
 from schemas.commands import ExpireInactive, ReceiveMessage
 from schemas.events import ConversationClosed
+from services.conversation.application.workspaces import SettingsChange, change_settings
 from services.conversation.domain.contact import aggregate_id
-from services.conversation.workspaces import SettingsChange, change_settings
 from services.runtime.sinks import command_record
 
 pytestmark = pytest.mark.integration

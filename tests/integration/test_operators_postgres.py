@@ -15,10 +15,10 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from services.bootstrap import open_stores
-from services.operations.ports import OperationsStore, RetryRecord
-from services.operations.wiring import open_operations_store
-from services.postgres import parse_url
+from services.composition import open_stores
+from services.composition.dead_letters import open_operations_store
+from services.composition.postgres import parse_url
+from services.dead_letters.application.ports import OperationsStore, RetryRecord
 from services.settings import Settings
 from tests.e2e.test_operators_cli import (
     OpsCli,

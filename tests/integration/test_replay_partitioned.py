@@ -8,11 +8,11 @@ from typing import Any
 import pytest
 from test_store_contract import generate_lines, snapshot
 
-from services.bootstrap import Stores
-from services.embedded import EmbeddedPipeline
-from services.postgres import open_postgres_stores
-from services.projections import replay as partitioned
-from services.projections.projector import EVENT_STORE_POSITION
+from services.composition import Stores
+from services.composition.postgres import open_postgres_stores
+from services.in_process.pipeline import EmbeddedPipeline
+from services.projections.application import replay as partitioned
+from services.projections.application.projector import EVENT_STORE_POSITION
 
 
 @pytest.fixture

@@ -18,10 +18,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from services.bootstrap import open_stores
-from services.projections.metrics import GROUPINGS, Fact, MetricsQuery, compute, fact_window
-from services.projections.rows import ConversationRow
-from services.projections.sql_metrics import metrics
+from services.composition import open_stores
+from services.projections.adapters.sql_metrics import metrics
+from services.projections.domain.metrics import GROUPINGS, Fact, MetricsQuery, compute, fact_window
+from services.projections.domain.rows import ConversationRow
 from services.settings import Settings
 
 DAY_US = 86_400 * 1_000_000
@@ -127,7 +127,7 @@ def test_the_fast_path_answers_and_declines_only_when_unsure(store: object) -> N
 
 def test_a_measure_the_reference_gained_sends_the_query_to_the_reference(
         store: object, monkeypatch: pytest.MonkeyPatch) -> None:
-    from services.projections import sql_metrics
+    from services.projections.adapters import sql_metrics
     chosen = [Fact(BASE_US, BASE_US + 61_000_000, "email", "contact", "user", None, None)]
     save(store, "ws_new_measure", chosen)
     query = MetricsQuery("ws_new_measure", "channel")

@@ -19,16 +19,21 @@ import pytest
 from eventsourcing.persistence import IntegrityError
 
 from schemas.events import ConversationClosed, ConversationOpened, MessageReceived
-from services.bootstrap import Stores, _open_sqlite
+from services.composition import Stores, _open_sqlite
+from services.composition.postgres import open_postgres_stores
+from services.conversation.application.ports import (
+    ConcurrencyConflict,
+    DeadLetter,
+    Outcome,
+    Position,
+)
+from services.conversation.application.processor import BatchProcessor
 from services.conversation.domain.contact import aggregate_id
-from services.conversation.ports import ConcurrencyConflict, DeadLetter, Outcome, Position
-from services.conversation.processor import BatchProcessor
-from services.embedded import EmbeddedPipeline
-from services.ingest.normalise import parse
-from services.postgres import open_postgres_stores
-from services.projections.metrics import GROUPINGS, MetricsQuery, compute, in_window
-from services.projections.projector import EVENT_STORE_POSITION, ConversationProjection
-from services.projections.rows import ConversationRow
+from services.in_process.pipeline import EmbeddedPipeline
+from services.ingest.domain.normalise import parse
+from services.projections.application.projector import EVENT_STORE_POSITION, ConversationProjection
+from services.projections.domain.metrics import GROUPINGS, MetricsQuery, compute, in_window
+from services.projections.domain.rows import ConversationRow
 from tests.unit.harness import ev, line, merge
 
 pytestmark = pytest.mark.integration
@@ -324,7 +329,7 @@ class TestPostgresStores(StoreContract):
         # recorded yet). A batch decided on top of a commit storage does not have
         # (lost in a crash, say) is refused whole, so the service resumes from
         # storage instead of skipping the lost records.
-        from services.runtime.conversation import Positions
+        from services.conversation.entrypoints.kafka import Positions
 
         stores.events.commit([opened("c1", 1, "k1")], [outcome("e1")], [],
                              Position("kafka:p0", 5, -1))

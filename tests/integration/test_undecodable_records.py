@@ -38,9 +38,9 @@ from kafka_fixtures import (
     wait_until,
 )
 
-from services.ingest.normalise import Invalid, parse
-from services.operations.kafka_dlq import KafkaDeadLetterQueue
-from services.operations.ports import DeadLetterFilter
+from services.dead_letters.adapters.kafka import KafkaDeadLetterQueue
+from services.dead_letters.application.ports import DeadLetterFilter
+from services.ingest.domain.normalise import Invalid, parse
 from services.runtime.sinks import command_record
 
 pytestmark = pytest.mark.integration

@@ -9,10 +9,10 @@ from typing import Any
 import orjson
 from fakes import FakeEventStore, FakeReadModelStore
 
+from services.conversation.application.processor import BatchProcessor, BatchResult
 from services.conversation.domain.contact import Contact, aggregate_id
-from services.conversation.processor import BatchProcessor, BatchResult
-from services.ingest.normalise import Invalid, parse
-from services.projections.projector import ConversationProjection
+from services.ingest.domain.normalise import Invalid, parse
+from services.projections.application.projector import ConversationProjection
 
 BASE = datetime(2026, 11, 24, 10, 0, tzinfo=UTC)
 OMIT: Any = object()

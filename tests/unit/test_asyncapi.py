@@ -11,10 +11,10 @@ import orjson
 from schemas.asyncapi import document
 from schemas.events import EVENT_CLASSES, encode_event
 from schemas.generate import ASYNCAPI, render, stale
+from services.conversation.application.workspaces import SettingsChange, change_settings
 from services.conversation.domain.contact import aggregate_id
 from services.conversation.domain.workspace import settings_id
-from services.conversation.workspaces import SettingsChange, change_settings
-from services.ingest.normalise import parse
+from services.ingest.domain.normalise import parse
 from services.runtime import topics
 from services.runtime.sinks import encode_command
 

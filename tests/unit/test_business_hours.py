@@ -1,4 +1,4 @@
-"""Business-hours arithmetic of CONTRACT §6.3 (services/projections/business_hours.py).
+"""Business-hours arithmetic of CONTRACT §6.3 (services/projections/domain/business_hours.py).
 
 Examples per rule (weekends, ``24:00``, merged adjacent intervals, each DST case in
 Europe/Berlin, America/New_York and Australia/Lord_Howe), then properties: equal to a
@@ -17,12 +17,12 @@ from hypothesis import strategies as st
 
 from schemas.workspace import DAYS, BusinessInterval, Schedule
 from schemas.workspace_text import parse_business_hours
-from services.projections.business_hours import (
+from services.projections.domain.business_hours import (
     BusinessCalendar,
     business_calendar,
     business_seconds,
 )
-from services.projections.zone_offsets import ZoneOffsets
+from services.projections.domain.zone_offsets import ZoneOffsets
 
 BERLIN = ZoneInfo("Europe/Berlin")
 NEW_YORK = ZoneInfo("America/New_York")

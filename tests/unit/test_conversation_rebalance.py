@@ -26,9 +26,9 @@ import pytest
 from aiokafka import ConsumerRecord, TopicPartition
 from aiokafka.errors import UnsupportedCodecError
 
-from services.bootstrap import open_stores
-from services.ingest.normalise import Invalid, parse
-from services.runtime.conversation import ConversationService
+from services.composition import open_stores
+from services.conversation.entrypoints.kafka import ConversationService
+from services.ingest.domain.normalise import Invalid, parse
 from services.runtime.fetch import SafeFetch
 from services.runtime.observability import Health, RuntimeMetrics
 from services.runtime.sinks import command_record

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from schemas.events import ContactAbsorbed, ConversationClosed, decode_event, encode_event
-from services.projections.decoding import decode_stored
+from schemas.stored import decode_stored
 
 AT = datetime(2026, 10, 1, 8, 40, 50, tzinfo=UTC)
 COMMON = {"event_id": "e1", "workspace_id": "ws1", "contact_id": "c1",

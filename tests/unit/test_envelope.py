@@ -1,6 +1,6 @@
 """CONTRACT §1 (and the per-type data rules of §2): what is a valid envelope.
 
-Everything goes through ``services.ingest.normalise.parse``, i.e. raw JSON text
+Everything goes through ``services.ingest.domain.normalise.parse``, i.e. raw JSON text
 in, a command or an :class:`Invalid` out, as every runtime does it.
 """
 
@@ -23,7 +23,7 @@ from schemas.commands import (
     ReceiveMessage,
     SendMessage,
 )
-from services.ingest.normalise import MAX_INPUT_BYTES, Invalid, parse
+from services.ingest.domain.normalise import MAX_INPUT_BYTES, Invalid, parse
 
 from .harness import ev
 

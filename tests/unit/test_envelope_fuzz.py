@@ -1,4 +1,4 @@
-"""Fuzzing the envelope parser (``services.ingest.normalise.parse``) with hypothesis.
+"""Fuzzing the envelope parser (``services.ingest.domain.normalise.parse``) with hypothesis.
 
 Whatever bytes or text arrive, ``parse`` must return either a command or an
 :class:`Invalid` carrying the raw text and a reason; it never raises. Every
@@ -24,7 +24,7 @@ from hypothesis import strategies as st
 
 from schemas.commands import CommandBase, CommandMessage
 from schemas.envelope import ALLOWED_ACTORS, CHANNEL_REQUIRED
-from services.ingest.normalise import Invalid, parse
+from services.ingest.domain.normalise import Invalid, parse
 from services.runtime.sinks import encode_command
 
 from .test_envelope import ACTORS, CHANNELS, EVENT_TYPES

@@ -26,10 +26,10 @@ from schemas.events import (
     MessageReceived,
     MessageSent,
 )
+from services.conversation.application.handlers import survivor
 from services.conversation.domain.contact import Contact, aggregate_id
-from services.conversation.handlers import survivor
-from services.ingest.normalise import Invalid, parse
-from services.projections.metrics import _LocalDates, calendar_date, time_zone
+from services.ingest.domain.normalise import Invalid, parse
+from services.projections.domain.metrics import _LocalDates, calendar_date, time_zone
 
 from .harness import World, ev, merge
 
@@ -314,7 +314,7 @@ def test_a_bot_reopening_keeps_the_channel_id() -> None:
 
 
 def test_an_envelope_over_the_input_limit_is_invalid_with_its_ids() -> None:
-    from services.ingest.normalise import MAX_INPUT_BYTES
+    from services.ingest.domain.normalise import MAX_INPUT_BYTES
 
     envelope = ev("message.received", "c1", 0, event_id="big-1",
                   data={"text": "x" * MAX_INPUT_BYTES})

@@ -12,7 +12,7 @@ from datetime import date, timedelta
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from services.projections.metrics import (
+from services.projections.domain.metrics import (
     GROUPINGS,
     Fact,
     MetricsQuery,

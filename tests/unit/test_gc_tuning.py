@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from services.gc_tuning import THRESHOLDS, tune_gc
+from services.runtime.gc_tuning import THRESHOLDS, tune_gc
 
 
 @pytest.fixture

@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 
+from services.conversation.application.processor import BatchProcessor
 from services.conversation.domain.errors import REJECTION_REASONS
-from services.conversation.processor import BatchProcessor
-from services.ingest.normalise import parse
+from services.ingest.domain.normalise import parse
 
 from .harness import World, ev, iso, line, merge
 

@@ -9,14 +9,14 @@ from typing import Any
 
 import pytest
 
-from services.projections.durations import (
+from services.projections.domain.durations import (
     DURATION_DECIMALS,
     duration_stats,
     exact_stats,
     percentile,
     seconds,
 )
-from services.projections.metrics import (
+from services.projections.domain.metrics import (
     GROUPINGS,
     Fact,
     MetricsQuery,

@@ -18,11 +18,11 @@ import pytest
 import yaml
 from fakes import FakeReadModelStore
 from prometheus_client import CollectorRegistry, generate_latest
+from sink_fakes import RecordingSink
 
 from services.http.app import create_app
-from services.http.fakes import RecordingSink
 from services.http.telemetry import ReadinessCollector
-from services.projections.rows import ConversationRow
+from services.projections.domain.rows import ConversationRow
 from services.runtime.observability import Health, RuntimeMetrics
 from services.settings import Settings
 
@@ -172,9 +172,12 @@ def test_a_misspelt_metric_would_be_caught() -> None:
 
 
 def test_projection_reports_each_closed_row_once_after_saving() -> None:
+    from services.conversation.application.ports import Position
     from services.conversation.domain.contact import aggregate_id
-    from services.conversation.ports import Position
-    from services.projections.projector import EVENT_STORE_POSITION, ConversationProjection
+    from services.projections.application.projector import (
+        EVENT_STORE_POSITION,
+        ConversationProjection,
+    )
 
     from .harness import World, ev
 

@@ -7,9 +7,9 @@ import json
 from aiohttp import web
 from fakes import FakeReadModelStore
 from prometheus_client import CollectorRegistry
+from sink_fakes import RecordingSink
 
 from services.http.app import ROUTES, create_app
-from services.http.fakes import RecordingSink
 from services.http.openapi import OPERATIONS, document
 from services.settings import Settings
 

@@ -1,4 +1,4 @@
-"""The operator use cases (services.operations.service) over in-memory fakes."""
+"""The operator use cases (services.dead_letters.application.service) over in-memory fakes."""
 
 from __future__ import annotations
 
@@ -11,15 +11,15 @@ import pytest
 
 from schemas.commands import CommandBase
 from schemas.events import DomainEvent
-from services.conversation.ports import Outcome
-from services.conversation.processor import BatchResult
-from services.operations.ports import (
+from services.conversation.application.ports import Outcome
+from services.conversation.application.processor import BatchResult
+from services.dead_letters.application.ports import (
     DeadLetterEntry,
     DeadLetterFilter,
     RetryRecord,
     StoredOutcome,
 )
-from services.operations.service import Operations, UnknownDeadLetter
+from services.dead_letters.application.service import Operations, UnknownDeadLetter
 
 AT = datetime(2026, 11, 24, 10, tzinfo=UTC)
 
@@ -134,7 +134,7 @@ def test_watermark_stops_at_the_first_entry_still_invalid() -> None:
 
 
 def test_a_command_record_is_retried_as_a_command() -> None:
-    from services.ingest.normalise import parse
+    from services.ingest.domain.normalise import parse
     from services.runtime.sinks import encode_command
 
     command = parse(line("k"))

@@ -11,11 +11,11 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from schemas.commands import COMMAND_CLASSES, ReceiveMessage
-from schemas.trusted import construct, from_values
-from services.conversation.ports import Outcome
-from services.conversation.store_sqlite import _isoformat, packed_outcome
-from services.ingest.normalise import Invalid, parse
-from services.ingest.parallel import ParallelParser, pack, unpack
+from schemas.construct import construct, from_values
+from services.bulk_import.parse import ParallelParser, pack, unpack
+from services.conversation.adapters.store_sqlite import _isoformat, packed_outcome
+from services.conversation.application.ports import Outcome
+from services.ingest.domain.normalise import Invalid, parse
 
 LINES = [
     {"event_id": "e1", "workspace_id": "w", "contact_id": "c", "type": "message.received",

@@ -1,4 +1,4 @@
-"""The embedded pipeline (services/embedded.py) on the fakes: import semantics of
+"""The embedded pipeline (services/in_process/pipeline.py) on the fakes: import semantics of
 CONTRACT §4 and read models that stay equal to a replay, also when two
 pipelines (two ``bonychat`` processes, or ``serve`` and an import) share a store.
 """
@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 from fakes import FakeEventStore, FakeReadModelStore
 
-from services.embedded import EmbeddedPipeline, batched
-from services.projections.projector import ConversationProjection
+from services.in_process.pipeline import EmbeddedPipeline, batched
+from services.projections.application.projector import ConversationProjection
 
 from .harness import ev, line
 

@@ -8,17 +8,17 @@ from collections.abc import Collection, Mapping, Sequence
 from fakes import FakeEventStore
 
 from schemas.events import DomainEvent
-from services.conversation.domain.contact import aggregate_id
-from services.conversation.domain.workspace import settings_id
-from services.conversation.ports import (
+from services.conversation.application.ports import (
     ConcurrencyConflict,
     DeadLetter,
     Outcome,
     Position,
     StoredKeys,
 )
-from services.conversation.processor import BatchProcessor
-from services.ingest.normalise import parse
+from services.conversation.application.processor import BatchProcessor
+from services.conversation.domain.contact import aggregate_id
+from services.conversation.domain.workspace import settings_id
+from services.ingest.domain.normalise import parse
 
 from .harness import ev, line
 

@@ -10,10 +10,10 @@ import pytest
 from fakes import FakeEventStore, FakeReadModelStore
 
 from schemas.events import UPCASTERS, ConversationOpened, decode_event
-from services.conversation.ports import Position
-from services.conversation.processor import BatchProcessor
-from services.ingest.normalise import parse
-from services.projections.projector import ConversationProjection, trusted_payload
+from services.conversation.application.ports import Position
+from services.conversation.application.processor import BatchProcessor
+from services.ingest.domain.normalise import parse
+from services.projections.application.projector import ConversationProjection, trusted_payload
 
 from .harness import ev, line, merge
 

@@ -25,9 +25,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from services.conversation.domain.contact import Contact, aggregate_id
-from services.embedded import EmbeddedPipeline, ImportSummary
-from services.projections.metrics import MetricsQuery, _LocalDates, compute, to_us
-from services.projections.projector import ConversationProjection
+from services.in_process.pipeline import EmbeddedPipeline, ImportSummary
+from services.projections.application.projector import ConversationProjection
+from services.projections.domain.metrics import MetricsQuery, _LocalDates, compute, to_us
 
 PROPERTY = settings(max_examples=100, deadline=None,
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])

@@ -10,7 +10,7 @@ import pytest
 from aiokafka.errors import KafkaConnectionError, OutOfOrderSequenceNumber, ProducerFenced
 from eventsourcing.persistence import OperationalError
 
-from services.conversation.ports import ConcurrencyConflict
+from services.conversation.application.ports import ConcurrencyConflict
 from services.http.ports import SinkUnavailableError
 from services.runtime import sinks
 from services.runtime.locks import while_leader

@@ -18,8 +18,8 @@ from hypothesis import strategies as st
 
 from schemas.commands import ExpireInactive
 from schemas.events import ConversationClosed, MessageSent
-from services.conversation.workspaces import SettingsChange, change_settings
-from services.projections.projector import ConversationProjection
+from services.conversation.application.workspaces import SettingsChange, change_settings
+from services.projections.application.projector import ConversationProjection
 
 from .test_properties import (
     PROPERTY,

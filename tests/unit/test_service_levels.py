@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from services.conversation.workspaces import SettingsChange, change_settings
-from services.projections.metrics import MetricsQuery, compute
+from services.conversation.application.workspaces import SettingsChange, change_settings
+from services.projections.domain.metrics import MetricsQuery, compute
 
 from .harness import World, ev, merge
 

@@ -11,11 +11,11 @@ from __future__ import annotations
 
 from fakes import FakeEventStore
 
+from services.bulk_import.writer import WriteBatch, _read_by
+from services.conversation.application.ports import ConcurrencyConflict
+from services.conversation.application.processor import BatchProcessor
 from services.conversation.domain.contact import aggregate_id
-from services.conversation.ports import ConcurrencyConflict
-from services.conversation.processor import BatchProcessor
-from services.ingest.normalise import parse
-from services.writer import WriteBatch, _read_by
+from services.ingest.domain.normalise import parse
 
 from .harness import ev, line, merge
 

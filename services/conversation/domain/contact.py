@@ -18,6 +18,7 @@ from datetime import datetime, timedelta
 from functools import lru_cache
 from typing import Any, Final, Protocol
 
+from schemas.construct import construct
 from schemas.events import (
     ContactAbsorbed,
     ContactMerged,
@@ -28,8 +29,6 @@ from schemas.events import (
     MessageReceived,
     MessageSent,
 )
-from schemas.trusted import construct
-
 from services.conversation.domain.errors import (
     AlreadyMerged,
     AlreadyOpen,

@@ -14,10 +14,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Final
 
+from schemas.construct import construct
 from schemas.events import DomainEvent, WorkspaceSettingsChanged
-from schemas.trusted import construct
 from schemas.workspace import WorkspaceSettings, apply_patch
-
 from services.conversation.domain.contact import Source, aggregate_id, name_uuid
 
 SETTINGS_CONTACT: Final = ""

@@ -1,0 +1,379 @@
+"""Production event store: eventsourcing's PostgreSQL process recorder plus our outcome log.
+
+Mirrors :mod:`.store_sqlite`: events, outcomes, dead letters and (optionally) a
+tracked position are written by one ``insert_events`` call, i.e. in one
+PostgreSQL transaction (eventsourcing pipelines it and serialises writers with
+an ``EXCLUSIVE`` table lock, so notification ids are committed in order).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
+from typing import Any, ParamSpec, TypeVar
+
+import psycopg
+from eventsourcing.persistence import (
+    IntegrityError,
+    InterfaceError,
+    OperationalError,
+    ProgrammingError,
+    StoredEvent,
+    Tracking,
+)
+from eventsourcing.postgres import PostgresDatastore, PostgresProcessRecorder
+from eventsourcing.utils import retry
+from psycopg import Cursor
+from psycopg.rows import DictRow, tuple_row
+from psycopg.sql import SQL, Composed, Identifier
+
+from schemas.events import DomainEvent, encode_event
+from schemas.stored import decode_stored as decode_event
+from services.conversation.application.ports import (
+    ConcurrencyConflict,
+    DeadLetter,
+    Outcome,
+    Position,
+)
+from services.conversation.domain.contact import aggregate_id
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+EVENTS_TABLE = "stored_events"
+TRACKING_TABLE = "notification_tracking"
+OUTCOME_TABLE = (
+    "CREATE TABLE IF NOT EXISTS {schema}.processed_events ("
+    "workspace_id text NOT NULL, event_id text NOT NULL, contact_id text NOT NULL, "
+    "event_type text NOT NULL, occurred_at timestamptz NOT NULL, outcome text NOT NULL, "
+    "reason text, PRIMARY KEY (workspace_id, event_id))"
+)
+DEAD_LETTER_TABLE = (
+    "CREATE TABLE IF NOT EXISTS {schema}.dead_letters ("
+    "id bigserial PRIMARY KEY, received_at timestamptz NOT NULL DEFAULT now(), "
+    "source text NOT NULL, workspace_id text, event_id text, reason text NOT NULL, "
+    "raw text NOT NULL)"
+)
+_INSERT_OUTCOMES = (
+    "INSERT INTO {schema}.processed_events (workspace_id, event_id, contact_id, event_type, "
+    "occurred_at, outcome, reason) SELECT * FROM unnest("
+    "%b::text[], %b::text[], %b::text[], %b::text[], %b::timestamptz[], %b::text[], %b::text[])"
+)
+_INSERT_DEAD_LETTERS = (
+    "INSERT INTO {schema}.dead_letters (source, workspace_id, event_id, reason, raw) "
+    "SELECT * FROM unnest(%b::text[], %b::text[], %b::text[], %b::text[], %b::text[])"
+)
+# Four plain arrays in binary format: several times faster to send than
+# eventsourcing's array of composites in text format.
+_INSERT_EVENTS = (
+    "INSERT INTO {schema}.{table} (originator_id, originator_version, topic, state) "
+    "SELECT * FROM unnest(%b::uuid[], %b::bigint[], %b::text[], %b::bytea[]) "
+    "RETURNING notification_id"
+)
+# The aggregates a batch read without writing that are no longer at the version
+# it read (0 = no events). Run after the events table is locked, so it is current.
+_MOVED = (
+    "SELECT r.id FROM unnest(%b::uuid[], %b::bigint[]) AS r(id, version) "
+    "WHERE r.version <> COALESCE((SELECT max(e.originator_version) FROM {schema}.{table} e "
+    "WHERE e.originator_id = r.id), 0)"
+)
+_SEEN = (
+    "SELECT p.workspace_id, p.event_id FROM {schema}.processed_events p "
+    "JOIN unnest(%b::text[], %b::text[]) AS k(workspace_id, event_id) "
+    "ON p.workspace_id = k.workspace_id AND p.event_id = k.event_id"
+)
+_LOAD_MANY = (
+    "SELECT originator_id, state FROM {schema}.{table} WHERE originator_id = ANY(%b::uuid[]) "
+    "ORDER BY originator_id, originator_version"
+)
+# eventsourcing's single-row tracking upsert, for several positions at once: a row
+# is returned only for a position that moved forward.
+_INSERT_TRACKINGS = (
+    "INSERT INTO {schema}.{table} AS t (application_name, notification_id) "
+    "SELECT * FROM unnest(%b::text[], %b::bigint[]) ON CONFLICT (application_name) "
+    "DO UPDATE SET notification_id = EXCLUDED.notification_id "
+    "WHERE t.notification_id < EXCLUDED.notification_id RETURNING t.application_name"
+)
+# Positions recorded with an expectation (``Position.after``; -1 = never recorded)
+# that storage does not meet: the batch was decided on top of a transaction that
+# storage does not have (lost in a crash with synchronous_commit off, say).
+_UNEXPECTED = (
+    "SELECT e.name FROM unnest(%b::text[], %b::bigint[]) AS e(name, expected) "
+    "LEFT JOIN {schema}.{table} t ON t.application_name = e.name "
+    "WHERE COALESCE(t.notification_id, -1) <> e.expected"
+)
+# A replay partition: the aggregates whose id's last byte is PART modulo PARTS
+# (uuid5 bytes are uniform), in notification order, up to a notification id.
+_PARTITION = (
+    "SELECT state FROM {schema}.{table} WHERE notification_id <= %s "
+    "AND get_byte(uuid_send(originator_id), 15) %% %s = %s ORDER BY notification_id"
+)
+_READ = (
+    "SELECT notification_id, state FROM {schema}.{table} WHERE notification_id > %b "
+    "ORDER BY notification_id LIMIT %b"
+)
+
+
+def transient_retry(func: Callable[P, R]) -> Callable[P, R]:
+    """Retry a read a few times on a dropped connection (eventsourcing's policy, shorter)."""
+    wrapped: Callable[P, R] = retry((InterfaceError, OperationalError), max_attempts=3,
+                                    wait=0.2)(func)
+    return wrapped
+
+
+def pg_text(value: str | None) -> str | None:
+    """PostgreSQL ``text`` cannot hold NUL: replace it rather than lose the whole batch."""
+    return value.replace("\x00", "\ufffd") if value and "\x00" in value else value
+
+
+def _text(values: list[str]) -> list[str]:
+    """``pg_text`` of every value, looking at each one only when some value has a NUL."""
+    if "\x00" in "".join(values):
+        return [v.replace("\x00", "\ufffd") for v in values]
+    return values
+
+
+def connection_params(datastore: PostgresDatastore) -> dict[str, Any]:
+    """libpq keywords of the datastore's pool, for a connection of one's own."""
+    kwargs = datastore.pool.kwargs
+    if callable(kwargs):
+        kwargs = kwargs()
+    return {k: v for k, v in (kwargs or {}).items() if k != "row_factory"}
+
+
+def sql(template: str, schema: str, **names: str) -> Composed:
+    """A statement with ``{schema}`` (and other ``{names}``) filled in as identifiers."""
+    return SQL(template).format(schema=Identifier(schema),
+                                **{key: Identifier(value) for key, value in names.items()})
+
+
+EventColumns = tuple[list[uuid.UUID | str], list[int], list[str], list[bytes]]
+
+
+def _event_columns(events: Sequence[DomainEvent]) -> EventColumns:
+    """Originator ids, versions, topics (event types) and states, column by column."""
+    return ([aggregate_id(e.workspace_id, e.contact_id) for e in events],
+            [e.aggregate_version for e in events],
+            [e.event_type for e in events],  # type: ignore[attr-defined]
+            [encode_event(e) for e in events])
+
+
+class ContactEventRecorder(PostgresProcessRecorder):
+    """Process recorder that also writes outcomes and dead letters in its transaction."""
+
+    def __init__(self, datastore: PostgresDatastore) -> None:
+        super().__init__(datastore, events_table_name=EVENTS_TABLE,
+                         tracking_table_name=TRACKING_TABLE)
+        schema = datastore.schema
+        self.sql_create_statements.extend(
+            [sql(OUTCOME_TABLE, schema), sql(DEAD_LETTER_TABLE, schema)])
+        self.insert_outcomes_statement = sql(_INSERT_OUTCOMES, schema)
+        self.insert_dead_letters_statement = sql(_INSERT_DEAD_LETTERS, schema)
+        self.insert_event_columns_statement = sql(_INSERT_EVENTS, schema, table=EVENTS_TABLE)
+        self.insert_trackings_statement = sql(_INSERT_TRACKINGS, schema, table=TRACKING_TABLE)
+        self.moved_statement = sql(_MOVED, schema, table=EVENTS_TABLE)
+        self.unexpected_statement = sql(_UNEXPECTED, schema, table=TRACKING_TABLE)
+
+    def _insert_stored_events(self, curs: Cursor[DictRow],
+                              stored_events: Sequence[StoredEvent], **kwargs: Any) -> None:
+        self._insert_event_columns(curs, (
+            [e.originator_id for e in stored_events],
+            [e.originator_version for e in stored_events],
+            [e.topic for e in stored_events], [e.state for e in stored_events]))
+
+    def _insert_event_columns(self, curs: Cursor[DictRow], columns: EventColumns) -> None:
+        self._lock_table(curs)  # as eventsourcing: commit order = notification id order
+        self._notify_channel(curs)
+        curs.execute(self.insert_event_columns_statement, columns, prepare=True)
+
+    @retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)
+    def insert_columns(self, columns: EventColumns, *, trackings: Sequence[Tracking],
+                       outcomes: Sequence[Outcome], dead_letters: Sequence[DeadLetter],
+                       read: Mapping[uuid.UUID, int] | None = None,
+                       expected: Mapping[str, int] | None = None) -> list[int]:
+        """``insert_events`` for events given as column arrays; returns notification ids.
+
+        One transaction, sent as one pipeline with a single sync: every tracked
+        position (each must move forward, as eventsourcing's single-row tracking
+        requires), outcomes, dead letters, then lock, notify and insert the
+        events, then check that the aggregates in ``read`` are still at the
+        version read. A taken aggregate version or outcome key, a position that
+        does not move forward, one that is not at its ``expected`` value (-1:
+        none recorded), or a moved aggregate raises ``IntegrityError`` and
+        nothing is kept.
+        """
+        with self.datastore.get_connection() as conn, conn.pipeline() as pipeline, \
+                conn.transaction():
+            unexpected = conn.cursor(row_factory=tuple_row)
+            if expected:
+                unexpected.execute(self.unexpected_statement,
+                                   (list(expected), list(expected.values())), prepare=True)
+            track = conn.cursor(row_factory=tuple_row)
+            if trackings:
+                track.execute(self.insert_trackings_statement, (
+                    [t.application_name for t in trackings],
+                    [t.notification_id for t in trackings]), prepare=True)
+            with conn.cursor() as curs:
+                self._insert_outcomes(curs, outcomes, dead_letters)
+            inserted = conn.cursor(row_factory=tuple_row)
+            if columns[0]:
+                self._insert_event_columns(inserted, columns)  # type: ignore[arg-type]
+            moved = conn.cursor(row_factory=tuple_row)
+            if read:
+                if not columns[0]:
+                    self._lock_table(moved)  # type: ignore[arg-type]
+                moved.execute(self.moved_statement, (list(read), list(read.values())),
+                              prepare=True)
+            pipeline.sync()  # raises here on a taken key
+            if expected and (behind := unexpected.fetchall()):
+                raise IntegrityError(f"position {behind[0][0]} is not where this batch "
+                                     "continues from (storage lost or moved it)")
+            if read and (stale := moved.fetchall()):
+                raise IntegrityError(f"aggregate {stale[0][0]} moved after it was read "
+                                     "(another writer)")
+            forward = len(track.fetchall()) if trackings else 0
+            if forward != len(trackings):
+                raise IntegrityError(
+                    "a tracked position did not move forward: "
+                    + ", ".join(f"{t.application_name}={t.notification_id}" for t in trackings))
+            ids = [row[0] for row in inserted.fetchall()] if columns[0] else []
+        if len(ids) != len(columns[0]):
+            raise ProgrammingError(f"got {len(ids)} notification ids for {len(columns[0])} "
+                                   "events")
+        return ids
+
+    def _insert_outcomes(self, curs: Cursor[DictRow], outcomes: Sequence[Outcome],
+                         dead: Sequence[DeadLetter]) -> None:
+        if outcomes:
+            curs.execute(self.insert_outcomes_statement, (
+                [o.workspace_id for o in outcomes], _text([o.event_id for o in outcomes]),
+                _text([o.contact_id for o in outcomes]), [o.event_type for o in outcomes],
+                [o.occurred_at for o in outcomes], [o.outcome for o in outcomes],
+                [o.reason for o in outcomes]), prepare=True)
+        if dead:
+            curs.execute(self.insert_dead_letters_statement, (
+                [d.source for d in dead], [pg_text(d.workspace_id) for d in dead],
+                [pg_text(d.event_id) for d in dead], [pg_text(d.reason) for d in dead],
+                [pg_text(d.raw) for d in dead]), prepare=True)
+
+    def _insert_events(self, curs: Cursor[DictRow], stored_events: Sequence[StoredEvent],
+                       **kwargs: Any) -> None:
+        super()._insert_events(curs, stored_events, **kwargs)  # the tracked position
+        self._insert_outcomes(curs, kwargs.get("outcomes", ()), kwargs.get("dead_letters", ()))
+
+
+class PostgresEventStore:
+    """:class:`~services.conversation.application.ports.EventStore` on PostgreSQL.
+
+    ``commit`` also records the ``others`` of a position that has them
+    (``services.conversation.entrypoints.kafka.Positions``: one transaction for several
+    partitions), hence ``tracks_many_positions``.
+    """
+
+    tracks_many_positions = True
+
+    def __init__(self, datastore: PostgresDatastore, *, create_tables: bool = True) -> None:
+        self.datastore = datastore
+        self.recorder = ContactEventRecorder(datastore)
+        if create_tables:
+            self.recorder.create_table()
+        schema = datastore.schema
+        self._seen = sql(_SEEN, schema)
+        self._load_many = sql(_LOAD_MANY, schema, table=EVENTS_TABLE)
+        self._read = sql(_READ, schema, table=EVENTS_TABLE)
+        self._partition = sql(_PARTITION, schema, table=EVENTS_TABLE)
+
+    def load(self, originator_id: uuid.UUID) -> list[DomainEvent]:
+        return [decode_event(s.state) for s in self.recorder.select_events(originator_id)]
+
+    @transient_retry
+    def load_many(self, originator_ids: Collection[uuid.UUID]
+                  ) -> dict[uuid.UUID, list[DomainEvent]]:
+        """Events of several aggregates in one query (absent ones map to nothing)."""
+        found: dict[uuid.UUID, list[DomainEvent]] = {}
+        if not originator_ids:
+            return found
+        with (self.datastore.get_connection() as conn,
+              conn.cursor(row_factory=tuple_row) as curs):
+            curs.execute(self._load_many, (list(set(originator_ids)),), prepare=True)
+            for originator_id, state in curs:
+                found.setdefault(originator_id, []).append(decode_event(bytes(state)))
+        return found
+
+    @transient_retry
+    def seen(self, keys: Collection[tuple[str, str]]) -> set[tuple[str, str]]:
+        if not keys:
+            return set()
+        items = list(keys)
+        with (self.datastore.get_connection() as conn,
+              conn.cursor(row_factory=tuple_row) as curs):
+            curs.execute(self._seen, ([k[0] for k in items], [pg_text(k[1]) for k in items]),
+                         prepare=True)
+            found = {(row[0], row[1]) for row in curs}
+        if any("\x00" in k[1] for k in items):  # map sanitised ids back to what was asked
+            asked = {(k[0], pg_text(k[1])): k for k in items}
+            return {asked[key] for key in found if key in asked}
+        return found
+
+    def commit(self, events: Sequence[DomainEvent], outcomes: Sequence[Outcome],
+               dead_letters: Sequence[DeadLetter], position: Position | None,
+               read: Mapping[uuid.UUID, int] | None = None) -> list[int]:
+        """One transaction, one pipeline: position, outcomes, dead letters, then the events.
+
+        What eventsourcing's ``insert_events`` does (single-row tracking that only
+        moves forward, ``EXCLUSIVE`` table lock so notification ids commit in order,
+        ``NOTIFY``), without building a ``StoredEvent`` per event: the four event
+        columns go straight into arrays (the ``StoredEvent`` objects alone cost
+        more than encoding the events). A position with ``after`` must find the
+        recorded position exactly there (-1: none yet), or nothing is written
+        (:class:`ConcurrencyConflict`): the Kafka runtime states where each
+        partition's batch continues from, so a batch decided on top of a
+        transaction storage no longer has is refused.
+        """
+        columns = _event_columns(events)
+        positions = [] if position is None else [position, *getattr(position, "others", ())]
+        try:
+            ids: list[int] = self.recorder.insert_columns(
+                columns, trackings=[Tracking(p.name, p.offset) for p in positions],
+                outcomes=outcomes, dead_letters=dead_letters, read=read,
+                expected={p.name: p.after for p in positions if p.after is not None})
+        except IntegrityError as exc:
+            raise ConcurrencyConflict(str(exc)) from exc
+        return ids
+
+    def position(self, name: str) -> int | None:
+        result: int | None = self.recorder.max_tracking_id(name)
+        return result
+
+    def read(self, after: int, limit: int) -> list[tuple[int, DomainEvent]]:
+        return [(nid, decode_event(state)) for nid, state in self.read_raw(after, limit)]
+
+    @transient_retry
+    def read_raw(self, after: int, limit: int) -> list[tuple[int, bytes]]:
+        """``(notification id, stored JSON)`` after ``after``, in order, not decoded.
+
+        A plain two-column query in binary format: eventsourcing's
+        ``select_notifications`` builds a dict and a ``Notification`` per row.
+        """
+        with (self.datastore.get_connection() as conn,
+              conn.cursor(row_factory=tuple_row, binary=True) as curs):
+            curs.execute(self._read, (after, limit), prepare=True)
+            return curs.fetchall()
+
+    def stream_partition(self, upto: int, part: int, parts: int, chunk: int = 20_000
+                         ) -> Iterator[list[bytes]]:
+        """Stored JSON of one partition of the aggregates, ids up to ``upto``, in order.
+
+        For a parallel replay: every event of an aggregate (hence of each of its
+        conversations) is in the same partition. Uses a connection of its own
+        (not the pool), so it works in a forked process, and a server-side cursor.
+        """
+        with psycopg.connect(**connection_params(self.datastore)) as conn, conn.cursor(
+                name=f"replay_{part}", binary=True, row_factory=tuple_row) as curs:
+            curs.itersize = chunk
+            curs.execute(self._partition, (upto, parts, part))
+            while rows := curs.fetchmany(chunk):
+                yield [row[0] for row in rows]
+
+    def max_notification_id(self) -> int:
+        return int(self.recorder.max_notification_id() or 0)

@@ -1,0 +1,334 @@
+"""The conversation service's core loop, shared by both runtimes.
+
+A batch of ingest results (commands or invalid inputs) is de-duplicated,
+applied to cached contact aggregates in arrival order, and committed to the
+event store in one transaction together with the outcomes, dead letters and,
+in the Kafka runtime, the consumed position. If the commit fails nothing of the
+batch is kept, in storage or in the cache, so the batch can simply be retried.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections import Counter, OrderedDict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+from schemas.commands import CommandBase, ExpireInactive, MergeContacts
+from schemas.events import ConversationClosed, DomainEvent
+from services.conversation.application.handlers import handle
+from services.conversation.application.ports import (
+    ConcurrencyConflict,
+    DeadLetter,
+    EventStore,
+    Outcome,
+    Position,
+    StoredKeys,
+)
+from services.conversation.domain.contact import Contact, aggregate_id
+from services.conversation.domain.errors import LifecycleRejection
+from services.conversation.domain.workspace import Workspace, settings_id
+from services.ingest.domain.normalise import Invalid
+
+
+@dataclass(slots=True)
+class BatchResult:
+    """Counts of one batch (CONTRACT §4 import summary) and what it stored."""
+
+    accepted: int = 0
+    duplicate: int = 0
+    invalid: int = 0
+    rejected: Counter[str] = field(default_factory=Counter)
+    #: conversations closed after inactivity (by sweeps and by the contacts' events)
+    expired: int = 0
+    events: list[tuple[int, DomainEvent]] = field(default_factory=list)
+    outcomes: list[Outcome] = field(default_factory=list)
+    dead_letters: list[DeadLetter] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class Decision:
+    """A decided but not yet stored batch."""
+
+    result: BatchResult
+    events: list[DomainEvent]
+    touched: list[tuple[str, str]]
+    #: the dedupe keys it decided, while it is in flight
+    keys: list[tuple[str, str]] = field(default_factory=list)
+    #: aggregates it read without writing, with their version (see EventStore.commit)
+    read: dict[uuid.UUID, int] = field(default_factory=dict)
+
+
+class _BatchContacts:
+    """Unit of work over the aggregate cache: loads on miss, remembers what changed."""
+
+    def __init__(self, processor: BatchProcessor) -> None:
+        self._processor = processor
+        self.dirty: list[Contact] = []
+        self.touched: dict[tuple[str, str], Contact] = {}
+        #: version of each touched aggregate when the batch first touched it
+        self._versions: dict[tuple[str, str], int] = {}
+
+    def get(self, workspace_id: str, contact_id: str) -> Contact:
+        key = (workspace_id, contact_id)
+        contact = self._processor.contact(workspace_id, contact_id)
+        if key not in self.touched:
+            self.touched[key] = contact
+            self._versions[key] = contact.version
+        self.dirty.append(contact)
+        return contact
+
+    def inactivity_timeout(self, workspace_id: str) -> int | None:
+        return self._processor.inactivity_timeout(workspace_id)
+
+    def read_only(self) -> dict[uuid.UUID, int]:
+        """The touched aggregates the batch did not change, with their version."""
+        versions = self._versions
+        return {contact.id: contact.version for key, contact in self.touched.items()
+                if contact.version == versions[key]}
+
+    def drain(self) -> list[DomainEvent]:
+        events: list[DomainEvent] = []
+        for contact in self.dirty:
+            if contact.pending:
+                events.extend(contact.collect())
+        self.dirty.clear()
+        return events
+
+
+class BatchProcessor:
+    """Dedupe -> decide -> commit, with an LRU cache of contact aggregates."""
+
+    def __init__(self, store: EventStore, *, cache_size: int = 200_000,
+                 max_attempts: int = 5) -> None:
+        self.store = store
+        self.cache_size = cache_size
+        self.max_attempts = max_attempts
+        self._cache: OrderedDict[tuple[str, str], Contact] = OrderedDict()
+        #: decided but not yet stored (see :meth:`decide` with ``in_flight``)
+        self._in_flight_keys: set[tuple[str, str]] = set()
+        self._pinned: Counter[tuple[str, str]] = Counter()
+        #: the aggregates the batch being decided has touched so far
+        self._deciding: dict[tuple[str, str], Contact] = {}
+        self._stored: StoredKeys | None = None
+        self._stored_limit = 0
+        #: workspace -> inactivity timeout, read from the store for every batch
+        self._timeouts: dict[str, int | None] = {}
+
+    def assume_stored(self, stored: StoredKeys, *, limit: int = 2_000_000) -> None:
+        """Ask the store only about keys and aggregates in ``stored`` (see :class:`StoredKeys`).
+
+        ``stored`` grows with every outcome stored; past ``limit`` outcomes it is
+        dropped (memory: ~100 bytes each) and the store is asked about everything.
+        """
+        self._stored = stored
+        self._stored_limit = limit
+
+    def _remember_stored(self, keys: Iterable[tuple[str, str]]) -> None:
+        if self._stored is not None:
+            self._stored.outcomes.update(map(hash, keys))
+            if len(self._stored.outcomes) > self._stored_limit:
+                self._stored = None
+
+    def contact(self, workspace_id: str, contact_id: str) -> Contact:
+        key = (workspace_id, contact_id)
+        cached = self._cache.get(key)
+        if cached is not None:
+            self._cache.move_to_end(key)
+            return cached
+        events = self.store.load(aggregate_id(workspace_id, contact_id))
+        contact = Contact.replay(workspace_id, contact_id, events)
+        self._trim()  # first: the caller is about to use this one
+        self._cache[key] = contact
+        return contact
+
+    def _trim(self) -> None:
+        """Evict the least recently used aggregates, never one with unstored events.
+
+        Those are the ones in flight and the ones the batch being decided has
+        touched: evicting those would reload them from storage without their
+        new events, at a version that is already taken.
+        """
+        cache, pinned, deciding = self._cache, self._pinned, self._deciding
+        skipped = 0
+        while len(cache) > self.cache_size and skipped <= len(pinned) + len(deciding):
+            key, contact = cache.popitem(last=False)
+            if key in pinned or key in deciding:  # keep it, as most recent
+                cache[key] = contact
+                skipped += 1
+            else:
+                self._evicted(contact)
+
+    def _evicted(self, contact: Contact) -> None:
+        """An aggregate left the cache: if it has events, they may be stored now."""
+        if self._stored is not None and contact.version:
+            self._stored.aggregates.add(contact.id)
+
+    def inactivity_timeout(self, workspace_id: str) -> int | None:
+        return self._timeouts.get(workspace_id)
+
+    def refresh_settings(self, items: Sequence[CommandBase | Invalid]) -> None:
+        """Read the settings in force now of the batch's workspaces (one round trip).
+
+        A settings change is an event in the store, so every batch decided after
+        it was committed sees it, in every process (CONTRACT §6.1).
+        """
+        workspaces = {item.workspace_id for item in items if not isinstance(item, Invalid)}
+        if not workspaces:
+            return
+        ids = {settings_id(ws): ws for ws in workspaces}
+        found = self.store.load_many(list(ids))
+        self._timeouts = {ws: Workspace.replay(ws, found.get(oid, [])).inactivity_timeout_seconds
+                          for oid, ws in ids.items()}
+
+    def preload(self, items: Sequence[CommandBase | Invalid]) -> None:
+        """Load every uncached contact a batch names in one store round trip."""
+        wanted: dict[uuid.UUID, tuple[str, str]] = {}
+        for item in items:
+            if isinstance(item, Invalid):
+                continue
+            keys = [(item.workspace_id, item.contact_id)]
+            if isinstance(item, MergeContacts):
+                keys.append((item.workspace_id, item.secondary_contact_id))
+            for key in keys:
+                if key not in self._cache:
+                    wanted[aggregate_id(*key)] = key
+        if not wanted:
+            return
+        stored = self._stored
+        asked = list(wanted) if stored is None else [o for o in wanted if o in stored.aggregates]
+        found = self.store.load_many(asked) if asked else {}
+        for oid, (workspace_id, contact_id) in wanted.items():
+            self._cache[(workspace_id, contact_id)] = Contact.replay(
+                workspace_id, contact_id, found.get(oid, []))
+        self._trim()
+
+    def forget(self, ids: Sequence[tuple[str, str]] | None = None) -> None:
+        """Drop cached aggregates (all of them, and any :class:`StoredKeys`, by default)."""
+        if ids is None:
+            self._cache.clear()
+            self._in_flight_keys.clear()
+            self._pinned.clear()
+            self._stored = None
+        else:
+            for key in ids:
+                contact = self._cache.pop(key, None)
+                if contact is not None:
+                    self._evicted(contact)
+
+    def process(self, items: Sequence[CommandBase | Invalid], *, source: str = "import",
+                position: Position | None = None) -> BatchResult:
+        """Process one batch atomically; retry from storage on a version conflict."""
+        for attempt in range(1, self.max_attempts + 1):
+            try:
+                return self.commit(self.decide(items, source), position)
+            except ConcurrencyConflict:
+                self.forget()
+                if attempt == self.max_attempts:
+                    raise
+        raise AssertionError("unreachable")
+
+    def decide(self, items: Sequence[CommandBase | Invalid], source: str, *,
+               in_flight: bool = False) -> Decision:
+        """First half of :meth:`process`: dedupe and apply to the cached aggregates.
+
+        Until :meth:`commit` succeeds the cache holds unsaved state, so the
+        caller must commit (or :meth:`forget`) before deciding the next batch;
+        unless ``in_flight``: then the caller stores the decision elsewhere, may
+        decide further batches on top of it, and must call :meth:`settle` once
+        it is stored, or :meth:`forget` (everything) if storing failed. Until
+        then its keys count as seen and its aggregates stay cached.
+        """
+        result = BatchResult()
+        self.refresh_settings(items)
+        keys = {item.dedup_key for item in items
+                if not isinstance(item, Invalid | ExpireInactive)}
+        done = keys & self._in_flight_keys  # decided, not stored yet: seen all the same
+        unknown = keys - done
+        if self._stored is not None:
+            outcomes = self._stored.outcomes
+            unknown = {key for key in unknown if hash(key) in outcomes}
+        if unknown:
+            done |= self.store.seen(unknown)
+        self.preload(items)
+        contacts = _BatchContacts(self)
+        self._deciding = contacts.touched
+        try:
+            events = self._decide(items, done, contacts, result, source)
+        except BaseException:
+            self.forget(list(contacts.touched))
+            raise
+        finally:
+            self._deciding = {}
+        decision = Decision(result, events, list(contacts.touched), read=contacts.read_only())
+        if in_flight:
+            decision.keys = [(o.workspace_id, o.event_id) for o in result.outcomes]
+            self._in_flight_keys.update(decision.keys)
+            self._pinned.update(decision.touched)
+        return decision
+
+    def settle(self, decision: Decision) -> None:
+        """An in-flight decision is stored: its keys and aggregates are ordinary again."""
+        self._in_flight_keys.difference_update(decision.keys)
+        self._remember_stored(decision.keys)
+        pinned = self._pinned
+        for key in decision.touched:
+            count = pinned[key] - 1
+            if count > 0:
+                pinned[key] = count
+            else:
+                del pinned[key]
+        self._trim()
+
+    def commit(self, decision: Decision, position: Position | None = None) -> BatchResult:
+        """Second half of :meth:`process`: store everything in one transaction."""
+        result = decision.result
+        try:
+            ids = self.store.commit(decision.events, result.outcomes, result.dead_letters,
+                                    position, decision.read)
+        except BaseException:
+            self.forget(decision.touched)  # cached state holds unsaved events
+            raise
+        result.events = list(zip(ids, decision.events, strict=True))
+        self._remember_stored((o.workspace_id, o.event_id) for o in result.outcomes)
+        return result
+
+    @staticmethod
+    def _decide(items: Sequence[CommandBase | Invalid], done: set[tuple[str, str]],
+                contacts: _BatchContacts, result: BatchResult, source: str) -> list[DomainEvent]:
+        """Apply each item in arrival order; fill ``result``; return the new events."""
+        events: list[DomainEvent] = []
+        for item in items:
+            if isinstance(item, Invalid):
+                result.invalid += 1
+                result.dead_letters.append(DeadLetter(item.raw, item.reason, source,
+                                                      item.workspace_id, item.event_id))
+                continue
+            if isinstance(item, ExpireInactive):  # a sweep: no outcome, no dedupe
+                handle(item, contacts)
+                events.extend(BatchProcessor._count_expired(contacts.drain(), result))
+                continue
+            key = (item.workspace_id, item.event_id)
+            if key in done:
+                result.duplicate += 1
+                continue
+            done.add(key)
+            reason: str | None = None
+            try:
+                handle(item, contacts)
+                result.accepted += 1
+            except LifecycleRejection as rejection:
+                reason = rejection.reason
+                result.rejected[reason] += 1
+            events.extend(BatchProcessor._count_expired(contacts.drain(), result))
+            result.outcomes.append(Outcome(
+                item.workspace_id, item.event_id, item.contact_id, item.event_type,
+                item.occurred_at, "rejected" if reason else "accepted", reason))
+        return events
+
+    @staticmethod
+    def _count_expired(events: list[DomainEvent], result: BatchResult) -> list[DomainEvent]:
+        for event in events:
+            if type(event) is ConversationClosed and event.closed_by == "inactivity":
+                result.expired += 1
+        return events

@@ -1,0 +1,161 @@
+"""Ingest: raw gateway input -> validated envelope -> one command, or an invalid reason.
+
+Nothing here raises on bad input: a caller always gets either a command or an
+:class:`Invalid` carrying the raw text and a reason a human can act on.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Final
+
+import orjson
+from pydantic import ValidationError
+
+from schemas.commands import (
+    AcknowledgeBotResponse,
+    AssignConversation,
+    CloseConversation,
+    CommandBase,
+    MergeContacts,
+    OpenConversation,
+    OpenWithWelcome,
+    ReceiveMessage,
+    SendMessage,
+)
+from schemas.construct import construct
+from schemas.envelope import GatewayEnvelope, markdone_flag
+
+_VALIDATE = GatewayEnvelope.model_validate
+
+#: The largest input accepted anywhere: one JSONL line of ``bonychat import``,
+#: one Kafka gateway record, one HTTP request body (over it: 413). 1 MiB.
+MAX_INPUT_BYTES: Final = 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class Invalid:
+    """Input that is not a valid envelope; it goes to the dead-letter store."""
+
+    raw: str
+    reason: str
+    workspace_id: str | None = None
+    event_id: str | None = None
+
+
+def describe(error: ValidationError) -> str:
+    """One readable line out of pydantic's error list (first problem first)."""
+    parts = []
+    for item in error.errors()[:3]:
+        loc = ".".join(str(p) for p in item["loc"])
+        msg = str(item["msg"]).removeprefix("Value error, ")
+        if item["type"] == "missing":
+            msg = "field required"
+        elif item["type"] == "literal_error":
+            allowed = msg.removeprefix("Input should be ")
+            msg = f"{item['input']!r} is not one of the allowed values ({allowed})"
+        parts.append(f"{loc}: {msg}" if loc else msg)
+    return "; ".join(parts)
+
+
+def parse(raw: str | bytes) -> CommandBase | Invalid:
+    """Validate one raw JSON envelope and normalise it into a command.
+
+    An envelope over :data:`MAX_INPUT_BYTES` is invalid whatever it holds.
+    """
+    if len(raw) * (4 if isinstance(raw, str) else 1) > MAX_INPUT_BYTES:
+        size = len(raw) if isinstance(raw, bytes) else len(raw.encode("utf-8", "replace"))
+        if size > MAX_INPUT_BYTES:
+            return _too_large(raw, size)
+    try:
+        obj = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        return Invalid(_text(raw), f"malformed JSON: {exc}")
+    return parse_object(obj, raw)
+
+
+def too_large(size: int) -> str:
+    """The reason given for an envelope of ``size`` bytes over the limit."""
+    return (f"envelope of {size:,} bytes exceeds the limit of {MAX_INPUT_BYTES:,} bytes "
+            "(1 MiB)")
+
+
+def _too_large(raw: str | bytes, size: int) -> Invalid:
+    """Invalid for its size; keeps the workspace and event ids when it is a JSON object."""
+    try:
+        obj = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        obj = None
+    ids = [obj.get(key) if isinstance(obj, dict) else None
+           for key in ("workspace_id", "event_id")]
+    return Invalid(_text(raw), too_large(size),
+                   *(value if isinstance(value, str) else None for value in ids))
+
+
+def _text(raw: str | bytes) -> str:
+    return raw if isinstance(raw, str) else raw.decode("utf-8", errors="replace")
+
+
+_NUL_FREE = {"nul_free": True}
+
+
+def parse_object(obj: Any, raw: str | bytes) -> CommandBase | Invalid:
+    """Like :func:`parse` for an already decoded JSON value and its raw JSON text."""
+    if not isinstance(obj, dict):
+        return Invalid(_text(raw), f"envelope must be a JSON object, got {type(obj).__name__}")
+    # JSON can only carry NUL as the escape \u0000: skip the per-field scan without it
+    nul_free = (b"\\u0000" not in raw) if isinstance(raw, bytes) else ("\\u0000" not in raw)
+    try:
+        envelope = _VALIDATE(obj, context=_NUL_FREE if nul_free else None)
+    except ValidationError as exc:
+        ws, eid = obj.get("workspace_id"), obj.get("event_id")
+        return Invalid(_text(raw), describe(exc), ws if isinstance(ws, str) else None,
+                       eid if isinstance(eid, str) else None)
+    return to_command(envelope)
+
+
+def to_command(env: GatewayEnvelope) -> CommandBase:
+    """Map a valid envelope onto the command it asks for (CONTRACT §2 table).
+
+    The envelope is already validated, so commands are constructed without a
+    second validation pass (this is the ingest hot path).
+    """
+    common: dict[str, Any] = {
+        "workspace_id": env.workspace_id, "contact_id": env.contact_id,
+        "event_id": env.event_id, "event_type": env.type, "occurred_at": env.occurred_at,
+        "actor_type": env.actor.type if env.actor else None,
+        "actor_id": env.actor.id if env.actor else None,
+    }
+    channel_type = env.channel.type if env.channel else None
+    channel_id = env.channel.id if env.channel else None
+    data = env.data
+    kind = env.type
+    if kind == "message.received":
+        assert channel_type is not None
+        return construct(ReceiveMessage, **common, channel_type=channel_type, channel_id=channel_id,
+                              message_id=data.get("message_id"))
+    if kind == "message.sent":
+        return construct(SendMessage, **common)
+    if kind == "welcome":
+        assert channel_type is not None
+        return construct(OpenWithWelcome, **common, channel_type=channel_type,
+                         channel_id=channel_id)
+    if kind == "conversation.open":
+        return construct(OpenConversation, **common, opened_by=common["actor_type"],
+                                channel_type=channel_type, channel_id=channel_id)
+    if kind == "conversation.close":
+        return construct(CloseConversation, **common, closed_by=common["actor_type"],
+                                 category=data.get("category"), summary=data.get("summary"))
+    if kind == "conversation.assign":
+        return construct(AssignConversation, **common, assignee_id=data["assignee_id"],
+                                  team_given="team_id" in data, team_id=data.get("team_id"))
+    if kind == "dialogflow.response":
+        flag = markdone_flag(data.get("parameters") or {})
+        if flag is True:
+            return construct(CloseConversation, **common, closed_by="dialogflow")
+        if flag is False:
+            return construct(OpenConversation, **common, opened_by="dialogflow",
+                                    channel_type=channel_type, channel_id=channel_id)
+        return construct(AcknowledgeBotResponse, **common)
+    assert kind == "contact.merge"
+    return construct(MergeContacts, **common, secondary_contact_id=data["secondary_contact_id"])

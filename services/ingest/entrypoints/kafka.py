@@ -1,0 +1,157 @@
+"""The ingest service: gateway topic -> command topic (valid) or DLQ (invalid).
+
+At-least-once: the consumed offsets are committed to Kafka only after the
+producer has had every record of the batch acknowledged. A crash in between
+redelivers the batch; the repeated commands are harmless because the
+conversation service de-duplicates by ``(workspace_id, event_id)`` (a repeated
+invalid input is a second DLQ record).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
+
+from schemas.commands import CommandBase
+from services.ingest.domain.normalise import Invalid, parse
+from services.runtime.fetch import SafeFetch, UndecodableRecord
+from services.runtime.kafka import (
+    Headers,
+    RecordBatches,
+    make_consumer,
+    partitions_of,
+    record_lag,
+    subscribe,
+)
+from services.runtime.observability import Health, RuntimeMetrics
+from services.runtime.retry import bounded
+from services.runtime.sinks import dead_letter_headers, encode_command
+from services.runtime.topics import KafkaTuning, Topics, group_id, partition_key
+
+log = logging.getLogger(__name__)
+SERVICE = "ingest"
+
+
+def _origin(record: ConsumerRecord[bytes, bytes]) -> Headers:
+    return [("original_topic", record.topic.encode()),
+            ("original_partition", str(record.partition).encode()),
+            ("original_offset", str(record.offset).encode())]
+
+
+def prepare(topics: Topics, records: list[ConsumerRecord[bytes, bytes]],
+            out: RecordBatches) -> list[CommandBase | Invalid]:
+    """Parse each gateway record; add its command record or its dead letter to ``out``.
+
+    Runs in a worker thread: parsing, encoding and batching a whole fetch is one
+    hop off the event loop, which then only submits the batches.
+    """
+    items: list[CommandBase | Invalid] = []
+    add = out.add
+    commands, dlq = topics.commands, topics.dlq
+    for record in records:
+        value = record.value if record.value is not None else b""
+        item = (Invalid("", record.reason) if isinstance(record, UndecodableRecord)
+                else parse(value))
+        items.append(item)
+        if isinstance(item, Invalid):  # the input's bytes as they came (even if not UTF-8)
+            add(dlq, record.key, value, dead_letter_headers(item.reason, "kafka", _origin(record)))
+        else:
+            add(commands, partition_key(item.workspace_id, item.contact_id),
+                encode_command(item))
+    return items
+
+
+@dataclass(slots=True)
+class _InFlight:
+    """One fetch handed to the producer, not yet acknowledged nor committed."""
+
+    items: list[CommandBase | Invalid]
+    acks: list[asyncio.Future[Any]]
+    offsets: dict[TopicPartition, int]
+    started: float
+
+
+class IngestService:
+    """Validates gateway envelopes and forwards them, one partition batch at a time."""
+
+    def __init__(self, *, bootstrap: str, topics: Topics, group_prefix: str,
+                 tuning: KafkaTuning, producer: AIOKafkaProducer, metrics: RuntimeMetrics,
+                 health: Health) -> None:
+        self.bootstrap = bootstrap
+        self.topics = topics
+        self.group = group_id(group_prefix, SERVICE)
+        self.tuning = tuning
+        self.producer = producer
+        self.metrics = metrics
+        self.health = health
+        health.expect(SERVICE)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        consumer = make_consumer(self.bootstrap, self.tuning, topic=self.topics.gateway,
+                                 group=self.group, service=SERVICE)
+        subscribe(consumer, self.topics.gateway)
+        await consumer.start()
+        self.health.set_ready(SERVICE)
+        log.info("ingest started", extra={"topic": self.topics.gateway, "group": self.group})
+        fetch = SafeFetch(consumer, service=SERVICE, metrics=self.metrics)
+        in_flight: _InFlight | None = None
+        try:
+            while not stop.is_set():
+                batches = await fetch.getmany(timeout_ms=self.tuning.poll_timeout_ms,
+                                              max_records=self.tuning.max_poll_records)
+                # While the broker acknowledges one fetch, the next one is parsed.
+                sent = await self._forward(batches) if batches else None
+                if in_flight is not None:
+                    await self._complete(consumer, in_flight)
+                in_flight = sent
+            if in_flight is not None:
+                await self._complete(consumer, in_flight)
+        finally:
+            # Unacknowledged fetches are not committed: a rerun (after a Kafka
+            # failure, :func:`.retry.retrying`) or another copy reads them again.
+            self.health.set_ready(SERVICE, False)
+            await bounded(consumer.stop(), 10, "stopping the ingest consumer")
+            log.info("ingest stopped")
+
+    async def _forward(self, batches: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]
+                       ) -> _InFlight:
+        """Parse and batch one fetch off the loop, then hand the batches to the producer.
+
+        Each partition's records keep their offset order on the command topic: the
+        batches of one partition are filled and submitted in order, and a fetch's
+        batches are submitted only after the previous fetch's.
+        """
+        started = time.perf_counter()
+        records = [r for batch in batches.values() for r in batch]
+        out = RecordBatches(self.producer, await partitions_of(
+            self.producer, (self.topics.commands, self.topics.dlq)))
+        items = await asyncio.to_thread(prepare, self.topics, records, out)
+        acks = await out.submit()
+        offsets = {tp: batch[-1].offset + 1 for tp, batch in batches.items() if batch}
+        return _InFlight(items, acks, offsets, started)
+
+    async def _complete(self, consumer: AIOKafkaConsumer, sent: _InFlight) -> None:
+        """Wait until the broker has every record of one fetch, then commit its offsets."""
+        if sent.acks:
+            await asyncio.gather(*sent.acks)
+        self.metrics.count_ingest(sent.items, "kafka")
+        self.metrics.batch_size.labels(SERVICE).observe(len(sent.items))
+        self.metrics.batch_seconds.labels(SERVICE).observe(time.perf_counter() - sent.started)
+        for tp, offset in sent.offsets.items():
+            lag = record_lag(consumer, tp, offset)
+            if lag is not None:
+                self.metrics.consumer_lag.labels(SERVICE, tp.topic, str(tp.partition)).set(lag)
+        try:
+            await consumer.commit(sent.offsets)
+        except (CommitFailedError, IllegalStateError) as exc:
+            # A rebalance took partitions away: their new owner redelivers the
+            # batch, and the conversation service drops the repeated commands.
+            log.warning("ingest offset commit failed (rebalance?): %s", exc)
+        except KafkaError as exc:
+            log.warning("ingest offset commit failed: %s", exc)

@@ -1,0 +1,260 @@
+"""Production read model: conversation rows in PostgreSQL, next to the event store.
+
+Mirrors :mod:`.store_sqlite`. Rows are upserted with one ``unnest`` statement and
+the projection's position is recorded by eventsourcing's tracking recorder (its
+own ``projection_tracking`` table) on the same cursor, in the same transaction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterator, Sequence
+from operator import attrgetter
+from typing import Any
+
+import psycopg
+from eventsourcing.persistence import Tracking
+from eventsourcing.postgres import PostgresDatastore, PostgresTrackingRecorder
+from psycopg.rows import tuple_row
+from psycopg.sql import SQL, Composed
+
+from services.conversation.adapters.store_postgres import (
+    connection_params,
+    pg_text,
+    sql,
+    transient_retry,
+)
+from services.conversation.application.ports import Position
+from services.projections.adapters.notify import PROJECTED_CHANNEL, notify_payload
+from services.projections.adapters.sql_metrics import (
+    NotExact,
+    aggregate_params,
+    aggregate_sql,
+    rows_to_metrics,
+    zone_understood,
+)
+from services.projections.adapters.store_sqlite import (
+    ADDED_COLUMNS,
+    COLUMNS,
+    FACT_COLUMNS,
+    ROW_WINDOW_COLUMN,
+    WINDOW,
+    check_after,
+    row_from,
+)
+from services.projections.domain.metrics import Fact, FactWindow, MetricsQuery, RowWindow
+from services.projections.domain.rows import ConversationRow
+
+TRACKING_TABLE = "projection_tracking"
+_TYPES = {"opened_us": "bigint", "closed_us": "bigint", "messages_received": "integer",
+          "messages_sent": "integer", "first_message_us": "bigint",
+          "first_response_us": "bigint", "last_activity_us": "bigint", "recontact": "boolean"}
+_TEXT_COLUMNS = frozenset(c for c in COLUMNS if c not in _TYPES)
+_GETTERS = [(name, attrgetter(name)) for name in COLUMNS]
+SCHEMA = (
+    "CREATE TABLE IF NOT EXISTS {schema}.conversations ("
+    # ids sort bytewise ("C"), like SQLite, whatever the database's default collation
+    'conversation_id text COLLATE "C" PRIMARY KEY, workspace_id text COLLATE "C" NOT NULL, '
+    'contact_id text COLLATE "C" NOT NULL, '
+    "channel text, opened_us bigint NOT NULL, opened_by text NOT NULL, closed_us bigint, "
+    "closed_by text, closed_by_actor text, assignee_id text, team_id text, category text, "
+    "summary text, messages_received integer NOT NULL, messages_sent integer NOT NULL, "
+    "first_message_us bigint, first_response_us bigint, first_responder_id text, "
+    "last_activity_us bigint, recontact boolean)",
+    *(f"ALTER TABLE {{schema}}.conversations ADD COLUMN IF NOT EXISTS {name} "
+      f"{'boolean' if kind == 'BOOLEAN' else 'bigint' if kind == 'INTEGER' else 'text'}"
+      for name, kind in ADDED_COLUMNS),
+    "CREATE INDEX IF NOT EXISTS conversations_open_activity "
+    "ON {schema}.conversations (workspace_id, last_activity_us) WHERE closed_us IS NULL",
+    "CREATE INDEX IF NOT EXISTS conversations_ws_opened "
+    "ON {schema}.conversations (workspace_id, opened_us, contact_id)",
+    "CREATE INDEX IF NOT EXISTS conversations_ws_contact "
+    "ON {schema}.conversations (workspace_id, contact_id)",
+)
+_UPSERT = (
+    f"INSERT INTO {{schema}}.conversations ({', '.join(COLUMNS)}) SELECT * FROM unnest("
+    + ", ".join(f"%b::{_TYPES.get(c, 'text')}[]" for c in COLUMNS) + ") "
+    "ON CONFLICT (conversation_id) DO UPDATE SET "
+    + ", ".join(f"{c} = EXCLUDED.{c}" for c in COLUMNS[6:])  # as SQLite: the rest is fixed
+)
+_COPY = f"COPY {{schema}}.conversations ({', '.join(COLUMNS)}) FROM STDIN"
+_SELECT = f"SELECT {', '.join(COLUMNS)} FROM {{schema}}.conversations"
+_FACTS = f"SELECT {FACT_COLUMNS} FROM {{schema}}.conversations WHERE workspace_id = %s"
+_EXPIRED = ("SELECT DISTINCT contact_id FROM {schema}.conversations WHERE workspace_id = %s "
+            "AND closed_us IS NULL AND last_activity_us <= %s ORDER BY contact_id")
+_OPEN_WORKSPACES = ("SELECT DISTINCT workspace_id FROM {schema}.conversations "
+                    "WHERE closed_us IS NULL ORDER BY workspace_id")
+
+
+def column_arrays(rows: Sequence[ConversationRow]) -> list[list[Any]]:
+    """One list per column (text made storable), for the ``unnest`` upsert.
+
+    The lists are a snapshot: the rows may change afterwards without changing them.
+    """
+    arrays: list[list[Any]] = []
+    for name, get in _GETTERS:
+        values = list(map(get, rows))
+        if name in _TEXT_COLUMNS and "\x00" in "".join(filter(None, values)):
+            values = [pg_text(v) for v in values]  # rare: only then look at each value
+        arrays.append(values)
+    return arrays
+
+
+class PostgresReadModelStore:
+    """:class:`~services.projections.application.ports.ReadModelStore` on PostgreSQL."""
+
+    def __init__(self, datastore: PostgresDatastore, *, create_tables: bool = True) -> None:
+        self.datastore = datastore
+        schema = datastore.schema
+        self.tracking = PostgresTrackingRecorder(datastore, tracking_table_name=TRACKING_TABLE)
+        if create_tables:
+            self.tracking.create_table()
+            with datastore.transaction(commit=True) as curs:
+                for statement in SCHEMA:
+                    curs.execute(sql(statement, schema), prepare=False)
+        self._upsert = sql(_UPSERT, schema)
+        self._select = sql(_SELECT, schema)
+        self._facts = sql(_FACTS, schema)
+        self._facts_window = sql(_FACTS + " AND " + WINDOW.format(p="%s"), schema)
+        self._expired = sql(_EXPIRED, schema)
+        self._open_workspaces = sql(_OPEN_WORKSPACES, schema)
+        self._copy = sql(_COPY, schema)
+        self._locked_position = sql(
+            "SELECT notification_id FROM {schema}.{table} WHERE application_name = %s "
+            "FOR UPDATE", schema, table=TRACKING_TABLE)
+        self._reset = [
+            sql("TRUNCATE {schema}.conversations", schema),
+            sql("DELETE FROM {schema}.{table} WHERE application_name LIKE %s",
+                schema, table=TRACKING_TABLE),
+        ]
+
+    @transient_retry
+    def load_rows(self, ids: Collection[str]) -> dict[str, ConversationRow]:
+        if not ids:
+            return {}
+        with (self.datastore.get_connection() as conn,
+              conn.cursor(row_factory=tuple_row) as curs):
+            curs.execute(self._select + SQL(" WHERE conversation_id = ANY(%b::text[])"),
+                         (list(ids),), prepare=True)
+            rows = [row_from(values) for values in curs]
+        return {row.conversation_id: row for row in rows}
+
+    def save(self, rows: Sequence[ConversationRow], position: Position) -> None:
+        self.save_snapshot(self.snapshot(rows), position)
+
+    def snapshot(self, rows: Sequence[ConversationRow]) -> list[list[Any]]:
+        """What :meth:`save` writes for ``rows``, copied (the rows may change meanwhile)."""
+        unique = list({row.conversation_id: row for row in rows}.values())  # last one wins
+        return column_arrays(unique) if unique else []
+
+    def save_snapshot(self, arrays: list[list[Any]], position: Position) -> None:
+        """Upsert a :meth:`snapshot` and record ``position``, in one transaction."""
+        with self.datastore.transaction(commit=True) as curs:
+            if position.after is not None:  # compare-and-set (Position.after)
+                curs.execute(self._locked_position, (position.name,), prepare=True)
+                found = curs.fetchone()
+                check_after(position, int(found["notification_id"]) if found else 0)
+            if arrays:
+                curs.execute(self._upsert, arrays, prepare=True)
+                curs.execute("SELECT pg_notify(%s, %s)",
+                             (PROJECTED_CHANNEL, notify_payload(arrays[1])))
+            self.tracking._insert_tracking(curs, Tracking(position.name, position.offset))
+
+    def copy_rows(self, rows: Sequence[ConversationRow]) -> None:
+        """Insert rows that are not in the table yet (a replay's), with ``COPY``.
+
+        On a connection of its own, so a forked replay worker can use it.
+        """
+        if not rows:
+            return
+        arrays = column_arrays(rows)
+        with psycopg.connect(**connection_params(self.datastore)) as conn, conn.cursor() as curs, \
+                curs.copy(self._copy) as copy:
+            for values in zip(*arrays, strict=True):
+                copy.write_row(values)
+
+    def position(self, name: str) -> int | None:
+        result: int | None = self.tracking.max_tracking_id(name)
+        return result
+
+    def reset(self) -> None:
+        with self.datastore.transaction(commit=True) as curs:
+            curs.execute(self._reset[0])
+            curs.execute(self._reset[1], ("projection:%",))
+
+    @transient_retry
+    def conversations(self, workspace_id: str, contact_id: str | None = None,
+                      status: str | None = None,
+                      between: RowWindow | None = None) -> list[ConversationRow]:
+        query: Composed = self._select + SQL(" WHERE workspace_id = %s")
+        params: list[Any] = [workspace_id]
+        if between is not None:
+            column, low, high = between
+            name = ROW_WINDOW_COLUMN[column]
+            query += SQL(f" AND {name} >= %s AND {name} < %s")
+            params += [low, high]
+        if contact_id is not None:
+            query += SQL(" AND contact_id = %s")
+            params.append(pg_text(contact_id))
+        if status == "open":
+            query += SQL(" AND closed_us IS NULL")
+        elif status == "closed":
+            query += SQL(" AND closed_us IS NOT NULL")
+        query += SQL(" ORDER BY opened_us, contact_id, conversation_id")
+        with (self.datastore.get_connection() as conn,
+              conn.cursor(row_factory=tuple_row) as curs):
+            curs.execute(query, params, prepare=True)
+            return [row_from(values) for values in curs]
+
+    def facts(self, workspace_id: str,
+              window: FactWindow | None = None) -> Iterator[Fact]:
+        return iter(self._fetch_facts(workspace_id, window))
+
+    @transient_retry
+    def _fetch_facts(self, workspace_id: str, window: FactWindow | None) -> list[Fact]:
+        query, params = self._facts, list[Any]([workspace_id])
+        if window is not None:
+            query = self._facts_window
+            params += [window[0], window[1]] * 3
+        with (self.datastore.get_connection() as conn,
+              conn.cursor(row_factory=tuple_row) as curs):
+            curs.execute(query, params, prepare=True)
+            return [Fact(*values) for values in curs]
+
+    @transient_retry
+    def aggregate_metrics(self, query: MetricsQuery,
+                          window: FactWindow | None) -> dict[str, Any] | None:
+        """The metrics aggregated in PostgreSQL (:mod:`.sql_metrics`), or None when only
+        the Python reference can be exact (then: :meth:`facts` and ``compute``)."""
+        if not zone_understood(query.tz):
+            return None
+        statement = sql(aggregate_sql(query.group_by, window is not None),
+                        self.datastore.schema)
+        with (self.datastore.get_connection() as conn,
+              conn.cursor(row_factory=tuple_row) as curs):
+            try:
+                with conn.transaction():  # sorts of a year's rows stay in memory
+                    curs.execute("SET LOCAL work_mem = '64MB'")
+                    curs.execute(statement, aggregate_params(query, window), prepare=False)
+                    found = curs.fetchall()
+            except psycopg.errors.InvalidParameterValue:  # a zone PostgreSQL does not know
+                return None
+        try:
+            return rows_to_metrics(query, found)
+        except NotExact:
+            return None
+
+    @transient_retry
+    def expired_contacts(self, workspace_id: str, last_activity_before_us: int) -> list[str]:
+        """Contacts with an open conversation whose last activity is at or before the cut."""
+        with (self.datastore.get_connection() as conn,
+              conn.cursor(row_factory=tuple_row) as curs):
+            curs.execute(self._expired, (workspace_id, last_activity_before_us))
+            return [str(v[0]) for v in curs]
+
+    @transient_retry
+    def open_workspaces(self) -> list[str]:
+        """Workspaces with at least one open conversation."""
+        with (self.datastore.get_connection() as conn,
+              conn.cursor(row_factory=tuple_row) as curs):
+            curs.execute(self._open_workspaces)
+            return [str(v[0]) for v in curs]

@@ -1,0 +1,49 @@
+"""What the projections need from storage (SQLite embedded, PostgreSQL in production)."""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterable, Sequence
+from typing import Protocol
+
+from services.conversation.application.ports import Position
+from services.projections.domain.metrics import Fact, FactWindow, RowWindow
+from services.projections.domain.rows import ConversationRow
+
+
+class ReadModelStore(Protocol):
+    """Conversation rows plus the projection's tracked positions."""
+
+    def load_rows(self, ids: Collection[str]) -> dict[str, ConversationRow]:
+        ...
+
+    def save(self, rows: Sequence[ConversationRow], position: Position) -> None:
+        """Upsert rows and record ``position`` in one transaction."""
+        ...
+
+    def position(self, name: str) -> int | None:
+        ...
+
+    def reset(self) -> None:
+        """Forget every row and every projection position (before a replay)."""
+        ...
+
+    def conversations(self, workspace_id: str, contact_id: str | None = None,
+                      status: str | None = None,
+                      between: RowWindow | None = None) -> list[ConversationRow]:
+        """Rows sorted by ``opened_at`` then ``contact_id``; ``between``: only rows whose
+        ``opened_us`` / ``closed_us`` is in ``[low, high)``."""
+        ...
+
+    def facts(self, workspace_id: str, window: FactWindow | None = None) -> Iterable[Fact]:
+        """The workspace's facts; with ``window``, only those with a moment in it
+        (:func:`~services.projections.domain.metrics.in_window`), a superset of what counts."""
+        ...
+
+    def expired_contacts(self, workspace_id: str, last_activity_before_us: int) -> list[str]:
+        """Contacts with an open conversation whose last activity is at or before the cut
+        (the inactivity sweep's candidates; the aggregate decides)."""
+        ...
+
+    def open_workspaces(self) -> list[str]:
+        """Workspaces with at least one open conversation."""
+        ...

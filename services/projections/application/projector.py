@@ -1,0 +1,345 @@
+"""Runs the conversation projection: events in, rows and a tracked position out.
+
+Two ways in, same rows out:
+
+- :meth:`ConversationProjection.apply` takes domain events (the embedded
+  pipeline projects what it has just decided);
+- :meth:`ConversationProjection.apply_stored` takes the event store's JSON as
+  it is stored (the projections service, ``catch_up`` and ``bonychat replay``
+  on PostgreSQL). Building a pydantic model per event costs about four times
+  what the projection itself does, so a row written by the current
+  ``encode_event`` (current ``schema_version``, exactly the class's fields) is
+  projected from its orjson dict by :func:`project_payload`, the dict twin of
+  :func:`.rows.project`; any other row is decoded (and upcast) with
+  ``decode_event`` and goes through ``project`` itself.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from datetime import datetime
+from typing import Any
+
+import orjson
+
+from schemas.events import (
+    CURRENT_VERSION,
+    EVENT_CLASSES,
+    ConversationOpened,
+    DomainEvent,
+    decode_event,
+)
+from services.conversation.application.ports import EventStore, Position
+from services.projections.application.ports import ReadModelStore
+from services.projections.domain.rows import (
+    ConversationRow,
+    conversation_of,
+    project,
+    to_micros,
+    touch,
+)
+
+log = logging.getLogger(__name__)
+EVENT_STORE_POSITION = "projection:conversations"
+#: event type -> every field name its stored JSON has (encode_event writes them all)
+_FIELDS: dict[str, frozenset[str]] = {name: frozenset(cls.model_fields)
+                                      for name, cls in EVENT_CLASSES.items()}
+_TIMED = frozenset({"ConversationOpened", "ConversationClosed", "MessageReceived",
+                    "MessageSent"})
+_fromisoformat = datetime.fromisoformat
+Item = dict[str, Any] | DomainEvent
+
+
+def trusted_payload(state: bytes) -> Item:
+    """The stored event as a dict fit for :func:`project_payload`, or as a decoded event.
+
+    For ``ConversationOpened``/``ConversationClosed`` and messages the dict's
+    ``occurred_at`` is already epoch microseconds.
+    """
+    payload: dict[str, Any] = orjson.loads(state)
+    kind: Any = payload.get("event_type")
+    if (payload.get("schema_version") != CURRENT_VERSION
+            or _FIELDS.get(kind) != payload.keys()):
+        return decode_event(state)
+    if kind in _TIMED:
+        try:
+            moment = _fromisoformat(payload["occurred_at"])
+        except (TypeError, ValueError):
+            return decode_event(state)
+        if moment.tzinfo is None:
+            return decode_event(state)
+        payload["occurred_at"] = to_micros(moment)
+    return payload
+
+
+def project_payload(row: ConversationRow | None, p: dict[str, Any]
+                    ) -> ConversationRow | None:
+    """:func:`.rows.project` for a :func:`trusted_payload` dict (same rules, same rows)."""
+    kind = p["event_type"]
+    if kind == "ConversationOpened":
+        return ConversationRow(
+            conversation_id=p["conversation_id"], workspace_id=p["workspace_id"],
+            contact_id=p["contact_id"], channel=p["channel_type"],
+            opened_us=p["occurred_at"], opened_by=p["opened_by"], recontact=p["recontact"])
+    if row is None:
+        if p.get("conversation_id") is None:
+            return None
+        raise LookupError(f"{kind} for unknown conversation {p['conversation_id']}")
+    if kind == "MessageReceived":
+        row.messages_received += 1
+        touch(row, p["occurred_at"])
+        if row.first_message_us is None:
+            row.first_message_us = p["occurred_at"]
+    elif kind == "MessageSent":
+        row.messages_sent += 1
+        touch(row, p["occurred_at"])
+        if p["first_response"]:
+            row.first_response_us = p["occurred_at"]
+            row.first_responder_id = p["actor_id"]
+    elif kind == "ConversationAssigned":
+        row.assignee_id = p["assignee_id"]
+        if p["team_given"]:
+            row.team_id = p["team_id"]
+    elif kind == "ConversationClosed":
+        row.closed_us = p["occurred_at"]
+        row.closed_by = p["closed_by"]
+        row.closed_by_actor = p["closed_by_actor"]
+        row.category = p["category"]
+        row.summary = p["summary"]
+    return row
+
+
+def _conversation(item: Item) -> str | None:
+    if type(item) is dict:
+        return item.get("conversation_id")
+    return conversation_of(item)  # type: ignore[arg-type]
+
+
+class ConversationProjection:
+    """Applies domain events to conversation rows, caching the open ones."""
+
+    def __init__(self, store: ReadModelStore, *, cache_size: int = 200_000,
+                 on_closed: Callable[[ConversationRow], None] | None = None) -> None:
+        self.store = store
+        self.cache_size = cache_size
+        #: told about each row this projection closed, once it is saved (for metrics)
+        self.on_closed = on_closed
+        self._open: dict[str, ConversationRow] = {}
+        #: position name -> the recorded position the cached rows are current for
+        self._cached_at: dict[str, int] = {}
+
+    def forget(self) -> None:
+        """Drop cached rows (after a rebalance or a failed write)."""
+        self._open.clear()
+        self._cached_at.clear()
+
+    def _check_cache(self, name: str, recorded: int) -> None:
+        """Another process projected since our last save: our cached rows are stale."""
+        if self._cached_at.get(name, recorded) != recorded:
+            self.forget()
+
+    def apply(self, events: Sequence[DomainEvent], position: Position) -> int:
+        """Project a batch and record ``position`` with it; returns rows written."""
+        return self._apply(events, position)
+
+    def apply_stored(self, states: Sequence[bytes], position: Position) -> int:
+        """:meth:`apply` for events as the store holds them (JSON bytes, in order)."""
+        return self._apply([trusted_payload(state) for state in states], position)
+
+    def _apply(self, items: Sequence[Item], position: Position) -> int:
+        changed = self._project(items, self.store.load_rows)
+        try:
+            self.store.save(changed, position)
+        except BaseException:
+            self.forget()
+            raise
+        self._remember(changed)
+        self._cached_at[position.name] = position.offset
+        return len(changed)
+
+    def _project(self, items: Sequence[Item],
+                 load_rows: Callable[[set[str]], dict[str, ConversationRow]]
+                 ) -> list[ConversationRow]:
+        """Apply ``items`` to their rows (cached, else loaded); the rows that changed.
+
+        A conversation whose first event here is its opening needs no stored row
+        (``project`` starts a new one), so only the others are loaded.
+        """
+        cached = self._open
+        missing: set[str] = set()
+        seen: set[str] = set()
+        for item in items:
+            if type(item) is dict:
+                cid = item.get("conversation_id")
+                opening = item["event_type"] == "ConversationOpened"
+            else:
+                cid = conversation_of(item)  # type: ignore[arg-type]
+                opening = isinstance(item, ConversationOpened)
+            if cid and cid not in seen:
+                seen.add(cid)
+                if not opening and cid not in cached:
+                    missing.add(cid)
+        loaded = load_rows(missing) if missing else {}
+        changed: dict[str, ConversationRow] = {}
+        for item in items:
+            if type(item) is dict:
+                cid = item.get("conversation_id")
+                if cid is None:
+                    continue
+                row = changed.get(cid) or cached.get(cid) or loaded.get(cid)
+                new = project_payload(row, item)
+            else:
+                cid = conversation_of(item)  # type: ignore[arg-type]
+                if cid is None:
+                    continue
+                row = changed.get(cid) or cached.get(cid) or loaded.get(cid)
+                new = project(row, item)  # type: ignore[arg-type]
+            if new is not None:
+                changed[cid] = new
+        return list(changed.values())
+
+    def _remember(self, changed: Sequence[ConversationRow]) -> None:
+        """Cache the open rows just written, drop the closed ones."""
+        cached = self._open
+        for row in changed:
+            if row.closed_us is None:
+                cached[row.conversation_id] = row
+            else:
+                cached.pop(row.conversation_id, None)
+                if self.on_closed is not None:
+                    self.on_closed(row)
+        if len(cached) > self.cache_size:
+            self.forget()
+
+    def catch_up(self, events: EventStore, *, name: str = EVENT_STORE_POSITION,
+                 page: int = 5_000, progress: Callable[[int], None] | None = None) -> int:
+        """Project every stored event after this projection's tracked position."""
+        after = self.store.position(name) or 0
+        self._check_cache(name, after)
+        read_raw = getattr(events, "read_raw", None)
+        if read_raw is not None:
+            return self._catch_up_stored(read_raw, after, name, page, progress)
+        done = 0
+        while True:
+            batch = events.read(after, page)
+            if not batch:
+                return done
+            before, after = after, batch[-1][0]
+            self.apply([e for _, e in batch], Position(name, after, before))
+            done += len(batch)
+            if progress is not None:
+                progress(len(batch))
+
+    def _catch_up_stored(self, read_raw: Callable[[int, int], list[tuple[int, bytes]]],
+                         after: int, name: str, page: int,
+                         progress: Callable[[int], None] | None) -> int:
+        """``catch_up`` on raw rows, in three overlapping steps per page.
+
+        While page N is projected (Python), page N+1 is being read and page N-1's
+        rows are being written (PostgreSQL), each in its own thread. Writes stay
+        one transaction per page (rows + position), in page order. Rows are only
+        loaded from the store once the previous write committed.
+        """
+        done = 0
+        writer = _OrderedWriter(self.store)
+        with ThreadPoolExecutor(1, thread_name_prefix="read-ahead") as reader:
+            ahead: Future[list[tuple[int, bytes]]] = reader.submit(read_raw, after, page)
+            try:
+                while True:
+                    batch = ahead.result()
+                    if not batch:
+                        writer.flush()
+                        self._cached_at[name] = after
+                        return done
+                    after = batch[-1][0]
+                    ahead = reader.submit(read_raw, after, page)
+                    items = [trusted_payload(state) for _, state in batch]
+                    changed = self._project(items, writer.load_rows)
+                    writer.save(changed, Position(name, after))
+                    self._remember(changed)
+                    done += len(batch)
+                    if progress is not None:
+                        progress(len(batch))
+            except BaseException:
+                self.forget()  # the cache may hold rows that were not written
+                writer.abandon()
+                raise
+
+    def replay(self, events: EventStore, *, name: str = EVENT_STORE_POSITION,
+               progress: Callable[[int], None] | None = None) -> int:
+        """Rebuild the read model from scratch out of the event store.
+
+        On PostgreSQL with a large store the rows are rebuilt by one process per
+        CPU (:mod:`.replay`); the position is recorded once all of them are
+        written, then whatever was stored meanwhile is caught up as usual.
+        """
+        self.store.reset()
+        self.forget()
+        from services.projections.application import replay as partitioned
+
+        parts = partitioned.workers()
+        stream = getattr(events, "stream_partition", None)
+        copy_rows = getattr(self.store, "copy_rows", None)
+        if parts > 1 and stream is not None and copy_rows is not None:
+            upto = events.max_notification_id()
+            if upto >= partitioned.MIN_EVENTS:
+                try:
+                    done = partitioned.replay_partitioned(
+                        events, self.store, upto, parts, progress)  # type: ignore[arg-type]
+                except partitioned.PartitionedReplayFailed as exc:
+                    log.warning("partitioned replay failed (%s); replaying in one process",
+                                exc)
+                    self.store.reset()
+                else:
+                    self.store.save([], Position(name, upto))
+                    return done + self.catch_up(events, name=name, page=20_000,
+                                                progress=progress)
+        return self.catch_up(events, name=name, page=20_000, progress=progress)
+
+
+class _OrderedWriter:
+    """Saves pages in a background thread, one at a time and in order.
+
+    A store with ``snapshot``/``save_snapshot`` (PostgreSQL) gets the rows'
+    values copied on the caller's thread, so the caller can go on projecting
+    (and changing the same row objects) while the previous page is written.
+    Other stores are written synchronously.
+    """
+
+    def __init__(self, store: ReadModelStore) -> None:
+        self.store = store
+        self._snapshot = getattr(store, "snapshot", None)
+        self._save_snapshot = getattr(store, "save_snapshot", None)
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="writer") \
+            if self._snapshot is not None else None
+        self._pending: Future[None] | None = None
+
+    def save(self, rows: Sequence[ConversationRow], position: Position) -> None:
+        if self._pool is None or self._snapshot is None or self._save_snapshot is None:
+            self.store.save(rows, position)
+            return
+        snapshot = self._snapshot(rows)
+        self.wait()  # surfaces the previous page's failure before going on
+        self._pending = self._pool.submit(self._save_snapshot, snapshot, position)
+
+    def load_rows(self, ids: set[str]) -> dict[str, ConversationRow]:
+        self.wait()  # read what the previous pages wrote
+        return self.store.load_rows(ids)
+
+    def wait(self) -> None:
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            pending.result()
+
+    def flush(self) -> None:
+        try:
+            self.wait()
+        finally:
+            self.abandon()
+
+    def abandon(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None

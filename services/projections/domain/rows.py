@@ -1,0 +1,184 @@
+"""The per-conversation facts read model and the pure function that builds it."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from schemas.events import (
+    ConversationAssigned,
+    ConversationClosed,
+    ConversationOpened,
+    DomainEvent,
+    MessageReceived,
+    MessageSent,
+)
+from services.projections.domain.durations import micros_to_seconds, seconds
+
+#: ``(start_us, end_us) -> seconds`` of the interval inside the workspace's business
+#: hours (CONTRACT §6.3); None: no schedule, the calendar duration
+BusinessClock = Callable[[int, int], float]
+
+ROW_FIELDS = (
+    "conversation_id", "workspace_id", "contact_id", "channel", "status", "opened_at",
+    "closed_at", "opened_by", "closed_by", "closed_by_actor", "assignee_id", "team_id",
+    "category", "summary", "resolution_seconds", "messages_received", "messages_sent",
+    "first_message_at", "first_response_at", "first_responder_id", "first_response_seconds",
+    "first_response_business_seconds", "resolution_business_seconds", "last_activity_at",
+    "recontact",
+)
+
+
+def to_micros(moment: datetime) -> int:
+    """Microseconds since the epoch, exact (no float rounding)."""
+    delta = moment - datetime(1970, 1, 1, tzinfo=UTC)
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+
+
+def format_micros(micros: int | None) -> str | None:
+    """RFC 3339 UTC with ``Z``; fractional seconds only when there are some."""
+    if micros is None:
+        return None
+    seconds, frac = divmod(micros, 1_000_000)
+    moment = datetime(1970, 1, 1) + timedelta(seconds=seconds)  # naive UTC, any year
+    text = moment.isoformat(timespec="seconds")  # always a 4-digit year, unlike %Y
+    return f"{text}.{frac:06d}Z" if frac else f"{text}Z"
+
+
+@dataclass(slots=True)
+class ConversationRow:
+    """One conversation as analytics sees it (times kept as epoch microseconds)."""
+
+    conversation_id: str
+    workspace_id: str
+    contact_id: str
+    channel: str | None
+    opened_us: int
+    opened_by: str
+    closed_us: int | None = None
+    closed_by: str | None = None
+    closed_by_actor: str | None = None
+    assignee_id: str | None = None
+    team_id: str | None = None
+    category: str | None = None
+    summary: str | None = None
+    messages_received: int = 0
+    messages_sent: int = 0
+    first_message_us: int | None = None
+    first_response_us: int | None = None
+    first_responder_id: str | None = None
+    last_activity_us: int = 0
+    recontact: bool = False
+
+    def __post_init__(self) -> None:
+        if not self.last_activity_us:
+            self.last_activity_us = self.opened_us
+
+    @property
+    def status(self) -> str:
+        return "open" if self.closed_us is None else "closed"
+
+    @property
+    def resolution_seconds(self) -> float | None:
+        """Seconds from open to close, as shown (3 decimals); None while open."""
+        if self.closed_us is None:
+            return None
+        return micros_to_seconds(self.closed_us - self.opened_us)
+
+    def public(self, business: BusinessClock | None = None) -> dict[str, Any]:
+        """The conversation row of CONTRACT §4 and §6.6, in its field order."""
+        return {
+            "conversation_id": self.conversation_id, "workspace_id": self.workspace_id,
+            "contact_id": self.contact_id, "channel": self.channel, "status": self.status,
+            "opened_at": format_micros(self.opened_us),
+            "closed_at": format_micros(self.closed_us), "opened_by": self.opened_by,
+            "closed_by": self.closed_by, "closed_by_actor": self.closed_by_actor,
+            "assignee_id": self.assignee_id, "team_id": self.team_id,
+            "category": self.category, "summary": self.summary,
+            "resolution_seconds": self.resolution_seconds,
+            "messages_received": self.messages_received, "messages_sent": self.messages_sent,
+            **self.service_levels(business),
+        }
+
+    def service_levels(self, business: BusinessClock | None = None) -> dict[str, Any]:
+        """The fields CONTRACT §6.6 adds to a row (``business``: the schedule's clock)."""
+        first, response = self.first_message_us, self.first_response_us
+        both = first is not None and response is not None
+        return {
+            "first_message_at": format_micros(first),
+            "first_response_at": format_micros(response),
+            "first_responder_id": self.first_responder_id,
+            "first_response_seconds":
+                micros_to_seconds(response - first) if both else None,  # type: ignore[operator]
+            "first_response_business_seconds":
+                business_seconds(first, response, business) if both else None,
+            "resolution_business_seconds": None if self.closed_us is None
+            else business_seconds(self.opened_us, self.closed_us, business),
+            "last_activity_at": format_micros(self.last_activity_us),
+            "recontact": bool(self.recontact),
+        }
+
+
+def business_seconds(start_us: int | None, end_us: int | None,
+                     business: BusinessClock | None) -> float | None:
+    """Shown seconds of ``start -> end`` inside business hours (calendar without a schedule)."""
+    if start_us is None or end_us is None:
+        return None
+    if business is None or end_us <= start_us:
+        return micros_to_seconds(end_us - start_us)
+    return seconds(business(start_us, end_us))
+
+
+def touch(row: ConversationRow, micros: int) -> None:
+    """A message counted in the conversation: its last activity moves up to ``micros``."""
+    row.last_activity_us = max(row.last_activity_us, micros)
+
+
+def conversation_of(event: DomainEvent) -> str | None:
+    """The conversation an event is about, if any."""
+    return getattr(event, "conversation_id", None)
+
+
+def project(row: ConversationRow | None, event: DomainEvent) -> ConversationRow | None:
+    """Apply one event to the row of its conversation; returns the (new) row.
+
+    Events must arrive in aggregate order; an event for a conversation that has
+    no row yet (other than its opening) is a corrupt stream and raises.
+    """
+    if isinstance(event, ConversationOpened):
+        return ConversationRow(
+            conversation_id=event.conversation_id, workspace_id=event.workspace_id,
+            contact_id=event.contact_id, channel=event.channel_type,
+            opened_us=to_micros(event.occurred_at), opened_by=event.opened_by,
+            recontact=event.recontact)
+    if row is None:
+        if conversation_of(event) is None:
+            return None
+        raise LookupError(f"{type(event).__name__} for unknown conversation "
+                          f"{conversation_of(event)}")
+    if isinstance(event, MessageReceived):
+        row.messages_received += 1
+        micros = to_micros(event.occurred_at)
+        touch(row, micros)
+        if row.first_message_us is None:
+            row.first_message_us = micros
+    elif isinstance(event, MessageSent):
+        row.messages_sent += 1
+        micros = to_micros(event.occurred_at)
+        touch(row, micros)
+        if event.first_response:
+            row.first_response_us = micros
+            row.first_responder_id = event.actor_id
+    elif isinstance(event, ConversationAssigned):
+        row.assignee_id = event.assignee_id
+        if event.team_given:
+            row.team_id = event.team_id
+    elif isinstance(event, ConversationClosed):
+        row.closed_us = to_micros(event.occurred_at)
+        row.closed_by = event.closed_by
+        row.closed_by_actor = event.closed_by_actor
+        row.category = event.category
+        row.summary = event.summary
+    return row

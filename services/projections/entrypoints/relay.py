@@ -1,0 +1,130 @@
+"""The outbox relay: event store notification log -> ``bonychat.conversation.events.v1``.
+
+It follows the event store in notification order and publishes each domain event
+(JSON of :func:`schemas.events.encode_event`) keyed ``workspace_id:contact_id``
+with an ``event_id`` header. Its position is recorded after the broker has
+acknowledged the batch, so a crash in between republishes the tail of a batch
+with the same stable ``event_id``s: at-least-once to analytics consumers, who
+de-duplicate by ``event_id``. One copy is active at a time (a single-active lock).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+import orjson
+from aiokafka import AIOKafkaProducer
+
+from schemas.events import CURRENT_VERSION, DomainEvent, decode_event, encode_event, event_type_of
+from services.conversation.application.ports import EventStore, Position
+from services.projections.application.ports import ReadModelStore
+from services.runtime.kafka import RecordBatches, partitions_of
+from services.runtime.locks import SingleActiveLock, while_leader
+from services.runtime.observability import Health, RuntimeMetrics
+from services.runtime.sinks import OutRecord
+from services.runtime.topics import Topics, partition_key
+from services.runtime.wakeup import Wakeup
+
+log = logging.getLogger(__name__)
+SERVICE = "relay"
+
+
+def event_record(topic: str, event: DomainEvent) -> OutRecord:
+    """A domain event on the events topic: JSON value, contact key, id and type headers."""
+    return OutRecord(topic, partition_key(event.workspace_id, event.contact_id),
+                     encode_event(event), [("event_id", event.event_id.encode()),
+                                           ("event_type", event_type_of(event).encode())])
+
+
+def stored_record(topic: str, state: bytes) -> OutRecord:
+    """:func:`event_record` of a stored event, publishing the stored JSON as it is.
+
+    The store holds ``encode_event`` output, so only the key and headers need
+    reading (orjson, no model); a row of an older schema version is upcast and
+    encoded again so that consumers always get the current version.
+    """
+    head = orjson.loads(state)
+    if head.get("schema_version", 1) != CURRENT_VERSION:
+        return event_record(topic, decode_event(state))
+    return OutRecord(topic, partition_key(head["workspace_id"], head["contact_id"]), state,
+                     [("event_id", head["event_id"].encode()),
+                      ("event_type", head["event_type"].encode())])
+
+
+def relay_position_name(topic: str) -> str:
+    """Tracked in the read model's tracking table; ``reset()`` (replay) leaves it alone."""
+    return f"relay:{topic}"
+
+
+class OutboxRelay:
+    """Publishes stored domain events once they are committed."""
+
+    def __init__(self, *, events: EventStore, positions: ReadModelStore, topics: Topics,
+                 producer: AIOKafkaProducer, lock: SingleActiveLock, metrics: RuntimeMetrics,
+                 health: Health, page: int = 5_000, idle_seconds: float = 1.0,
+                 wakeup: Wakeup | None = None) -> None:
+        self.events = events
+        self.positions = positions
+        self.topic = topics.events
+        self.name = relay_position_name(topics.events)
+        self.producer = producer
+        self.lock = lock
+        self.metrics = metrics
+        self.health = health
+        self.page = page
+        self.idle_seconds = idle_seconds
+        self.wakeup = wakeup if wakeup is not None else Wakeup(None)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        self.health.set_ready(SERVICE)  # standing by counts as ready
+        try:
+            await while_leader(self.lock, stop, self._follow)
+        finally:
+            await self.wakeup.close()
+        log.info("relay stopped")
+
+    async def _follow(self, stop: asyncio.Event) -> None:
+        after = await asyncio.to_thread(self.positions.position, self.name) or 0
+        log.info("relay following the event store", extra={"after": after, "topic": self.topic})
+        checked = time.monotonic()
+        while not stop.is_set():
+            if time.monotonic() - checked > 5:
+                if not await self.lock.still_held():
+                    log.warning("relay lost its lock; standing by")
+                    return
+                checked = time.monotonic()
+            started = time.perf_counter()
+            out = RecordBatches(self.producer, await partitions_of(self.producer, [self.topic]))
+            last = await asyncio.to_thread(self._page, after, out)
+            if last is None:
+                await self._lag(after)
+                await self.wakeup.wait(stop, self.idle_seconds)
+                continue
+            await asyncio.gather(*await out.submit())
+            count = out.records
+            after = last
+            await asyncio.to_thread(self.positions.save, [], Position(self.name, after))
+            self.metrics.domain_events.labels(SERVICE).inc(count)
+            self.metrics.batch_size.labels(SERVICE).observe(count)
+            self.metrics.batch_seconds.labels(SERVICE).observe(time.perf_counter() - started)
+            await self._lag(after)
+
+    def _page(self, after: int, out: RecordBatches) -> int | None:
+        """Batch the next stored events into ``out`` (in a worker thread); the last id."""
+        read_raw = getattr(self.events, "read_raw", None)
+        if read_raw is None:  # a store without raw reads (SQLite)
+            rows = [(nid, event_record(self.topic, event))
+                    for nid, event in self.events.read(after, self.page)]
+        else:
+            rows = [(nid, stored_record(self.topic, state))
+                    for nid, state in read_raw(after, self.page)]
+        add = out.add
+        for _, record in rows:
+            add(record.topic, record.key, record.value, record.headers)
+        return rows[-1][0] if rows else None
+
+    async def _lag(self, after: int) -> None:
+        newest = await asyncio.to_thread(self.events.max_notification_id)
+        self.metrics.projection_lag.labels(SERVICE).set(max(0, newest - after))
