@@ -128,6 +128,7 @@ class Run:
     refused: list[str] = field(default_factory=list)  # failed POSTs and reads (first 20)
     failures: int = 0
     changed_events: int = 0
+    size: dict[str, int] = field(default_factory=dict)  # the last summary's open / today
     stop: asyncio.Event = field(default_factory=asyncio.Event)
 
     def failed(self, what: str) -> None:
@@ -156,6 +157,8 @@ class Run:
             return dict(orjson.loads(await answer.read()))
 
     def seen(self, who: int, summary: dict[str, Any], trigger: float, at: float) -> None:
+        self.size = {"open_now": summary["open"]["total"],
+                     "opened_today": summary["today"]["opened"]}
         keys = {row["key"] for row in summary["open"]["by_assignee"]}
         latest = {n % PROBES: n for n in (int(k[6:]) for k in keys
                                           if k.startswith("probe-") and k[6:].isdigit())}
@@ -312,6 +315,7 @@ async def measure(base: str, args: argparse.Namespace, pid: int) -> dict[str, An
         "load_post": ms(run.posts), "dashboard_read": ms(run.reads),
         "changed_events": run.changed_events, "dashboard_reads": len(run.reads),
         "failures": run.failures, "first_failures": run.refused,
+        "last_summary": run.size,
     }
 
 
