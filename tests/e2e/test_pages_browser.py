@@ -222,6 +222,20 @@ def test_posting_events_updates_an_open_dashboard_without_reload(
     print(f"\nlive dashboard: posted event visible after {elapsed * 1000:.0f} ms")
 
 
+def test_changing_the_zone_reopens_the_stream_with_that_zone(
+        tab: Watched, server: Server) -> None:
+    page = login(tab, server, "/dashboard")
+    dashboard_shown(page)
+    page.select_option("#tz", "Pacific/Kiritimati")
+    page.wait_for_function("() => document.querySelector('#today-label').textContent"
+                           ".includes('Pacific/Kiritimati')", timeout=WAIT_MS)
+    shown = dashboard_shown(page)
+    api = server.get("/dashboard", tz="Pacific/Kiritimati", now=shown["asOf"])
+    assert (shown["opened"], shown["closed"]) == (api["today"]["opened"], api["today"]["closed"])
+    assert api["today"]["key"] in page.inner_text("#today-label")
+    assert page.inner_text("#live-state") == "Live"
+
+
 # -- reports --------------------------------------------------------------------------------
 
 def test_report_numbers_equal_the_api_and_the_cli(tab: Watched, server: Server) -> None:
