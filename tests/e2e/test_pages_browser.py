@@ -493,9 +493,21 @@ def test_pages_fit_a_phone_screen_without_sideways_scrolling(
         assert page.evaluate(FITS) == []
 
 
-def test_tables_stay_tables_at_desktop_width(tab: Watched, server: Server) -> None:
+def test_tables_fit_at_desktop_width_and_become_cards_when_the_window_narrows(
+        tab: Watched, server: Server) -> None:
     page = login(tab, server, "/reports")
-    choose_preset(page, "last7")
-    shown = page.evaluate(LABELS, "report-table")
-    assert shown["display"] == "table-row"
+    choose_preset(page, "last30")
+    open_drill(page, '#report-table tfoot button[data-measure="closed"]')
+    page.wait_for_selector("#drill-table tbody tr")
+    assert page.evaluate(FITS) == []  # twelve columns, no sideways scrolling at 1280 px
+    for table in ("report-table", "drill-table"):
+        assert page.evaluate(LABELS, table)["display"] == "table-row"
     assert page.is_visible("#report-table thead")
+    page.set_viewport_size({"width": 800, "height": 900})  # a tablet: too narrow for both
+    page.wait_for_function("() => getComputedStyle(document.querySelector("
+                           "'#drill-table tbody tr')).display === 'grid'", timeout=WAIT_MS)
+    assert page.evaluate(FITS) == []
+    stacked(page, "drill-table")
+    page.set_viewport_size({"width": 1280, "height": 900})  # and back
+    page.wait_for_function("() => getComputedStyle(document.querySelector("
+                           "'#drill-table tbody tr')).display === 'table-row'", timeout=WAIT_MS)

@@ -350,11 +350,12 @@ const BC = (() => {
     return () => { stopped = true; if (controller) controller.abort(); };
   }
 
-  // -- tables that become cards on a phone -------------------------------------------------------
-  /** Tables with class "stack" are shown as one card per row on narrow screens (pages.css).
-   * Each body / footer cell gets data-label = its column's header text (shown before the value
-   * in a card), and every part gets its explicit ARIA table role, so screen readers still read
-   * a table whose CSS display was changed. Re-run whenever rows or headers change. */
+  // -- tables that become cards when they do not fit ------------------------------------------------
+  /** Tables with class "stack" are shown as one card per row (class "cards", pages.css) when
+   * they would not fit their card: on a phone, in a narrow window. Each body / footer cell gets
+   * data-label = its column's header text (shown above the value in a card), and every part
+   * gets its explicit ARIA table role, so screen readers still read a table whose CSS display
+   * was changed. Re-run whenever rows, headers, visibility or the window size change. */
   function labelTables() {
     for (const table of document.querySelectorAll("table.stack")) {
       table.setAttribute("role", "table");
@@ -371,16 +372,22 @@ const BC = (() => {
           if (!header && cell.dataset.label !== heads[i]) cell.dataset.label = heads[i] || "";
         });
       }
+      const wrap = table.parentElement;
+      if (wrap && wrap.offsetParent) {  // shown: measure it as a table, then decide
+        table.classList.remove("cards");
+        table.classList.toggle("cards", table.offsetWidth > wrap.clientWidth + 1);
+      }
     }
   }
 
   function watchTables() {
     let queued = false;
     const relabel = () => { queued = false; labelTables(); };
-    // attribute changes are not watched, so labelling does not wake the observer again
-    new MutationObserver(() => {
-      if (!queued) { queued = true; queueMicrotask(relabel); }
-    }).observe(document.body, { childList: true, subtree: true, characterData: true });
+    const later = () => { if (!queued) { queued = true; queueMicrotask(relabel); } };
+    // of the attributes only "hidden" is watched, so labelling does not wake the observer again
+    new MutationObserver(later).observe(document.body, {
+      childList: true, subtree: true, characterData: true, attributeFilter: ["hidden"] });
+    window.addEventListener("resize", later);
     labelTables();
   }
 
