@@ -10,9 +10,12 @@ They keep the semantics of the SQLite adapters that matter to the core:
   outcomes and dead letters atomically with the events.
 * :class:`FakeReadModelStore` copies rows in and out (callers mutate rows), sorts
   conversations by ``opened_at``, ``contact_id``, ``conversation_id``, refuses a
-  position not after the recorded one with eventsourcing's ``IntegrityError``
-  (single-row tracking, as the SQLite and PostgreSQL stores do) and resets only
-  the ``projection:`` positions.
+  position not after the recorded one, or one whose ``after`` is not the recorded
+  one (compare-and-set), with eventsourcing's ``IntegrityError`` (as the SQLite
+  and PostgreSQL stores do) and resets only the ``projection:`` positions.
+
+Both pass the store contract (``tests/store_contract.py``) that SQLite and
+PostgreSQL pass: ``tests/unit/test_store_contract_fake.py``.
 """
 
 from __future__ import annotations
@@ -135,7 +138,11 @@ class FakeReadModelStore:
         if self.fail_next_save is not None:
             error, self.fail_next_save = self.fail_next_save, None
             raise error
-        if position.offset <= (self.position(position.name) or 0):  # single-row tracking
+        recorded = self.position(position.name) or 0
+        if position.after is not None and recorded != position.after:  # compare-and-set
+            raise IntegrityError(f"projection position {position.name} moved to {recorded} "
+                                 f"while a batch computed after {position.after} was projected")
+        if position.offset <= recorded:  # single-row tracking
             raise IntegrityError(f"Failed to record tracking for {position}")
         for row in rows:
             self.rows[row.conversation_id] = dataclasses.replace(row)

@@ -22,14 +22,17 @@ import multiprocessing
 import os
 import traceback
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from services.bulk_import.parent_watch import end_with_parent
-from services.conversation.adapters.store_sqlite import SQLiteEventStore, StoredRow
-from services.conversation.application.ports import ConcurrencyConflict
+from services.conversation.application.ports import (
+    ConcurrencyConflict,
+    EncodedBatch,
+    EncodedCommits,
+)
 
 if TYPE_CHECKING:  # embedded imports this module
     from services.in_process.pipeline import EmbeddedPipeline
@@ -42,16 +45,10 @@ FLUSH = "flush"
 
 @dataclass(frozen=True, slots=True)
 class WriteBatch:
-    """One decided batch, encoded for the events table."""
+    """One decided batch, encoded by the store (``EncodedCommits.encode``), and its number."""
 
     seq: int
-    rows: list[StoredRow]
-    #: plain tuples in the field order of Outcome (see ``packed_outcome``) and
-    #: DeadLetter: they pickle several times faster than the NamedTuples
-    outcomes: list[tuple[Any, ...]]
-    dead_letters: list[tuple[Any, ...]]
-    #: aggregates the batch read without writing: (originator id hex, version)
-    read: list[tuple[str, int]] = field(default_factory=list)
+    batch: EncodedBatch
 
 
 class WriterFailed(Exception):
@@ -65,10 +62,10 @@ def _serve(open_stores: Callable[[], Any], inbox: Any, outbox: Connection,
     end_with_parent(parent)
     stores = open_stores()
     try:
-        events = stores.events
-        if not isinstance(events, SQLiteEventStore):
-            raise TypeError("the writer process needs the SQLite event store")
-        pipeline = EmbeddedPipeline(events, stores.read_models)
+        pipeline = EmbeddedPipeline(stores.events, stores.read_models)
+        events = pipeline.encoded  # the capability, checked once by the pipeline
+        if events is None:
+            raise TypeError("the writer process needs a store with EncodedCommits (SQLite)")
         pipeline.catch_up()
         _loop(events, pipeline, inbox, outbox)
     except BaseException:
@@ -78,7 +75,7 @@ def _serve(open_stores: Callable[[], Any], inbox: Any, outbox: Connection,
         stores.close()
 
 
-def _loop(events: SQLiteEventStore, pipeline: EmbeddedPipeline, inbox: Any,
+def _loop(events: EncodedCommits, pipeline: EmbeddedPipeline, inbox: Any,
           outbox: Connection) -> None:
     held: object = None  # a message taken while grouping, handled next round
     discarding = False
@@ -95,7 +92,7 @@ def _loop(events: SQLiteEventStore, pipeline: EmbeddedPipeline, inbox: Any,
             continue
         assert isinstance(message, WriteBatch)
         group: list[WriteBatch] = [message]
-        size = len(message.rows)
+        size = len(message.batch.rows)
         while size < GROUP_ROWS:  # wait for more: big transactions are much cheaper
             following = inbox.get()
             if following == FLUSH:
@@ -104,32 +101,18 @@ def _loop(events: SQLiteEventStore, pipeline: EmbeddedPipeline, inbox: Any,
                 held = following
                 break
             group.append(following)
-            size += len(following.rows)
-        rows = [row for batch in group for row in batch.rows]
+            size += len(following.batch.rows)
+        batches = [message.batch for message in group]
         try:
-            ids = events.commit_rows(rows, [o for batch in group for o in batch.outcomes],
-                                     [d for batch in group for d in batch.dead_letters], None,
-                                     _read_by(group, rows))
+            ids = events.commit_encoded(batches)
         except ConcurrencyConflict as exc:
             discarding = True
             outbox.send(("conflict", group[0].seq, str(exc)))
             continue
         if ids:
-            pipeline.project_stored(ids[0], ids[-1], [row[3] for row in rows])
+            pipeline.project_stored(ids[0], ids[-1],
+                                    [row[3] for batch in batches for row in batch.rows])
         outbox.send(("stored", group[-1].seq, ""))
-
-
-def _read_by(group: list[WriteBatch], rows: list[StoredRow]) -> dict[str, int]:
-    """What the group's batches read without writing, for the version check.
-
-    An aggregate the group also writes is left out: another writer that moved
-    it would have taken the version we insert, which the unique index refuses.
-    """
-    read = {oid: version for batch in group for oid, version in batch.read}
-    if read:
-        for row in rows:
-            read.pop(row[0], None)
-    return read
 
 
 class WriterProcess:

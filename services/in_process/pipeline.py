@@ -19,9 +19,9 @@ from eventsourcing.persistence import IntegrityError
 from schemas.commands import CommandBase
 from services.bulk_import.parse import ParallelParser
 from services.bulk_import.writer import WriteBatch, WriterProcess
-from services.conversation.adapters.store_sqlite import SQLiteEventStore, packed_outcome, to_row
-from services.conversation.application.ports import ConcurrencyConflict, EventStore, Position
-from services.conversation.application.processor import BatchProcessor, BatchResult, Decision
+from services.conversation.application.ports import EncodedCommits, EventStore, Position
+from services.conversation.application.processor import BatchResult, Decision
+from services.conversation.application.unit_of_work import BatchUnitOfWork
 from services.ingest.domain.normalise import Invalid, parse
 from services.projections.application.ports import ReadModelStore
 from services.projections.application.projector import EVENT_STORE_POSITION, ConversationProjection
@@ -69,16 +69,24 @@ def batched(lines: Iterable[bytes], size: int) -> Iterator[list[bytes]]:
         yield batch
 
 
-_InFlight = tuple[int, int, Sequence[CommandBase | Invalid], Decision]
+_InFlight = tuple[int, int, Decision]
 
 
 class EmbeddedPipeline:
-    """Runs the whole product in-process on one event store and read model."""
+    """Runs the whole product in-process on one event store and read model.
+
+    A thin driver of the :class:`BatchUnitOfWork` (decide, commit, retry, cache)
+    that projects what it stores; :meth:`run_pipelined` needs a store that
+    :class:`~services.conversation.application.ports.EncodedCommits` (SQLite).
+    """
 
     def __init__(self, events: EventStore, read_models: ReadModelStore, *,
                  batch_size: int = 2_000) -> None:
         self.events = events
-        self.processor = BatchProcessor(events)
+        self.uow = BatchUnitOfWork(events)
+        #: the capability of a pipelined bulk import, checked once here
+        self.encoded: EncodedCommits | None = events if isinstance(events, EncodedCommits) \
+            else None
         self.projection = ConversationProjection(read_models)
         self.batch_size = batch_size
         self._projected: int | None = None
@@ -107,15 +115,10 @@ class EmbeddedPipeline:
     def process_items(self, items: Sequence[CommandBase | Invalid],
                       source: str = "import") -> BatchResult:
         """Decide, store and project already parsed items."""
-        return self._project(self.processor.process(items, source=source))
+        return self._project(self.uow.process(items, source))
 
-    def _store(self, decision: Decision, items: Sequence[CommandBase | Invalid],
-               source: str) -> BatchResult:
-        try:
-            result = self.processor.commit(decision)
-        except ConcurrencyConflict:  # another writer got in first: redo from storage
-            result = self.processor.process(items, source=source)
-        return self._project(result)
+    def _store(self, decision: Decision) -> BatchResult:
+        return self._project(self.uow.commit(decision))
 
     def _project(self, result: BatchResult) -> BatchResult:
         if result.events:
@@ -160,8 +163,8 @@ class EmbeddedPipeline:
                     summary.add(pending.result())
                     if progress is not None:
                         progress(pending_size)
-                decision = self.processor.decide(items, "import")
-                pending = writer.submit(self._store, decision, items, "import")
+                decision = self.uow.decide(items, "import")
+                pending = writer.submit(self._store, decision)
                 pending_size = len(raw)
                 summary.read += len(raw)
             if pending is not None:
@@ -187,22 +190,22 @@ class EmbeddedPipeline:
         (:class:`~services.conversation.application.ports.StoredKeys`); after a conflict,
         about everything.
         """
+        store = self.encoded
+        if store is None:
+            raise TypeError("a pipelined import needs a store with EncodedCommits (SQLite)")
         summary = ImportSummary()
-        if isinstance(self.events, SQLiteEventStore):
-            stored = self.events.stored_keys()
-            if stored is not None:
-                self.processor.assume_stored(stored)
+        stored = store.stored_keys()
+        if stored is not None:
+            self.uow.assume_stored(stored)
         in_flight: deque[_InFlight] = deque()
         for seq, (raw, items) in enumerate(self._parsed(lines, parser), start=1):
             self._settle(writer, in_flight, summary, progress,
                          wait=sum(entry[1] for entry in in_flight) >= window)
-            decision = self.processor.decide(items, "import", in_flight=True)
+            decision = self.uow.decide(items, "import")
             result = decision.result
-            writer.send(WriteBatch(seq, [to_row(e) for e in decision.events],
-                                   [packed_outcome(o) for o in result.outcomes],
-                                   [tuple(d) for d in result.dead_letters],
-                                   [(oid.hex, v) for oid, v in decision.read.items()]))
-            in_flight.append((seq, len(raw), items, decision))
+            writer.send(WriteBatch(seq, store.encode(decision.events, result.outcomes,
+                                                     result.dead_letters, decision.read)))
+            in_flight.append((seq, len(raw), decision))
             summary.read += len(raw)
         while in_flight:
             self._settle(writer, in_flight, summary, progress, wait=True)
@@ -220,18 +223,17 @@ class EmbeddedPipeline:
             kind, seq, _ = reply
             if kind == "stored":
                 while in_flight and in_flight[0][0] <= seq:
-                    _, size, _, decision = in_flight.popleft()
-                    self.processor.settle(decision)
-                    summary.add(decision.result)
+                    _, size, decision = in_flight.popleft()
+                    summary.add(self.uow.settle(decision))
                     if progress is not None:
                         progress(size)
                 continue
             writer.reset()  # "conflict": the writer dropped every batch in flight
-            self.processor.forget()
+            self.uow.forget()
             lost = list(in_flight)
             in_flight.clear()
-            for _, size, items, _ in lost:
-                summary.add(self.process_items(items))
+            for _, size, decision in lost:
+                summary.add(self._project(self.uow.redo(decision)))
                 if progress is not None:
                     progress(size)
 

@@ -188,7 +188,12 @@ class KafkaSink:
 
 
 class EmbeddedSink:
-    """Processes each request's items in-process, then projects them."""
+    """Processes each request's items in-process, then projects them.
+
+    A thin driver: the pipeline's unit of work decides and commits (retrying a
+    conflict with another process from storage), then the pipeline projects
+    (catching up from the store if another process wrote meanwhile).
+    """
 
     def __init__(self, *, pipeline: EmbeddedPipeline,
                  metrics: RuntimeMetrics | None = None) -> None:
@@ -201,8 +206,7 @@ class EmbeddedSink:
 
     def _process(self, items: list[CommandBase | Invalid]) -> None:
         with self._lock:
-            result = self.pipeline.processor.process(items, source="http")
-            self.pipeline.catch_up()
+            result = self.pipeline.process_items(items, source="http")
         if self.on_processed is not None:
             self.on_processed({item.workspace_id for item in items if item.workspace_id})
         if self.metrics is not None:
@@ -221,8 +225,7 @@ class EmbeddedSink:
 
     def _process_sweep(self, commands: list[Any]) -> None:
         with self._lock:
-            result = self.pipeline.processor.process(commands, source="sweep")
-            self.pipeline.catch_up()
+            result = self.pipeline.process_items(commands, source="sweep")
         if self.on_processed is not None and result.events:
             self.on_processed({c.workspace_id for c in commands})
         if self.metrics is not None:

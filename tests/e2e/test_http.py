@@ -307,7 +307,7 @@ class PipelineSink:
 
     async def submit(self, items: list[CommandBase | Invalid]) -> None:
         def process() -> None:
-            self.pipeline.processor.process(items, source="http")
+            self.pipeline.uow.process(items, source="http")
             self.pipeline.catch_up()
 
         await asyncio.to_thread(process)
@@ -468,7 +468,21 @@ async def test_unknown_routes_and_methods_answer_json(tmp_path: Path, sink: Reco
         assert response.headers["Allow"] == "POST"
 
 
-def test_apps_with_separate_registries_coexist(tmp_path: Path, sink: RecordingSink,
-                                               stores: Stores) -> None:
+@async_test
+async def test_apps_with_separate_registries_coexist(tmp_path: Path, sink: RecordingSink,
+                                                     stores: Stores) -> None:
+    # two apps in one process (each with its own Prometheus registry) both build
+    # and serve, and each counts only its own requests
     apps = [app_for(make_settings(tmp_path), sink, stores) for _ in range(2)]
-    assert apps[0] is not apps[1]
+    accepted = 'bonychat_http_requests_total{method="POST",route="/v1/events",status="202"}'
+    async with serve(apps[0]) as first, serve(apps[1]) as second:
+        for n in range(2):
+            response = await first.post("/v1/events", headers=GATEWAY,
+                                        json=envelope("message.received", f"e{n}"))
+            assert response.status == 202
+        response = await second.post("/v1/events", headers=GATEWAY,
+                                     json=envelope("message.received", "e9"))
+        assert response.status == 202
+        texts = [await (await client.get("/metrics")).text() for client in (first, second)]
+    assert f"{accepted} 2.0" in texts[0]
+    assert f"{accepted} 1.0" in texts[1]

@@ -77,7 +77,7 @@ def pipelined_import(path: Path, lines: list[bytes],
         stores = (importer_stores or (lambda: _open_sqlite(str(path))))()
         try:
             pipeline = EmbeddedPipeline(stores.events, stores.read_models, batch_size=500)
-            pipeline.processor.cache_size = CACHE
+            pipeline.uow.processor.cache_size = CACHE
             summary = pipeline.run_pipelined(iter(lines), writer, parser=parser, window=window)
         finally:
             stores.close()

@@ -1,4 +1,4 @@
-"""Envelope builders and an in-memory world (BatchProcessor + projection on fakes)."""
+"""Envelope builders and an in-memory world (unit of work + projection on fakes)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ from typing import Any
 import orjson
 from fakes import FakeEventStore, FakeReadModelStore
 
-from services.conversation.application.processor import BatchProcessor, BatchResult
+from services.conversation.application.processor import BatchResult
+from services.conversation.application.unit_of_work import BatchUnitOfWork
 from services.conversation.domain.contact import Contact, aggregate_id
 from services.ingest.domain.normalise import Invalid, parse
 from services.projections.application.projector import ConversationProjection
@@ -82,7 +83,7 @@ class World:
     def __init__(self) -> None:
         self.events = FakeEventStore()
         self.read_models = FakeReadModelStore()
-        self.processor = BatchProcessor(self.events)
+        self.uow = BatchUnitOfWork(self.events)
         self.projection = ConversationProjection(self.read_models)
         self.last: BatchResult | None = None
 
@@ -92,7 +93,7 @@ class World:
         ``accepted``, ``duplicate``, ``invalid`` or ``rejected:REASON``.
         """
         items = [parse(line(e)) for e in envelopes]
-        result = self.last = self.processor.process(items)
+        result = self.last = self.uow.process(items)
         self.projection.catch_up(self.events)
         outcomes = iter(result.outcomes)
         pending = next(outcomes, None)

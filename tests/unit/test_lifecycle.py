@@ -10,11 +10,10 @@ from typing import Any
 
 import pytest
 
-from services.conversation.application.processor import BatchProcessor
+from services.conversation.application.unit_of_work import BatchUnitOfWork
 from services.conversation.domain.errors import REJECTION_REASONS
 from services.ingest.domain.normalise import parse
-
-from .harness import World, ev, iso, line, merge
+from tests.unit.harness import World, ev, iso, line, merge
 
 
 @pytest.fixture
@@ -506,10 +505,10 @@ def test_a_failed_commit_keeps_nothing_and_can_be_retried(world: World) -> None:
              parse(line(ev("conversation.close", t=1, event_id="e2")))]
     world.events.fail_next_commit = OSError("disk full")
     with pytest.raises(OSError):
-        world.processor.process(items)
+        world.uow.process(items)
     assert world.events.max_notification_id() == 0
-    assert not world.processor.contact("ws1", "c1").is_open
-    result = world.processor.process(items)
+    assert not world.uow.processor.contact("ws1", "c1").is_open
+    result = world.uow.process(items)
     assert result.accepted == 2
     world.projection.catch_up(world.events)
     assert world.row()["status"] == "closed"
@@ -517,7 +516,7 @@ def test_a_failed_commit_keeps_nothing_and_can_be_retried(world: World) -> None:
 
 def test_a_second_processor_on_the_same_store_sees_committed_state(world: World) -> None:
     world.send(ev("message.received", event_id="e1"))
-    other = BatchProcessor(world.events)
+    other = BatchUnitOfWork(world.events)
     result = other.process([parse(line(ev("message.received", t=1, event_id="e1"))),
                             parse(line(ev("conversation.open", t=2, event_id="e2")))])
     assert (result.duplicate, dict(result.rejected)) == (1, {"already_open": 1})
@@ -525,9 +524,9 @@ def test_a_second_processor_on_the_same_store_sees_committed_state(world: World)
 
 def test_a_stale_cache_retries_on_concurrency_conflict(world: World) -> None:
     world.send(ev("message.received", t=0))  # caches c1 (open) in world.processor
-    other = BatchProcessor(world.events)
+    other = BatchUnitOfWork(world.events)
     other.process([parse(line(ev("conversation.close", t=1)))])
-    result = world.processor.process([parse(line(ev("message.received", t=2)))])
+    result = world.uow.process([parse(line(ev("message.received", t=2)))])
     assert result.accepted == 1
     world.projection.catch_up(world.events)
     assert [r["status"] for r in world.rows()] == ["closed", "open"]

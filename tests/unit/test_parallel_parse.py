@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import pickle
 from datetime import UTC, datetime
 
@@ -10,6 +11,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from bench.generate import Generator, write
 from schemas.commands import COMMAND_CLASSES, ReceiveMessage
 from schemas.construct import construct, from_values
 from services.bulk_import.parse import ParallelParser, pack, unpack
@@ -63,11 +65,27 @@ def test_from_values_builds_a_frozen_model_equal_to_construct() -> None:
 
 
 def test_the_worker_process_parses_in_input_order() -> None:
-    batches = [RAW[:3], RAW[3:]]
+    # many more batches than the parser keeps in flight (3), of uneven sizes, with
+    # invalid lines and duplicates among them: every batch comes back with its own
+    # raw lines, in input order, parsed as the importing process would parse them
+    out_buffer = io.BytesIO()
+    write(Generator(events=2_000, contacts=50, workspaces=2, seed=5), out_buffer)
+    lines = out_buffer.getvalue().splitlines() + RAW
+    sizes = [1, 7, 50, 3, 120, 2]
+    batches: list[list[bytes]] = []
+    start = 0
+    while start < len(lines):
+        size = sizes[len(batches) % len(sizes)]
+        batches.append(lines[start:start + size])
+        start += size
+    assert len(batches) > 10 * 3
     with ParallelParser() as parser:
         out = list(parser.map(iter(batches)))
     assert [raw for raw, _ in out] == batches
-    assert [item for _, items in out for item in items] == [parse(raw) for raw in RAW]
+    parsed = [item for _, items in out for item in items]
+    expected = [parse(raw) for raw in lines]
+    assert parsed == expected
+    assert sum(isinstance(item, Invalid) for item in expected) > 2  # RAW has two
 
 
 @given(st.datetimes(timezones=st.just(UTC)) | st.datetimes(timezones=st.timezones()))

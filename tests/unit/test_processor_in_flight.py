@@ -1,4 +1,4 @@
-"""Decisions in flight: decided, handed to another process to store, not yet stored."""
+"""Decisions in flight: decided, not yet stored (by the unit of work or the writer process)."""
 
 from __future__ import annotations
 
@@ -16,11 +16,11 @@ from services.conversation.application.ports import (
     StoredKeys,
 )
 from services.conversation.application.processor import BatchProcessor
+from services.conversation.application.unit_of_work import BatchUnitOfWork
 from services.conversation.domain.contact import aggregate_id
 from services.conversation.domain.workspace import settings_id
 from services.ingest.domain.normalise import parse
-
-from .harness import ev, line
+from tests.unit.harness import ev, line
 
 
 def items(*envelopes: dict[str, object]) -> list[object]:
@@ -29,13 +29,12 @@ def items(*envelopes: dict[str, object]) -> list[object]:
 
 def test_keys_in_flight_count_as_seen_until_settled() -> None:
     store = FakeEventStore()
-    processor = BatchProcessor(store)
+    processor = BatchUnitOfWork(store)
     first = ev("message.received", event_id="e1")
-    a = processor.decide(items(first), "import", in_flight=True)  # type: ignore[arg-type]
-    b = processor.decide(items(first), "import", in_flight=True)  # type: ignore[arg-type]
+    a = processor.decide(items(first), "import")  # type: ignore[arg-type]
+    b = processor.decide(items(first), "import")  # type: ignore[arg-type]
     assert (a.result.accepted, b.result.duplicate) == (1, 1)
     processor.commit(a)
-    processor.settle(a)
     processor.settle(b)
     # stored now: the store itself says it was seen
     c = processor.decide(items(first), "import")  # type: ignore[arg-type]
@@ -53,21 +52,19 @@ def test_without_in_flight_an_undecided_key_is_not_remembered() -> None:
 
 def test_aggregates_in_flight_or_being_decided_are_not_evicted() -> None:
     store = FakeEventStore()
-    processor = BatchProcessor(store, cache_size=1)
+    processor = BatchUnitOfWork(store, cache_size=1)
     batch = [ev("message.received", contact=f"c{i}", t=i) for i in range(5)]
     batch.append(ev("message.received", contact="c0", t=9))  # c0 again, same batch
-    decided = processor.decide(items(*batch), "import", in_flight=True)  # type: ignore[arg-type]
+    decided = processor.decide(items(*batch), "import")  # type: ignore[arg-type]
     versions = [e.aggregate_version for e in decided.events if e.contact_id == "c0"]
     assert versions == [1, 2, 3]  # opened, received, received: c0 was not reloaded
     # a second batch for the same contacts, decided before the first is stored
     later = processor.decide(
-        items(ev("conversation.close", contact="c1", t=20)), "import", in_flight=True)  # type: ignore[arg-type]
+        items(ev("conversation.close", contact="c1", t=20)), "import")  # type: ignore[arg-type]
     assert [e.aggregate_version for e in later.events] == [3]
     processor.commit(decided)
     processor.commit(later)  # FakeEventStore refuses a version taken twice
-    processor.settle(decided)
-    processor.settle(later)
-    assert len(processor._cache) <= 2
+    assert len(processor.processor._cache) <= 2
 
 
 class CountingStore(FakeEventStore):
@@ -101,23 +98,22 @@ class CountingStore(FakeEventStore):
 
 def test_with_stored_keys_only_what_may_be_stored_is_asked() -> None:
     store = CountingStore()
-    seeded = BatchProcessor(store)
+    seeded = BatchUnitOfWork(store)
     seeded.process(items(ev("message.received", event_id="old", contact="c1")))  # type: ignore[arg-type]
-    processor = BatchProcessor(store)
+    processor = BatchUnitOfWork(store)
     processor.assume_stored(StoredKeys({hash(("ws1", "old"))}, {aggregate_id("ws1", "c1")}))
     store.asked_keys.clear()
     store.asked_aggregates.clear()
     batch = items(ev("message.received", event_id="old", contact="c1"),
                   ev("message.received", event_id="new", contact="c1", t=5),
                   ev("message.received", event_id="other", contact="c2", t=6))
-    decided = processor.decide(batch, "import", in_flight=True)  # type: ignore[arg-type]
+    decided = processor.decide(batch, "import")  # type: ignore[arg-type]
     assert store.asked_keys == [("ws1", "old")]
     assert store.asked_aggregates == [aggregate_id("ws1", "c1")]
     assert (decided.result.duplicate, decided.result.accepted) == (1, 2)
     # c1 was loaded with its stored events: its next event follows them
     assert [e.aggregate_version for e in decided.events if e.contact_id == "c1"] == [3]
     processor.commit(decided)
-    processor.settle(decided)
     # what this processor stored is "maybe stored" now: asked, and found
     store.asked_keys.clear()
     again = processor.decide(items(ev("message.sent", event_id="new", contact="c1")),  # type: ignore[arg-type]
@@ -127,7 +123,7 @@ def test_with_stored_keys_only_what_may_be_stored_is_asked() -> None:
 
 def test_evicted_aggregates_are_asked_for_again() -> None:
     store = CountingStore()
-    processor = BatchProcessor(store, cache_size=1)
+    processor = BatchUnitOfWork(store, cache_size=1)
     processor.assume_stored(StoredKeys(set(), set()))
     for i, contact in enumerate(["c1", "c2", "c1"]):
         processor.process(items(ev("message.received", event_id=f"e{i}", contact=contact, t=i)))  # type: ignore[arg-type]
@@ -139,8 +135,8 @@ def test_evicted_aggregates_are_asked_for_again() -> None:
 
 def test_forget_drops_the_stored_keys() -> None:
     store = CountingStore()
-    BatchProcessor(store).process(items(ev("message.received", event_id="x")))  # type: ignore[arg-type]
-    processor = BatchProcessor(store)
+    BatchUnitOfWork(store).process(items(ev("message.received", event_id="x")))  # type: ignore[arg-type]
+    processor = BatchUnitOfWork(store)
     processor.assume_stored(StoredKeys(set(), set()))  # stale: misses "x"
     processor.forget()
     result = processor.process(items(ev("message.received", event_id="x")))  # type: ignore[arg-type]
@@ -149,8 +145,8 @@ def test_forget_drops_the_stored_keys() -> None:
 
 def test_a_stale_snapshot_ends_in_a_conflict_not_in_a_double_count() -> None:
     store = CountingStore()
-    BatchProcessor(store).process(items(ev("message.received", event_id="x")))  # type: ignore[arg-type]
-    processor = BatchProcessor(store)
+    BatchUnitOfWork(store).process(items(ev("message.received", event_id="x")))  # type: ignore[arg-type]
+    processor = BatchUnitOfWork(store)
     processor.assume_stored(StoredKeys(set(), set()))  # stale: misses "x" and c1
     result = processor.process(items(ev("message.received", event_id="x")))  # type: ignore[arg-type]
     assert store.conflicts == 1  # refused by the store, then redone from it
@@ -159,7 +155,7 @@ def test_a_stale_snapshot_ends_in_a_conflict_not_in_a_double_count() -> None:
 
 def test_stored_keys_past_their_limit_are_dropped() -> None:
     store = CountingStore()
-    processor = BatchProcessor(store)
+    processor = BatchUnitOfWork(store)
     processor.assume_stored(StoredKeys(set(), set()), limit=2)
     processor.process(items(*(ev("message.received", event_id=f"e{i}", t=i) for i in range(3))))  # type: ignore[arg-type]
     store.asked_keys.clear()

@@ -11,11 +11,10 @@ from fakes import FakeEventStore, FakeReadModelStore
 
 from schemas.events import UPCASTERS, ConversationOpened, decode_event
 from services.conversation.application.ports import Position
-from services.conversation.application.processor import BatchProcessor
+from services.conversation.application.unit_of_work import BatchUnitOfWork
 from services.ingest.domain.normalise import parse
 from services.projections.application.projector import ConversationProjection, trusted_payload
-
-from .harness import ev, line, merge
+from tests.unit.harness import ev, line, merge
 
 KINDS = ("message.received", "message.received", "message.sent", "message.sent", "welcome",
          "conversation.open", "conversation.close", "conversation.assign",
@@ -49,7 +48,7 @@ def _envelopes(count: int, seed: int = 5) -> list[str]:
 
 def _stored(lines: int = 12_000) -> list[bytes]:
     store = FakeEventStore()
-    processor = BatchProcessor(store)
+    processor = BatchUnitOfWork(store)
     items = [parse(text) for text in _envelopes(lines)]
     for start in range(0, len(items), 1_000):
         processor.process(items[start:start + 1_000])

@@ -365,7 +365,7 @@ def test_never_two_open_conversations_for_one_contact(lines: list[str]) -> None:
                                 if contact.open_conversation_id else [])
             if contact.merged_into is not None:
                 assert contact.open_conversation_id is None
-                cached = system.pipeline.processor.contact(ws, contact_id)
+                cached = system.pipeline.uow.processor.contact(ws, contact_id)
                 assert cached.merged_into == contact.merged_into
 
 

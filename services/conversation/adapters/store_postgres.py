@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
-from typing import Any, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 import psycopg
 from eventsourcing.persistence import (
@@ -33,7 +33,11 @@ from services.conversation.application.ports import (
     ConcurrencyConflict,
     DeadLetter,
     Outcome,
+    PartitionedEventReader,
     Position,
+    Positions,
+    RawEventReader,
+    RecordsManyPositions,
 )
 from services.conversation.domain.contact import aggregate_id
 
@@ -265,9 +269,10 @@ class ContactEventRecorder(PostgresProcessRecorder):
 class PostgresEventStore:
     """:class:`~services.conversation.application.ports.EventStore` on PostgreSQL.
 
-    ``commit`` also records the ``others`` of a position that has them
-    (``services.conversation.entrypoints.kafka.Positions``: one transaction for several
-    partitions), hence ``tracks_many_positions``.
+    Capabilities (``ports``): :class:`~.ports.RecordsManyPositions` (``commit``
+    also records the ``others`` of a :class:`~.ports.Positions`: one transaction
+    for several partitions), :class:`~.ports.RawEventReader`,
+    :class:`~.ports.PartitionedEventReader`.
     """
 
     tracks_many_positions = True
@@ -331,7 +336,8 @@ class PostgresEventStore:
         transaction storage no longer has is refused.
         """
         columns = _event_columns(events)
-        positions = [] if position is None else [position, *getattr(position, "others", ())]
+        positions = [] if position is None else (
+            list(position.all()) if isinstance(position, Positions) else [position])
         try:
             ids: list[int] = self.recorder.insert_columns(
                 columns, trackings=[Tracking(p.name, p.offset) for p in positions],
@@ -377,3 +383,9 @@ class PostgresEventStore:
 
     def max_notification_id(self) -> int:
         return int(self.recorder.max_notification_id() or 0)
+
+
+if TYPE_CHECKING:  # mypy checks the declared capabilities
+    _MANY: type[RecordsManyPositions] = PostgresEventStore
+    _RAW: type[RawEventReader] = PostgresEventStore
+    _PARTS: type[PartitionedEventReader] = PostgresEventStore

@@ -10,7 +10,7 @@ import uuid
 from collections.abc import Collection, Iterator, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from eventsourcing.persistence import IntegrityError, StoredEvent, Tracking
 from eventsourcing.sqlite import (
@@ -26,9 +26,12 @@ from schemas.stored import decode_stored as decode_event
 from services.conversation.application.ports import (
     ConcurrencyConflict,
     DeadLetter,
+    EncodedBatch,
+    EncodedCommits,
     Outcome,
     Position,
     StoredKeys,
+    StoredRow,
 )
 from services.conversation.domain.contact import aggregate_id
 from services.projections.domain.rows import to_micros
@@ -171,10 +174,6 @@ def _isoformat(at: datetime | int) -> str:
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
-#: A stored event as the events table holds it: originator id (hex), version, topic, JSON.
-StoredRow = tuple[str, int, str, bytes]
-
-
 @lru_cache(maxsize=1 << 18)
 def originator_hex(workspace_id: str, contact_id: str) -> str:
     """The events table's ``originator_id`` of a contact's aggregate."""
@@ -189,7 +188,11 @@ def to_row(event: DomainEvent) -> StoredRow:
 
 
 class SQLiteEventStore:
-    """:class:`~services.conversation.application.ports.EventStore` on an SQLite file."""
+    """:class:`~services.conversation.application.ports.EventStore` on an SQLite file.
+
+    Capabilities (``ports``): :class:`~.ports.EncodedCommits` (the bulk import's
+    writer process commits what the importing process decided and encoded).
+    """
 
     def __init__(self, datastore: SQLiteDatastore) -> None:
         self.datastore = datastore
@@ -240,6 +243,21 @@ class SQLiteEventStore:
         return self.commit_rows([to_row(e) for e in events], outcomes, dead_letters, position,
                                 {oid.hex: v for oid, v in read.items()} if read else None)
 
+    def encode(self, events: Sequence[DomainEvent], outcomes: Sequence[Outcome],
+               dead_letters: Sequence[DeadLetter],
+               read: Mapping[uuid.UUID, int]) -> EncodedBatch:
+        """What :meth:`commit` writes, as plain tuples for :meth:`commit_encoded`."""
+        return EncodedBatch([to_row(e) for e in events], [packed_outcome(o) for o in outcomes],
+                            [tuple(d) for d in dead_letters],
+                            [(oid.hex, v) for oid, v in read.items()])
+
+    def commit_encoded(self, batches: Sequence[EncodedBatch]) -> list[int]:
+        """Several encoded batches in one transaction (see :func:`read_by`)."""
+        rows = [row for batch in batches for row in batch.rows]
+        return self.commit_rows(rows, [o for batch in batches for o in batch.outcomes],
+                                [d for batch in batches for d in batch.dead_letters], None,
+                                read_by(batches, rows))
+
     def commit_rows(self, rows: Sequence[StoredRow], outcomes: Sequence[tuple[Any, ...]],
                     dead_letters: Sequence[tuple[Any, ...]], position: Position | None,
                     read: Mapping[str, int] | None = None) -> list[int]:
@@ -266,3 +284,20 @@ class SQLiteEventStore:
 
     def max_notification_id(self) -> int:
         return int(self.recorder.max_notification_id() or 0)
+
+
+def read_by(batches: Sequence[EncodedBatch], rows: Sequence[StoredRow]) -> dict[str, int]:
+    """What batches committed together read without writing, for the version check.
+
+    An aggregate one of them also writes is left out: another writer that moved
+    it would have taken the version we insert, which the unique index refuses.
+    """
+    read = {oid: version for batch in batches for oid, version in batch.read}
+    if read:
+        for row in rows:
+            read.pop(row[0], None)
+    return read
+
+
+if TYPE_CHECKING:  # mypy checks the declared capability
+    _ENCODED: type[EncodedCommits] = SQLiteEventStore

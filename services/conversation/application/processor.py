@@ -1,10 +1,10 @@
-"""The conversation service's core loop, shared by both runtimes.
+"""Deciding a batch: dedupe, then apply to cached contact aggregates in arrival order.
 
-A batch of ingest results (commands or invalid inputs) is de-duplicated,
-applied to cached contact aggregates in arrival order, and committed to the
-event store in one transaction together with the outcomes, dead letters and,
-in the Kafka runtime, the consumed position. If the commit fails nothing of the
-batch is kept, in storage or in the cache, so the batch can simply be retried.
+A batch of ingest results (commands or invalid inputs) is de-duplicated and
+applied to the cached contact aggregates; the :class:`Decision` says what to
+store (events, outcomes, dead letters, the aggregates only read). Storing it,
+and what to do with the cache when that fails, is the unit of work's job
+(:mod:`.application.unit_of_work`), the one place that drives this class.
 """
 
 from __future__ import annotations
@@ -17,14 +17,7 @@ from dataclasses import dataclass, field
 from schemas.commands import CommandBase, ExpireInactive, MergeContacts
 from schemas.events import ConversationClosed, DomainEvent
 from services.conversation.application.handlers import handle
-from services.conversation.application.ports import (
-    ConcurrencyConflict,
-    DeadLetter,
-    EventStore,
-    Outcome,
-    Position,
-    StoredKeys,
-)
+from services.conversation.application.ports import DeadLetter, EventStore, Outcome, StoredKeys
 from services.conversation.domain.contact import Contact, aggregate_id
 from services.conversation.domain.errors import LifecycleRejection
 from services.conversation.domain.workspace import Workspace, settings_id
@@ -53,6 +46,9 @@ class Decision:
     result: BatchResult
     events: list[DomainEvent]
     touched: list[tuple[str, str]]
+    #: what was decided, to decide it again from storage after a conflict
+    items: Sequence[CommandBase | Invalid] = ()
+    source: str = "import"
     #: the dedupe keys it decided, while it is in flight
     keys: list[tuple[str, str]] = field(default_factory=list)
     #: aggregates it read without writing, with their version (see EventStore.commit)
@@ -97,13 +93,11 @@ class _BatchContacts:
 
 
 class BatchProcessor:
-    """Dedupe -> decide -> commit, with an LRU cache of contact aggregates."""
+    """Dedupe -> decide, with an LRU cache of contact aggregates (the unit of work commits)."""
 
-    def __init__(self, store: EventStore, *, cache_size: int = 200_000,
-                 max_attempts: int = 5) -> None:
+    def __init__(self, store: EventStore, *, cache_size: int = 200_000) -> None:
         self.store = store
         self.cache_size = cache_size
-        self.max_attempts = max_attempts
         self._cache: OrderedDict[tuple[str, str], Contact] = OrderedDict()
         #: decided but not yet stored (see :meth:`decide` with ``in_flight``)
         self._in_flight_keys: set[tuple[str, str]] = set()
@@ -216,28 +210,16 @@ class BatchProcessor:
                 if contact is not None:
                     self._evicted(contact)
 
-    def process(self, items: Sequence[CommandBase | Invalid], *, source: str = "import",
-                position: Position | None = None) -> BatchResult:
-        """Process one batch atomically; retry from storage on a version conflict."""
-        for attempt in range(1, self.max_attempts + 1):
-            try:
-                return self.commit(self.decide(items, source), position)
-            except ConcurrencyConflict:
-                self.forget()
-                if attempt == self.max_attempts:
-                    raise
-        raise AssertionError("unreachable")
-
     def decide(self, items: Sequence[CommandBase | Invalid], source: str, *,
                in_flight: bool = False) -> Decision:
-        """First half of :meth:`process`: dedupe and apply to the cached aggregates.
+        """Dedupe and apply to the cached aggregates (nothing is stored here).
 
-        Until :meth:`commit` succeeds the cache holds unsaved state, so the
-        caller must commit (or :meth:`forget`) before deciding the next batch;
-        unless ``in_flight``: then the caller stores the decision elsewhere, may
-        decide further batches on top of it, and must call :meth:`settle` once
-        it is stored, or :meth:`forget` (everything) if storing failed. Until
-        then its keys count as seen and its aggregates stay cached.
+        Until the decision is stored the cache holds unsaved state. With
+        ``in_flight`` (what the unit of work does) the caller may decide further
+        batches on top of it, and must call :meth:`settle` once it is stored, or
+        :meth:`forget` (everything) if storing failed; until then its keys count
+        as seen and its aggregates stay cached. Without, the caller must store
+        it or :meth:`forget` before deciding the next batch.
         """
         result = BatchResult()
         self.refresh_settings(items)
@@ -260,7 +242,8 @@ class BatchProcessor:
             raise
         finally:
             self._deciding = {}
-        decision = Decision(result, events, list(contacts.touched), read=contacts.read_only())
+        decision = Decision(result, events, list(contacts.touched), items, source,
+                            read=contacts.read_only())
         if in_flight:
             decision.keys = [(o.workspace_id, o.event_id) for o in result.outcomes]
             self._in_flight_keys.update(decision.keys)
@@ -279,19 +262,6 @@ class BatchProcessor:
             else:
                 del pinned[key]
         self._trim()
-
-    def commit(self, decision: Decision, position: Position | None = None) -> BatchResult:
-        """Second half of :meth:`process`: store everything in one transaction."""
-        result = decision.result
-        try:
-            ids = self.store.commit(decision.events, result.outcomes, result.dead_letters,
-                                    position, decision.read)
-        except BaseException:
-            self.forget(decision.touched)  # cached state holds unsaved events
-            raise
-        result.events = list(zip(ids, decision.events, strict=True))
-        self._remember_stored((o.workspace_id, o.event_id) for o in result.outcomes)
-        return result
 
     @staticmethod
     def _decide(items: Sequence[CommandBase | Invalid], done: set[tuple[str, str]],

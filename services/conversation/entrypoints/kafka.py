@@ -1,6 +1,6 @@
 """The conversation service: command topic -> event store, exactly once.
 
-Each fetch is decided by the :class:`BatchProcessor` and committed in ONE
+A thin Kafka driver of the :class:`BatchUnitOfWork`: each fetch is decided and committed in ONE
 database transaction together with its outcomes, dead letters and the consumed
 position of every partition it covers (``{topic}:{partition}`` -> last offset).
 That tracked position, not Kafka's committed offset, is where a partition
@@ -9,13 +9,17 @@ afterwards, at most once a second, for lag tooling only.
 
 Throughput and latency come from doing less per record and overlapping the rest:
 
-- one transaction per fetch, not per partition (a store that records several
-  positions at once -- PostgreSQL -- gets them all; other stores get one
-  transaction per partition, as before);
+- one transaction per fetch, not per partition (a store that
+  :class:`~services.conversation.application.ports.RecordsManyPositions` -- PostgreSQL --
+  gets them all; other stores get one transaction per partition);
 - under a backlog a fetch is topped up with what the consumer has buffered, up
   to ``BONYCHAT_KAFKA_BATCH_RECORDS`` records;
 - the next fetch is decoded and decided while the previous one's transaction
   runs in PostgreSQL (see :meth:`ConversationService._step`).
+
+A failed transaction is not retried here: the unit of work forgets what was
+decided, and every partition resumes from the position storage recorded
+(:meth:`ConversationService._recover`), which re-reads the lost records.
 """
 
 from __future__ import annotations
@@ -30,8 +34,15 @@ from aiokafka.errors import KafkaError
 from pydantic import ValidationError
 
 from schemas.commands import CommandBase, CommandMessage
-from services.conversation.application.ports import ConcurrencyConflict, EventStore, Position
-from services.conversation.application.processor import BatchProcessor, BatchResult, Decision
+from services.conversation.application.ports import (
+    ConcurrencyConflict,
+    EventStore,
+    Position,
+    Positions,
+    RecordsManyPositions,
+)
+from services.conversation.application.processor import BatchResult, Decision
+from services.conversation.application.unit_of_work import BatchUnitOfWork
 from services.ingest.domain.normalise import Invalid, describe
 from services.runtime.fetch import SafeFetch, UndecodableRecord
 from services.runtime.kafka import make_consumer, partitions_text, record_lag, subscribe
@@ -64,18 +75,6 @@ def position_name(tp: TopicPartition) -> str:
     return f"{tp.topic}:{tp.partition}"
 
 
-@dataclass(frozen=True, slots=True)
-class Positions(Position):
-    """Several partitions' positions, recorded in the same transaction.
-
-    ``name``/``offset`` are the first; a store that declares
-    ``tracks_many_positions`` records ``others`` too (each must move forward, or
-    the transaction fails with :class:`ConcurrencyConflict`).
-    """
-
-    others: tuple[Position, ...] = ()
-
-
 Records = list[ConsumerRecord[bytes, bytes]]
 Batches = dict[TopicPartition, Records]
 Group = list[tuple[TopicPartition, Records]]
@@ -86,9 +85,7 @@ class _Decided:
     """A decided group of partition batches, to be committed in one transaction."""
 
     group: Group
-    items: list[CommandBase | Invalid]
     decision: Decision
-    keys: set[tuple[str, str]]
     position: Position
     started: float
     commit: asyncio.Future[BatchResult] | None = field(default=None)
@@ -117,11 +114,11 @@ class ConversationService:
         self.group = group_id(group_prefix, SERVICE)
         self.tuning = tuning
         self.events = events
-        self.processor = BatchProcessor(events, cache_size=cache_size)
+        self.uow = BatchUnitOfWork(events, cache_size=cache_size)
         #: records to gather per fetch (several fetches under a backlog)
         self.batch_records = batch_records or tuning.batch_records
         #: one transaction may record several partitions' positions
-        self.many_positions = bool(getattr(events, "tracks_many_positions", False))
+        self.many_positions = isinstance(events, RecordsManyPositions)
         self.metrics = metrics
         self.health = health
         self._consumer: AIOKafkaConsumer | None = None
@@ -146,7 +143,7 @@ class ConversationService:
             except Exception as exc:  # the new owner resumes from the tracked position
                 self._pending = None
                 log.warning("commit in flight failed during a rebalance: %s", describe_error(exc))
-            self.processor.forget()
+            self.uow.forget()
             self._unpositioned -= revoked
             for tp in revoked:
                 self._after.pop(tp, None)
@@ -161,7 +158,7 @@ class ConversationService:
             except Exception as exc:  # lost with the commit: resumed from storage below
                 self._pending = None
                 log.warning("commit in flight failed during a rebalance: %s", describe_error(exc))
-            self.processor.forget()  # another copy may have changed these aggregates
+            self.uow.forget()  # another copy may have changed these aggregates
             self._unpositioned |= assigned
             try:
                 await self._seek_tracked()
@@ -281,7 +278,7 @@ class ConversationService:
             pending, self._pending = self._pending, None
             if pending is not None and pending.commit is not None:
                 await asyncio.gather(pending.commit, return_exceptions=True)
-            self.processor.forget()
+            self.uow.forget()
             consumer = self._consumer
             if consumer is not None:
                 self._unpositioned |= consumer.assignment()
@@ -289,7 +286,7 @@ class ConversationService:
 
     def _reset(self) -> None:
         """Nothing decided, nothing pending, no position known (a fresh start)."""
-        self.processor.forget()
+        self.uow.forget()
         self._pending = None
         self._done = {}
         self._unpositioned = set()
@@ -318,13 +315,12 @@ class ConversationService:
     async def _step(self, consumer: AIOKafkaConsumer, batches: Batches) -> None:
         """Decide this fetch while the previous one commits; then start its commit.
 
-        Deciding fetch N+1 (decode, dedupe against storage, apply to the cached
-        aggregates) overlaps PostgreSQL's work on fetch N's transaction; N+1 is
-        committed only after N, so commits stay in order, and N+1's positions
-        say they continue from N's. If N's commit fails, N+1 is dropped with
-        the caches and everything resumes from storage's positions
-        (:meth:`_recover`). A fetch that repeats one of N's commands is not
-        decided early (storage does not know N's keys yet).
+        Deciding fetch N+1 (decode, dedupe against storage and N's keys in
+        flight, apply to the cached aggregates) overlaps PostgreSQL's work on
+        fetch N's transaction; N+1 is committed only after N, so commits stay in
+        order, and N+1's positions say they continue from N's. If N's commit
+        fails, N+1 is dropped with the caches and everything resumes from
+        storage's positions (:meth:`_recover`).
         """
         assignment = consumer.assignment()
         jobs = [(tp, records) for tp, records in batches.items()
@@ -335,54 +331,32 @@ class ConversationService:
             return
         groups = [jobs] if self.many_positions else [[job] for job in jobs]
         for group in groups:
-            pending = self._pending
             try:
-                decided = await asyncio.to_thread(
-                    self._decide_ahead, group, pending.keys if pending is not None else None)
+                decided = await asyncio.to_thread(self._decide_ahead, group)
             except BaseException:
                 await self._settle()
                 raise
-            if decided is not None:
-                for tp, records in group:  # N+1 continues from here, once N is stored
-                    self._after[tp] = records[-1].offset
+            for tp, records in group:  # N+1 continues from here, once N is stored
+                self._after[tp] = records[-1].offset
             await self._settle()  # raises if N failed: N+1 is dropped
-            if decided is None:
-                for tp, records in group:
-                    started = time.perf_counter()
-                    await self._process(tp, records)
-                    self._observe(tp, records, started)
-                continue
             decided.commit = asyncio.ensure_future(
-                asyncio.to_thread(self._store, decided.decision, decided.position))
+                asyncio.to_thread(self.uow.write, decided.decision, decided.position))
             self._pending = decided
 
     def _position(self, tp: TopicPartition, records: Records) -> Position:
         """Where this batch of ``tp`` ends, and where storage must have it continue from."""
         return Position(position_name(tp), records[-1].offset, self._after.get(tp))
 
-    def _decide_ahead(self, group: Group, pending: set[tuple[str, str]] | None
-                      ) -> _Decided | None:
-        """Decode and decide a group (worker thread); None if it repeats a pending key."""
+    def _decide_ahead(self, group: Group) -> _Decided:
+        """Decode and decide a group (worker thread)."""
         started = time.perf_counter()
         items = [decode(r) for _, records in group for r in records]
-        keys = {(item.workspace_id, item.event_id) for item in items
-                if not isinstance(item, Invalid)}
-        if pending is not None and not keys.isdisjoint(pending):
-            return None
         positions = [self._position(tp, records) for tp, records in group]
         position = positions[0] if len(positions) == 1 else Positions(
             positions[0].name, positions[0].offset, positions[0].after,
             others=tuple(positions[1:]))
-        decision = self.processor.decide(items, DEAD_LETTER_SOURCE)
-        return _Decided(group, items, decision, keys, position, started)
-
-    def _store(self, decision: Decision, position: Position) -> BatchResult:
-        """The store half of ``BatchProcessor.commit`` (the cache is handled by the caller)."""
-        result = decision.result
-        ids = self.events.commit(decision.events, result.outcomes, result.dead_letters, position,
-                                 decision.read)
-        result.events = list(zip(ids, decision.events, strict=True))
-        return result
+        decision = self.uow.decide(items, DEAD_LETTER_SOURCE)
+        return _Decided(group, decision, position, started)
 
     async def _settle(self) -> None:
         """Wait for the commit in flight; if it failed, forget and raise (see :meth:`_recover`).
@@ -398,9 +372,10 @@ class ConversationService:
         try:
             result = await pending.commit
         except Exception:
-            self.processor.forget()  # its unsaved state (and anything decided on top)
+            self.uow.forget()  # its unsaved state (and anything decided on top)
             raise
-        self.metrics.count_batch(pending.items, result, DEAD_LETTER_SOURCE)
+        self.uow.settle(pending.decision)
+        self.metrics.count_batch(pending.decision.items, result, DEAD_LETTER_SOURCE)
         for tp, records in pending.group:
             self._observe(tp, records, pending.started)
 
@@ -412,20 +387,6 @@ class ConversationService:
         lag = record_lag(consumer, tp, self._done[tp]) if consumer is not None else None
         if lag is not None:
             self.metrics.consumer_lag.labels(SERVICE, tp.topic, str(tp.partition)).set(lag)
-
-    async def _process(self, tp: TopicPartition, records: Records) -> None:
-        """Store one partition batch atomically with its position (a conflict raises)."""
-        items, result = await asyncio.to_thread(self._decide, records,
-                                                self._position(tp, records))
-        self._after[tp] = records[-1].offset
-        self.metrics.count_batch(items, result, DEAD_LETTER_SOURCE)
-
-    def _decide(self, records: Records, position: Position
-                ) -> tuple[list[CommandBase | Invalid], BatchResult]:
-        """Decode and process one batch (in a worker thread, off the event loop)."""
-        items = [decode(r) for r in records]
-        return items, self.processor.process(items, source=DEAD_LETTER_SOURCE,
-                                             position=position)
 
     async def _commit_for_lag(self, consumer: AIOKafkaConsumer, force: bool = False) -> None:
         """Kafka offsets mirror the PG positions for lag tooling; never read back."""

@@ -26,11 +26,12 @@ computes ``lo + (hi - lo) * (q * (n - 1) - floor(...))`` like
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from fractions import Fraction
 from typing import Any, Final
 
+from services.projections.application.ports import MetricsAggregator
 from services.projections.domain.durations import STAT_KEYS, seconds
 from services.projections.domain.metrics import (
     OPENED_COUNTED,
@@ -230,10 +231,8 @@ def metrics(store: Any, query: MetricsQuery,
     """The metrics JSON: from PostgreSQL's aggregates when the store has them and they
     are exact (:func:`aggregate_sql`), else :func:`compute` over the window's facts."""
     window = fact_window(query)
-    aggregate: Callable[[MetricsQuery, tuple[int, int] | None], dict[str, Any] | None] | None \
-        = getattr(store, "aggregate_metrics", None)
-    if business is None and aggregate is not None:
-        found = aggregate(query, window)
+    if business is None and isinstance(store, MetricsAggregator):
+        found = store.aggregate_metrics(query, window)
         if found is not None:
             return found
     facts: Any = store.facts(query.workspace_id, window)

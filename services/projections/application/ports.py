@@ -1,12 +1,17 @@
-"""What the projections need from storage (SQLite embedded, PostgreSQL in production)."""
+"""What the projections need from storage (SQLite embedded, PostgreSQL in production).
+
+:class:`ReadModelStore` is what every store does; what only some can do is a
+capability Protocol (:class:`RowCopier`, :class:`SnapshotSaver`,
+:class:`MetricsAggregator`), checked once where the code that uses it is built.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Collection, Iterable, Sequence
-from typing import Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from services.conversation.application.ports import Position
-from services.projections.domain.metrics import Fact, FactWindow, RowWindow
+from services.projections.domain.metrics import Fact, FactWindow, MetricsQuery, RowWindow
 from services.projections.domain.rows import ConversationRow
 
 
@@ -46,4 +51,36 @@ class ReadModelStore(Protocol):
 
     def open_workspaces(self) -> list[str]:
         """Workspaces with at least one open conversation."""
+        ...
+
+
+# -- capabilities: what only some stores can do (PostgreSQL) ---------------------------
+
+@runtime_checkable
+class RowCopier(Protocol):
+    """Inserts rows that are not in the table yet in bulk (a replay's, with ``COPY``)."""
+
+    def copy_rows(self, rows: Sequence[ConversationRow]) -> None:
+        ...
+
+
+@runtime_checkable
+class SnapshotSaver(Protocol):
+    """Copies rows' values now and saves the copy later (on another thread)."""
+
+    def snapshot(self, rows: Sequence[ConversationRow]) -> list[list[Any]]:
+        """What ``save`` writes for ``rows``, copied (the rows may change meanwhile)."""
+        ...
+
+    def save_snapshot(self, arrays: list[list[Any]], position: Position) -> None:
+        """Upsert a :meth:`snapshot` and record ``position``, in one transaction."""
+        ...
+
+
+@runtime_checkable
+class MetricsAggregator(Protocol):
+    """Aggregates the metrics in the database (None: only the Python reference is exact)."""
+
+    def aggregate_metrics(self, query: MetricsQuery,
+                          window: FactWindow | None) -> dict[str, Any] | None:
         ...

@@ -31,8 +31,13 @@ from schemas.events import (
     DomainEvent,
     decode_event,
 )
-from services.conversation.application.ports import EventStore, Position
-from services.projections.application.ports import ReadModelStore
+from services.conversation.application.ports import (
+    EventStore,
+    PartitionedEventReader,
+    Position,
+    RawEventReader,
+)
+from services.projections.application.ports import ReadModelStore, RowCopier, SnapshotSaver
 from services.projections.domain.rows import (
     ConversationRow,
     conversation_of,
@@ -123,6 +128,8 @@ class ConversationProjection:
     def __init__(self, store: ReadModelStore, *, cache_size: int = 200_000,
                  on_closed: Callable[[ConversationRow], None] | None = None) -> None:
         self.store = store
+        #: the store's capability of saving a page while the next is projected
+        self._snapshots = store if isinstance(store, SnapshotSaver) else None
         self.cache_size = cache_size
         #: told about each row this projection closed, once it is saved (for metrics)
         self.on_closed = on_closed
@@ -218,9 +225,8 @@ class ConversationProjection:
         """Project every stored event after this projection's tracked position."""
         after = self.store.position(name) or 0
         self._check_cache(name, after)
-        read_raw = getattr(events, "read_raw", None)
-        if read_raw is not None:
-            return self._catch_up_stored(read_raw, after, name, page, progress)
+        if isinstance(events, RawEventReader):
+            return self._catch_up_stored(events.read_raw, after, name, page, progress)
         done = 0
         while True:
             batch = events.read(after, page)
@@ -243,7 +249,7 @@ class ConversationProjection:
         loaded from the store once the previous write committed.
         """
         done = 0
-        writer = _OrderedWriter(self.store)
+        writer = _OrderedWriter(self.store, self._snapshots)
         with ThreadPoolExecutor(1, thread_name_prefix="read-ahead") as reader:
             ahead: Future[list[tuple[int, bytes]]] = reader.submit(read_raw, after, page)
             try:
@@ -280,14 +286,13 @@ class ConversationProjection:
         from services.projections.application import replay as partitioned
 
         parts = partitioned.workers()
-        stream = getattr(events, "stream_partition", None)
-        copy_rows = getattr(self.store, "copy_rows", None)
-        if parts > 1 and stream is not None and copy_rows is not None:
+        store = self.store
+        if parts > 1 and isinstance(events, PartitionedEventReader) \
+                and isinstance(store, RowCopier):
             upto = events.max_notification_id()
             if upto >= partitioned.MIN_EVENTS:
                 try:
-                    done = partitioned.replay_partitioned(
-                        events, self.store, upto, parts, progress)  # type: ignore[arg-type]
+                    done = partitioned.replay_partitioned(events, store, upto, parts, progress)
                 except partitioned.PartitionedReplayFailed as exc:
                     log.warning("partitioned replay failed (%s); replaying in one process",
                                 exc)
@@ -302,27 +307,26 @@ class ConversationProjection:
 class _OrderedWriter:
     """Saves pages in a background thread, one at a time and in order.
 
-    A store with ``snapshot``/``save_snapshot`` (PostgreSQL) gets the rows'
-    values copied on the caller's thread, so the caller can go on projecting
-    (and changing the same row objects) while the previous page is written.
-    Other stores are written synchronously.
+    A :class:`~.ports.SnapshotSaver` store (PostgreSQL) gets the rows' values
+    copied on the caller's thread, so the caller can go on projecting (and
+    changing the same row objects) while the previous page is written. Other
+    stores are written synchronously.
     """
 
-    def __init__(self, store: ReadModelStore) -> None:
+    def __init__(self, store: ReadModelStore, snapshots: SnapshotSaver | None) -> None:
         self.store = store
-        self._snapshot = getattr(store, "snapshot", None)
-        self._save_snapshot = getattr(store, "save_snapshot", None)
+        self._snapshots = snapshots
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="writer") \
-            if self._snapshot is not None else None
+            if snapshots is not None else None
         self._pending: Future[None] | None = None
 
     def save(self, rows: Sequence[ConversationRow], position: Position) -> None:
-        if self._pool is None or self._snapshot is None or self._save_snapshot is None:
+        if self._pool is None or self._snapshots is None:
             self.store.save(rows, position)
             return
-        snapshot = self._snapshot(rows)
+        snapshot = self._snapshots.snapshot(rows)
         self.wait()  # surfaces the previous page's failure before going on
-        self._pending = self._pool.submit(self._save_snapshot, snapshot, position)
+        self._pending = self._pool.submit(self._snapshots.save_snapshot, snapshot, position)
 
     def load_rows(self, ids: set[str]) -> dict[str, ConversationRow]:
         self.wait()  # read what the previous pages wrote

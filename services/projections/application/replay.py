@@ -25,9 +25,11 @@ import logging
 import multiprocessing
 import os
 import time
-from collections.abc import Callable, Iterator
-from typing import Any, Protocol
+from collections.abc import Callable
+from typing import Any
 
+from services.conversation.application.ports import PartitionedEventReader as PartitionedEvents
+from services.projections.application.ports import RowCopier
 from services.projections.application.projector import project_payload, trusted_payload
 from services.projections.domain.rows import ConversationRow, conversation_of, project
 
@@ -39,14 +41,6 @@ MIN_EVENTS = 50_000
 
 class PartitionedReplayFailed(Exception):
     """The partitioned replay could not finish; replay in one process instead."""
-
-
-class PartitionedEvents(Protocol):
-    def stream_partition(self, upto: int, part: int, parts: int) -> Iterator[list[bytes]]: ...
-
-
-class RowCopier(Protocol):
-    def copy_rows(self, rows: list[ConversationRow]) -> None: ...
 
 
 def workers() -> int:

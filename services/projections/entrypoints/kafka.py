@@ -19,7 +19,7 @@ from typing import Any
 
 from eventsourcing.persistence import IntegrityError
 
-from services.conversation.application.ports import EventStore, Position
+from services.conversation.application.ports import EventStore, Position, RawEventReader
 from services.projections.application.ports import ReadModelStore
 from services.projections.application.projector import EVENT_STORE_POSITION, ConversationProjection
 from services.runtime.locks import SingleActiveLock, while_leader
@@ -47,7 +47,8 @@ class ProjectionService:
         self.idle_seconds = idle_seconds
         self.page = page
         self.wakeup = wakeup if wakeup is not None else Wakeup(None)
-        self._raw = getattr(events, "read_raw", None)
+        #: reads stored JSON without decoding it, if the store can (checked once)
+        self._raw = events if isinstance(events, RawEventReader) else None
 
     async def run(self, stop: asyncio.Event) -> None:
         self.health.set_ready(SERVICE)  # standing by counts as ready
@@ -63,7 +64,7 @@ class ProjectionService:
 
     def _read(self, after: int) -> Page:
         if self._raw is not None:
-            page: Page = self._raw(after, self.page)
+            page: Page = self._raw.read_raw(after, self.page)
             return page
         return self.events.read(after, self.page)
 

@@ -18,7 +18,7 @@ import orjson
 from aiokafka import AIOKafkaProducer
 
 from schemas.events import CURRENT_VERSION, DomainEvent, decode_event, encode_event, event_type_of
-from services.conversation.application.ports import EventStore, Position
+from services.conversation.application.ports import EventStore, Position, RawEventReader
 from services.projections.application.ports import ReadModelStore
 from services.runtime.kafka import RecordBatches, partitions_of
 from services.runtime.locks import SingleActiveLock, while_leader
@@ -76,6 +76,8 @@ class OutboxRelay:
         self.page = page
         self.idle_seconds = idle_seconds
         self.wakeup = wakeup if wakeup is not None else Wakeup(None)
+        #: reads stored JSON without decoding it, if the store can (checked once)
+        self._raw = events if isinstance(events, RawEventReader) else None
 
     async def run(self, stop: asyncio.Event) -> None:
         self.health.set_ready(SERVICE)  # standing by counts as ready
@@ -113,13 +115,12 @@ class OutboxRelay:
 
     def _page(self, after: int, out: RecordBatches) -> int | None:
         """Batch the next stored events into ``out`` (in a worker thread); the last id."""
-        read_raw = getattr(self.events, "read_raw", None)
-        if read_raw is None:  # a store without raw reads (SQLite)
+        if self._raw is None:  # a store without raw reads (SQLite)
             rows = [(nid, event_record(self.topic, event))
                     for nid, event in self.events.read(after, self.page)]
         else:
             rows = [(nid, stored_record(self.topic, state))
-                    for nid, state in read_raw(after, self.page)]
+                    for nid, state in self._raw.read_raw(after, self.page)]
         add = out.add
         for _, record in rows:
             add(record.topic, record.key, record.value, record.headers)
