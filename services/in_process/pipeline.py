@@ -202,9 +202,7 @@ class EmbeddedPipeline:
             self._settle(writer, in_flight, summary, progress,
                          wait=sum(entry[1] for entry in in_flight) >= window)
             decision = self.uow.decide(items, "import")
-            result = decision.result
-            writer.send(WriteBatch(seq, store.encode(decision.events, result.outcomes,
-                                                     result.dead_letters, decision.read)))
+            writer.send(WriteBatch(seq, self.uow.encode(store, decision)))
             in_flight.append((seq, len(raw), decision))
             summary.read += len(raw)
         while in_flight:

@@ -16,16 +16,17 @@ into the conversation service drives it the same way:
    decided again from storage: up to ``max_attempts`` times. This is the one
    retry rule. Any other failure forgets the cache too and is raised.
 
-Drivers (``services/embedded.py``: import and HTTP sink; ``services/writer.py``:
-the bulk import's writer process; ``services/runtime/conversation.py``: the
-Kafka service) only choose *where* the write happens:
+Drivers (``services/in_process/pipeline.py``: import, HTTP sink and sweep;
+``services/bulk_import/writer.py``: the bulk import's writer process;
+``services/conversation/entrypoints/kafka.py``: the Kafka service) only choose
+*where* the write happens:
 
 - here and now: :meth:`process` / :meth:`commit`;
 - on another thread: :meth:`write` there (it touches no cache), then
   :meth:`settle` or, if it failed, :meth:`forget` on the deciding thread;
-- in another process (encoded by an :class:`~.ports.EncodedCommits` store):
-  :meth:`settle` each stored decision; after a conflict there, :meth:`forget`
-  and :meth:`redo` the decisions that were lost.
+- in another process: :meth:`encode` the decision for an
+  :class:`~.ports.EncodedCommits` store, :meth:`settle` each one stored there;
+  after a conflict there, :meth:`forget` and :meth:`redo` the lost decisions.
 """
 
 from __future__ import annotations
@@ -35,6 +36,8 @@ from collections.abc import Sequence
 from schemas.commands import CommandBase
 from services.conversation.application.ports import (
     ConcurrencyConflict,
+    EncodedBatch,
+    EncodedCommits,
     EventStore,
     Position,
     StoredKeys,
@@ -96,6 +99,13 @@ class BatchUnitOfWork:
                                 position, decision.read)
         result.events = list(zip(ids, decision.events, strict=True))
         return result
+
+    def encode(self, store: EncodedCommits, decision: Decision) -> EncodedBatch:
+        """``decision`` encoded by ``store`` for a commit in another process
+        (:meth:`EncodedCommits.commit_encoded`); :meth:`settle` it once stored there."""
+        result = decision.result
+        return store.encode(decision.events, result.outcomes, result.dead_letters,
+                            decision.read)
 
     def settle(self, decision: Decision) -> BatchResult:
         """``decision`` is stored (here or elsewhere): its keys and aggregates are ordinary."""
