@@ -229,7 +229,7 @@ class Contact:
             return None
 
     # -------------------------------------------------------------- decisions
-    def expire(self, source: Source, timeout_seconds: int | None) -> bool:
+    def expire(self, source: Source, timeout_seconds: int | None) -> None:
         """Close the open conversation for inactivity if it expired by ``source``'s time.
 
         Recorded before ``source`` itself is decided (CONTRACT §6.4); the closing
@@ -237,11 +237,10 @@ class Contact:
         """
         deadline = self.expires_at(timeout_seconds)
         if deadline is None or source.occurred_at < deadline:
-            return False
+            return
+        # no actor closes for inactivity: closed_by_actor keeps its default, None
         self._record(ConversationClosed, source, at=deadline,
-                     conversation_id=self.open_conversation_id, closed_by="inactivity",
-                     closed_by_actor=None)
-        return True
+                     conversation_id=self.open_conversation_id, closed_by="inactivity")
 
     def _open(self, source: Source, opened_by: str, channel_type: str | None,
               channel_id: str | None) -> None:
@@ -310,8 +309,7 @@ def merge(primary: Contact, secondary: Contact, source: Source) -> None:
     primary._record(ContactAbsorbed, source, secondary_contact_id=secondary.contact_id,
                     closed_at=tuple(secondary.closed_times))
     if secondary.open_conversation_id is not None:
-        secondary._record(ConversationClosed, source,
-                          conversation_id=secondary.open_conversation_id,
-                          closed_by="merge", closed_by_actor=None)
+        secondary._record(ConversationClosed, source,  # closed_by_actor: None (default)
+                          conversation_id=secondary.open_conversation_id, closed_by="merge")
     secondary._record(ContactMerged, source, primary_contact_id=primary.contact_id,
                       secondary_contact_id=secondary.contact_id)
