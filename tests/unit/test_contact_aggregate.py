@@ -28,7 +28,7 @@ from services.conversation.domain.errors import (
     NoOpenConversation,
     WelcomeNotSupported,
 )
-from services.conversation.handlers import survivor
+from services.conversation.application.handlers import survivor
 
 T0 = datetime(2026, 11, 24, 10, 0, tzinfo=UTC)
 
