@@ -14,6 +14,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from schemas.events import ContactAbsorbed, ConversationOpened, MessageSent
+from services.conversation.application.handlers import survivor
 from services.conversation.domain.contact import (
     Contact,
     Expiry,
@@ -28,7 +29,6 @@ from services.conversation.domain.errors import (
     NoOpenConversation,
     WelcomeNotSupported,
 )
-from services.conversation.application.handlers import survivor
 
 T0 = datetime(2026, 11, 24, 10, 0, tzinfo=UTC)
 
