@@ -1,14 +1,17 @@
 """Metrics query latency on PostgreSQL: the Python reference against the SQL aggregates.
 
-    python -m bench.metrics_query --conversations 1000000 --requests 5
+    python -m bench.metrics_query --conversations 1000000 --requests 20 \
+        --schema bench_1m --sqlite /tmp/bench-1m.db
 
 Fills a fresh schema with the synthetic conversations of ``bench.pages`` (one
 workspace, 90 days up to now), then, per grouping over the last 365 days and for
 the 30-day day report, times (a) the Python path split into reading the facts
 (``store.facts``) and ``compute``, and (b) ``store.aggregate_metrics`` (CONTRACT §3
-aggregated in PostgreSQL, ``services/projections/adapters/sql_metrics.py``), checks both
-answers are equal, and prints p50 / p99 (ms). Writes
-``bench/results/metrics-query-latest.json``; the schema is dropped afterwards.
+aggregated in PostgreSQL, ``services/projections/sql_metrics.py``), checks both
+answers are equal, and prints p50 / p99 (ms). ``--python-requests 0`` times the
+store's answer only; ``--schema NAME`` keeps the filled schema for the next run
+(loading 1M rows takes minutes); ``--sqlite PATH`` also times the embedded store
+(the Python path) on the same rows. Writes ``bench/results/metrics-query-latest.json``.
 """
 
 from __future__ import annotations
@@ -24,8 +27,10 @@ from typing import Any
 import orjson
 import psycopg
 
-from bench.pages import percentiles, rows
+from bench.pages import fill, percentiles, rows
 from services.composition import open_stores
+from services.conversation.application.ports import Position
+from services.projections.adapters.sql_metrics import metrics
 from services.projections.domain.metrics import GROUPINGS, MetricsQuery, compute, fact_window
 from services.settings import Settings
 
@@ -42,18 +47,29 @@ def timed(requests: int, call: Any) -> tuple[list[float], Any]:
     return samples, result
 
 
+def queries() -> dict[str, MetricsQuery]:
+    """Each grouping over the last 365 days, and the day report of the last 30."""
+    today = datetime.now(UTC).date()
+    chosen = {f"{g}_365d": MetricsQuery(WS, g, "Europe/Madrid", today - timedelta(days=364),
+                                        today) for g in GROUPINGS}
+    chosen["day_30d"] = MetricsQuery(WS, "day", "Europe/Madrid", today - timedelta(days=29),
+                                     today)
+    return chosen
+
+
 def measure(store: Any, requests: int, python_requests: int,
             only: list[str] | None = None) -> dict[str, Any]:
-    today = datetime.now(UTC).date()
-    queries = {f"{g}_365d": MetricsQuery(WS, g, "Europe/Madrid", today - timedelta(days=364),
-                                         today) for g in GROUPINGS}
-    queries["day_30d"] = MetricsQuery(WS, "day", "Europe/Madrid", today - timedelta(days=29),
-                                      today)
     found: dict[str, Any] = {}
-    for name, query in queries.items():
+    for name, query in queries().items():
         if only and name not in only:
             continue
         window = fact_window(query)
+        if not python_requests:
+            sql, answer = timed(requests, lambda: store.aggregate_metrics(query, window))  # noqa: B023
+            found[name] = {"sql": percentiles(sql)}
+            print(f"  {name:16} sql p50 {found[name]['sql']['p50_ms']} ms p99 "
+                  f"{found[name]['sql']['p99_ms']} ms", flush=True)
+            continue
         fetch, facts = timed(python_requests, lambda: list(store.facts(WS, window)))  # noqa: B023
         python, expected = timed(python_requests, lambda: compute(query, facts))  # noqa: B023
         sql, answer = timed(requests, lambda: store.aggregate_metrics(query, window))  # noqa: B023
@@ -67,33 +83,62 @@ def measure(store: Any, requests: int, python_requests: int,
     return found
 
 
+def measure_sqlite(path: str, conversations: int, requests: int,
+                   only: list[str] | None) -> dict[str, Any]:
+    """The embedded store's metrics (facts read from SQLite, ``compute`` in Python)."""
+    stores = open_stores(Settings(database_url=path))
+    try:
+        store = stores.read_models
+        if not store.conversations(WS, "c0"):  # a new file
+            for number, chunk in enumerate(rows(conversations)):
+                store.save(chunk, Position("projection:bench", number + 1))
+            print(f"{conversations:,} conversations saved to {path}", flush=True)
+        found: dict[str, Any] = {}
+        for name, query in queries().items():
+            if only and name not in only:
+                continue
+            samples, _ = timed(requests, lambda: metrics(store, query))  # noqa: B023
+            found[name] = percentiles(samples)
+            print(f"  sqlite {name:16} p50 {found[name]['p50_ms']} ms p99 "
+                  f"{found[name]['p99_ms']} ms", flush=True)
+        return found
+    finally:
+        stores.close()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--conversations", type=int, default=1_000_000)
     parser.add_argument("--requests", type=int, default=5)
     parser.add_argument("--python-requests", type=int, default=1)
     parser.add_argument("--only", nargs="*", help="query names, e.g. day_365d channel_365d")
+    parser.add_argument("--schema", help="reuse this schema when it already holds the rows "
+                        "(filled and kept otherwise); default: a fresh one, dropped after")
+    parser.add_argument("--sqlite", metavar="PATH", help="also time the embedded store (the "
+                        "Python path) on this SQLite file, filled with the same rows if new")
+    parser.add_argument("--sqlite-requests", type=int, default=3)
     args = parser.parse_args(argv)
     base = os.environ.get("BONYCHAT_DATABASE_URL", "")
     if not base.startswith("postgresql"):
         parser.error("set BONYCHAT_DATABASE_URL to PostgreSQL (make infra-up; infra/local.env)")
-    schema = f"bench_metrics_{uuid.uuid4().hex[:8]}"
+    schema = args.schema or f"bench_metrics_{uuid.uuid4().hex[:8]}"
     url = f"{base}{'&' if '?' in base else '?'}schema={schema}"
     stores = open_stores(Settings(database_url=url))
     try:
-        for chunk in rows(args.conversations):
-            stores.read_models.copy_rows(chunk)  # type: ignore[attr-defined]
-        with psycopg.connect(base, autocommit=True) as conn:
-            conn.execute(f'ANALYZE "{schema}".conversations')
-            load = os.getloadavg()[0]
+        fill(stores, base, schema, args.conversations)
+        load = os.getloadavg()[0]
         result = {"conversations": args.conversations, "load_average_1m": round(load, 1),
                   "queries": measure(stores.read_models, args.requests, args.python_requests,
                                      args.only),
+                  "sqlite": (None if not args.sqlite else
+                             measure_sqlite(args.sqlite, args.conversations,
+                                            args.sqlite_requests, args.only)),
                   "at": datetime.now(UTC).isoformat(timespec="seconds")}
     finally:
         stores.close()
-        with psycopg.connect(base, autocommit=True) as conn:
-            conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+        if not args.schema:
+            with psycopg.connect(base, autocommit=True) as conn:
+                conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
     out = ROOT / "bench" / "results" / "metrics-query-latest.json"
     out.write_bytes(orjson.dumps(result, option=orjson.OPT_INDENT_2) + b"\n")
     print(orjson.dumps(result).decode())

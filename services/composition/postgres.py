@@ -24,6 +24,7 @@ from psycopg.sql import SQL, Identifier
 from services.composition import HOW_TO_CREATE, StorageUnavailable, StoreMissing, Stores
 from services.conversation.adapters.store_postgres import EVENTS_TABLE, PostgresEventStore
 from services.conversation.adapters.store_postgres import TRACKING_TABLE as EVENTS_TRACKING_TABLE
+from services.projections.adapters.cells import RELATIONS as CELL_RELATIONS
 from services.projections.adapters.store_postgres import TRACKING_TABLE as PROJECTION_TRACKING_TABLE
 from services.projections.adapters.store_postgres import PostgresReadModelStore
 
@@ -34,7 +35,7 @@ CONNECT_TIMEOUT_SECONDS = 5
 RELATIONS = (
     EVENTS_TABLE, f"{EVENTS_TABLE}_notification_id_idx", EVENTS_TRACKING_TABLE,
     "processed_events", "dead_letters", PROJECTION_TRACKING_TABLE, "conversations",
-    "conversations_ws_opened", "conversations_ws_contact",
+    "conversations_ws_opened", "conversations_ws_contact", *CELL_RELATIONS,
 )
 
 

@@ -28,7 +28,10 @@ from services.cli.output import render_conversations
 from services.http.context import CONTEXT
 from services.http.errors import ApiError, json_response
 from services.http.queries import STATUSES, csv_response, parse_date, parse_zone
+from services.projections.adapters.pages_postgres import bucket_interval, page_query
+from services.projections.application.ports import PageCounter
 from services.projections.application.queries import workspace_settings
+from services.projections.domain.local_days import NotExact
 from services.projections.domain.metrics import (
     GROUPINGS,
     TIME_GROUPINGS,
@@ -183,6 +186,33 @@ def page_of(query: Mapping[str, str]) -> tuple[int, int | None]:
     return number("offset", 0, None) or 0, number("limit", 1, MAX_LIMIT)
 
 
+def sql_condition(query: Mapping[str, str], bucket: Bucket | None,
+                  status: str | None) -> tuple[str, list[Any]] | None:
+    """The filters and the bucket of ``query`` as a store's ``WHERE`` (``page_query``),
+    or None when only the row-by-row check is exact (then: :func:`select`)."""
+    equal = [(name, wanted) for name in ATTRIBUTE_FILTERS
+             if (wanted := _param(query, name)) is not None]
+    interval = None
+    if bucket is not None:
+        first, last = bucket.date_from, bucket.date_to
+        if bucket.group_by in TIME_GROUPINGS and bucket.key is not None:
+            start, end = key_dates(bucket.group_by, bucket.key)
+            if start is None or end is None or time_key(start, bucket.group_by) != bucket.key:
+                return " AND false", []  # no local date has this key
+            first = start if first is None else max(first, start)
+            last = end if last is None else min(last, end)
+            if first > last:
+                return " AND false", []
+        elif bucket.group_by is not None and bucket.key is not None:
+            equal.append((_DIMENSION_PARAMS[bucket.group_by], bucket.key))
+        try:
+            interval = bucket_interval(bucket.zone.key, first, last)
+        except NotExact:
+            return None
+    return page_query(None if bucket is None else bucket.measure, interval, equal,
+                      _param(query, "contact"), status)
+
+
 def select(rows: Iterable[ConversationRow],
            checks: list[Callable[[ConversationRow], bool]],
            business: BusinessClock | None = None) -> list[dict[str, Any]]:
@@ -206,16 +236,21 @@ async def list_conversations(request: web.Request) -> web.Response:
     bucket = bucket_of(query)
     between = bucket.window() if bucket is not None else None
 
-    def run() -> list[dict[str, Any]]:
+    def run() -> tuple[int, list[dict[str, Any]]]:
         clock = (business_clock(workspace_settings(events, workspace))
                  if events is not None else None)
+        paged = isinstance(store, PageCounter)
+        condition = sql_condition(query, bucket, status) if paged else None
+        if isinstance(store, PageCounter) and condition is not None:
+            total, page = store.conversation_page(workspace, *condition, offset, limit)
+            return total, [row.public(clock) for row in page]
         rows = store.conversations(workspace, _param(query, "contact"), status, between)
-        return select(rows, checks, clock)
+        selected = select(rows, checks, clock)
+        if limit is not None or offset:
+            return len(selected), selected[offset:offset + limit if limit is not None else None]
+        return len(selected), selected
 
-    rows = await asyncio.to_thread(run)
-    total = len(rows)
-    if limit is not None or offset:
-        rows = rows[offset:offset + limit if limit is not None else None]
+    total, rows = await asyncio.to_thread(run)
     if fmt == "csv":
         text = await asyncio.to_thread(render_conversations, rows, "csv")
         return csv_response(text, f"conversations-{workspace}.csv")

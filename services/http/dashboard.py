@@ -26,7 +26,7 @@ from services.http.context import CONTEXT
 from services.http.errors import ApiError
 from services.http.errors import json_response as respond
 from services.http.queries import parse_zone
-from services.projections.application.ports import ReadModelStore
+from services.projections.application.ports import MetricsAggregator, PageCounter, ReadModelStore
 from services.projections.domain.metrics import Fact, MetricsQuery, compute
 from services.projections.domain.rows import ConversationRow, format_micros, to_micros
 
@@ -93,20 +93,36 @@ def hourly(facts: list[Fact], zone: ZoneInfo, start: datetime,
 
 
 def summary(store: ReadModelStore, workspace: str, tz: str, now: datetime) -> dict[str, Any]:
+    """The dashboard answer. A store that counts in SQL (PostgreSQL: ``open_overview``,
+    ``aggregate_metrics``, ``hourly_counts``) gives the same numbers as the Python
+    functions above, which serve the others (SQLite) and remain the reference."""
     zone = ZoneInfo(tz)
     today = now.astimezone(zone).date()
     start = datetime(today.year, today.month, today.day, tzinfo=zone).astimezone(UTC)
     tomorrow = today + timedelta(days=1)
     end = datetime(tomorrow.year, tomorrow.month, tomorrow.day, tzinfo=zone).astimezone(UTC)
     query = MetricsQuery(workspace, "day", tz, today, today)
-    facts = list(store.facts(workspace, (to_micros(start), to_micros(end))))  # today, exactly
-    metrics = compute(query, facts)
+    day = (to_micros(start), to_micros(end))
     now_us = to_micros(now)
+    if isinstance(store, PageCounter):
+        counts, longest = store.open_overview(workspace, LONGEST_WAITING)
+        open_now = {**counts, "longest_waiting": [
+            waiting(row.public(), now_us, last_activity_us(row)) for row in longest]}
+    else:
+        open_now = open_summary(store.conversations(workspace, status="open"), now_us)
+    metrics = (store.aggregate_metrics(query, day, None)
+               if isinstance(store, MetricsAggregator) else None)
+    if metrics is None or not isinstance(store, PageCounter):
+        facts = list(store.facts(workspace, day))  # today, exactly
+        metrics = compute(query, facts)
+        per_hour = hourly(facts, zone, start, end)
+    else:
+        per_hour = store.hourly_counts(workspace, tz, *day)
     return {
         "workspace_id": workspace, "tz": tz, "as_of": format_micros(now_us),
-        "open": open_summary(store.conversations(workspace, status="open"), now_us),
+        "open": open_now,
         "today": {**metrics["total"], "key": today.isoformat()},
-        "hourly": hourly(facts, zone, start, end),
+        "hourly": per_hour,
     }
 
 

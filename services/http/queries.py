@@ -28,7 +28,7 @@ from services.projections.domain.metrics import (
     calendar_date,
     time_zone,
 )
-from services.projections.domain.service_levels import business_clock
+from services.projections.domain.service_levels import schedule_of
 
 STATUSES: Final = ("open", "closed")
 
@@ -81,7 +81,7 @@ def _metrics(store: ReadModelStore, events: EventStore | None, query: MetricsQue
                 else WorkspaceSettings())
     if not tz_given:
         query = replace(query, tz=settings.timezone)
-    return fast_metrics(store, query, business_clock(settings))
+    return fast_metrics(store, query, schedule_of(settings))
 
 
 async def get_metrics(request: web.Request) -> web.Response:

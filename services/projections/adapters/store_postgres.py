@@ -24,14 +24,10 @@ from services.conversation.adapters.store_postgres import (
     transient_retry,
 )
 from services.conversation.application.ports import Position
+from services.projections.adapters.cells import TABLE_DDL, units_of
+from services.projections.adapters.cells_postgres import PostgresCells
 from services.projections.adapters.notify import PROJECTED_CHANNEL, notify_payload
-from services.projections.adapters.sql_metrics import (
-    NotExact,
-    aggregate_params,
-    aggregate_sql,
-    rows_to_metrics,
-    zone_understood,
-)
+from services.projections.adapters.pages_postgres import PostgresPages
 from services.projections.adapters.store_sqlite import (
     ADDED_COLUMNS,
     COLUMNS,
@@ -41,8 +37,10 @@ from services.projections.adapters.store_sqlite import (
     check_after,
     row_from,
 )
+from services.projections.domain.local_days import NotExact
 from services.projections.domain.metrics import Fact, FactWindow, MetricsQuery, RowWindow
 from services.projections.domain.rows import ConversationRow
+from services.projections.domain.service_levels import Schedule
 
 TRACKING_TABLE = "projection_tracking"
 _TYPES = {"opened_us": "bigint", "closed_us": "bigint", "messages_received": "integer",
@@ -69,13 +67,22 @@ SCHEMA = (
     "ON {schema}.conversations (workspace_id, opened_us, contact_id)",
     "CREATE INDEX IF NOT EXISTS conversations_ws_contact "
     "ON {schema}.conversations (workspace_id, contact_id)",
+    # business durations cached for the schedule ``bkey`` (metric cells, .cells_postgres)
+    "ALTER TABLE {schema}.conversations ADD COLUMN IF NOT EXISTS bkey text",
+    "ALTER TABLE {schema}.conversations ADD COLUMN IF NOT EXISTS response_bus_us bigint",
+    "ALTER TABLE {schema}.conversations ADD COLUMN IF NOT EXISTS resolution_bus_us bigint",
+    *TABLE_DDL,
 )
 _UPSERT = (
     f"INSERT INTO {{schema}}.conversations ({', '.join(COLUMNS)}) SELECT * FROM unnest("
     + ", ".join(f"%b::{_TYPES.get(c, 'text')}[]" for c in COLUMNS) + ") "
     "ON CONFLICT (conversation_id) DO UPDATE SET "
     + ", ".join(f"{c} = EXCLUDED.{c}" for c in COLUMNS[6:])  # as SQLite: the rest is fixed
+    + ", bkey = NULL"  # the cached business durations may be out of date
 )
+#: positions in COLUMNS of what units_of takes
+_UNIT_COLUMNS = [COLUMNS.index(name) for name in (
+    "workspace_id", "opened_us", "first_message_us", "first_response_us", "closed_us")]
 _COPY = f"COPY {{schema}}.conversations ({', '.join(COLUMNS)}) FROM STDIN"
 _SELECT = f"SELECT {', '.join(COLUMNS)} FROM {{schema}}.conversations"
 _FACTS = f"SELECT {FACT_COLUMNS} FROM {{schema}}.conversations WHERE workspace_id = %s"
@@ -99,8 +106,8 @@ def column_arrays(rows: Sequence[ConversationRow]) -> list[list[Any]]:
     return arrays
 
 
-class PostgresReadModelStore:
-    """:class:`~services.projections.application.ports.ReadModelStore` on PostgreSQL."""
+class PostgresReadModelStore(PostgresPages):
+    """:class:`~services.projections.ports.ReadModelStore` on PostgreSQL."""
 
     def __init__(self, datastore: PostgresDatastore, *, create_tables: bool = True) -> None:
         self.datastore = datastore
@@ -108,9 +115,15 @@ class PostgresReadModelStore:
         self.tracking = PostgresTrackingRecorder(datastore, tracking_table_name=TRACKING_TABLE)
         if create_tables:
             self.tracking.create_table()
+        self.cells = PostgresCells(schema)
+        if create_tables:
             with datastore.transaction(commit=True) as curs:
                 for statement in SCHEMA:
                     curs.execute(sql(statement, schema), prepare=False)
+                curs.execute(self.cells.first_state)
+                created = curs.fetchone() is not None
+            if created:  # an existing database gains the cells: fill them from its rows
+                self.rebuild_cells()
         self._upsert = sql(_UPSERT, schema)
         self._select = sql(_SELECT, schema)
         self._facts = sql(_FACTS, schema)
@@ -154,7 +167,12 @@ class PostgresReadModelStore:
                 found = curs.fetchone()
                 check_after(position, int(found["notification_id"]) if found else 0)
             if arrays:
+                self.cells.lock(curs)  # before any row: writers of cells take turns
+                before = self.cells.units_before(curs, arrays[0])
                 curs.execute(self._upsert, arrays, prepare=True)
+                columns = [arrays[i] for i in _UNIT_COLUMNS]
+                self.cells.recompute(curs, [*before, *(
+                    unit for values in zip(*columns, strict=True) for unit in units_of(*values))])
                 curs.execute("SELECT pg_notify(%s, %s)",
                              (PROJECTED_CHANNEL, notify_payload(arrays[1])))
             self.tracking._insert_tracking(curs, Tracking(position.name, position.offset))
@@ -162,15 +180,23 @@ class PostgresReadModelStore:
     def copy_rows(self, rows: Sequence[ConversationRow]) -> None:
         """Insert rows that are not in the table yet (a replay's), with ``COPY``.
 
-        On a connection of its own, so a forked replay worker can use it.
+        On a connection of its own, so a forked replay worker can use it. The metric
+        cells are then stale: :meth:`rebuild_cells` (or the next metrics query) rebuilds them.
         """
         if not rows:
             return
         arrays = column_arrays(rows)
-        with psycopg.connect(**connection_params(self.datastore)) as conn, conn.cursor() as curs, \
-                curs.copy(self._copy) as copy:
-            for values in zip(*arrays, strict=True):
-                copy.write_row(values)
+        with psycopg.connect(**connection_params(self.datastore)) as conn, \
+                conn.cursor() as curs:
+            with curs.copy(self._copy) as copy:
+                for values in zip(*arrays, strict=True):
+                    copy.write_row(values)
+            curs.execute(self.cells.set_state, (False,))
+
+    def rebuild_cells(self) -> None:
+        """Every metric cell from the rows (after ``copy_rows``; ``bonychat replay``)."""
+        with self.datastore.transaction(commit=True) as curs:
+            self.cells.rebuild(curs)
 
     def position(self, name: str) -> int | None:
         result: int | None = self.tracking.max_tracking_id(name)
@@ -178,8 +204,11 @@ class PostgresReadModelStore:
 
     def reset(self) -> None:
         with self.datastore.transaction(commit=True) as curs:
+            self.cells.lock(curs)
             curs.execute(self._reset[0])
             curs.execute(self._reset[1], ("projection:%",))
+            curs.execute(self.cells.truncate)
+            curs.execute(self.cells.set_state, (True,))
 
     @transient_retry
     def conversations(self, workspace_id: str, contact_id: str | None = None,
@@ -221,27 +250,24 @@ class PostgresReadModelStore:
             return [Fact(*values) for values in curs]
 
     @transient_retry
-    def aggregate_metrics(self, query: MetricsQuery,
-                          window: FactWindow | None) -> dict[str, Any] | None:
-        """The metrics aggregated in PostgreSQL (:mod:`.sql_metrics`), or None when only
-        the Python reference can be exact (then: :meth:`facts` and ``compute``)."""
-        if not zone_understood(query.tz):
-            return None
-        statement = sql(aggregate_sql(query.group_by, window is not None),
-                        self.datastore.schema)
+    def aggregate_metrics(self, query: MetricsQuery, window: FactWindow | None = None,
+                          schedule: Schedule | None = None) -> dict[str, Any] | None:
+        """The metrics from the metric cells (:mod:`.cells_postgres`), or None when only
+        the Python reference can be exact (then: :meth:`facts` and ``compute``).
+
+        ``schedule``: the workspace's business hours in force (None: always open)."""
         with (self.datastore.get_connection() as conn,
               conn.cursor(row_factory=tuple_row) as curs):
+            with conn.transaction():
+                ready = self.cells.ready(curs)
+            if not ready:
+                self.rebuild_cells()
             try:
-                with conn.transaction():  # sorts of a year's rows stay in memory
-                    curs.execute("SET LOCAL work_mem = '64MB'")
-                    curs.execute(statement, aggregate_params(query, window), prepare=False)
-                    found = curs.fetchall()
-            except psycopg.errors.InvalidParameterValue:  # a zone PostgreSQL does not know
+                with conn.transaction():
+                    curs.execute("SET LOCAL work_mem = '64MB'")  # a year's values in memory
+                    return self.cells.metrics(curs, query, schedule)
+            except NotExact:
                 return None
-        try:
-            return rows_to_metrics(query, found)
-        except NotExact:
-            return None
 
     @transient_retry
     def expired_contacts(self, workspace_id: str, last_activity_before_us: int) -> list[str]:

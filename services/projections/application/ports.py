@@ -2,7 +2,8 @@
 
 :class:`ReadModelStore` is what every store does; what only some can do is a
 capability Protocol (:class:`RowCopier`, :class:`SnapshotSaver`,
-:class:`MetricsAggregator`), checked once where the code that uses it is built.
+:class:`MetricsAggregator`, :class:`CellKeeper`, :class:`PageCounter`), checked once
+where the code that uses it is built.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from typing import Any, Protocol, runtime_checkable
 from services.conversation.application.ports import Position
 from services.projections.domain.metrics import Fact, FactWindow, MetricsQuery, RowWindow
 from services.projections.domain.rows import ConversationRow
+from services.projections.domain.service_levels import Schedule
 
 
 class ReadModelStore(Protocol):
@@ -81,6 +83,36 @@ class SnapshotSaver(Protocol):
 class MetricsAggregator(Protocol):
     """Aggregates the metrics in the database (None: only the Python reference is exact)."""
 
-    def aggregate_metrics(self, query: MetricsQuery,
-                          window: FactWindow | None) -> dict[str, Any] | None:
+    def aggregate_metrics(self, query: MetricsQuery, window: FactWindow | None = None,
+                          schedule: Schedule | None = None) -> dict[str, Any] | None:
+        """``schedule``: the workspace's business hours in force (None: always open)."""
+        ...
+
+
+@runtime_checkable
+class CellKeeper(Protocol):
+    """Keeps metric cells derived from the rows: rebuilt after rows were copied in bulk."""
+
+    def rebuild_cells(self) -> None:
+        ...
+
+
+@runtime_checkable
+class PageCounter(Protocol):
+    """Counts and pages the Dashboard's and the drill-down's rows in the database."""
+
+    def open_overview(self, workspace_id: str, longest: int
+                      ) -> tuple[dict[str, Any], list[ConversationRow]]:
+        """Counts of the open conversations and the ``longest`` waiting ones."""
+        ...
+
+    def hourly_counts(self, workspace_id: str, tz: str, start_us: int,
+                      end_us: int) -> list[dict[str, Any]]:
+        """Opened and closed per local hour of ``[start, end)``."""
+        ...
+
+    def conversation_page(self, workspace_id: str, where: str, params: list[Any],
+                          offset: int, limit: int | None
+                          ) -> tuple[int, list[ConversationRow]]:
+        """``(total, rows)`` of the rows matching ``where``, one page."""
         ...

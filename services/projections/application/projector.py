@@ -37,7 +37,12 @@ from services.conversation.application.ports import (
     Position,
     RawEventReader,
 )
-from services.projections.application.ports import ReadModelStore, RowCopier, SnapshotSaver
+from services.projections.application.ports import (
+    CellKeeper,
+    ReadModelStore,
+    RowCopier,
+    SnapshotSaver,
+)
 from services.projections.domain.rows import (
     ConversationRow,
     conversation_of,
@@ -298,6 +303,8 @@ class ConversationProjection:
                                 exc)
                     self.store.reset()
                 else:
+                    if isinstance(store, CellKeeper):  # the workers copied rows
+                        store.rebuild_cells()
                     self.store.save([], Position(name, upto))
                     return done + self.catch_up(events, name=name, page=20_000,
                                                 progress=progress)

@@ -19,7 +19,7 @@ from services.conversation.application.workspaces import load_workspace
 from services.projections.adapters.sql_metrics import metrics as fast_metrics
 from services.projections.application.ports import ReadModelStore
 from services.projections.domain.metrics import MetricsQuery, to_us
-from services.projections.domain.service_levels import business_clock
+from services.projections.domain.service_levels import business_clock, schedule_of
 
 
 def workspace_settings(events: EventStore, workspace_id: str) -> WorkspaceSettings:
@@ -32,7 +32,7 @@ def metrics(events: EventStore, read_models: ReadModelStore, workspace_id: str, 
     """The metrics JSON; ``tz`` None means the workspace's ``timezone``."""
     settings = workspace_settings(events, workspace_id)
     query = MetricsQuery(workspace_id, group_by, tz or settings.timezone, date_from, date_to)
-    return fast_metrics(read_models, query, business_clock(settings))
+    return fast_metrics(read_models, query, schedule_of(settings))
 
 
 def conversations(events: EventStore, read_models: ReadModelStore, workspace_id: str,
