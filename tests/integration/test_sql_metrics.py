@@ -147,6 +147,7 @@ def test_cells_kept_by_live_upserts_equal_cells_rebuilt_by_replay(
         for part in (batch[:cut], batch[cut:]):
             position += 1
             store.save(part, Position("projection:cells-test", position))
+    store.refresh_cells()
     live = cells(store)
     query = MetricsQuery(workspace, data.draw(st.sampled_from(GROUPINGS)), "Europe/Madrid")
     assert fast(store, query) == compute(query, chosen)

@@ -49,6 +49,11 @@ TABLE_DDL: Final = (
     # durations are read whole by every query: stored out of line, not compressed
     "ALTER TABLE {schema}.metric_cells ALTER COLUMN vals SET STORAGE EXTERNAL, "
     "ALTER COLUMN bvals SET STORAGE EXTERNAL",
+    # units whose rows changed since their cells were computed (writers only mark them;
+    # the next metrics query of the workspace recomputes them)
+    "CREATE TABLE IF NOT EXISTS {schema}.metric_cells_dirty ("
+    'workspace_id text COLLATE "C" NOT NULL, lvl smallint NOT NULL, kind smallint NOT NULL, '
+    "slot bigint NOT NULL, PRIMARY KEY (workspace_id, lvl, kind, slot))",
     # one row: false while rows were bulk-copied and cells not rebuilt yet
     "CREATE TABLE IF NOT EXISTS {schema}.metric_cells_state ("
     "id boolean PRIMARY KEY DEFAULT true CHECK (id), ready boolean NOT NULL)",
@@ -58,9 +63,9 @@ TABLE_DDL: Final = (
     "ON {schema}.conversations (workspace_id, first_response_us) "
     "WHERE first_response_us IS NOT NULL",
 )
-#: relations the start-up check looks for (services/postgres.py RELATIONS)
-RELATIONS: Final = ("metric_cells", "metric_cells_state", "conversations_ws_closed",
-                    "conversations_ws_responded")
+#: relations the start-up check looks for (services/composition/postgres.py RELATIONS)
+RELATIONS: Final = ("metric_cells", "metric_cells_state", "metric_cells_dirty",
+                    "conversations_ws_closed", "conversations_ws_responded")
 
 _RESOLVED: Final = ("(c.closed_by IS NULL OR c.closed_by NOT IN ("
                     + ", ".join(f"'{name}'" for name in sorted(UNRESOLVED)) + "))")

@@ -67,10 +67,23 @@ _STALE_ROWS: Final = {
            "FROM {schema}.conversations WHERE workspace_id = %s AND " + moment + " >= %s AND "
            + moment + " < %s AND bkey IS DISTINCT FROM %s")
     for kind, moment in ((2, "first_response_us"), (3, "closed_us"))}
+#: business durations of rows whose moments are still those they were computed from
 _SET_BUSINESS: Final = (
     "UPDATE {schema}.conversations c SET bkey = %s, response_bus_us = b.r, "
-    "resolution_bus_us = b.s FROM unnest(%s::text[], %s::bigint[], %s::bigint[]) "
-    "AS b(id, r, s) WHERE c.conversation_id = b.id")
+    "resolution_bus_us = b.s FROM unnest(%s::text[], %s::bigint[], %s::bigint[], "
+    "%s::bigint[], %s::bigint[], %s::bigint[], %s::bigint[]) AS b(id, r, s, o, f, p, x) "
+    "WHERE c.conversation_id = b.id AND c.opened_us = b.o "
+    "AND c.first_message_us IS NOT DISTINCT FROM b.f "
+    "AND c.first_response_us IS NOT DISTINCT FROM b.p AND c.closed_us IS NOT DISTINCT FROM b.x")
+_MARK: Final = (
+    "INSERT INTO {schema}.metric_cells_dirty (workspace_id, lvl, kind, slot) "
+    "SELECT * FROM unnest(%(w)s::text[], %(lvl)s::int[], %(kind)s::int[], %(low)s::bigint[]) "
+    "ON CONFLICT DO NOTHING")
+_ANY_DIRTY: Final = "SELECT 1 FROM {schema}.metric_cells_dirty WHERE workspace_id = %s LIMIT 1"
+_TAKE_DIRTY: Final = ("DELETE FROM {schema}.metric_cells_dirty WHERE workspace_id = %s "
+                      "RETURNING workspace_id, lvl, kind, slot")
+_TAKE_ALL_DIRTY: Final = ("DELETE FROM {schema}.metric_cells_dirty "
+                          "RETURNING workspace_id, lvl, kind, slot")
 Moments = tuple[int, int | None, int | None, int | None]
 _US_MIN: Final = -(2**63)
 _US_MAX: Final = 2**63 - 1
@@ -92,7 +105,12 @@ class PostgresCells:
         self.slot_range = sql(_SLOT_RANGE, schema)
         self.stale_rows = {kind: sql(text, schema) for kind, text in _STALE_ROWS.items()}
         self.set_business = sql(_SET_BUSINESS, schema)
-        self.truncate = sql("TRUNCATE {schema}.metric_cells", schema)
+        self.truncate = sql("TRUNCATE {schema}.metric_cells, {schema}.metric_cells_dirty",
+                            schema)
+        self.mark_dirty = sql(_MARK, schema)
+        self.any_dirty = sql(_ANY_DIRTY, schema)
+        self.take_dirty = sql(_TAKE_DIRTY, schema)
+        self.take_all_dirty = sql(_TAKE_ALL_DIRTY, schema)
         self.state = sql("SELECT ready FROM {schema}.metric_cells_state", schema)
         self.set_state = sql(
             "INSERT INTO {schema}.metric_cells_state (ready) VALUES (%s) "
@@ -112,6 +130,28 @@ class PostgresCells:
             for found in tuples.fetchall():
                 units.extend(units_of(*found))
         return units
+
+    def mark(self, curs: Cursor[Any], units: Iterable[Unit]) -> None:
+        """Mark ``units`` for recomputation (a writer of rows: cheap, no lock)."""
+        arrays = unit_arrays(units)
+        if arrays["w"]:
+            curs.execute(self.mark_dirty, arrays, prepare=True)
+
+    def refresh(self, curs: Cursor[Any], workspace: str | None = None) -> None:
+        """Recompute the marked units (of ``workspace``, or all), locked."""
+        if workspace is not None:
+            curs.execute(self.any_dirty, (workspace,), prepare=True)
+            if curs.fetchone() is None:
+                return
+        self.lock(curs)
+        with curs.connection.cursor(row_factory=tuple_row) as tuples:
+            if workspace is None:
+                tuples.execute(self.take_all_dirty)
+            else:
+                tuples.execute(self.take_dirty, (workspace,))
+            units = [(str(w), int(lvl), int(kind), int(slot))
+                     for w, lvl, kind, slot in tuples.fetchall()]
+        self.recompute(curs, units)
 
     def recompute(self, curs: Cursor[Any], units: Iterable[Unit]) -> None:
         """Recompute the cells of ``units`` from the rows (the caller holds the lock)."""
@@ -137,6 +177,7 @@ class PostgresCells:
                 schedule: Schedule | None) -> dict[str, Any]:
         """The metrics from the cells; :class:`NotExact` when they cannot be exact."""
         workspace = query.workspace_id
+        self.refresh(curs, workspace)
         data = None
         if query.date_from is None or query.date_to is None:
             dim = 0 if query.group_by in TIME_GROUPINGS else 1
@@ -204,12 +245,14 @@ class PostgresCells:
         cells, intervals = stale()  # again, now that no writer can change them
         rows = self._stale_rows(curs, workspace, schedule, intervals)
         if rows:
-            curs.execute(self.set_business, (schedule.key, list(rows),
-                                             [v[0] for v in rows.values()],
-                                             [v[1] for v in rows.values()]))
+            stored = [v[2] for v in rows.values()]
+            curs.execute(self.set_business, (
+                schedule.key, list(rows), [v[0] for v in rows.values()],
+                [v[1] for v in rows.values()], *(list(column) for column in zip(*stored,
+                                                                               strict=True))))
         units = {(workspace, dim and 1, kind, slot) for dim, slot, kind in cells}
-        for _, _, moments in rows.values():  # every cell of a changed row
-            units.update(units_of(workspace, *moments))
+        for _, _, (opened, first, responded, closed) in rows.values():  # each changed row
+            units.update(units_of(workspace, opened, first, responded, closed))
         self.recompute(curs, units)
 
     def _stale_rows(self, curs: Cursor[TupleRow], workspace: str, schedule: Schedule,

@@ -167,11 +167,10 @@ class PostgresReadModelStore(PostgresPages):
                 found = curs.fetchone()
                 check_after(position, int(found["notification_id"]) if found else 0)
             if arrays:
-                self.cells.lock(curs)  # before any row: writers of cells take turns
                 before = self.cells.units_before(curs, arrays[0])
                 curs.execute(self._upsert, arrays, prepare=True)
                 columns = [arrays[i] for i in _UNIT_COLUMNS]
-                self.cells.recompute(curs, [*before, *(
+                self.cells.mark(curs, [*before, *(  # the next metrics query recomputes them
                     unit for values in zip(*columns, strict=True) for unit in units_of(*values))])
                 curs.execute("SELECT pg_notify(%s, %s)",
                              (PROJECTED_CHANNEL, notify_payload(arrays[1])))
@@ -192,6 +191,12 @@ class PostgresReadModelStore(PostgresPages):
                 for values in zip(*arrays, strict=True):
                     copy.write_row(values)
             curs.execute(self.cells.set_state, (False,))
+
+    def refresh_cells(self) -> None:
+        """Recompute every cell whose rows changed since (metrics queries do it per
+        workspace)."""
+        with self.datastore.transaction(commit=True) as curs:
+            self.cells.refresh(curs)
 
     def rebuild_cells(self) -> None:
         """Every metric cell from the rows (after ``copy_rows``; ``bonychat replay``)."""
