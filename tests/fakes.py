@@ -4,8 +4,9 @@ They keep the semantics of the SQLite adapters that matter to the core:
 
 * :class:`FakeEventStore` stores events serialised (``encode_event`` /
   ``decode_event``, so a non-round-tripping event fails here as it would on disk),
-  refuses a taken ``(aggregate, version)``, an outcome key already recorded or a
-  position not after the recorded one with :class:`ConcurrencyConflict` and
+  refuses a taken ``(aggregate, version)``, an outcome key already recorded, a
+  position not after the recorded one or not at its ``after`` (``Positions``:
+  each of them) with :class:`ConcurrencyConflict` and
   writes nothing of that commit, numbers notifications from 1, and records
   outcomes and dead letters atomically with the events.
 * :class:`FakeReadModelStore` copies rows in and out (callers mutate rows), sorts
@@ -34,6 +35,7 @@ from services.conversation.application.ports import (
     EventStore,
     Outcome,
     Position,
+    Positions,
 )
 from services.conversation.domain.contact import aggregate_id
 from services.projections.application.ports import ReadModelStore
@@ -41,8 +43,20 @@ from services.projections.domain.metrics import Fact, FactWindow, RowWindow, in_
 from services.projections.domain.rows import ConversationRow
 
 
+def _positions(position: Position | None) -> list[Position]:
+    if position is None:
+        return []
+    return list(position.all()) if isinstance(position, Positions) else [position]
+
+
 class FakeEventStore:
-    """:class:`services.conversation.application.ports.EventStore` in memory."""
+    """:class:`services.conversation.application.ports.EventStore` in memory.
+
+    Records every position of a :class:`Positions` (``RecordsManyPositions``, as
+    PostgreSQL does), each a compare-and-set when it has ``after``.
+    """
+
+    tracks_many_positions = True
 
     def __init__(self) -> None:
         self.notifications: list[tuple[int, uuid.UUID, int, bytes]] = []
@@ -88,8 +102,8 @@ class FakeEventStore:
         for outcome in outcomes:
             self.outcomes[(outcome.workspace_id, outcome.event_id)] = outcome
         self.dead_letters.extend(dead_letters)
-        if position is not None:
-            self.positions.setdefault(position.name, set()).add(position.offset)
+        for each in _positions(position):
+            self.positions.setdefault(each.name, set()).add(each.offset)
         self.commits += 1
         if self.after_next_commit is not None:
             hook, self.after_next_commit = self.after_next_commit, None
@@ -108,8 +122,13 @@ class FakeEventStore:
         keys = [(o.workspace_id, o.event_id) for o in outcomes]
         if len(set(keys)) != len(keys) or any(k in self.outcomes for k in keys):
             raise ConcurrencyConflict("outcome already recorded")
-        if position is not None and position.offset <= (self.position(position.name) or 0):
-            raise ConcurrencyConflict(f"position {position} is not after the recorded one")
+        for each in _positions(position):
+            recorded = self.position(each.name)
+            if each.after is not None and (-1 if recorded is None else recorded) != each.after:
+                raise ConcurrencyConflict(f"position {each.name} is not where this batch "
+                                          "continues from")
+            if recorded is not None and each.offset <= recorded:
+                raise ConcurrencyConflict(f"position {each} is not after the recorded one")
 
     def position(self, name: str) -> int | None:
         offsets = self.positions.get(name)

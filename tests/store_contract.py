@@ -22,6 +22,7 @@ from services.conversation.application.ports import (
     DeadLetter,
     Outcome,
     Position,
+    Positions,
 )
 from services.conversation.application.unit_of_work import BatchUnitOfWork
 from services.conversation.domain.contact import aggregate_id
@@ -197,6 +198,15 @@ class StoreContract:
         assert stores.events.position("kafka:p0") == 6
         assert stores.events.position("kafka:p1") is None
 
+    def test_the_first_position_may_be_offset_zero(self, stores: Stores) -> None:
+        # a Kafka partition's first record has offset 0
+        stores.events.commit([], [outcome("e1")], [], Position("kafka:p0", 0))
+        assert stores.events.position("kafka:p0") == 0
+        with pytest.raises(ConcurrencyConflict):
+            stores.events.commit([], [outcome("e2")], [], Position("kafka:p0", 0))
+        stores.events.commit([], [outcome("e2")], [], Position("kafka:p0", 1))
+        assert stores.events.position("kafka:p0") == 1
+
     # -- read model --------------------------------------------------------------
 
     def test_read_model_save_load_and_query(self, stores: Stores) -> None:
@@ -290,6 +300,34 @@ class StoreContract:
         assert stores.events.position("ingest:p0") == 7
         stores.read_models.save([row("k1", "a", 1)], Position(EVENT_STORE_POSITION, 1))
         assert stores.read_models.position(EVENT_STORE_POSITION) == 1
+
+
+
+class ManyPositionsContract:
+    """What a store that ``RecordsManyPositions`` must do too (PostgreSQL, the fake)."""
+
+    def test_a_batch_must_continue_from_the_recorded_position(self, stores: Stores) -> None:
+        # The Kafka runtime states where each batch continues from (-1: nothing
+        # recorded yet). A batch decided on top of a commit storage does not have
+        # (lost in a crash, say) is refused whole, so the service resumes from
+        # storage instead of skipping the lost records.
+        stores.events.commit([opened("c1", 1, "k1")], [outcome("e1")], [],
+                             Position("kafka:p0", 5, -1))
+        with pytest.raises(ConcurrencyConflict):  # p0 is at 5, not 8
+            stores.events.commit([opened("c2", 1, "k2")], [outcome("e2")], [],
+                                 Positions("kafka:p0", 12, 8, others=(
+                                     Position("kafka:p1", 3, -1),)))
+        with pytest.raises(ConcurrencyConflict):  # p1 has nothing recorded, not 2
+            stores.events.commit([], [outcome("e3")], [], Positions(
+                "kafka:p0", 12, 5, others=(Position("kafka:p1", 3, 2),)))
+        assert stores.events.load(aggregate_id("ws1", "c2")) == []
+        assert stores.events.seen({("ws1", "e2"), ("ws1", "e3")}) == set()
+        assert (stores.events.position("kafka:p0"), stores.events.position("kafka:p1")) == (
+            5, None)
+        stores.events.commit([], [outcome("e3")], [], Positions(
+            "kafka:p0", 12, 5, others=(Position("kafka:p1", 3, -1),)))
+        assert (stores.events.position("kafka:p0"), stores.events.position("kafka:p1")) == (
+            12, 3)
 
 
 def envelope(ws: str, event_id: str, kind: str, contact: str, at: datetime,

@@ -18,15 +18,9 @@ import pytest
 
 from services.composition import Stores, _open_sqlite
 from services.composition.postgres import open_postgres_stores
-from services.conversation.application.ports import (
-    ConcurrencyConflict,
-    Position,
-    Positions,
-)
-from services.conversation.domain.contact import aggregate_id
 from services.in_process.pipeline import EmbeddedPipeline
 from services.projections.domain.metrics import GROUPINGS, MetricsQuery, compute
-from tests.store_contract import T0, StoreContract, envelope, opened, outcome
+from tests.store_contract import T0, ManyPositionsContract, StoreContract, envelope
 
 pytestmark = pytest.mark.integration
 
@@ -43,7 +37,7 @@ class TestSQLiteStores(StoreContract):
             return int(c.fetchone()[0])
 
 
-class TestPostgresStores(StoreContract):
+class TestPostgresStores(StoreContract, ManyPositionsContract):
     @pytest.fixture
     def stores(self, postgres_url: str) -> Iterator[Stores]:
         opened_stores = open_postgres_stores(postgres_url)
@@ -55,29 +49,6 @@ class TestPostgresStores(StoreContract):
             schema = stores.events.datastore.schema  # type: ignore[attr-defined]
             c.execute(f'SELECT count(*) AS n FROM "{schema}".dead_letters')
             return int(c.fetchone()["n"])
-
-    def test_a_batch_must_continue_from_the_recorded_position(self, stores: Stores) -> None:
-        # The Kafka runtime states where each batch continues from (-1: nothing
-        # recorded yet). A batch decided on top of a commit storage does not have
-        # (lost in a crash, say) is refused whole, so the service resumes from
-        # storage instead of skipping the lost records.
-        stores.events.commit([opened("c1", 1, "k1")], [outcome("e1")], [],
-                             Position("kafka:p0", 5, -1))
-        with pytest.raises(ConcurrencyConflict):  # p0 is at 5, not 8
-            stores.events.commit([opened("c2", 1, "k2")], [outcome("e2")], [],
-                                 Positions("kafka:p0", 12, 8, others=(
-                                     Position("kafka:p1", 3, -1),)))
-        with pytest.raises(ConcurrencyConflict):  # p1 has nothing recorded, not 2
-            stores.events.commit([], [outcome("e3")], [], Positions(
-                "kafka:p0", 12, 5, others=(Position("kafka:p1", 3, 2),)))
-        assert stores.events.load(aggregate_id("ws1", "c2")) == []
-        assert stores.events.seen({("ws1", "e2"), ("ws1", "e3")}) == set()
-        assert (stores.events.position("kafka:p0"), stores.events.position("kafka:p1")) == (
-            5, None)
-        stores.events.commit([], [outcome("e3")], [], Positions(
-            "kafka:p0", 12, 5, others=(Position("kafka:p1", 3, -1),)))
-        assert (stores.events.position("kafka:p0"), stores.events.position("kafka:p1")) == (
-            12, 3)
 
     def test_reopening_is_idempotent_and_concurrent_safe(self, postgres_url: str) -> None:
         from concurrent.futures import ThreadPoolExecutor

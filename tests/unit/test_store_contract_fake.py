@@ -12,10 +12,10 @@ import pytest
 from fakes import FakeEventStore, FakeReadModelStore
 
 from services.composition import Stores
-from tests.store_contract import StoreContract
+from tests.store_contract import ManyPositionsContract, StoreContract
 
 
-class TestFakeStores(StoreContract):
+class TestFakeStores(StoreContract, ManyPositionsContract):
     @pytest.fixture
     def stores(self) -> Iterator[Stores]:
         yield Stores(FakeEventStore(), FakeReadModelStore(), lambda: None)
