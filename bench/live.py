@@ -349,9 +349,13 @@ async def embedded(args: argparse.Namespace) -> dict[str, Any]:
                                "live-embedded")
         try:
             base = await started(process)
-            return await measure(base, args, process.pid)
+            result = await measure(base, args, process.pid)
         finally:
-            process.stop()
+            code = process.stop()
+        if code != 0:
+            raise RuntimeError(f"bonychat serve exited {code}:\n{process.tail()}")
+        process.discard_log()  # kept in bench/.data/logs when something failed
+        return result
 
 
 async def kafka(args: argparse.Namespace) -> dict[str, Any]:
@@ -364,7 +368,9 @@ async def kafka(args: argparse.Namespace) -> dict[str, Any]:
     try:
         await world.create()
         process = world.serve(SERVICES, "live-kafka")
-        return await measure(await started(process), args, process.pid)
+        result = await measure(await started(process), args, process.pid)
+        world.stop()  # raises if it did not exit cleanly; discards its log otherwise
+        return result
     finally:
         await world.destroy()
 
