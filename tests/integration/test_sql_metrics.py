@@ -225,3 +225,28 @@ def test_a_measure_the_reference_gained_sends_the_query_to_the_reference(
                         [*cell_metrics._REFERENCE_FIELDS, "new_measure"])
     assert fast(store, query) is None
     assert metrics(store, query) == compute(query, chosen)
+
+
+def test_a_database_without_the_cells_gets_them_at_start(postgres_database_url: str) -> None:
+    schema = f"sqlm_old_{uuid.uuid4().hex[:8]}"
+    url = postgres_database_url + ("&" if "?" in postgres_database_url else "?") \
+        + f"schema={schema}"
+    chosen = [Fact(BASE_US + n * 3_600_000_000, BASE_US + n * 3_600_000_000 + 90_000_000,
+                   "email", "contact", "user", "ana", None) for n in range(50)]
+    stores = open_stores(Settings(database_url=url))
+    try:
+        stores.read_models.save(rows_of("ws_old_db", chosen), Position("projection:old", 1))
+        with stores.read_models.datastore.transaction(commit=True) as curs:
+            # as an older release left it: rows, no cells (nor their state table)
+            curs.execute(f'DROP TABLE "{schema}".metric_cells_state_2')
+            curs.execute(f'TRUNCATE "{schema}".metric_cells, "{schema}".metric_cells_dirty')
+    finally:
+        stores.close()
+    stores = open_stores(Settings(database_url=url))  # the start creates and fills them
+    try:
+        store: Any = stores.read_models
+        assert cells(store), "the cells were built at start"
+        query = MetricsQuery("ws_old_db", "day", "Europe/Madrid")
+        assert fast(store, query) == compute(query, chosen)
+    finally:
+        stores.close()

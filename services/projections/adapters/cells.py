@@ -7,11 +7,10 @@ A cell holds, for one workspace, one *kind* of moment (1 opened, 2 first respons
   a zone whose offsets are whole quarters of an hour is a slot boundary, so the
   day / week / month buckets of any such zone are unions of these cells.
 - ``dim`` 1..5 (``channel``, ``opened_by``, ``closed_by``, ``assignee``, ``team``,
-  keys spelled as :func:`~.metrics.compute` spells them): slots of one UTC hour
-  (so a writer's recomputation reads an hour of rows, not a day). A range
-  ``from..to`` in a zone covers whole UTC hours (cells) and at most two partial
-  hours, aggregated from the conversation rows by the same statement
-  (:data:`AGGREGATE`) over the partial interval.
+  keys spelled as :func:`~.metrics.compute` spells them): slots of six UTC hours
+  (00, 06, 12, 18). A range ``from..to`` in a zone covers whole slots (cells) and
+  at most two partial slots, aggregated from the conversation rows by the same
+  statement (:data:`AGGREGATE`) over the partial interval.
 
 Per cell: ``n`` contributions (opened / responded / closed), ``rc`` re-contacts
 (kind 1), ``vals`` the durations in microseconds (kind 2: first response; kind 3:
@@ -34,9 +33,11 @@ from typing import Any, Final
 from services.projections.domain.metrics import UNRESOLVED
 
 QUARTER_US: Final = 900_000_000
-HOUR_US: Final = 3_600_000_000
-#: level 0 = dimension 0 in quarter-hour slots; level 1 = dimensions 1..5 in hour slots
-LEVEL_US: Final = (QUARTER_US, HOUR_US)
+#: the dimensions' slot: a dirty unit costs its six hours of rows to recompute, a
+#: year of one key is 1,460 cells to read
+SPAN_US: Final = 6 * 3_600_000_000
+#: level 0 = dimension 0 in quarter-hour slots; level 1 = dimensions 1..5 in 6-hour slots
+LEVEL_US: Final = (QUARTER_US, SPAN_US)
 DIMENSIONS: Final = ("", "channel", "opened_by", "closed_by", "assignee", "team")
 KINDS: Final = (1, 2, 3)
 
@@ -54,8 +55,9 @@ TABLE_DDL: Final = (
     "CREATE TABLE IF NOT EXISTS {schema}.metric_cells_dirty ("
     'workspace_id text COLLATE "C" NOT NULL, lvl smallint NOT NULL, kind smallint NOT NULL, '
     "slot bigint NOT NULL, PRIMARY KEY (workspace_id, lvl, kind, slot))",
-    # one row: false while rows were bulk-copied and cells not rebuilt yet
-    "CREATE TABLE IF NOT EXISTS {schema}.metric_cells_state ("
+    # one row: false while rows were bulk-copied and cells not rebuilt yet. "_2": the
+    # layout with 6-hour dimension slots; a database without it rebuilds its cells at start
+    "CREATE TABLE IF NOT EXISTS {schema}.metric_cells_state_2 ("
     "id boolean PRIMARY KEY DEFAULT true CHECK (id), ready boolean NOT NULL)",
     "CREATE INDEX IF NOT EXISTS conversations_ws_closed "
     "ON {schema}.conversations (workspace_id, closed_us) WHERE closed_us IS NOT NULL",
@@ -64,7 +66,7 @@ TABLE_DDL: Final = (
     "WHERE first_response_us IS NOT NULL",
 )
 #: relations the start-up check looks for (services/composition/postgres.py RELATIONS)
-RELATIONS: Final = ("metric_cells", "metric_cells_state", "metric_cells_dirty",
+RELATIONS: Final = ("metric_cells", "metric_cells_state_2", "metric_cells_dirty",
                     "conversations_ws_closed", "conversations_ws_responded")
 
 _RESOLVED: Final = ("(c.closed_by IS NULL OR c.closed_by NOT IN ("
@@ -130,7 +132,7 @@ AGGREGATE: Final = (
 INSERT_UNITS: Final = AGGREGATE.replace("SELECT e.w, d.dim", _INSERT + "SELECT e.w, d.dim")
 #: every cell from every row (one scan; the same contributions as AGGREGATE)
 REBUILD: Final = (
-    f"WITH l AS (SELECT * FROM (VALUES (0, {QUARTER_US}::bigint), (1, {HOUR_US}::bigint)) "
+    f"WITH l AS (SELECT * FROM (VALUES (0, {QUARTER_US}::bigint), (1, {SPAN_US}::bigint)) "
     f"AS l(lvl, size)), e AS ({_OPENED[1]} UNION ALL {_RESPONDED[1]} UNION ALL {_CLOSED[1]}) "
     + _INSERT + _TAIL.replace("{dims}", "ARRAY[0, 1, 2, 3, 4, 5]"))
 DELETE_UNITS: Final = (

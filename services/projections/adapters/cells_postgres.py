@@ -111,12 +111,12 @@ class PostgresCells:
         self.any_dirty = sql(_ANY_DIRTY, schema)
         self.take_dirty = sql(_TAKE_DIRTY, schema)
         self.take_all_dirty = sql(_TAKE_ALL_DIRTY, schema)
-        self.state = sql("SELECT ready FROM {schema}.metric_cells_state", schema)
+        self.state = sql("SELECT ready FROM {schema}.metric_cells_state_2", schema)
         self.set_state = sql(
-            "INSERT INTO {schema}.metric_cells_state (ready) VALUES (%s) "
+            "INSERT INTO {schema}.metric_cells_state_2 (ready) VALUES (%s) "
             "ON CONFLICT (id) DO UPDATE SET ready = EXCLUDED.ready", schema)
         self.first_state = sql(
-            "INSERT INTO {schema}.metric_cells_state (ready) VALUES (false) "
+            "INSERT INTO {schema}.metric_cells_state_2 (ready) VALUES (false) "
             "ON CONFLICT (id) DO NOTHING RETURNING ready", schema)
 
     def lock(self, curs: Cursor[Any]) -> None:

@@ -6,8 +6,8 @@ cells (a few thousand rows for a year) in three steps:
 - :func:`plan` turns ``from``/``to`` in the query's zone into UTC instants with
   the zone's own offsets (``zoneinfo``, :mod:`.zone_offsets`): the first instant of
   ``from`` and of the day after ``to``. Time groupings read the quarter-hour cells
-  of that interval; dimension groupings read the hour cells of the whole UTC hours
-  inside it plus the partial hours at both ends, aggregated from the rows.
+  of that interval; dimension groupings read the 6-hour cells of the whole slots
+  inside it plus the partial slots at both ends, aggregated from the rows.
 - :class:`Combiner` gives each cell its bucket: for time groupings the local date
   of its slot, which must be one date for the whole slot (else :class:`NotExact`:
   the zone has a midnight inside a quarter hour, such as a historical LMT offset).
@@ -52,7 +52,7 @@ from services.projections.domain.metrics import (
 )
 
 QUARTER_US: Final = 900_000_000
-HOUR_US: Final = 3_600_000_000
+SPAN_US: Final = 6 * 3_600_000_000  # the dimensions' cells (adapters/cells.py)
 _EXACT_FLOAT: Final = 2**53
 _DIMENSION: Final = {"channel": 1, "opened_by": 2, "closed_by": 3, "assignee": 4, "team": 5}
 _BIG_ENDIAN: Final = np.dtype(">i8")
@@ -65,7 +65,7 @@ class Plan:
     Time groupings (``level`` 0): the quarter-hour cells between ``edges[0]`` and
     ``edges[-1]``, grouped by ``width_bucket(slot, edges)``: ``edges[i]`` is the first
     instant of local day ``first_day + i``. Dimension groupings (``level`` 1): the
-    ``dims`` hour cells with ``low <= slot < high`` (None: unbounded) grouped by key,
+    ``dims`` 6-hour cells with ``low <= slot < high`` (None: unbounded) grouped by key,
     plus the ``pieces`` (UTC intervals) aggregated from the rows."""
 
     level: int
@@ -125,8 +125,8 @@ def plan(query: MetricsQuery, data: tuple[int, int] | None = None) -> Plan:
             days.check_monotone(edge - 2 * DAY_US, edge + 2 * DAY_US)
     if (start is None or end is None) and data is not None:
         _days_of(days, data, first, last)  # the cells' moments are safe
-    whole_low = None if start is None else -(-start // HOUR_US) * HOUR_US
-    whole_high = None if end is None else end // HOUR_US * HOUR_US
+    whole_low = None if start is None else -(-start // SPAN_US) * SPAN_US
+    whole_high = None if end is None else end // SPAN_US * SPAN_US
     if whole_low is not None and whole_high is not None and whole_low >= whole_high:
         assert start is not None and end is not None
         return Plan(1, dims, 0, 0, ((start, end),), first, total_kinds=total_kinds)
