@@ -8,6 +8,9 @@
   ``GET /metrics?from=TODAY&to=TODAY&tz=`` answers, including any fields the
   metrics gain), and opened/closed per local hour for the chart.
 
+``tz`` defaults like the metrics: the workspace's ``timezone`` setting (CONTRACT
+§6); the answer's ``tz`` names the zone used.
+
 ``now`` (RFC 3339, optional) fixes the clock, for reproducible answers.
 """
 
@@ -25,8 +28,10 @@ from aiohttp import web
 from services.http.context import CONTEXT
 from services.http.errors import ApiError
 from services.http.errors import json_response as respond
+from services.conversation.application.ports import EventStore
 from services.http.queries import parse_zone
 from services.projections.application.ports import MetricsAggregator, PageCounter, ReadModelStore
+from services.projections.application.queries import workspace_settings
 from services.projections.domain.metrics import Fact, MetricsQuery, compute
 from services.projections.domain.rows import ConversationRow, format_micros, to_micros
 
@@ -126,13 +131,20 @@ def summary(store: ReadModelStore, workspace: str, tz: str, now: datetime) -> di
     }
 
 
-def dashboard_zone(query: Mapping[str, str]) -> str:
-    return parse_zone(query.get("tz") or None)
+def dashboard_zone(query: Mapping[str, str], events: EventStore | None,
+                   workspace: str) -> str:
+    """``?tz=`` (400 when it is no zone), else the workspace's ``timezone`` as for the
+    metrics (CONTRACT §6; UTC when this process has no event store). Blocking."""
+    given = query.get("tz") or None
+    if given is not None or events is None:
+        return parse_zone(given)
+    return workspace_settings(events, workspace).timezone
 
 
 async def get_dashboard(request: web.Request) -> web.Response:
     """``GET /v1/workspaces/{ws}/dashboard?tz=&now=``."""
-    tz = dashboard_zone(request.query)
+    tz = await asyncio.to_thread(dashboard_zone, request.query,
+                                 request.app[CONTEXT].events, request.match_info["ws"])
     now = parse_now(request.query.get("now"))
     store = request.app[CONTEXT].read_models
     return respond(await asyncio.to_thread(summary, store, request.match_info["ws"], tz, now))

@@ -131,7 +131,10 @@ async def get_live(request: web.Request) -> web.StreamResponse:
     mode = request.query.get("dashboard", "")
     if mode not in ("", "0", "1"):
         raise ApiError(400, f"dashboard: {mode!r} is not 0 or 1")
-    tz = dashboard_zone(request.query)  # a bad zone is a 400 before the stream starts
+    # a bad zone is a 400 before the stream starts; none is the workspace's zone, as it
+    # is now (a stream keeps the zone it opened with)
+    events = request.app[CONTEXT].events if mode == "1" else None
+    tz = await asyncio.to_thread(dashboard_zone, request.query, events, workspace)
     response = web.StreamResponse(headers={
         "Content-Type": "text/event-stream", "Cache-Control": "no-cache, no-store",
         "X-Accel-Buffering": "no"})

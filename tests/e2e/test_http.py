@@ -51,10 +51,10 @@ def async_test(test: Callable[..., Awaitable[None]]) -> Callable[..., None]:
 
 
 def make_settings(tmp_path: Path, *, gateway: str = "ws1=gw-ws1,ws2=gw-ws2",
-                  analytics: str = "ws1=an-ws1,ws2=an-ws2") -> Settings:
+                  analytics: str = "ws1=an-ws1,ws2=an-ws2", admin: str = "") -> Settings:
     return Settings(database_url=str(tmp_path / "bonychat.db"), gateway_tokens=gateway,
-                    analytics_tokens=analytics, gateway_tokens_file=None,
-                    analytics_tokens_file=None)
+                    analytics_tokens=analytics, admin_tokens=admin, gateway_tokens_file=None,
+                    analytics_tokens_file=None, admin_tokens_file=None)
 
 
 @asynccontextmanager

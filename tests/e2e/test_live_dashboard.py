@@ -10,13 +10,21 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from e2e.test_http import ANALYTICS, GATEWAY, async_test, envelope, serve
-from e2e.test_pages_api import get_json, next_event, pages_app, stores  # noqa: F401  (fixture)
+from e2e.test_pages_api import (  # noqa: F401  (stores: fixture)
+    get_json,
+    next_event,
+    pages_app,
+    set_timezone,
+    stores,
+)
 from services.composition import Stores
 from services.http.context import CONTEXT
 from services.http.live import LiveHub
@@ -115,6 +123,41 @@ async def test_a_viewer_who_joins_later_gets_the_latest_summary_at_once(
         waiting.cancel()
         one.close()
         two.close()
+
+
+@async_test
+async def test_without_tz_the_stream_uses_the_workspace_zone_and_an_explicit_tz_wins(
+        tmp_path: Path, stores: Stores) -> None:  # noqa: F811
+    app, hub = live_app(tmp_path, stores)
+    zone = "Pacific/Auckland"
+    async with serve(app) as client:
+        await set_timezone(client, zone)
+        local = await client.get(STREAM, params={"dashboard": "1"}, headers=ANALYTICS)
+        await asyncio.wait_for(next_event(local.content), WAIT)
+        shown = await dashboard_event(local)
+        assert shown["tz"] == zone
+        as_of = datetime.fromisoformat(shown["as_of"].replace("Z", "+00:00"))
+        assert shown["today"]["key"] == as_of.astimezone(ZoneInfo(zone)).date().isoformat()
+        assert shown == await get_json(client, "/v1/workspaces/ws1/dashboard",
+                                       now=shown["as_of"])
+        utc = await client.get(STREAM, params={"dashboard": "1", "tz": "UTC"},
+                               headers=ANALYTICS)
+        await asyncio.wait_for(next_event(utc.content), WAIT)
+        assert (await dashboard_event(utc))["tz"] == "UTC"
+        assert set(hub.feeds.running) == {("ws1", zone), ("ws1", "UTC")}
+
+        # a conversation opened one second into the local day counts in "today"
+        key = shown["today"]["key"]
+        midnight = datetime.fromisoformat(key).replace(tzinfo=ZoneInfo(zone))
+        early = (midnight + timedelta(seconds=1)).astimezone(UTC)
+        posted = await client.post("/v1/events", headers=GATEWAY, json=envelope(
+            "message.received", "early", "early-bird", early.strftime("%Y-%m-%dT%H:%M:%SZ")))
+        assert posted.status == 202
+        after = await dashboard_event(local)
+        assert after["today"]["key"] == key
+        assert after["today"]["opened"] == shown["today"]["opened"] + 1
+        local.close()
+        utc.close()
 
 
 class Flaky:

@@ -35,6 +35,7 @@ from services.runtime.sinks import EmbeddedSink
 
 pytestmark = pytest.mark.e2e
 XSS = "<img src=x onerror=alert(1)>"
+ADMIN = {"Authorization": "Bearer ad-ws1"}
 
 
 def day_story() -> list[dict[str, Any]]:
@@ -62,7 +63,8 @@ def day_story() -> list[dict[str, Any]]:
 
 def pages_app(tmp_path: Path, stores: Stores, sink: Any = None,
               live: LiveHub | None = None) -> web.Application:
-    return create_app(settings=make_settings(tmp_path), sink=sink or RecordingSink(),
+    return create_app(settings=make_settings(tmp_path, admin="ws1=ad-ws1"),
+                      sink=sink or RecordingSink(),
                       read_models=stores.read_models, registry=CollectorRegistry(),
                       events=stores.events, live=live)
 
@@ -73,6 +75,13 @@ def stores(tmp_path: Path) -> Any:
     load(opened, day_story())
     yield opened
     opened.close()
+
+
+async def set_timezone(client: Any, zone: str) -> None:
+    """ws1's ``timezone`` setting, as an admin sets it (CONTRACT §6.1)."""
+    put = await client.put("/v1/workspaces/ws1/settings", headers=ADMIN,
+                           data=orjson.dumps({"timezone": zone}))
+    assert put.status == 200, await put.text()
 
 
 async def get_json(client: Any, path: str, **params: str) -> Any:
@@ -133,6 +142,32 @@ async def test_dashboard_today_follows_the_time_zone(tmp_path: Path, stores: Sto
     assert (body["today"]["opened"], body["today"]["closed"]) == (3, 1)  # c2 closed on the 24th
     assert sum(h["closed"] for h in body["hourly"]) == 1
     assert next(h for h in body["hourly"] if h["closed"])["hour"] == 6  # 11:30Z = 06:30 EST
+
+
+@async_test
+async def test_dashboard_without_tz_uses_the_workspace_zone(
+        tmp_path: Path, stores: Stores) -> None:
+    async with serve(pages_app(tmp_path, stores)) as client:
+        await set_timezone(client, "Pacific/Auckland")
+        body = await get_json(client, "/v1/workspaces/ws1/dashboard",
+                              now="2026-11-25T12:00:00Z")  # 01:00 on the 26th in Auckland
+        empty = await get_json(client, "/v1/workspaces/ws1/dashboard",
+                               now="2026-11-25T12:00:00Z", tz="")  # empty = absent
+        day = await get_json(client, "/v1/workspaces/ws1/metrics",
+                             **{"from": "2026-11-26", "to": "2026-11-26"})
+        utc = await get_json(client, "/v1/workspaces/ws1/dashboard",
+                             now="2026-11-25T12:00:00Z", tz="UTC")  # an explicit tz wins
+    assert body["tz"] == day["tz"] == "Pacific/Auckland"
+    assert empty == body
+    # the local day 26 Nov is 11:00Z on the 25th onwards: c5 opened at 11:00Z and was
+    # closed by the merge at 11:30Z; c2, c3, c4 opened earlier (UTC's today has them)
+    assert body["today"] == {**day["total"], "key": "2026-11-26"}
+    assert (body["today"]["opened"], body["today"]["closed"]) == (1, 1)
+    assert [(h["hour"], h["opened"], h["closed"]) for h in body["hourly"]
+            if h["opened"] or h["closed"]] == [(0, 1, 1)]
+    assert body["open"]["total"] == 2  # open now does not depend on the zone
+    assert utc["tz"] == "UTC" and utc["today"]["key"] == "2026-11-25"
+    assert (utc["today"]["opened"], utc["today"]["closed"]) == (3, 2)
 
 
 # -- conversations: filters, drill-down, pages, CSV ---------------------------------------
