@@ -25,10 +25,10 @@ from zoneinfo import ZoneInfo
 
 from aiohttp import web
 
+from services.conversation.application.ports import EventStore
 from services.http.context import CONTEXT
 from services.http.errors import ApiError
 from services.http.errors import json_response as respond
-from services.conversation.application.ports import EventStore
 from services.http.queries import parse_zone
 from services.projections.application.ports import MetricsAggregator, PageCounter, ReadModelStore
 from services.projections.application.queries import workspace_settings
