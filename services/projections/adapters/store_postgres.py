@@ -267,6 +267,8 @@ class PostgresReadModelStore(PostgresPages):
                 ready = self.cells.ready(curs)
             if not ready:
                 self.rebuild_cells()
+            with conn.transaction():  # committed on its own: the lock is held only for it
+                self.cells.refresh(curs, query.workspace_id)
             try:
                 with conn.transaction():
                     curs.execute("SET LOCAL work_mem = '64MB'")  # a year's values in memory
