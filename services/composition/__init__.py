@@ -1,39 +1,18 @@
 """The composition root: builds stores and pipelines from one Settings object.
 
-Nothing is connected at import time; callers ask for what they need here.
+The only package that names concrete adapters for the embedded runtime and the
+CLI (``sqlite``, ``postgres``, ``dead_letters``); nothing is connected at import
+time, callers ask for what they need here.
 """
 
 from __future__ import annotations
 
-import os
-from collections.abc import Callable
-from dataclasses import dataclass
-
-from services.conversation.application.ports import EventStore
+from services.composition.stores import HOW_TO_CREATE, StorageUnavailable, StoreMissing, Stores
 from services.in_process.pipeline import EmbeddedPipeline
-from services.projections.application.ports import ReadModelStore
 from services.settings import Settings
 
-
-class StorageUnavailable(Exception):
-    """The configured database cannot be opened or reached."""
-
-
-class StoreMissing(StorageUnavailable):
-    """A command that only works on an existing store found none (and created none)."""
-
-
-HOW_TO_CREATE = ("create it with 'bonychat import FILE', or choose another with "
-                 "--database-url or BONYCHAT_DATABASE_URL")
-
-
-@dataclass
-class Stores:
-    """The event store and read model of one database, and how to close them."""
-
-    events: EventStore
-    read_models: ReadModelStore
-    close: Callable[[], None]
+__all__ = ["HOW_TO_CREATE", "StorageUnavailable", "StoreMissing", "Stores", "embedded_pipeline",
+           "open_stores", "require_store"]
 
 
 def open_stores(settings: Settings, *, create: bool = True) -> Stores:
@@ -46,10 +25,12 @@ def open_stores(settings: Settings, *, create: bool = True) -> Stores:
         from services.composition.postgres import open_postgres_stores
 
         return open_postgres_stores(settings.database_url, create=create)
+    from services.composition.sqlite import open_sqlite_stores, require_sqlite
+
     path = settings.sqlite_path()
     if not create:
-        _require_sqlite(path)
-    return _open_sqlite(path)
+        require_sqlite(path)
+    return open_sqlite_stores(path)
 
 
 def require_store(settings: Settings) -> None:
@@ -57,38 +38,9 @@ def require_store(settings: Settings) -> None:
     if settings.is_postgres:
         open_stores(settings, create=False).close()
     else:
-        _require_sqlite(settings.sqlite_path())
+        from services.composition.sqlite import require_sqlite
 
-
-def _require_sqlite(path: str) -> None:
-    if path != ":memory:" and not os.path.isfile(path):
-        raise StoreMissing(f"no database at {os.path.abspath(path)}: {HOW_TO_CREATE}")
-
-
-def _open_sqlite(path: str) -> Stores:
-    from eventsourcing.persistence import PersistenceError
-    from eventsourcing.sqlite import SQLiteDatastore
-
-    from services.conversation.adapters.store_sqlite import SQLiteEventStore, open_datastore
-    from services.projections.adapters.store_sqlite import SQLiteReadModelStore
-
-    folder = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(folder):
-        raise StorageUnavailable(f"cannot open database {path!r}: folder {folder} does not exist")
-    for attempt in (1, 2):  # 2: another process created the tables at the same moment
-        datastore: SQLiteDatastore | None = None
-        try:
-            datastore = open_datastore(path)
-            events = SQLiteEventStore(datastore)
-            read_models = SQLiteReadModelStore(datastore)
-        except PersistenceError as exc:
-            if datastore is not None:
-                datastore.close()
-            if attempt == 2:
-                raise StorageUnavailable(f"cannot open database {path!r}: {exc}") from exc
-        else:
-            return Stores(events, read_models, datastore.close)
-    raise AssertionError("unreachable")
+        require_sqlite(settings.sqlite_path())
 
 
 def embedded_pipeline(stores: Stores, settings: Settings) -> EmbeddedPipeline:

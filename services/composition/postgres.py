@@ -21,7 +21,7 @@ from psycopg.conninfo import conninfo_to_dict
 from psycopg.rows import dict_row
 from psycopg.sql import SQL, Identifier
 
-from services.composition import HOW_TO_CREATE, StorageUnavailable, StoreMissing, Stores
+from services.composition.stores import HOW_TO_CREATE, StorageUnavailable, StoreMissing, Stores
 from services.conversation.adapters.store_postgres import EVENTS_TABLE, PostgresEventStore
 from services.conversation.adapters.store_postgres import TRACKING_TABLE as EVENTS_TRACKING_TABLE
 from services.projections.adapters.cells import RELATIONS as CELL_RELATIONS

@@ -21,7 +21,8 @@ import pytest
 from bench.generate import Generator, write
 from services.bulk_import.parse import ParallelParser
 from services.bulk_import.writer import WriterFailed, WriterProcess
-from services.composition import Stores, _open_sqlite
+from services.composition import Stores
+from services.composition.sqlite import open_sqlite_stores
 from services.conversation.adapters.store_sqlite import SQLiteEventStore, StoredRow
 from services.conversation.application.ports import ConcurrencyConflict, StoredKeys
 from services.in_process.pipeline import EmbeddedPipeline, ImportSummary
@@ -41,7 +42,7 @@ def sample() -> list[bytes]:
 
 def state(path: Path) -> dict[str, Any]:
     """Conversation rows, day metrics of each workspace, outcomes, stored event count."""
-    stores = _open_sqlite(str(path))
+    stores = open_sqlite_stores(str(path))
     try:
         found: dict[str, Any] = {}
         for ws in WORKSPACES:
@@ -60,7 +61,7 @@ def state(path: Path) -> dict[str, Any]:
 
 
 def inline_import(path: Path, lines: list[bytes]) -> ImportSummary:
-    stores = _open_sqlite(str(path))
+    stores = open_sqlite_stores(str(path))
     try:
         return EmbeddedPipeline(stores.events, stores.read_models, batch_size=500).run_inline(lines)
     finally:
@@ -71,10 +72,10 @@ def pipelined_import(path: Path, lines: list[bytes],
                      writer_stores: Callable[[], Stores] | None = None,
                      importer_stores: Callable[[], Stores] | None = None,
                      window: int = 1_500) -> ImportSummary:
-    _open_sqlite(str(path)).close()  # schema first, as the CLI does
+    open_sqlite_stores(str(path)).close()  # schema first, as the CLI does
     with ParallelParser() as parser, \
-            WriterProcess(writer_stores or (lambda: _open_sqlite(str(path)))) as writer:
-        stores = (importer_stores or (lambda: _open_sqlite(str(path))))()
+            WriterProcess(writer_stores or (lambda: open_sqlite_stores(str(path)))) as writer:
+        stores = (importer_stores or (lambda: open_sqlite_stores(str(path))))()
         try:
             pipeline = EmbeddedPipeline(stores.events, stores.read_models, batch_size=500)
             pipeline.uow.processor.cache_size = CACHE
@@ -112,7 +113,7 @@ class Broken(SQLiteEventStore):
 
 def with_events(path: Path, cls: type[SQLiteEventStore]) -> Callable[[], Stores]:
     def open_() -> Stores:
-        stores = _open_sqlite(str(path))
+        stores = open_sqlite_stores(str(path))
         events = stores.events
         assert isinstance(events, SQLiteEventStore)
         stores.events = cls(events.datastore)

@@ -16,8 +16,9 @@ from typing import Any
 
 import pytest
 
-from services.composition import Stores, _open_sqlite
+from services.composition import Stores
 from services.composition.postgres import open_postgres_stores
+from services.composition.sqlite import open_sqlite_stores
 from services.in_process.pipeline import EmbeddedPipeline
 from services.projections.domain.metrics import GROUPINGS, MetricsQuery, compute
 from tests.store_contract import T0, ManyPositionsContract, StoreContract, envelope
@@ -27,7 +28,7 @@ pytestmark = pytest.mark.integration
 class TestSQLiteStores(StoreContract):
     @pytest.fixture
     def stores(self, tmp_path: Path) -> Iterator[Stores]:
-        opened_stores = _open_sqlite(str(tmp_path / "contract.db"))
+        opened_stores = open_sqlite_stores(str(tmp_path / "contract.db"))
         yield opened_stores
         opened_stores.close()
 
@@ -133,7 +134,8 @@ def test_pipeline_gives_identical_results_on_sqlite_and_postgres(
         tmp_path: Path, postgres_url: str) -> None:
     lines = generate_lines()
     results: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {}
-    sqlite, postgres = _open_sqlite(str(tmp_path / "e2e.db")), open_postgres_stores(postgres_url)
+    sqlite = open_sqlite_stores(str(tmp_path / "e2e.db"))
+    postgres = open_postgres_stores(postgres_url)
     try:
         for name, stores in (("sqlite", sqlite), ("postgres", postgres)):
             summary = EmbeddedPipeline(stores.events, stores.read_models, batch_size=150).run(lines)
