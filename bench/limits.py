@@ -23,6 +23,7 @@ from aiokafka.protocol.admin import DeleteGroupsRequest
 from psycopg.sql import SQL, Identifier
 
 from services.runtime.topics import KafkaTuning
+from services.settings import Settings
 
 Record = tuple[bytes | None, bytes]
 ADMIN_TIMEOUT_MS = 15_000
@@ -152,7 +153,7 @@ async def raw_consume(bootstrap: str, topic: str, expected: int, *,
     the clock starts when the first records arrive and they are not counted. A small
     topic is read again from the start until ``min_seconds`` have passed.
     """
-    tuning = KafkaTuning.from_env()
+    tuning = KafkaTuning.from_settings(Settings())
     consumer = AIOKafkaConsumer(
         bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False,
         auto_offset_reset="earliest", isolation_level="read_committed",

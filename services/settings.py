@@ -44,7 +44,9 @@ def read_token_file(path: str) -> str:
 class Settings(BaseSettings):
     """Everything a BonyChat process can be configured with."""
 
-    model_config = SettingsConfigDict(env_prefix="BONYCHAT_", frozen=True, extra="ignore")
+    #: an empty variable counts as unset (``BONYCHAT_X=`` keeps the default)
+    model_config = SettingsConfigDict(env_prefix="BONYCHAT_", frozen=True, extra="ignore",
+                                      env_ignore_empty=True)
 
     database_url: str = DEFAULT_DATABASE
     kafka_bootstrap: str | None = None
@@ -67,6 +69,31 @@ class Settings(BaseSettings):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     consumer_group_prefix: str = "bonychat"
     partitions: int = Field(default=4, ge=1)
+    #: appended as ``.SUFFIX`` to every topic name: tests (or a staging copy on a
+    #: shared broker) get their own topics
+    topic_suffix: str = ""
+    #: Kafka client tuning (latency, throughput, failover time): services/runtime/topics.py
+    kafka_max_poll_records: int = Field(default=2_000, ge=1)
+    kafka_fetch_max_wait_ms: int = Field(default=100, ge=0)
+    kafka_session_timeout_ms: int = Field(default=10_000, ge=1)
+    kafka_linger_ms: int = Field(default=5, ge=0)
+    kafka_batch_records: int = Field(default=8_000, ge=1)
+    #: the outbox relay runs inside ``serve --services conversation`` (False: only as
+    #: ``--services relay``)
+    relay_with_conversation: bool = True
+    #: how often the dependency watch asks Kafka and PostgreSQL whether they answer
+    health_probe_seconds: float = Field(default=1.0, gt=0)
+    #: the longest an HTTP POST waits for Kafka's acknowledgements before a 503
+    http_produce_timeout_seconds: float = Field(default=10.0, gt=0)
+    #: freeze start-up objects and raise the collector thresholds (False: Python's defaults)
+    gc_tuning: bool = True
+    #: processes of a partitioned replay (None: one per CPU, at most 8)
+    replay_workers: int | None = Field(default=None, ge=0)
+
+    @field_validator("topic_suffix", mode="before")
+    @classmethod
+    def _stripped(cls, value: object) -> object:
+        return value.strip() if isinstance(value, str) else value
 
     @field_validator("gateway_tokens", "analytics_tokens", "admin_tokens")
     @classmethod

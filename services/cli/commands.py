@@ -59,7 +59,7 @@ def progress_reporter(label: str, enabled: bool) -> Iterator[Callable[[int], Non
 
 
 def import_(args: argparse.Namespace, settings: Settings) -> int:
-    tune_gc()
+    tune_gc(settings)
     lines = read_lines(args.file)
     first = next(lines, None)  # surface an unreadable file before touching the database
 
@@ -133,12 +133,13 @@ def conversations(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def replay(args: argparse.Namespace, settings: Settings) -> int:
-    tune_gc()
+    tune_gc(settings)
     with cli_stores(settings) as stores:
         pipeline = embedded_pipeline(stores, settings)
         started = time.monotonic()
         with progress_reporter("replay", not args.no_progress) as progress:
-            count = pipeline.projection.replay(stores.events, progress=progress)
+            count = pipeline.projection.replay(stores.events, progress=progress,
+                                               workers=settings.replay_workers)
         elapsed = time.monotonic() - started
     print(to_json({"replayed_events": count, "seconds": round(elapsed, 3)}))
     return EXIT_OK

@@ -48,6 +48,6 @@ def open_operations(settings: Settings) -> Operations:
     dlq = None
     if settings.kafka_bootstrap:
         dlq = KafkaDeadLetterQueue(
-            bootstrap=settings.kafka_bootstrap, topic=Topics.from_env().dlq,
+            bootstrap=settings.kafka_bootstrap, topic=Topics.from_settings(settings).dlq,
             retry_group=group_id(settings.consumer_group_prefix, RETRY_SERVICE))
     return Operations(store, dlq=dlq)

@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 from typing import Any
 
 import psycopg
@@ -29,21 +28,16 @@ KAFKA = "kafka"
 POSTGRES = "postgresql"
 
 
-def probe_interval() -> float:
-    text = os.environ.get("BONYCHAT_HEALTH_PROBE_SECONDS", "").strip()
-    return float(text) if text else 1.0
-
-
 class DependencyWatch:
     """Probes the configured dependencies and records the result in :class:`Health`."""
 
     def __init__(self, health: Health, *, postgres: dict[str, Any] | None = None,
                  producer: AIOKafkaProducer | None = None,
-                 interval: float | None = None) -> None:
+                 interval: float = 1.0) -> None:
         self.health = health
         self.postgres = postgres
         self.producer = producer
-        self.interval = probe_interval() if interval is None else interval
+        self.interval = interval
         self._conn: psycopg.Connection[Any] | None = None
         self._pg_probe: asyncio.Future[None] | None = None
 

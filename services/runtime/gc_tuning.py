@@ -18,18 +18,15 @@ still collected, later; reference counting frees everything else at once.
 from __future__ import annotations
 
 import gc
-import os
+
+from services.settings import Settings
 
 THRESHOLDS = (50_000, 50, 100)
 
 
-def gc_tuning_enabled() -> bool:
-    return os.environ.get("BONYCHAT_GC_TUNING", "1").strip().lower() not in ("0", "false", "no")
-
-
-def tune_gc() -> bool:
+def tune_gc(settings: Settings) -> bool:
     """Freeze what start-up allocated and raise the thresholds; False when disabled."""
-    if not gc_tuning_enabled():
+    if not settings.gc_tuning:
         return False
     gc.freeze()
     gc.set_threshold(*THRESHOLDS)

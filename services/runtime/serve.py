@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import signal
 import sys
 from collections.abc import Callable, Coroutine
@@ -117,7 +116,7 @@ async def _serve(names: list[str], settings: Settings) -> int:
         except OSError as exc:
             raise StartupError(f"cannot listen on {settings.http_host}:{settings.http_port}: "
                                f"{exc.strerror or exc}") from None
-        tune_gc()  # after start-up: what it allocated is frozen, never traversed again
+        tune_gc(settings)  # after start-up: what it allocated is frozen, never traversed again
         return await _supervise(proc)
     finally:
         await _teardown(proc)
@@ -163,7 +162,8 @@ async def _start_kafka(proc: _Process, names: list[str], bootstrap: str,
     stores, settings = proc.stores, proc.settings
     assert stores is not None
     try:
-        topics, tuning = Topics.from_env(), KafkaTuning.from_env()
+        topics = Topics.from_settings(settings)
+        tuning = KafkaTuning.from_settings(settings)
     except ValueError as exc:
         raise StartupError(str(exc)) from None
 
@@ -184,10 +184,11 @@ async def _start_kafka(proc: _Process, names: list[str], bootstrap: str,
         return False
     proc.producer = producer
     proc.sink = KafkaSink(producer=proc.producer, topics=topics, metrics=proc.metrics,
-                          health=proc.health)
+                          health=proc.health, timeout=settings.http_produce_timeout_seconds)
     proc.runners["http-producer"] = proc.sink.watch  # ends the process if it breaks
     proc.watch = DependencyWatch(proc.health, postgres=_postgres_params(settings),
-                                 producer=proc.producer)
+                                 producer=proc.producer,
+                                 interval=settings.health_probe_seconds)
     common: dict[str, Any] = {"metrics": proc.metrics, "health": proc.health}
     kafka: dict[str, Any] = {"bootstrap": bootstrap, "topics": topics, "tuning": tuning,
                              "group_prefix": settings.consumer_group_prefix}
@@ -209,7 +210,7 @@ async def _start_kafka(proc: _Process, names: list[str], bootstrap: str,
 
         proc.runners["sweep"] = InactivitySweep(stores=stores, submit=proc.sink.submit,
                                                 metrics=proc.metrics).run
-    if "relay" in names or ("conversation" in names and relay_with_conversation()):
+    if "relay" in names or ("conversation" in names and settings.relay_with_conversation):
         proc.runners["relay"] = OutboxRelay(
             events=stores.events, positions=stores.read_models, topics=topics,
             producer=proc.producer, lock=lock(f"bonychat:relay:{topics.events}"),
@@ -231,12 +232,6 @@ def _postgres_params(settings: Settings) -> dict[str, Any] | None:
     return dict(parse_url(settings.database_url).params)
 
 
-def relay_with_conversation() -> bool:
-    """``BONYCHAT_RELAY_WITH_CONVERSATION=0``: the relay runs only as ``--services relay``."""
-    return os.environ.get("BONYCHAT_RELAY_WITH_CONVERSATION", "1").strip() not in ("0", "false",
-                                                                                    "no")
-
-
 async def _supervise(proc: _Process) -> int:
     """Run the services until a stop signal or the first failure that is not transient.
 
@@ -247,7 +242,8 @@ async def _supervise(proc: _Process) -> int:
     tasks = {asyncio.create_task(retrying(name, run, proc.stop, proc.health), name=name)
              for name, run in proc.runners.items()}
     if proc.watch is None and proc.settings.is_postgres:
-        proc.watch = DependencyWatch(proc.health, postgres=_postgres_params(proc.settings))
+        proc.watch = DependencyWatch(proc.health, postgres=_postgres_params(proc.settings),
+                                     interval=proc.settings.health_probe_seconds)
     watch = asyncio.create_task(proc.watch.run(proc.stop)) if proc.watch is not None else None
     stopper = asyncio.create_task(proc.stop.wait())
     done, _ = await asyncio.wait({*tasks, stopper}, return_when=asyncio.FIRST_COMPLETED)

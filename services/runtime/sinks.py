@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -96,19 +95,13 @@ async def produce(producer: AIOKafkaProducer, records: Sequence[OutRecord]) -> N
 WATCH_SECONDS = 0.25  # how often a waiting request looks at the dependency watch
 
 
-def produce_timeout() -> float:
-    """``BONYCHAT_HTTP_PRODUCE_TIMEOUT_SECONDS`` (10): the longest a POST waits for acks."""
-    text = os.environ.get("BONYCHAT_HTTP_PRODUCE_TIMEOUT_SECONDS", "").strip()
-    return float(text) if text else 10.0
-
-
 class KafkaSink:
     """Commands to the command topic, invalid items to the DLQ (``source=http``).
 
     While the dependency watch finds Kafka unreachable (``health``), requests are
     refused at once, and so are those already waiting for acknowledgements when
-    it finds so; a request whose acknowledgements take longer than
-    :func:`produce_timeout` is refused too. Either way the gateway gets 503 and
+    it finds so; a request whose acknowledgements take longer than ``timeout``
+    (``Settings.http_produce_timeout_seconds``) is refused too. Either way the gateway gets 503 and
     retries; records a refused request had already handed to the producer may
     still be written, and are then counted as duplicates downstream.
 
@@ -122,12 +115,12 @@ class KafkaSink:
 
     def __init__(self, *, producer: AIOKafkaProducer, topics: Topics,
                  metrics: RuntimeMetrics | None = None, health: Health | None = None,
-                 timeout: float | None = None) -> None:
+                 timeout: float = 10.0) -> None:
         self.producer = producer
         self.topics = topics
         self.metrics = metrics
         self.health = health
-        self.timeout = produce_timeout() if timeout is None else timeout
+        self.timeout = timeout
         self.closed = False
         #: the producer-fatal error that ends the process (see the class doc)
         self.broken: BaseException | None = None

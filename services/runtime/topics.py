@@ -2,16 +2,16 @@
 
 The names are the contract's (CONTRACT §5). ``BONYCHAT_TOPIC_SUFFIX`` appends
 ``.SUFFIX`` to every topic so that tests (or a staging copy on a shared broker)
-get their own topics. The tuning knobs are read from ``BONYCHAT_KAFKA_*``
-variables; they are runtime concerns not yet in :class:`~services.settings.Settings`.
+get their own topics. The tuning knobs are the ``kafka_*`` fields of
+:class:`~services.settings.Settings` (``BONYCHAT_KAFKA_*`` variables).
 """
 
 from __future__ import annotations
 
-import os
-from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Final
+
+from services.settings import Settings
 
 GATEWAY_EVENTS: Final = "bonychat.gateway.events.v1"
 GATEWAY_EVENTS_DLQ: Final = "bonychat.gateway.events.dlq.v1"
@@ -37,9 +37,8 @@ class Topics:
                       CONVERSATION_EVENTS)))
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None) -> Topics:
-        env = os.environ if environ is None else environ
-        return cls.with_suffix(env.get("BONYCHAT_TOPIC_SUFFIX", "").strip())
+    def from_settings(cls, settings: Settings) -> Topics:
+        return cls.with_suffix(settings.topic_suffix)
 
     def all(self) -> tuple[str, str, str, str]:
         return (self.gateway, self.dlq, self.commands, self.events)
@@ -53,16 +52,6 @@ def group_id(prefix: str, service: str) -> str:
 def partition_key(workspace_id: str, contact_id: str) -> bytes:
     """The record key of everything about one contact (CONTRACT §2, §5)."""
     return f"{workspace_id}:{contact_id}".encode()
-
-
-def _int(env: Mapping[str, str], name: str, default: int) -> int:
-    text = env.get(name, "").strip()
-    if not text:
-        return default
-    try:
-        return int(text)
-    except ValueError:
-        raise ValueError(f"{name} must be an integer, got {text!r}") from None
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,18 +68,15 @@ class KafkaTuning:
     batch_records: int = 8_000
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None) -> KafkaTuning:
-        env = os.environ if environ is None else environ
+    def from_settings(cls, settings: Settings) -> KafkaTuning:
         base = cls()
         return cls(
-            max_poll_records=_int(env, "BONYCHAT_KAFKA_MAX_POLL_RECORDS", base.max_poll_records),
-            fetch_max_wait_ms=_int(env, "BONYCHAT_KAFKA_FETCH_MAX_WAIT_MS",
-                                   base.fetch_max_wait_ms),
+            max_poll_records=settings.kafka_max_poll_records,
+            fetch_max_wait_ms=settings.kafka_fetch_max_wait_ms,
             max_partition_fetch_bytes=base.max_partition_fetch_bytes,
-            session_timeout_ms=_int(env, "BONYCHAT_KAFKA_SESSION_TIMEOUT_MS",
-                                    base.session_timeout_ms),
-            linger_ms=_int(env, "BONYCHAT_KAFKA_LINGER_MS", base.linger_ms),
+            session_timeout_ms=settings.kafka_session_timeout_ms,
+            linger_ms=settings.kafka_linger_ms,
             max_batch_size=base.max_batch_size,
             poll_timeout_ms=base.poll_timeout_ms,
-            batch_records=_int(env, "BONYCHAT_KAFKA_BATCH_RECORDS", base.batch_records),
+            batch_records=settings.kafka_batch_records,
         )

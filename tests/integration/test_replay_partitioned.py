@@ -29,14 +29,12 @@ def imported(postgres_url: str, monkeypatch: pytest.MonkeyPatch
         stores.close()
 
 
-@pytest.mark.parametrize("workers", ["2", "3"])
+@pytest.mark.parametrize("workers", [2, 3])
 def test_partitioned_replay_rebuilds_the_same_rows(imported: tuple[Stores, dict[str, Any]],
-                                                   workers: str,
-                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+                                                   workers: int) -> None:
     stores, expected = imported
-    monkeypatch.setenv("BONYCHAT_REPLAY_WORKERS", workers)
     replayed = EmbeddedPipeline(stores.events, stores.read_models).projection.replay(
-        stores.events)
+        stores.events, workers=workers)
     newest = stores.events.max_notification_id()
     assert replayed == newest
     assert stores.read_models.position(EVENT_STORE_POSITION) == newest
@@ -51,7 +49,6 @@ def test_a_failed_worker_falls_back_to_one_process(imported: tuple[Stores, dict[
         raise RuntimeError("worker crashed")
 
     monkeypatch.setattr(partitioned, "_project_partition", broken)
-    monkeypatch.setenv("BONYCHAT_REPLAY_WORKERS", "2")
     projection = EmbeddedPipeline(stores.events, stores.read_models).projection
-    assert projection.replay(stores.events) == stores.events.max_notification_id()
+    assert projection.replay(stores.events, workers=2) == stores.events.max_notification_id()
     assert snapshot(stores) == expected

