@@ -25,6 +25,7 @@ from zoneinfo import ZoneInfo
 
 from aiohttp import web
 
+from schemas.moments import format_micros, to_micros
 from services.conversation.application.ports import EventStore
 from services.http.context import CONTEXT
 from services.http.errors import ApiError
@@ -33,7 +34,7 @@ from services.http.queries import parse_zone
 from services.projections.application.ports import MetricsAggregator, PageCounter, ReadModelStore
 from services.projections.application.queries import workspace_settings
 from services.projections.domain.metrics import Fact, MetricsQuery, compute
-from services.projections.domain.rows import ConversationRow, format_micros, to_micros
+from services.projections.domain.rows import ConversationRow
 
 LONGEST_WAITING: Final = 10
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)

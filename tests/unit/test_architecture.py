@@ -141,7 +141,6 @@ def test_the_import_graph_sees_every_kind_of_import() -> None:
 KNOWN_CYCLES = [
     ["services.bulk_import.writer", "services.in_process.pipeline"],
     ["services.http.live", "services.http.live_feed"],
-    ["services.projections.application.projector", "services.projections.application.replay"],
 ]
 
 

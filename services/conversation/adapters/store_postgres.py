@@ -28,7 +28,7 @@ from psycopg.rows import DictRow, tuple_row
 from psycopg.sql import SQL, Composed, Identifier
 
 from schemas.events import DomainEvent, encode_event
-from schemas.stored import decode_stored as decode_event
+from schemas.stored import decode_stored
 from services.conversation.application.ports import (
     ConcurrencyConflict,
     DeadLetter,
@@ -289,7 +289,7 @@ class PostgresEventStore:
         self._partition = sql(_PARTITION, schema, table=EVENTS_TABLE)
 
     def load(self, originator_id: uuid.UUID) -> list[DomainEvent]:
-        return [decode_event(s.state) for s in self.recorder.select_events(originator_id)]
+        return [decode_stored(s.state) for s in self.recorder.select_events(originator_id)]
 
     @transient_retry
     def load_many(self, originator_ids: Collection[uuid.UUID]
@@ -302,7 +302,7 @@ class PostgresEventStore:
               conn.cursor(row_factory=tuple_row) as curs):
             curs.execute(self._load_many, (list(set(originator_ids)),), prepare=True)
             for originator_id, state in curs:
-                found.setdefault(originator_id, []).append(decode_event(bytes(state)))
+                found.setdefault(originator_id, []).append(decode_stored(bytes(state)))
         return found
 
     @transient_retry
@@ -352,7 +352,7 @@ class PostgresEventStore:
         return result
 
     def read(self, after: int, limit: int) -> list[tuple[int, DomainEvent]]:
-        return [(nid, decode_event(state)) for nid, state in self.read_raw(after, limit)]
+        return [(nid, decode_stored(state)) for nid, state in self.read_raw(after, limit)]
 
     @transient_retry
     def read_raw(self, after: int, limit: int) -> list[tuple[int, bytes]]:

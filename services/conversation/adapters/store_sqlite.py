@@ -22,7 +22,8 @@ from eventsourcing.sqlite import (
 )
 
 from schemas.events import DomainEvent, encode_event
-from schemas.stored import decode_stored as decode_event
+from schemas.moments import to_micros
+from schemas.stored import decode_stored
 from services.conversation.application.ports import (
     ConcurrencyConflict,
     DeadLetter,
@@ -34,7 +35,6 @@ from services.conversation.application.ports import (
     StoredRow,
 )
 from services.conversation.domain.contact import aggregate_id
-from services.projections.domain.rows import to_micros
 
 OUTCOME_TABLE = (
     "CREATE TABLE IF NOT EXISTS processed_events ("
@@ -200,13 +200,13 @@ class SQLiteEventStore:
         self.recorder.create_table()
 
     def load(self, originator_id: uuid.UUID) -> list[DomainEvent]:
-        return [decode_event(s.state) for s in self.recorder.select_events(originator_id)]
+        return [decode_stored(s.state) for s in self.recorder.select_events(originator_id)]
 
     def load_many(
         self, originator_ids: Collection[uuid.UUID]
     ) -> dict[uuid.UUID, list[DomainEvent]]:
         states = self.recorder.select_many(list(originator_ids))
-        return {oid: [decode_event(s) for s in rows] for oid, rows in states.items()}
+        return {oid: [decode_stored(s) for s in rows] for oid, rows in states.items()}
 
     def seen(self, keys: Collection[tuple[str, str]]) -> set[tuple[str, str]]:
         by_workspace: dict[str, list[str]] = {}
@@ -280,7 +280,7 @@ class SQLiteEventStore:
 
     def read(self, after: int, limit: int) -> list[tuple[int, DomainEvent]]:
         notes = self.recorder.select_notifications(after, limit, inclusive_of_start=False)
-        return [(n.id, decode_event(n.state)) for n in notes]
+        return [(n.id, decode_stored(n.state)) for n in notes]
 
     def max_notification_id(self) -> int:
         return int(self.recorder.max_notification_id() or 0)

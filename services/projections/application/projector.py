@@ -9,9 +9,9 @@ Two ways in, same rows out:
   on PostgreSQL). Building a pydantic model per event costs about four times
   what the projection itself does, so a row written by the current
   ``encode_event`` (current ``schema_version``, exactly the class's fields) is
-  projected from its orjson dict by :func:`project_payload`, the dict twin of
-  :func:`.rows.project`; any other row is decoded (and upcast) with
-  ``decode_event`` and goes through ``project`` itself.
+  projected from its orjson dict by :func:`.rows.project_payload` (the same
+  rules as :func:`.rows.project`, written once); any other row is decoded (and
+  upcast) with ``decode_event`` and goes through ``project``.
 """
 
 from __future__ import annotations
@@ -19,18 +19,8 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from datetime import datetime
-from typing import Any
 
-import orjson
-
-from schemas.events import (
-    CURRENT_VERSION,
-    EVENT_CLASSES,
-    ConversationOpened,
-    DomainEvent,
-    decode_event,
-)
+from schemas.events import ConversationOpened, DomainEvent
 from services.conversation.application.ports import (
     EventStore,
     PartitionedEventReader,
@@ -45,86 +35,15 @@ from services.projections.application.ports import (
 )
 from services.projections.domain.rows import (
     ConversationRow,
+    Item,
     conversation_of,
     project,
-    to_micros,
-    touch,
+    project_payload,
+    trusted_payload,
 )
 
 log = logging.getLogger(__name__)
 EVENT_STORE_POSITION = "projection:conversations"
-#: event type -> every field name its stored JSON has (encode_event writes them all)
-_FIELDS: dict[str, frozenset[str]] = {name: frozenset(cls.model_fields)
-                                      for name, cls in EVENT_CLASSES.items()}
-_TIMED = frozenset({"ConversationOpened", "ConversationClosed", "MessageReceived",
-                    "MessageSent"})
-_fromisoformat = datetime.fromisoformat
-Item = dict[str, Any] | DomainEvent
-
-
-def trusted_payload(state: bytes) -> Item:
-    """The stored event as a dict fit for :func:`project_payload`, or as a decoded event.
-
-    For ``ConversationOpened``/``ConversationClosed`` and messages the dict's
-    ``occurred_at`` is already epoch microseconds.
-    """
-    payload: dict[str, Any] = orjson.loads(state)
-    kind: Any = payload.get("event_type")
-    if (payload.get("schema_version") != CURRENT_VERSION
-            or _FIELDS.get(kind) != payload.keys()):
-        return decode_event(state)
-    if kind in _TIMED:
-        try:
-            moment = _fromisoformat(payload["occurred_at"])
-        except (TypeError, ValueError):
-            return decode_event(state)
-        if moment.tzinfo is None:
-            return decode_event(state)
-        payload["occurred_at"] = to_micros(moment)
-    return payload
-
-
-def project_payload(row: ConversationRow | None, p: dict[str, Any]
-                    ) -> ConversationRow | None:
-    """:func:`.rows.project` for a :func:`trusted_payload` dict (same rules, same rows)."""
-    kind = p["event_type"]
-    if kind == "ConversationOpened":
-        return ConversationRow(
-            conversation_id=p["conversation_id"], workspace_id=p["workspace_id"],
-            contact_id=p["contact_id"], channel=p["channel_type"],
-            opened_us=p["occurred_at"], opened_by=p["opened_by"], recontact=p["recontact"])
-    if row is None:
-        if p.get("conversation_id") is None:
-            return None
-        raise LookupError(f"{kind} for unknown conversation {p['conversation_id']}")
-    if kind == "MessageReceived":
-        row.messages_received += 1
-        touch(row, p["occurred_at"])
-        if row.first_message_us is None:
-            row.first_message_us = p["occurred_at"]
-    elif kind == "MessageSent":
-        row.messages_sent += 1
-        touch(row, p["occurred_at"])
-        if p["first_response"]:
-            row.first_response_us = p["occurred_at"]
-            row.first_responder_id = p["actor_id"]
-    elif kind == "ConversationAssigned":
-        row.assignee_id = p["assignee_id"]
-        if p["team_given"]:
-            row.team_id = p["team_id"]
-    elif kind == "ConversationClosed":
-        row.closed_us = p["occurred_at"]
-        row.closed_by = p["closed_by"]
-        row.closed_by_actor = p["closed_by_actor"]
-        row.category = p["category"]
-        row.summary = p["summary"]
-    return row
-
-
-def _conversation(item: Item) -> str | None:
-    if type(item) is dict:
-        return item.get("conversation_id")
-    return conversation_of(item)  # type: ignore[arg-type]
 
 
 class ConversationProjection:

@@ -4,7 +4,7 @@ A conversation's rows depend only on its own events, and every event about a
 conversation is recorded by the contact aggregate that owns it. So the event
 store splits into independent partitions by aggregate id
 (``PostgresEventStore.stream_partition``), each projected by a forked worker
-from the stored JSON (``projector.trusted_payload`` / ``project_payload``, the
+from the stored JSON (``rows.trusted_payload`` / ``project_payload``, the
 same code as the projections service) in notification order. A conversation
 never changes after it is closed, so a worker writes a closed row once, with
 ``COPY``, and keeps only the open ones in memory; it writes those at the end.
@@ -30,8 +30,13 @@ from typing import Any
 
 from services.conversation.application.ports import PartitionedEventReader as PartitionedEvents
 from services.projections.application.ports import RowCopier
-from services.projections.application.projector import project_payload, trusted_payload
-from services.projections.domain.rows import ConversationRow, conversation_of, project
+from services.projections.domain.rows import (
+    ConversationRow,
+    conversation_of,
+    project,
+    project_payload,
+    trusted_payload,
+)
 
 log = logging.getLogger(__name__)
 FLUSH_ROWS = 10_000

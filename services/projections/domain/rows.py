@@ -4,17 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from schemas.events import (
-    ConversationAssigned,
-    ConversationClosed,
-    ConversationOpened,
-    DomainEvent,
-    MessageReceived,
-    MessageSent,
-)
+from schemas.events import DomainEvent, decode_event
+from schemas.moments import format_micros, to_micros
+from schemas.stored import trusted_fields
 from services.projections.domain.durations import micros_to_seconds, seconds
 
 #: ``(start_us, end_us) -> seconds`` of the interval inside the workspace's business
@@ -29,22 +23,6 @@ ROW_FIELDS = (
     "first_response_business_seconds", "resolution_business_seconds", "last_activity_at",
     "recontact",
 )
-
-
-def to_micros(moment: datetime) -> int:
-    """Microseconds since the epoch, exact (no float rounding)."""
-    delta = moment - datetime(1970, 1, 1, tzinfo=UTC)
-    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
-
-
-def format_micros(micros: int | None) -> str | None:
-    """RFC 3339 UTC with ``Z``; fractional seconds only when there are some."""
-    if micros is None:
-        return None
-    seconds, frac = divmod(micros, 1_000_000)
-    moment = datetime(1970, 1, 1) + timedelta(seconds=seconds)  # naive UTC, any year
-    text = moment.isoformat(timespec="seconds")  # always a 4-digit year, unlike %Y
-    return f"{text}.{frac:06d}Z" if frac else f"{text}Z"
 
 
 @dataclass(slots=True)
@@ -141,44 +119,78 @@ def conversation_of(event: DomainEvent) -> str | None:
     return getattr(event, "conversation_id", None)
 
 
+#: the events whose time the row keeps (as epoch microseconds)
+_TIMED = frozenset({"ConversationOpened", "ConversationClosed", "MessageReceived",
+                    "MessageSent"})
+#: a stored event as :func:`trusted_payload` gives it: its JSON object (times of
+#: :data:`_TIMED` events in epoch microseconds), or the decoded event when unsure
+Item = dict[str, Any] | DomainEvent
+
+
+def trusted_payload(state: bytes) -> Item:
+    """The stored event as a dict fit for :func:`project_payload`, or as a decoded event.
+
+    For ``ConversationOpened``/``ConversationClosed`` and messages the dict's
+    ``occurred_at`` is already epoch microseconds. The read path's way round
+    building models (2-4 µs an event instead of 8-9).
+    """
+    payload = trusted_fields(state)
+    if payload is None:
+        return decode_event(state)
+    if payload["event_type"] in _TIMED:
+        payload["occurred_at"] = to_micros(payload["occurred_at"])
+    return payload
+
+
 def project(row: ConversationRow | None, event: DomainEvent) -> ConversationRow | None:
     """Apply one event to the row of its conversation; returns the (new) row.
 
     Events must arrive in aggregate order; an event for a conversation that has
     no row yet (other than its opening) is a corrupt stream and raises.
     """
-    if isinstance(event, ConversationOpened):
+    fields = event.__dict__  # a pydantic model keeps its field values here
+    micros = to_micros(event.occurred_at) if fields["event_type"] in _TIMED else None
+    return _apply(row, fields, micros)
+
+
+def project_payload(row: ConversationRow | None, p: dict[str, Any]
+                    ) -> ConversationRow | None:
+    """:func:`project` for a :func:`trusted_payload` dict (the same rules: :func:`_apply`)."""
+    return _apply(row, p, p["occurred_at"])
+
+
+def _apply(row: ConversationRow | None, p: dict[str, Any], micros: Any
+           ) -> ConversationRow | None:
+    """The projection's rules, once: ``p`` the event's fields, ``micros`` its time."""
+    kind = p["event_type"]
+    if kind == "ConversationOpened":
         return ConversationRow(
-            conversation_id=event.conversation_id, workspace_id=event.workspace_id,
-            contact_id=event.contact_id, channel=event.channel_type,
-            opened_us=to_micros(event.occurred_at), opened_by=event.opened_by,
-            recontact=event.recontact)
+            conversation_id=p["conversation_id"], workspace_id=p["workspace_id"],
+            contact_id=p["contact_id"], channel=p["channel_type"],
+            opened_us=micros, opened_by=p["opened_by"], recontact=p["recontact"])
     if row is None:
-        if conversation_of(event) is None:
+        if p.get("conversation_id") is None:
             return None
-        raise LookupError(f"{type(event).__name__} for unknown conversation "
-                          f"{conversation_of(event)}")
-    if isinstance(event, MessageReceived):
+        raise LookupError(f"{kind} for unknown conversation {p['conversation_id']}")
+    if kind == "MessageReceived":
         row.messages_received += 1
-        micros = to_micros(event.occurred_at)
         touch(row, micros)
         if row.first_message_us is None:
             row.first_message_us = micros
-    elif isinstance(event, MessageSent):
+    elif kind == "MessageSent":
         row.messages_sent += 1
-        micros = to_micros(event.occurred_at)
         touch(row, micros)
-        if event.first_response:
+        if p["first_response"]:
             row.first_response_us = micros
-            row.first_responder_id = event.actor_id
-    elif isinstance(event, ConversationAssigned):
-        row.assignee_id = event.assignee_id
-        if event.team_given:
-            row.team_id = event.team_id
-    elif isinstance(event, ConversationClosed):
-        row.closed_us = to_micros(event.occurred_at)
-        row.closed_by = event.closed_by
-        row.closed_by_actor = event.closed_by_actor
-        row.category = event.category
-        row.summary = event.summary
+            row.first_responder_id = p["actor_id"]
+    elif kind == "ConversationAssigned":
+        row.assignee_id = p["assignee_id"]
+        if p["team_given"]:
+            row.team_id = p["team_id"]
+    elif kind == "ConversationClosed":
+        row.closed_us = micros
+        row.closed_by = p["closed_by"]
+        row.closed_by_actor = p["closed_by_actor"]
+        row.category = p["category"]
+        row.summary = p["summary"]
     return row
