@@ -81,9 +81,10 @@ screenshots: $(STAMP) deps-test ## redraw docs/screenshots (both pages, 1280 px 
 test-faults: $(STAMP) deps-test ## fault injection under load (kills, broker and PostgreSQL faults), ~30 min
 	$(PY) -m tests.faults.run --plan full
 
-lint: $(STAMP) ## ruff, mypy (strict on services/ and schemas/), schema files current
+lint: $(STAMP) ## ruff, mypy (strict on services/ and schemas/), import contracts, schema files current
 	$(BIN)/ruff check services schemas tests bench
 	$(BIN)/mypy
+	$(BIN)/lint-imports --no-cache
 	$(PY) -m schemas.generate --check
 
 schemas: $(STAMP) ## regenerate schemas/json from the pydantic models

@@ -144,7 +144,7 @@ async def _start_embedded(proc: _Process) -> None:
     pipeline = embedded_pipeline(proc.stores, proc.settings)
     await asyncio.to_thread(pipeline.catch_up)
     proc.sink = EmbeddedSink(pipeline=pipeline, metrics=proc.metrics)
-    from services.conversation.entrypoints.sweep import InactivitySweep
+    from services.projections.entrypoints.sweep import InactivitySweep
 
     proc.runners["sweep"] = InactivitySweep(stores=proc.stores, submit=proc.sink.sweep,
                                             metrics=proc.metrics).run
@@ -206,7 +206,7 @@ async def _start_kafka(proc: _Process, names: list[str], bootstrap: str,
         proc.runners["conversation"] = ConversationService(
             events=stores.events, **kafka, **common).run
     if "conversation" in names:  # sweep requests go to the owners of the contacts
-        from services.conversation.entrypoints.sweep import InactivitySweep
+        from services.projections.entrypoints.sweep import InactivitySweep
 
         proc.runners["sweep"] = InactivitySweep(stores=stores, submit=proc.sink.submit,
                                                 metrics=proc.metrics).run

@@ -13,8 +13,8 @@ from prometheus_client import CollectorRegistry
 from sink_fakes import RecordingSink
 
 from services.composition import Stores, embedded_pipeline, open_stores
-from services.conversation.entrypoints.sweep import InactivitySweep
 from services.http.app import create_app
+from services.projections.entrypoints.sweep import InactivitySweep
 from services.runtime.observability import RuntimeMetrics
 from services.runtime.sinks import EmbeddedSink
 from services.settings import Settings

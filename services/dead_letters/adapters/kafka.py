@@ -27,25 +27,18 @@ from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.structs import OffsetAndMetadata
 
-from services.dead_letters.application.ports import DeadLetterEntry, DeadLetterFilter
+from services.dead_letters.application.ports import (
+    DeadLetterEntry,
+    DeadLetterFilter,
+    entry_id,
+    parse_entry_id,
+)
 from services.runtime.fetch import SafeFetch, UndecodableRecord
 from services.runtime.kafka import client_id, header
 
 Record: TypeAlias = ConsumerRecord[bytes, bytes]
 #: no record for this long while records are still due: the broker is gone
 STALL_SECONDS = 30.0
-
-
-def entry_id(partition: int, offset: int) -> str:
-    return f"dlq-{partition}-{offset}"
-
-
-def parse_entry_id(text: str) -> tuple[int, int] | None:
-    """``(partition, offset)`` of a ``dlq-P-O`` id, or None if it is not one."""
-    parts = text.split("-")
-    if len(parts) == 3 and parts[0] == "dlq" and parts[1].isdigit() and parts[2].isdigit():
-        return int(parts[1]), int(parts[2])
-    return None
 
 
 def identify(raw: str) -> tuple[str | None, str | None]:

@@ -194,3 +194,16 @@ class DeadLetterQueue(Protocol):
     def commit_watermark(self, offsets: Mapping[int, int]) -> None:
         """Move the retry group's committed offset of each partition to the given one."""
         ...
+
+
+def entry_id(partition: int, offset: int) -> str:
+    """The id of the DLQ topic's record at ``partition``/``offset``: ``dlq-P-O``."""
+    return f"dlq-{partition}-{offset}"
+
+
+def parse_entry_id(text: str) -> tuple[int, int] | None:
+    """``(partition, offset)`` of a ``dlq-P-O`` id, or None if it is not one."""
+    parts = text.split("-")
+    if len(parts) == 3 and parts[0] == "dlq" and parts[1].isdigit() and parts[2].isdigit():
+        return int(parts[1]), int(parts[2])
+    return None

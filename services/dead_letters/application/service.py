@@ -19,7 +19,6 @@ from pydantic import ValidationError
 from schemas.commands import CommandBase, CommandMessage
 from schemas.events import ContactMerged, DomainEvent
 from services.conversation.application.processor import BatchResult
-from services.dead_letters.adapters.kafka import parse_entry_id
 from services.dead_letters.application.ports import (
     DeadLetterEntry,
     DeadLetterFilter,
@@ -27,6 +26,7 @@ from services.dead_letters.application.ports import (
     EventReport,
     OperationsStore,
     RetryRecord,
+    parse_entry_id,
 )
 from services.ingest.domain.normalise import Invalid, describe, parse
 from services.projections.domain.metrics import calendar_date

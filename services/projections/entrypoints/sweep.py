@@ -11,6 +11,9 @@ aggregate decides, like for every other command:
   contact's partition decides them in order with the contact's own events. The
   sweep never writes to the event store itself: a sweep and the contact's next
   event can never both close one conversation (the second finds none open).
+
+It lives on the read side (the read model finds the candidates) and only sends
+commands to the write side, which never imports it.
 """
 
 from __future__ import annotations
