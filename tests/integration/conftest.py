@@ -97,3 +97,11 @@ def postgres_url(postgres_database_url: str) -> Iterator[str]:
     yield with_query(postgres_database_url, schema=schema)
     with psycopg.connect(libpq_url(postgres_database_url), autocommit=True) as conn:
         conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema)))
+
+
+@pytest.fixture(scope="session")
+def infra() -> dict[str, str]:
+    """Kafka + PostgreSQL of ``infra/local.env`` (``make infra-up``), checked to answer."""
+    from kafka_fixtures import reachable_infra
+
+    return reachable_infra()

@@ -53,6 +53,28 @@ def load_local_env() -> dict[str, str]:
     return env
 
 
+def reachable_infra() -> dict[str, str]:
+    """``infra/local.env`` once Kafka and PostgreSQL there answer; skips the test otherwise."""
+    import pytest
+
+    env = load_local_env()
+    if "BONYCHAT_KAFKA_BOOTSTRAP" not in env or "BONYCHAT_DATABASE_URL" not in env:
+        pytest.skip("no infra/local.env: run infra/up.sh (make infra-up) first")
+    try:
+        psycopg.connect(env["BONYCHAT_DATABASE_URL"], connect_timeout=3).close()
+
+        async def ping() -> None:
+            admin = AIOKafkaAdminClient(bootstrap_servers=env["BONYCHAT_KAFKA_BOOTSTRAP"],
+                                        request_timeout_ms=5_000)
+            await admin.start()
+            await admin.close()
+
+        asyncio.run(ping())
+    except Exception as exc:
+        pytest.skip(f"Kafka/PostgreSQL from infra/local.env not reachable: {exc}")
+    return env
+
+
 def partition_of(key: bytes, partitions: int) -> int:
     """The partition Kafka's default partitioner (murmur2) gives ``key``."""
     return int(murmur2(key) & 0x7FFFFFFF) % partitions

@@ -9,13 +9,11 @@ The broker's log files show the batches really were stored compressed.
 
 from __future__ import annotations
 
-import asyncio
 import subprocess
 from collections.abc import Iterator
 from typing import Any
 
 import orjson
-import psycopg
 import pytest
 from kafka_fixtures import (
     KCAT_CODECS,
@@ -24,7 +22,6 @@ from kafka_fixtures import (
     embedded_snapshot,
     generate_stream,
     kcat_publish,
-    load_local_env,
     new_world,
     publish,
     read_topic,
@@ -38,27 +35,6 @@ from services.runtime.sinks import command_record
 
 pytestmark = pytest.mark.integration
 SETTLE = 90  # seconds: upper bound for one wait; typical runs take 1-5 s
-
-
-@pytest.fixture(scope="module")
-def infra() -> dict[str, str]:
-    env = load_local_env()
-    if "BONYCHAT_KAFKA_BOOTSTRAP" not in env or "BONYCHAT_DATABASE_URL" not in env:
-        pytest.skip("no infra/local.env: run infra/up.sh (make infra-up) first")
-    try:
-        psycopg.connect(env["BONYCHAT_DATABASE_URL"], connect_timeout=3).close()
-        from aiokafka.admin import AIOKafkaAdminClient
-
-        async def ping() -> None:
-            admin = AIOKafkaAdminClient(bootstrap_servers=env["BONYCHAT_KAFKA_BOOTSTRAP"],
-                                        request_timeout_ms=5_000)
-            await admin.start()
-            await admin.close()
-
-        asyncio.run(ping())
-    except Exception as exc:
-        pytest.skip(f"Kafka/PostgreSQL from infra/local.env not reachable: {exc}")
-    return env
 
 
 @pytest.fixture(scope="module")

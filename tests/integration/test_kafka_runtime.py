@@ -7,7 +7,6 @@ whatever crashes, restarts, redeliveries and consumer groups happen on the way.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import re
 import urllib.request
@@ -15,7 +14,6 @@ from collections import Counter
 from collections.abc import Iterator
 from typing import Any
 
-import psycopg
 import pytest
 from kafka_fixtures import (
     WORKSPACES,
@@ -24,7 +22,6 @@ from kafka_fixtures import (
     World,
     embedded_snapshot,
     generate_stream,
-    load_local_env,
     new_world,
     read_topic,
     snapshot,
@@ -33,27 +30,6 @@ from kafka_fixtures import (
 
 pytestmark = pytest.mark.integration
 SETTLE = 90  # seconds: generous upper bound for any one wait; typical runs take 1-10 s
-
-
-@pytest.fixture(scope="module")
-def infra() -> dict[str, str]:
-    env = load_local_env()
-    if "BONYCHAT_KAFKA_BOOTSTRAP" not in env or "BONYCHAT_DATABASE_URL" not in env:
-        pytest.skip("no infra/local.env: run infra/up.sh (make infra-up) first")
-    try:
-        psycopg.connect(env["BONYCHAT_DATABASE_URL"], connect_timeout=3).close()
-        from aiokafka.admin import AIOKafkaAdminClient
-
-        async def ping() -> None:
-            admin = AIOKafkaAdminClient(bootstrap_servers=env["BONYCHAT_KAFKA_BOOTSTRAP"],
-                                        request_timeout_ms=5_000)
-            await admin.start()
-            await admin.close()
-
-        asyncio.run(ping())
-    except Exception as exc:
-        pytest.skip(f"Kafka/PostgreSQL from infra/local.env not reachable: {exc}")
-    return env
 
 
 @pytest.fixture

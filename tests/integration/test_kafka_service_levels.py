@@ -15,7 +15,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from kafka_fixtures import World, new_world, publish, wait_until
-from test_kafka_runtime import SETTLE, infra  # noqa: F401
+from test_kafka_runtime import SETTLE
 
 from schemas.commands import ExpireInactive, ReceiveMessage
 from schemas.events import ConversationClosed
@@ -30,7 +30,7 @@ CONTACTS = [f"k{n}" for n in range(40)]
 
 
 @pytest.fixture
-def world(infra: dict[str, str]) -> Iterator[World]:  # noqa: F811
+def world(infra: dict[str, str]) -> Iterator[World]:
     w = new_world(infra)
     yield w
     w.destroy()

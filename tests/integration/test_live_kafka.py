@@ -16,14 +16,13 @@ import aiohttp
 import orjson
 import pytest
 from kafka_fixtures import ServeProcess, World, new_world
-from test_kafka_runtime import infra  # noqa: F401  (fixture)
 
 pytestmark = pytest.mark.integration
 SETTLE = 60  # upper bound of a wait, not a target: typical is well under a second
 
 
 @pytest.fixture
-def served(infra: dict[str, str]) -> Iterator[tuple[World, ServeProcess, int]]:  # noqa: F811
+def served(infra: dict[str, str]) -> Iterator[tuple[World, ServeProcess, int]]:
     world = new_world(infra)
     process = world.serve("ingest,conversation,projections", name="live")
     yield world, process, process.port()

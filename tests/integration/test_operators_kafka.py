@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 from aiokafka import TopicPartition
-from kafka_fixtures import BONYCHAT, World, load_local_env, new_world, publish, wait_until
+from kafka_fixtures import BONYCHAT, World, new_world, publish, wait_until
 from test_undecodable_records import committed
 
 pytestmark = pytest.mark.integration
@@ -28,11 +28,8 @@ WS = "ws_ops"
 
 
 @pytest.fixture
-def world() -> Iterator[World]:
-    env = load_local_env()
-    if "BONYCHAT_KAFKA_BOOTSTRAP" not in env or "BONYCHAT_DATABASE_URL" not in env:
-        pytest.skip("no infra/local.env: run infra/up.sh (make infra-up) first")
-    w = new_world(env, partitions=1)
+def world(infra: dict[str, str]) -> Iterator[World]:
+    w = new_world(infra, partitions=1)
     try:
         yield w
     finally:

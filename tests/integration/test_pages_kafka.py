@@ -20,14 +20,13 @@ import pytest
 from e2e.pages_harness import CHROMIUM
 from e2e.test_pages_browser import dashboard_shown, login, open_page
 from kafka_fixtures import ServeProcess, World, new_world
-from test_kafka_runtime import infra  # noqa: F401  (fixture)
 
 pytestmark = pytest.mark.integration
 WAIT_MS = 60_000  # an upper bound for one wait, not a target
 
 
 @pytest.fixture
-def served(infra: dict[str, str]) -> Iterator[tuple[World, ServeProcess, int]]:  # noqa: F811
+def served(infra: dict[str, str]) -> Iterator[tuple[World, ServeProcess, int]]:
     world = new_world(infra)
     process = world.serve("ingest,conversation,projections", name="pages")
     yield world, process, process.port()

@@ -30,7 +30,6 @@ from kafka_fixtures import (
     corrupt_stored_batch,
     embedded_snapshot,
     kcat_publish,
-    load_local_env,
     new_world,
     partition_of,
     read_topic,
@@ -51,11 +50,8 @@ BAD = 40
 
 
 @pytest.fixture
-def world() -> Iterator[World]:
-    env = load_local_env()
-    if "BONYCHAT_KAFKA_BOOTSTRAP" not in env or "BONYCHAT_DATABASE_URL" not in env:
-        pytest.skip("no infra/local.env: run infra/up.sh (make infra-up) first")
-    w = new_world(env)
+def world(infra: dict[str, str]) -> Iterator[World]:
+    w = new_world(infra)
     try:
         yield w
     finally:
