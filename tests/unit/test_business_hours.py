@@ -14,6 +14,7 @@ from zoneinfo import ZoneInfo, available_timezones
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from strategies import schedules
 
 from schemas.workspace import DAYS, BusinessInterval, Schedule
 from schemas.workspace_text import parse_business_hours
@@ -170,18 +171,6 @@ ORACLE_ZONES = ("UTC", "Europe/Berlin", "America/New_York", "Australia/Lord_Howe
 DST_DAYS = (datetime(2026, 3, 29), datetime(2026, 10, 25), datetime(2026, 3, 8),
             datetime(2026, 11, 1), datetime(2026, 4, 5), datetime(2026, 10, 4),
             datetime(2025, 9, 28), datetime(2026, 4, 5, 3), datetime(2027, 6, 15))
-
-
-@st.composite
-def schedules(draw: st.DrawFn) -> Schedule:
-    intervals = []
-    for day in draw(st.sets(st.sampled_from(DAYS), min_size=1)):
-        cuts = sorted(draw(st.sets(st.integers(0, 1440), min_size=2, max_size=6)))
-        for start, end in zip(cuts[::2], cuts[1::2], strict=False):
-            intervals.append(BusinessInterval(
-                day=day, start=f"{start // 60:02d}:{start % 60:02d}",
-                end=f"{end // 60:02d}:{end % 60:02d}"))
-    return tuple(intervals)
 
 
 ALL_ZONES = tuple(sorted(available_timezones()))

@@ -10,9 +10,9 @@ import re
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from strategies import schedules
 
 from schemas.workspace import (
-    DAYS,
     BusinessInterval,
     Schedule,
     SettingsError,
@@ -200,18 +200,6 @@ def test_bad_durations_name_the_problem(text: str) -> None:
 def test_format_duration_uses_the_largest_whole_unit() -> None:
     assert [format_duration(s) for s in (None, 45, 60, 5400, 7200, 86400, 90061)] == [
         "off", "45s", "1m", "90m", "2h", "1d", "90061s"]
-
-
-@st.composite
-def schedules(draw: st.DrawFn) -> Schedule:
-    intervals = []
-    for day in draw(st.sets(st.sampled_from(DAYS), min_size=1)):
-        cuts = sorted(draw(st.sets(st.integers(0, 1440), min_size=2, max_size=6)))
-        for start, end in zip(cuts[::2], cuts[1::2], strict=False):
-            intervals.append(BusinessInterval(
-                day=day, start=f"{start // 60:02d}:{start % 60:02d}",
-                end=f"{end // 60:02d}:{end % 60:02d}"))
-    return tuple(intervals)
 
 
 @settings(max_examples=200, deadline=None)
