@@ -21,11 +21,11 @@ from __future__ import annotations
 import multiprocessing
 import os
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from services.bulk_import.parent_watch import end_with_parent
 from services.conversation.application.ports import (
@@ -34,8 +34,16 @@ from services.conversation.application.ports import (
     EncodedCommits,
 )
 
-if TYPE_CHECKING:  # embedded imports this module
-    from services.in_process.pipeline import EmbeddedPipeline
+
+class StoredProjection(Protocol):
+    """What the writer process needs of the pipeline it builds in the child
+    (:class:`~services.in_process.pipeline.EmbeddedPipeline`, which imports this module)."""
+
+    encoded: EncodedCommits | None
+
+    def catch_up(self) -> None: ...
+
+    def project_stored(self, first: int, last: int, states: Sequence[bytes]) -> None: ...
 
 GROUP_ROWS = 25_000
 RESET = "reset"
@@ -55,14 +63,12 @@ class WriterFailed(Exception):
     """The writer process died or hit an error it cannot recover from."""
 
 
-def _serve(open_stores: Callable[[], Any], inbox: Any, outbox: Connection,
-           parent: int) -> None:
-    from services.in_process.pipeline import EmbeddedPipeline
-
+def _serve(open_stores: Callable[[], Any], build: Callable[[Any], StoredProjection],
+           inbox: Any, outbox: Connection, parent: int) -> None:
     end_with_parent(parent)
     stores = open_stores()
     try:
-        pipeline = EmbeddedPipeline(stores.events, stores.read_models)
+        pipeline = build(stores)
         events = pipeline.encoded  # the capability, checked once by the pipeline
         if events is None:
             raise TypeError("the writer process needs a store with EncodedCommits (SQLite)")
@@ -75,7 +81,7 @@ def _serve(open_stores: Callable[[], Any], inbox: Any, outbox: Connection,
         stores.close()
 
 
-def _loop(events: EncodedCommits, pipeline: EmbeddedPipeline, inbox: Any,
+def _loop(events: EncodedCommits, pipeline: StoredProjection, inbox: Any,
           outbox: Connection) -> None:
     held: object = None  # a message taken while grouping, handled next round
     discarding = False
@@ -119,15 +125,18 @@ class WriterProcess:
     """Context manager: fork the writer on entry; :meth:`finish` drains and joins it.
 
     ``open_stores`` runs in the child, so no connection crosses the fork:
-    enter it before the parent opens its own connections.
+    enter it before the parent opens its own connections. ``build`` makes the
+    child's pipeline of those stores (the caller's choice: this module does not
+    import the pipeline, which imports it).
     """
 
-    def __init__(self, open_stores: Callable[[], Any]) -> None:
+    def __init__(self, open_stores: Callable[[], Any],
+                 build: Callable[[Any], StoredProjection]) -> None:
         context = multiprocessing.get_context("fork")
         self._inbox = context.Queue(maxsize=64)
         self._replies, child_end = context.Pipe(duplex=False)
         self._process = context.Process(target=_serve,
-                                        args=(open_stores, self._inbox, child_end,
+                                        args=(open_stores, build, self._inbox, child_end,
                                               os.getpid()),
                                         name="bonychat-writer", daemon=True)
         self._child_end = child_end

@@ -26,7 +26,7 @@ from services.cli.spec import (
     date_arg,
     zone_arg,
 )
-from services.composition import embedded_pipeline, open_stores
+from services.composition import embedded_pipeline, open_stores, writer_pipeline
 from services.projections.application import queries as service_levels
 from services.projections.domain.metrics import GROUPINGS
 from services.runtime.gc_tuning import tune_gc
@@ -76,7 +76,7 @@ def import_(args: argparse.Namespace, settings: Settings) -> int:
             pass
         try:
             with ParallelParser() as parser, \
-                    WriterProcess(lambda: open_stores(settings)) as writer:
+                    WriterProcess(lambda: open_stores(settings), writer_pipeline) as writer:
                 with cli_stores(settings) as stores:
                     pipeline = embedded_pipeline(stores, settings)
                     with progress_reporter("import", not args.no_progress) as progress:

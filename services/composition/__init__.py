@@ -12,7 +12,7 @@ from services.in_process.pipeline import EmbeddedPipeline
 from services.settings import Settings
 
 __all__ = ["HOW_TO_CREATE", "StorageUnavailable", "StoreMissing", "Stores", "embedded_pipeline",
-           "open_stores", "require_store"]
+           "open_stores", "require_store", "writer_pipeline"]
 
 
 def open_stores(settings: Settings, *, create: bool = True) -> Stores:
@@ -45,3 +45,8 @@ def require_store(settings: Settings) -> None:
 
 def embedded_pipeline(stores: Stores, settings: Settings) -> EmbeddedPipeline:
     return EmbeddedPipeline(stores.events, stores.read_models, batch_size=settings.batch_size)
+
+
+def writer_pipeline(stores: Stores) -> EmbeddedPipeline:
+    """The pipeline the bulk import's writer process builds on its own stores."""
+    return EmbeddedPipeline(stores.events, stores.read_models)

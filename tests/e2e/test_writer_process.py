@@ -21,7 +21,7 @@ import pytest
 from bench.generate import Generator, write
 from services.bulk_import.parse import ParallelParser
 from services.bulk_import.writer import WriterFailed, WriterProcess
-from services.composition import Stores
+from services.composition import Stores, writer_pipeline
 from services.composition.sqlite import open_sqlite_stores
 from services.conversation.adapters.store_sqlite import SQLiteEventStore, StoredRow
 from services.conversation.application.ports import ConcurrencyConflict, StoredKeys
@@ -74,7 +74,8 @@ def pipelined_import(path: Path, lines: list[bytes],
                      window: int = 1_500) -> ImportSummary:
     open_sqlite_stores(str(path)).close()  # schema first, as the CLI does
     with ParallelParser() as parser, \
-            WriterProcess(writer_stores or (lambda: open_sqlite_stores(str(path)))) as writer:
+            WriterProcess(writer_stores or (lambda: open_sqlite_stores(str(path))),
+                          writer_pipeline) as writer:
         stores = (importer_stores or (lambda: open_sqlite_stores(str(path))))()
         try:
             pipeline = EmbeddedPipeline(stores.events, stores.read_models, batch_size=500)
