@@ -17,12 +17,19 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Final
+from typing import Any, Final, Protocol
 
 import orjson
 
-if TYPE_CHECKING:
-    from services.http.live import LiveHub
+
+class LiveHub(Protocol):
+    """What a feed needs of :class:`services.http.live.LiveHub` (which imports this module)."""
+
+    closed: asyncio.Event
+
+    def subscribe(self, workspace: str) -> tuple[str, asyncio.Queue[None]]: ...
+
+    def unsubscribe(self, entry: tuple[str, asyncio.Queue[None]]) -> None: ...
 
 log = logging.getLogger(__name__)
 

@@ -137,17 +137,10 @@ def test_the_import_graph_sees_every_kind_of_import() -> None:
                                                          "pkg.v"}
 
 
-#: cycles still being taken apart (issue 10); this list only shrinks
-KNOWN_CYCLES = [
-    ["services.bulk_import.writer", "services.in_process.pipeline"],
-    ["services.http.live", "services.http.live_feed"],
-]
-
-
 def test_services_and_schemas_have_no_import_cycles() -> None:
     graph = import_graph()
     assert len(graph) > 100  # the walk found the packages
-    assert [cycle for cycle in cycles(graph) if cycle not in KNOWN_CYCLES] == []
+    assert cycles(graph) == []
 
 
 def test_the_environment_check_finds_each_way_of_reading_it() -> None:
