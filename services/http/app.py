@@ -16,13 +16,13 @@ from services.http.browse import list_conversations
 from services.http.context import CONTEXT, HealthCheck, HttpContext, Realm
 from services.http.dashboard import get_dashboard
 from services.http.errors import error_middleware
-from services.http.ingest import expect_continue, post_events
 from services.http.limits import MAX_BODY_BYTES
 from services.http.live import LIVE, LiveHub, get_live
 from services.http.openapi import openapi_json
 from services.http.operators import get_dead_letters, get_event_outcome
 from services.http.pages import add_pages
 from services.http.ports import EventSink
+from services.http.post_events import expect_continue, post_events
 from services.http.queries import get_metrics
 from services.http.settings_api import get_settings, put_settings
 from services.http.telemetry import (

@@ -27,8 +27,8 @@ from services.cli.main import main as cli_main
 from services.composition import Stores, open_stores
 from services.http.app import create_app
 from services.http.context import HealthCheck
-from services.http.ingest import MAX_BODY_BYTES
 from services.http.ports import EventSink
+from services.http.post_events import MAX_BODY_BYTES
 from services.in_process.pipeline import EmbeddedPipeline
 from services.ingest.domain.normalise import Invalid
 from services.projections.domain.metrics import MetricsQuery, compute

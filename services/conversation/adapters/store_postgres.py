@@ -162,7 +162,7 @@ def _event_columns(events: Sequence[DomainEvent]) -> EventColumns:
             [encode_event(e) for e in events])
 
 
-class ContactEventRecorder(PostgresProcessRecorder):
+class PostgresContactRecorder(PostgresProcessRecorder):
     """Process recorder that also writes outcomes and dead letters in its transaction."""
 
     def __init__(self, datastore: PostgresDatastore) -> None:
@@ -279,7 +279,7 @@ class PostgresEventStore:
 
     def __init__(self, datastore: PostgresDatastore, *, create_tables: bool = True) -> None:
         self.datastore = datastore
-        self.recorder = ContactEventRecorder(datastore)
+        self.recorder = PostgresContactRecorder(datastore)
         if create_tables:
             self.recorder.create_table()
         schema = datastore.schema

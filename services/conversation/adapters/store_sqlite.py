@@ -71,7 +71,7 @@ def open_datastore(path: str) -> SQLiteDatastore:
     return datastore
 
 
-class ContactEventRecorder(SQLiteProcessRecorder):
+class SQLiteContactRecorder(SQLiteProcessRecorder):
     """Process recorder that also writes outcomes and dead letters in its transaction."""
 
     def construct_create_table_statements(self) -> list[str]:
@@ -196,7 +196,7 @@ class SQLiteEventStore:
 
     def __init__(self, datastore: SQLiteDatastore) -> None:
         self.datastore = datastore
-        self.recorder = ContactEventRecorder(datastore)
+        self.recorder = SQLiteContactRecorder(datastore)
         self.recorder.create_table()
 
     def load(self, originator_id: uuid.UUID) -> list[DomainEvent]:
