@@ -17,12 +17,12 @@ from schemas.events import DomainEvent, decode_event
 from services.composition.postgres import PostgresTarget
 from services.conversation.adapters.store_postgres import pg_text
 from services.conversation.domain.contact import aggregate_id
-from services.dead_letters.adapters.store_sqlite import STORED_SOURCES, shown_source
 from services.dead_letters.application.ports import (
     DeadLetterEntry,
     DeadLetterFilter,
     RetryRecord,
     StoredOutcome,
+    shown_source,
 )
 
 RETRY_TABLE = (
@@ -89,18 +89,13 @@ class PostgresOperationsStore:
             return []
         clauses: list[str] = []
         params: list[Any] = []
-        if where.workspace_id is not None:
-            clauses.append("workspace_id = %s")
-            params.append(where.workspace_id)
-        if where.event_id is not None:
-            clauses.append("event_id = %s")
-            params.append(where.event_id)
-        if where.since is not None:
-            clauses.append("received_at >= %s")
-            params.append(where.since)
-        if where.source is not None:
-            clauses.append("source = ANY(%s)")
-            params.append(list(STORED_SOURCES.get(where.source, (where.source,))))
+        for column, operator, value in where.terms():
+            if operator == "in":
+                clauses.append(f"{column} = ANY(%s)")
+                params.append(list(value))
+            else:
+                clauses.append(f"{column} {operator} %s")
+                params.append(value)
         text = f"SELECT {_DEAD_LETTER_COLUMNS} FROM {{schema}}.dead_letters"
         if clauses:
             text += " WHERE " + " AND ".join(clauses)

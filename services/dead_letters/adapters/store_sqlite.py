@@ -20,6 +20,7 @@ from services.dead_letters.application.ports import (
     DeadLetterFilter,
     RetryRecord,
     StoredOutcome,
+    shown_source,
 )
 
 RETRY_TABLE = (
@@ -32,17 +33,9 @@ _UPSERT = (
     "attempts = dead_letter_retries.attempts + 1 WHERE dead_letter_retries.outcome = 'invalid'"
 )
 _DEAD_LETTER_COLUMNS = "id, received_at, source, workspace_id, event_id, reason, raw"
-#: Files were imported under the source name ``import``.
-STORED_SOURCES = {"file": ("import", "file")}
-
-
 def stored_time(moment: datetime) -> str:
     """``received_at`` as the table writes it (so text comparison orders correctly)."""
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
-
-
-def shown_source(stored: str) -> str:
-    return "file" if stored == "import" else stored
 
 
 def parse_time(text: str) -> datetime:
@@ -102,19 +95,13 @@ class SQLiteOperationsStore:
             return []
         clauses: list[str] = []
         params: list[str] = []
-        if where.workspace_id is not None:
-            clauses.append("workspace_id = ?")
-            params.append(where.workspace_id)
-        if where.event_id is not None:
-            clauses.append("event_id = ?")
-            params.append(where.event_id)
-        if where.since is not None:
-            clauses.append("received_at >= ?")
-            params.append(stored_time(where.since))
-        if where.source is not None:
-            names = STORED_SOURCES.get(where.source, (where.source,))
-            clauses.append(f"source IN ({', '.join('?' * len(names))})")
-            params.extend(names)
+        for column, operator, value in where.terms():
+            if operator == "in":
+                clauses.append(f"{column} IN ({', '.join('?' * len(value))})")
+                params.extend(value)
+            else:
+                clauses.append(f"{column} {operator} ?")
+                params.append(stored_time(value) if column == "received_at" else value)
         sql = f"SELECT {_DEAD_LETTER_COLUMNS} FROM dead_letters"
         if clauses:
             sql += " WHERE " + " AND ".join(clauses)

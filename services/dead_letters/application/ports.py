@@ -75,6 +75,15 @@ PUBLIC_FIELDS: Final = ("id", "received_at", "source", "workspace_id", "event_id
                         "retry_attempts", "raw")
 
 
+#: Files were imported under the source name ``import``.
+STORED_SOURCES = {"file": ("import", "file")}
+
+
+def shown_source(stored: str) -> str:
+    """The source a stored dead letter is shown with (``import`` rows are ``file``)."""
+    return "file" if stored == "import" else stored
+
+
 @dataclass(frozen=True, slots=True)
 class DeadLetterFilter:
     """Which dead letters to list; ``None`` = any."""
@@ -89,6 +98,21 @@ class DeadLetterFilter:
                 and (self.since is None or entry.received_at >= self.since)
                 and (self.source is None or entry.source == self.source)
                 and (self.event_id is None or entry.event_id == self.event_id))
+
+    def terms(self) -> list[tuple[str, str, Any]]:
+        """The filter as ``(column, operator, value)`` of the ``dead_letters`` table, for a
+        SQL store to write in its dialect: ``=``, ``>=`` (a datetime) or ``in`` (a tuple
+        of stored source names: a file source is also stored as ``import``)."""
+        found: list[tuple[str, str, Any]] = []
+        if self.workspace_id is not None:
+            found.append(("workspace_id", "=", self.workspace_id))
+        if self.event_id is not None:
+            found.append(("event_id", "=", self.event_id))
+        if self.since is not None:
+            found.append(("received_at", ">=", self.since))
+        if self.source is not None:
+            found.append(("source", "in", STORED_SOURCES.get(self.source, (self.source,))))
+        return found
 
 
 @dataclass(frozen=True, slots=True)
