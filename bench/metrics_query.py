@@ -7,7 +7,8 @@ Fills a fresh schema with the synthetic conversations of ``bench.pages`` (one
 workspace, 90 days up to now), then, per grouping over the last 365 days and for
 the 30-day day report, times (a) the Python path split into reading the facts
 (``store.facts``) and ``compute``, and (b) ``store.aggregate_metrics`` (CONTRACT §3
-aggregated in PostgreSQL, ``services/projections/sql_metrics.py``), checks both
+aggregated in PostgreSQL; the choice: ``metrics_of``,
+``services/projections/application/queries.py``), checks both
 answers are equal, and prints p50 / p99 (ms). ``--python-requests 0`` times the
 store's answer only; ``--schema NAME`` keeps the filled schema for the next run
 (loading 1M rows takes minutes); ``--sqlite PATH`` also times the embedded store
@@ -30,7 +31,7 @@ import psycopg
 from bench.pages import fill, percentiles, rows
 from services.composition import open_stores
 from services.conversation.application.ports import Position
-from services.projections.adapters.sql_metrics import metrics
+from services.projections.application.queries import metrics_of as metrics
 from services.projections.domain.metrics import GROUPINGS, MetricsQuery, compute, fact_window
 from services.settings import Settings
 

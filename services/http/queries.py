@@ -19,9 +19,8 @@ from services.cli.output import render_metrics
 from services.conversation.application.ports import EventStore
 from services.http.context import CONTEXT
 from services.http.errors import ApiError, json_response
-from services.projections.adapters.sql_metrics import metrics as fast_metrics
 from services.projections.application.ports import ReadModelStore
-from services.projections.application.queries import workspace_settings
+from services.projections.application.queries import metrics_of, workspace_settings
 from services.projections.domain.metrics import (
     GROUPINGS,
     MetricsQuery,
@@ -81,7 +80,7 @@ def _metrics(store: ReadModelStore, events: EventStore | None, query: MetricsQue
                 else WorkspaceSettings())
     if not tz_given:
         query = replace(query, tz=settings.timezone)
-    return fast_metrics(store, query, schedule_of(settings))
+    return metrics_of(store, query, schedule_of(settings))
 
 
 async def get_metrics(request: web.Request) -> web.Response:

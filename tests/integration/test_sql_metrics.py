@@ -25,7 +25,7 @@ from hypothesis import strategies as st
 from schemas.workspace import WorkspaceSettings
 from services.composition import open_stores
 from services.conversation.application.ports import Position
-from services.projections.adapters.sql_metrics import metrics
+from services.projections.application.queries import metrics_of as metrics
 from services.projections.domain.metrics import GROUPINGS, Fact, MetricsQuery, compute, fact_window
 from services.projections.domain.rows import ConversationRow
 from services.projections.domain.service_levels import Schedule, schedule_of

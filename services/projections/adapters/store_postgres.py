@@ -107,7 +107,7 @@ def column_arrays(rows: Sequence[ConversationRow]) -> list[list[Any]]:
 
 
 class PostgresReadModelStore(PostgresPages):
-    """:class:`~services.projections.ports.ReadModelStore` on PostgreSQL."""
+    """:class:`~services.projections.application.ports.ReadModelStore` on PostgreSQL."""
 
     def __init__(self, datastore: PostgresDatastore, *, create_tables: bool = True) -> None:
         self.datastore = datastore

@@ -16,10 +16,9 @@ from schemas.commands import ExpireInactive
 from schemas.workspace import WorkspaceSettings
 from services.conversation.application.ports import EventStore
 from services.conversation.application.workspaces import load_workspace
-from services.projections.adapters.sql_metrics import metrics as fast_metrics
-from services.projections.application.ports import ReadModelStore
-from services.projections.domain.metrics import MetricsQuery, to_us
-from services.projections.domain.service_levels import business_clock, schedule_of
+from services.projections.application.ports import MetricsAggregator, ReadModelStore
+from services.projections.domain.metrics import MetricsQuery, compute, fact_window, to_us
+from services.projections.domain.service_levels import Schedule, business_clock, schedule_of
 
 
 def workspace_settings(events: EventStore, workspace_id: str) -> WorkspaceSettings:
@@ -32,7 +31,24 @@ def metrics(events: EventStore, read_models: ReadModelStore, workspace_id: str, 
     """The metrics JSON; ``tz`` None means the workspace's ``timezone``."""
     settings = workspace_settings(events, workspace_id)
     query = MetricsQuery(workspace_id, group_by, tz or settings.timezone, date_from, date_to)
-    return fast_metrics(read_models, query, schedule_of(settings))
+    return metrics_of(read_models, query, schedule_of(settings))
+
+
+def metrics_of(store: ReadModelStore, query: MetricsQuery,
+               schedule: Schedule | None = None) -> dict[str, Any]:
+    """The metrics JSON of CONTRACT §3 / §6.6 (``schedule``: the business hours in force).
+
+    From the store's metric cells when it has them (:class:`MetricsAggregator`,
+    PostgreSQL: ``adapters/cells_postgres.py``) and they are exact, else the Python
+    reference (:func:`compute`) over the facts of the query's window (SQLite).
+    """
+    window = fact_window(query)
+    if isinstance(store, MetricsAggregator):
+        found = store.aggregate_metrics(query, window, schedule)
+        if found is not None:
+            return found
+    facts: Any = store.facts(query.workspace_id, window)
+    return compute(query, facts, None if schedule is None else schedule.clock)
 
 
 def conversations(events: EventStore, read_models: ReadModelStore, workspace_id: str,
