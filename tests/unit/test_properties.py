@@ -467,13 +467,14 @@ def naive_metrics(rows: list[dict[str, Any]], workspace: str, group_by: str, tz:
             opened[key_of(row, day)] += 1
             total_recontacts += row["recontact"]
             recontacts[key_of(row, day)] += row["recontact"]
-        # §6.6: first responses by the day of first_response_at; closed_by rows: closed only
-        if row["first_response_at"] is not None and (
-                group_by != "closed_by" or row["closed_at"] is not None):
+        # §6.6: first responses by the day of first_response_at; closed_by rows hold
+        # closed conversations only, but the total covers the whole range (§3)
+        if row["first_response_at"] is not None:
             day = local_day(row["first_response_at"])
             if in_range(day):
-                responses.setdefault(key_of(row, day), []).append(
-                    row["first_response_seconds"])
+                if group_by != "closed_by" or row["closed_at"] is not None:
+                    responses.setdefault(key_of(row, day), []).append(
+                        row["first_response_seconds"])
                 total_responses.append(row["first_response_seconds"])
         if row["closed_at"] is None:
             continue
