@@ -106,3 +106,22 @@ def test_the_fact_window_is_two_days_wider_on_each_side_and_half_open() -> None:
     assert in_window(fact(outside, closed=at_low), window)
     assert in_window(fact(outside, first_message=outside, first_response=at_low), window)
     assert not in_window(fact(outside, closed=at_high, first_response=at_high), window)
+
+
+def test_local_dates_memoise_whole_hours_and_serve_them_from_the_memo() -> None:
+    """The hot path: an hour with one offset and one local date is looked up once."""
+    from zoneinfo import ZoneInfo
+
+    from services.projections.domain.metrics import _LocalDates
+
+    berlin = _LocalDates(ZoneInfo("Europe/Berlin"))
+    noon = us(DAY + timedelta(hours=11, minutes=20))  # 12:20 in Berlin
+    hour = noon // 3_600_000_000
+    assert berlin(noon) == date(2026, 11, 24)
+    assert berlin._hours == {hour: date(2026, 11, 24)}
+    berlin._hours[hour] = date(2000, 1, 1)  # a later call in that hour reads the memo
+    assert berlin(noon + 60_000_000) == date(2000, 1, 1)
+    kolkata = _LocalDates(ZoneInfo("Asia/Kolkata"))  # UTC 18:00-19:00 is 23:30-00:30 there
+    before, after = us(DAY + timedelta(hours=18, minutes=15)), us(DAY + timedelta(hours=18.75))
+    assert (kolkata(before), kolkata(after)) == (date(2026, 11, 24), date(2026, 11, 25))
+    assert kolkata._hours == {before // 3_600_000_000: None}  # computed exactly each time

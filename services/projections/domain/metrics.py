@@ -80,7 +80,7 @@ class _Bucket:
     responses: list[float] = field(default_factory=list)
     responses_business: list[float] = field(default_factory=list)
 
-    def row(self, key: str | None, opened_null: bool) -> dict[str, Any]:
+    def row(self, key: str | None, opened_null: bool = False) -> dict[str, Any]:
         return {
             "key": key, "opened": None if opened_null else self.opened, "closed": self.closed,
             "resolution_seconds": duration_stats(self.resolutions),
@@ -268,5 +268,5 @@ def compute(query: MetricsQuery, facts: Iterable[Fact],
     return {
         "workspace_id": query.workspace_id, "group_by": group_by, "tz": query.tz,
         "from": low.isoformat() if low else None, "to": high.isoformat() if high else None,
-        "rows": rows, "total": total.row(None, False),
+        "rows": rows, "total": total.row(None),
     }
