@@ -121,6 +121,9 @@ def test_local_dates_memoise_whole_hours_and_serve_them_from_the_memo() -> None:
     assert berlin._hours == {hour: date(2026, 11, 24)}
     berlin._hours[hour] = date(2000, 1, 1)  # a later call in that hour reads the memo
     assert berlin(noon + 60_000_000) == date(2000, 1, 1)
+    last_hour = us(DAY + timedelta(hours=22, minutes=30))  # 23:00-24:00 Berlin: one date
+    assert berlin(last_hour) == date(2026, 11, 24)
+    assert berlin._hours[last_hour // 3_600_000_000] == date(2026, 11, 24)
     kolkata = _LocalDates(ZoneInfo("Asia/Kolkata"))  # UTC 18:00-19:00 is 23:30-00:30 there
     before, after = us(DAY + timedelta(hours=18, minutes=15)), us(DAY + timedelta(hours=18.75))
     assert (kolkata(before), kolkata(after)) == (date(2026, 11, 24), date(2026, 11, 25))
