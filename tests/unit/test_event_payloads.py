@@ -332,3 +332,12 @@ def test_an_envelope_over_the_input_limit_is_invalid_with_its_ids() -> None:
     assert result.reason.startswith(f"envelope of {len(not_json):,} bytes exceeds")
     small = orjson.dumps(ev("message.received", "c1", 0, data={"text": "x" * 1000}))
     assert not isinstance(parse(small), Invalid)
+
+
+def test_an_envelope_over_the_input_limit_drops_non_string_ids() -> None:
+    from services.ingest.domain.normalise import MAX_INPUT_BYTES
+
+    big = orjson.dumps({"workspace_id": 5, "event_id": ["e"], "data": "x" * MAX_INPUT_BYTES})
+    result = parse(big)
+    assert isinstance(result, Invalid) and result.reason.startswith("envelope of ")
+    assert (result.workspace_id, result.event_id) == (None, None)
