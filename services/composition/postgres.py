@@ -10,7 +10,6 @@ race, creates whatever tables are missing.
 from __future__ import annotations
 
 import zlib
-from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -27,8 +26,8 @@ from services.conversation.adapters.store_postgres import TRACKING_TABLE as EVEN
 from services.projections.adapters.cells import RELATIONS as CELL_RELATIONS
 from services.projections.adapters.store_postgres import TRACKING_TABLE as PROJECTION_TRACKING_TABLE
 from services.projections.adapters.store_postgres import PostgresReadModelStore
+from services.runtime.pg import DEFAULT_SCHEMA, PostgresTarget
 
-DEFAULT_SCHEMA = "public"
 POOL_SIZE = 4
 CONNECT_TIMEOUT_SECONDS = 5
 #: Every relation the stores need; when all exist, no DDL is run at start.
@@ -37,20 +36,6 @@ RELATIONS = (
     "processed_events", "dead_letters", PROJECTION_TRACKING_TABLE, "conversations",
     "conversations_ws_opened", "conversations_ws_contact", *CELL_RELATIONS,
 )
-
-
-@dataclass(frozen=True, slots=True)
-class PostgresTarget:
-    """Where to connect (libpq keywords) and which schema to use."""
-
-    params: dict[str, Any]
-    schema: str = DEFAULT_SCHEMA
-
-    def describe(self) -> str:
-        """``user@host:port/dbname``, never the password."""
-        p = self.params
-        return (f"{p.get('user', '')}@{p.get('host', 'localhost')}:{p.get('port', 5432)}"
-                f"/{p.get('dbname', '')}")
 
 
 def parse_url(url: str) -> PostgresTarget:

@@ -9,7 +9,7 @@ an ``EXCLUSIVE`` table lock, so notification ids are committed in order).
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 import psycopg
@@ -25,7 +25,6 @@ from eventsourcing.postgres import PostgresDatastore, PostgresProcessRecorder
 from eventsourcing.utils import retry
 from psycopg import Cursor
 from psycopg.rows import DictRow, tuple_row
-from psycopg.sql import SQL, Composed, Identifier
 
 from schemas.events import DomainEvent, encode_event
 from schemas.stored import decode_stored
@@ -40,6 +39,7 @@ from services.conversation.application.ports import (
     RecordsManyPositions,
 )
 from services.conversation.domain.contact import aggregate_id
+from services.runtime.pg import connection_params, pg_text, sql, transient_retry
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -118,37 +118,11 @@ _READ = (
 )
 
 
-def transient_retry(func: Callable[P, R]) -> Callable[P, R]:
-    """Retry a read a few times on a dropped connection (eventsourcing's policy, shorter)."""
-    wrapped: Callable[P, R] = retry((InterfaceError, OperationalError), max_attempts=3,
-                                    wait=0.2)(func)
-    return wrapped
-
-
-def pg_text(value: str | None) -> str | None:
-    """PostgreSQL ``text`` cannot hold NUL: replace it rather than lose the whole batch."""
-    return value.replace("\x00", "\ufffd") if value and "\x00" in value else value
-
-
 def _text(values: list[str]) -> list[str]:
     """``pg_text`` of every value, looking at each one only when some value has a NUL."""
     if "\x00" in "".join(values):
         return [v.replace("\x00", "\ufffd") for v in values]
     return values
-
-
-def connection_params(datastore: PostgresDatastore) -> dict[str, Any]:
-    """libpq keywords of the datastore's pool, for a connection of one's own."""
-    kwargs = datastore.pool.kwargs
-    if callable(kwargs):
-        kwargs = kwargs()
-    return {k: v for k, v in (kwargs or {}).items() if k != "row_factory"}
-
-
-def sql(template: str, schema: str, **names: str) -> Composed:
-    """A statement with ``{schema}`` (and other ``{names}``) filled in as identifiers."""
-    return SQL(template).format(schema=Identifier(schema),
-                                **{key: Identifier(value) for key, value in names.items()})
 
 
 EventColumns = tuple[list[uuid.UUID | str], list[int], list[str], list[bytes]]

@@ -216,7 +216,7 @@ class BatchProcessor:
 
         Until the decision is stored the cache holds unsaved state. With
         ``in_flight`` (what the unit of work does) the caller may decide further
-        batches on top of it, and must call :meth:`settle` once it is stored, or
+        batches on top of it, and must call :meth:`release` once it is stored, or
         :meth:`forget` (everything) if storing failed; until then its keys count
         as seen and its aggregates stay cached. Without, the caller must store
         it or :meth:`forget` before deciding the next batch.
@@ -250,7 +250,7 @@ class BatchProcessor:
             self._pinned.update(decision.touched)
         return decision
 
-    def settle(self, decision: Decision) -> None:
+    def release(self, decision: Decision) -> None:
         """An in-flight decision is stored: its keys and aggregates are ordinary again."""
         self._in_flight_keys.difference_update(decision.keys)
         self._remember_stored(decision.keys)

@@ -109,7 +109,7 @@ class BatchUnitOfWork:
 
     def settle(self, decision: Decision) -> BatchResult:
         """``decision`` is stored (here or elsewhere): its keys and aggregates are ordinary."""
-        self.processor.settle(decision)
+        self.processor.release(decision)
         return decision.result
 
     def forget(self) -> None:

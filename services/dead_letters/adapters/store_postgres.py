@@ -14,8 +14,6 @@ from psycopg.rows import tuple_row
 from psycopg.sql import SQL, Composed, Identifier
 
 from schemas.events import DomainEvent, decode_event
-from services.composition.postgres import PostgresTarget
-from services.conversation.adapters.store_postgres import pg_text
 from services.conversation.domain.contact import aggregate_id
 from services.dead_letters.application.ports import (
     DeadLetterEntry,
@@ -24,6 +22,7 @@ from services.dead_letters.application.ports import (
     StoredOutcome,
     shown_source,
 )
+from services.runtime.pg import PostgresTarget, pg_text
 
 RETRY_TABLE = (
     "CREATE TABLE IF NOT EXISTS {schema}.dead_letter_retries (entry text PRIMARY KEY, "

@@ -23,7 +23,6 @@ from typing import Any, Final
 from psycopg import Cursor
 from psycopg.rows import TupleRow, tuple_row
 
-from services.conversation.adapters.store_postgres import sql
 from services.projections.adapters.cells import (
     AGGREGATE,
     DELETE_UNITS,
@@ -39,6 +38,7 @@ from services.projections.domain.cell_metrics import Combiner, Plan, plan
 from services.projections.domain.local_days import NotExact
 from services.projections.domain.metrics import TIME_GROUPINGS, MetricsQuery
 from services.projections.domain.service_levels import Schedule
+from services.runtime.pg import sql
 
 _OLD_MOMENTS: Final = ("SELECT workspace_id, opened_us, first_message_us, first_response_us, "
                        "closed_us FROM {schema}.conversations WHERE conversation_id = ANY(%s)")

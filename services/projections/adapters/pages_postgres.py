@@ -23,11 +23,11 @@ from typing import Any, Final
 from eventsourcing.postgres import PostgresDatastore
 from psycopg.rows import tuple_row
 
-from services.conversation.adapters.store_postgres import pg_text, sql, transient_retry
 from services.projections.adapters.store_sqlite import COLUMNS, row_from
 from services.projections.domain.local_days import DAY_US, LocalDays, safe_day
 from services.projections.domain.metrics import UNRESOLVED
 from services.projections.domain.rows import ConversationRow
+from services.runtime.pg import pg_text, sql, transient_retry
 
 HOUR_US: Final = 3_600_000_000
 SELECT_ROWS: Final = f"SELECT {', '.join(COLUMNS)} FROM {{schema}}.conversations"

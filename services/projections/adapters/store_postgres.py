@@ -17,12 +17,6 @@ from eventsourcing.postgres import PostgresDatastore, PostgresTrackingRecorder
 from psycopg.rows import tuple_row
 from psycopg.sql import SQL, Composed
 
-from services.conversation.adapters.store_postgres import (
-    connection_params,
-    pg_text,
-    sql,
-    transient_retry,
-)
 from services.conversation.application.ports import Position
 from services.projections.adapters.cells import TABLE_DDL, units_of
 from services.projections.adapters.cells_postgres import PostgresCells
@@ -41,6 +35,12 @@ from services.projections.domain.local_days import NotExact
 from services.projections.domain.metrics import Fact, FactWindow, MetricsQuery, RowWindow
 from services.projections.domain.rows import ConversationRow
 from services.projections.domain.service_levels import Schedule
+from services.runtime.pg import (
+    connection_params,
+    pg_text,
+    sql,
+    transient_retry,
+)
 
 TRACKING_TABLE = "projection_tracking"
 _TYPES = {"opened_us": "bigint", "closed_us": "bigint", "messages_received": "integer",
