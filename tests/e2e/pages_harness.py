@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 ROOT = Path(__file__).resolve().parents[2]
 BONYCHAT = Path(sys.executable).with_name("bonychat")
@@ -173,6 +174,25 @@ def history(days: int = 14, per_day: int = 9, end: datetime | None = None) -> St
     return story
 
 
+#: zones a screenshot's Dashboard may be shown in, one every few hours around the globe
+SCREENSHOT_ZONES = ("Pacific/Honolulu", "America/Los_Angeles", "America/New_York",
+                    "America/Sao_Paulo", "UTC", "Europe/Madrid", "Asia/Kolkata", "Asia/Tokyo")
+
+
+def afternoon_zone(now: datetime) -> str:
+    """The zone of :data:`SCREENSHOT_ZONES` where it is closest to 17:00 at ``now``.
+
+    The story opens its conversations between 07:00 and 19:30 UTC; a local day that
+    has run 17 hours always holds some of them, so the Dashboard's "today" tiles and
+    hourly chart show activity at whatever hour the screenshots are taken.
+    """
+    def distance(zone: str) -> float:
+        local = now.astimezone(ZoneInfo(zone))
+        return abs(local.hour + local.minute / 60 - 17)
+
+    return min(SCREENSHOT_ZONES, key=distance)
+
+
 def screenshots(out: Path) -> None:
     from playwright.sync_api import sync_playwright
 
@@ -192,6 +212,11 @@ def screenshots(out: Path) -> None:
             page.click("#login-form button[type=submit]")
             page.wait_for_selector("body[data-live=live]")
             page.wait_for_function("document.querySelector('#tile-open').dataset.value")
+            zone = afternoon_zone(datetime.now(UTC))
+            page.select_option("#tz", zone)
+            page.wait_for_function("([zone]) => document.querySelector('#today-label')"
+                                   ".textContent.includes(zone)", arg=[zone])
+            page.wait_for_function("document.querySelector('#tile-opened').dataset.value > 0")
             page.screenshot(path=str(out / f"dashboard-{name}.png"), full_page=True)
             page.goto(f"{server.base}/reports")
             page.select_option("#preset", "last30")
