@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -90,13 +91,24 @@ def postgres_database_url(postgres_server_url: str) -> Iterator[str]:
                          .format(sql.Identifier(name)))
 
 
+@contextmanager
+def fresh_schema_url(database_url: str, prefix: str = "t") -> Iterator[str]:
+    """``database_url`` whose ``schema`` parameter names a fresh, empty schema, dropped on
+    exit."""
+    schema = f"{prefix}_{uuid.uuid4().hex[:12]}"
+    try:
+        yield with_query(database_url, schema=schema)
+    finally:
+        with psycopg.connect(libpq_url(database_url), autocommit=True) as conn:
+            conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE")
+                         .format(sql.Identifier(schema)))
+
+
 @pytest.fixture
 def postgres_url(postgres_database_url: str) -> Iterator[str]:
     """A URL whose ``schema`` parameter names a fresh, empty schema (dropped afterwards)."""
-    schema = f"t_{uuid.uuid4().hex[:12]}"
-    yield with_query(postgres_database_url, schema=schema)
-    with psycopg.connect(libpq_url(postgres_database_url), autocommit=True) as conn:
-        conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema)))
+    with fresh_schema_url(postgres_database_url) as url:
+        yield url
 
 
 @pytest.fixture(scope="session")

@@ -11,12 +11,12 @@ equals the row-by-row selection, with the same total.
 from __future__ import annotations
 
 import itertools
-import uuid
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import pytest
+from conftest import fresh_schema_url
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from multidict import MultiDict
@@ -36,11 +36,10 @@ _IDS = itertools.count()
 
 @pytest.fixture(scope="module")
 def store(postgres_database_url: str) -> Iterator[Any]:
-    url = postgres_database_url + ("&" if "?" in postgres_database_url else "?") \
-        + f"schema=pages_{uuid.uuid4().hex[:8]}"
-    stores = open_stores(Settings(database_url=url))
-    yield stores.read_models
-    stores.close()
+    with fresh_schema_url(postgres_database_url, "pages") as url:
+        stores = open_stores(Settings(database_url=url))
+        yield stores.read_models
+        stores.close()
 
 
 class PythonOnly:

@@ -19,6 +19,7 @@ from datetime import date, timedelta
 from typing import Any
 
 import pytest
+from conftest import fresh_schema_url, with_query
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -49,11 +50,10 @@ _IDS = itertools.count()
 
 @pytest.fixture(scope="module")
 def store(postgres_database_url: str) -> Iterator[Any]:
-    url = postgres_database_url + ("&" if "?" in postgres_database_url else "?") \
-        + f"schema=sqlm_{uuid.uuid4().hex[:8]}"
-    stores = open_stores(Settings(database_url=url))
-    yield stores.read_models
-    stores.close()
+    with fresh_schema_url(postgres_database_url, "sqlm") as url:
+        stores = open_stores(Settings(database_url=url))
+        yield stores.read_models
+        stores.close()
 
 
 durations = st.integers(0, 5 * DAY_US) | st.integers(0, 3_000).map(lambda s: s * 1_000_000) \
@@ -229,8 +229,7 @@ def test_a_measure_the_reference_gained_sends_the_query_to_the_reference(
 
 def test_a_database_without_the_cells_gets_them_at_start(postgres_database_url: str) -> None:
     schema = f"sqlm_old_{uuid.uuid4().hex[:8]}"
-    url = postgres_database_url + ("&" if "?" in postgres_database_url else "?") \
-        + f"schema={schema}"
+    url = with_query(postgres_database_url, schema=schema)
     chosen = [Fact(BASE_US + n * 3_600_000_000, BASE_US + n * 3_600_000_000 + 90_000_000,
                    "email", "contact", "user", "ana", None) for n in range(50)]
     stores = open_stores(Settings(database_url=url))
