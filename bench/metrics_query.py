@@ -20,15 +20,10 @@ from __future__ import annotations
 import argparse
 import os
 import time
-import uuid
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
-import orjson
-import psycopg
-
-from bench.pages import fill, percentiles, rows
+from bench.pages import filled_stores, percentiles, rows, write_result
 from services.composition import open_stores
 from services.conversation.application.ports import Position
 from services.projections.application.queries import metrics_of as metrics
@@ -36,7 +31,6 @@ from services.projections.domain.metrics import GROUPINGS, MetricsQuery, compute
 from services.settings import Settings
 
 WS = "ws_bench"
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def timed(requests: int, call: Any) -> tuple[list[float], Any]:
@@ -122,11 +116,7 @@ def main(argv: list[str] | None = None) -> int:
     base = os.environ.get("BONYCHAT_DATABASE_URL", "")
     if not base.startswith("postgresql"):
         parser.error("set BONYCHAT_DATABASE_URL to PostgreSQL (make infra-up; infra/local.env)")
-    schema = args.schema or f"bench_metrics_{uuid.uuid4().hex[:8]}"
-    url = f"{base}{'&' if '?' in base else '?'}schema={schema}"
-    stores = open_stores(Settings(database_url=url))
-    try:
-        fill(stores, base, schema, args.conversations)
+    with filled_stores(base, args.schema, "bench_metrics", args.conversations) as (stores, _):
         load = os.getloadavg()[0]
         result = {"conversations": args.conversations, "load_average_1m": round(load, 1),
                   "queries": measure(stores.read_models, args.requests, args.python_requests,
@@ -135,14 +125,7 @@ def main(argv: list[str] | None = None) -> int:
                              measure_sqlite(args.sqlite, args.conversations,
                                             args.sqlite_requests, args.only)),
                   "at": datetime.now(UTC).isoformat(timespec="seconds")}
-    finally:
-        stores.close()
-        if not args.schema:
-            with psycopg.connect(base, autocommit=True) as conn:
-                conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
-    out = ROOT / "bench" / "results" / "metrics-query-latest.json"
-    out.write_bytes(orjson.dumps(result, option=orjson.OPT_INDENT_2) + b"\n")
-    print(orjson.dumps(result).decode())
+    write_result("metrics-query-latest.json", result)
     return 0
 
 

@@ -19,6 +19,8 @@ import random
 import statistics
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -89,6 +91,33 @@ def fill(stores: Any, base: str, schema: str, conversations: int) -> None:
     print(f"metric cells built in {time.perf_counter() - started:.0f} s", flush=True)
 
 
+@contextmanager
+def filled_stores(base: str, schema: str | None, prefix: str, conversations: int,
+                  **settings: Any) -> Iterator[tuple[Any, Settings]]:
+    """The stores (and their settings) of a schema of ``base`` holding ``conversations``
+    synthetic rows (:func:`fill`): ``schema`` when named (kept afterwards, reused next
+    time), else a fresh ``PREFIX_…`` one, dropped afterwards."""
+    name = schema or f"{prefix}_{uuid.uuid4().hex[:8]}"
+    chosen = Settings(database_url=f"{base}{'&' if '?' in base else '?'}schema={name}",
+                      **settings)
+    stores = open_stores(chosen)
+    try:
+        fill(stores, base, name, conversations)
+        yield stores, chosen
+    finally:
+        stores.close()
+        if not schema:
+            with psycopg.connect(base, autocommit=True) as conn:
+                conn.execute(f'DROP SCHEMA IF EXISTS "{name}" CASCADE')
+
+
+def write_result(name: str, result: dict[str, Any]) -> None:
+    """``bench/results/NAME`` (indented JSON) and one JSON line on stdout."""
+    out = ROOT / "bench" / "results" / name
+    out.write_bytes(orjson.dumps(result, option=orjson.OPT_INDENT_2) + b"\n")
+    print(orjson.dumps(result).decode())
+
+
 def percentiles(samples: list[float]) -> dict[str, float]:
     ordered = sorted(samples)
     p99 = ordered[min(len(ordered) - 1, round(0.99 * (len(ordered) - 1)))]
@@ -134,26 +163,15 @@ def main(argv: list[str] | None = None) -> int:
     base = os.environ.get("BONYCHAT_DATABASE_URL", "")
     if not base.startswith("postgresql"):
         parser.error("set BONYCHAT_DATABASE_URL to PostgreSQL (make infra-up; infra/local.env)")
-    schema = args.schema or f"bench_pages_{uuid.uuid4().hex[:8]}"
-    url = f"{base}{'&' if '?' in base else '?'}schema={schema}"
-    settings = Settings(database_url=url, analytics_tokens=f"{WS}={TOKEN}")
-    stores = open_stores(settings)
-    try:
-        fill(stores, base, schema, args.conversations)
+    with filled_stores(base, args.schema, "bench_pages", args.conversations,
+                       analytics_tokens=f"{WS}={TOKEN}") as (stores, settings):
         app = create_app(settings=settings, sink=RecordingSink(),
                          read_models=stores.read_models, registry=CollectorRegistry(),
                          events=stores.events)
         result = {"conversations": args.conversations, "target_p99_ms": 300,
                   "endpoints": asyncio.run(measure(app, args.requests)),
                   "at": datetime.now(UTC).isoformat(timespec="seconds")}
-    finally:
-        stores.close()
-        if not args.schema:
-            with psycopg.connect(base, autocommit=True) as conn:
-                conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
-    out = ROOT / "bench" / "results" / "pages-latest.json"
-    out.write_bytes(orjson.dumps(result, option=orjson.OPT_INDENT_2) + b"\n")
-    print(orjson.dumps(result).decode())
+    write_result("pages-latest.json", result)
     return 0
 
 
