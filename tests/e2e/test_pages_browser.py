@@ -429,6 +429,8 @@ def test_language_follows_the_browser_and_can_be_switched(browser: Any, server: 
 
 
 PHONE = {"width": 390, "height": 844}
+#: resolves after two animation frames: what a resize set off has been laid out and drawn
+NEXT_FRAMES = "() => new Promise(r => requestAnimationFrame(() => requestAnimationFrame(r)))"
 FITS = """() => {
     const root = document.documentElement, width = root.clientWidth, out = [];
     if (root.scrollWidth > width) out.push(`page ${root.scrollWidth}`);
@@ -504,8 +506,10 @@ def test_tables_fit_at_desktop_width_and_become_cards_when_the_window_narrows(
         assert page.evaluate(LABELS, table)["display"] == "table-row"
     assert page.is_visible("#report-table thead")
     page.set_viewport_size({"width": 800, "height": 900})  # a tablet: too narrow for both
-    page.wait_for_function("() => getComputedStyle(document.querySelector("
-                           "'#drill-table tbody tr')).display === 'grid'", timeout=WAIT_MS)
+    page.wait_for_function("() => ['#report-table', '#drill-table'].every(t => "
+                           "getComputedStyle(document.querySelector(`${t} tbody tr`))"
+                           ".display === 'grid')", timeout=WAIT_MS)
+    page.evaluate(NEXT_FRAMES)  # the charts redraw at the new width (ResizeObserver, a frame)
     assert page.evaluate(FITS) == []
     stacked(page, "drill-table")
     page.set_viewport_size({"width": 1280, "height": 900})  # and back
