@@ -3,6 +3,7 @@
     python -m bench.ab --events 150000 --rounds 2 \\
         --variant before:BONYCHAT_GC_TUNING=0 --variant after
     python -m bench.ab ... --profile    # py-spy --gil --native on every service
+    python -m bench.ab --variant before@/path/to/old-checkout --variant after   # two versions
 
 Each round runs every variant once (the order alternates: A B, B A, ...) on the
 same generated backlog, published to fresh topics before the services start
@@ -32,7 +33,7 @@ from typing import Any
 
 import orjson
 
-from . import e2e, embedded, limits
+from . import e2e, embedded, limits, procs
 from .embedded import DATA
 from .report import RESULTS
 from .run import infra_env
@@ -70,8 +71,16 @@ def stage_shares(path: Path) -> dict[str, float]:
 
 
 def parse_variant(text: str) -> tuple[str, dict[str, str]]:
-    name, _, assignments = text.partition(":")
+    """``NAME[@CHECKOUT][:VAR=VALUE,...]``: CHECKOUT is another git worktree (with its own
+    ``.venv``, ``make install``) whose ``bonychat serve`` runs the services of that variant,
+    for an A/B of two versions of the code on the same backlog and machine state."""
+    head, _, assignments = text.partition(":")
+    name, _, checkout = head.partition("@")
     env = dict(item.split("=", 1) for item in assignments.split(",") if item)
+    if checkout:
+        if not (Path(checkout) / ".venv" / "bin" / "bonychat").exists():
+            raise SystemExit(f"ab: {checkout}/.venv/bin/bonychat missing (run make install there)")
+        env[procs.CHECKOUT] = str(Path(checkout).resolve())
     return name, env
 
 
@@ -175,7 +184,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--contacts", type=int, default=0, help="default: events / 10")
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--variant", action="append", required=True,
-                        help="NAME[:VAR=VALUE,...], at least two")
+                        help="NAME[@CHECKOUT][:VAR=VALUE,...], at least two")
     parser.add_argument("--profile", action="store_true", help="py-spy every service")
     args = parser.parse_args(argv)
     result = asyncio.run(main_async(args))

@@ -16,6 +16,7 @@ from .embedded import DATA, bonychat
 
 ROOT = Path(__file__).resolve().parents[1]
 TICK = os.sysconf("SC_CLK_TCK")
+CHECKOUT = "BONYCHAT_BENCH_CHECKOUT"  # not a service setting: read and removed here
 
 
 class ServiceDied(RuntimeError):
@@ -30,10 +31,15 @@ class ServeProcess:
         logs.mkdir(parents=True, exist_ok=True)
         self.name = name
         self.log_path = logs / f"{name}-{os.getpid()}-{time.time_ns()}.log"
+        env = dict(env)
+        # an A/B variant may run another checkout's code (its own .venv): NAME@PATH in bench.ab
+        checkout = env.pop(CHECKOUT, "")
+        program, cwd = ((str(Path(checkout) / ".venv" / "bin" / "bonychat"), Path(checkout))
+                        if checkout else (bonychat(), ROOT))
         with self.log_path.open("wb") as handle:
             self.popen = subprocess.Popen(
-                [bonychat(), "serve", "--services", services], env=dict(env),
-                stdout=subprocess.DEVNULL, stderr=handle, cwd=ROOT)
+                [program, "serve", "--services", services], env=env,
+                stdout=subprocess.DEVNULL, stderr=handle, cwd=cwd)
         self.peak_rss_mb: float | None = None
 
     @property
