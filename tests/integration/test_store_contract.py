@@ -72,6 +72,18 @@ class TestPostgresStores(StoreContract, ManyPositionsContract):
         assert [r.contact_id for r in stores.read_models.conversations("ws1")] == ["c2"]
 
 
+class TestPostgresStoresCopying(TestPostgresStores):
+    """The same contract with every outcome and event written by ``COPY`` (pg_copy):
+    conflicts, dedupe and positions must not depend on the write path."""
+
+    @pytest.fixture
+    def stores(self, postgres_url: str) -> Iterator[Stores]:
+        opened_stores = open_postgres_stores(postgres_url)
+        opened_stores.events.recorder.copy_min_rows = 1  # type: ignore[attr-defined]
+        yield opened_stores
+        opened_stores.close()
+
+
 # -- end to end: same input, same answers on both backends -----------------------
 
 def generate_lines(count: int = 2_000, seed: int = 20261124) -> list[bytes]:

@@ -28,6 +28,23 @@ from psycopg.rows import DictRow, tuple_row
 
 from schemas.events import DomainEvent, encode_event
 from schemas.stored import decode_stored
+from services.conversation.adapters.pg_copy import CopyStatements
+from services.conversation.adapters.pg_copy import copy_events as copy_events_rows
+from services.conversation.adapters.pg_copy import copy_outcomes as copy_outcomes_rows
+from services.conversation.adapters.pg_sql import (
+    DEAD_LETTER_TABLE,
+    OUTCOME_TABLE,
+    SQL_INSERT_DEAD_LETTERS,
+    SQL_INSERT_EVENTS,
+    SQL_INSERT_OUTCOMES,
+    SQL_INSERT_TRACKINGS,
+    SQL_LOAD_MANY,
+    SQL_MOVED,
+    SQL_PARTITION,
+    SQL_READ,
+    SQL_SEEN,
+    SQL_UNEXPECTED,
+)
 from services.conversation.application.ports import (
     ConcurrencyConflict,
     DeadLetter,
@@ -45,79 +62,9 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 EVENTS_TABLE = "stored_events"
+#: a batch's outcomes or events are copied (``COPY``) from this many rows (bench/pg_write.py)
+COPY_MIN_ROWS = 256
 TRACKING_TABLE = "notification_tracking"
-OUTCOME_TABLE = (
-    "CREATE TABLE IF NOT EXISTS {schema}.processed_events ("
-    "workspace_id text NOT NULL, event_id text NOT NULL, contact_id text NOT NULL, "
-    "event_type text NOT NULL, occurred_at timestamptz NOT NULL, outcome text NOT NULL, "
-    "reason text, PRIMARY KEY (workspace_id, event_id))"
-)
-DEAD_LETTER_TABLE = (
-    "CREATE TABLE IF NOT EXISTS {schema}.dead_letters ("
-    "id bigserial PRIMARY KEY, received_at timestamptz NOT NULL DEFAULT now(), "
-    "source text NOT NULL, workspace_id text, event_id text, reason text NOT NULL, "
-    "raw text NOT NULL)"
-)
-_INSERT_OUTCOMES = (
-    "INSERT INTO {schema}.processed_events (workspace_id, event_id, contact_id, event_type, "
-    "occurred_at, outcome, reason) SELECT * FROM unnest("
-    "%b::text[], %b::text[], %b::text[], %b::text[], %b::timestamptz[], %b::text[], %b::text[])"
-)
-_INSERT_DEAD_LETTERS = (
-    "INSERT INTO {schema}.dead_letters (source, workspace_id, event_id, reason, raw) "
-    "SELECT * FROM unnest(%b::text[], %b::text[], %b::text[], %b::text[], %b::text[])"
-)
-# Four plain arrays in binary format: several times faster to send than
-# eventsourcing's array of composites in text format.
-_INSERT_EVENTS = (
-    "INSERT INTO {schema}.{table} (originator_id, originator_version, topic, state) "
-    "SELECT * FROM unnest(%b::uuid[], %b::bigint[], %b::text[], %b::bytea[]) "
-    "RETURNING notification_id"
-)
-# The aggregates a batch read without writing that are no longer at the version
-# it read (0 = no events). Run after the events table is locked, so it is current.
-_MOVED = (
-    "SELECT r.id FROM unnest(%b::uuid[], %b::bigint[]) AS r(id, version) "
-    "WHERE r.version <> COALESCE((SELECT max(e.originator_version) FROM {schema}.{table} e "
-    "WHERE e.originator_id = r.id), 0)"
-)
-_SEEN = (
-    "SELECT p.workspace_id, p.event_id FROM {schema}.processed_events p "
-    "JOIN unnest(%b::text[], %b::text[]) AS k(workspace_id, event_id) "
-    "ON p.workspace_id = k.workspace_id AND p.event_id = k.event_id"
-)
-_LOAD_MANY = (
-    "SELECT originator_id, state FROM {schema}.{table} WHERE originator_id = ANY(%b::uuid[]) "
-    "ORDER BY originator_id, originator_version"
-)
-# eventsourcing's single-row tracking upsert, for several positions at once: a row
-# is returned only for a position that moved forward.
-_INSERT_TRACKINGS = (
-    "INSERT INTO {schema}.{table} AS t (application_name, notification_id) "
-    "SELECT * FROM unnest(%b::text[], %b::bigint[]) ON CONFLICT (application_name) "
-    "DO UPDATE SET notification_id = EXCLUDED.notification_id "
-    "WHERE t.notification_id < EXCLUDED.notification_id RETURNING t.application_name"
-)
-# Positions recorded with an expectation (``Position.after``; -1 = never recorded)
-# that storage does not meet: the batch was decided on top of a transaction that
-# storage does not have (lost in a crash with synchronous_commit off, say).
-_UNEXPECTED = (
-    "SELECT e.name FROM unnest(%b::text[], %b::bigint[]) AS e(name, expected) "
-    "LEFT JOIN {schema}.{table} t ON t.application_name = e.name "
-    "WHERE COALESCE(t.notification_id, -1) <> e.expected"
-)
-# A replay partition: the aggregates whose id's last byte is PART modulo PARTS
-# (uuid5 bytes are uniform), in notification order, up to a notification id.
-_PARTITION = (
-    "SELECT state FROM {schema}.{table} WHERE notification_id <= %s "
-    "AND get_byte(uuid_send(originator_id), 15) %% %s = %s ORDER BY notification_id"
-)
-_READ = (
-    "SELECT notification_id, state FROM {schema}.{table} WHERE notification_id > %b "
-    "ORDER BY notification_id LIMIT %b"
-)
-
-
 def _text(values: list[str]) -> list[str]:
     """``pg_text`` of every value, looking at each one only when some value has a NUL."""
     if "\x00" in "".join(values):
@@ -145,12 +92,15 @@ class PostgresContactRecorder(PostgresProcessRecorder):
         schema = datastore.schema
         self.sql_create_statements.extend(
             [sql(OUTCOME_TABLE, schema), sql(DEAD_LETTER_TABLE, schema)])
-        self.insert_outcomes_statement = sql(_INSERT_OUTCOMES, schema)
-        self.insert_dead_letters_statement = sql(_INSERT_DEAD_LETTERS, schema)
-        self.insert_event_columns_statement = sql(_INSERT_EVENTS, schema, table=EVENTS_TABLE)
-        self.insert_trackings_statement = sql(_INSERT_TRACKINGS, schema, table=TRACKING_TABLE)
-        self.moved_statement = sql(_MOVED, schema, table=EVENTS_TABLE)
-        self.unexpected_statement = sql(_UNEXPECTED, schema, table=TRACKING_TABLE)
+        self.insert_outcomes_statement = sql(SQL_INSERT_OUTCOMES, schema)
+        self.insert_dead_letters_statement = sql(SQL_INSERT_DEAD_LETTERS, schema)
+        self.insert_event_columns_statement = sql(SQL_INSERT_EVENTS, schema, table=EVENTS_TABLE)
+        self.insert_trackings_statement = sql(SQL_INSERT_TRACKINGS, schema, table=TRACKING_TABLE)
+        self.moved_statement = sql(SQL_MOVED, schema, table=EVENTS_TABLE)
+        self.unexpected_statement = sql(SQL_UNEXPECTED, schema, table=TRACKING_TABLE)
+        self.copy_statements = CopyStatements(schema, EVENTS_TABLE)
+        #: from how many rows a table's part of a batch is written with ``COPY``
+        self.copy_min_rows = COPY_MIN_ROWS
 
     def _insert_stored_events(self, curs: Cursor[DictRow],
                               stored_events: Sequence[StoredEvent], **kwargs: Any) -> None:
@@ -171,54 +121,128 @@ class PostgresContactRecorder(PostgresProcessRecorder):
                        expected: Mapping[str, int] | None = None) -> list[int]:
         """``insert_events`` for events given as column arrays; returns notification ids.
 
-        One transaction, sent as one pipeline with a single sync: every tracked
-        position (each must move forward, as eventsourcing's single-row tracking
-        requires), outcomes, dead letters, then lock, notify and insert the
-        events, then check that the aggregates in ``read`` are still at the
-        version read. A taken aggregate version or outcome key, a position that
-        does not move forward, one that is not at its ``expected`` value (-1:
-        none recorded), or a moved aggregate raises ``IntegrityError`` and
-        nothing is kept.
+        One transaction: every tracked position (each must move forward, as
+        eventsourcing's single-row tracking requires), outcomes, dead letters,
+        then lock, notify and insert the events, and check that the aggregates in
+        ``read`` are still at the version read. A taken aggregate version or
+        outcome key, a position that does not move forward, one that is not at
+        its ``expected`` value (-1: none recorded), or a moved aggregate raises
+        ``IntegrityError`` and nothing is kept.
+
+        Small batches go as one pipeline with a single sync (``INSERT … unnest``);
+        outcomes or events of at least ``copy_min_rows`` rows are written with a
+        binary ``COPY`` (:mod:`.pg_copy`) after that pipeline, in the same
+        transaction.
         """
-        with self.datastore.get_connection() as conn, conn.pipeline() as pipeline, \
-                conn.transaction():
-            unexpected = conn.cursor(row_factory=tuple_row)
-            if expected:
-                unexpected.execute(self.unexpected_statement,
-                                   (list(expected), list(expected.values())), prepare=True)
-            track = conn.cursor(row_factory=tuple_row)
-            if trackings:
-                track.execute(self.insert_trackings_statement, (
-                    [t.application_name for t in trackings],
-                    [t.notification_id for t in trackings]), prepare=True)
-            with conn.cursor() as curs:
-                self._insert_outcomes(curs, outcomes, dead_letters)
-            inserted = conn.cursor(row_factory=tuple_row)
-            if columns[0]:
-                self._insert_event_columns(inserted, columns)  # type: ignore[arg-type]
-            moved = conn.cursor(row_factory=tuple_row)
-            if read:
-                if not columns[0]:
-                    self._lock_table(moved)  # type: ignore[arg-type]
-                moved.execute(self.moved_statement, (list(read), list(read.values())),
-                              prepare=True)
-            pipeline.sync()  # raises here on a taken key
-            if expected and (behind := unexpected.fetchall()):
-                raise IntegrityError(f"position {behind[0][0]} is not where this batch "
-                                     "continues from (storage lost or moved it)")
-            if read and (stale := moved.fetchall()):
-                raise IntegrityError(f"aggregate {stale[0][0]} moved after it was read "
-                                     "(another writer)")
-            forward = len(track.fetchall()) if trackings else 0
-            if forward != len(trackings):
-                raise IntegrityError(
-                    "a tracked position did not move forward: "
-                    + ", ".join(f"{t.application_name}={t.notification_id}" for t in trackings))
-            ids = [row[0] for row in inserted.fetchall()] if columns[0] else []
+        copy_events = len(columns[0]) >= self.copy_min_rows
+        copy_outcomes = len(outcomes) >= self.copy_min_rows
+        with self.datastore.get_connection() as conn:
+            if not (copy_events or copy_outcomes):
+                with conn.pipeline() as pipeline, conn.transaction():
+                    checks = self._queue_checks(conn, trackings, expected)
+                    with conn.cursor() as curs:
+                        self._insert_outcomes(curs, outcomes, dead_letters)
+                    inserted = conn.cursor(row_factory=tuple_row)
+                    if columns[0]:
+                        self._insert_event_columns(inserted, columns)  # type: ignore[arg-type]
+                    moved = self._queue_moved(conn, read, locked=bool(columns[0]))
+                    pipeline.sync()  # raises here on a taken key
+                    self._check(checks, moved, trackings, read, expected)
+                    ids = [row[0] for row in inserted.fetchall()] if columns[0] else []
+            else:
+                ids = self._insert_copied(conn, columns, trackings, outcomes, dead_letters,
+                                          read, expected)
         if len(ids) != len(columns[0]):
             raise ProgrammingError(f"got {len(ids)} notification ids for {len(columns[0])} "
                                    "events")
         return ids
+
+    def _insert_copied(  # noqa: PLR0917 (insert_columns' arguments)
+            self, conn: psycopg.Connection[Any], columns: EventColumns,
+            trackings: Sequence[Tracking], outcomes: Sequence[Outcome],
+            dead_letters: Sequence[DeadLetter], read: Mapping[uuid.UUID, int] | None,
+            expected: Mapping[str, int] | None) -> list[int]:
+        """:meth:`insert_columns` with ``COPY``: one pipeline (begin, checks, small
+        inserts, lock, notify, id reservation), then the copies, then commit."""
+        count, statements = len(columns[0]), self.copy_statements
+        copy_events = count >= self.copy_min_rows
+        copy_outcomes = len(outcomes) >= self.copy_min_rows
+        try:
+            with conn.pipeline():
+                conn.execute(b"BEGIN")
+                checks = self._queue_checks(conn, trackings, expected)
+                with conn.cursor() as curs:
+                    self._insert_outcomes(curs, () if copy_outcomes else outcomes,
+                                          dead_letters)
+                inserted = conn.cursor(row_factory=tuple_row)
+                if count:
+                    self._lock_table(inserted)  # type: ignore[arg-type]
+                    self._notify_channel(inserted)  # type: ignore[arg-type]
+                    if copy_events:
+                        inserted.execute(statements.reserve,
+                                         (count, statements.events_table), prepare=True)
+                    else:
+                        inserted.execute(self.insert_event_columns_statement, columns,
+                                         prepare=True)
+                moved = self._queue_moved(conn, read, locked=bool(count))
+            self._check(checks, moved, trackings, read, expected)  # nothing copied after a conflict
+            if copy_outcomes:
+                copy_outcomes_rows(conn, self.copy_statements, outcomes)
+            ids: list[int] = []
+            if copy_events:
+                reserved = inserted.fetchone()
+                ids = copy_events_rows(conn, statements, int(reserved[0]) if reserved else 0,
+                                       columns)
+            elif count:
+                ids = [row[0] for row in inserted.fetchall()]
+            conn.execute(b"COMMIT")
+        except BaseException:
+            conn.rollback()
+            raise
+        return ids
+
+    def _queue_checks(self, conn: psycopg.Connection[Any], trackings: Sequence[Tracking],
+                      expected: Mapping[str, int] | None) -> tuple[Cursor[Any], Cursor[Any]]:
+        """Queue the expected-position check and the tracking upsert (in a pipeline)."""
+        unexpected = conn.cursor(row_factory=tuple_row)
+        if expected:
+            unexpected.execute(self.unexpected_statement,
+                               (list(expected), list(expected.values())), prepare=True)
+        track = conn.cursor(row_factory=tuple_row)
+        if trackings:
+            track.execute(self.insert_trackings_statement, (
+                [t.application_name for t in trackings],
+                [t.notification_id for t in trackings]), prepare=True)
+        return unexpected, track
+
+    def _queue_moved(self, conn: psycopg.Connection[Any], read: Mapping[uuid.UUID, int] | None,
+                     *, locked: bool) -> Cursor[Any]:
+        """Queue the check of the aggregates only read (after the table lock)."""
+        moved = conn.cursor(row_factory=tuple_row)
+        if read:
+            if not locked:
+                self._lock_table(moved)  # type: ignore[arg-type]
+            moved.execute(self.moved_statement, (list(read), list(read.values())),
+                          prepare=True)
+        return moved
+
+    @staticmethod
+    def _check(checks: tuple[Cursor[Any], Cursor[Any]], moved: Cursor[Any],
+               trackings: Sequence[Tracking], read: Mapping[uuid.UUID, int] | None,
+               expected: Mapping[str, int] | None) -> None:
+        """Raise ``IntegrityError`` for what the queued checks found (after the sync)."""
+        unexpected, track = checks
+        if expected and (behind := unexpected.fetchall()):
+            raise IntegrityError(f"position {behind[0][0]} is not where this batch "
+                                 "continues from (storage lost or moved it)")
+        if read and (stale := moved.fetchall()):
+            raise IntegrityError(f"aggregate {stale[0][0]} moved after it was read "
+                                 "(another writer)")
+        forward = len(track.fetchall()) if trackings else 0
+        if forward != len(trackings):
+            raise IntegrityError(
+                "a tracked position did not move forward: "
+                + ", ".join(f"{t.application_name}={t.notification_id}" for t in trackings))
 
     def _insert_outcomes(self, curs: Cursor[DictRow], outcomes: Sequence[Outcome],
                          dead: Sequence[DeadLetter]) -> None:
@@ -257,10 +281,10 @@ class PostgresEventStore:
         if create_tables:
             self.recorder.create_table()
         schema = datastore.schema
-        self._seen = sql(_SEEN, schema)
-        self._load_many = sql(_LOAD_MANY, schema, table=EVENTS_TABLE)
-        self._read = sql(_READ, schema, table=EVENTS_TABLE)
-        self._partition = sql(_PARTITION, schema, table=EVENTS_TABLE)
+        self._seen = sql(SQL_SEEN, schema)
+        self._load_many = sql(SQL_LOAD_MANY, schema, table=EVENTS_TABLE)
+        self._read = sql(SQL_READ, schema, table=EVENTS_TABLE)
+        self._partition = sql(SQL_PARTITION, schema, table=EVENTS_TABLE)
 
     def load(self, originator_id: uuid.UUID) -> list[DomainEvent]:
         return [decode_stored(s.state) for s in self.recorder.select_events(originator_id)]

@@ -1,0 +1,91 @@
+"""Binary ``COPY`` of a batch's outcomes and events (the large batches' write path).
+
+``INSERT … SELECT FROM unnest(arrays)`` costs psycopg's Python list dumper a few µs
+per row on the client and PostgreSQL a row-at-a-time insert on the server; a binary
+``COPY`` row is formatted by psycopg's C code (``write_row`` with ``set_types``) and
+inserted by the server in multi-row batches. ``COPY`` cannot run in a libpq
+pipeline, so each one costs two round trips (and the transaction a separate
+``COMMIT``): ``bench/pg_write.py`` finds the two paths about even at 128-256 rows
+a batch and ``COPY`` ahead from 1,000, so :class:`~.store_postgres.PostgresEventStore`
+copies a table's rows only from ``copy_min_rows`` of them (small batches, at low
+load, keep the one-pipeline ``INSERT``).
+
+Events are copied with their notification ids: the ids are reserved beforehand in
+one statement (``setval(seq, nextval(seq) + n - 1)``) while the events table is
+locked ``EXCLUSIVE``, so no other writer draws from its sequence meanwhile and the
+block is contiguous; the commit order stays the notification id order, as with
+the ``INSERT``. A taken ``(originator_id, originator_version)`` or outcome key
+aborts the ``COPY`` with a unique violation, which the datastore raises as
+``IntegrityError`` (the unit of work's conflict), as it does for the ``INSERT``.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from psycopg import Connection
+from psycopg.sql import Composed
+
+from services.conversation.application.ports import Outcome
+from services.runtime.pg import sql
+
+OUTCOME_TYPES = ("text", "text", "text", "text", "timestamptz", "text", "text")
+EVENT_TYPES = ("int8", "uuid", "int8", "text", "bytea")
+_COPY_OUTCOMES = (
+    "COPY {schema}.processed_events (workspace_id, event_id, contact_id, event_type, "
+    "occurred_at, outcome, reason) FROM STDIN (FORMAT BINARY)"
+)
+_COPY_EVENTS = (
+    "COPY {schema}.{table} (notification_id, originator_id, originator_version, topic, state) "
+    "FROM STDIN (FORMAT BINARY)"
+)
+# The last of ``n`` notification ids drawn in one go (the table is locked EXCLUSIVE).
+_RESERVE = (
+    "SELECT setval(s, nextval(s) + %b - 1) FROM CAST(pg_get_serial_sequence(%b, "
+    "'notification_id') AS regclass) AS s"
+)
+
+
+class CopyStatements:
+    """The ``COPY`` and id-reservation statements of one schema's tables."""
+
+    def __init__(self, schema: str, events_table: str) -> None:
+        self.outcomes = sql(_COPY_OUTCOMES, schema)
+        self.events = sql(_COPY_EVENTS, schema, table=events_table)
+        self.reserve: Composed = sql(_RESERVE, schema)
+        quoted = '"' + schema.replace('"', '""') + '"."' + events_table.replace('"', '""') + '"'
+        self.events_table = quoted
+
+
+def _clean_outcomes(outcomes: Sequence[Outcome]) -> Iterable[Sequence[Any]]:
+    """The outcome rows, with NUL (which ``text`` cannot hold) replaced in the two
+    ids that may carry one (as ``store_postgres._text``), looking only when one does."""
+    if "\x00" not in "".join([o.event_id + o.contact_id for o in outcomes]):
+        return outcomes
+    return [o._replace(event_id=o.event_id.replace("\x00", "\ufffd"),
+                       contact_id=o.contact_id.replace("\x00", "\ufffd")) for o in outcomes]
+
+
+def copy_outcomes(conn: Connection[Any], statements: CopyStatements,
+                  outcomes: Sequence[Outcome]) -> None:
+    """``COPY`` the outcome rows (an :class:`Outcome` is a row in column order)."""
+    with conn.cursor() as curs, curs.copy(statements.outcomes) as copy:
+        copy.set_types(OUTCOME_TYPES)
+        write = copy.write_row
+        for row in _clean_outcomes(outcomes):
+            write(row)
+
+
+def copy_events(conn: Connection[Any], statements: CopyStatements, last_id: int,
+                columns: tuple[Sequence[uuid.UUID | str], Sequence[int], Sequence[str],
+                               Sequence[bytes]]) -> list[int]:
+    """``COPY`` the event columns with the ids ``last_id - n + 1 .. last_id``; the ids."""
+    ids = list(range(last_id - len(columns[0]) + 1, last_id + 1))
+    with conn.cursor() as curs, curs.copy(statements.events) as copy:
+        copy.set_types(EVENT_TYPES)
+        write = copy.write_row
+        for row in zip(ids, *columns, strict=True):
+            write(row)
+    return ids
