@@ -78,9 +78,20 @@ class Settings(BaseSettings):
     kafka_session_timeout_ms: int = Field(default=10_000, ge=1)
     kafka_linger_ms: int = Field(default=5, ge=0)
     kafka_batch_records: int = Field(default=8_000, ge=1)
+    #: ingest commits the offsets of acknowledged fetches at most this often (and
+    #: whenever a fetch comes back empty or it stops); 0 commits after every fetch.
+    #: A crash redelivers at most this much of the gateway topic (harmless: the
+    #: commands dedupe), and each commit is a broker write: see docs/runtime.md
+    kafka_commit_interval_ms: int = Field(default=1_000, ge=0)
     #: the outbox relay runs inside ``serve --services conversation`` (False: only as
     #: ``--services relay``)
     relay_with_conversation: bool = True
+    #: the relay and the projections wake up at most once per this many ms when
+    #: events trickle in (the commits meanwhile are read as one page; under a
+    #: backlog, or after a quiet spell, they do not wait): fewer reads, writes and
+    #: produce requests at low load for at most this much added latency
+    relay_interval_ms: int = Field(default=100, ge=0, le=60_000)
+    projections_interval_ms: int = Field(default=0, ge=0, le=60_000)
     #: how often the dependency watch asks Kafka and PostgreSQL whether they answer
     health_probe_seconds: float = Field(default=1.0, gt=0)
     #: the longest an HTTP POST waits for Kafka's acknowledgements before a 503

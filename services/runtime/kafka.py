@@ -106,9 +106,15 @@ class RecordBatches:
         self.records += 1
 
     async def submit(self) -> list[asyncio.Future[Any]]:
-        """Hand every batch to the producer (on the event loop); futures of the acks."""
+        """Hand every batch to the producer (on the event loop); futures of the acks.
+
+        Each builder is closed first: aiokafka lets an open batch linger
+        ``linger_ms`` for more records, but these are complete, and batches
+        submitted together still leave in one produce request per broker.
+        """
         futures = []
         for topic, partition, builder in self.batches:
+            builder.close()
             futures.append(await self._producer.send_batch(builder, topic, partition=partition))
         self.batches = []
         self._open.clear()

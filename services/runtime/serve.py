@@ -197,8 +197,8 @@ async def _start_kafka(proc: _Process, names: list[str], bootstrap: str,
         return make_lock(settings.database_url, settings.is_postgres,
                          settings.sqlite_path(), name)
 
-    def wakeup() -> Any:
-        return make_wakeup(settings.database_url, settings.is_postgres)
+    def wakeup(min_interval_ms: int) -> Any:
+        return make_wakeup(settings.database_url, settings.is_postgres, min_interval_ms / 1000)
 
     if "ingest" in names:
         proc.runners["ingest"] = IngestService(producer=proc.producer, **kafka, **common).run
@@ -214,11 +214,12 @@ async def _start_kafka(proc: _Process, names: list[str], bootstrap: str,
         proc.runners["relay"] = OutboxRelay(
             events=stores.events, positions=stores.read_models, topics=topics,
             producer=proc.producer, lock=lock(f"bonychat:relay:{topics.events}"),
-            wakeup=wakeup(), **common).run
+            wakeup=wakeup(settings.relay_interval_ms), **common).run
     if "projections" in names:
         proc.runners["projections"] = ProjectionService(
             events=stores.events, read_models=stores.read_models,
-            lock=lock("bonychat:projections"), wakeup=wakeup(), **common).run
+            lock=lock("bonychat:projections"),
+            wakeup=wakeup(settings.projections_interval_ms), **common).run
     log.info("kafka mode", extra={"services": names, "bootstrap": bootstrap,
                                   "topics": list(topics.all())})
     return True

@@ -66,6 +66,7 @@ class KafkaTuning:
     max_batch_size: int = 256 * 1024
     poll_timeout_ms: int = 200
     batch_records: int = 8_000
+    commit_interval_ms: int = 1_000
 
     @classmethod
     def from_settings(cls, settings: Settings) -> KafkaTuning:
@@ -79,4 +80,5 @@ class KafkaTuning:
             max_batch_size=base.max_batch_size,
             poll_timeout_ms=base.poll_timeout_ms,
             batch_records=settings.kafka_batch_records,
+            commit_interval_ms=settings.kafka_commit_interval_ms,
         )

@@ -5,6 +5,14 @@ producer has had every record of the batch acknowledged. A crash in between
 redelivers the batch; the repeated commands are harmless because the
 conversation service de-duplicates by ``(workspace_id, event_id)`` (a repeated
 invalid input is a second DLQ record).
+
+Acknowledged offsets are committed at most every ``commit_interval_ms``
+(``BONYCHAT_KAFKA_COMMIT_INTERVAL_MS``), when a fetch comes back empty and when
+the service stops -- not after every fetch: when records trickle in, each fetch
+is small and a commit per fetch (a write to ``__consumer_offsets`` on the
+broker, and a round trip before the next fetch) cost more than the fetch. A
+crash redelivers at most that interval's worth of acknowledged records, which
+the conversation service drops as duplicates.
 """
 
 from __future__ import annotations
@@ -101,6 +109,9 @@ class IngestService:
         log.info("ingest started", extra={"topic": self.topics.gateway, "group": self.group})
         fetch = SafeFetch(consumer, service=SERVICE, metrics=self.metrics)
         in_flight: _InFlight | None = None
+        acked: dict[TopicPartition, int] = {}  # acknowledged, not yet committed
+        interval = self.tuning.commit_interval_ms / 1000
+        committed = time.monotonic()
         try:
             while not stop.is_set():
                 batches = await fetch.getmany(timeout_ms=self.tuning.poll_timeout_ms,
@@ -108,10 +119,15 @@ class IngestService:
                 # While the broker acknowledges one fetch, the next one is parsed.
                 sent = await self._forward(batches) if batches else None
                 if in_flight is not None:
-                    await self._complete(consumer, in_flight)
+                    acked.update(await self._complete(consumer, in_flight))
                 in_flight = sent
+                if acked and (not batches or time.monotonic() - committed >= interval):
+                    await self._commit(consumer, acked)
+                    acked, committed = {}, time.monotonic()
             if in_flight is not None:
-                await self._complete(consumer, in_flight)
+                acked.update(await self._complete(consumer, in_flight))
+            if acked:
+                await self._commit(consumer, acked)
         finally:
             # Unacknowledged fetches are not committed: a rerun (after a Kafka
             # failure, :func:`.retry.retrying`) or another copy reads them again.
@@ -136,8 +152,9 @@ class IngestService:
         offsets = {tp: batch[-1].offset + 1 for tp, batch in batches.items() if batch}
         return _InFlight(items, acks, offsets, started)
 
-    async def _complete(self, consumer: AIOKafkaConsumer, sent: _InFlight) -> None:
-        """Wait until the broker has every record of one fetch, then commit its offsets."""
+    async def _complete(self, consumer: AIOKafkaConsumer, sent: _InFlight
+                        ) -> dict[TopicPartition, int]:
+        """Wait until the broker has every record of one fetch; its offsets to commit."""
         if sent.acks:
             await asyncio.gather(*sent.acks)
         self.metrics.count_ingest(sent.items, "kafka")
@@ -147,8 +164,21 @@ class IngestService:
             lag = record_lag(consumer, tp, offset)
             if lag is not None:
                 self.metrics.consumer_lag.labels(SERVICE, tp.topic, str(tp.partition)).set(lag)
+        return sent.offsets
+
+    @staticmethod
+    async def _commit(consumer: AIOKafkaConsumer, offsets: dict[TopicPartition, int]) -> None:
+        """Commit acknowledged offsets of the partitions still assigned.
+
+        A partition revoked meanwhile is left out: its new owner redelivers from
+        the last commit, and the conversation service drops the repeats.
+        """
+        assignment = consumer.assignment()
+        offsets = {tp: offset for tp, offset in offsets.items() if tp in assignment}
+        if not offsets:
+            return
         try:
-            await consumer.commit(sent.offsets)
+            await consumer.commit(offsets)
         except (CommitFailedError, IllegalStateError) as exc:
             # A rebalance took partitions away: their new owner redelivers the
             # batch, and the conversation service drops the repeated commands.

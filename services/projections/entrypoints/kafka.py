@@ -80,6 +80,8 @@ class ProjectionService:
         self.metrics.batch_size.labels(SERVICE).observe(len(batch))
         self.metrics.batch_seconds.labels(SERVICE).observe(time.perf_counter() - started)
         self.metrics.domain_events.labels(SERVICE).inc(len(batch))
+        if len(batch) < self.page:  # a short page: nothing was left behind as of the read
+            return 0
         return max(0, self.events.max_notification_id() - after)
 
     async def _reposition(self) -> int:

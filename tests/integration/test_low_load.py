@@ -1,0 +1,98 @@
+"""Low-load batching of the Kafka runtime keeps its guarantees (docs/runtime.md).
+
+Ingest commits acknowledged offsets at most every ``BONYCHAT_KAFKA_COMMIT_INTERVAL_MS``
+but also whenever the gateway topic goes quiet, so a group's committed offsets
+still reach the end of the topic without waiting for the interval; the relay,
+paced by ``BONYCHAT_RELAY_INTERVAL_MS``, still publishes every event exactly once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+
+import pytest
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
+from kafka_fixtures import (
+    WORKSPACES,
+    World,
+    embedded_snapshot,
+    generate_stream,
+    new_world,
+    read_topic,
+    snapshot,
+    wait_until,
+)
+
+pytestmark = pytest.mark.integration
+SETTLE = 90
+
+
+@pytest.fixture
+def world(infra: dict[str, str]) -> Iterator[World]:
+    w = new_world(infra)
+    yield w
+    w.destroy()
+
+
+async def _committed_and_ends(bootstrap: str, group: str, topic: str
+                              ) -> tuple[dict[int, int], dict[int, int]]:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap)
+    await admin.start()
+    await consumer.start()
+    try:
+        found = await admin.list_consumer_group_offsets(group)
+        committed = {tp.partition: int(meta.offset) for tp, meta in found.items()
+                     if tp.topic == topic and meta.offset >= 0}
+        parts = sorted(consumer.partitions_for_topic(topic) or set())
+        if not parts:
+            await consumer._client.force_metadata_update()
+            parts = sorted(consumer.partitions_for_topic(topic) or set())
+        ends = await consumer.end_offsets([TopicPartition(topic, p) for p in parts])
+        return committed, {tp.partition: int(end) for tp, end in ends.items()}
+    finally:
+        await consumer.stop()
+        await admin.close()
+
+
+def committed_to_the_end(world: World, group: str) -> bool:
+    committed, ends = asyncio.run(_committed_and_ends(world.bootstrap, group,
+                                                      world.topics.gateway))
+    return bool(ends) and all(committed.get(p, 0) >= end for p, end in ends.items())
+
+
+def test_ingest_commits_when_the_topic_goes_quiet_not_only_per_interval(world: World) -> None:
+    stream = generate_stream(600, seed=23)
+    ingest = world.serve("ingest", name="ingest", BONYCHAT_KAFKA_COMMIT_INTERVAL_MS="3600000")
+    ingest.port()
+    world.publish(stream.records)
+    group = f"bonychat-{world.suffix}-ingest"
+    # An hour-long interval: only the commit on a quiet topic can get there.
+    wait_until(lambda: committed_to_the_end(world, group), SETTLE,
+               "ingest's committed offsets to reach the end of the gateway topic")
+    forwarded = read_topic(world.bootstrap, world.topics.commands)
+    dead = read_topic(world.bootstrap, world.topics.dlq)
+    assert len(forwarded) + len(dead) == len(stream.records)
+    assert ingest.stop() == 0, ingest.log()
+
+
+def test_a_paced_relay_publishes_every_event_once(world: World) -> None:
+    stream = generate_stream(800, seed=29)
+    expected = embedded_snapshot(stream.lines, WORKSPACES)
+    serve = world.serve("ingest,conversation,projections,relay", name="all",
+                        BONYCHAT_RELAY_INTERVAL_MS="400")
+    serve.port()
+    world.publish(stream.records[:400])
+    world.publish(stream.records[400:])
+    relay = f"relay:{world.topics.events}"
+    with world.opened() as stores:
+        wait_until(lambda: snapshot(stores.read_models, WORKSPACES) == expected, SETTLE,
+                   "the read model to equal the embedded import")
+        stored = stores.events.max_notification_id()
+        wait_until(lambda: stores.read_models.position(relay) == stored, SETTLE,
+                   "the relay to catch up")
+    ids = [r.headers["event_id"] for r in read_topic(world.bootstrap, world.topics.events)]
+    assert len(ids) == len(set(ids)) == stored
+    assert serve.stop() == 0, serve.log()
