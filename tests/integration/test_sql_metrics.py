@@ -26,6 +26,7 @@ from hypothesis import strategies as st
 from schemas.workspace import WorkspaceSettings
 from services.composition import open_stores
 from services.conversation.application.ports import Position
+from services.projections.adapters.cells_parts import rebuild_in_parts
 from services.projections.application.queries import metrics_of as metrics
 from services.projections.domain.metrics import GROUPINGS, Fact, MetricsQuery, compute, fact_window
 from services.projections.domain.rows import ConversationRow
@@ -153,6 +154,32 @@ def test_cells_kept_by_live_upserts_equal_cells_rebuilt_by_replay(
     assert fast(store, query) == compute(query, chosen)
     store.rebuild_cells()
     assert cells(store) == live
+    # several connections at once (directly: rebuild_cells would hide a failed part)
+    rebuild_in_parts(store.cells, store.datastore, data.draw(st.integers(2, 4)))
+    assert cells(store) == live
+
+
+def test_cells_rebuilt_in_parts_fall_back_to_one_transaction_when_a_part_fails(
+        store: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    rows = rows_of("ws_parts", [Fact(BASE_US + n * 3_600_000_000, None, "email", "contact",
+                                     None, None, None) for n in range(50)])
+    store.save(rows, Position("projection:parts-test", 1))
+    store.rebuild_cells()
+    expected = cells(store)
+    assert expected
+    real = store.cells.rebuild_part
+
+    def second_fails(curs: Any, part: int, parts: int) -> None:
+        real(curs, part, parts)
+        if part == 1:
+            curs.execute("SELECT 1/0")
+
+    monkeypatch.setattr(store.cells, "rebuild_part", second_fails)
+    store.rebuild_cells(parts=3)
+    assert cells(store) == expected
+    with store.datastore.transaction(commit=False) as curs:
+        curs.execute(store.cells.state)
+        assert curs.fetchone()["ready"] is True
 
 
 def test_a_schedule_change_and_new_rows_are_picked_up(store: Any) -> None:

@@ -135,6 +135,10 @@ REBUILD: Final = (
     f"WITH l AS (SELECT * FROM (VALUES (0, {QUARTER_US}::bigint), (1, {SPAN_US}::bigint)) "
     f"AS l(lvl, size)), e AS ({_OPENED[1]} UNION ALL {_RESPONDED[1]} UNION ALL {_CLOSED[1]}) "
     + _INSERT + _TAIL.replace("{dims}", "ARRAY[0, 1, 2, 3, 4, 5]"))
+#: :data:`REBUILD` of one part of the cells (%(part)s of %(parts)s, by a hash of the
+#: slot), so that several connections rebuild them at once (``bonychat replay``)
+REBUILD_PART: Final = REBUILD.replace(
+    "GROUP BY", "AND mod(hashint8(e.slot)::bigint + 2147483648, %(parts)s) = %(part)s GROUP BY")
 DELETE_UNITS: Final = (
     "DELETE FROM {schema}.metric_cells m USING unnest(%(w)s::text[], %(lvl)s::int[], "
     "%(kind)s::int[], %(low)s::bigint[]) AS u(w, lvl, kind, low) "

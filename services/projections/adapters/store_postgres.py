@@ -7,6 +7,7 @@ own ``projection_tracking`` table) on the same cursor, in the same transaction.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Collection, Iterator, Sequence
 from operator import attrgetter
 from typing import Any
@@ -19,6 +20,7 @@ from psycopg.sql import SQL, Composed
 
 from services.conversation.application.ports import Position
 from services.projections.adapters.cells import TABLE_DDL, units_of
+from services.projections.adapters.cells_parts import rebuild_in_parts
 from services.projections.adapters.cells_postgres import PostgresCells
 from services.projections.adapters.notify import PROJECTED_CHANNEL, notify_payload
 from services.projections.adapters.pages_postgres import PostgresPages
@@ -42,6 +44,7 @@ from services.runtime.pg import (
     transient_retry,
 )
 
+log = logging.getLogger(__name__)
 TRACKING_TABLE = "projection_tracking"
 _TYPES = {"opened_us": "bigint", "closed_us": "bigint", "messages_received": "integer",
           "messages_sent": "integer", "first_message_us": "bigint",
@@ -198,8 +201,16 @@ class PostgresReadModelStore(PostgresPages):
         with self.datastore.transaction(commit=True) as curs:
             self.cells.refresh(curs)
 
-    def rebuild_cells(self) -> None:
-        """Every metric cell from the rows (after ``copy_rows``; ``bonychat replay``)."""
+    def rebuild_cells(self, parts: int = 1) -> None:
+        """Every metric cell from the rows (after ``copy_rows``; ``bonychat replay``), by
+        ``parts`` connections at once (:mod:`.cells_parts`); in one if that fails."""
+        if parts > 1:
+            try:
+                rebuild_in_parts(self.cells, self.datastore, parts)
+                return
+            except psycopg.Error as exc:
+                log.warning("rebuilding the metric cells in %d parts failed (%s); "
+                            "rebuilding them in one", parts, exc)
         with self.datastore.transaction(commit=True) as curs:
             self.cells.rebuild(curs)
 

@@ -93,7 +93,8 @@ class MetricsAggregator(Protocol):
 class CellKeeper(Protocol):
     """Keeps metric cells derived from the rows: rebuilt after rows were copied in bulk."""
 
-    def rebuild_cells(self) -> None:
+    def rebuild_cells(self, parts: int = 1) -> None:
+        """``parts``: how many connections rebuild the cells at once."""
         ...
 
 

@@ -225,7 +225,7 @@ class ConversationProjection:
                     self.store.reset()
                 else:
                     if isinstance(store, CellKeeper):  # the workers copied rows
-                        store.rebuild_cells()
+                        store.rebuild_cells(parts)
                     self.store.save([], Position(name, upto))
                     return done + self.catch_up(events, name=name, page=20_000,
                                                 progress=progress)
