@@ -7,7 +7,10 @@ that found nothing new waits here instead of sleeping a fixed 100 ms: it
 wakes within a millisecond or so of the next commit, and only polls at the
 slow fallback interval when no notification comes (SQLite, a lost
 connection). A missed notification costs at most that interval, never an
-event: the follower always reads from its own tracked position.
+event: the follower always reads from its own tracked position. After a short
+page the follower waits here at once rather than reading again to find
+nothing: a commit after its read has notified this connection already (the
+notification waits in the socket until the next ``wait``).
 
 The channel is not schema-qualified (eventsourcing's name), so followers of
 other schemas in the same database are woken too, and simply find nothing.
@@ -68,6 +71,11 @@ class Wakeup:
             return None
         self._conn, self._failed_at = conn, None
         return conn
+
+    async def listen(self) -> None:
+        """``LISTEN`` now (a follower calls it before its first read, so that no
+        commit after that read goes unnoticed); polling if it cannot."""
+        await self._connection()
 
     async def wait(self, stop: asyncio.Event, timeout: float) -> None:
         """Return on a notification, soon after ``stop``, or after ``timeout`` seconds.

@@ -93,6 +93,7 @@ class ProjectionService:
         return after
 
     async def _follow(self, stop: asyncio.Event) -> None:
+        await self.wakeup.listen()
         after = await asyncio.to_thread(self.read_models.position, EVENT_STORE_POSITION) or 0
         log.info("projections following the event store", extra={"after": after})
         checked = time.monotonic()
@@ -125,6 +126,9 @@ class ProjectionService:
                     continue
                 after = batch[-1][0]
                 self.metrics.projection_lag.labels(SERVICE).set(lag)
+                if len(batch) < self.page:  # caught up as of the read; a commit after
+                    # it has notified the wake-up, so no second read to find nothing
+                    await self.wakeup.wait(stop, self.idle_seconds)
         finally:
             if ahead is not None:
                 await asyncio.gather(ahead, return_exceptions=True)

@@ -88,6 +88,7 @@ class OutboxRelay:
         log.info("relay stopped")
 
     async def _follow(self, stop: asyncio.Event) -> None:
+        await self.wakeup.listen()
         after = await asyncio.to_thread(self.positions.position, self.name) or 0
         log.info("relay following the event store", extra={"after": after, "topic": self.topic})
         checked = time.monotonic()
@@ -113,8 +114,10 @@ class OutboxRelay:
             self.metrics.batch_seconds.labels(SERVICE).observe(time.perf_counter() - started)
             if count >= self.page:  # more behind it, maybe: the lag needs a query
                 await self._lag(after)
-            else:  # a short page: nothing was left behind as of the read
+            else:  # a short page: nothing was left behind as of the read; a commit
+                # after it has notified the wake-up, so no second read to find nothing
                 self.metrics.projection_lag.labels(SERVICE).set(0)
+                await self.wakeup.wait(stop, self.idle_seconds)
 
     def _page(self, after: int, out: RecordBatches) -> int | None:
         """Batch the next stored events into ``out`` (in a worker thread); the last id."""
