@@ -6,7 +6,7 @@ per row on the client and PostgreSQL a row-at-a-time insert on the server; a bin
 inserted by the server in multi-row batches. ``COPY`` cannot run in a libpq
 pipeline, so each one costs two round trips (and the transaction a separate
 ``COMMIT``): ``bench/pg_write.py`` finds the two paths about even at 128-256 rows
-a batch and ``COPY`` ahead from 1,000, so :class:`~.store_postgres.PostgresEventStore`
+a batch and ``COPY`` ahead from 1,000, so :class:`~.pg_recorder.PostgresContactRecorder`
 copies a table's rows only from ``copy_min_rows`` of them (small batches, at low
 load, keep the one-pipeline ``INSERT``).
 
@@ -61,7 +61,7 @@ class CopyStatements:
 
 def _clean_outcomes(outcomes: Sequence[Outcome]) -> Iterable[Sequence[Any]]:
     """The outcome rows, with NUL (which ``text`` cannot hold) replaced in the two
-    ids that may carry one (as ``store_postgres._text``), looking only when one does."""
+    ids that may carry one (as ``pg_recorder._text``), looking only when one does."""
     if "\x00" not in "".join([o.event_id + o.contact_id for o in outcomes]):
         return outcomes
     return [o._replace(event_id=o.event_id.replace("\x00", "\ufffd"),

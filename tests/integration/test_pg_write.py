@@ -1,11 +1,13 @@
-"""The conversation store's ``COPY`` write path (services/conversation/adapters/pg_copy.py).
+"""The conversation store's two write paths: ``COPY`` (pg_copy.py) and the commit function.
 
 The store contract runs on it too (``TestPostgresStoresCopying``); these tests add
 what the contract cannot see: that ``COPY`` is really the path taken, that its
 notification ids are the stored ones and keep increasing across both paths, that a
 version conflict raised by ``COPY`` is redone by the unit of work on a connection
 still fit for use, and that a batch cut off between its two copies (a crash) is
-kept not at all and, redelivered from the tracked position, exactly once.
+kept not at all and, redelivered from the tracked position, exactly once. Small
+batches are one call of the commit function (``pg_sql.COMMIT_FUNCTION``): a schema
+made before it existed gets it when opened.
 """
 
 from __future__ import annotations
@@ -14,10 +16,11 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from eventsourcing.persistence import ProgrammingError
 
 from services.composition import Stores
 from services.composition.postgres import open_postgres_stores
-from services.conversation.adapters import store_postgres
+from services.conversation.adapters import pg_recorder
 from services.conversation.application.ports import ConcurrencyConflict, Position
 from services.conversation.application.unit_of_work import BatchUnitOfWork
 from services.conversation.domain.contact import aggregate_id
@@ -49,8 +52,8 @@ class Spy:
     def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
         self.outcomes = self.events = 0
         self.fail_events: BaseException | None = None
-        copy_outcomes, copy_events = store_postgres.copy_outcomes_rows, \
-            store_postgres.copy_events_rows
+        copy_outcomes, copy_events = pg_recorder.copy_outcomes_rows, \
+            pg_recorder.copy_events_rows
 
         def outcomes(*args: Any) -> None:
             self.outcomes += 1
@@ -62,8 +65,8 @@ class Spy:
                 raise self.fail_events
             return copy_events(*args)
 
-        monkeypatch.setattr(store_postgres, "copy_outcomes_rows", outcomes)
-        monkeypatch.setattr(store_postgres, "copy_events_rows", events)
+        monkeypatch.setattr(pg_recorder, "copy_outcomes_rows", outcomes)
+        monkeypatch.setattr(pg_recorder, "copy_events_rows", events)
 
 
 def stored_ids(stores: Stores) -> list[int]:
@@ -143,3 +146,22 @@ def test_a_batch_cut_between_its_copies_is_kept_once_after_redelivery(
             if type(e).__name__ == "MessageReceived"] == [e["event_id"] for e in second]
     assert [e.aggregate_version for e in kept] == list(range(1, len(kept) + 1))
     assert stored_ids(stores) == sorted(set(stored_ids(stores)))
+
+
+def test_a_schema_without_the_commit_function_gets_it_when_opened(postgres_url: str) -> None:
+    """Tables made by a version before the commit function: opening adds it."""
+    first = open_postgres_stores(postgres_url)
+    recorder = first.events.recorder  # type: ignore[attr-defined]
+    with first.events.datastore.transaction(commit=True) as curs:  # type: ignore[attr-defined]
+        curs.execute(f"DROP FUNCTION {recorder.commit_function}")
+    with pytest.raises(ProgrammingError, match="bonychat_commit_v1"):  # gone: no commit
+        first.events.commit([opened("c1", 1, "k1")], [outcome("e1")], [], None)
+    first.close()
+    again = open_postgres_stores(postgres_url)
+    try:
+        again.events.commit([opened("c1", 1, "k1")], [outcome("e1")], [], None)
+        assert again.events.seen({("ws1", "e1")}) == {("ws1", "e1")}
+        with pytest.raises(ConcurrencyConflict):  # and it refuses a taken version
+            again.events.commit([opened("c1", 1, "k2")], [outcome("e2")], [], None)
+    finally:
+        again.close()
