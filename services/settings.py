@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Literal
 
 from pydantic import Field, SecretStr, field_validator
@@ -98,6 +99,10 @@ class Settings(BaseSettings):
     http_produce_timeout_seconds: float = Field(default=10.0, gt=0)
     #: freeze start-up objects and raise the collector thresholds (False: Python's defaults)
     gc_tuning: bool = True
+    #: ``bonychat serve`` with Kafka: "auto" runs each service in a worker process of
+    #: its own under the serve process when this process may use two or more CPUs;
+    #: "1" keeps every service in the serve process (services/runtime/workers.py)
+    serve_processes: Literal["auto", "1"] = "auto"
     #: processes of a partitioned replay (None: one per CPU, at most 8)
     replay_workers: int | None = Field(default=None, ge=0)
 
@@ -135,3 +140,9 @@ class Settings(BaseSettings):
         if path:
             text = ",".join([text, read_token_file(path)])
         return parse_tokens(text)
+
+
+def child_environment(**overrides: str) -> dict[str, str]:
+    """This process's environment with ``overrides`` (``BONYCHAT_*`` settings of a child
+    process it starts, e.g. a ``serve`` worker)."""
+    return {**os.environ, **overrides}

@@ -147,8 +147,11 @@ def replay(args: argparse.Namespace, settings: Settings) -> int:
 
 def serve(args: argparse.Namespace, settings: Settings) -> int:
     from services.runtime.serve import run_serve
+    from services.runtime.worker_side import WorkerLink
 
-    return run_serve(args.services, settings)
+    worker = (WorkerLink(args.worker_fd, args.worker_of)
+              if args.worker_fd is not None and args.worker_of is not None else None)
+    return run_serve(args.services, settings, worker)
 
 
 def _import_arguments(parser: argparse.ArgumentParser) -> None:
@@ -194,6 +197,13 @@ def _serve_arguments(parser: argparse.ArgumentParser) -> None:
                              "(the outbox relay also runs inside conversation unless "
                              "BONYCHAT_RELAY_WITH_CONVERSATION=0); "
                              "`http` alone serves only the HTTP API")
+    # services/runtime/workers.py: what a serve gives the worker processes it starts
+    parser.add_argument("--worker-fd", type=int, metavar="FD",
+                        help="internal, set by serve for its worker processes: the pipe to "
+                             "report the worker's metrics port on")
+    parser.add_argument("--worker-of", type=int, metavar="PID",
+                        help="internal, set by serve for its worker processes: the parent "
+                             "serve (the worker stops when it dies)")
 
 
 COMMANDS: tuple[Command, ...] = (

@@ -18,6 +18,16 @@ from services.http.errors import json_response
 log = logging.getLogger(__name__)
 
 
+class GatheredRegistry(CollectorRegistry):
+    """A registry whose exposition adds metrics gathered elsewhere (other processes).
+
+    ``GET /metrics`` awaits :meth:`gather` before rendering it.
+    """
+
+    async def gather(self) -> None:
+        """Fetch what ``collect`` adds to this process's own metrics; nothing here."""
+
+
 def request_metrics_middleware(registry: CollectorRegistry) -> Middleware:
     """Count requests and time them, per route template, method and status.
 
@@ -72,7 +82,10 @@ class ReadinessCollector(Collector):
 
 async def prometheus(request: web.Request) -> web.Response:
     """``GET /metrics``: the Prometheus text exposition of the app's registry."""
-    body = generate_latest(request.app[CONTEXT].registry)
+    registry = request.app[CONTEXT].registry
+    if isinstance(registry, GatheredRegistry):
+        await registry.gather()
+    body = generate_latest(registry)
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 

@@ -2,8 +2,10 @@
 
 With ``BONYCHAT_KAFKA_BOOTSTRAP`` set, the services run against Kafka and the
 configured database (PostgreSQL in production); without it, the HTTP surface is
-served on the embedded pipeline (CONTRACT §5). Exit status: 0 after a clean
-stop, 1 when a service or its infrastructure failed, 2 for an unknown service.
+served on the embedded pipeline (CONTRACT §5). With Kafka and two or more CPUs
+the services run as worker processes under this one (:mod:`.workers`). Exit
+status: 0 after a clean stop, 1 when a service or its infrastructure failed (or
+a worker kept failing), 2 for an unknown service.
 """
 
 from __future__ import annotations
@@ -23,11 +25,14 @@ from services.runtime.dependencies import KAFKA, POSTGRES, DependencyWatch
 from services.runtime.gc_tuning import tune_gc
 from services.runtime.kafka import make_producer
 from services.runtime.locks import make_lock
+from services.runtime.merged_metrics import MergedRegistry
 from services.runtime.observability import Health, RuntimeMetrics, setup_logging
 from services.runtime.retry import bounded, retrying
 from services.runtime.starting import Startup, Unavailable
 from services.runtime.topics import KafkaTuning, Topics
 from services.runtime.wakeup import make_wakeup
+from services.runtime.worker_side import WorkerLink, end_with_parent, start_worker_http
+from services.runtime.workers import STOP_SECONDS, Supervisor, available_cpus, plan_workers
 from services.settings import Settings
 
 log = logging.getLogger("bonychat.serve")
@@ -54,15 +59,22 @@ def parse_services(text: str) -> list[str] | str:
     return [n for n in SERVICES if n in names] or [HTTP_ONLY]
 
 
-def run_serve(services_csv: str, settings: Settings) -> int:
-    """Entry point of ``bonychat serve``."""
+def run_serve(services_csv: str, settings: Settings, worker: WorkerLink | None = None) -> int:
+    """Entry point of ``bonychat serve`` (``worker``: started by a parent serve)."""
     names = parse_services(services_csv)
     if isinstance(names, str):
         print(f"bonychat: error: {names}", file=sys.stderr)
         return 2
     setup_logging(settings.log_level)
+    if worker is not None and not end_with_parent(worker.parent):
+        print("bonychat: error: the parent serve is gone", file=sys.stderr)
+        return 1
+    groups = [] if worker is not None else plan_workers(names, settings, available_cpus())
     try:
-        return asyncio.run(_serve(names, settings))
+        if groups:
+            log.info("services in worker processes", extra={"workers": groups})
+            return asyncio.run(_serve([HTTP_ONLY], settings, groups=groups))
+        return asyncio.run(_serve(names, settings, worker=worker))
     except StartupError as exc:
         print(f"bonychat: error: {exc}", file=sys.stderr)
         return 1
@@ -84,8 +96,11 @@ class _Process:
     watch: DependencyWatch | None = None
 
 
-async def _serve(names: list[str], settings: Settings) -> int:
-    proc = _Process(settings)
+async def _serve(names: list[str], settings: Settings, *, groups: list[str] | None = None,
+                 worker: WorkerLink | None = None) -> int:
+    """``groups``: run them as worker processes; ``worker``: this process is one."""
+    registry = MergedRegistry() if groups else None
+    proc = _Process(settings, metrics=RuntimeMetrics(registry))
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, proc.stop.set)
@@ -99,6 +114,11 @@ async def _serve(names: list[str], settings: Settings) -> int:
             if settings.kafka_bootstrap:
                 if not await _start_kafka(proc, names, settings.kafka_bootstrap, startup):
                     return 0
+                if groups and registry is not None:
+                    supervisor = Supervisor(groups, proc.health,
+                                            probe_seconds=settings.health_probe_seconds)
+                    registry.ports = supervisor.ports
+                    proc.runners["workers"] = supervisor.run
             else:
                 await _start_embedded(proc)
         except OSError as exc:  # the waiting app could not take the port
@@ -111,8 +131,10 @@ async def _serve(names: list[str], settings: Settings) -> int:
         from services.runtime.http import start_http
 
         try:
-            proc.http = await start_http(proc.settings, proc.sink, proc.stores, proc.metrics,
-                                         proc.health)
+            proc.http = (await start_worker_http(proc.metrics, proc.health, worker.report_fd)
+                         if worker is not None else
+                         await start_http(proc.settings, proc.sink, proc.stores, proc.metrics,
+                                          proc.health))
         except OSError as exc:
             raise StartupError(f"cannot listen on {settings.http_host}:{settings.http_port}: "
                                f"{exc.strerror or exc}") from None
@@ -267,7 +289,9 @@ async def _supervise(proc: _Process) -> int:
         proc.sink.closed = True
     pending = {t for t in tasks if not t.done()}
     if pending:
-        finished, late = await asyncio.wait(pending, timeout=SHUTDOWN_SECONDS)
+        # worker processes get their own SHUTDOWN_SECONDS and more (workers.STOP_SECONDS)
+        bound = STOP_SECONDS + 5 if "workers" in proc.runners else SHUTDOWN_SECONDS
+        finished, late = await asyncio.wait(pending, timeout=bound)
         for task in late:
             log.warning("service %s did not stop in time; cancelling", task.get_name())
             task.cancel()

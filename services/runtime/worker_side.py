@@ -1,0 +1,88 @@
+"""The worker half of :mod:`.workers`: a ``serve --services X`` started by a parent ``serve``.
+
+A worker differs from the same command run by hand in three ways only: it ends
+when its parent dies, it serves no API (the parent does), and it tells the
+parent the port of a small listener on 127.0.0.1 with its ``/metrics`` and
+``/healthz`` (written on an inherited pipe, then closed).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import logging
+import os
+import signal
+import threading
+import time
+from dataclasses import dataclass
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST
+from prometheus_client.exposition import generate_latest
+
+from services.http.errors import json_response
+from services.runtime.observability import Health, RuntimeMetrics
+
+log = logging.getLogger("bonychat.serve")
+PR_SET_PDEATHSIG = 1
+
+
+@dataclass(frozen=True)
+class WorkerLink:
+    """Given by the parent on the command line (``--worker-fd``, ``--worker-of``)."""
+
+    report_fd: int
+    parent: int
+
+
+def end_with_parent(parent: int) -> bool:
+    """SIGTERM this process (a clean stop) when ``parent`` dies; False if it already has.
+
+    Linux: the kernel sends it (``prctl(PR_SET_PDEATHSIG)``). Elsewhere a thread
+    notices that the parent changed, once a second.
+    """
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+        armed = libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0) == 0
+    except (OSError, AttributeError):
+        armed = False
+    if not armed:
+        threading.Thread(target=_watch_parent, args=(parent,), daemon=True,
+                         name="bonychat-parent-watch").start()
+    return os.getppid() == parent  # it may have died before the signal was armed
+
+
+def _watch_parent(parent: int) -> None:
+    while os.getppid() == parent:
+        time.sleep(1.0)
+    os.kill(os.getpid(), signal.SIGTERM)
+
+
+async def start_worker_http(metrics: RuntimeMetrics, health: Health,
+                            report_fd: int) -> web.AppRunner:
+    """``/metrics`` and ``/healthz`` on 127.0.0.1 (any port); the port goes to the parent."""
+    async def prometheus(_: web.Request) -> web.Response:
+        return web.Response(body=generate_latest(metrics.registry),
+                            headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    async def healthz(_: web.Request) -> web.Response:
+        info = health()
+        return json_response(info, status=200 if info["ready"] else 503)
+
+    health.expect("http")
+    app = web.Application()
+    app.router.add_get("/metrics", prometheus)
+    app.router.add_get("/healthz", healthz)
+    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    port = int(runner.addresses[0][1])
+    health.set_ready("http")
+    try:
+        os.write(report_fd, f"{port}\n".encode())
+        os.close(report_fd)
+    except OSError as exc:  # the parent is gone: its death signal stops this process
+        log.warning("cannot report the worker port to the parent: %s", exc)
+    log.info("worker listener on 127.0.0.1:%s", port, extra={"port": port})
+    return runner

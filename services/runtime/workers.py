@@ -1,0 +1,299 @@
+"""``bonychat serve`` with worker processes: one child process per service, supervised.
+
+With every service in one process they share one interpreter lock, so a
+``serve`` of ingest, conversation and projections uses one core however many
+the machine has. When the machine lends this process two or more CPUs
+(``os.sched_getaffinity``), ``BONYCHAT_SERVE_PROCESSES=auto`` (the default)
+and the Kafka runtime is on, the parent starts each service as a child
+``bonychat serve --services X`` (the layout every service is also run in alone)
+and serves the one HTTP API itself:
+
+- ``/metrics`` adds every child's metrics (:mod:`.merged_metrics`);
+- ``/healthz`` is ready only while every child answers ready (component
+  ``worker:X``; a child that is restarting or not ready says why);
+- a child that exits while the parent runs is started again after a backoff
+  (1 s, 2 s, 4 s ... 30 s); after :data:`QUICK_FAILURES` exits in a row, each
+  within :data:`HEALTHY_SECONDS` of its start, the parent logs ``worker X keeps
+  failing`` and ``serve`` stops with status 1 (a bad setting or a bug is not
+  retried forever unnoticed);
+- SIGTERM/SIGINT are passed on as SIGTERM to every child (each stops its
+  consumers and commits its positions), then the parent stops; a child still
+  running after :data:`STOP_SECONDS` is killed;
+- a child ends with its parent: it asks the kernel for SIGTERM when the parent
+  dies (``PR_SET_PDEATHSIG``, :mod:`.worker_side`), so a ``kill -9`` of the
+  parent leaves no orphans.
+
+``BONYCHAT_SERVE_PROCESSES=1`` keeps everything in one process, as on one CPU.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import aiohttp
+
+from services.runtime.observability import Health
+from services.settings import Settings, child_environment
+
+log = logging.getLogger("bonychat.serve")
+
+#: a child that ran this long before exiting starts the backoff from the beginning
+HEALTHY_SECONDS = 60.0
+#: exits in a row, each sooner than HEALTHY_SECONDS after its start, before serve gives up
+QUICK_FAILURES = 5
+FIRST_DELAY, MAX_DELAY = 1.0, 30.0
+#: how long children get to stop after SIGTERM before they are killed (a serve gives
+#: its own services 15 s, then cancels them and closes its clients)
+STOP_SECONDS = 20.0
+PROBE_TIMEOUT = 2.0
+
+
+class WorkerFailed(Exception):
+    """A worker process kept exiting: ``serve`` stops (status 1) instead of looping."""
+
+
+def available_cpus() -> int:
+    """CPUs this process may run on (its affinity mask; cpu_count where there is none)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def plan_workers(names: Sequence[str], settings: Settings, cpus: int) -> list[str]:
+    """The ``--services`` value of each worker process; [] to run everything in this one.
+
+    One worker per service; the relay stays inside the conversation worker when
+    it runs there anyway (``BONYCHAT_RELAY_WITH_CONVERSATION``, the default).
+    """
+    if settings.serve_processes != "auto" or cpus < 2 or not settings.kafka_bootstrap:
+        return []
+    groups = [[name] for name in names if name != "http"]
+    if "relay" in names and "conversation" in names and settings.relay_with_conversation:
+        groups = [g for g in groups if g != ["relay"]]
+        groups = [["conversation", "relay"] if g == ["conversation"] else g for g in groups]
+    return [",".join(g) for g in groups] if len(groups) >= 2 else []
+
+
+@dataclass
+class RestartPolicy:
+    """When to start an exited worker again: exponential backoff, then give up."""
+
+    first_delay: float = FIRST_DELAY
+    max_delay: float = MAX_DELAY
+    healthy_seconds: float = HEALTHY_SECONDS
+    quick_failures: int = QUICK_FAILURES
+    failures: int = 0  # exits in a row, each soon after its start
+
+    def after_exit(self, ran_seconds: float) -> float | None:
+        """Seconds to wait before the next start, or None: stop trying."""
+        if ran_seconds >= self.healthy_seconds:
+            self.failures = 0
+        self.failures += 1
+        if self.failures > self.quick_failures:
+            return None
+        return float(min(self.max_delay, self.first_delay * 2.0 ** (self.failures - 1)))
+
+
+@dataclass
+class Worker:
+    """One child ``bonychat serve --services X`` and what the parent knows of it."""
+
+    services: str
+    policy: RestartPolicy = field(default_factory=RestartPolicy)
+    process: asyncio.subprocess.Process | None = None
+    port: int | None = None  # of its metrics/health listener on 127.0.0.1
+    started: float = 0.0
+    starts: int = 0
+    reader: asyncio.Task[None] | None = None  # waits for the port on the pipe
+
+    @property
+    def component(self) -> str:
+        return f"worker:{self.services}"
+
+    @property
+    def running(self) -> bool:
+        return self.process is not None and self.process.returncode is None
+
+
+def worker_command(services: str, report_fd: int, parent: int) -> list[str]:
+    """The child's command line: this interpreter, the same CLI, ``serve --services``."""
+    return [sys.executable, "-m", "services.cli.main", "serve", "--services", services,
+            "--worker-fd", str(report_fd), "--worker-of", str(parent)]
+
+
+def worker_env() -> dict[str, str]:
+    """The parent's environment; the child never supervises and never takes the API port."""
+    return child_environment(BONYCHAT_SERVE_PROCESSES="1", BONYCHAT_HTTP_HOST="127.0.0.1",
+                             BONYCHAT_HTTP_PORT="0")
+
+
+async def spawn(worker: Worker) -> None:
+    """Start ``worker``'s process; its port arrives later on a pipe (:func:`read_port`)."""
+    read, write = os.pipe()
+    try:
+        worker.process = await asyncio.create_subprocess_exec(
+            *worker_command(worker.services, write, os.getpid()), env=worker_env(),
+            pass_fds=(write,), stdin=asyncio.subprocess.DEVNULL)
+    except BaseException:
+        os.close(read)
+        raise
+    finally:
+        os.close(write)
+    worker.port = None
+    worker.started = time.monotonic()
+    worker.starts += 1
+    worker.reader = asyncio.get_running_loop().create_task(read_port(worker, read))
+
+
+async def read_port(worker: Worker, fd: int) -> None:
+    """The child writes its listener's port once it is up (EOF if it exits first)."""
+    try:
+        data = await asyncio.to_thread(os.read, fd, 64)
+    finally:
+        os.close(fd)
+    if data.strip().isdigit():
+        worker.port = int(data.strip())
+
+
+class Supervisor:
+    """Runs the workers until ``stop``; the runner ``serve`` supervises like a service."""
+
+    def __init__(self, groups: Sequence[str], health: Health, *, probe_seconds: float,
+                 starter: Callable[[Worker], object] = spawn,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.workers = [Worker(services) for services in groups]
+        self.health = health
+        self.probe_seconds = probe_seconds
+        self.starter = starter
+        self.clock = clock
+        for worker in self.workers:
+            health.expect(worker.component)
+
+    def ports(self) -> list[int]:
+        """Listeners of the running workers (for ``/metrics``)."""
+        return [w.port for w in self.workers if w.running and w.port is not None]
+
+    async def run(self, stop: asyncio.Event) -> None:
+        try:
+            async with asyncio.TaskGroup() as group:
+                for worker in self.workers:
+                    group.create_task(self.keep(worker, stop), name=worker.component)
+                group.create_task(self.probe(stop), name="worker probe")
+        except* WorkerFailed as failed:
+            raise failed.exceptions[0] from None
+        finally:
+            await self.stop_all()
+
+    async def keep(self, worker: Worker, stop: asyncio.Event) -> None:
+        """Start ``worker``, and again after each exit, until ``stop`` or it keeps failing."""
+        while not stop.is_set():
+            started = self.starter(worker)
+            if asyncio.iscoroutine(started):
+                await started
+            log.info("worker %s started", worker.services,
+                     extra={"worker": worker.services, "pid": self.pid(worker)})
+            code = await self.exit_or_stop(worker, stop)
+            if code is None:
+                return
+            delay = worker.policy.after_exit(self.clock() - worker.started)
+            if delay is None:
+                detail = (f"worker {worker.services} keeps failing: exited {worker.policy.failures}"
+                          f" times within {worker.policy.healthy_seconds:.0f} s of its start "
+                          f"(last exit status {code}); stopping serve")
+                log.error(detail, extra={"worker": worker.services, "status": code})
+                raise WorkerFailed(detail)
+            reason = f"exited with status {code}; restarting in {delay:.0f} s"
+            self.health.set_degraded(worker.component, reason)
+            log.error("worker %s %s", worker.services, reason,
+                      extra={"worker": worker.services, "status": code})
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), delay)
+
+    async def exit_or_stop(self, worker: Worker, stop: asyncio.Event) -> int | None:
+        """The worker's exit status, or None once ``stop`` is set (the worker is stopped)."""
+        assert worker.process is not None
+        exited = asyncio.ensure_future(worker.process.wait())
+        stopping = asyncio.ensure_future(stop.wait())
+        try:
+            await asyncio.wait({exited, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopping.cancel()
+        if stop.is_set():
+            exited.cancel()
+            return None
+        return exited.result()
+
+    @staticmethod
+    def pid(worker: Worker) -> int | None:
+        return worker.process.pid if worker.process is not None else None
+
+    async def stop_all(self) -> None:
+        """SIGTERM every running worker, wait :data:`STOP_SECONDS`, kill the rest."""
+        running = [w for w in self.workers if w.running]
+        for worker in running:
+            assert worker.process is not None
+            with contextlib.suppress(ProcessLookupError):
+                worker.process.send_signal(signal.SIGTERM)
+        await asyncio.gather(*(self.reap(worker) for worker in running))
+
+    async def reap(self, worker: Worker) -> None:
+        assert worker.process is not None
+        try:
+            code = await asyncio.wait_for(worker.process.wait(), STOP_SECONDS)
+        except TimeoutError:
+            log.warning("worker %s did not stop in time; killing it", worker.services)
+            with contextlib.suppress(ProcessLookupError):
+                worker.process.kill()
+            code = await worker.process.wait()
+        if code != 0:
+            log.warning("worker %s stopped with status %s", worker.services, code,
+                        extra={"worker": worker.services, "status": code})
+
+    async def probe(self, stop: asyncio.Event) -> None:
+        """Every ``probe_seconds``: each worker's ``/healthz`` into this process's health."""
+        timeout = aiohttp.ClientTimeout(total=PROBE_TIMEOUT)
+        async with aiohttp.ClientSession(timeout=timeout) as session:
+            while not stop.is_set():
+                for worker in self.workers:
+                    await self.probe_one(session, worker)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), self.probe_seconds)
+
+    async def probe_one(self, session: aiohttp.ClientSession, worker: Worker) -> None:
+        if not worker.running:
+            return  # keep() says why
+        if worker.port is None:
+            self.health.set_degraded(worker.component, "starting")
+            return
+        try:
+            async with session.get(f"http://127.0.0.1:{worker.port}/healthz") as reply:
+                info = await reply.json()
+        except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
+            self.health.set_degraded(worker.component, f"not answering: {exc or type(exc)}")
+            return
+        if info.get("ready"):
+            self.health.set_ready(worker.component)
+        else:
+            self.health.set_degraded(worker.component, not_ready_reason(info))
+
+
+def not_ready_reason(info: dict[str, object]) -> str:
+    """One line from a worker's ``/healthz`` body: what it waits for."""
+    parts = []
+    for key in ("failed", "retrying", "down"):
+        value = info.get(key)
+        if isinstance(value, dict) and value:
+            parts += [f"{name}: {why}" for name, why in value.items()]
+    components = info.get("components")
+    if not parts and isinstance(components, dict):
+        parts = [f"{name} not ready" for name, ok in components.items() if not ok]
+    return "; ".join(parts) or "not ready"
