@@ -1,0 +1,184 @@
+"""``bonychat serve`` with worker processes on real Kafka + PostgreSQL.
+
+The default ``serve`` (ingest, conversation, projections) on a machine with two
+or more CPUs runs one worker process per service under the serve process. These
+tests drive it as a user would: a backlog, ``/metrics`` and ``/healthz`` of the
+one API port, SIGTERM, ``kill -9`` of a worker and of the parent.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from kafka_fixtures import (
+    WORKSPACES,
+    ServeProcess,
+    World,
+    embedded_snapshot,
+    generate_stream,
+    new_world,
+    read_topic,
+    snapshot,
+    wait_until,
+)
+
+from services.runtime.workers import available_cpus
+
+pytestmark = [pytest.mark.integration,
+              pytest.mark.skipif(available_cpus() < 2, reason="workers need two CPUs")]
+SETTLE = 90
+DEFAULT = ("conversation", "ingest", "projections")
+
+
+@pytest.fixture
+def world(infra: dict[str, str]) -> Iterator[World]:
+    w = new_world(infra)
+    yield w
+    w.destroy()
+
+
+def workers(parent: int) -> dict[str, int]:
+    """``--services`` value -> pid of each live child process of ``parent``."""
+    found: dict[str, int] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            args = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        fields = stat.rsplit(")", 1)[1].split()
+        if int(fields[1]) == parent and fields[0] != "Z" and b"--services" in args:
+            found[args[args.index(b"--services") + 1].decode()] = int(entry.name)
+    return found
+
+
+def alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def get(port: int, path: str) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=10) as reply:
+            return reply.status, reply.read().decode()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read().decode()
+
+
+def healthz(port: int) -> dict[str, Any]:
+    status, body = get(port, "/healthz")
+    info: dict[str, Any] = json.loads(body)
+    assert (status == 200) == info["ready"]
+    return info
+
+
+def batches(port: int) -> dict[str, float]:
+    """``bonychat_batch_size_count`` per service label of ``/metrics``."""
+    _, text = get(port, "/metrics")
+    return {m[1]: float(m[2]) for m in re.finditer(
+        r'^bonychat_batch_size_count\{service="([^"]*)"\} (\S+)$', text, re.M)}
+
+
+def converge(world: World, expected: dict[str, Any]) -> None:
+    with world.opened() as stores:
+        wait_until(lambda: snapshot(stores.read_models, WORKSPACES) == expected, SETTLE,
+                   "the read model to equal the embedded import", 0.25)
+
+
+def started(world: World) -> tuple[ServeProcess, int, dict[str, int]]:
+    process = world.serve(name="serve")
+    port = process.port()
+    found = wait_until(lambda: (w := workers(process.popen.pid)) and len(w) == 3 and w,
+                       SETTLE, "three worker processes")
+    wait_until(lambda: healthz(port)["ready"], SETTLE, "/healthz ready")
+    return process, port, found
+
+
+def test_backlog_metrics_sigterm_and_restart_without_duplicates(world: World) -> None:
+    stream = generate_stream(1_500, seed=31)
+    first, second = stream.records[:900], stream.records[900:]
+    world.publish(first)
+    process, port, pids = started(world)
+    assert sorted(pids) == list(DEFAULT)
+    info = healthz(port)
+    assert {k: v for k, v in info["components"].items() if k.startswith("worker:")} == {
+        f"worker:{name}": True for name in DEFAULT}
+    converge(world, embedded_snapshot([v for _, v in first], WORKSPACES))
+    # one API port: every worker's counters, as if one process ran every service
+    counts = wait_until(lambda: (b := batches(port)) and {"ingest", "conversation",
+                                                          "projections"} <= set(b) and b,
+                        SETTLE, "batches of every service in /metrics")
+    assert all(counts[s] >= 1 for s in ("ingest", "conversation", "projections"))
+    _, text = get(port, "/metrics")
+    assert text.count("# TYPE bonychat_events_total counter") == 1
+    invalid = re.search(r'^bonychat_events_total\{outcome="invalid",service="ingest",'
+                        r'type="unknown"\} (\S+)$', text, re.M)
+    assert invalid is not None
+    assert float(invalid[1]) == sum(1 for _, v in first if _is_invalid(v))
+
+    assert process.stop() == 0, process.log()[-3000:]
+    assert not any(alive(pid) for pid in pids.values())  # no orphans
+    log = process.log()
+    assert "worker ingest stopped with status" not in log  # each stopped cleanly (0)
+
+    again = world.serve(name="serve-2")
+    again.port()
+    world.publish(second)
+    converge(world, embedded_snapshot(stream.lines, WORKSPACES))
+    # ingest committed its offsets when it stopped: nothing was forwarded twice
+    commands = read_topic(world.bootstrap, world.topics.commands)
+    assert len(commands) == len(stream.records) - stream.invalid
+    assert again.stop() == 0
+
+
+def _is_invalid(value: bytes) -> bool:
+    from services.ingest.domain.normalise import Invalid, parse
+
+    return isinstance(parse(value), Invalid)
+
+
+def test_a_killed_worker_is_started_again(world: World) -> None:
+    stream = generate_stream(1_200, seed=32)
+    process, port, pids = started(world)
+    os.kill(pids["conversation"], signal.SIGKILL)
+    process.wait_log(r"worker conversation exited with status -9; restarting", SETTLE)
+    restarted = wait_until(lambda: (w := workers(process.popen.pid)).get("conversation")
+                           not in (None, pids["conversation"]) and w, SETTLE,
+                           "a new conversation worker")
+    assert restarted["ingest"] == pids["ingest"]  # the others were not touched
+    wait_until(lambda: healthz(port)["ready"], SETTLE, "/healthz ready again")
+    world.publish(stream.records)
+    converge(world, embedded_snapshot(stream.lines, WORKSPACES))
+    assert process.stop() == 0
+
+
+def test_workers_end_with_a_killed_parent(world: World) -> None:
+    process, _, pids = started(world)
+    process.kill9()
+    deadline = time.monotonic() + SETTLE
+    while any(alive(pid) for pid in pids.values()) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert [name for name, pid in pids.items() if alive(pid)] == []
+
+
+def test_one_process_when_asked(world: World) -> None:
+    process = world.serve(name="single", BONYCHAT_SERVE_PROCESSES="1")
+    process.port()
+    time.sleep(1)
+    assert workers(process.popen.pid) == {}
+    assert process.stop() == 0
