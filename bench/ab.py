@@ -4,6 +4,7 @@
         --variant before:BONYCHAT_GC_TUNING=0 --variant after
     python -m bench.ab ... --profile    # py-spy --gil --native on every service
     python -m bench.ab --variant before@/path/to/old-checkout --variant after   # two versions
+    python -m bench.ab --layout serve ...   # one `bonychat serve` (default services) each
 
 Each round runs every variant once (the order alternates: A B, B A, ...) on the
 same generated backlog, published to fresh topics before the services start
@@ -104,7 +105,7 @@ async def profile_services(world: e2e.World, into: Path, tag: str,
 
 async def one(bootstrap: str, database_url: str, records: list[limits.Record],
               expected: e2e.Expected, *, env: dict[str, str], profile: Path | None,
-              tag: str) -> dict[str, Any]:
+              tag: str, layout: str = "services") -> dict[str, Any]:
     world = e2e.World(bootstrap, database_url, 4, extra_env=env)
     spies: list[subprocess.Popen[bytes]] = []
     try:
@@ -113,7 +114,7 @@ async def one(bootstrap: str, database_url: str, records: list[limits.Record],
         load = [round(x, 2) for x in os.getloadavg()]
         watcher = (asyncio.create_task(profile_services(world, profile, tag, spies))
                    if profile else None)
-        run = await e2e.run_e2e(world, records, expected, interval=0.2)
+        run = await e2e.run_e2e(world, records, expected, interval=0.2, layout=layout)
         if watcher is not None:
             watcher.cancel()
         run["service_peak_rss_mb"] = world.stop()
@@ -171,10 +172,11 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
             print(f"ab [{time.strftime('%H:%M:%S')}]: round {round_ + 1} {name} {env}",
                   flush=True)
             run = await one(bootstrap, database_url, records, expected, env=env, profile=profile,
-                            tag=f"{stamp}-{name}-{round_ + 1}")
+                            tag=f"{stamp}-{name}-{round_ + 1}", layout=args.layout)
             print(f"  {run['events_per_s']}/s, µs/event {run['cpu_us_per_event']}", flush=True)
             runs[name].append(run)
-    return {"events": args.events, "variants": dict(variants), "profiled": bool(profile),
+    return {"events": args.events, "layout": args.layout, "variants": dict(variants),
+            "profiled": bool(profile),
             "cpus": os.cpu_count(), "runs": runs}
 
 
@@ -186,6 +188,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--variant", action="append", required=True,
                         help="NAME[@CHECKOUT][:VAR=VALUE,...], at least two")
     parser.add_argument("--profile", action="store_true", help="py-spy every service")
+    parser.add_argument("--layout", choices=e2e.LAYOUTS, default="services",
+                        help="services: each its own serve --services X process (default); "
+                             "serve: one `bonychat serve` with its default services")
     args = parser.parse_args(argv)
     result = asyncio.run(main_async(args))
     print(table(result["runs"]))

@@ -107,8 +107,13 @@ class World:
         env.update(self.extra_env)
         return env
 
-    def serve(self, services: str, name: str) -> ServeProcess:
-        process = ServeProcess(services, self.env(), name)
+    def serve(self, services: str | None, name: str) -> ServeProcess:
+        """``services=None``: ``bonychat serve`` as a user first runs it (default services,
+        default settings: the relay inside conversation, worker processes if the CPUs allow)."""
+        env = self.env()
+        if services is None and "BONYCHAT_RELAY_WITH_CONVERSATION" not in self.extra_env:
+            env.pop("BONYCHAT_RELAY_WITH_CONVERSATION")
+        process = ServeProcess(services, env, name)
         self.processes.append(process)
         return process
 
@@ -126,6 +131,7 @@ class World:
         for process in self.processes:
             code = process.stop()
             result[process.name] = process.peak_rss_mb
+            result.update(process.worker_peak_rss_mb)
             if code != 0:
                 failures.append(f"{process.name} exited {code}; stderr tail:\n{process.tail()}")
         if failures:
@@ -231,8 +237,17 @@ async def wait_for(world: World, probe: Any, timeout: float, interval: float, wh
         await asyncio.sleep(interval)
 
 
-def start_services(world: World, conversation_copies: int = 1) -> dict[str, int]:
-    """Ingest, conversation (x copies), relay and projections, each its own process."""
+#: ``run_e2e`` layouts: every service its own ``serve --services X`` process, or one
+#: ``bonychat serve`` (default services) as a user's first run
+LAYOUTS = ("services", "serve")
+
+
+def start_services(world: World, conversation_copies: int = 1,
+                   layout: str = "services") -> dict[str, int]:
+    """Ingest, conversation (x copies), relay and projections, each its own process;
+    or one ``bonychat serve`` (``layout="serve"``)."""
+    if layout == "serve":
+        return {"serve": world.serve(None, "serve").pid}
     pids = {"ingest": world.serve("ingest", "ingest").pid}
     for n in range(conversation_copies):
         name = "conversation" if conversation_copies == 1 else f"conversation-{n + 1}"
@@ -244,7 +259,7 @@ def start_services(world: World, conversation_copies: int = 1) -> dict[str, int]
 
 async def run_e2e(world: World, records: Sequence[limits.Record], expected: Expected, *,
                   copies: int = 1, concurrent: bool = False, interval: float = 0.25,
-                  timeout: float = 1800) -> dict[str, Any]:
+                  timeout: float = 1800, layout: str = "services") -> dict[str, Any]:
     """Start the services (and, if ``concurrent``, the publisher) and time until done.
 
     Without ``concurrent`` the records must already be on the gateway topic.
@@ -252,7 +267,7 @@ async def run_e2e(world: World, records: Sequence[limits.Record], expected: Expe
     """
     async with Progress(world) as progress:
         started = time.perf_counter()
-        pids = start_services(world, copies)
+        pids = start_services(world, copies, layout)
         publisher = (asyncio.create_task(limits.publish(world.bootstrap, world.topics.gateway,
                                                         records)) if concurrent else None)
         first: float | None = None
@@ -265,8 +280,9 @@ async def run_e2e(world: World, records: Sequence[limits.Record], expected: Expe
                 first = time.perf_counter()
             return (publisher is None or publisher.done()) and await progress.all_done()
 
-        ready = {p.name: p.ready for p in world.processes}
-        with CpuSampler(pids, ready=ready) as cpu:
+        # one serve: up once /healthz is ready (with workers: every worker started)
+        ready = {p.name: p.healthy if layout == "serve" else p.ready for p in world.processes}
+        with CpuSampler(pids, ready=ready, workers=layout == "serve") as cpu:
             done = await wait_for(world, probe, timeout, interval, "the projections")
             relay = await wait_for(world, progress.relay_done, 300, interval, "the relay")
         batches = {p.name: p.batches() for p in world.processes}
@@ -283,6 +299,7 @@ async def run_e2e(world: World, records: Sequence[limits.Record], expected: Expe
     seconds = done - started
     return {
         "events": expected.lines, "partitions": world.partitions, "conversation_copies": copies,
+        "layout": layout,
         "publish_concurrent": concurrent, "seconds": round(seconds, 2),
         "events_per_s": round(expected.lines / seconds),
         "first_stored_s": round(first - started, 2) if first else None,
@@ -292,6 +309,7 @@ async def run_e2e(world: World, records: Sequence[limits.Record], expected: Expe
         "outcomes": outcomes, "dlq_records": dlq, "stored_events": stored,
         "avg_state_bytes": round(float(state_bytes or 0)), "cpu_cores": cpu.summary(),
         "service_batches": batches, "cpu_us_per_event": cpu.us_per_event(expected.lines),
-        "cpu_window": "each service from its HTTP listener up (start-up excluded) until the "
-                      "relay caught up; kafka and postgres are shared with other users",
+        "cpu_window": ("the serve and its workers from /healthz ready" if layout == "serve"
+                       else "each service from its HTTP listener up") + " (start-up excluded) "
+                      "until the relay caught up; kafka and postgres are shared with other users",
     }

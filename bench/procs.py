@@ -24,9 +24,10 @@ class ServiceDied(RuntimeError):
 
 
 class ServeProcess:
-    """One ``bonychat serve --services X`` with its stderr (JSON log lines) in a file."""
+    """One ``bonychat serve --services X`` with its stderr (JSON log lines) in a file;
+    ``services=None``: ``bonychat serve`` with its default services, as a user runs it."""
 
-    def __init__(self, services: str, env: Mapping[str, str], name: str) -> None:
+    def __init__(self, services: str | None, env: Mapping[str, str], name: str) -> None:
         logs = DATA / "logs"
         logs.mkdir(parents=True, exist_ok=True)
         self.name = name
@@ -38,9 +39,10 @@ class ServeProcess:
                         if checkout else (bonychat(), ROOT))
         with self.log_path.open("wb") as handle:
             self.popen = subprocess.Popen(
-                [program, "serve", "--services", services], env=env,
+                [program, "serve", *(["--services", services] if services else [])], env=env,
                 stdout=subprocess.DEVNULL, stderr=handle, cwd=cwd)
         self.peak_rss_mb: float | None = None
+        self.worker_peak_rss_mb: dict[str, float | None] = {}  # its worker processes
 
     @property
     def pid(self) -> int:
@@ -67,6 +69,17 @@ class ServeProcess:
         """Started up: the HTTP listener is up, the services start consuming now."""
         return self.port() is not None
 
+    def healthy(self) -> bool:
+        """``/healthz`` answers ready (a serve with workers: every worker is up)."""
+        port = self.port()
+        if port is None:
+            return False
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as reply:
+                return bool(reply.status == 200)
+        except OSError:
+            return False
+
     def batches(self) -> dict[str, dict[str, float]]:
         """Per ``service`` label of its ``/metrics``: batches, mean size, seconds in them."""
         port = self.port()
@@ -88,6 +101,8 @@ class ServeProcess:
         """Record VmHWM, SIGTERM, wait; returns the exit status (kills after ``timeout``)."""
         if self.popen.poll() is None:
             self.peak_rss_mb = vm_hwm_mb(self.pid)
+            self.worker_peak_rss_mb = {name: vm_hwm_mb(pids[0]) for name, pids
+                                       in _children({self.name: self.pid}).items()}
             self.popen.send_signal(signal.SIGTERM)
             try:
                 self.popen.wait(timeout)
@@ -165,8 +180,30 @@ SERVICES = ("ingest", "conversation", "relay", "projections")
 
 
 def is_service(name: str) -> bool:
-    """A ``bonychat serve`` process of the measurement (``conversation-2`` included)."""
-    return name.split("-", maxsplit=1)[0] in SERVICES
+    """A ``bonychat serve`` process of the measurement (``conversation-2``, a whole
+    ``serve`` and its workers ``serve:ingest``... included)."""
+    return name.split("-", maxsplit=1)[0] in SERVICES or name.split(":", maxsplit=1)[0] == "serve"
+
+
+def _children(parents: Mapping[str, int]) -> dict[str, list[int]]:
+    """``NAME:SERVICES`` -> pid of each child process of the named pids (a serve's
+    workers, named by their ``--services``)."""
+    wanted = {pid: name for name, pid in parents.items()}
+    found: dict[str, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            if parent not in wanted:
+                continue
+            args = (entry / "cmdline").read_bytes().split(b"\0")
+        except (OSError, ValueError, IndexError):
+            continue
+        label = (args[args.index(b"--services") + 1].decode() if b"--services" in args
+                 else entry.name)
+        found.setdefault(f"{wanted[parent]}:{label}", []).append(int(entry.name))
+    return found
 
 
 class CpuSampler:
@@ -175,11 +212,15 @@ class CpuSampler:
 
     ``ready`` (service name -> probe) excludes each service's start-up (imports,
     connecting) from its CPU: a watcher checks the probes every 20 ms and takes that
-    process's CPU at the first true answer as its zero (and off the machine's)."""
+    process's CPU at the first true answer as its zero (and off the machine's).
+    ``workers``: each service's child processes are sampled too, as ``NAME:SERVICES``
+    (a ``serve`` that runs its services as worker processes)."""
 
     def __init__(self, services: Mapping[str, int], interval: float = 1.0,
-                 ready: Mapping[str, Callable[[], bool]] | None = None) -> None:
+                 ready: Mapping[str, Callable[[], bool]] | None = None,
+                 workers: bool = False) -> None:
         self.services = dict(services)
+        self.workers = workers
         self.interval = interval
         self.samples: list[dict[str, float]] = []
         self.ready = dict(ready or {})
@@ -198,10 +239,16 @@ class CpuSampler:
                 if probe():
                     pid = self.services[name]
                     self.startup_ticks[name] = _cpu_ticks(pid) - self._first[0][name][pid]
+                    for group, pids in (_children({name: pid}) if self.workers else {}).items():
+                        first = self._first[0].get(group, {})
+                        self.startup_ticks[group] = sum(_cpu_ticks(p) - first.get(p, 0)
+                                                        for p in pids)
                     del self.ready[name]
 
     def _read(self) -> tuple[dict[str, dict[int, int]], int, int]:
         groups: dict[str, list[int]] = {k: [v] for k, v in self.services.items()}
+        if self.workers:
+            groups.update(_children(self.services))
         groups.update(_infra_pids())
         groups["bench harness"] = [os.getpid()]
         ticks = {name: {p: _cpu_ticks(p) for p in pids} for name, pids in groups.items()}

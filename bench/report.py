@@ -70,6 +70,10 @@ def table(results: dict[str, Any]) -> str:
         ("publish to gateway topic", g("publish_events_per_s"), "events/s", ""),
         ("e2e, published before start", g("e2e_events_per_s"), "events/s",
          f"ratio to raw consume {_num(g('ratio_e2e_to_raw_consume'))}"),
+        ("one `bonychat serve`, backlog", g("serve_events_per_s"), "events/s",
+         f"ratio to raw consume {_num(g('ratio_serve_to_raw_consume'))} "
+         f"({_num((g('serve') or {}).get('events'))} events, raw consume "
+         f"{_num((g('serve') or {}).get('raw_consume_events_per_s'))}/s in the same run)"),
         ("e2e, publishing concurrently", g("e2e_concurrent_publish_events_per_s"),
          "events/s", ""),
         ("e2e CPU per event, pipeline", (g("cpu_us_per_event") or {}).get("pipeline"), "µs",
@@ -100,11 +104,12 @@ def table(results: dict[str, Any]) -> str:
              f"{_num(g('duration_s'))} s, load avg at start {g('machine', {}).get('loadavg')})"]
     lines += [f"  {name:<{width}}  {_num(value):>12} {unit:<9} {note}".rstrip()
               for name, value, unit, note in rows]
-    for phase in ("e2e", "latency"):
+    for phase in ("e2e", "serve", "latency"):
         cpu = (g(phase) or {}).get("cpu_cores")
         if cpu:
             lines.append(f"  CPU during {phase}: {_cpu_line(cpu)}")
-    for label, key in (("e2e", "cpu_us_per_event"), ("low rate", "cpu_us_per_event_low_rate"),
+    for label, key in (("e2e", "cpu_us_per_event"), ("one serve", "cpu_us_per_event_serve"),
+                       ("low rate", "cpu_us_per_event_low_rate"),
                        ("latency rate", "cpu_us_per_event_at_latency_rate")):
         per_event = g(key)
         if per_event:

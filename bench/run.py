@@ -43,6 +43,7 @@ class Params:
     latency_rate: int = 5_000
     low_rate: int = 1_000  # a second latency run well below capacity: the pipeline's floor
     low_rate_seconds: float = 3
+    serve_events: int = 10_000  # one `bonychat serve` (default services) on a backlog
 
 
 MODES = {
@@ -51,7 +52,7 @@ MODES = {
                     poll_interval_s=0.2, concurrent_events=10_000),
     "full": Params(events=1_000_000, contacts=100_000, latency_seconds=30, copy_rows=300_000,
                    poll_interval_s=0.5, concurrent_events=200_000, scaling_events=200_000,
-                   low_rate_seconds=10),
+                   low_rate_seconds=10, serve_events=200_000),
 }
 SCALING = (("partitions_1_conversation_1", 1, 1), ("partitions_4_conversation_1", 4, 1),
            ("partitions_4_conversation_2", 4, 2))
@@ -196,6 +197,28 @@ class Bench:
         finally:
             await world.destroy()
 
+    async def one_serve(self) -> None:
+        """A user's first run: one ``bonychat serve`` (default services and settings)
+        draining a backlog published before it starts, next to raw consume of that topic."""
+        events = self.p.serve_events
+        records, expected = self.data(events, max(events // 10, 1))
+        world = self.world()
+        try:
+            await world.create()
+            limit = await self.published(world, records)
+            self.step(f"one bonychat serve (default services) on a backlog of {events:,}")
+            run = await e2e.run_e2e(world, records, expected, layout="serve",
+                                    interval=self.p.poll_interval_s)
+            run["service_peak_rss_mb"] = world.stop()
+        finally:
+            await world.destroy()
+        r = self.results
+        r["serve"] = {**limit, **run}
+        r["serve_events_per_s"] = run["events_per_s"]
+        r["ratio_serve_to_raw_consume"] = round(run["events_per_s"]
+                                                / limit["raw_consume_events_per_s"], 3)
+        r["cpu_us_per_event_serve"] = run["cpu_us_per_event"]
+
     async def concurrent(self) -> None:
         run = await self.e2e_world("concurrent publish", self.p.concurrent_events, 4, 1, True)
         self.results["e2e_concurrent"] = run
@@ -224,6 +247,7 @@ class Bench:
     async def run(self) -> int:
         started = time.perf_counter()
         await self.guarded("e2e/latency/replay", self.main_world)
+        await self.guarded("one bonychat serve", self.one_serve)
         await self.guarded("e2e with concurrent publishing", self.concurrent)
         if self.p.scaling_events:
             await self.scaling()

@@ -103,8 +103,11 @@ def converge(world: World, expected: dict[str, Any]) -> None:
 def started(world: World) -> tuple[ServeProcess, int, dict[str, int]]:
     process = world.serve(name="serve")
     port = process.port()
-    found = wait_until(lambda: (w := workers(process.popen.pid)) and len(w) == 3 and w,
-                       SETTLE, "three worker processes")
+    def three() -> dict[str, int] | None:
+        found = workers(process.popen.pid)
+        return found if len(found) == 3 else None
+
+    found = wait_until(three, SETTLE, "three worker processes")
     wait_until(lambda: healthz(port)["ready"], SETTLE, "/healthz ready")
     return process, port, found
 
@@ -120,9 +123,11 @@ def test_backlog_metrics_sigterm_and_restart_without_duplicates(world: World) ->
         f"worker:{name}": True for name in DEFAULT}
     converge(world, embedded_snapshot([v for _, v in first], WORKSPACES))
     # one API port: every worker's counters, as if one process ran every service
-    counts = wait_until(lambda: (b := batches(port)) and {"ingest", "conversation",
-                                                          "projections"} <= set(b) and b,
-                        SETTLE, "batches of every service in /metrics")
+    def every_service() -> dict[str, float] | None:
+        found = batches(port)
+        return found if {"ingest", "conversation", "projections"} <= set(found) else None
+
+    counts = wait_until(every_service, SETTLE, "batches of every service in /metrics")
     assert all(counts[s] >= 1 for s in ("ingest", "conversation", "projections"))
     _, text = get(port, "/metrics")
     assert text.count("# TYPE bonychat_events_total counter") == 1
@@ -157,9 +162,11 @@ def test_a_killed_worker_is_started_again(world: World) -> None:
     process, port, pids = started(world)
     os.kill(pids["conversation"], signal.SIGKILL)
     process.wait_log(r"worker conversation exited with status -9; restarting", SETTLE)
-    restarted = wait_until(lambda: (w := workers(process.popen.pid)).get("conversation")
-                           not in (None, pids["conversation"]) and w, SETTLE,
-                           "a new conversation worker")
+    def replaced() -> dict[str, int] | None:
+        found = workers(process.popen.pid)
+        return found if found.get("conversation") not in (None, pids["conversation"]) else None
+
+    restarted = wait_until(replaced, SETTLE, "a new conversation worker")
     assert restarted["ingest"] == pids["ingest"]  # the others were not touched
     wait_until(lambda: healthz(port)["ready"], SETTLE, "/healthz ready again")
     world.publish(stream.records)
