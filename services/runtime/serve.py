@@ -94,6 +94,7 @@ class _Process:
     http: Any = None
     runners: dict[str, Runner] = field(default_factory=dict)
     watch: DependencyWatch | None = None
+    workers: Supervisor | None = None
 
 
 async def _serve(names: list[str], settings: Settings, *, groups: list[str] | None = None,
@@ -101,6 +102,11 @@ async def _serve(names: list[str], settings: Settings, *, groups: list[str] | No
     """``groups``: run them as worker processes; ``worker``: this process is one."""
     registry = MergedRegistry() if groups else None
     proc = _Process(settings, metrics=RuntimeMetrics(registry))
+    if groups and registry is not None:
+        proc.workers = Supervisor(groups, proc.health,
+                                  probe_seconds=settings.health_probe_seconds)
+        registry.ports = proc.workers.ports
+        proc.runners["workers"] = proc.workers.run
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, proc.stop.set)
@@ -109,16 +115,13 @@ async def _serve(names: list[str], settings: Settings, *, groups: list[str] | No
                       port=settings.http_port)
     try:
         try:
+            if proc.workers is not None:  # first: their start-up overlaps this one's
+                await proc.workers.start_all()
             if not await _open_stores(proc, startup):
                 return 0  # stopped while waiting
             if settings.kafka_bootstrap:
                 if not await _start_kafka(proc, names, settings.kafka_bootstrap, startup):
                     return 0
-                if groups and registry is not None:
-                    supervisor = Supervisor(groups, proc.health,
-                                            probe_seconds=settings.health_probe_seconds)
-                    registry.ports = supervisor.ports
-                    proc.runners["workers"] = supervisor.run
             else:
                 await _start_embedded(proc)
         except OSError as exc:  # the waiting app could not take the port
@@ -305,6 +308,8 @@ async def _supervise(proc: _Process) -> int:
 
 
 async def _teardown(proc: _Process) -> None:
+    if proc.workers is not None:  # stopped during start-up: the runner never ran
+        await proc.workers.stop_all()
     if proc.http is not None:
         await proc.http.cleanup()
     if proc.producer is not None:

@@ -196,11 +196,8 @@ class Supervisor:
     async def keep(self, worker: Worker, stop: asyncio.Event) -> None:
         """Start ``worker``, and again after each exit, until ``stop`` or it keeps failing."""
         while not stop.is_set():
-            started = self.starter(worker)
-            if asyncio.iscoroutine(started):
-                await started
-            log.info("worker %s started", worker.services,
-                     extra={"worker": worker.services, "pid": self.pid(worker)})
+            if not worker.running:  # start_all may have started it already
+                await self.start(worker)
             code = await self.exit_or_stop(worker, stop)
             if code is None:
                 return
@@ -217,6 +214,18 @@ class Supervisor:
                       extra={"worker": worker.services, "status": code})
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), delay)
+
+    async def start_all(self) -> None:
+        """Start every worker now (before this process's own start-up: they overlap)."""
+        for worker in self.workers:
+            await self.start(worker)
+
+    async def start(self, worker: Worker) -> None:
+        started = self.starter(worker)
+        if asyncio.iscoroutine(started):
+            await started
+        log.info("worker %s started", worker.services,
+                 extra={"worker": worker.services, "pid": self.pid(worker)})
 
     async def exit_or_stop(self, worker: Worker, stop: asyncio.Event) -> int | None:
         """The worker's exit status, or None once ``stop`` is set (the worker is stopped)."""
