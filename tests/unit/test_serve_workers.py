@@ -54,7 +54,7 @@ def test_relay_gets_its_own_worker_when_it_does_not_run_with_conversation() -> N
 @pytest.mark.parametrize(("names", "settings", "cpus"), [
     (["ingest", "conversation", "projections"], kafka(), 1),  # one CPU
     (["ingest", "conversation", "projections"], kafka(serve_processes="1"), 8),  # asked for
-    (["ingest", "conversation", "projections"], Settings(), 8),  # embedded: no Kafka
+    (["ingest", "conversation", "projections"], Settings(kafka_bootstrap=None), 8),  # embedded
     (["conversation"], kafka(), 8),  # one service: already one process
     (["conversation", "relay"], kafka(), 8),  # the relay runs inside conversation
     (["http"], kafka(), 8),
