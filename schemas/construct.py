@@ -18,6 +18,7 @@ from pydantic_core import PydanticUndefined
 M = TypeVar("M", bound=BaseModel)
 _DEFAULTS: dict[type[BaseModel], tuple[dict[str, Any], frozenset[str]]] = {}
 _setattr = object.__setattr__
+_new = object.__new__
 
 
 def _table(cls: type[BaseModel]) -> tuple[dict[str, Any], frozenset[str]]:
@@ -38,15 +39,52 @@ def _table(cls: type[BaseModel]) -> tuple[dict[str, Any], frozenset[str]]:
 def construct(cls: type[M], **values: Any) -> M:
     """Build ``cls`` from trusted values; missing required fields still raise."""
     defaults, required = _DEFAULTS.get(cls) or _table(cls)
-    missing = required.difference(values)
-    if missing:
+    if not values.keys() >= required:
+        missing = required.difference(values)
         raise TypeError(f"{cls.__name__} is missing {sorted(missing)}")
-    return _instance(cls, {**defaults, **values}, set(values))
+    instance = _new(cls)
+    _setattr(instance, "__dict__", {**defaults, **values})
+    _setattr(instance, "__pydantic_fields_set__", set(values))
+    _setattr(instance, "__pydantic_extra__", None)
+    _setattr(instance, "__pydantic_private__", None)
+    return instance
+
+
+def defaults_of(cls: type[BaseModel]) -> dict[str, Any]:
+    """The default value of every field of ``cls`` that has one, in field order.
+
+    A caller of :func:`trusted` starts its values from a copy of it, so that the
+    key order (the order of the JSON pydantic writes) is :func:`construct`'s.
+    """
+    return (_DEFAULTS.get(cls) or _table(cls))[0]
+
+
+_ALL_FIELDS: dict[type[BaseModel], set[str]] = {}
+
+
+def trusted(cls: type[M], values: dict[str, Any]) -> M:
+    """A model of ``cls`` that holds ``values`` itself: no check and no copy (hot path).
+
+    ``values`` must hold every field of ``cls`` and nothing else, in the key
+    order its JSON is to have (pydantic serialises a model's dict in its order);
+    the caller gives it up. Every such model shares one set of field names as
+    its ``model_fields_set`` (as for a model decoded from JSON with every field):
+    a frozen model never changes it, and ``model_copy`` copies it.
+    """
+    names = _ALL_FIELDS.get(cls)
+    if names is None:
+        names = _ALL_FIELDS[cls] = set(cls.model_fields)
+    instance = _new(cls)
+    _setattr(instance, "__dict__", values)
+    _setattr(instance, "__pydantic_fields_set__", names)
+    _setattr(instance, "__pydantic_extra__", None)
+    _setattr(instance, "__pydantic_private__", None)
+    return instance
 
 
 def _instance(cls: type[M], values: dict[str, Any], fields_set: set[str]) -> M:
     """A model of ``cls`` holding ``values``, with no validation at all."""
-    instance = cls.__new__(cls)
+    instance = _new(cls)
     _setattr(instance, "__dict__", values)
     _setattr(instance, "__pydantic_fields_set__", fields_set)
     _setattr(instance, "__pydantic_extra__", None)

@@ -17,8 +17,9 @@ reads as version 2 with the new fields at their defaults.
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime
-from typing import Annotated, Any, Literal
+from datetime import UTC, datetime
+from types import UnionType
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
@@ -180,8 +181,50 @@ def upcast(payload: dict[str, Any]) -> dict[str, Any]:
     return payload
 
 
+def _plain(annotation: object) -> bool:
+    """Whether orjson writes every value of this type exactly as pydantic does.
+
+    Text, integers, booleans, ``None``, and tuples, unions or literals of those.
+    Not datetimes (orjson rounds an offset with seconds to the minute, pydantic
+    drops the seconds: ``occurred_at`` is checked for each event instead), nor
+    models (``BusinessInterval``), nor anything else.
+    """
+    if annotation in (str, int, bool, type(None)):
+        return True
+    origin = get_origin(annotation)
+    if origin is Literal:
+        return all(type(arg) in (str, int) for arg in get_args(annotation))
+    if origin in (tuple, UnionType, Union):
+        return all(arg is Ellipsis or _plain(arg) for arg in get_args(annotation))
+    return False
+
+
+#: the classes whose JSON orjson writes from the model's dict when ``occurred_at``
+#: is in UTC (the others, and any other time zone: pydantic)
+_ORJSON_CLASSES: frozenset[type[DomainEvent]] = frozenset(
+    cls for cls in EVENT_CLASSES.values()
+    if all(_plain(field.annotation) for name, field in cls.model_fields.items()
+           if name != "occurred_at"))
+_dumps = orjson.dumps
+_UTC_Z = orjson.OPT_UTC_Z
+
+
 def encode_event(event: DomainEvent) -> bytes:
-    """Serialise an event to the JSON bytes stored and published."""
+    """Serialise an event to the JSON bytes stored and published.
+
+    pydantic writes a model's fields in the order of its dict. For the classes
+    of plain fields, with ``occurred_at`` in UTC (every event the domain records:
+    commands carry UTC), orjson writes the same dict to the same bytes about
+    three times faster (``tests/unit/test_event_json.py`` checks it on generated
+    events). Anything orjson refuses (an integer over 64 bits, a lone
+    surrogate) goes to pydantic, which writes it or raises as it always did.
+    """
+    values = event.__dict__
+    if type(event) in _ORJSON_CLASSES and values["occurred_at"].tzinfo is UTC:
+        try:
+            return _dumps(values, option=_UTC_Z)
+        except TypeError:
+            pass
     return event.__pydantic_serializer__.to_json(event)
 
 

@@ -18,7 +18,7 @@ from datetime import datetime, timedelta
 from functools import lru_cache
 from typing import Any, Final, Protocol
 
-from schemas.construct import construct
+from schemas.construct import defaults_of, trusted
 from schemas.events import (
     ContactAbsorbed,
     ContactMerged,
@@ -179,17 +179,16 @@ class Contact:
 
     def _record(self, cls: type[DomainEvent], source: Source, *,
                 at: datetime | None = None, **fields: Any) -> None:
+        # built from validated commands: no second validation, and in construct's key
+        # order (defaults, then the common fields, then ``fields``): the stored JSON's
         version = self.version + 1
-        event = construct(  # built from validated commands: no second validation
-            cls,
-            event_id=name_uuid(self._namespace, str(version)),
-            workspace_id=self.workspace_id,
-            contact_id=self.contact_id,
-            aggregate_version=version,
-            occurred_at=source.occurred_at if at is None else at,
-            source_event_id=source.event_id,
-            **fields,
-        )
+        values = {**defaults_of(cls), "event_id": name_uuid(self._namespace, str(version)),
+                  "workspace_id": self.workspace_id, "contact_id": self.contact_id,
+                  "aggregate_version": version,
+                  "occurred_at": source.occurred_at if at is None else at,
+                  "source_event_id": source.event_id}
+        values.update(fields)
+        event = trusted(cls, values)
         self.apply(event)
         self.pending.append(event)
 
