@@ -23,6 +23,10 @@ from services.conversation.domain.errors import LifecycleRejection
 from services.conversation.domain.workspace import Workspace, settings_id
 from services.ingest.domain.normalise import Invalid
 
+_NOT_DEDUPED = (Invalid, ExpireInactive)
+#: ``Outcome(*values)`` without the NamedTuple's Python ``__new__`` (hot path)
+_outcome = tuple.__new__
+
 
 @dataclass(slots=True)
 class BatchResult:
@@ -67,9 +71,9 @@ class _BatchContacts:
 
     def get(self, workspace_id: str, contact_id: str) -> Contact:
         key = (workspace_id, contact_id)
-        contact = self._processor.contact(workspace_id, contact_id)
-        if key not in self.touched:
-            self.touched[key] = contact
+        contact = self.touched.get(key)
+        if contact is None:  # first time this batch: the cache's recent use is now
+            contact = self.touched[key] = self._processor.contact(workspace_id, contact_id)
             self._versions[key] = contact.version
         self.dirty.append(contact)
         return contact
@@ -178,14 +182,16 @@ class BatchProcessor:
     def preload(self, items: Sequence[CommandBase | Invalid]) -> None:
         """Load every uncached contact a batch names in one store round trip."""
         wanted: dict[uuid.UUID, tuple[str, str]] = {}
+        cache = self._cache
         for item in items:
             if isinstance(item, Invalid):
                 continue
-            keys = [(item.workspace_id, item.contact_id)]
+            key = (item.workspace_id, item.contact_id)
+            if key not in cache:
+                wanted[aggregate_id(*key)] = key
             if isinstance(item, MergeContacts):
-                keys.append((item.workspace_id, item.secondary_contact_id))
-            for key in keys:
-                if key not in self._cache:
+                key = (item.workspace_id, item.secondary_contact_id)
+                if key not in cache:
                     wanted[aggregate_id(*key)] = key
         if not wanted:
             return
@@ -223,8 +229,8 @@ class BatchProcessor:
         """
         result = BatchResult()
         self.refresh_settings(items)
-        keys = {item.dedup_key for item in items
-                if not isinstance(item, Invalid | ExpireInactive)}
+        keys = {(item.workspace_id, item.event_id) for item in items
+                if not isinstance(item, _NOT_DEDUPED)}  # CommandBase.dedup_key
         done = keys & self._in_flight_keys  # decided, not stored yet: seen all the same
         unknown = keys - done
         if self._stored is not None:
@@ -245,7 +251,7 @@ class BatchProcessor:
         decision = Decision(result, events, list(contacts.touched), items, source,
                             read=contacts.read_only())
         if in_flight:
-            decision.keys = [(o.workspace_id, o.event_id) for o in result.outcomes]
+            decision.keys = [(o[0], o[1]) for o in result.outcomes]  # workspace, event id
             self._in_flight_keys.update(decision.keys)
             self._pinned.update(decision.touched)
         return decision
@@ -291,9 +297,9 @@ class BatchProcessor:
                 reason = rejection.reason
                 result.rejected[reason] += 1
             events.extend(BatchProcessor._count_expired(contacts.drain(), result))
-            result.outcomes.append(Outcome(
+            result.outcomes.append(_outcome(Outcome, (
                 item.workspace_id, item.event_id, item.contact_id, item.event_type,
-                item.occurred_at, "rejected" if reason else "accepted", reason))
+                item.occurred_at, "rejected" if reason else "accepted", reason)))
         return events
 
     @staticmethod

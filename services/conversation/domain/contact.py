@@ -147,7 +147,7 @@ class Contact:
     def apply(self, event: DomainEvent) -> None:
         """Mutate state from one event (used live and on replay)."""
         self.version = event.aggregate_version
-        if isinstance(event, MessageReceived | MessageSent):
+        if isinstance(event, (MessageReceived, MessageSent)):
             last = self.last_activity
             if last is None or event.occurred_at > last:
                 self.last_activity = event.occurred_at
