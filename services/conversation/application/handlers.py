@@ -1,5 +1,8 @@
 """One small handler per command: resolve the contact, let the aggregate decide.
 
+A command is the ``Source`` of what it decides (it carries the gateway event's
+id, time and actor), so it is handed to the aggregate as it is.
+
 Before a command is decided, the contact it applies to closes its conversation
 if it expired by the command's time (CONTRACT §6.4); a merge is an event of both
 contacts, so both are checked.
@@ -22,7 +25,7 @@ from schemas.commands import (
     ReceiveMessage,
     SendMessage,
 )
-from services.conversation.domain.contact import Contact, Source, merge
+from services.conversation.domain.contact import Contact, merge
 
 
 class Contacts(Protocol):
@@ -47,13 +50,9 @@ def survivor(contacts: Contacts, workspace_id: str, contact_id: str) -> Contact:
     return contact
 
 
-def _source(cmd: CommandBase) -> Source:
-    return cmd  # a command carries everything a Source needs
-
-
 def expired(contact: Contact, cmd: CommandBase, contacts: Contacts) -> Contact:
     """``contact``, its conversation closed first if it expired by ``cmd``'s time."""
-    contact.expire(_source(cmd), contacts.inactivity_timeout(cmd.workspace_id))
+    contact.expire(cmd, contacts.inactivity_timeout(cmd.workspace_id))
     return contact
 
 
@@ -64,31 +63,31 @@ def target_of(cmd: CommandBase, contacts: Contacts) -> Contact:
 
 def receive_message(cmd: ReceiveMessage, contacts: Contacts) -> None:
     target = target_of(cmd, contacts)
-    target.receive_message(_source(cmd), cmd.channel_type, cmd.channel_id, cmd.message_id)
+    target.receive_message(cmd, cmd.channel_type, cmd.channel_id, cmd.message_id)
 
 
 def send_message(cmd: SendMessage, contacts: Contacts) -> None:
-    target_of(cmd, contacts).send_message(_source(cmd))
+    target_of(cmd, contacts).send_message(cmd)
 
 
 def welcome(cmd: OpenWithWelcome, contacts: Contacts) -> None:
     target = target_of(cmd, contacts)
-    target.welcome(_source(cmd), cmd.channel_type, cmd.channel_id)
+    target.welcome(cmd, cmd.channel_type, cmd.channel_id)
 
 
 def open_conversation(cmd: OpenConversation, contacts: Contacts) -> None:
     target = target_of(cmd, contacts)
-    target.open(_source(cmd), cmd.opened_by, cmd.channel_type, cmd.channel_id)
+    target.open(cmd, cmd.opened_by, cmd.channel_type, cmd.channel_id)
 
 
 def close_conversation(cmd: CloseConversation, contacts: Contacts) -> None:
     target = target_of(cmd, contacts)
-    target.close(_source(cmd), cmd.closed_by, cmd.category, cmd.summary)
+    target.close(cmd, cmd.closed_by, cmd.category, cmd.summary)
 
 
 def assign_conversation(cmd: AssignConversation, contacts: Contacts) -> None:
     target = target_of(cmd, contacts)
-    target.assign(_source(cmd), cmd.assignee_id, cmd.team_given, cmd.team_id)
+    target.assign(cmd, cmd.assignee_id, cmd.team_given, cmd.team_id)
 
 
 def acknowledge(cmd: AcknowledgeBotResponse, contacts: Contacts) -> None:
@@ -105,7 +104,7 @@ def merge_contacts(cmd: MergeContacts, contacts: Contacts) -> None:
     primary = target_of(cmd, contacts)
     secondary = expired(contacts.get(cmd.workspace_id, cmd.secondary_contact_id), cmd,
                         contacts)
-    merge(primary, secondary, _source(cmd))
+    merge(primary, secondary, cmd)
 
 
 Handler = Callable[[CommandBase, Contacts], None]

@@ -64,6 +64,8 @@ class _BatchContacts:
 
     def __init__(self, processor: BatchProcessor) -> None:
         self._processor = processor
+        #: the batch's workspaces' timeouts (read by refresh_settings before it starts)
+        self._timeouts = processor.timeouts
         self.dirty: list[Contact] = []
         self.touched: dict[tuple[str, str], Contact] = {}
         #: version of each touched aggregate when the batch first touched it
@@ -79,7 +81,7 @@ class _BatchContacts:
         return contact
 
     def inactivity_timeout(self, workspace_id: str) -> int | None:
-        return self._processor.inactivity_timeout(workspace_id)
+        return self._timeouts.get(workspace_id)
 
     def read_only(self) -> dict[uuid.UUID, int]:
         """The touched aggregates the batch did not change, with their version."""
@@ -164,6 +166,11 @@ class BatchProcessor:
 
     def inactivity_timeout(self, workspace_id: str) -> int | None:
         return self._timeouts.get(workspace_id)
+
+    @property
+    def timeouts(self) -> dict[str, int | None]:
+        """Workspace -> inactivity timeout in force, as read for the batch being decided."""
+        return self._timeouts
 
     def refresh_settings(self, items: Sequence[CommandBase | Invalid]) -> None:
         """Read the settings in force now of the batch's workspaces (one round trip).

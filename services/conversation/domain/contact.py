@@ -234,6 +234,8 @@ class Contact:
         Recorded before ``source`` itself is decided (CONTRACT §6.4); the closing
         happens at last activity + timeout, never at the time it is noticed.
         """
+        if timeout_seconds is None or self.last_activity is None:
+            return  # what expires_at says first, without the call (every command asks)
         deadline = self.expires_at(timeout_seconds)
         if deadline is None or source.occurred_at < deadline:
             return
