@@ -11,6 +11,43 @@ def to_micros(moment: datetime) -> int:
     return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
 
 
+#: epoch microseconds of a ``YYYY-MM-DDTHH:MM`` prefix (UTC), for :func:`utc_micros`
+_MINUTES: dict[str, int] = {}
+_MINUTES_KEPT = 1 << 16
+
+
+def utc_micros(text: str) -> int | None:
+    """``to_micros(datetime.fromisoformat(text))`` for what ``encode_event`` writes,
+    ``YYYY-MM-DDTHH:MM:SSZ`` or ``YYYY-MM-DDTHH:MM:SS.ffffffZ``, about 4 times faster
+    (the minute is parsed once and remembered); None for any other text.
+
+    A bulk read (``bonychat replay``) converts every stored event's time.
+    """
+    size = len(text)
+    if (size != 20 and size != 27) or text[-1] != "Z" or text[16] != ":" \
+            or text[10] != "T" or text[13] != ":":
+        return None
+    prefix = text[:16]
+    minute = _MINUTES.get(prefix)
+    if minute is None:
+        try:
+            moment = datetime.fromisoformat(prefix + "+00:00")
+        except ValueError:
+            return None
+        if len(_MINUTES) >= _MINUTES_KEPT:
+            _MINUTES.clear()
+        minute = _MINUTES[prefix] = to_micros(moment)
+    second = text[17:19]
+    if not (second.isascii() and second.isdigit()) or second >= "60":
+        return None
+    if size == 20:
+        return minute + int(second) * 1_000_000
+    fraction = text[20:26]
+    if text[19] != "." or not (fraction.isascii() and fraction.isdigit()):
+        return None
+    return minute + int(second) * 1_000_000 + int(fraction)
+
+
 def format_micros(micros: int | None) -> str | None:
     """RFC 3339 UTC with ``Z``; fractional seconds only when there are some."""
     if micros is None:

@@ -20,6 +20,7 @@ gives the same JSON object, its keys possibly in another order).
 
 from __future__ import annotations
 
+from collections.abc import Container
 from datetime import datetime
 from typing import Any, get_args
 
@@ -27,6 +28,7 @@ import orjson
 
 from schemas.construct import construct
 from schemas.events import CURRENT_VERSION, EVENT_CLASSES, DomainEvent, decode_event
+from schemas.moments import to_micros, utc_micros
 
 
 def _mentions_datetime(annotation: object) -> bool:
@@ -47,25 +49,35 @@ _CONSTRUCTIBLE: dict[str, type[DomainEvent]] = {
 _fromisoformat = datetime.fromisoformat
 
 
-def trusted_fields(data: bytes | str) -> dict[str, Any] | None:
+def trusted_fields(data: bytes | str, micros_for: Container[str] = ()
+                   ) -> dict[str, Any] | None:
     """The stored event's JSON object with ``occurred_at`` as an aware datetime.
 
     Only when it is exactly what ``encode_event`` writes for the current version
     (every field of its class, no other key, a readable aware ``occurred_at``);
-    None otherwise: decode it with :func:`schemas.events.decode_event`.
+    None otherwise: decode it with :func:`schemas.events.decode_event`. For event
+    types in ``micros_for``, ``occurred_at`` is given as epoch microseconds instead
+    (``to_micros`` of the datetime; :func:`~schemas.moments.utc_micros` when it can).
     """
     payload: Any = orjson.loads(data)
     try:
         if payload.get("schema_version") != CURRENT_VERSION:
             return None
-        if _FIELDS.get(payload.get("event_type")) != payload.keys():
+        kind = payload.get("event_type")
+        if _FIELDS.get(kind) != payload.keys():
             return None
-        moment = _fromisoformat(payload["occurred_at"])
+        text = payload["occurred_at"]
+        if kind in micros_for:
+            micros = utc_micros(text)
+            if micros is not None:
+                payload["occurred_at"] = micros
+                return payload  # type: ignore[no-any-return]
+        moment = _fromisoformat(text)
     except (AttributeError, TypeError, ValueError):
         return None
     if moment.tzinfo is None:
         return None
-    payload["occurred_at"] = moment
+    payload["occurred_at"] = to_micros(moment) if kind in micros_for else moment
     return payload  # type: ignore[no-any-return]
 
 

@@ -276,3 +276,17 @@ def test_a_database_without_the_cells_gets_them_at_start(postgres_database_url: 
         assert fast(store, query) == compute(query, chosen)
     finally:
         stores.close()
+
+
+def test_copied_rows_keep_their_values_and_a_nul_in_a_text_does_not_lose_the_batch(
+        store: Any) -> None:
+    rows = rows_of("ws_copy", [Fact(BASE_US + n * 1_000_000, BASE_US + n * 2_000_000, "sms",
+                                    "contact", "user", "ana", "t1", BASE_US, BASE_US + 5)
+                               for n in range(3)])
+    rows[1].summary = "bad\x00text"
+    rows[2].recontact = True
+    store.copy_rows(rows[:1])  # binary COPY
+    store.copy_rows(rows[1:])  # the NUL: copied again with it replaced
+    stored = {r.conversation_id: r for r in store.conversations("ws_copy")}
+    rows[1].summary = "bad\ufffdtext"
+    assert stored == {r.conversation_id: r for r in rows}

@@ -8,7 +8,7 @@ own ``projection_tracking`` table) on the same cursor, in the same transaction.
 from __future__ import annotations
 
 import logging
-from collections.abc import Collection, Iterator, Sequence
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from operator import attrgetter
 from typing import Any
 
@@ -86,7 +86,9 @@ _UPSERT = (
 #: positions in COLUMNS of what units_of takes
 _UNIT_COLUMNS = [COLUMNS.index(name) for name in (
     "workspace_id", "opened_us", "first_message_us", "first_response_us", "closed_us")]
-_COPY = f"COPY {{schema}}.conversations ({', '.join(COLUMNS)}) FROM STDIN"
+_COPY = f"COPY {{schema}}.conversations ({', '.join(COLUMNS)}) FROM STDIN (FORMAT BINARY)"
+_COPY_TYPES = [_TYPES.get(name, "text") for name in COLUMNS]
+_ROW_VALUES = attrgetter(*COLUMNS)
 _SELECT = f"SELECT {', '.join(COLUMNS)} FROM {{schema}}.conversations"
 _FACTS = f"SELECT {FACT_COLUMNS} FROM {{schema}}.conversations WHERE workspace_id = %s"
 _EXPIRED = ("SELECT DISTINCT contact_id FROM {schema}.conversations WHERE workspace_id = %s "
@@ -187,12 +189,18 @@ class PostgresReadModelStore(PostgresPages):
         """
         if not rows:
             return
-        arrays = column_arrays(rows)
+        try:
+            self._copy_values(map(_ROW_VALUES, rows))
+        except psycopg.DataError:  # a NUL in a text (rare): only then look at each value
+            self._copy_values(zip(*column_arrays(rows), strict=True))
+
+    def _copy_values(self, values: Iterable[tuple[Any, ...]]) -> None:
         with psycopg.connect(**connection_params(self.datastore)) as conn, \
                 conn.cursor() as curs:
             with curs.copy(self._copy) as copy:
-                for values in zip(*arrays, strict=True):
-                    copy.write_row(values)
+                copy.set_types(_COPY_TYPES)
+                for row in values:
+                    copy.write_row(row)
             curs.execute(self.cells.set_state, (False,))
 
     def refresh_cells(self) -> None:

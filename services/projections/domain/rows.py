@@ -134,11 +134,9 @@ def trusted_payload(state: bytes) -> Item:
     ``occurred_at`` is already epoch microseconds. The read path's way round
     building models (2-4 µs an event instead of 8-9).
     """
-    payload = trusted_fields(state)
+    payload = trusted_fields(state, _TIMED)
     if payload is None:
         return decode_event(state)
-    if payload["event_type"] in _TIMED:
-        payload["occurred_at"] = to_micros(payload["occurred_at"])
     return payload
 
 
