@@ -24,7 +24,7 @@ def utc_micros(text: str) -> int | None:
     A bulk read (``bonychat replay``) converts every stored event's time.
     """
     size = len(text)
-    if (size != 20 and size != 27) or text[-1] != "Z" or text[16] != ":" \
+    if size not in {20, 27} or text[-1] != "Z" or text[16] != ":" \
             or text[10] != "T" or text[13] != ":":
         return None
     prefix = text[:16]
