@@ -165,13 +165,25 @@ def packed_outcome(outcome: Outcome) -> tuple[Any, ...]:
 
 
 def _isoformat(at: datetime | int) -> str:
-    """``occurred_at.isoformat()`` of an outcome, also when packed as epoch microseconds."""
-    if isinstance(at, int):
-        at = _EPOCH + timedelta(microseconds=at)
-    return at.isoformat()
+    """``occurred_at.isoformat()`` of an outcome, also when packed as epoch microseconds
+    (then from the minute's text, made once: a third of the cost of a datetime's)."""
+    if not isinstance(at, int):
+        return at.isoformat()
+    minute, micros = divmod(at, 60_000_000)
+    prefix = _MINUTES.get(minute)
+    if prefix is None:
+        if len(_MINUTES) >= 1 << 16:
+            _MINUTES.clear()
+        prefix = _MINUTES[minute] = (_EPOCH + timedelta(minutes=minute)).isoformat()[:17]
+    seconds, fraction = divmod(micros, 1_000_000)
+    if fraction:
+        return f"{prefix}{seconds:02d}.{fraction:06d}+00:00"
+    return f"{prefix}{seconds:02d}+00:00"
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+#: ``YYYY-MM-DDTHH:MM:`` of a minute since the epoch (UTC)
+_MINUTES: dict[int, str] = {}
 
 
 @lru_cache(maxsize=1 << 18)
