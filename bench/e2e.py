@@ -280,9 +280,10 @@ async def run_e2e(world: World, records: Sequence[limits.Record], expected: Expe
                 first = time.perf_counter()
             return (publisher is None or publisher.done()) and await progress.all_done()
 
-        # one serve: up once /healthz is ready (with workers: every worker started)
-        ready = {p.name: p.healthy if layout == "serve" else p.ready for p in world.processes}
-        with CpuSampler(pids, ready=ready, workers=layout == "serve") as cpu:
+        ready = {p.name: p.ready for p in world.processes}
+        # one serve: its worker processes (if any) each from their own listener up
+        worker_ready = world.processes[0].worker_ready if layout == "serve" else None
+        with CpuSampler(pids, ready=ready, worker_ready=worker_ready) as cpu:
             done = await wait_for(world, probe, timeout, interval, "the projections")
             relay = await wait_for(world, progress.relay_done, 300, interval, "the relay")
         batches = {p.name: p.batches() for p in world.processes}
@@ -309,7 +310,6 @@ async def run_e2e(world: World, records: Sequence[limits.Record], expected: Expe
         "outcomes": outcomes, "dlq_records": dlq, "stored_events": stored,
         "avg_state_bytes": round(float(state_bytes or 0)), "cpu_cores": cpu.summary(),
         "service_batches": batches, "cpu_us_per_event": cpu.us_per_event(expected.lines),
-        "cpu_window": ("the serve and its workers from /healthz ready" if layout == "serve"
-                       else "each service from its HTTP listener up") + " (start-up excluded) "
+        "cpu_window": "each service (and worker process) from its listener up (start-up excluded) "
                       "until the relay caught up; kafka and postgres are shared with other users",
     }

@@ -69,6 +69,11 @@ class ServeProcess:
         """Started up: the HTTP listener is up, the services start consuming now."""
         return self.port() is not None
 
+    def worker_ready(self, pid: int) -> bool:
+        """The worker process ``pid`` of this serve is started up (its listener is up)."""
+        return re.search(rf'"msg": "worker listener on [^"]*", "port": \d+, "pid": {pid}\b',
+                         self.tail(1 << 20)) is not None
+
     def healthy(self) -> bool:
         """``/healthz`` answers ready (a serve with workers: every worker is up)."""
         port = self.port()
@@ -213,14 +218,16 @@ class CpuSampler:
     ``ready`` (service name -> probe) excludes each service's start-up (imports,
     connecting) from its CPU: a watcher checks the probes every 20 ms and takes that
     process's CPU at the first true answer as its zero (and off the machine's).
-    ``workers``: each service's child processes are sampled too, as ``NAME:SERVICES``
-    (a ``serve`` that runs its services as worker processes)."""
+    ``worker_ready``: each service's child processes are sampled too, as
+    ``NAME:SERVICES`` (a ``serve`` that runs its services as worker processes), each
+    from the first true answer of ``worker_ready(pid)``."""
 
     def __init__(self, services: Mapping[str, int], interval: float = 1.0,
                  ready: Mapping[str, Callable[[], bool]] | None = None,
-                 workers: bool = False) -> None:
+                 worker_ready: Callable[[int], bool] | None = None) -> None:
         self.services = dict(services)
-        self.workers = workers
+        self.worker_ready = worker_ready
+        self.workers = worker_ready is not None
         self.interval = interval
         self.samples: list[dict[str, float]] = []
         self.ready = dict(ready or {})
@@ -234,16 +241,22 @@ class CpuSampler:
         self._watcher = threading.Thread(target=self._watch_ready, daemon=True)
 
     def _watch_ready(self) -> None:
-        while self.ready and not self._stop.wait(0.02):
+        while (self.ready or self.workers) and not self._stop.wait(0.02):
             for name, probe in list(self.ready.items()):
                 if probe():
                     pid = self.services[name]
                     self.startup_ticks[name] = _cpu_ticks(pid) - self._first[0][name][pid]
-                    for group, pids in (_children({name: pid}) if self.workers else {}).items():
-                        first = self._first[0].get(group, {})
-                        self.startup_ticks[group] = sum(_cpu_ticks(p) - first.get(p, 0)
-                                                        for p in pids)
                     del self.ready[name]
+            if self.worker_ready is not None:
+                self._watch_workers(self.worker_ready)
+
+    def _watch_workers(self, ready: Callable[[int], bool]) -> None:
+        """Each worker's zero: its CPU when it first answers ready (a restarted worker,
+        a new pid, counts in full)."""
+        for group, pids in _children(self.services).items():
+            if group not in self.startup_ticks and ready(pids[0]):
+                self.startup_ticks[group] = (_cpu_ticks(pids[0])
+                                             - self._first[0].get(group, {}).get(pids[0], 0))
 
     def _read(self) -> tuple[dict[str, dict[int, int]], int, int]:
         groups: dict[str, list[int]] = {k: [v] for k, v in self.services.items()}

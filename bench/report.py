@@ -69,9 +69,9 @@ def table(results: dict[str, Any]) -> str:
         ("raw PostgreSQL COPY (limit)", g("raw_copy_rows_per_s"), "rows/s", ""),
         ("publish to gateway topic", g("publish_events_per_s"), "events/s", ""),
         ("e2e, published before start", g("e2e_events_per_s"), "events/s",
-         f"ratio to raw consume {_num(g('ratio_e2e_to_raw_consume'))}"),
+         f"ratio to raw consume {g('ratio_e2e_to_raw_consume') or 0:.3f}"),
         ("one `bonychat serve`, backlog", g("serve_events_per_s"), "events/s",
-         f"ratio to raw consume {_num(g('ratio_serve_to_raw_consume'))} "
+         f"ratio to raw consume {g('ratio_serve_to_raw_consume') or 0:.3f} "
          f"({_num((g('serve') or {}).get('events'))} events, raw consume "
          f"{_num((g('serve') or {}).get('raw_consume_events_per_s'))}/s in the same run)"),
         ("e2e, publishing concurrently", g("e2e_concurrent_publish_events_per_s"),

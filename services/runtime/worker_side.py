@@ -84,5 +84,5 @@ async def start_worker_http(metrics: RuntimeMetrics, health: Health,
         os.close(report_fd)
     except OSError as exc:  # the parent is gone: its death signal stops this process
         log.warning("cannot report the worker port to the parent: %s", exc)
-    log.info("worker listener on 127.0.0.1:%s", port, extra={"port": port})
+    log.info("worker listener on 127.0.0.1:%s", port, extra={"port": port, "pid": os.getpid()})
     return runner
