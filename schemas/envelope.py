@@ -8,6 +8,7 @@ that decides whether such an object is well formed; anything it refuses is an
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Annotated, Any, Final, Literal
 
@@ -70,7 +71,9 @@ def parse_rfc3339(value: object) -> datetime:
         frac = digits.group(0)
         text = f"{head}.{frac[:6].ljust(6, '0')}{rest[len(frac):]}"
     try:
-        return datetime.fromisoformat(text).astimezone(UTC)
+        moment = datetime.fromisoformat(text)
+        # an offset of zero is already the UTC singleton: no conversion needed
+        return moment if moment.tzinfo is UTC else moment.astimezone(UTC)
     except ValueError as exc:
         raise ValueError(f"{value!r} is not a valid date and time") from exc
     except OverflowError:  # e.g. 9999-12-31T23:59:59-01:00 is after year 9999 in UTC
@@ -168,38 +171,63 @@ def check_storable(env: GatewayEnvelope) -> None:
 
 def check_type_rules(env: GatewayEnvelope) -> None:
     """The per-type requirements of CONTRACT §2 that a schema alone cannot state."""
-    kind = env.type
-    if kind in CHANNEL_REQUIRED and env.channel is None:
+    check_rules(env.type, env.channel is not None, env.actor.type if env.actor else None,
+                env.data)
+
+
+def check_rules(kind: str, has_channel: bool, actor_type: str | None,
+                data: dict[str, Any]) -> None:
+    """:func:`check_type_rules` on the envelope's values (also the fast path's rules)."""
+    if kind in CHANNEL_REQUIRED and not has_channel:
         raise ValueError(f"channel is required for {kind}")
     allowed = ALLOWED_ACTORS.get(kind)
-    if allowed is not None:
-        actor_type = env.actor.type if env.actor else None
-        if actor_type not in allowed:
-            if actor_type is None:
-                raise ValueError(f"actor is required for {kind}")
-            names = " or ".join(sorted(a for a in allowed if a))
-            raise ValueError(f"actor type {actor_type!r} is not allowed for {kind} ({names})")
-    data = env.data
-    if kind == "message.received":
-        _optional_str(data, "message_id")
-        _optional_str(data, "text")
-    elif kind == "message.sent":
-        _optional_str(data, "text")
-    elif kind == "conversation.close":
-        _optional_str(data, "category")
-        _optional_str(data, "summary")
-    elif kind == "conversation.assign":
-        if "assignee_id" not in data:
-            raise ValueError("data.assignee_id is required (a string, or null to unassign)")
-        _optional_str(data, "assignee_id")
-        _optional_str(data, "team_id")
-    elif kind == "dialogflow.response":
-        params = data.get("parameters")
-        if params is not None:
-            if not isinstance(params, dict):
-                raise ValueError("data.parameters must be an object")
-            markdone_flag(params)
-    elif kind == "contact.merge":
-        secondary = data.get("secondary_contact_id")
-        if not isinstance(secondary, str) or not 1 <= len(secondary) <= 200:
-            raise ValueError("data.secondary_contact_id is required (a string of 1..200 chars)")
+    if allowed is not None and actor_type not in allowed:
+        if actor_type is None:
+            raise ValueError(f"actor is required for {kind}")
+        names = " or ".join(sorted(a for a in allowed if a))
+        raise ValueError(f"actor type {actor_type!r} is not allowed for {kind} ({names})")
+    rule = _DATA_RULES.get(kind)
+    if rule is not None:
+        rule(data)
+
+
+def _received(data: dict[str, Any]) -> None:
+    _optional_str(data, "message_id")
+    _optional_str(data, "text")
+
+
+def _sent(data: dict[str, Any]) -> None:
+    _optional_str(data, "text")
+
+
+def _close(data: dict[str, Any]) -> None:
+    _optional_str(data, "category")
+    _optional_str(data, "summary")
+
+
+def _assign(data: dict[str, Any]) -> None:
+    if "assignee_id" not in data:
+        raise ValueError("data.assignee_id is required (a string, or null to unassign)")
+    _optional_str(data, "assignee_id")
+    _optional_str(data, "team_id")
+
+
+def _dialogflow(data: dict[str, Any]) -> None:
+    params = data.get("parameters")
+    if params is not None:
+        if not isinstance(params, dict):
+            raise ValueError("data.parameters must be an object")
+        markdone_flag(params)
+
+
+def _merge(data: dict[str, Any]) -> None:
+    secondary = data.get("secondary_contact_id")
+    if not isinstance(secondary, str) or not 1 <= len(secondary) <= 200:
+        raise ValueError("data.secondary_contact_id is required (a string of 1..200 chars)")
+
+
+#: the rules on ``data`` per event type (types without an entry take any object)
+_DATA_RULES: Final[dict[str, Callable[[dict[str, Any]], None]]] = {
+    "message.received": _received, "message.sent": _sent, "conversation.close": _close,
+    "conversation.assign": _assign, "dialogflow.response": _dialogflow, "contact.merge": _merge,
+}

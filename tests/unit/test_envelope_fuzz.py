@@ -24,7 +24,8 @@ from hypothesis import strategies as st
 
 from schemas.commands import CommandBase, CommandMessage
 from schemas.envelope import ALLOWED_ACTORS, CHANNEL_REQUIRED
-from services.ingest.domain.normalise import Invalid, parse
+from services.ingest.domain.fast_envelope import fast_values
+from services.ingest.domain.normalise import MAX_INPUT_BYTES, Invalid, parse, parse_by_model
 from services.runtime.sinks import encode_command
 
 from .test_envelope import ACTORS, CHANNELS, EVENT_TYPES
@@ -53,6 +54,7 @@ def fuzz(family: str) -> Callable[[Callable[..., None]], Callable[..., None]]:
 def check(raw: str | bytes) -> CommandBase | Invalid:
     """The property every input must satisfy; returns the outcome for further checks."""
     result = parse(raw)  # must not raise
+    agree(raw, result)
     if isinstance(result, Invalid):
         assert isinstance(result.reason, str) and result.reason.strip()
         expected = raw if isinstance(raw, str) else raw.decode("utf-8", errors="replace")
@@ -66,6 +68,31 @@ def check(raw: str | bytes) -> CommandBase | Invalid:
     assert decoded.model_dump() == result.model_dump()
     assert type(decoded) is type(result)
     return result
+
+
+def agree(raw: str | bytes, result: CommandBase | Invalid) -> None:
+    """The fast path (``parse``) and the model alone (``parse_by_model``) agree on ``raw``.
+
+    Same verdict, the same dead letter (raw text, reason, ids) or the same command
+    (class, values in the same order, fields set, bytes on the command topic);
+    and the fast check itself accepts exactly what the model accepts, so the
+    valid inputs really take the fast path.
+    """
+    reference = parse_by_model(raw)
+    if isinstance(reference, Invalid):
+        assert result == reference
+    else:
+        assert type(result) is type(reference)
+        assert list(result.__dict__.items()) == list(reference.__dict__.items())
+        assert result.model_fields_set == reference.model_fields_set
+        assert encode_command(result) == encode_command(reference)
+    try:
+        obj = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return
+    has_nul = (b"\\u0000" if isinstance(raw, bytes) else "\\u0000") in raw  # type: ignore[operator]
+    if isinstance(obj, dict) and not has_nul and len(raw) <= MAX_INPUT_BYTES:
+        assert (fast_values(obj) is not None) == (not isinstance(reference, Invalid))
 
 
 def count(family: str) -> None:

@@ -6,6 +6,7 @@ Nothing here raises on bad input: a caller always gets either a command or an
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -25,6 +26,7 @@ from schemas.commands import (
 )
 from schemas.construct import construct
 from schemas.envelope import GatewayEnvelope, markdone_flag
+from services.ingest.domain.fast_envelope import Values, fast_values
 
 _VALIDATE = GatewayEnvelope.model_validate
 
@@ -63,6 +65,16 @@ def parse(raw: str | bytes) -> CommandBase | Invalid:
 
     An envelope over :data:`MAX_INPUT_BYTES` is invalid whatever it holds.
     """
+    return _parse(raw, parse_object)
+
+
+def parse_by_model(raw: str | bytes) -> CommandBase | Invalid:
+    """:func:`parse` without the fast check: the model alone (the reference)."""
+    return _parse(raw, parse_model)
+
+
+def _parse(raw: str | bytes,
+           then: Callable[[Any, str | bytes], CommandBase | Invalid]) -> CommandBase | Invalid:
     if len(raw) * (4 if isinstance(raw, str) else 1) > MAX_INPUT_BYTES:
         size = len(raw) if isinstance(raw, bytes) else len(raw.encode("utf-8", "replace"))
         if size > MAX_INPUT_BYTES:
@@ -71,7 +83,7 @@ def parse(raw: str | bytes) -> CommandBase | Invalid:
         obj = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
         return Invalid(_text(raw), f"malformed JSON: {exc}")
-    return parse_object(obj, raw)
+    return then(obj, raw)
 
 
 def too_large(size: int) -> str:
@@ -100,10 +112,26 @@ _NUL_FREE = {"nul_free": True}
 
 
 def parse_object(obj: Any, raw: str | bytes) -> CommandBase | Invalid:
-    """Like :func:`parse` for an already decoded JSON value and its raw JSON text."""
+    """Like :func:`parse` for an already decoded JSON value and its raw JSON text.
+
+    The fast check (:mod:`.fast_envelope`) accepts what it is sure of; everything
+    else (every invalid envelope among it) goes through the model, which gives the
+    verdict and the reason.
+    """
+    if type(obj) is dict:
+        # JSON can only carry NUL as the escape \u0000: without it, no NUL to refuse
+        nul_free = (b"\\u0000" not in raw) if isinstance(raw, bytes) else ("\\u0000" not in raw)
+        if nul_free:
+            values = fast_values(obj)
+            if values is not None:
+                return command_of(values)
+    return parse_model(obj, raw)
+
+
+def parse_model(obj: Any, raw: str | bytes) -> CommandBase | Invalid:
+    """:func:`parse_object` by the model alone (the reference the fast check agrees with)."""
     if not isinstance(obj, dict):
         return Invalid(_text(raw), f"envelope must be a JSON object, got {type(obj).__name__}")
-    # JSON can only carry NUL as the escape \u0000: skip the per-field scan without it
     nul_free = (b"\\u0000" not in raw) if isinstance(raw, bytes) else ("\\u0000" not in raw)
     try:
         envelope = _VALIDATE(obj, context=_NUL_FREE if nul_free else None)
@@ -115,25 +143,32 @@ def parse_object(obj: Any, raw: str | bytes) -> CommandBase | Invalid:
 
 
 def to_command(env: GatewayEnvelope) -> CommandBase:
-    """Map a valid envelope onto the command it asks for (CONTRACT §2 table).
+    """Map a valid envelope onto the command it asks for (CONTRACT §2 table)."""
+    return command_of((env.event_id, env.type, env.workspace_id, env.contact_id,
+                       env.occurred_at, env.channel.type if env.channel else None,
+                       env.channel.id if env.channel else None,
+                       env.actor.type if env.actor else None,
+                       env.actor.id if env.actor else None, env.data))
 
-    The envelope is already validated, so commands are constructed without a
+
+def command_of(values: Values) -> CommandBase:
+    """The command a valid envelope's values (:data:`.fast_envelope.Values`) ask for
+    (CONTRACT §2 table).
+
+    The values are already validated, so commands are constructed without a
     second validation pass (this is the ingest hot path).
     """
+    (event_id, kind, workspace_id, contact_id, occurred_at, channel_type, channel_id,
+     actor_type, actor_id, data) = values
     common: dict[str, Any] = {
-        "workspace_id": env.workspace_id, "contact_id": env.contact_id,
-        "event_id": env.event_id, "event_type": env.type, "occurred_at": env.occurred_at,
-        "actor_type": env.actor.type if env.actor else None,
-        "actor_id": env.actor.id if env.actor else None,
+        "workspace_id": workspace_id, "contact_id": contact_id, "event_id": event_id,
+        "event_type": kind, "occurred_at": occurred_at, "actor_type": actor_type,
+        "actor_id": actor_id,
     }
-    channel_type = env.channel.type if env.channel else None
-    channel_id = env.channel.id if env.channel else None
-    data = env.data
-    kind = env.type
     if kind == "message.received":
         assert channel_type is not None
-        return construct(ReceiveMessage, **common, channel_type=channel_type, channel_id=channel_id,
-                              message_id=data.get("message_id"))
+        return construct(ReceiveMessage, **common, channel_type=channel_type,
+                         channel_id=channel_id, message_id=data.get("message_id"))
     if kind == "message.sent":
         return construct(SendMessage, **common)
     if kind == "welcome":
@@ -141,21 +176,21 @@ def to_command(env: GatewayEnvelope) -> CommandBase:
         return construct(OpenWithWelcome, **common, channel_type=channel_type,
                          channel_id=channel_id)
     if kind == "conversation.open":
-        return construct(OpenConversation, **common, opened_by=common["actor_type"],
-                                channel_type=channel_type, channel_id=channel_id)
+        return construct(OpenConversation, **common, opened_by=actor_type,
+                         channel_type=channel_type, channel_id=channel_id)
     if kind == "conversation.close":
-        return construct(CloseConversation, **common, closed_by=common["actor_type"],
-                                 category=data.get("category"), summary=data.get("summary"))
+        return construct(CloseConversation, **common, closed_by=actor_type,
+                         category=data.get("category"), summary=data.get("summary"))
     if kind == "conversation.assign":
         return construct(AssignConversation, **common, assignee_id=data["assignee_id"],
-                                  team_given="team_id" in data, team_id=data.get("team_id"))
+                         team_given="team_id" in data, team_id=data.get("team_id"))
     if kind == "dialogflow.response":
         flag = markdone_flag(data.get("parameters") or {})
         if flag is True:
             return construct(CloseConversation, **common, closed_by="dialogflow")
         if flag is False:
             return construct(OpenConversation, **common, opened_by="dialogflow",
-                                    channel_type=channel_type, channel_id=channel_id)
+                             channel_type=channel_type, channel_id=channel_id)
         return construct(AcknowledgeBotResponse, **common)
     assert kind == "contact.merge"
     return construct(MergeContacts, **common, secondary_contact_id=data["secondary_contact_id"])
