@@ -38,6 +38,11 @@ def _table(cls: type[BaseModel]) -> tuple[dict[str, Any], frozenset[str]]:
 
 def construct(cls: type[M], **values: Any) -> M:
     """Build ``cls`` from trusted values; missing required fields still raise."""
+    return construct_from(cls, values)
+
+
+def construct_from(cls: type[M], values: dict[str, Any]) -> M:
+    """:func:`construct` from a dict of the values (not kept)."""
     defaults, required = _DEFAULTS.get(cls) or _table(cls)
     if not values.keys() >= required:
         missing = required.difference(values)

@@ -21,7 +21,9 @@ from typing import Any
 import orjson
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from pydantic import ValidationError
 
+from schemas.command_codec import decode_command, read_command
 from schemas.commands import CommandBase, CommandMessage
 from schemas.envelope import ALLOWED_ACTORS, CHANNEL_REQUIRED
 from services.ingest.domain.fast_envelope import fast_values
@@ -86,6 +88,7 @@ def agree(raw: str | bytes, result: CommandBase | Invalid) -> None:
         assert list(result.__dict__.items()) == list(reference.__dict__.items())
         assert result.model_fields_set == reference.model_fields_set
         assert encode_command(result) == encode_command(reference)
+        same_command(encode_command(result))
     try:
         obj = orjson.loads(raw)
     except orjson.JSONDecodeError:
@@ -93,6 +96,38 @@ def agree(raw: str | bytes, result: CommandBase | Invalid) -> None:
     has_nul = (b"\\u0000" if isinstance(raw, bytes) else "\\u0000") in raw  # type: ignore[operator]
     if isinstance(obj, dict) and not has_nul and len(raw) <= MAX_INPUT_BYTES:
         assert (fast_values(obj) is not None) == (not isinstance(reference, Invalid))
+
+
+def same_command(record: bytes | str) -> None:
+    """The fast command decoder and the model agree on one command record.
+
+    The fast decoder may only decline (``None``: the model decides); what it
+    accepts, the model accepts with the same class, values in the same order
+    (times the same instant and offset) and fields set. A record as ingest writes
+    it always takes the fast path.
+    """
+    fast = decode_command(record)
+    try:
+        model: CommandBase | None = CommandMessage.model_validate_json(record).body
+    except ValidationError:
+        model = None
+    if fast is None:
+        assert model is None or not _canonical(record, model)
+        return
+    assert model is not None and type(fast) is type(model)
+    assert list(fast.__dict__.items()) == list(model.__dict__.items())
+    assert [type(v) for v in fast.__dict__.values()] == [type(v) for v in model.__dict__.values()]
+    assert fast.occurred_at.utcoffset() == model.occurred_at.utcoffset()
+    assert fast.model_fields_set == model.model_fields_set
+    assert read_command(record).__dict__ == fast.__dict__
+
+
+def _canonical(record: bytes | str, model: CommandBase) -> bool:
+    """``record`` is how ingest writes ``model`` (times in UTC)."""
+    def text(raw: bytes | str) -> bytes:
+        return orjson.dumps(orjson.loads(raw), option=orjson.OPT_SORT_KEYS)
+
+    return text(record) == text(encode_command(model)) and not model.occurred_at.utcoffset()
 
 
 def count(family: str) -> None:

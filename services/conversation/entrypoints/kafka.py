@@ -33,7 +33,8 @@ from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, ConsumerRecord
 from aiokafka.errors import KafkaError
 from pydantic import ValidationError
 
-from schemas.commands import CommandBase, CommandMessage
+from schemas.command_codec import read_command
+from schemas.commands import CommandBase
 from services.conversation.application.ports import (
     ConcurrencyConflict,
     EventStore,
@@ -63,7 +64,7 @@ def decode(record: ConsumerRecord[bytes, bytes]) -> CommandBase | Invalid:
         return Invalid("", record.reason)
     raw = record.value if record.value is not None else b""
     try:
-        body: CommandBase = CommandMessage.model_validate_json(raw).body
+        body = read_command(raw)
     except ValidationError as exc:
         text = raw.decode("utf-8", errors="replace")
         return Invalid(text, f"undecodable command at {record.topic}:{record.partition}@"

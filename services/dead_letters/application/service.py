@@ -16,7 +16,8 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from schemas.commands import CommandBase, CommandMessage
+from schemas.command_codec import read_command
+from schemas.commands import CommandBase
 from schemas.events import ContactMerged, DomainEvent
 from services.conversation.application.processor import BatchResult
 from services.dead_letters.application.ports import (
@@ -251,7 +252,7 @@ def reparse(entry: DeadLetterEntry) -> CommandBase | Invalid:
     if entry.source != "commands":
         return parse(entry.raw)
     try:
-        return CommandMessage.model_validate_json(entry.raw).body
+        return read_command(entry.raw)
     except ValidationError as exc:
         return Invalid(entry.raw, f"undecodable command: {describe(exc)}")
 

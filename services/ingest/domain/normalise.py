@@ -24,7 +24,7 @@ from schemas.commands import (
     ReceiveMessage,
     SendMessage,
 )
-from schemas.construct import construct
+from schemas.construct import construct_from
 from schemas.envelope import GatewayEnvelope, markdone_flag
 from services.ingest.domain.fast_envelope import Values, fast_values
 
@@ -160,37 +160,46 @@ def command_of(values: Values) -> CommandBase:
     """
     (event_id, kind, workspace_id, contact_id, occurred_at, channel_type, channel_id,
      actor_type, actor_id, data) = values
+    # one dict per command (construct_from merges it with the defaults): no keyword packing
+    if kind == "message.received":
+        assert channel_type is not None
+        return construct_from(ReceiveMessage, {
+            "workspace_id": workspace_id, "contact_id": contact_id, "event_id": event_id,
+            "event_type": kind, "occurred_at": occurred_at, "actor_type": actor_type,
+            "actor_id": actor_id, "channel_type": channel_type, "channel_id": channel_id,
+            "message_id": data.get("message_id")})
     common: dict[str, Any] = {
         "workspace_id": workspace_id, "contact_id": contact_id, "event_id": event_id,
         "event_type": kind, "occurred_at": occurred_at, "actor_type": actor_type,
         "actor_id": actor_id,
     }
-    if kind == "message.received":
-        assert channel_type is not None
-        return construct(ReceiveMessage, **common, channel_type=channel_type,
-                         channel_id=channel_id, message_id=data.get("message_id"))
     if kind == "message.sent":
-        return construct(SendMessage, **common)
+        return construct_from(SendMessage, common)
     if kind == "welcome":
         assert channel_type is not None
-        return construct(OpenWithWelcome, **common, channel_type=channel_type,
-                         channel_id=channel_id)
+        return construct_from(OpenWithWelcome, {**common, "channel_type": channel_type,
+                                                "channel_id": channel_id})
     if kind == "conversation.open":
-        return construct(OpenConversation, **common, opened_by=actor_type,
-                         channel_type=channel_type, channel_id=channel_id)
+        return construct_from(OpenConversation, {**common, "opened_by": actor_type,
+                                                 "channel_type": channel_type,
+                                                 "channel_id": channel_id})
     if kind == "conversation.close":
-        return construct(CloseConversation, **common, closed_by=actor_type,
-                         category=data.get("category"), summary=data.get("summary"))
+        return construct_from(CloseConversation, {**common, "closed_by": actor_type,
+                                                  "category": data.get("category"),
+                                                  "summary": data.get("summary")})
     if kind == "conversation.assign":
-        return construct(AssignConversation, **common, assignee_id=data["assignee_id"],
-                         team_given="team_id" in data, team_id=data.get("team_id"))
+        return construct_from(AssignConversation, {**common, "assignee_id": data["assignee_id"],
+                                                   "team_given": "team_id" in data,
+                                                   "team_id": data.get("team_id")})
     if kind == "dialogflow.response":
         flag = markdone_flag(data.get("parameters") or {})
         if flag is True:
-            return construct(CloseConversation, **common, closed_by="dialogflow")
+            return construct_from(CloseConversation, {**common, "closed_by": "dialogflow"})
         if flag is False:
-            return construct(OpenConversation, **common, opened_by="dialogflow",
-                             channel_type=channel_type, channel_id=channel_id)
-        return construct(AcknowledgeBotResponse, **common)
+            return construct_from(OpenConversation, {**common, "opened_by": "dialogflow",
+                                                     "channel_type": channel_type,
+                                                     "channel_id": channel_id})
+        return construct_from(AcknowledgeBotResponse, common)
     assert kind == "contact.merge"
-    return construct(MergeContacts, **common, secondary_contact_id=data["secondary_contact_id"])
+    return construct_from(MergeContacts, {**common,
+                                          "secondary_contact_id": data["secondary_contact_id"]})
