@@ -130,11 +130,15 @@ AGGREGATE: Final = (
     f"e AS ({_OPENED[0]} UNION ALL {_RESPONDED[0]} UNION ALL {_CLOSED[0]}) "
     + _TAIL.replace("{dims}", "%(dims)s::int[]"))
 INSERT_UNITS: Final = AGGREGATE.replace("SELECT e.w, d.dim", _INSERT + "SELECT e.w, d.dim")
-#: every cell from every row (one scan; the same contributions as AGGREGATE)
+#: every cell from every row (one scan; the same contributions as AGGREGATE). Its
+#: sort of every contribution is most of the work: grouped by the slot first, most
+#: comparisons end at that bigint instead of going through the five workspace ids
+#: and the dimension (-40 % of PostgreSQL's CPU for 2.2 M contributions; same cells)
 REBUILD: Final = (
     f"WITH l AS (SELECT * FROM (VALUES (0, {QUARTER_US}::bigint), (1, {SPAN_US}::bigint)) "
     f"AS l(lvl, size)), e AS ({_OPENED[1]} UNION ALL {_RESPONDED[1]} UNION ALL {_CLOSED[1]}) "
-    + _INSERT + _TAIL.replace("{dims}", "ARRAY[0, 1, 2, 3, 4, 5]"))
+    + _INSERT + _TAIL.replace("{dims}", "ARRAY[0, 1, 2, 3, 4, 5]").replace(
+        "GROUP BY e.w, d.dim, e.slot, e.kind, d.key", "GROUP BY e.slot, e.kind, d.dim, e.w, d.key"))
 #: :data:`REBUILD` of one part of the cells (%(part)s of %(parts)s, by a hash of the
 #: slot), so that several connections rebuild them at once (``bonychat replay``)
 REBUILD_PART: Final = REBUILD.replace(
