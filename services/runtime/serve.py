@@ -110,6 +110,9 @@ async def _serve(names: list[str], settings: Settings, *, groups: list[str] | No
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, proc.stop.set)
+    if worker is not None:  # Ctrl-C reaches the parent, which stops its workers in order
+        loop.remove_signal_handler(signal.SIGINT)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
     # A dependency down at start-up is waited for (``/healthz`` 503 meanwhile).
     startup = Startup(proc.health, proc.metrics, proc.stop, host=settings.http_host,
                       port=settings.http_port)

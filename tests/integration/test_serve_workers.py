@@ -12,6 +12,9 @@ import json
 import os
 import re
 import signal
+import socket
+import subprocess
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -21,6 +24,7 @@ from typing import Any
 
 import pytest
 from kafka_fixtures import (
+    BONYCHAT,
     WORKSPACES,
     ServeProcess,
     World,
@@ -189,3 +193,47 @@ def test_one_process_when_asked(world: World) -> None:
     time.sleep(1)
     assert workers(process.popen.pid) == {}
     assert process.stop() == 0
+
+
+def workers_of(parent: int) -> list[int]:
+    """Live worker processes started by ``parent``, even once it is gone (reparented)."""
+    marker = f"--worker-of\0{parent}\0".encode()
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            if entry.name.isdigit() and marker in (entry / "cmdline").read_bytes() + b"\0":
+                found.append(int(entry.name))
+        except OSError:
+            continue
+    return [pid for pid in found if alive(pid)]
+
+
+def test_ctrl_c_stops_every_worker_once(world: World) -> None:
+    """SIGINT to the whole process group (a terminal's Ctrl-C): workers leave it to the parent."""
+    with tempfile.TemporaryFile() as log:
+        popen = subprocess.Popen([str(BONYCHAT), "serve"], env=world.env(), stderr=log,
+                                 stdout=subprocess.DEVNULL, start_new_session=True)
+        try:
+            wait_until(lambda: len(workers(popen.pid)) == 3, SETTLE, "three workers")
+            pids = list(workers(popen.pid).values())
+            time.sleep(1)
+            os.killpg(popen.pid, signal.SIGINT)
+            assert popen.wait(60) == 0
+        finally:
+            if popen.poll() is None:
+                popen.kill()
+        log.seek(0)
+        text = log.read().decode(errors="replace")
+    assert not any(alive(pid) for pid in pids)
+    assert "restarting" not in text and "did not stop in time" not in text, text[-3000:]
+
+
+def test_a_serve_that_cannot_take_its_port_leaves_no_workers(world: World) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        process = world.serve(name="busy-port", BONYCHAT_HTTP_PORT=str(port))
+        assert process.popen.wait(60) == 1
+    assert "cannot listen on" in process.log()
+    assert workers_of(process.popen.pid) == []
