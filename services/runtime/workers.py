@@ -5,9 +5,8 @@ With every service in one process they share one interpreter lock, so a
 the machine has. When the machine lends this process two or more CPUs
 (``os.sched_getaffinity``), ``BONYCHAT_SERVE_PROCESSES=auto`` (the default)
 and the Kafka runtime is on, the parent starts each service as a child
-``bonychat serve --services X`` (the layout every service is also run in alone;
-the relay beside projections, :func:`plan_workers`) and serves the one HTTP API
-itself:
+``bonychat serve --services X`` (the layout every service is also run in alone)
+and serves the one HTTP API itself:
 
 - ``/metrics`` adds every child's metrics (:mod:`.merged_metrics`);
 - ``/healthz`` is ready only while every child answers ready (component
@@ -72,29 +71,16 @@ def available_cpus() -> int:
 def plan_workers(names: Sequence[str], settings: Settings, cpus: int) -> list[str]:
     """The ``--services`` value of each worker process; [] to run everything in this one.
 
-    One worker per service, except the outbox relay: where it runs anyway (asked
-    for, or inside conversation: ``BONYCHAT_RELAY_WITH_CONVERSATION``, the default)
-    it joins the projections worker, the other follower of the event store, so the
-    conversation worker (the slowest stage) does only its own work; without
-    projections it stays with conversation. Workers get the relay only by name
-    (:func:`worker_env`).
+    One worker per service; the relay stays inside the conversation worker when
+    it runs there anyway (``BONYCHAT_RELAY_WITH_CONVERSATION``, the default).
     """
     if settings.serve_processes != "auto" or cpus < 2 or not settings.kafka_bootstrap:
         return []
-    relay = "relay" in names or ("conversation" in names and settings.relay_with_conversation)
-    groups = [[name] for name in names if name not in ("http", "relay")]
-    if relay:
-        home = next((g for g in groups if g[0] == "projections"),
-                    next((g for g in groups if g[0] == "conversation"), None))
-        if home is None:
-            groups.append(["relay"])
-        else:
-            home.append("relay")
-    return [",".join(sorted(g, key=names_order)) for g in groups] if len(groups) >= 2 else []
-
-
-def names_order(name: str) -> int:
-    return ("ingest", "conversation", "relay", "projections").index(name)
+    groups = [[name] for name in names if name != "http"]
+    if "relay" in names and "conversation" in names and settings.relay_with_conversation:
+        groups = [g for g in groups if g != ["relay"]]
+        groups = [["conversation", "relay"] if g == ["conversation"] else g for g in groups]
+    return [",".join(g) for g in groups] if len(groups) >= 2 else []
 
 
 @dataclass
@@ -145,10 +131,9 @@ def worker_command(services: str, report_fd: int, parent: int) -> list[str]:
 
 
 def worker_env() -> dict[str, str]:
-    """The parent's environment; the child never supervises, never takes the API port
-    and runs the relay only when its ``--services`` name it."""
+    """The parent's environment; the child never supervises and never takes the API port."""
     return child_environment(BONYCHAT_SERVE_PROCESSES="1", BONYCHAT_HTTP_HOST="127.0.0.1",
-                             BONYCHAT_HTTP_PORT="0", BONYCHAT_RELAY_WITH_CONVERSATION="0")
+                             BONYCHAT_HTTP_PORT="0")
 
 
 async def spawn(worker: Worker) -> None:

@@ -41,7 +41,7 @@ from services.runtime.workers import available_cpus
 pytestmark = [pytest.mark.integration,
               pytest.mark.skipif(available_cpus() < 2, reason="workers need two CPUs")]
 SETTLE = 90
-DEFAULT = ("conversation", "ingest", "relay,projections")
+DEFAULT = ("conversation", "ingest", "projections")
 
 
 @pytest.fixture

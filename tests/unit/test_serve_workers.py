@@ -40,24 +40,15 @@ def kafka(**overrides: object) -> Settings:
 
 # --- which processes ---------------------------------------------------------------------
 
-def test_default_services_one_worker_each_with_the_relay_beside_projections() -> None:
+def test_default_services_one_worker_each_with_the_relay_inside_conversation() -> None:
     assert plan_workers(["ingest", "conversation", "projections"], kafka(), 2) == [
-        "ingest", "conversation", "relay,projections"]
-    assert plan_workers(ALL, kafka(), 4) == ["ingest", "conversation", "relay,projections"]
-
-
-def test_relay_stays_with_conversation_without_projections() -> None:
-    assert plan_workers(["ingest", "conversation"], kafka(), 2) == [
-        "ingest", "conversation,relay"]
-    assert plan_workers(["ingest", "relay"], kafka(), 2) == ["ingest", "relay"]
-
-
-def test_no_relay_unless_it_would_run_in_one_process() -> None:
-    assert plan_workers(["ingest", "conversation", "projections"],
-                        kafka(relay_with_conversation=False), 2) == [
         "ingest", "conversation", "projections"]
+    assert plan_workers(ALL, kafka(), 4) == ["ingest", "conversation,relay", "projections"]
+
+
+def test_relay_gets_its_own_worker_when_it_does_not_run_with_conversation() -> None:
     assert plan_workers(ALL, kafka(relay_with_conversation=False), 2) == [
-        "ingest", "conversation", "relay,projections"]
+        "ingest", "conversation", "relay", "projections"]
 
 
 @pytest.mark.parametrize(("names", "settings", "cpus"), [
@@ -65,7 +56,7 @@ def test_no_relay_unless_it_would_run_in_one_process() -> None:
     (["ingest", "conversation", "projections"], kafka(serve_processes="1"), 8),  # asked for
     (["ingest", "conversation", "projections"], Settings(kafka_bootstrap=None), 8),  # embedded
     (["conversation"], kafka(), 8),  # one service: already one process
-    (["conversation", "relay"], kafka(), 8),  # the relay stays inside conversation
+    (["conversation", "relay"], kafka(), 8),  # the relay runs inside conversation
     (["http"], kafka(), 8),
 ])
 def test_one_process_when_workers_would_not_help(names: list[str], settings: Settings,
