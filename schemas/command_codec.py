@@ -82,6 +82,10 @@ def _decoder() -> tuple[msgspec.json.Decoder[Any], dict[type[msgspec.Struct], _S
 _DECODER, _SPECS = _decoder()
 _asdict = msgspec.structs.asdict
 _fromisoformat = datetime.fromisoformat
+#: UTC as ``CommandMessage`` decodes it (pydantic's own zone class, not ``datetime.UTC``)
+_UTC: Final = CommandMessage.model_validate_json(
+    b'{"body":{"command":"SendMessage","workspace_id":"w","contact_id":"c","event_id":"e",'
+    b'"event_type":"message.sent","occurred_at":"2026-01-01T00:00:00Z"}}').body.occurred_at.tzinfo
 
 
 def decode_command(raw: bytes | str) -> CommandBase | None:
@@ -94,8 +98,8 @@ def decode_command(raw: bytes | str) -> CommandBase | None:
     values = spec.template.copy()
     values.update(_asdict(body))  # keeps the model's field order
     for name in spec.times:
-        try:
-            values[name] = _fromisoformat(values[name])
+        try:  # the zone object pydantic gives (the services downstream behave as before)
+            values[name] = _fromisoformat(values[name][:-1]).replace(tzinfo=_UTC)
         except ValueError:
             return None
     return trusted(spec.cls, values)  # every field was in the record: all are set

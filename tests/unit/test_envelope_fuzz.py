@@ -118,6 +118,7 @@ def same_command(record: bytes | str) -> None:
     assert list(fast.__dict__.items()) == list(model.__dict__.items())
     assert [type(v) for v in fast.__dict__.values()] == [type(v) for v in model.__dict__.values()]
     assert fast.occurred_at.utcoffset() == model.occurred_at.utcoffset()
+    assert type(fast.occurred_at.tzinfo) is type(model.occurred_at.tzinfo)
     assert fast.model_fields_set == model.model_fields_set
     assert read_command(record).__dict__ == fast.__dict__
 
