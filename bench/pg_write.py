@@ -11,6 +11,9 @@ fresh schema: client CPU (this process), server CPU (the pool's backends, on-CPU
 time from ``/proc/PID/schedstat``, so PostgreSQL must run on this machine) and wall
 time, per event stored, plus the outcomes and events per batch. Writes
 ``bench/results/pg-write-<timestamp>.json`` and prints one JSON line.
+
+``--paths projections`` times the projections service's write instead
+(``PostgresReadModelStore.save``), per batch of conversation rows.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ from services.composition.postgres import open_postgres_stores
 from services.conversation.application.ports import Position
 from services.conversation.application.unit_of_work import BatchUnitOfWork
 from services.ingest.domain.normalise import parse
+from services.projections.domain.rows import ConversationRow
 
 PATHS = {"insert": 1 << 62, "copy": 1}  # copy_min_rows of each path
 
@@ -101,17 +105,57 @@ def run(base: str, lines: list[bytes], path: str, batch: int,
             "wall_ms_per_batch": round(wall / batches / 1e6, 3)}
 
 
+def run_projections(base: str, batch: int, batches: int,
+                    synchronous_commit: str) -> dict[str, Any]:
+    """The projections' write (``save``: upsert, cell marks, notify, position) of
+    ``batches`` batches of ``batch`` conversation rows (half new, half updated)."""
+    name = f"bench_pgw_{os.getpid()}"
+    now_us = int(time.time()) * 1_000_000
+    with fresh_stores(base, name, synchronous_commit) as stores, \
+            psycopg.connect(base, autocommit=True) as admin:
+        store = stores.read_models
+        client = server = wall = 0
+        after = None
+        for n in range(batches):
+            rows = [ConversationRow(
+                conversation_id=f"conv-{(n * batch + i) // 2}", workspace_id=f"ws{i % 3}",
+                contact_id=f"c{(n * batch + i) // 2}", channel="whatsapp",
+                opened_us=now_us - 86_400_000_000 + n * 1_000_000, opened_by="contact",
+                messages_received=1 + i % 2, last_activity_us=now_us) for i in range(batch)]
+            position = Position("projection:conversations", n + 1, after=after)
+            backends = [int(r[0]) for r in admin.execute(
+                "SELECT pid FROM pg_stat_activity WHERE application_name = %s", (name,))]
+            s0, c0, w0 = backend_ns(backends), time.process_time_ns(), time.perf_counter_ns()
+            store.save(rows, position)
+            w1, c1, s1 = time.perf_counter_ns(), time.process_time_ns(), backend_ns(backends)
+            client, server, wall = client + c1 - c0, server + s1 - s0, wall + w1 - w0
+            after = position.offset
+    per = batches * 1_000
+    return {"path": "projections", "batch": batch, "batches": batches,
+            "client_us_per_batch": round(client / per, 1),
+            "server_us_per_batch": round(server / per, 1),
+            "wall_ms_per_batch": round(wall / per / 1_000, 3)}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--events", type=int, default=20_000)
     parser.add_argument("--batches", default="1,8,32,128,1000")
-    parser.add_argument("--paths", default="insert,copy")
+    parser.add_argument("--paths", default="insert,copy",
+                        help="or 'projections': the projections' row write instead")
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--max-batches", type=int, default=400,
                         help="at most this many batches of each size")
     parser.add_argument("--synchronous-commit", default="off", choices=("on", "off"))
     parser.add_argument("--database-url", default=os.environ.get("BONYCHAT_DATABASE_URL", ""))
     args = parser.parse_args()
+    if args.paths == "projections":
+        for round_ in range(1, args.rounds + 1):
+            for batch in (int(b) for b in args.batches.split(",")):
+                row = run_projections(args.database_url, batch, args.max_batches,
+                                      args.synchronous_commit)
+                print(" ".join(f"{k}={v}" for k, v in {**row, "round": round_}.items()))
+        return
     lines = [item.encode() if isinstance(item, str) else orjson.dumps(item)
              for item in Generator(events=args.events, contacts=max(args.events // 10, 1))]
     rows = []
