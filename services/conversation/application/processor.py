@@ -89,13 +89,18 @@ class _BatchContacts:
         return {contact.id: contact.version for key, contact in self.touched.items()
                 if contact.version == versions[key]}
 
-    def drain(self) -> list[DomainEvent]:
-        events: list[DomainEvent] = []
+    def drain(self, events: list[DomainEvent]) -> int:
+        """Move the events recorded since the last drain to ``events``; return how many
+        of them close a conversation after inactivity."""
+        expired = 0
         for contact in self.dirty:
             if contact.pending:
+                for event in contact.pending:
+                    if type(event) is ConversationClosed and event.closed_by == "inactivity":
+                        expired += 1
                 events.extend(contact.collect())
         self.dirty.clear()
-        return events
+        return expired
 
 
 class BatchProcessor:
@@ -289,7 +294,7 @@ class BatchProcessor:
                 continue
             if isinstance(item, ExpireInactive):  # a sweep: no outcome, no dedupe
                 handle(item, contacts)
-                events.extend(BatchProcessor._count_expired(contacts.drain(), result))
+                result.expired += contacts.drain(events)
                 continue
             key = (item.workspace_id, item.event_id)
             if key in done:
@@ -303,15 +308,8 @@ class BatchProcessor:
             except LifecycleRejection as rejection:
                 reason = rejection.reason
                 result.rejected[reason] += 1
-            events.extend(BatchProcessor._count_expired(contacts.drain(), result))
+            result.expired += contacts.drain(events)
             result.outcomes.append(_outcome(Outcome, (
                 item.workspace_id, item.event_id, item.contact_id, item.event_type,
                 item.occurred_at, "rejected" if reason else "accepted", reason)))
-        return events
-
-    @staticmethod
-    def _count_expired(events: list[DomainEvent], result: BatchResult) -> list[DomainEvent]:
-        for event in events:
-            if type(event) is ConversationClosed and event.closed_by == "inactivity":
-                result.expired += 1
         return events
