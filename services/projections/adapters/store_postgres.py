@@ -13,7 +13,7 @@ from operator import attrgetter
 from typing import Any
 
 import psycopg
-from eventsourcing.persistence import IntegrityError
+from eventsourcing.persistence import Tracking
 from eventsourcing.postgres import PostgresDatastore, PostgresTrackingRecorder
 from psycopg.rows import tuple_row
 from psycopg.sql import SQL, Composed
@@ -165,42 +165,21 @@ class PostgresReadModelStore(PostgresPages):
         return column_arrays(unique) if unique else []
 
     def save_snapshot(self, arrays: list[list[Any]], position: Position) -> None:
-        """Upsert a :meth:`snapshot` and record ``position``, in one transaction.
-
-        Two round trips (a pipeline synced once in the middle): the position row
-        locked and the rows' stored moments read, then, once the compare-and-set
-        holds, upsert, cell marks, notify, tracking and ``COMMIT``; one statement a
-        round trip cost about eight.
-        """
-        with self.datastore.get_connection() as conn, conn.pipeline() as pipeline, \
-                conn.transaction():
-            locked = conn.cursor(row_factory=tuple_row)
+        """Upsert a :meth:`snapshot` and record ``position``, in one transaction."""
+        with self.datastore.transaction(commit=True) as curs:
             if position.after is not None:  # compare-and-set (Position.after)
-                locked.execute(self._locked_position, (position.name,), prepare=True)
-            old = conn.cursor(row_factory=tuple_row)
+                curs.execute(self._locked_position, (position.name,), prepare=True)
+                found = curs.fetchone()
+                check_after(position, int(found["notification_id"]) if found else 0)
             if arrays:
-                old.execute(self.cells.old_moments, (arrays[0],), prepare=True)
-            pipeline.sync()
-            if position.after is not None:
-                found = locked.fetchone()
-                check_after(position, int(found[0]) if found else 0)
-            curs = conn.cursor(row_factory=tuple_row)
-            if arrays:
-                before = [unit for moments in old.fetchall() for unit in units_of(*moments)]
+                before = self.cells.units_before(curs, arrays[0])
                 curs.execute(self._upsert, arrays, prepare=True)
                 columns = [arrays[i] for i in _UNIT_COLUMNS]
                 self.cells.mark(curs, [*before, *(  # the next metrics query recomputes them
                     unit for values in zip(*columns, strict=True) for unit in units_of(*values))])
                 curs.execute("SELECT pg_notify(%s, %s)",
                              (PROJECTED_CHANNEL, notify_payload(arrays[1])))
-            track = conn.cursor(row_factory=tuple_row)
-            track.execute(self.tracking.insert_tracking_statement, {
-                "application_name": position.name, "notification_id": position.offset},
-                prepare=True)
-            pipeline.sync()
-            if track.fetchone() is None:  # eventsourcing's single-row tracking: forward only
-                raise IntegrityError(f"Failed to record tracking for {position.name} "
-                                     f"{position.offset}")
+            self.tracking._insert_tracking(curs, Tracking(position.name, position.offset))
 
     def copy_rows(self, rows: Sequence[ConversationRow]) -> None:
         """Insert rows that are not in the table yet (a replay's), with ``COPY``.
