@@ -45,7 +45,7 @@ STAGES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("command decode (pydantic)", ("model_validate_json", "commands/codec", "decode_command")),
     ("ingest validation", ("normalise",)),
     ("postgres client (psycopg)", ("psycopg",)),
-    ("kafka client (aiokafka)", ("aiokafka", "kafka.py")),
+    ("kafka client (aiokafka)", ("aiokafka", "services/runtime/kafka.py")),
     ("projection", ("services/projections/",)),
     ("decide (domain)", ("services/conversation/",)),
     ("json (orjson)", ("orjson",)),

@@ -24,8 +24,21 @@ from services.conversation.domain.contact import aggregate_id
 from services.runtime.sinks import command_record
 
 pytestmark = pytest.mark.integration
-T0 = datetime(2026, 11, 24, 10, 0, tzinfo=UTC)
 TIMEOUT = 600
+# The services also run the live sweep (wall clock, at start and every 30 s). The
+# events are dated so that what the test expects is what that sweep would do too:
+# a contact's first conversation is already due (the live sweep may close it first,
+# at the same time), its second one is not due for ~9 minutes, however slow the run.
+# (computed when each test starts, not at collection: the suite runs for minutes)
+
+
+def t0() -> datetime:
+    return (datetime.now(UTC) - timedelta(seconds=TIMEOUT + 120)).replace(second=0,
+                                                                          microsecond=0)
+
+
+def z(moment: datetime) -> str:
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
 CONTACTS = [f"k{n}" for n in range(40)]
 
 
@@ -42,24 +55,25 @@ def receive(contact: str, event_id: str, at: datetime) -> ReceiveMessage:
 
 
 def test_sweep_and_the_contacts_own_events_never_both_close(world: World) -> None:
+    start = t0()
     with world.opened() as stores:
         change_settings(stores.events, "ws1", {"inactivity_timeout_seconds": TIMEOUT},
                         SettingsChange("test"))
     rng = random.Random(11)
     records = []
     for contact in CONTACTS:
-        records.append(command_record(receive(contact, f"{contact}-1", T0)))
+        records.append(command_record(receive(contact, f"{contact}-1", start)))
         racing = [command_record(ExpireInactive(
                       workspace_id="ws1", contact_id=contact, event_id="sweep:x",
-                      event_type="sweep", occurred_at=T0 + timedelta(seconds=TIMEOUT + 5))),
+                      event_type="sweep", occurred_at=start + timedelta(seconds=TIMEOUT + 5))),
                   command_record(receive(contact, f"{contact}-2",
-                                         T0 + timedelta(seconds=TIMEOUT + 60)))]
+                                         start + timedelta(seconds=TIMEOUT + 60)))]
         rng.shuffle(racing)
         records.extend(racing)
         # a second sweep after the contact wrote again: nothing is due yet
         records.append(command_record(ExpireInactive(
             workspace_id="ws1", contact_id=contact, event_id="sweep:y", event_type="sweep",
-            occurred_at=T0 + timedelta(seconds=TIMEOUT + 70))))
+            occurred_at=start + timedelta(seconds=TIMEOUT + 70))))
     publish(world.bootstrap, world.topics.commands, records)
     world.serve("conversation,projections", name="conv-a")
     world.serve("conversation", name="conv-b")
@@ -73,7 +87,7 @@ def test_sweep_and_the_contacts_own_events_never_both_close(world: World) -> Non
         closed = [r for r in rows if r.closed_us is not None]
         assert len(closed) == len(CONTACTS)
         assert {r.closed_by for r in closed} == {"inactivity"}
-        assert {r.public()["closed_at"] for r in closed} == {"2026-11-24T10:10:00Z"}
+        assert {r.public()["closed_at"] for r in closed} == {z(start + timedelta(seconds=TIMEOUT))}
         assert all(r.recontact for r in rows if r.closed_us is None)
         for contact in CONTACTS:
             events = stores.events.load(aggregate_id("ws1", contact))
@@ -83,11 +97,12 @@ def test_sweep_and_the_contacts_own_events_never_both_close(world: World) -> Non
 
 
 def test_serve_sweeps_quiet_conversations(world: World) -> None:
+    start = t0()
     with world.opened() as stores:
         change_settings(stores.events, "ws1", {"inactivity_timeout_seconds": 60},
                         SettingsChange("test"))
     publish(world.bootstrap, world.topics.commands,
-            [command_record(receive("quiet", "q-1", T0))])
+            [command_record(receive("quiet", "q-1", start))])
     world.serve("conversation,projections", name="sweeper")
     with world.opened() as stores:
         def closed() -> bool | None:
@@ -97,4 +112,4 @@ def test_serve_sweeps_quiet_conversations(world: World) -> None:
         wait_until(closed, SETTLE, "the serve sweep to close the quiet conversation")
         (row,) = stores.read_models.conversations("ws1")
         assert (row.closed_by, row.public()["closed_at"]) == (
-            "inactivity", "2026-11-24T10:01:00Z")
+            "inactivity", z(start + timedelta(seconds=60)))
