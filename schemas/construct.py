@@ -79,12 +79,7 @@ def trusted(cls: type[M], values: dict[str, Any]) -> M:
     names = _ALL_FIELDS.get(cls)
     if names is None:
         names = _ALL_FIELDS[cls] = set(cls.model_fields)
-    instance = _new(cls)
-    _setattr(instance, "__dict__", values)
-    _setattr(instance, "__pydantic_fields_set__", names)
-    _setattr(instance, "__pydantic_extra__", None)
-    _setattr(instance, "__pydantic_private__", None)
-    return instance
+    return _instance(cls, values, names)
 
 
 def _instance(cls: type[M], values: dict[str, Any], fields_set: set[str]) -> M:

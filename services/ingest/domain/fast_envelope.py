@@ -107,6 +107,22 @@ _EID_MIN, _EID_MAX = EVENT_ID
 _CID_MIN, _CID_MAX = CONTACT_ID
 
 
+_ABSENT: Final = (None, None)
+
+
+def _typed(part: Any, types: frozenset[str]) -> tuple[str | None, str | None] | None:
+    """``channel`` or ``actor``: (type, id) if surely valid (absent: both None), else None."""
+    if part is None:
+        return _ABSENT
+    if type(part) is not dict:
+        return None
+    kind, ident = part.get("type"), part.get("id")
+    if type(kind) is not str or kind not in types or (ident is not None
+                                                      and type(ident) is not str):
+        return None
+    return kind, ident
+
+
 def fast_values(obj: dict[str, Any]) -> Values | None:
     """The envelope's values if ``obj`` is certainly valid, else ``None`` (ask the model).
 
@@ -122,24 +138,10 @@ def fast_values(obj: dict[str, Any]) -> Values | None:
             or type(contact) is not str or not _CID_MIN <= len(contact) <= _CID_MAX):
         return None
     channel, actor, data = get("channel"), get("actor"), get("data")
-    if channel is None:
-        channel_type = channel_id = None
-    elif type(channel) is dict:
-        channel_type, channel_id = channel.get("type"), channel.get("id")
-        if (type(channel_type) is not str or channel_type not in CHANNEL_TYPES
-                or (channel_id is not None and type(channel_id) is not str)):
-            return None
-    else:
+    channel_pair, actor_pair = _typed(channel, CHANNEL_TYPES), _typed(actor, ACTOR_TYPES)
+    if channel_pair is None or actor_pair is None:
         return None
-    if actor is None:
-        actor_type = actor_id = None
-    elif type(actor) is dict:
-        actor_type, actor_id = actor.get("type"), actor.get("id")
-        if (type(actor_type) is not str or actor_type not in ACTOR_TYPES
-                or (actor_id is not None and type(actor_id) is not str)):
-            return None
-    else:
-        return None
+    (channel_type, channel_id), (actor_type, actor_id) = channel_pair, actor_pair
     if data is None:
         data = {}
     elif type(data) is not dict:
