@@ -86,7 +86,12 @@ def _skip_blank(text: str, pos: int) -> int:
 
 
 def split_items(body: bytes) -> list[tuple[Any, str]]:
-    """Decode the body into ``(value, raw text)`` per item; 400 when it is not usable."""
+    """Decode the body into ``(value, raw text)`` per item; 400 when it is not usable.
+
+    A leading UTF-8 byte order mark is skipped, as ``bonychat import`` skips one at the
+    start of a file: RFC 8259 lets a parser ignore it, and editors add it.
+    """
+    body = body.removeprefix(b"\xef\xbb\xbf")
     try:
         decoded = orjson.loads(body)
     except orjson.JSONDecodeError as exc:

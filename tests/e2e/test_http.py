@@ -220,6 +220,21 @@ async def test_body_over_one_mebibyte_is_413(tmp_path: Path, sink: RecordingSink
 
 
 @async_test
+async def test_body_with_a_byte_order_mark(tmp_path: Path, sink: RecordingSink,
+                                           stores: Stores) -> None:
+    """A leading UTF-8 BOM is skipped (as `bonychat import` does); one inside is not JSON."""
+    one = orjson.dumps(envelope("message.received", "bom1"))
+    async with serve(app_for(make_settings(tmp_path), sink, stores)) as client:
+        response = await client.post("/v1/events", data=b"\xef\xbb\xbf" + one, headers=GATEWAY)
+        assert response.status == 202
+        assert (await response.json())["accepted"] == 1
+        response = await client.post("/v1/events", data=b"[" + b"\xef\xbb\xbf" + one + b"]",
+                                     headers=GATEWAY)
+        await error_of(response, 400)
+    assert [item.event_id for item in sink.items] == ["bom1"]
+
+
+@async_test
 async def test_bad_bodies_are_400(tmp_path: Path, sink: RecordingSink, stores: Stores) -> None:
     async with serve(app_for(make_settings(tmp_path), sink, stores)) as client:
         for data in (b'{"event_id": ', b"", b"\xff\xfe", b"42", b'"text"', b"null", b"[]",
