@@ -21,19 +21,70 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import re
+import subprocess
 import sys
 import time
+import urllib.request
+from pathlib import Path
 from typing import Any
 
 import orjson
 
 from . import e2e, latency
-from .ab import parse_variant
+from .ab import parse_variant, stage_shares
+from .embedded import DATA
 from .procs import CpuSampler
 from .report import RESULTS
 from .run import infra_env, latency_lines
 
 CONTACTS, WORKSPACES = 2_000, 5
+
+
+_BATCHES = re.compile(
+    r'^bonychat_batch_size_(count|sum)\{service="([a-z]+)"\} ([0-9.e+]+)$', re.M)
+
+
+def batch_counters(world: e2e.World) -> dict[str, dict[str, float]]:
+    """Each service's ``bonychat_batch_size`` count and sum, from its ``/metrics``."""
+    found: dict[str, dict[str, float]] = {}
+    for process in world.processes:
+        port = process.port()
+        if port is None:
+            continue
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
+                text = r.read().decode()
+        except OSError:
+            continue
+        for kind, service, value in _BATCHES.findall(text):
+            found.setdefault(service, {})[kind] = float(value)
+    return found
+
+
+def cycles(before: dict[str, dict[str, float]], after: dict[str, dict[str, float]],
+           seconds: float) -> dict[str, dict[str, float]]:
+    """Batches per second and records per batch of each service between two scrapes
+    (the conversation service counts one batch per partition of a transaction)."""
+    out = {}
+    for service, now in after.items():
+        then = before.get(service, {})
+        count = now.get("count", 0) - then.get("count", 0)
+        records = now.get("sum", 0) - then.get("sum", 0)
+        out[service] = {"batches_per_s": round(count / seconds, 1),
+                        "records_per_batch": round(records / count, 1) if count else 0.0}
+    return out
+
+
+def spy(world: e2e.World, tag: str, seconds: float) -> list[subprocess.Popen[bytes]]:
+    """py-spy --gil on every service for ``seconds`` (raw stacks under bench/data/profiles)."""
+    into = DATA / "profiles"
+    into.mkdir(parents=True, exist_ok=True)
+    exe = Path(sys.executable).with_name("py-spy")
+    return [subprocess.Popen(
+        [str(exe), "record", "--gil", "-r", "100", "-d", str(max(1, int(seconds))),
+         "-f", "raw", "-o", str(into / f"{tag}-{p.name}.txt"), "--pid", str(p.pid)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for p in world.processes]
 
 
 def offered(rate: int, seconds: float, seed: int, prefix: bytes) -> list[latency.Timed]:
@@ -63,12 +114,22 @@ async def one(bootstrap: str, database_url: str, env: dict[str, str],
             await asyncio.sleep(args.idle)
         result["idle_cores"] = {k: v["mean_cores"] for k, v in cpu.summary().items()}
         for n, rate in enumerate(rates):
+            tag = f"lowload-{time.strftime('%Y%m%dT%H%M%S')}-{rate}"
+            spies = spy(world, tag, args.seconds) if args.profile and n == 0 else []
+            counted, started = batch_counters(world), time.monotonic()
             run = await latency.measure_latency(
                 world, offered(rate, args.seconds, 20 + n, f"r{rate}-".encode()), rate)
             result[str(rate)] = {
                 "p50_ms": run["p50_ms"], "p99_ms": run["p99_ms"], "max_ms": run["max_ms"],
                 "cores": {k: v["mean_cores"] for k, v in run["cpu_cores"].items()},
-                "us_per_event": run["cpu_us_per_event"]}
+                "us_per_event": run["cpu_us_per_event"],
+                "batches": cycles(counted, batch_counters(world), time.monotonic() - started)}
+            for process in spies:
+                process.wait(60)
+            if spies:
+                result[str(rate)]["stages_percent_of_gil_samples"] = {
+                    p.name.removeprefix(f"{tag}-").removesuffix(".txt"): stage_shares(p)
+                    for p in sorted((DATA / "profiles").glob(f"{tag}-*.txt"))}
         result["loadavg_after"] = [round(x, 2) for x in os.getloadavg()]
         world.stop()
         return result
@@ -95,6 +156,11 @@ def table(runs: dict[str, list[dict[str, Any]]], rates: list[str]) -> str:
                      "pipeline"):
             row(f"{rate}/s: µs per event, {proc}",
                 lambda r, k=rate, p=proc: f"{r[k]['us_per_event'].get(p, 0):.0f}")
+        for service in ("ingest", "conversation", "relay", "projections"):
+            row(f"{rate}/s: {service} batches/s (records each)",
+                lambda r, k=rate, s=service: "{batches_per_s}, ({records_per_batch})".format(
+                    **r[k].get("batches", {}).get(s, {"batches_per_s": "?",
+                                                      "records_per_batch": "?"})))
         row(f"{rate}/s: other users' cores", lambda r, k=rate: r[k]["cores"].get("other"))
     row("load avg before", lambda r: r["loadavg_before"][0])
     return "\n".join(rows)
@@ -122,6 +188,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=15)
     parser.add_argument("--warmup", type=float, default=5)
     parser.add_argument("--idle", type=float, default=10)
+    parser.add_argument("--profile", action="store_true",
+                        help="py-spy --gil every service at the first rate")
     args = parser.parse_args(argv)
     result = asyncio.run(main_async(args))
     print(table(result["runs"], args.rates.split(",")))

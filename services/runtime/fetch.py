@@ -37,6 +37,7 @@ from aiokafka.errors import (
     UnsupportedCodecError,
 )
 
+from services.runtime.kafka import FetchHold
 from services.runtime.observability import RuntimeMetrics
 
 log = logging.getLogger(__name__)
@@ -79,8 +80,11 @@ class SafeFetch:
     """``consumer.getmany`` that turns undecodable records into :class:`UndecodableRecord`."""
 
     def __init__(self, consumer: AIOKafkaConsumer, *, service: str,
-                 metrics: RuntimeMetrics | None = None, probe_ms: int = 500) -> None:
+                 metrics: RuntimeMetrics | None = None, probe_ms: int = 500,
+                 hold: FetchHold | None = None) -> None:
         self.consumer = consumer
+        #: told what each poll found, to hold fetches only while records flow
+        self.hold = hold
         self.service = service
         self.metrics = metrics
         #: how long one partition's fresh fetch may take while isolating a failure
@@ -101,6 +105,8 @@ class SafeFetch:
                         extra={"service": self.service,
                                "error": f"{type(exc).__name__}: {exc}"[:300]})
             return await self._isolate(before, max_records, partitions)
+        if self.hold is not None:
+            self.hold.saw(sum(len(records) for records in batches.values()), timeout_ms)
         return batches
 
     async def _positions(self) -> dict[TopicPartition, int]:

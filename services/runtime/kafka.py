@@ -165,12 +165,55 @@ def make_consumer(bootstrap: str, tuning: KafkaTuning, *, topic: str, group: str
         isolation_level="read_committed",
         max_poll_records=tuning.max_poll_records,
         fetch_max_wait_ms=tuning.fetch_max_wait_ms,
-        fetch_min_bytes=1,
+        fetch_min_bytes=tuning.fetch_min_bytes,
         max_partition_fetch_bytes=tuning.max_partition_fetch_bytes,
         session_timeout_ms=tuning.session_timeout_ms,
         heartbeat_interval_ms=max(1_000, tuning.session_timeout_ms // 3),
         max_poll_interval_ms=300_000,
     )
+
+
+#: the fetch wait of a consumer whose last poll found nothing: a long poll that the
+#: broker answers at the first record (holding fetches would only add requests)
+IDLE_FETCH_MAX_WAIT_MS = 100
+
+
+class FetchHold:
+    """Fetches held at the broker while records flow; a long poll while idle.
+
+    While records flow, the broker holds each fetch until ``fetch_min_bytes`` are
+    there or ``fetch_max_wait_ms`` have passed, so a service cycles about once per
+    wait however the records trickle in (docs/runtime.md, "Low load: batching
+    fetches by time"). Held fetches would cost an idle consumer a request per wait,
+    and would hold the first record after a quiet spell for the whole wait; so once
+    a poll that waited at least that long finds nothing, fetches go back to the
+    long poll the broker answers at once (``fetch_min_bytes`` 1, at least
+    :data:`IDLE_FETCH_MAX_WAIT_MS`), and the next records switch holding on again.
+    aiokafka reads both values from its fetcher for every request it builds; the
+    switch applies from the next request. Without that fetcher (another client
+    version) fetches stay held: only an idle consumer's cost differs.
+    """
+
+    def __init__(self, consumer: AIOKafkaConsumer, tuning: KafkaTuning) -> None:
+        self.consumer = consumer
+        self.held = (tuning.fetch_min_bytes, tuning.fetch_max_wait_ms)
+        self.idle = (1, max(IDLE_FETCH_MAX_WAIT_MS, tuning.fetch_max_wait_ms))
+        self.holding = True  # as make_consumer builds it
+
+    def saw(self, records: int, waited_ms: int) -> None:
+        """A poll that waited up to ``waited_ms`` returned ``records`` records."""
+        if records:
+            holding = True
+        elif waited_ms >= self.held[1]:
+            holding = False
+        else:
+            return  # too short a look to call the topic quiet
+        fetcher: Any = getattr(self.consumer, "_fetcher", None)
+        if holding == self.holding or not hasattr(fetcher, "_fetch_min_bytes"):
+            return
+        fetcher._fetch_min_bytes, fetcher._fetch_max_wait_ms = (
+            self.held if holding else self.idle)
+        self.holding = holding
 
 
 def subscribe(consumer: AIOKafkaConsumer, topic: str,

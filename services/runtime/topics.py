@@ -59,7 +59,8 @@ class KafkaTuning:
     """Client settings that trade latency, throughput and failover time."""
 
     max_poll_records: int = 2_000
-    fetch_max_wait_ms: int = 100
+    fetch_max_wait_ms: int = 25
+    fetch_min_bytes: int = 1_048_576
     max_partition_fetch_bytes: int = 4 * 1024 * 1024
     session_timeout_ms: int = 10_000
     linger_ms: int = 5
@@ -74,6 +75,7 @@ class KafkaTuning:
         return cls(
             max_poll_records=settings.kafka_max_poll_records,
             fetch_max_wait_ms=settings.kafka_fetch_max_wait_ms,
+            fetch_min_bytes=settings.kafka_fetch_min_bytes,
             max_partition_fetch_bytes=base.max_partition_fetch_bytes,
             session_timeout_ms=settings.kafka_session_timeout_ms,
             linger_ms=settings.kafka_linger_ms,

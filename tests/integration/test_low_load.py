@@ -96,3 +96,30 @@ def test_a_paced_relay_publishes_every_event_once(world: World) -> None:
     ids = [r.headers["event_id"] for r in read_topic(world.bootstrap, world.topics.events)]
     assert len(ids) == len(set(ids)) == stored
     assert serve.stop() == 0, serve.log()
+
+
+def test_fetches_held_by_the_broker_still_bring_every_event_exactly_once(world: World) -> None:
+    """A fetch below ``BONYCHAT_KAFKA_FETCH_MIN_BYTES`` comes back after the wait, so
+    the last records of a trickle are not stranded; batching by time on both Kafka
+    hops and paced projections change nothing in what is stored and projected."""
+    stream = generate_stream(900, seed=31)
+    expected = embedded_snapshot(stream.lines, WORKSPACES)
+    serve = world.serve("ingest,conversation,projections,relay", name="all",
+                        BONYCHAT_KAFKA_FETCH_MIN_BYTES="100000000",
+                        BONYCHAT_KAFKA_FETCH_MAX_WAIT_MS="300",
+                        BONYCHAT_PROJECTIONS_INTERVAL_MS="200")
+    serve.port()
+    for start in range(0, len(stream.records), 300):  # three trickles, each far below
+        world.publish(stream.records[start:start + 300])  # the minimum bytes
+    relay = f"relay:{world.topics.events}"
+    with world.opened() as stores:
+        wait_until(lambda: snapshot(stores.read_models, WORKSPACES) == expected, SETTLE,
+                   "the read model to equal the embedded import")
+        stored = stores.events.max_notification_id()
+        wait_until(lambda: stores.read_models.position(relay) == stored, SETTLE,
+                   "the relay to catch up")
+    ids = [r.headers["event_id"] for r in read_topic(world.bootstrap, world.topics.events)]
+    assert len(ids) == len(set(ids)) == stored
+    wait_until(lambda: committed_to_the_end(world, f"bonychat-{world.suffix}-ingest"), SETTLE,
+               "ingest's committed offsets to reach the end of the gateway topic")
+    assert serve.stop() == 0, serve.log()

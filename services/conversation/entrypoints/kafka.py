@@ -46,7 +46,13 @@ from services.conversation.application.processor import BatchResult, Decision
 from services.conversation.application.unit_of_work import BatchUnitOfWork
 from services.ingest.domain.normalise import Invalid, describe
 from services.runtime.fetch import SafeFetch, UndecodableRecord
-from services.runtime.kafka import make_consumer, partitions_text, record_lag, subscribe
+from services.runtime.kafka import (
+    FetchHold,
+    make_consumer,
+    partitions_text,
+    record_lag,
+    subscribe,
+)
 from services.runtime.observability import Health, RuntimeMetrics
 from services.runtime.retry import Backoff, bounded, is_transient
 from services.runtime.retry import describe as describe_error
@@ -201,7 +207,8 @@ class ConversationService:
         consumer = make_consumer(self.bootstrap, self.tuning, topic=self.topics.commands,
                                  group=self.group, service=SERVICE)
         self._consumer = consumer
-        fetch = SafeFetch(consumer, service=SERVICE, metrics=self.metrics)
+        fetch = SafeFetch(consumer, service=SERVICE, metrics=self.metrics,
+                          hold=FetchHold(consumer, self.tuning))
         self._reset()
         subscribe(consumer, self.topics.commands, _Rebalance(self))
         await consumer.start()

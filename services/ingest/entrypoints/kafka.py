@@ -30,6 +30,7 @@ from schemas.commands import CommandBase
 from services.ingest.domain.normalise import Invalid, parse
 from services.runtime.fetch import SafeFetch, UndecodableRecord
 from services.runtime.kafka import (
+    FetchHold,
     Headers,
     RecordBatches,
     make_consumer,
@@ -107,7 +108,8 @@ class IngestService:
         await consumer.start()
         self.health.set_ready(SERVICE)
         log.info("ingest started", extra={"topic": self.topics.gateway, "group": self.group})
-        fetch = SafeFetch(consumer, service=SERVICE, metrics=self.metrics)
+        fetch = SafeFetch(consumer, service=SERVICE, metrics=self.metrics,
+                          hold=FetchHold(consumer, self.tuning))
         in_flight: _InFlight | None = None
         acked: dict[TopicPartition, int] = {}  # acknowledged, not yet committed
         interval = self.tuning.commit_interval_ms / 1000
