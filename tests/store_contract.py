@@ -252,6 +252,23 @@ class StoreContract:
         opened = rm.conversations("ws1", status="open", between=("opened_us", t0, t0 + minute))
         assert [r.conversation_id for r in opened] == ["w1"]
 
+    def test_read_model_expired_contacts_follow_the_last_activity(self, stores: Stores) -> None:
+        rm = stores.read_models
+        minute = 60 * 1_000_000
+        t0 = int(T0.timestamp()) * 1_000_000
+        rows = [row("x1", "b", 0), row("x2", "a", 0, last_activity_us=t0 + 10 * minute),
+                row("x3", "c", 0, 5), row("x4", "d", 0, ws="ws2"), row("x5", "e", 20)]
+        rm.save(rows, Position(EVENT_STORE_POSITION, 1))
+        assert rm.expired_contacts("ws1", t0 + 5 * minute) == ["b"]  # x3 closed, x5 later
+        assert rm.expired_contacts("ws1", t0 + 20 * minute) == ["a", "b", "e"]
+        assert rm.open_workspaces() == ["ws1", "ws2"]
+        # a message moves a conversation's last activity on; a close takes it out
+        rm.save([row("x1", "b", 0, last_activity_us=t0 + 30 * minute, messages_received=1),
+                 row("x5", "e", 20, 25)], Position(EVENT_STORE_POSITION, 2))
+        assert rm.expired_contacts("ws1", t0 + 20 * minute) == ["a"]
+        assert rm.expired_contacts("ws1", t0 + 30 * minute) == ["a", "b"]
+        assert rm.expired_contacts("ws2", t0 + 30 * minute) == ["d"]
+
     def test_read_model_position_is_atomic_and_monotonic(self, stores: Stores) -> None:
         rm = stores.read_models
         rm.save([row("k1", "a", 1)], Position(EVENT_STORE_POSITION, 9))

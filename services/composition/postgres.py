@@ -34,7 +34,8 @@ CONNECT_TIMEOUT_SECONDS = 5
 RELATIONS = (
     EVENTS_TABLE, f"{EVENTS_TABLE}_notification_id_idx", EVENTS_TRACKING_TABLE,
     "processed_events", "dead_letters", PROJECTION_TRACKING_TABLE, "conversations",
-    "conversations_ws_opened", "conversations_ws_contact", *CELL_RELATIONS,
+    "conversations_ws_opened", "conversations_ws_contact", "conversations_open_contact",
+    *CELL_RELATIONS,
 )
 
 

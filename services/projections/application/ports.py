@@ -70,11 +70,11 @@ class RowCopier(Protocol):
 class SnapshotSaver(Protocol):
     """Copies rows' values now and saves the copy later (on another thread)."""
 
-    def snapshot(self, rows: Sequence[ConversationRow]) -> list[list[Any]]:
+    def snapshot(self, rows: Sequence[ConversationRow]) -> list[tuple[Any, ...]]:
         """What ``save`` writes for ``rows``, copied (the rows may change meanwhile)."""
         ...
 
-    def save_snapshot(self, arrays: list[list[Any]], position: Position) -> None:
+    def save_snapshot(self, values: list[tuple[Any, ...]], position: Position) -> None:
         """Upsert a :meth:`snapshot` and record ``position``, in one transaction."""
         ...
 

@@ -1,0 +1,167 @@
+"""PostgreSQL's own CPU per gateway event, broken down by statement and by client.
+
+    python -m bench.pgstat --events 100000     # BONYCHAT_DATABASE_URL: a PRIVATE cluster
+
+Runs one Kafka e2e backlog (``bench.e2e.run_e2e``: ingest, conversation, relay and
+projections as separate processes) against a PostgreSQL cluster that loads
+``pg_stat_statements`` (``shared_preload_libraries``; the extension is created here),
+so it must be a cluster of your own: the statistics are reset before the run. Prints
+
+- per statement: calls and execution time per gateway event (µs), rows per call;
+- per client: the CPU of each PostgreSQL backend (``/proc``) attributed to the service
+  process holding the other end of its TCP connection (``ss -tnp``), the bench harness
+  (its completion polling) and PostgreSQL's background processes (WAL writer,
+  checkpointer, autovacuum...), per gateway event.
+
+Execution time is wall time inside the executor (not parsing, planning, the protocol
+or the commit); the per-client CPU is all of it. Backends that disconnected before
+the end are not in the per-client figures (the services keep theirs open).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import re
+import subprocess
+import time
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import orjson
+import psycopg
+
+from . import e2e, embedded, limits
+from .report import RESULTS
+from .run import infra_env
+
+TICK_US = 1_000_000 / os.sysconf("SC_CLK_TCK")
+_STATEMENTS = (
+    "SELECT query, calls, total_exec_time, rows FROM pg_stat_statements "
+    "WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database()) "
+    "ORDER BY total_exec_time DESC")
+
+#: rows written per table (the statistics reach the view within a second or so)
+_TABLES = (
+    "SELECT relname, n_tup_ins, n_tup_upd, n_tup_hot_upd, "
+    "round(pg_total_relation_size(relid) / 1048576.0, 1)::float FROM pg_stat_user_tables "
+    "WHERE schemaname = %s ORDER BY relname")
+
+
+def _ticks(pid: int) -> int:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12])
+
+
+def postgres_processes() -> dict[int, tuple[str, int]]:
+    """pid -> (command line, CPU ticks) of every postgres process."""
+    found: dict[int, tuple[str, int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if (entry / "comm").read_text().strip() != "postgres":
+                continue
+            cmd = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode().strip()
+            found[int(entry.name)] = (cmd, _ticks(int(entry.name)))
+        except (OSError, ValueError, IndexError):
+            continue
+    return found
+
+
+def client_of_port(port: int) -> dict[int, int]:
+    """Local TCP port of a client connected to ``port`` -> the client's pid."""
+    out = subprocess.run(["ss", "-tnpH", f"dport = :{port}"], capture_output=True, text=True,
+                         check=False).stdout
+    clients: dict[int, int] = {}
+    for line in out.splitlines():
+        parts = line.split()
+        match = re.search(r"pid=(\d+)", line)
+        if len(parts) >= 4 and match:
+            clients[int(parts[3].rsplit(":", 1)[1])] = int(match.group(1))
+    return clients
+
+
+def by_client(world: e2e.World, port: int, before: dict[int, tuple[str, int]]
+              ) -> dict[str, float]:
+    """CPU µs of PostgreSQL processes since ``before``, grouped by who they serve."""
+    names = {p.pid: p.name for p in world.processes}
+    names[os.getpid()] = "bench harness"
+    clients = client_of_port(port)
+    used: dict[str, float] = defaultdict(float)
+    for pid, (cmd, ticks) in postgres_processes().items():
+        delta = (ticks - before.get(pid, (cmd, 0))[1]) * TICK_US
+        match = re.search(r"\((\d+)\)", cmd)
+        if match:
+            owner = clients.get(int(match.group(1)))
+            who = names.get(owner, f"other client {owner}") if owner else "gone client"
+        else:
+            who = "background: " + cmd.removeprefix("postgres: ").split(" ")[0]
+        used[who] += delta
+    return dict(used)
+
+
+async def run(events: int, contacts: int) -> dict[str, Any]:
+    bootstrap, database_url = infra_env()
+    port = psycopg.conninfo.conninfo_to_dict(database_url).get("port") or 5432
+    path = embedded.events_file(events, contacts or max(events // 10, 1))
+    lines = path.read_bytes().splitlines()
+    records, expected = limits.keyed(lines), e2e.expectation(path, lines)
+    world = e2e.World(bootstrap, database_url, 4)
+    try:
+        await world.create()
+        await limits.publish(bootstrap, world.topics.gateway, records)
+        with psycopg.connect(database_url, autocommit=True) as conn:
+            conn.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+            conn.execute("SELECT pg_stat_statements_reset()")
+        before = postgres_processes()
+        load = os.getloadavg()[0]
+        result = await e2e.run_e2e(world, records, expected, interval=0.2)
+        clients = by_client(world, int(port), before)
+        with psycopg.connect(database_url, autocommit=True) as conn:
+            statements = conn.execute(_STATEMENTS).fetchall()
+            tables = conn.execute(_TABLES, (world.schema,)).fetchall()
+        world.stop()
+    finally:
+        await world.destroy()
+    n = expected.lines
+    rows = [{"us_per_event": round(1000 * total / n, 3), "calls_per_1k_events":
+             round(1000 * calls / n, 2), "rows_per_call": round(r / calls, 1) if calls else 0,
+             "query": " ".join(str(q).split())[:400]}
+            for q, calls, total, r in statements]
+    return {"events": n, "loadavg_before": round(load, 2), "events_per_s":
+            result["events_per_s"], "cpu_us_per_event": result["cpu_us_per_event"],
+            "postgres_us_per_event_by_client": {k: round(v / n, 2) for k, v in
+                                                sorted(clients.items(), key=lambda i: -i[1])},
+            "tables": {str(t): {"inserted": i, "updated": u, "hot_updated": h, "mib": m}
+                       for t, i, u, h, m in tables},
+            "statements": rows}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, default=100_000)
+    parser.add_argument("--contacts", type=int, default=0, help="default: events / 10")
+    parser.add_argument("--top", type=int, default=25)
+    args = parser.parse_args(argv)
+    result = asyncio.run(run(args.events, args.contacts))
+    print(f"{result['events_per_s']} events/s; CPU µs/event {result['cpu_us_per_event']}")
+    print("PostgreSQL CPU µs per event by client:", result["postgres_us_per_event_by_client"])
+    print("rows written per table:", result["tables"])
+    total = sum(r["us_per_event"] for r in result["statements"])
+    print(f"execution time of every statement: {total:.2f} µs per event")
+    print("| µs/event | calls/1k events | rows/call | statement |\n| --- | --- | --- | --- |")
+    for r in result["statements"][:args.top]:
+        print(f"| {r['us_per_event']:.2f} | {r['calls_per_1k_events']} | {r['rows_per_call']} "
+              f"| `{r['query'][:160]}` |")
+    RESULTS.mkdir(exist_ok=True)
+    out = RESULTS / f"pgstat-{time.strftime('%Y%m%dT%H%M%S')}.json"
+    out.write_bytes(orjson.dumps(result, option=orjson.OPT_INDENT_2))
+    print(f"pgstat: wrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,115 @@
+"""How the PostgreSQL read model writes rows (``store_postgres``): the JSON upsert stores
+exactly what the ``unnest`` upsert stores, values JSON cannot carry go the ``unnest`` way,
+and a message's update of a conversation writes no index entry (a HOT update)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import psycopg
+import pytest
+
+from services.composition import Stores
+from services.composition.postgres import open_postgres_stores
+from services.conversation.application.ports import Position
+from services.projections.adapters import store_postgres
+from services.projections.adapters.store_postgres import PostgresReadModelStore, rows_json
+from services.projections.application.projector import EVENT_STORE_POSITION
+from services.projections.domain.rows import ConversationRow
+from tests.integration.conftest import libpq_url
+
+pytestmark = pytest.mark.integration
+US_MAX = 2**63 - 1
+TEXTS = ["plain", 'quote " and \\ backslash', "emoji 🎉 ✓",
+         "עברית", "\t\n\r controls \x01\x1f", "", "x" * 5_000]
+
+
+@pytest.fixture
+def stores(postgres_url: str) -> Iterator[Stores]:
+    opened = open_postgres_stores(postgres_url)
+    yield opened
+    opened.close()
+
+
+def tricky_rows(prefix: str) -> list[ConversationRow]:
+    rows = []
+    for n, text in enumerate(TEXTS):
+        rows.append(ConversationRow(
+            conversation_id=f"{prefix}{n}", workspace_id=f"ws{n % 2}", contact_id=text or "c",
+            channel=None if n % 3 else text, opened_us=-n if n % 2 else US_MAX - n,
+            opened_by=text, closed_us=None if n % 2 else US_MAX, closed_by=text,
+            closed_by_actor=None, assignee_id=text, team_id=None, category=text, summary=text,
+            messages_received=2**31 - 1, messages_sent=n, first_message_us=-(2**63),
+            first_response_us=None, first_responder_id=text, last_activity_us=US_MAX,
+            recontact=bool(n % 2)))
+    return rows
+
+
+def test_the_json_upsert_stores_what_the_unnest_upsert_stores(
+        stores: Stores, monkeypatch: pytest.MonkeyPatch) -> None:
+    rm = stores.read_models
+    by_json = tricky_rows("j")
+    assert rows_json([store_postgres._ROW_VALUES(r) for r in by_json]) is not None
+    rm.save(by_json, Position(EVENT_STORE_POSITION, 1))
+    monkeypatch.setattr(store_postgres, "rows_json", lambda values: None)
+    by_arrays = tricky_rows("u")
+    rm.save(by_arrays, Position(EVENT_STORE_POSITION, 2))
+    stored = rm.load_rows({r.conversation_id for r in by_json + by_arrays})
+    assert [stored[r.conversation_id] for r in by_json] == by_json
+    assert [stored[r.conversation_id] for r in by_arrays] == by_arrays
+    # and an update through each path (the upsert's conflict branch)
+    monkeypatch.undo()
+    for r in by_json:
+        r.messages_sent += 1
+        r.summary = None
+    rm.save(by_json, Position(EVENT_STORE_POSITION, 3))
+    assert rm.load_rows({r.conversation_id for r in by_json}) == {
+        r.conversation_id: r for r in by_json}
+
+
+def test_values_json_cannot_carry_are_stored_the_unnest_way(stores: Stores) -> None:
+    nul = ConversationRow("n1", "ws1", "c1", "sms", 1, "contact", summary="bad\x00text")
+    surrogate = ConversationRow("n2", "ws1", "c2", "sms", 1, "contact", category="\ud800")
+    escaped = ConversationRow("n3", "ws1", "c3", "sms", 1, "contact", summary="\\u0000 ok")
+    for row in (nul, surrogate, escaped):
+        assert rows_json([store_postgres._ROW_VALUES(row)]) is None
+    rm = stores.read_models
+    rm.save([nul, escaped], Position(EVENT_STORE_POSITION, 1))
+    assert rm.load_rows({"n1"})["n1"].summary == "bad\ufffdtext"  # as before: replaced
+    assert rm.load_rows({"n3"})["n3"].summary == "\\u0000 ok"  # six characters, kept
+    with pytest.raises(UnicodeEncodeError):  # as before: PostgreSQL text is UTF-8
+        rm.save([surrogate], Position(EVENT_STORE_POSITION, 2))
+    assert rm.position(EVENT_STORE_POSITION) == 1
+
+
+def hot_counts(conn: psycopg.Connection[Any], schema: str) -> tuple[int, int]:
+    row = conn.execute(
+        "SELECT pg_stat_get_xact_tuples_updated(c.oid), "
+        "pg_stat_get_xact_tuples_hot_updated(c.oid) FROM pg_class c "
+        "JOIN pg_namespace n ON n.oid = c.relnamespace "
+        "WHERE n.nspname = %s AND c.relname = 'conversations'", (schema,)).fetchone()
+    assert row is not None
+    return int(row[0]), int(row[1])
+
+
+def test_a_message_updates_its_conversation_without_touching_an_index(
+        stores: Stores, postgres_url: str) -> None:
+    rm = stores.read_models
+    assert isinstance(rm, PostgresReadModelStore)
+    schema = rm.datastore.schema
+    first = ConversationRow("h1", "ws1", "c1", "sms", 1_000, "contact")
+    rm.save([first], Position(EVENT_STORE_POSITION, 1))
+    with psycopg.connect(libpq_url(postgres_url)) as conn:  # one transaction
+        for n in range(1, 4):  # messages: counters, first message, last activity
+            message = ConversationRow("h1", "ws1", "c1", "sms", 1_000, "contact",
+                                      messages_received=n, first_message_us=2_000,
+                                      last_activity_us=2_000 + n)
+            data = rows_json([store_postgres._ROW_VALUES(message)])
+            conn.execute(rm._upsert_json, (data,))
+        assert hot_counts(conn, schema) == (3, 3)
+        closing = ConversationRow("h1", "ws1", "c1", "sms", 1_000, "contact", closed_us=9_000,
+                                  closed_by="user", messages_received=3)
+        conn.execute(rm._upsert_json, (rows_json([store_postgres._ROW_VALUES(closing)]),))
+        assert hot_counts(conn, schema) == (4, 3)  # closing changes indexed columns
+        conn.rollback()
