@@ -1,6 +1,7 @@
 """PostgreSQL's own CPU per gateway event, broken down by statement and by client.
 
     python -m bench.pgstat --events 100000     # BONYCHAT_DATABASE_URL: a PRIVATE cluster
+    python -m bench.pgstat --checkout /path/to/other-checkout   # that code's services
 
 Runs one Kafka e2e backlog (``bench.e2e.run_e2e``: ingest, conversation, relay and
 projections as separate processes) against a PostgreSQL cluster that loads
@@ -33,7 +34,7 @@ from typing import Any
 import orjson
 import psycopg
 
-from . import e2e, embedded, limits
+from . import e2e, embedded, limits, procs
 from .report import RESULTS
 from .run import infra_env
 
@@ -103,13 +104,14 @@ def by_client(world: e2e.World, port: int, before: dict[int, tuple[str, int]]
     return dict(used)
 
 
-async def run(events: int, contacts: int) -> dict[str, Any]:
+async def run(events: int, contacts: int, checkout: str = "") -> dict[str, Any]:
     bootstrap, database_url = infra_env()
     port = psycopg.conninfo.conninfo_to_dict(database_url).get("port") or 5432
     path = embedded.events_file(events, contacts or max(events // 10, 1))
     lines = path.read_bytes().splitlines()
     records, expected = limits.keyed(lines), e2e.expectation(path, lines)
-    world = e2e.World(bootstrap, database_url, 4)
+    world = e2e.World(bootstrap, database_url, 4,
+                      extra_env={procs.CHECKOUT: checkout} if checkout else {})
     try:
         await world.create()
         await limits.publish(bootstrap, world.topics.gateway, records)
@@ -145,8 +147,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--events", type=int, default=100_000)
     parser.add_argument("--contacts", type=int, default=0, help="default: events / 10")
     parser.add_argument("--top", type=int, default=25)
+    parser.add_argument("--checkout", default="",
+                        help="run the services of another checkout (its .venv), as bench.ab")
     args = parser.parse_args(argv)
-    result = asyncio.run(run(args.events, args.contacts))
+    result = asyncio.run(run(args.events, args.contacts, args.checkout))
     print(f"{result['events_per_s']} events/s; CPU µs/event {result['cpu_us_per_event']}")
     print("PostgreSQL CPU µs per event by client:", result["postgres_us_per_event_by_client"])
     print("rows written per table:", result["tables"])
