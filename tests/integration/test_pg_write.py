@@ -154,7 +154,7 @@ def test_a_schema_without_the_commit_function_gets_it_when_opened(postgres_url: 
     recorder = first.events.recorder  # type: ignore[attr-defined]
     with first.events.datastore.transaction(commit=True) as curs:  # type: ignore[attr-defined]
         curs.execute(f"DROP FUNCTION {recorder.commit_function}")
-    with pytest.raises(ProgrammingError, match="bonychat_commit_v1"):  # gone: no commit
+    with pytest.raises(ProgrammingError, match=pg_recorder.COMMIT_FUNCTION_NAME):  # gone: no commit
         first.events.commit([opened("c1", 1, "k1")], [outcome("e1")], [], None)
     first.close()
     again = open_postgres_stores(postgres_url)

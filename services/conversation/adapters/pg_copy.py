@@ -11,8 +11,8 @@ copies a table's rows only from ``copy_min_rows`` of them (small batches, at low
 load, keep the one-pipeline ``INSERT``).
 
 Events are copied with their notification ids: the ids are reserved beforehand in
-one statement (``setval(seq, nextval(seq) + n - 1)``) while the events table is
-locked ``EXCLUSIVE``, so no other writer draws from its sequence meanwhile and the
+one statement (``setval(seq, nextval(seq) + n - 1)``) under the writers' lock
+(``pg_sql.LOCK_WRITERS``), so no other writer draws from its sequence meanwhile and the
 block is contiguous; the commit order stays the notification id order, as with
 the ``INSERT``. A taken ``(originator_id, originator_version)`` or outcome key
 aborts the ``COPY`` with a unique violation, which the datastore raises as
@@ -41,7 +41,7 @@ _COPY_EVENTS = (
     "COPY {schema}.{table} (notification_id, originator_id, originator_version, topic, state) "
     "FROM STDIN (FORMAT BINARY)"
 )
-# The last of ``n`` notification ids drawn in one go (the table is locked EXCLUSIVE).
+# The last of ``n`` notification ids drawn in one go (under the writers' lock).
 _RESERVE = (
     "SELECT setval(s, nextval(s) + %b - 1) FROM CAST(pg_get_serial_sequence(%b, "
     "'notification_id') AS regclass) AS s"

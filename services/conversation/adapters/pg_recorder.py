@@ -1,8 +1,9 @@
 """The conversation service's PostgreSQL recorder: one batch's transaction.
 
-eventsourcing's process recorder (tables, single-row tracking, the ``EXCLUSIVE``
-lock and ``NOTIFY`` of its ``insert_events``) plus our outcome log and dead
-letters, written by :meth:`PostgresContactRecorder.insert_columns` in one
+eventsourcing's process recorder (tables, single-row tracking, the ``NOTIFY``
+of its ``insert_events``; writers serialised by ``pg_sql.LOCK_WRITERS`` instead
+of its ``EXCLUSIVE`` table lock, which locked autovacuum out) plus our outcome
+log and dead letters, written by :meth:`PostgresContactRecorder.insert_columns` in one
 transaction: a small batch as one call of the commit function
 (``pg_sql.COMMIT_FUNCTION``), a large one as checks then binary ``COPY``
 (:mod:`.pg_copy`). :mod:`.store_postgres` builds the event store on it.
@@ -27,6 +28,7 @@ from eventsourcing.postgres import PostgresDatastore, PostgresProcessRecorder
 from eventsourcing.utils import retry
 from psycopg import Cursor
 from psycopg.rows import DictRow, tuple_row
+from psycopg.sql import SQL, Identifier, Literal
 
 from schemas.events import DomainEvent, encode_event
 from services.conversation.adapters.pg_copy import CopyStatements
@@ -36,6 +38,7 @@ from services.conversation.adapters.pg_sql import (
     COMMIT_FUNCTION,
     COMMIT_FUNCTION_NAME,
     DEAD_LETTER_TABLE,
+    LOCK_WRITERS,
     OUTCOME_TABLE,
     SQL_COMMIT,
     SQL_INSERT_DEAD_LETTERS,
@@ -47,6 +50,7 @@ from services.conversation.adapters.pg_sql import (
 )
 from services.conversation.application.ports import DeadLetter, Outcome
 from services.conversation.domain.contact import aggregate_id
+from services.runtime.locks import lock_key
 from services.runtime.pg import pg_text, sql
 
 EVENTS_TABLE = "stored_events"
@@ -60,6 +64,11 @@ def _text(values: list[str]) -> list[str]:
     if "\x00" in "".join(values):
         return [v.replace("\x00", "\ufffd") for v in values]
     return values
+
+
+def writers_lock_key(schema: str) -> int:
+    """The advisory lock key the writers of ``schema``'s events table serialise on."""
+    return lock_key(f"bonychat:events-writers:{schema}.{EVENTS_TABLE}")
 
 
 EventColumns = tuple[list[uuid.UUID | str], list[int], list[str], list[bytes]]
@@ -88,9 +97,17 @@ class PostgresContactRecorder(PostgresProcessRecorder):
         self.insert_trackings_statement = sql(SQL_INSERT_TRACKINGS, schema, table=TRACKING_TABLE)
         self.moved_statement = sql(SQL_MOVED, schema, table=EVENTS_TABLE)
         self.unexpected_statement = sql(SQL_UNEXPECTED, schema, table=TRACKING_TABLE)
-        self.create_commit_function_statement = sql(
-            COMMIT_FUNCTION, schema, function=COMMIT_FUNCTION_NAME, table=EVENTS_TABLE,
-            tracking=TRACKING_TABLE, channel=self.channel_name)
+        #: the writers' transaction advisory lock (``pg_sql.LOCK_WRITERS``)
+        self.writers_lock_key = writers_lock_key(schema)
+        key = SQL("{}").format(Literal(self.writers_lock_key))
+        self.lock_table_statements = [
+            self.lock_table_statements[0],  # eventsourcing's SET LOCAL lock_timeout
+            *(SQL(s).format(schema=Identifier(schema), table=Identifier(EVENTS_TABLE),
+                            lock_key=key) for s in LOCK_WRITERS)]
+        self.create_commit_function_statement = SQL(COMMIT_FUNCTION).format(
+            schema=Identifier(schema), function=Identifier(COMMIT_FUNCTION_NAME),
+            table=Identifier(EVENTS_TABLE), tracking=Identifier(TRACKING_TABLE),
+            channel=Identifier(self.channel_name), lock_key=key)
         self.sql_create_statements.append(self.create_commit_function_statement)
         self.commit_statement = sql(SQL_COMMIT, schema, function=COMMIT_FUNCTION_NAME)
         self.commit_function = '"' + schema.replace('"', '""') + f'".{COMMIT_FUNCTION_NAME}'
@@ -106,7 +123,7 @@ class PostgresContactRecorder(PostgresProcessRecorder):
             [e.topic for e in stored_events], [e.state for e in stored_events]))
 
     def _insert_event_columns(self, curs: Cursor[DictRow], columns: EventColumns) -> None:
-        self._lock_table(curs)  # as eventsourcing: commit order = notification id order
+        self._lock_table(curs)  # LOCK_WRITERS: commit order = notification id order
         self._notify_channel(curs)
         curs.execute(self.insert_event_columns_statement, columns, prepare=True)
 

@@ -73,12 +73,28 @@ SQL_READ = (
     "SELECT notification_id, state FROM {schema}.{table} WHERE notification_id > %b "
     "ORDER BY notification_id LIMIT %b"
 )
-#: Name of the commit function (:data:`COMMIT_FUNCTION`); a new signature gets a new name.
-COMMIT_FUNCTION_NAME = "bonychat_commit_v1"
+#: Name of the commit function (:data:`COMMIT_FUNCTION`); a new signature or body gets a
+#: new name (a schema made by an older version gets the new function beside the old one).
+#: v2: the writers' lock is :data:`LOCK_WRITERS`, not ``LOCK TABLE … IN EXCLUSIVE MODE``.
+COMMIT_FUNCTION_NAME = "bonychat_commit_v2"
+# The writers' lock: commit order = notification id order, as eventsourcing's
+# EXCLUSIVE table lock gives, without locking out VACUUM and ANALYZE. EXCLUSIVE
+# conflicts with the SHARE UPDATE EXCLUSIVE lock autovacuum holds: a commit then
+# waited for the whole vacuum of the events table, or for deadlock_timeout (1 s)
+# until PostgreSQL cancelled the vacuum, which came back a minute later and never
+# finished on a busy table (docs/runtime.md, "Latency right after a backlog").
+# Writers of this version serialise on a transaction advisory lock (named by
+# ``lock_key``; released at commit or rollback) and take ROW EXCLUSIVE on the table
+# before drawing ids, which still waits for a writer of an older version holding
+# EXCLUSIVE, and makes one wait for them: old and new writers exclude each other.
+LOCK_WRITERS = (
+    "SELECT pg_advisory_xact_lock({lock_key})",
+    "LOCK TABLE {schema}.{table} IN ROW EXCLUSIVE MODE",
+)
 # One small batch's whole transaction as one statement (the autocommit connection
 # runs it as its own transaction: one round trip): what SQL_UNEXPECTED,
-# SQL_INSERT_TRACKINGS, SQL_INSERT_OUTCOMES, SQL_INSERT_DEAD_LETTERS, the EXCLUSIVE
-# lock, NOTIFY, SQL_INSERT_EVENTS and SQL_MOVED do, in that order. A NULL array is
+# SQL_INSERT_TRACKINGS, SQL_INSERT_OUTCOMES, SQL_INSERT_DEAD_LETTERS, the writers'
+# lock (LOCK_WRITERS), NOTIFY, SQL_INSERT_EVENTS and SQL_MOVED do, in that order. A NULL array is
 # an empty one. Every refusal is SQLSTATE 23000 (integrity_constraint_violation),
 # a taken key the unique violation itself: both IntegrityError for the caller.
 COMMIT_FUNCTION = (
@@ -121,9 +137,10 @@ COMMIT_FUNCTION = (
     "  SELECT * FROM unnest(d_source, d_ws, d_event, d_reason, d_raw); "
     "END IF; "
     "IF e_ids IS NULL AND r_ids IS NULL THEN RETURN; END IF; "
-    # as eventsourcing: commit order = notification id order (and no lock timeout)
+    # commit order = notification id order (and no lock timeout): LOCK_WRITERS
     "SET LOCAL lock_timeout = '0s'; "
-    "LOCK TABLE {schema}.{table} IN EXCLUSIVE MODE; "
+    "PERFORM pg_advisory_xact_lock({lock_key}); "
+    "LOCK TABLE {schema}.{table} IN ROW EXCLUSIVE MODE; "
     "IF e_ids IS NOT NULL THEN "
     "  NOTIFY {channel}; "
     "  RETURN QUERY INSERT INTO {schema}.{table} (originator_id, originator_version, topic, "

@@ -2,8 +2,9 @@
 
 Mirrors :mod:`.store_sqlite`: events, outcomes, dead letters and (optionally) a
 tracked position are written in one PostgreSQL transaction, writers serialised
-by an ``EXCLUSIVE`` table lock (as eventsourcing does), so notification ids are
-committed in order. A small batch is one call of a PL/pgSQL function
+(``pg_sql.LOCK_WRITERS``: an advisory lock, where eventsourcing locks the table
+``EXCLUSIVE`` and with it autovacuum out), so notification ids are committed in
+order. A small batch is one call of a PL/pgSQL function
 (``pg_sql.COMMIT_FUNCTION``: one statement, one round trip); a large one is a
 pipeline of checks then binary ``COPY`` (:mod:`.pg_copy`).
 """
@@ -105,7 +106,7 @@ class PostgresEventStore:
         """One transaction: position, outcomes, dead letters, then the events.
 
         What eventsourcing's ``insert_events`` does (single-row tracking that only
-        moves forward, ``EXCLUSIVE`` table lock so notification ids commit in order,
+        moves forward, the writers' lock so notification ids commit in order,
         ``NOTIFY``), without building a ``StoredEvent`` per event: the four event
         columns go straight into arrays (the ``StoredEvent`` objects alone cost
         more than encoding the events). A position with ``after`` must find the
