@@ -106,6 +106,22 @@ def test_closed_by_merge_is_counted_but_not_a_resolution() -> None:
     assert b"resolution_seconds_count" not in generate_latest(m.registry)
 
 
+def test_closed_conversations_are_counted_per_label_every_time() -> None:
+    _, m = service_registry()
+    for n, (by, channel) in enumerate([("user", "sms"), ("user", None), ("inactivity", "sms"),
+                                       ("user", "sms"), ("merge", "sms")]):
+        m.count_closed(ConversationRow(conversation_id=f"x{n}", workspace_id="ws1",
+                                       contact_id="c1", channel=channel, opened_us=0,
+                                       opened_by="contact", closed_us=(n + 1) * 1_000_000,
+                                       closed_by=by))
+    assert {by: m.closed.labels(by)._value.get() for by in ("user", "inactivity", "merge")} == {
+        "user": 3, "inactivity": 1, "merge": 1}
+    text = generate_latest(m.registry)
+    assert b'resolution_seconds_count{channel="sms"} 3.0' in text
+    assert b'resolution_seconds_sum{channel="sms"} 8.0' in text  # 1 + 3 + 4 s; the merge not
+    assert b'resolution_seconds_count{channel="none"} 1.0' in text
+
+
 def test_readiness_gauge_follows_the_health_check() -> None:
     health = Health()
     health.expect("conversation")
