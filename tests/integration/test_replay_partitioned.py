@@ -63,3 +63,20 @@ def test_a_failed_worker_falls_back_to_one_process(imported: tuple[Stores, dict[
     assert projection.replay(stores.events, workers=2) == stores.events.max_notification_id()
     stores.read_models.refresh_cells()  # type: ignore[attr-defined]
     assert {**snapshot(stores), "cells": cells(stores)} == expected
+
+
+def test_cells_that_cannot_be_written_are_rebuilt_from_the_rows(
+        imported: tuple[Stores, dict[str, Any]], monkeypatch: pytest.MonkeyPatch) -> None:
+    stores, expected = imported
+    written: list[int] = []
+
+    def refused(cells: Any) -> None:
+        written.append(len(list(cells)))
+        raise RuntimeError("no")
+
+    monkeypatch.setattr(stores.read_models, "write_cells", refused)
+    projection = EmbeddedPipeline(stores.events, stores.read_models).projection
+    assert projection.replay(stores.events, workers=2) == stores.events.max_notification_id()
+    assert written == [len(expected["cells"])]  # the workers summed every cell
+    assert {**snapshot(stores), "cells": cells(stores)} == expected
+

@@ -13,6 +13,7 @@ cells cannot be sure (a local midnight inside a quarter hour, moments outside
 from __future__ import annotations
 
 import itertools
+import pickle
 import uuid
 from collections.abc import Iterator
 from datetime import date, timedelta
@@ -20,6 +21,7 @@ from typing import Any
 
 import pytest
 from conftest import fresh_schema_url, with_query
+from eventsourcing.persistence import DataError
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -29,6 +31,7 @@ from services.conversation.application.ports import Position
 from services.projections.adapters.cells_parts import rebuild_in_parts
 from services.projections.application.queries import metrics_of as metrics
 from services.projections.domain.metrics import GROUPINGS, Fact, MetricsQuery, compute, fact_window
+from services.projections.domain.row_cells import CellSums
 from services.projections.domain.rows import ConversationRow
 from services.projections.domain.service_levels import Schedule, schedule_of
 from services.settings import Settings
@@ -157,6 +160,16 @@ def test_cells_kept_by_live_upserts_equal_cells_rebuilt_by_replay(
     # several connections at once (directly: rebuild_cells would hide a failed part)
     rebuild_in_parts(store.cells, store.datastore, data.draw(st.integers(2, 4)))
     assert cells(store) == live
+    # summed in Python by a parallel replay's workers, each from its part of the rows
+    cut = data.draw(st.integers(0, len(rows)))
+    summed, other = CellSums(), CellSums()
+    summed.add(rows[:cut])
+    other.add(rows[cut:])
+    summed.merge(pickle.loads(pickle.dumps(other)))  # as a worker sends it
+    store.write_cells(summed.rows())  # every cell: only this workspace's are left
+    assert cells(store) == [cell for cell in live if cell[0] == workspace]
+    store.rebuild_cells()  # the other workspaces' cells back
+    assert cells(store) == live
 
 
 def test_cells_rebuilt_in_parts_fall_back_to_one_transaction_when_a_part_fails(
@@ -180,6 +193,22 @@ def test_cells_rebuilt_in_parts_fall_back_to_one_transaction_when_a_part_fails(
     with store.datastore.transaction(commit=False) as curs:
         curs.execute(store.cells.state)
         assert curs.fetchone()["ready"] is True
+
+
+def test_summed_cells_with_a_nul_in_a_key_are_refused_whole(store: Any) -> None:
+    """The rows store U+FFFD for a NUL (``copy_rows``); the summed cells would not match
+    them, so writing them fails and changes nothing (the replay then rebuilds them)."""
+    rows = rows_of("ws_nul", [Fact(BASE_US + n * 3_600_000_000, None, "e\x00mail", "contact",
+                                   None, None, None) for n in range(5)])
+    store.copy_rows(rows)
+    store.rebuild_cells()
+    expected = cells(store)
+    assert any(cell[4] == "e\ufffdmail" for cell in expected)
+    summed = CellSums()
+    summed.add(rows)
+    with pytest.raises(DataError):  # eventsourcing's, from psycopg's
+        store.write_cells(summed.rows())
+    assert cells(store) == expected
 
 
 def test_a_schedule_change_and_new_rows_are_picked_up(store: Any) -> None:

@@ -5,17 +5,28 @@ on one core per statement (an ``INSERT … SELECT`` gets no parallel workers). A
 a parallel replay the cores are free again, so each of ``parts`` connections
 rebuilds the cells of one part of the slots (:data:`~.cells.REBUILD_PART`), in a
 transaction of its own; the cells are marked ready only once every part is in.
+
+:func:`write_summed` writes cells summed outside PostgreSQL instead (by the replay's
+workers, :mod:`~services.projections.domain.row_cells`), with binary ``COPY``.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
+from typing import Final
 
 import psycopg
 from eventsourcing.postgres import PostgresDatastore
 
+from services.projections.adapters.cells import COLUMNS
 from services.projections.adapters.cells_postgres import PostgresCells
-from services.runtime.pg import connection_params
+from services.projections.domain.row_cells import CellRow
+from services.runtime.pg import connection_params, sql
+
+_COPY: Final = f"COPY {{schema}}.metric_cells ({COLUMNS}) FROM STDIN (FORMAT BINARY)"
+_COPY_TYPES: Final = ["text", "int2", "int8", "int2", "text", "int4", "int4", "bytea", "text",
+                      "bytea"]
 
 
 def rebuild_in_parts(cells: PostgresCells, datastore: PostgresDatastore, parts: int) -> None:
@@ -35,4 +46,22 @@ def rebuild_in_parts(cells: PostgresCells, datastore: PostgresDatastore, parts: 
         for done in [pool.submit(part, number) for number in range(parts)]:
             done.result()
     with datastore.transaction(commit=True) as curs:
+        curs.execute(cells.set_state, (True,))
+
+
+def write_summed(cells: PostgresCells, datastore: PostgresDatastore,
+                 rows: Iterable[CellRow]) -> None:
+    """Replace every cell by ``rows`` and mark the cells ready, in one transaction.
+
+    Raises eventsourcing's ``PersistenceError`` (nothing changed), for instance for a
+    key holding a NUL, which the rows' text columns store replaced (the caller then
+    rebuilds the cells from the rows).
+    """
+    with datastore.transaction(commit=True) as curs:
+        cells.lock(curs)
+        curs.execute(cells.truncate)
+        with curs.copy(sql(_COPY, datastore.schema)) as copy:
+            copy.set_types(_COPY_TYPES)
+            for row in rows:
+                copy.write_row(row)
         curs.execute(cells.set_state, (True,))

@@ -25,7 +25,7 @@ from psycopg.sql import SQL, Composed
 
 from services.conversation.application.ports import Position
 from services.projections.adapters.cells import TABLE_DDL, units_of
-from services.projections.adapters.cells_parts import rebuild_in_parts
+from services.projections.adapters.cells_parts import rebuild_in_parts, write_summed
 from services.projections.adapters.cells_postgres import PostgresCells
 from services.projections.adapters.notify import PROJECTED_CHANNEL, notify_payload
 from services.projections.adapters.pages_postgres import PostgresPages
@@ -40,6 +40,7 @@ from services.projections.adapters.store_sqlite import (
 )
 from services.projections.domain.local_days import NotExact
 from services.projections.domain.metrics import Fact, FactWindow, MetricsQuery, RowWindow
+from services.projections.domain.row_cells import CellRow
 from services.projections.domain.rows import ConversationRow
 from services.projections.domain.service_levels import Schedule
 from services.runtime.pg import (
@@ -261,6 +262,10 @@ class PostgresReadModelStore(PostgresPages):
                             "rebuilding them in one", parts, exc)
         with self.datastore.transaction(commit=True) as curs:
             self.cells.rebuild(curs)
+
+    def write_cells(self, cells: Iterable[CellRow]) -> None:
+        """Every metric cell, summed from the rows copied (``bonychat replay``'s workers)."""
+        write_summed(self.cells, self.datastore, cells)
 
     def position(self, name: str) -> int | None:
         result: int | None = self.tracking.max_tracking_id(name)

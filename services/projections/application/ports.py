@@ -13,6 +13,7 @@ from typing import Any, Protocol, runtime_checkable
 
 from services.conversation.application.ports import Position
 from services.projections.domain.metrics import Fact, FactWindow, MetricsQuery, RowWindow
+from services.projections.domain.row_cells import CellRow
 from services.projections.domain.rows import ConversationRow
 from services.projections.domain.service_levels import Schedule
 
@@ -95,6 +96,11 @@ class CellKeeper(Protocol):
 
     def rebuild_cells(self, parts: int = 1) -> None:
         """``parts``: how many connections rebuild the cells at once."""
+        ...
+
+    def write_cells(self, cells: Iterable[CellRow]) -> None:
+        """Replace every cell by ``cells`` (summed from the rows copied) and mark them
+        ready, in one transaction; on any error nothing changes."""
         ...
 
 

@@ -33,6 +33,7 @@ from services.projections.application.ports import (
     RowCopier,
     SnapshotSaver,
 )
+from services.projections.domain.row_cells import CellSums
 from services.projections.domain.rows import (
     ConversationRow,
     Item,
@@ -217,19 +218,32 @@ class ConversationProjection:
                 and isinstance(store, RowCopier):
             upto = events.max_notification_id()
             if upto >= partitioned.MIN_EVENTS:
+                keeper = store if isinstance(store, CellKeeper) else None
                 try:
-                    done = partitioned.replay_partitioned(events, store, upto, parts, progress)
+                    done, cells = partitioned.replay_partitioned(
+                        events, store, upto, parts, progress, cells=keeper is not None)
                 except partitioned.PartitionedReplayFailed as exc:
                     log.warning("partitioned replay failed (%s); replaying in one process",
                                 exc)
                     self.store.reset()
                 else:
-                    if isinstance(store, CellKeeper):  # the workers copied rows
-                        store.rebuild_cells(parts)
+                    if keeper is not None:  # the workers copied rows and summed their cells
+                        _write_cells(keeper, cells, parts)
                     self.store.save([], Position(name, upto))
                     return done + self.catch_up(events, name=name, page=20_000,
                                                 progress=progress)
         return self.catch_up(events, name=name, page=20_000, progress=progress)
+
+
+def _write_cells(keeper: CellKeeper, cells: CellSums | None, parts: int) -> None:
+    """The workers' cells, or (if they cannot be written) a rebuild from the rows."""
+    if cells is not None:
+        try:
+            keeper.write_cells(cells.rows())
+            return
+        except Exception as exc:  # the rebuild below is exact
+            log.warning("writing the replay's metric cells failed (%s); rebuilding them", exc)
+    keeper.rebuild_cells(parts)
 
 
 class _OrderedWriter:

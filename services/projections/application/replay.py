@@ -17,6 +17,11 @@ failed replay left. If anything goes wrong -- a worker fails, an event refers
 to a conversation its worker does not know (for instance one already closed),
 no ``fork`` -- :class:`PartitionedReplayFailed` tells the caller to reset and
 replay in one process instead.
+
+When asked (``cells``), each worker also sums the metric cells of the rows it writes
+(:class:`~services.projections.domain.row_cells.CellSums`) and sends them to the
+parent when it is done; the parent adds the workers' parts together, so the caller
+can write the cells instead of PostgreSQL rebuilding them from every row.
 """
 
 from __future__ import annotations
@@ -26,10 +31,12 @@ import multiprocessing
 import os
 import time
 from collections.abc import Callable
+from multiprocessing.connection import Connection, wait
 from typing import Any
 
 from services.conversation.application.ports import PartitionedEventReader as PartitionedEvents
 from services.projections.application.ports import RowCopier
+from services.projections.domain.row_cells import CellSums
 from services.projections.domain.rows import (
     ConversationRow,
     conversation_of,
@@ -57,12 +64,15 @@ def workers(configured: int | None = None) -> int:
 
 
 def _project_partition(events: PartitionedEvents, store: RowCopier,
-                       job: tuple[int, int, int], counter: Any) -> None:
+                       job: tuple[int, int, int], counter: Any,
+                       cells: Connection | None = None) -> None:
     """Worker: project partition ``part`` of ``parts`` up to ``upto`` (``job``).
 
-    Closed rows are written as they close, open ones at the end.
+    Closed rows are written as they close, open ones at the end; then the cells
+    of every row written are sent through ``cells`` (when given).
     """
     upto, part, parts = job
+    sums = CellSums() if cells is not None else None
     open_rows: dict[str, ConversationRow] = {}
     closed: list[ConversationRow] = []
     for chunk in events.stream_partition(upto, part, parts):
@@ -87,45 +97,92 @@ def _project_partition(events: PartitionedEvents, store: RowCopier,
                 closed.append(row)
         if len(closed) >= FLUSH_ROWS:
             store.copy_rows(closed)
+            if sums is not None:
+                sums.add(closed)
             closed = []
         with counter.get_lock():
             counter.value += len(chunk)
-    store.copy_rows(closed + list(open_rows.values()))
+    closed += open_rows.values()
+    store.copy_rows(closed)
+    if sums is not None and cells is not None:
+        sums.add(closed)
+        cells.send(sums)
+        cells.close()
 
 
 def replay_partitioned(events: PartitionedEvents, store: RowCopier, upto: int, parts: int,
-                       progress: Callable[[int], None] | None = None) -> int:
+                       progress: Callable[[int], None] | None = None, *,
+                       cells: bool = False) -> tuple[int, CellSums | None]:
     """Write the rows of every event up to ``upto`` with ``parts`` worker processes.
 
-    The read model must be empty (just reset); returns the events projected.
+    The read model must be empty (just reset); returns the events projected and,
+    when ``cells``, the metric cells of every row written (summed by the workers).
     """
     try:
         context = multiprocessing.get_context("fork")
     except ValueError as exc:
         raise PartitionedReplayFailed("no fork on this platform") from exc
     counter = context.Value("q", 0)
+    pipes = [context.Pipe(duplex=False) if cells else None for _ in range(parts)]
     processes = [context.Process(target=_project_partition, name=f"bonychat-replay-{part}",
-                                 args=(events, store, (upto, part, parts), counter), daemon=True)
-                 for part in range(parts)]
+                                 args=(events, store, (upto, part, parts), counter,
+                                       None if pipe is None else pipe[1]), daemon=True)
+                 for part, pipe in enumerate(pipes)]
     for process in processes:
         process.start()
+    readers = [pipe[0] for pipe in pipes if pipe is not None]
+    for pipe in pipes:
+        if pipe is not None:
+            pipe[1].close()  # the worker's end: the parent sees EOF if a worker dies
+    total = CellSums() if cells else None
+    received = 0
     reported = 0
+    finished = False
     try:
-        while any(p.is_alive() for p in processes):
-            time.sleep(0.1)
+        while readers or any(p.is_alive() for p in processes):
+            if readers:
+                received += _receive(readers, total)
+            else:
+                time.sleep(0.1)
             if progress is not None and counter.value > reported:
                 progress(counter.value - reported)
                 reported = counter.value
             if any(p.exitcode not in (None, 0) for p in processes):
                 break
+        else:
+            finished = True
     finally:
+        for reader in readers:
+            reader.close()
         for process in processes:
-            if process.is_alive() and any(p.exitcode not in (None, 0) for p in processes):
+            if process.is_alive() and not finished:  # a worker failed, or this loop did
                 process.terminate()
             process.join()
     failed = [p.name for p in processes if p.exitcode != 0]
     if failed:
         raise PartitionedReplayFailed(f"replay workers failed: {', '.join(failed)}")
+    if cells and received != parts:
+        raise PartitionedReplayFailed(f"cells of {parts - received} workers missing")
     if progress is not None and counter.value > reported:
         progress(counter.value - reported)
-    return int(counter.value)
+    return int(counter.value), total
+
+
+def _receive(readers: list[Connection], total: CellSums | None) -> int:
+    """Wait up to 0.1 s for workers' cells; add those that came to ``total``."""
+    received = 0
+    for reader in wait(readers, timeout=0.1):
+        assert isinstance(reader, Connection)
+        readers.remove(reader)
+        try:
+            part_cells = reader.recv()
+        except EOFError:  # the worker died before sending: its exit code says why
+            continue
+        finally:
+            reader.close()
+        if not isinstance(part_cells, CellSums):
+            raise PartitionedReplayFailed(f"a worker sent {type(part_cells).__name__}")
+        received += 1
+        if total is not None:
+            total.merge(part_cells)
+    return received
