@@ -31,7 +31,7 @@ from services.conversation.application.ports import Position
 from services.projections.adapters.cells_parts import rebuild_in_parts
 from services.projections.application.queries import metrics_of as metrics
 from services.projections.domain.metrics import GROUPINGS, Fact, MetricsQuery, compute, fact_window
-from services.projections.domain.row_cells import CellSums
+from services.projections.domain.row_cells import CellSums, merged_rows
 from services.projections.domain.rows import ConversationRow
 from services.projections.domain.service_levels import Schedule, schedule_of
 from services.settings import Settings
@@ -162,11 +162,11 @@ def test_cells_kept_by_live_upserts_equal_cells_rebuilt_by_replay(
     assert cells(store) == live
     # summed in Python by a parallel replay's workers, each from its part of the rows
     cut = data.draw(st.integers(0, len(rows)))
-    summed, other = CellSums(), CellSums()
-    summed.add(rows[:cut])
-    other.add(rows[cut:])
-    summed.merge(pickle.loads(pickle.dumps(other)))  # as a worker sends it
-    store.write_cells(summed.rows())  # every cell: only this workspace's are left
+    parts = [CellSums(), CellSums()]
+    parts[0].add(rows[:cut])
+    parts[1].add(rows[cut:])
+    summed = [pickle.loads(pickle.dumps(part.summed())) for part in parts]  # as sent
+    store.write_cells(merged_rows(summed))  # every cell: only this workspace's are left
     assert cells(store) == [cell for cell in live if cell[0] == workspace]
     store.rebuild_cells()  # the other workspaces' cells back
     assert cells(store) == live
@@ -207,7 +207,7 @@ def test_summed_cells_with_a_nul_in_a_key_are_refused_whole(store: Any) -> None:
     summed = CellSums()
     summed.add(rows)
     with pytest.raises(DataError):  # eventsourcing's, from psycopg's
-        store.write_cells(summed.rows())
+        store.write_cells(merged_rows([summed.summed()]))
     assert cells(store) == expected
 
 

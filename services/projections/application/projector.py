@@ -33,7 +33,7 @@ from services.projections.application.ports import (
     RowCopier,
     SnapshotSaver,
 )
-from services.projections.domain.row_cells import CellSums
+from services.projections.domain.row_cells import Summed, merged_rows
 from services.projections.domain.rows import (
     ConversationRow,
     Item,
@@ -235,11 +235,11 @@ class ConversationProjection:
         return self.catch_up(events, name=name, page=20_000, progress=progress)
 
 
-def _write_cells(keeper: CellKeeper, cells: CellSums | None, parts: int) -> None:
+def _write_cells(keeper: CellKeeper, cells: list[Summed] | None, parts: int) -> None:
     """The workers' cells, or (if they cannot be written) a rebuild from the rows."""
     if cells is not None:
         try:
-            keeper.write_cells(cells.rows())
+            keeper.write_cells(merged_rows(cells))
             return
         except Exception as exc:  # the rebuild below is exact
             log.warning("writing the replay's metric cells failed (%s); rebuilding them", exc)

@@ -36,7 +36,7 @@ from typing import Any
 
 from services.conversation.application.ports import PartitionedEventReader as PartitionedEvents
 from services.projections.application.ports import RowCopier
-from services.projections.domain.row_cells import CellSums
+from services.projections.domain.row_cells import CellSums, Summed
 from services.projections.domain.rows import (
     ConversationRow,
     conversation_of,
@@ -106,17 +106,18 @@ def _project_partition(events: PartitionedEvents, store: RowCopier,
     store.copy_rows(closed)
     if sums is not None and cells is not None:
         sums.add(closed)
-        cells.send(sums)
+        cells.send(sums.summed())
         cells.close()
 
 
 def replay_partitioned(events: PartitionedEvents, store: RowCopier, upto: int, parts: int,
                        progress: Callable[[int], None] | None = None, *,
-                       cells: bool = False) -> tuple[int, CellSums | None]:
+                       cells: bool = False) -> tuple[int, list[Summed] | None]:
     """Write the rows of every event up to ``upto`` with ``parts`` worker processes.
 
     The read model must be empty (just reset); returns the events projected and,
-    when ``cells``, the metric cells of every row written (summed by the workers).
+    when ``cells``, the metric cells of every row written (each worker's part, to be
+    added together: :func:`~services.projections.domain.row_cells.merged_rows`).
     """
     try:
         context = multiprocessing.get_context("fork")
@@ -134,7 +135,7 @@ def replay_partitioned(events: PartitionedEvents, store: RowCopier, upto: int, p
     for pipe in pipes:
         if pipe is not None:
             pipe[1].close()  # the worker's end: the parent sees EOF if a worker dies
-    total = CellSums() if cells else None
+    total: list[Summed] | None = [] if cells else None
     received = 0
     reported = 0
     finished = False
@@ -168,7 +169,7 @@ def replay_partitioned(events: PartitionedEvents, store: RowCopier, upto: int, p
     return int(counter.value), total
 
 
-def _receive(readers: list[Connection], total: CellSums | None) -> int:
+def _receive(readers: list[Connection], total: list[Summed] | None) -> int:
     """Wait up to 0.1 s for workers' cells; add those that came to ``total``."""
     received = 0
     for reader in wait(readers, timeout=0.1):
@@ -180,9 +181,9 @@ def _receive(readers: list[Connection], total: CellSums | None) -> int:
             continue
         finally:
             reader.close()
-        if not isinstance(part_cells, CellSums):
+        if not isinstance(part_cells, dict):
             raise PartitionedReplayFailed(f"a worker sent {type(part_cells).__name__}")
         received += 1
         if total is not None:
-            total.merge(part_cells)
+            total.append(part_cells)
     return received

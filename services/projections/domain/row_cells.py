@@ -3,9 +3,10 @@
 The same cells as PostgreSQL's rebuild (``adapters/cells.py``, ``REBUILD``) computes
 from the rows, so that a parallel replay's workers can sum them while they project
 instead of PostgreSQL sorting every contribution afterwards. A worker sees only its
-partition of the contacts, so its cells are partial: :meth:`CellSums.merge` adds
-another worker's. Per conversation row (the SQL's rules, written again here and
-checked against it by ``tests/integration/test_sql_metrics.py``):
+partition of the contacts, so its cells are partial: :func:`merged_rows` adds the
+workers' parts (:meth:`CellSums.summed`) together. Per conversation row (the SQL's
+rules, written again here and checked against it by
+``tests/integration/test_sql_metrics.py``):
 
 - kind 1 (opened) at ``opened_us``: dimension 0 and keys ``channel``, ``opened_by``;
 - kind 2 (first response) at ``first_response_us`` when ``first_message_us`` is set,
@@ -35,6 +36,8 @@ SPAN_US: Final = 6 * 3_600_000_000
 CellKey = tuple[str, int, int, int, str]
 #: a cell's stored columns: workspace_id, dim, slot, kind, key, n, rc, vals, bkey, bvals
 CellRow = tuple[str, int, int, int, str, int, int, bytes, None, None]
+#: a part's cells: key -> (contributions, re-contacts, durations sorted)
+Summed = dict[CellKey, tuple[int, int, list[int]]]
 
 
 class CellSums:
@@ -90,20 +93,25 @@ class CellSums:
                 for key in keys:
                     counts[key] = counts.get(key, 0) + 1
 
-    def merge(self, other: CellSums) -> None:
-        """Add another part's cells (another :class:`CellSums`)."""
-        cells = self.cells
-        for key, theirs in other.cells.items():
-            cells[key] += theirs
-        counts = self.recontacts
-        for key, count in other.recontacts.items():
-            counts[key] = counts.get(key, 0) + count
-
-    def rows(self) -> Iterator[CellRow]:
-        """Each cell as stored: durations sorted, 8 bytes each, big-endian (``int8send``)."""
-        pack = struct.pack
+    def summed(self) -> Summed:
+        """The cells so far, each with its durations sorted (a worker's part, to send)."""
         recontacts = self.recontacts.get
-        for key, entries in self.cells.items():
-            values = [] if key[3] == 1 else sorted([v for v in entries if v is not None])
-            yield (*key, len(entries), recontacts(key, 0),
-                   pack(f">{len(values)}q", *values), None, None)
+        return {key: (len(entries), recontacts(key, 0),
+                      [] if key[3] == 1 else sorted([v for v in entries if v is not None]))
+                for key, entries in self.cells.items()}
+
+
+def merged_rows(parts: Iterable[Summed]) -> Iterator[CellRow]:
+    """The cells of every part added together, as stored: durations sorted, 8 bytes
+    each, big-endian (``int8send``)."""
+    total: Summed = {}
+    get = total.get
+    for part in parts:
+        for key, cell in part.items():
+            mine = get(key)
+            total[key] = cell if mine is None else (
+                mine[0] + cell[0], mine[1] + cell[1], mine[2] + cell[2])
+    pack = struct.pack
+    for key, (n, rc, values) in total.items():
+        values.sort()  # sorted runs, one per part: merged in linear time
+        yield (*key, n, rc, pack(f">{len(values)}q", *values), None, None)
