@@ -20,7 +20,7 @@ from aiokafka import AIOKafkaProducer
 from schemas.events import CURRENT_VERSION, DomainEvent, decode_event, encode_event, event_type_of
 from services.conversation.application.ports import EventStore, Position, RawEventReader
 from services.projections.application.ports import ReadModelStore
-from services.runtime.kafka import RecordBatches, partitions_of
+from services.runtime.kafka import Headers, RecordBatches, partitions_of
 from services.runtime.locks import SingleActiveLock, while_leader
 from services.runtime.observability import Health, RuntimeMetrics
 from services.runtime.sinks import OutRecord
@@ -29,6 +29,7 @@ from services.runtime.wakeup import Wakeup
 
 log = logging.getLogger(__name__)
 SERVICE = "relay"
+_loads = orjson.loads
 
 
 def event_record(topic: str, event: DomainEvent) -> OutRecord:
@@ -38,19 +39,21 @@ def event_record(topic: str, event: DomainEvent) -> OutRecord:
                                            ("event_type", event_type_of(event).encode())])
 
 
-def stored_record(topic: str, state: bytes) -> OutRecord:
-    """:func:`event_record` of a stored event, publishing the stored JSON as it is.
+def stored_parts(topic: str, state: bytes) -> tuple[bytes, bytes, Headers]:
+    """Key, value and headers of :func:`event_record` of a stored event, publishing the
+    stored JSON as it is (the relay's hot path: no record object).
 
     The store holds ``encode_event`` output, so only the key and headers need
     reading (orjson, no model); a row of an older schema version is upcast and
     encoded again so that consumers always get the current version.
     """
-    head = orjson.loads(state)
+    head = _loads(state)
     if head.get("schema_version", 1) != CURRENT_VERSION:
-        return event_record(topic, decode_event(state))
-    return OutRecord(topic, partition_key(head["workspace_id"], head["contact_id"]), state,
-                     [("event_id", head["event_id"].encode()),
-                      ("event_type", head["event_type"].encode())])
+        record = event_record(topic, decode_event(state))
+        return record.key or b"", record.value, record.headers or []
+    return (partition_key(head["workspace_id"], head["contact_id"]), state,
+            [("event_id", head["event_id"].encode()),
+             ("event_type", head["event_type"].encode())])
 
 
 def relay_position_name(topic: str) -> str:
@@ -121,15 +124,16 @@ class OutboxRelay:
 
     def _page(self, after: int, out: RecordBatches) -> int | None:
         """Batch the next stored events into ``out`` (in a worker thread); the last id."""
+        add, topic = out.add, self.topic
         if self._raw is None:  # a store without raw reads (SQLite)
-            rows = [(nid, event_record(self.topic, event))
-                    for nid, event in self.events.read(after, self.page)]
-        else:
-            rows = [(nid, stored_record(self.topic, state))
-                    for nid, state in self._raw.read_raw(after, self.page)]
-        add = out.add
-        for _, record in rows:
-            add(record.topic, record.key, record.value, record.headers)
+            events = self.events.read(after, self.page)
+            for _, event in events:
+                record = event_record(topic, event)
+                add(topic, record.key, record.value, record.headers)
+            return events[-1][0] if events else None
+        rows = self._raw.read_raw(after, self.page)
+        for _, state in rows:
+            add(topic, *stored_parts(topic, state))
         return rows[-1][0] if rows else None
 
     async def _lag(self, after: int) -> None:
