@@ -9,6 +9,11 @@ dedupe, the aggregate cache, the handlers, building the domain events and their
 deterministic ids, encoding them, and freeing the previous batch.
 
     python -m bench.decide --events 100000 --contacts 10000 --batch 5000 --rounds 3
+    python -m bench.decide --records ...   # from command records: the decode timed too
+
+With ``--records`` the commands are encoded as ingest writes them to the command
+topic and each round decodes them first (``read_command``, as the Kafka
+conversation service does), inside the clock.
 
 Prints one JSON line: CPU µs per command (process time) (best and median of the rounds), events
 recorded per command, and the collector's share when ``--gc`` is ``default``.
@@ -28,12 +33,14 @@ from collections.abc import Collection, Mapping, Sequence
 import orjson
 
 from bench.generate import Generator
+from schemas.command_codec import read_command
 from schemas.commands import CommandBase
 from schemas.events import DomainEvent, encode_event
 from services.conversation.application.ports import DeadLetter, Outcome, Position
 from services.conversation.application.unit_of_work import BatchUnitOfWork
 from services.ingest.domain.normalise import Invalid, parse
 from services.runtime.gc_tuning import THRESHOLDS
+from services.runtime.sinks import encode_command
 
 
 class NullStore:
@@ -78,14 +85,18 @@ def commands(events: int, contacts: int) -> list[CommandBase | Invalid]:
             for item in Generator(events=events, contacts=contacts, workspaces=5)]
 
 
-def one_round(items: list[CommandBase | Invalid], batch: int) -> tuple[float, int]:
-    """Seconds to decide and commit every item in batches; events recorded."""
+def one_round(items: list[CommandBase | Invalid], batch: int,
+              records: list[bytes] | None = None) -> tuple[float, int]:
+    """Seconds to decide and commit every item in batches (decoding ``records``
+    instead, if given); events recorded."""
     store = NullStore()
-    uow = BatchUnitOfWork(store)  # type: ignore[arg-type]
+    uow = BatchUnitOfWork(store)
     gc.collect()
     started = time.process_time()
     for start in range(0, len(items), batch):
-        uow.process(items[start:start + batch], "bench")
+        chunk: list[CommandBase | Invalid] = items[start:start + batch] if records is None \
+            else [read_command(r) for r in records[start:start + batch]]
+        uow.process(chunk, "bench")
     elapsed = time.process_time() - started
     return elapsed, store.events
 
@@ -97,19 +108,26 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch", type=int, default=5_000)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--gc", choices=("tuned", "default"), default="tuned")
+    parser.add_argument("--records", action="store_true",
+                        help="decode command records (as the Kafka service) inside the clock")
     args = parser.parse_args(argv)
     items = commands(args.events, args.contacts)
+    records = None
+    if args.records:
+        items = [item for item in items if not isinstance(item, Invalid)]
+        records = [encode_command(item) for item in items]  # type: ignore[arg-type]
     if args.gc == "tuned":
         gc.freeze()
         gc.set_threshold(*THRESHOLDS)
     times: list[float] = []
     recorded = 0
     for _ in range(args.rounds):
-        elapsed, recorded = one_round(items, args.batch)
+        elapsed, recorded = one_round(items, args.batch, records)
         times.append(elapsed)
     per = [t / len(items) * 1e6 for t in times] or [0.0]
     print(orjson.dumps({
         "bench": "decide", "commands": len(items), "batch": args.batch,
+        "records": args.records,
         "events_per_command": round(recorded / len(items), 3), "gc": args.gc,
         "us_per_command_best": round(min(per), 2),
         "us_per_command_median": round(statistics.median(per), 2),
