@@ -11,6 +11,14 @@ and the reason as before. A model field of a kind it does not know refuses the
 import: the models stay the one definition. tests/unit/test_command_codec.py
 proves both decoders agree on the commands of every envelope the fuzz suite
 generates, and on damaged ones.
+
+Times come out in ``datetime.UTC`` (``datetime.fromisoformat`` of the ``Z``
+form), as ingest's ``parse`` gives them and so as the embedded runtime has
+them, where the model gives pydantic's own ``TzInfo(0)``: the same instant and
+offset. Events decided from such commands are written by
+``schemas.events.encode_event``'s orjson branch (the same bytes, ~1 µs per
+event less than pydantic's serialiser), and the decoder needs no ``replace``
+of the zone: 2.9 µs a record instead of 4.1 (``bench/decide.py --records``).
 """
 
 from __future__ import annotations
@@ -82,10 +90,6 @@ def _decoder() -> tuple[msgspec.json.Decoder[Any], dict[type[msgspec.Struct], _S
 _DECODER, _SPECS = _decoder()
 _asdict = msgspec.structs.asdict
 _fromisoformat = datetime.fromisoformat
-#: UTC as ``CommandMessage`` decodes it (pydantic's own zone class, not ``datetime.UTC``)
-_UTC: Final = CommandMessage.model_validate_json(
-    b'{"body":{"command":"SendMessage","workspace_id":"w","contact_id":"c","event_id":"e",'
-    b'"event_type":"message.sent","occurred_at":"2026-01-01T00:00:00Z"}}').body.occurred_at.tzinfo
 
 
 def decode_command(raw: bytes | str) -> CommandBase | None:
@@ -98,8 +102,8 @@ def decode_command(raw: bytes | str) -> CommandBase | None:
     values = spec.template.copy()
     values.update(_asdict(body))  # keeps the model's field order
     for name in spec.times:
-        try:  # the zone object pydantic gives (the services downstream behave as before)
-            values[name] = _fromisoformat(values[name][:-1]).replace(tzinfo=_UTC)
+        try:  # ``Z``: datetime.UTC (the model gives pydantic's TzInfo(0), the same offset)
+            values[name] = _fromisoformat(values[name])
         except ValueError:
             return None
     return trusted(spec.cls, values)  # every field was in the record: all are set
