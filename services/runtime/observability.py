@@ -12,15 +12,20 @@ import sys
 import time
 from collections import Counter as Tally
 from collections.abc import Sequence
+from operator import itemgetter
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from schemas.commands import CommandBase, ExpireInactive
+from services.conversation.application.ports import Outcome
 from services.conversation.application.processor import BatchResult
 from services.ingest.domain.normalise import Invalid
 from services.projections.domain.rows import ConversationRow
 
+#: an outcome's event type and outcome (an :class:`Outcome` is a tuple)
+_EVENT_TYPE = itemgetter(Outcome._fields.index("event_type"))
+_OUTCOME = itemgetter(Outcome._fields.index("outcome"))
 _BATCH_SIZES = (1, 10, 50, 100, 250, 500, 1_000, 2_000, 5_000)
 _RESOLUTION_SECONDS = (60, 300, 900, 1800, 3600, 4 * 3600, 8 * 3600, 86400, 3 * 86400,
                        7 * 86400)
@@ -87,32 +92,25 @@ class RuntimeMetrics:
     def count_ingest(self, items: Sequence[CommandBase | Invalid], source: str,
                      service: str = "ingest") -> None:
         """What the ingest service (or the HTTP Kafka sink, ``service="http"``) forwarded."""
-        invalid = 0
-        kinds: Tally[str] = Tally()
-        for item in items:
-            if isinstance(item, Invalid):
-                invalid += 1
-            else:
-                kinds[item.event_type] += 1
+        kinds: Tally[str] = Tally([i.event_type for i in items if not isinstance(i, Invalid)])
         for kind, n in kinds.items():
             self.events.labels(service, kind, "forwarded").inc(n)
+        invalid = len(items) - kinds.total()
         if invalid:
             self.events.labels(service, "unknown", "invalid").inc(invalid)
             self.dead_letters.labels(service, source).inc(invalid)
 
     def count_batch(self, items: Sequence[CommandBase | Invalid], result: BatchResult,
                     source: str) -> None:
-        """Outcomes of one conversation batch, by gateway event type."""
-        seen: Tally[str] = Tally(i.event_type for i in items
-                                 if not isinstance(i, Invalid | ExpireInactive))
-        decided: Tally[tuple[str, str]] = Tally((o.event_type, o.outcome)
-                                                for o in result.outcomes)
+        """Outcomes of one conversation batch, by gateway event type (counted in C:
+        this runs on the event loop for every batch)."""
+        outcomes = result.outcomes
+        decided: Tally[tuple[str, str]] = Tally(zip(map(_EVENT_TYPE, outcomes),
+                                                    map(_OUTCOME, outcomes), strict=True))
         for (kind, outcome), n in decided.items():
             self.events.labels("conversation", kind, outcome).inc(n)
-            seen[kind] -= n
-        for kind, n in seen.items():
-            if n > 0:
-                self.events.labels("conversation", kind, "duplicate").inc(n)
+        for kind, n in result.duplicate_types.items():
+            self.events.labels("conversation", kind, "duplicate").inc(n)
         if result.invalid:
             self.events.labels("conversation", "unknown", "invalid").inc(result.invalid)
             self.dead_letters.labels("conversation", source).inc(result.invalid)

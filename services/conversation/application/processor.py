@@ -36,6 +36,8 @@ class BatchResult:
     duplicate: int = 0
     invalid: int = 0
     rejected: Counter[str] = field(default_factory=Counter)
+    #: the duplicates by gateway event type (for the metrics)
+    duplicate_types: Counter[str] = field(default_factory=Counter)
     #: conversations closed after inactivity (by sweeps and by the contacts' events)
     expired: int = 0
     events: list[tuple[int, DomainEvent]] = field(default_factory=list)
@@ -299,6 +301,7 @@ class BatchProcessor:
             key = (item.workspace_id, item.event_id)
             if key in done:
                 result.duplicate += 1
+                result.duplicate_types[item.event_type] += 1
                 continue
             done.add(key)
             reason: str | None = None
