@@ -18,7 +18,7 @@ import orjson
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
-from schemas.commands import CommandBase, CommandMessage
+from schemas.commands import COMMAND_CLASSES, CommandBase, CommandMessage
 from services.http.ports import SinkUnavailableError
 from services.in_process.pipeline import EmbeddedPipeline
 from services.ingest.domain.normalise import Invalid
@@ -28,6 +28,10 @@ from services.runtime.retry import PRODUCER_FATAL
 from services.runtime.topics import Topics, partition_key
 
 log = logging.getLogger(__name__)
+
+
+_FIELD_COUNTS: dict[type[CommandBase], int] = {cls: len(cls.model_fields)
+                                               for cls in COMMAND_CLASSES}
 
 
 def encode_command(cmd: CommandBase) -> bytes:
@@ -40,7 +44,7 @@ def encode_command(cmd: CommandBase) -> bytes:
     property, say) sends it back to pydantic.
     """
     values = cmd.__dict__
-    if len(values) != len(type(cmd).model_fields):
+    if len(values) != _FIELD_COUNTS.get(type(cmd)):  # (``model_fields`` itself: 0.3 µs)
         return CommandMessage(body=cmd).model_dump_json().encode()
     return orjson.dumps({"body": values}, option=orjson.OPT_UTC_Z)
 
