@@ -75,14 +75,18 @@ class Settings(BaseSettings):
     topic_suffix: str = ""
     #: Kafka client tuning (latency, throughput, failover time): services/runtime/topics.py
     kafka_max_poll_records: int = Field(default=2_000, ge=1)
-    #: the broker holds a consumer's fetch until ``kafka_fetch_min_bytes`` are there or
-    #: ``kafka_fetch_max_wait_ms`` have passed: when records trickle in, ingest and the
-    #: conversation service each cycle (fetch, produce or transaction, NOTIFY) at most
-    #: about once per wait instead of once per few records; a backlog is fetched at
-    #: once. Adds up to the wait to each of the two hops' latency (docs/runtime.md,
-    #: "Low load: batching fetches by time"); ``kafka_fetch_min_bytes=1`` returns at once
-    kafka_fetch_max_wait_ms: int = Field(default=25, ge=0)
+    #: while gateway records flow, the broker holds each fetch of ingest until
+    #: ``kafka_fetch_min_bytes`` are there or ``kafka_fetch_max_wait_ms`` have passed:
+    #: ingest cycles (fetch, produce) about once per wait instead of once per few
+    #: records, and so does the conversation service (a transaction, a NOTIFY) behind
+    #: it; a backlog is fetched at once. Adds up to the wait to the latency
+    #: (docs/runtime.md, "Low load: batching fetches by time"); 1 returns at once
+    kafka_fetch_max_wait_ms: int = Field(default=40, ge=0)
     kafka_fetch_min_bytes: int = Field(default=1_048_576, ge=1)
+    #: the same for the conversation service's fetches of the command topic: 1 (at
+    #: once), because ingest already writes it once per wait; a larger value also
+    #: batches commands that gateways POST over HTTP, for up to the wait more latency
+    kafka_commands_fetch_min_bytes: int = Field(default=1, ge=1)
     kafka_session_timeout_ms: int = Field(default=10_000, ge=1)
     kafka_linger_ms: int = Field(default=5, ge=0)
     kafka_batch_records: int = Field(default=8_000, ge=1)

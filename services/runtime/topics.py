@@ -8,7 +8,7 @@ get their own topics. The tuning knobs are the ``kafka_*`` fields of
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Final
 
 from services.settings import Settings
@@ -59,8 +59,9 @@ class KafkaTuning:
     """Client settings that trade latency, throughput and failover time."""
 
     max_poll_records: int = 2_000
-    fetch_max_wait_ms: int = 25
+    fetch_max_wait_ms: int = 40
     fetch_min_bytes: int = 1_048_576
+    commands_fetch_min_bytes: int = 1
     max_partition_fetch_bytes: int = 4 * 1024 * 1024
     session_timeout_ms: int = 10_000
     linger_ms: int = 5
@@ -76,6 +77,7 @@ class KafkaTuning:
             max_poll_records=settings.kafka_max_poll_records,
             fetch_max_wait_ms=settings.kafka_fetch_max_wait_ms,
             fetch_min_bytes=settings.kafka_fetch_min_bytes,
+            commands_fetch_min_bytes=settings.kafka_commands_fetch_min_bytes,
             max_partition_fetch_bytes=base.max_partition_fetch_bytes,
             session_timeout_ms=settings.kafka_session_timeout_ms,
             linger_ms=settings.kafka_linger_ms,
@@ -84,3 +86,7 @@ class KafkaTuning:
             batch_records=settings.kafka_batch_records,
             commit_interval_ms=settings.kafka_commit_interval_ms,
         )
+
+    def for_commands(self) -> KafkaTuning:
+        """The tuning of the conversation service's consumer of the command topic."""
+        return replace(self, fetch_min_bytes=self.commands_fetch_min_bytes)

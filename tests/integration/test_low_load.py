@@ -106,6 +106,7 @@ def test_fetches_held_by_the_broker_still_bring_every_event_exactly_once(world: 
     expected = embedded_snapshot(stream.lines, WORKSPACES)
     serve = world.serve("ingest,conversation,projections,relay", name="all",
                         BONYCHAT_KAFKA_FETCH_MIN_BYTES="100000000",
+                        BONYCHAT_KAFKA_COMMANDS_FETCH_MIN_BYTES="100000000",
                         BONYCHAT_KAFKA_FETCH_MAX_WAIT_MS="300",
                         BONYCHAT_PROJECTIONS_INTERVAL_MS="200")
     serve.port()

@@ -1,9 +1,10 @@
 """Batching by time at low load: the fetch settings reach every consumer the services make.
 
-The broker holds a fetch until ``BONYCHAT_KAFKA_FETCH_MIN_BYTES`` are there or
-``BONYCHAT_KAFKA_FETCH_MAX_WAIT_MS`` have passed (docs/runtime.md, "Low load:
-batching fetches by time"); ingest and the conversation service build their
-consumers with :func:`services.runtime.kafka.make_consumer`.
+The broker holds ingest's fetches until ``BONYCHAT_KAFKA_FETCH_MIN_BYTES`` are
+there or ``BONYCHAT_KAFKA_FETCH_MAX_WAIT_MS`` have passed, the conversation
+service's until ``BONYCHAT_KAFKA_COMMANDS_FETCH_MIN_BYTES`` (docs/runtime.md,
+"Low load: batching fetches by time"); both build their consumers with
+:func:`services.runtime.kafka.make_consumer`.
 """
 
 from __future__ import annotations
@@ -11,13 +12,23 @@ from __future__ import annotations
 import asyncio
 import inspect
 from types import SimpleNamespace
+from typing import cast
 
 import pytest
 from aiokafka.consumer.fetcher import Fetcher
 
+from services.conversation.application.ports import EventStore
+from services.conversation.entrypoints.kafka import ConversationService
 from services.runtime.kafka import IDLE_FETCH_MAX_WAIT_MS, FetchHold, make_consumer
-from services.runtime.topics import KafkaTuning
+from services.runtime.observability import Health, RuntimeMetrics
+from services.runtime.topics import KafkaTuning, Topics
 from services.settings import Settings
+
+
+def conversation(tuning: KafkaTuning) -> ConversationService:
+    return ConversationService(bootstrap="unused", topics=Topics(), group_prefix="t",
+                               tuning=tuning, events=cast(EventStore, SimpleNamespace()),
+                               metrics=RuntimeMetrics(), health=Health())
 
 
 def consumer_fetch_settings(tuning: KafkaTuning) -> tuple[int, int]:
@@ -31,20 +42,26 @@ def consumer_fetch_settings(tuning: KafkaTuning) -> tuple[int, int]:
     return asyncio.run(build())
 
 
-def test_the_defaults_hold_fetches_for_a_short_wait_or_a_megabyte(
+def test_by_default_ingest_waits_for_a_megabyte_or_the_wait_the_conversation_does_not(
         monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("BONYCHAT_KAFKA_FETCH_MIN_BYTES", raising=False)
-    monkeypatch.delenv("BONYCHAT_KAFKA_FETCH_MAX_WAIT_MS", raising=False)
+    for name in ("FETCH_MIN_BYTES", "FETCH_MAX_WAIT_MS", "COMMANDS_FETCH_MIN_BYTES"):
+        monkeypatch.delenv(f"BONYCHAT_KAFKA_{name}", raising=False)
     tuning = KafkaTuning.from_settings(Settings())
-    assert consumer_fetch_settings(tuning) == (1_048_576, Settings().kafka_fetch_max_wait_ms)
-    # a wait that a publish -> visible p99 of 100 ms can afford on both Kafka hops
-    assert 0 < tuning.fetch_max_wait_ms <= 40
+    wait = tuning.fetch_max_wait_ms
+    # a wait that a publish -> visible p99 of 100 ms can afford on the ingest hop
+    assert 0 < wait <= 50
+    assert consumer_fetch_settings(tuning) == (1_048_576, wait)  # ingest's consumer
+    # the command topic is written once per ingest cycle: fetched as soon as it is
+    assert consumer_fetch_settings(conversation(tuning).fetch_tuning) == (1, wait)
 
 
-def test_the_environment_sets_both_fetch_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_environment_sets_the_fetch_settings(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("BONYCHAT_KAFKA_FETCH_MIN_BYTES", "1")
     monkeypatch.setenv("BONYCHAT_KAFKA_FETCH_MAX_WAIT_MS", "250")
-    assert consumer_fetch_settings(KafkaTuning.from_settings(Settings())) == (1, 250)
+    monkeypatch.setenv("BONYCHAT_KAFKA_COMMANDS_FETCH_MIN_BYTES", "65536")
+    tuning = KafkaTuning.from_settings(Settings())
+    assert consumer_fetch_settings(tuning) == (1, 250)
+    assert consumer_fetch_settings(conversation(tuning).fetch_tuning) == (65_536, 250)
 
 
 def test_a_fetch_min_bytes_below_one_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -120,6 +120,8 @@ class ConversationService:
         self.topics = topics
         self.group = group_id(group_prefix, SERVICE)
         self.tuning = tuning
+        #: its consumer's: fetches answered at once by default (ingest batches by time)
+        self.fetch_tuning = tuning.for_commands()
         self.events = events
         self.uow = BatchUnitOfWork(events, cache_size=cache_size)
         #: records to gather per fetch (several fetches under a backlog)
@@ -204,11 +206,11 @@ class ConversationService:
         A failure that :meth:`_recover` cannot handle (Kafka itself) ends this
         call; :func:`.retry.retrying` runs it again with a fresh consumer.
         """
-        consumer = make_consumer(self.bootstrap, self.tuning, topic=self.topics.commands,
+        consumer = make_consumer(self.bootstrap, self.fetch_tuning, topic=self.topics.commands,
                                  group=self.group, service=SERVICE)
         self._consumer = consumer
         fetch = SafeFetch(consumer, service=SERVICE, metrics=self.metrics,
-                          hold=FetchHold(consumer, self.tuning))
+                          hold=FetchHold(consumer, self.fetch_tuning))
         self._reset()
         subscribe(consumer, self.topics.commands, _Rebalance(self))
         await consumer.start()
