@@ -20,6 +20,7 @@ counted, not timed.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -29,6 +30,7 @@ import psycopg
 from psycopg import sql
 
 from . import limits
+from .dbwatch import DatabaseWatch
 from .e2e import Progress, World, wait_for
 from .procs import CpuSampler
 
@@ -171,36 +173,64 @@ async def _publish_at_rate(world: World, records: Sequence[Timed], rate: float,
         await producer.stop()
 
 
-def by_second(published: dict[str, float], visible: dict[str, float]) -> list[float]:
-    """Median latency (ms) of the events published in each second of the run."""
-    if not visible:
-        return []
-    start = min(published.values())
+def _seconds(published: dict[str, float], visible: dict[str, float]
+             ) -> dict[int, list[float]]:
+    """Latencies (ms) of the events published in each second of the run."""
+    start = min(published.values(), default=0.0)
     seconds: dict[int, list[float]] = {}
     for event, seen in visible.items():
         at = published[event]
         seconds.setdefault(int(at - start), []).append((seen - at) * 1000)
+    return seconds
+
+
+def by_second(published: dict[str, float], visible: dict[str, float]) -> list[float]:
+    """Median latency (ms) of the events published in each second of the run."""
+    seconds = _seconds(published, visible)
     return [round(percentile(seconds[s], 0.5)) for s in sorted(seconds)]
 
 
+def by_second_detail(published: dict[str, float], visible: dict[str, float]
+                     ) -> list[dict[str, Any]]:
+    """Per second of publishing: events timed, p50, p99 and max latency (ms)."""
+    seconds = _seconds(published, visible)
+    return [{"second": s, "events": len(seconds[s]),
+             "p50_ms": round(percentile(seconds[s], 0.5)),
+             "p99_ms": round(percentile(seconds[s], 0.99)), "max_ms": round(max(seconds[s]))}
+            for s in sorted(seconds)]
+
+
 async def measure_latency(world: World, records: Sequence[Timed], rate: float, *,
-                          interval: float = 0.01, settle: float = 120) -> dict[str, Any]:
-    """Offer ``records`` at ``rate``/s to the running services; latency percentiles (ms)."""
+                          interval: float = 0.01, settle: float = 120,
+                          database_watch: bool = False) -> dict[str, Any]:
+    """Offer ``records`` at ``rate``/s to the running services; latency percentiles (ms).
+
+    ``database_watch``: also latency by second next to what PostgreSQL did in that
+    second (``bench.dbwatch``: autovacuum, lock waits, checkpoints, the server log)."""
     published: dict[str, float] = {}
     acked: list[float] = []
     poller = Poller(world, published, interval)
     pids = {p.name: p.pid for p in world.processes}
+    watch = DatabaseWatch(world.database_url, world.schema)
     async with Progress(world) as progress, await psycopg.AsyncConnection.connect(
             world.database_url, autocommit=True) as conn:
         polling = asyncio.create_task(poller.run(conn, await progress.max_notification_id()))
-        with CpuSampler(pids) as cpu:
+        with CpuSampler(pids) as cpu, (watch if database_watch else contextlib.nullcontext()):
             seconds = await _publish_at_rate(world, records, rate, published, acked)
             await wait_for(world, progress.all_done, settle + len(records) / 1_000, 0.1,
                            "latency events")
         poller.stop.set()
         await asyncio.wait_for(polling, 30)
     latencies = [(poller.visible[e] - published[e]) * 1000 for e in poller.visible]
-    return {
+    extra: dict[str, Any] = {}
+    if database_watch:
+        detail = by_second_detail(published, poller.visible)
+        start = min(published.values(), default=0.0) + time.time() - time.perf_counter()
+        for row, db in zip(detail, watch.by_second(start, len(detail)), strict=True):
+            row["database"] = db
+        extra = {"by_second": detail, "database_log": watch.log(),
+                 "database_watch_error": watch.error}
+    return {**extra,
         "offered_rate_per_s": rate, "published": len(records),
         "achieved_rate_per_s": round(len(records) / seconds),
         "publish_seconds": round(seconds, 2),

@@ -137,6 +137,8 @@ def table(results: dict[str, Any]) -> str:
     trend = (g("latency") or {}).get("p50_ms_by_second")
     if trend:
         lines.append(f"  latency p50 (ms) by second of publishing: {trend}")
+    for label, key in (("low rate", "latency_low_rate"), ("latency rate", "latency")):
+        lines += by_second_lines(label, g(key) or {})
     lines.append("  targets:")
     for name, target in (g("targets") or {}).items():
         verdict = {True: "PASS", False: "FAIL", None: "n/a"}[target["pass"]]
@@ -145,6 +147,31 @@ def table(results: dict[str, Any]) -> str:
     for error in g("errors") or []:
         lines.append(f"  ERROR: {error.splitlines()[0]}")
     return "\n".join(lines)
+
+
+def _database(db: dict[str, Any]) -> str:
+    """What PostgreSQL did in one second (``bench.dbwatch``), briefly; "" if nothing."""
+    said = [f"vacuum {', '.join(db['vacuum'])}" if db.get("vacuum") else "",
+            f"analyze {', '.join(db['analyze'])}" if db.get("analyze") else "",
+            f"{db['lock_waits']} waiting for a lock" if db.get("lock_waits") else "",
+            "checkpoint" if db.get("checkpoint") else ""]
+    return "; ".join(s for s in said if s)
+
+
+def by_second_lines(label: str, run: dict[str, Any]) -> list[str]:
+    """A latency phase second by second (p50/p99 ms, what PostgreSQL did), then the
+    server log's autovacuum and checkpoint lines of the phase."""
+    rows = run.get("by_second")
+    if not rows:
+        return []
+    cells = []
+    for row in rows:
+        said = _database(row.get("database") or {})
+        cells.append(f"s{row['second']} {row['p50_ms']}/{row['p99_ms']}"
+                     + (f" [{said}]" if said else ""))
+    lines = [f"  latency at {label} by second (p50/p99 ms; PostgreSQL): " + ", ".join(cells)]
+    lines += [f"    postgres log: {line}" for line in run.get("database_log") or []]
+    return lines
 
 
 def save(results: dict[str, Any], mode: str) -> list[Path]:

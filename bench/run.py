@@ -153,7 +153,7 @@ class Bench:
             self.step(f"latency: {count:,} events at {p.low_rate:,}/s")
             timed = latency.latency_records(latency_lines(count, p.contacts, p.workspaces, 13),
                                             b"low-")
-            low = await latency.measure_latency(world, timed, p.low_rate)
+            low = await latency.measure_latency(world, timed, p.low_rate, database_watch=True)
             r["latency_low_rate"] = low
             r["cpu_us_per_event_low_rate"] = low["cpu_us_per_event"]
             r["pipeline_cores_at_low_rate"] = low["cpu_cores"].get("pipeline", {}).get(
@@ -161,7 +161,8 @@ class Bench:
             count = int(p.latency_rate * p.latency_seconds)
             self.step(f"latency: {count:,} events at {p.latency_rate:,}/s")
             timed = latency.latency_records(latency_lines(count, p.contacts, p.workspaces))
-            lat = await latency.measure_latency(world, timed, p.latency_rate)
+            lat = await latency.measure_latency(world, timed, p.latency_rate,
+                                                database_watch=True)
             r.update(latency=lat, latency_p50_ms=lat["p50_ms"], latency_p99_ms=lat["p99_ms"],
                      cpu_us_per_event_at_latency_rate=lat["cpu_us_per_event"])
             r["service_peak_rss_mb"] = world.stop()

@@ -1,0 +1,69 @@
+"""bench.dbwatch: what PostgreSQL did in each second of a latency phase, and the
+server log's autovacuum and checkpoint lines of that phase (our schema's only)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from bench.dbwatch import DatabaseWatch
+from bench.report import by_second_lines
+
+T0 = datetime(2026, 11, 30, 4, 54, 30, tzinfo=UTC).timestamp()
+
+
+def watch() -> DatabaseWatch:
+    found = DatabaseWatch("postgresql://unused", "bench_ab")
+    found.started, found.ended = T0, T0 + 3
+    return found
+
+
+def test_each_second_says_what_was_vacuumed_waited_for_and_checkpointed() -> None:
+    found = watch()
+    found.samples = [
+        (T0 - 0.1, [], [], 0, "CheckpointerMain", 100),
+        (T0 + 0.2, ["bench_ab.stored_events"], [], 1, "CheckpointWriteDelay", 110),
+        (T0 + 0.7, ["bench_ab.stored_events", "other.t"], ["bench_ab.conversations"], 2,
+         "CheckpointWriteDelay", 130),
+        (T0 + 1.5, [], [], 0, "CheckpointerMain", 135),
+    ]
+    first, second, third = found.by_second(T0, 3)
+    assert first == {"vacuum": ["(other.t)", "stored_events"], "analyze": ["conversations"],
+                     "lock_waits": 2, "checkpoint": True, "checkpoint_buffers": 30}
+    assert second == {"vacuum": [], "analyze": [], "lock_waits": 0, "checkpoint": False,
+                      "checkpoint_buffers": 5}
+    assert third["checkpoint_buffers"] == 0 and not third["vacuum"]
+
+
+def test_the_log_keeps_our_cancelled_vacuum_and_checkpoints_only(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "pg").mkdir()
+    (tmp_path / "pg" / "postgres.log").write_text(
+        "2026-11-30 04:54:13.709 UTC [1753] LOG:  checkpoint starting: wal\n"  # before
+        "2026-11-30 04:54:31.833 UTC [3858] ERROR:  canceling autovacuum task\n"
+        '2026-11-30 04:54:31.833 UTC [3858] CONTEXT:  while scanning block 3988 of relation '
+        '"bench_ab.stored_events"\n'
+        "\tautomatic vacuum of table \"bonychat.bench_ab.stored_events\"\n"
+        '2026-11-30 04:54:32.000 UTC [3900] LOG:  automatic vacuum of table '
+        '"bonychat.t_other.stored_events": index scans: 0\n'
+        '2026-11-30 04:54:32.100 UTC [3900] ERROR:  relation "x" does not exist\n'
+        "2026-11-30 04:54:32.500 UTC [1753] LOG:  checkpoint complete: wrote 5 buffers\n")
+    monkeypatch.setenv("BONYCHAT_INFRA_STATE", str(tmp_path))
+    assert watch().log() == [
+        '04:54:31.833 +1.8s canceling autovacuum task (while scanning block 3988 of '
+        'relation "stored_events")',
+        "04:54:32.500 +2.5s checkpoint complete: wrote 5 buffers"]
+
+
+def test_the_report_prints_each_second_with_what_the_database_did() -> None:
+    run = {"by_second": [
+        {"second": 0, "p50_ms": 39, "p99_ms": 70, "database": {"lock_waits": 0}},
+        {"second": 1, "p50_ms": 366, "p99_ms": 1036, "database": {
+            "vacuum": ["stored_events"], "lock_waits": 1}}],
+        "database_log": ["04:54:31.833 +1.8s canceling autovacuum task"]}
+    assert by_second_lines("1,000/s", run) == [
+        "  latency at 1,000/s by second (p50/p99 ms; PostgreSQL): s0 39/70, "
+        "s1 366/1036 [vacuum stored_events; 1 waiting for a lock]",
+        "    postgres log: 04:54:31.833 +1.8s canceling autovacuum task"]
