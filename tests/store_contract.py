@@ -176,6 +176,15 @@ class StoreContract:
         keys = {("ws1", "e1"), ("ws2", "e2"), ("ws1", "e2"), ("ws2", "e1")}
         assert stores.events.seen(keys) == {("ws1", "e1"), ("ws2", "e2")}
 
+    def test_seen_finds_ids_of_any_text(self, stores: Stores) -> None:
+        odd = ["q\"uote", "back\\slash", "\\u0000", "nul\x00id", "é✓😀", "[\"x\", 1]", " "]
+        stores.events.commit([], [outcome(e, ws="wq") for e in odd], [], None)
+        for event_id in odd:  # each alone, so that a NUL id takes either path
+            asked = {("wq", event_id), ("wq", event_id + "-not"), ("ws1", event_id)}
+            assert stores.events.seen(asked) == {("wq", event_id)}
+        asked = {("wq", e) for e in odd} | {("ws1", e) for e in odd}
+        assert stores.events.seen(asked) == {("wq", e) for e in odd}
+
     def test_dead_letters_are_kept(self, stores: Stores) -> None:
         stores.events.commit([], [], [DeadLetter("{bad\x00", "malformed JSON", "import"),
                                       DeadLetter("{}", "field required", "http", "ws1", "e")],

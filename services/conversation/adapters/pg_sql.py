@@ -43,6 +43,14 @@ SQL_SEEN = (
     "JOIN unnest(%b::text[], %b::text[]) AS k(workspace_id, event_id) "
     "ON p.workspace_id = k.workspace_id AND p.event_id = k.event_id"
 )
+# The same for keys given as one JSON array of [workspace_id, event_id] pairs (orjson
+# writes it in C; psycopg's list dumper costs ~1 µs a key). Not for text with NUL.
+SQL_SEEN_JSON = (
+    "SELECT p.workspace_id, p.event_id FROM {schema}.processed_events p "
+    "JOIN (SELECT k->>0 AS workspace_id, k->>1 AS event_id "
+    "FROM json_array_elements(%b::json) AS k) AS k "
+    "ON p.workspace_id = k.workspace_id AND p.event_id = k.event_id"
+)
 SQL_LOAD_MANY = (
     "SELECT originator_id, state FROM {schema}.{table} WHERE originator_id = ANY(%b::uuid[]) "
     "ORDER BY originator_id, originator_version"

@@ -15,6 +15,7 @@ import uuid
 from collections.abc import Collection, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING
 
+import orjson
 import psycopg
 from eventsourcing.persistence import IntegrityError, Tracking
 from eventsourcing.postgres import PostgresDatastore
@@ -28,7 +29,13 @@ from services.conversation.adapters.pg_recorder import (
     PostgresContactRecorder,
     event_columns,
 )
-from services.conversation.adapters.pg_sql import SQL_LOAD_MANY, SQL_PARTITION, SQL_READ, SQL_SEEN
+from services.conversation.adapters.pg_sql import (
+    SQL_LOAD_MANY,
+    SQL_PARTITION,
+    SQL_READ,
+    SQL_SEEN,
+    SQL_SEEN_JSON,
+)
 from services.conversation.application.ports import (
     ConcurrencyConflict,
     DeadLetter,
@@ -64,6 +71,7 @@ class PostgresEventStore:
             self.recorder.create_commit_function()
         schema = datastore.schema
         self._seen = sql(SQL_SEEN, schema)
+        self._seen_json = sql(SQL_SEEN_JSON, schema)
         self._load_many = sql(SQL_LOAD_MANY, schema, table=EVENTS_TABLE)
         self._read = sql(SQL_READ, schema, table=EVENTS_TABLE)
         self._partition = sql(SQL_PARTITION, schema, table=EVENTS_TABLE)
@@ -90,10 +98,17 @@ class PostgresEventStore:
         if not keys:
             return set()
         items = list(keys)
+        try:  # the keys as one JSON text: one C call, where psycopg dumps each (~1 µs a key)
+            pairs: bytes | None = orjson.dumps(items)
+        except TypeError:  # a lone surrogate: the arrays, as before
+            pairs = None
         with (self.datastore.get_connection() as conn,
               conn.cursor(row_factory=tuple_row) as curs):
-            curs.execute(self._seen, ([k[0] for k in items], [pg_text(k[1]) for k in items]),
-                         prepare=True)
+            if pairs is None or b"\\u0000" in pairs:  # JSON text cannot carry NUL either
+                curs.execute(self._seen, ([k[0] for k in items],
+                                          [pg_text(k[1]) for k in items]), prepare=True)
+            else:
+                curs.execute(self._seen_json, (pairs.decode(),), prepare=True)
             found = {(row[0], row[1]) for row in curs}
         if any("\x00" in k[1] for k in items):  # map sanitised ids back to what was asked
             asked = {(k[0], pg_text(k[1])): k for k in items}
