@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fcntl
-import hashlib
 import logging
 import os
 import time
@@ -19,15 +18,10 @@ from typing import IO, Any, Protocol
 
 import psycopg
 
+from services.runtime.pg import lock_key
 from services.runtime.retry import HEALTHY_SECONDS, Backoff, describe, is_transient
 
 log = logging.getLogger(__name__)
-
-
-def lock_key(name: str) -> int:
-    """A stable signed 64-bit advisory lock key for ``name``."""
-    digest = hashlib.blake2b(name.encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "big", signed=True)
 
 
 class SingleActiveLock(Protocol):

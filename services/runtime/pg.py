@@ -8,6 +8,7 @@ another service's adapter or the composition root.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ParamSpec, TypeVar
@@ -20,6 +21,12 @@ from psycopg.sql import SQL, Composed, Identifier
 P = ParamSpec("P")
 R = TypeVar("R")
 DEFAULT_SCHEMA = "public"
+
+
+def lock_key(name: str) -> int:
+    """A stable signed 64-bit advisory lock key for ``name``."""
+    digest = hashlib.blake2b(name.encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big", signed=True)
 
 
 @dataclass(frozen=True, slots=True)

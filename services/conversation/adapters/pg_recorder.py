@@ -50,8 +50,7 @@ from services.conversation.adapters.pg_sql import (
 )
 from services.conversation.application.ports import DeadLetter, Outcome
 from services.conversation.domain.contact import aggregate_id
-from services.runtime.locks import lock_key
-from services.runtime.pg import pg_text, sql
+from services.runtime.pg import lock_key, pg_text, sql
 
 EVENTS_TABLE = "stored_events"
 TRACKING_TABLE = "notification_tracking"
