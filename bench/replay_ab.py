@@ -78,8 +78,10 @@ def main() -> None:
     parser.add_argument("--variant", action="append", required=True,
                         help="NAME or NAME@CHECKOUT (another worktree with its own .venv)")
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--url", help="PostgreSQL URL (default: the infra's), e.g. a private "
+                        "cluster with pg_stat_statements")
     args = parser.parse_args()
-    _, url = infra_env()
+    url = args.url or infra_env()[1]
     variants = []
     for text in args.variant:
         name, _, checkout = text.partition("@")

@@ -71,23 +71,29 @@ def open_datastore(target: PostgresTarget) -> PostgresDatastore:
     return datastore
 
 
-def _prepare_schema(conn: psycopg.Connection[Any], schema: str, create: bool = True) -> bool:
-    """Take the schema's start-up lock; create the schema; True when tables are missing.
+def _prepare_schema(conn: psycopg.Connection[Any], schema: str, create: bool = True) -> str:
+    """Take the schema's start-up lock; create the schema; say what is there.
 
-    Without ``create`` nothing is created (a missing schema has missing tables).
+    ``"complete"``: every relation; ``"partial"``: the two tables of a store, not every
+    other relation (a store of an older version, before an index or a table was
+    added: the stores create the rest even without ``create``); ``"absent"``: no
+    store. Without ``create`` nothing is created here.
     """
     key = zlib.crc32(f"bonychat:{schema}".encode())
     conn.execute("SELECT pg_advisory_lock(%s)", (key,))
     exists = conn.execute("SELECT 1 FROM pg_namespace WHERE nspname = %s", (schema,)).fetchone()
     if exists is None:
         if not create:
-            return True
+            return "absent"
         conn.execute(SQL("CREATE SCHEMA IF NOT EXISTS {}").format(Identifier(schema)))
     quoted = schema.replace('"', '""')
     names = [f'"{quoted}"."{name}"' for name in RELATIONS]
-    row = conn.execute("SELECT count(to_regclass(n)) FROM unnest(%s::text[]) AS n",
-                       (names,)).fetchone()
-    return row is None or row[0] != len(RELATIONS)
+    row = conn.execute("SELECT count(to_regclass(n)), count(to_regclass(n)) FILTER "
+                       "(WHERE n = ANY(%s)) FROM unnest(%s::text[]) AS n",
+                       ([names[0], names[RELATIONS.index("conversations")]], names)).fetchone()
+    if row is not None and row[0] == len(RELATIONS):
+        return "complete"
+    return "partial" if row is not None and row[1] == 2 else "absent"
 
 
 def open_postgres_stores(url: str, *, create: bool = True) -> Stores:
@@ -107,10 +113,11 @@ def open_postgres_stores(url: str, *, create: bool = True) -> Stores:
     datastore = open_datastore(target)
     try:
         with probe:  # closing it releases the advisory lock
-            missing = _prepare_schema(probe, target.schema, create)
-            if missing and not create:
+            found = _prepare_schema(probe, target.schema, create)
+            if found == "absent" and not create:
                 raise StoreMissing(f"no BonyChat tables in PostgreSQL {target.describe()} "
                                    f"schema {target.schema!r}: {HOW_TO_CREATE}")
+            missing = found != "complete"
             events = PostgresEventStore(datastore, create_tables=missing)
             read_models = PostgresReadModelStore(datastore, create_tables=missing)
     except (psycopg.Error, PersistenceError) as exc:

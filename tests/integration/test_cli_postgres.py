@@ -44,3 +44,20 @@ def test_reading_a_schema_without_tables_exits_1_and_creates_nothing(
     rows = run(postgres_url, tmp_path, "conversations", "--workspace", "ws1", "--format", "json")
     assert rows.returncode == 0, rows.stderr
     assert [r["contact_id"] for r in json.loads(rows.stdout)] == ["c1"]
+
+
+def test_a_store_missing_indexes_gets_them_back_from_a_reading_command(
+        postgres_url: str, tmp_path: Path) -> None:
+    """A store of an older version (indexes added since): replay used to refuse it."""
+    assert run(postgres_url, tmp_path, "import", "-", stdin="\n".join(LINES)).returncode == 0
+    schema = dict(parse_qsl(urlsplit(postgres_url).query))["schema"]
+    with psycopg.connect(libpq_url(postgres_url), autocommit=True) as conn:
+        conn.execute(f'DROP INDEX "{schema}".conversations_ws_opened, '
+                     f'"{schema}".conversations_ws_closed')
+    done = run(postgres_url, tmp_path, "replay", "--no-progress")
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["replayed_events"] > 0
+    with psycopg.connect(libpq_url(postgres_url)) as conn:
+        found = {row[0] for row in conn.execute(
+            "SELECT indexname FROM pg_indexes WHERE schemaname = %s", (schema,))}
+    assert {"conversations_ws_opened", "conversations_ws_closed"} <= found
