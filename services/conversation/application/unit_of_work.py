@@ -18,8 +18,8 @@ into the conversation service drives it the same way:
 
 Drivers (``services/in_process/pipeline.py``: import, HTTP sink and sweep;
 ``services/bulk_import/writer.py``: the bulk import's writer process;
-``services/conversation/entrypoints/kafka.py``: the Kafka service) only choose
-*where* the write happens:
+``services/conversation/entrypoints/kafka.py`` with ``committing.py``: the Kafka
+service) only choose *where* the write happens:
 
 - here and now: :meth:`process` / :meth:`commit`;
 - on another thread: :meth:`write` there (it touches no cache), then

@@ -20,82 +20,53 @@ Throughput and latency come from doing less per record and overlapping the rest:
 A failed transaction is not retried here: the unit of work forgets what was
 decided, and every partition resumes from the position storage recorded
 (:meth:`ConversationService._recover`), which re-reads the lost records.
+
+This module holds the service itself: its consumer loop, the fetch, partition
+assignment (seeking to the tracked positions) and recovery. Two siblings hold
+the rest: :mod:`.committing` (:class:`~.committing.BatchCommitting`: decide a
+fetch, commit it in order while the next is decided, settle, the lag-only
+offset commit) and :mod:`.records` (decoding a command record, position names,
+a decided batch). Their names are re-exported here.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import time
-from dataclasses import dataclass, field
 
-from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, ConsumerRecord, TopicPartition
+from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import KafkaError
-from pydantic import ValidationError
 
-from schemas.command_codec import read_command
-from schemas.commands import CommandBase
 from services.conversation.application.ports import (
     ConcurrencyConflict,
     EventStore,
-    Position,
-    Positions,
     RecordsManyPositions,
 )
-from services.conversation.application.processor import BatchResult, Decision
 from services.conversation.application.unit_of_work import BatchUnitOfWork
-from services.ingest.domain.normalise import Invalid, describe
-from services.runtime.fetch import SafeFetch, UndecodableRecord
-from services.runtime.kafka import (
-    FetchHold,
-    make_consumer,
-    partitions_text,
-    record_lag,
-    subscribe,
+from services.conversation.entrypoints.committing import LAG_COMMIT_SECONDS, BatchCommitting
+from services.conversation.entrypoints.records import (
+    DEAD_LETTER_SOURCE,
+    SERVICE,
+    Batches,
+    Group,
+    Records,
+    _Decided,
+    decode,
+    position_name,
 )
+from services.runtime.fetch import SafeFetch
+from services.runtime.kafka import FetchHold, make_consumer, partitions_text, subscribe
 from services.runtime.observability import Health, RuntimeMetrics
 from services.runtime.retry import Backoff, bounded, is_transient
 from services.runtime.retry import describe as describe_error
 from services.runtime.topics import KafkaTuning, Topics, group_id
 
+__all__ = [
+    "DEAD_LETTER_SOURCE", "LAG_COMMIT_SECONDS", "SERVICE", "Batches", "ConversationService",
+    "Group", "Records", "decode", "position_name",
+]
+
 log = logging.getLogger(__name__)
-SERVICE = "conversation"
-DEAD_LETTER_SOURCE = "commands"
-LAG_COMMIT_SECONDS = 1.0
-
-
-def decode(record: ConsumerRecord[bytes, bytes]) -> CommandBase | Invalid:
-    """A command record's body, or an invalid item (dead letter) if it does not decode."""
-    if isinstance(record, UndecodableRecord):
-        return Invalid("", record.reason)
-    raw = record.value if record.value is not None else b""
-    try:
-        body = read_command(raw)
-    except ValidationError as exc:
-        text = raw.decode("utf-8", errors="replace")
-        return Invalid(text, f"undecodable command at {record.topic}:{record.partition}@"
-                             f"{record.offset}: {describe(exc)}")
-    return body
-
-
-def position_name(tp: TopicPartition) -> str:
-    return f"{tp.topic}:{tp.partition}"
-
-
-Records = list[ConsumerRecord[bytes, bytes]]
-Batches = dict[TopicPartition, Records]
-Group = list[tuple[TopicPartition, Records]]
-
-
-@dataclass(slots=True)
-class _Decided:
-    """A decided group of partition batches, to be committed in one transaction."""
-
-    group: Group
-    decision: Decision
-    position: Position
-    started: float
-    commit: asyncio.Future[BatchResult] | None = field(default=None)
 
 
 class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -109,7 +80,7 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
         await self.service.assigned(assigned)
 
 
-class ConversationService:
+class ConversationService(BatchCommitting):
     """Consumes commands and stores their outcome with the consumed position."""
 
     def __init__(self, *, bootstrap: str, topics: Topics, group_prefix: str,
@@ -321,95 +292,3 @@ class ConversationService:
                 batches.setdefault(tp, []).extend(records)
                 total += len(records)
         return batches
-
-    async def _step(self, consumer: AIOKafkaConsumer, batches: Batches) -> None:
-        """Decide this fetch while the previous one commits; then start its commit.
-
-        Deciding fetch N+1 (decode, dedupe against storage and N's keys in
-        flight, apply to the cached aggregates) overlaps PostgreSQL's work on
-        fetch N's transaction; N+1 is committed only after N, so commits stay in
-        order, and N+1's positions say they continue from N's. If N's commit
-        fails, N+1 is dropped with the caches and everything resumes from
-        storage's positions (:meth:`_recover`).
-        """
-        assignment = consumer.assignment()
-        jobs = [(tp, records) for tp, records in batches.items()
-                if records and tp in assignment  # revoked meanwhile: the new owner resumes
-                and tp not in self._unpositioned]
-        if not jobs:
-            await self._settle()
-            return
-        groups = [jobs] if self.many_positions else [[job] for job in jobs]
-        for group in groups:
-            try:
-                decided = await asyncio.to_thread(self._decide_ahead, group)
-            except BaseException:
-                await self._settle()
-                raise
-            for tp, records in group:  # N+1 continues from here, once N is stored
-                self._after[tp] = records[-1].offset
-            await self._settle()  # raises if N failed: N+1 is dropped
-            decided.commit = asyncio.ensure_future(
-                asyncio.to_thread(self.uow.write, decided.decision, decided.position))
-            self._pending = decided
-
-    def _position(self, tp: TopicPartition, records: Records) -> Position:
-        """Where this batch of ``tp`` ends, and where storage must have it continue from."""
-        return Position(position_name(tp), records[-1].offset, self._after.get(tp))
-
-    def _decide_ahead(self, group: Group) -> _Decided:
-        """Decode and decide a group (worker thread)."""
-        started = time.perf_counter()
-        items = [decode(r) for _, records in group for r in records]
-        positions = [self._position(tp, records) for tp, records in group]
-        position = positions[0] if len(positions) == 1 else Positions(
-            positions[0].name, positions[0].offset, positions[0].after,
-            others=tuple(positions[1:]))
-        decision = self.uow.decide(items, DEAD_LETTER_SOURCE)
-        return _Decided(group, decision, position, started)
-
-    async def _settle(self) -> None:
-        """Wait for the commit in flight; if it failed, forget and raise (see :meth:`_recover`).
-
-        Whatever was decided on top of a failed commit is stale, and so may be
-        any position this process believes stored (a conflict: another copy
-        moved it; a lost connection: the commit may or may not have happened),
-        so the caller resumes from storage's positions instead of retrying here.
-        """
-        pending, self._pending = self._pending, None
-        if pending is None or pending.commit is None:
-            return
-        try:
-            result = await pending.commit
-        except Exception:
-            self.uow.forget()  # its unsaved state (and anything decided on top)
-            raise
-        self.uow.settle(pending.decision)
-        self.metrics.count_batch(pending.decision.items, result, DEAD_LETTER_SOURCE)
-        for tp, records in pending.group:
-            self._observe(tp, records, pending.started)
-
-    def _observe(self, tp: TopicPartition, records: Records, started: float) -> None:
-        self._done[tp] = records[-1].offset + 1
-        self.metrics.batch_size.labels(SERVICE).observe(len(records))
-        self.metrics.batch_seconds.labels(SERVICE).observe(time.perf_counter() - started)
-        consumer = self._consumer
-        lag = record_lag(consumer, tp, self._done[tp]) if consumer is not None else None
-        if lag is not None:
-            self.metrics.consumer_lag.labels(SERVICE, tp.topic, str(tp.partition)).set(lag)
-
-    async def _commit_for_lag(self, consumer: AIOKafkaConsumer, force: bool = False) -> None:
-        """Kafka offsets mirror the PG positions for lag tooling; never read back."""
-        now = time.monotonic()
-        if not self._done or (not force and now - self._lag_committed < LAG_COMMIT_SECONDS):
-            return
-        offsets, self._done = self._done, {}
-        self._lag_committed = now
-        assignment = consumer.assignment()
-        offsets = {tp: offset for tp, offset in offsets.items() if tp in assignment}
-        if not offsets:
-            return
-        try:
-            await consumer.commit(offsets)
-        except KafkaError as exc:
-            log.debug("lag-only offset commit skipped: %s", exc)

@@ -1,0 +1,145 @@
+"""The conversation service's commit pipeline: decide a fetch, commit it in order, settle.
+
+:class:`BatchCommitting` is the half of
+:class:`~services.conversation.entrypoints.kafka.ConversationService` that feeds
+the :class:`BatchUnitOfWork`: one decided group's transaction runs in a worker
+thread (the commit in flight) while the next fetch is decided; settling it
+counts the batch and its lag, and Kafka offsets are committed afterwards, at
+most once a second, for lag tooling only. Its state is set by the service's
+constructor; partition assignment and recovery stay in the service.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.errors import KafkaError
+
+from services.conversation.application.ports import Position, Positions
+from services.conversation.application.unit_of_work import BatchUnitOfWork
+from services.conversation.entrypoints.records import (
+    DEAD_LETTER_SOURCE,
+    SERVICE,
+    Batches,
+    Group,
+    Records,
+    _Decided,
+    decode,
+    position_name,
+)
+from services.runtime.kafka import record_lag
+from services.runtime.observability import RuntimeMetrics
+
+#: the service's logger, as before these methods moved out of its module
+log = logging.getLogger("services.conversation.entrypoints.kafka")
+LAG_COMMIT_SECONDS = 1.0
+
+
+class BatchCommitting:
+    """Decides fetched batches and commits them in order, one transaction in flight."""
+
+    uow: BatchUnitOfWork
+    many_positions: bool
+    metrics: RuntimeMetrics
+    _consumer: AIOKafkaConsumer | None
+    _unpositioned: set[TopicPartition]
+    _after: dict[TopicPartition, int]
+    _pending: _Decided | None
+    _done: dict[TopicPartition, int]
+    _lag_committed: float
+
+    async def _step(self, consumer: AIOKafkaConsumer, batches: Batches) -> None:
+        """Decide this fetch while the previous one commits; then start its commit.
+
+        Deciding fetch N+1 (decode, dedupe against storage and N's keys in
+        flight, apply to the cached aggregates) overlaps PostgreSQL's work on
+        fetch N's transaction; N+1 is committed only after N, so commits stay in
+        order, and N+1's positions say they continue from N's. If N's commit
+        fails, N+1 is dropped with the caches and everything resumes from
+        storage's positions (:meth:`ConversationService._recover`).
+        """
+        assignment = consumer.assignment()
+        jobs = [(tp, records) for tp, records in batches.items()
+                if records and tp in assignment  # revoked meanwhile: the new owner resumes
+                and tp not in self._unpositioned]
+        if not jobs:
+            await self._settle()
+            return
+        groups = [jobs] if self.many_positions else [[job] for job in jobs]
+        for group in groups:
+            try:
+                decided = await asyncio.to_thread(self._decide_ahead, group)
+            except BaseException:
+                await self._settle()
+                raise
+            for tp, records in group:  # N+1 continues from here, once N is stored
+                self._after[tp] = records[-1].offset
+            await self._settle()  # raises if N failed: N+1 is dropped
+            decided.commit = asyncio.ensure_future(
+                asyncio.to_thread(self.uow.write, decided.decision, decided.position))
+            self._pending = decided
+
+    def _position(self, tp: TopicPartition, records: Records) -> Position:
+        """Where this batch of ``tp`` ends, and where storage must have it continue from."""
+        return Position(position_name(tp), records[-1].offset, self._after.get(tp))
+
+    def _decide_ahead(self, group: Group) -> _Decided:
+        """Decode and decide a group (worker thread)."""
+        started = time.perf_counter()
+        items = [decode(r) for _, records in group for r in records]
+        positions = [self._position(tp, records) for tp, records in group]
+        position = positions[0] if len(positions) == 1 else Positions(
+            positions[0].name, positions[0].offset, positions[0].after,
+            others=tuple(positions[1:]))
+        decision = self.uow.decide(items, DEAD_LETTER_SOURCE)
+        return _Decided(group, decision, position, started)
+
+    async def _settle(self) -> None:
+        """Wait for the commit in flight; if it failed, forget and raise.
+
+        Whatever was decided on top of a failed commit is stale, and so may be
+        any position this process believes stored (a conflict: another copy
+        moved it; a lost connection: the commit may or may not have happened),
+        so the caller resumes from storage's positions instead of retrying here
+        (see :meth:`ConversationService._recover`).
+        """
+        pending, self._pending = self._pending, None
+        if pending is None or pending.commit is None:
+            return
+        try:
+            result = await pending.commit
+        except Exception:
+            self.uow.forget()  # its unsaved state (and anything decided on top)
+            raise
+        self.uow.settle(pending.decision)
+        self.metrics.count_batch(pending.decision.items, result, DEAD_LETTER_SOURCE)
+        for tp, records in pending.group:
+            self._observe(tp, records, pending.started)
+
+    def _observe(self, tp: TopicPartition, records: Records, started: float) -> None:
+        self._done[tp] = records[-1].offset + 1
+        self.metrics.batch_size.labels(SERVICE).observe(len(records))
+        self.metrics.batch_seconds.labels(SERVICE).observe(time.perf_counter() - started)
+        consumer = self._consumer
+        lag = record_lag(consumer, tp, self._done[tp]) if consumer is not None else None
+        if lag is not None:
+            self.metrics.consumer_lag.labels(SERVICE, tp.topic, str(tp.partition)).set(lag)
+
+    async def _commit_for_lag(self, consumer: AIOKafkaConsumer, force: bool = False) -> None:
+        """Kafka offsets mirror the PG positions for lag tooling; never read back."""
+        now = time.monotonic()
+        if not self._done or (not force and now - self._lag_committed < LAG_COMMIT_SECONDS):
+            return
+        offsets, self._done = self._done, {}
+        self._lag_committed = now
+        assignment = consumer.assignment()
+        offsets = {tp: offset for tp, offset in offsets.items() if tp in assignment}
+        if not offsets:
+            return
+        try:
+            await consumer.commit(offsets)
+        except KafkaError as exc:
+            log.debug("lag-only offset commit skipped: %s", exc)
