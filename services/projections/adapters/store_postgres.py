@@ -1,22 +1,18 @@
 """Production read model: conversation rows in PostgreSQL, next to the event store.
 
-Mirrors :mod:`.store_sqlite`. Rows are upserted with one statement that takes them
-as one JSON array of row arrays (``orjson`` writes it in C, where psycopg's array
-dumpers walk every value in Python), or, for a value JSON cannot carry as it is (a
-NUL in a text, a lone surrogate, a huge integer), as one array per column
-(``unnest``). The projection's position is recorded by eventsourcing's tracking
-recorder (its own ``projection_tracking`` table) on the same cursor, in the same
-transaction.
+Mirrors :mod:`.store_sqlite`. The table, its statements and how rows are encoded
+for them (one JSON array of row arrays, or one array per column, ``unnest``, for a
+value JSON cannot carry) are in :mod:`.rows_postgres`. The projection's position is
+recorded by eventsourcing's tracking recorder (its own ``projection_tracking``
+table) on the same cursor, in the same transaction.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Collection, Iterable, Iterator, Sequence
-from operator import attrgetter, itemgetter
 from typing import Any
 
-import orjson
 import psycopg
 from eventsourcing.persistence import Tracking
 from eventsourcing.postgres import PostgresDatastore, PostgresTrackingRecorder
@@ -24,15 +20,29 @@ from psycopg.rows import tuple_row
 from psycopg.sql import SQL, Composed
 
 from services.conversation.application.ports import Position
-from services.projections.adapters.cells import TABLE_DDL, units_of
+from services.projections.adapters.cells import units_of
 from services.projections.adapters.cells_parts import rebuild_in_parts, write_summed
 from services.projections.adapters.cells_postgres import PostgresCells
 from services.projections.adapters.notify import PROJECTED_CHANNEL, notify_payload
 from services.projections.adapters.pages_postgres import PostgresPages
+from services.projections.adapters.rows_postgres import (
+    COPY_TYPES,
+    FILLFACTOR,
+    NUL_ESCAPE,
+    ROW_VALUES,
+    SCHEMA,
+    SQL_COPY,
+    SQL_EXPIRED,
+    SQL_FACTS,
+    SQL_OPEN_WORKSPACES,
+    SQL_SELECT,
+    SQL_UPSERT,
+    SQL_UPSERT_JSON,
+    UNIT_VALUES,
+    column_arrays,
+    rows_json,
+)
 from services.projections.adapters.store_sqlite import (
-    ADDED_COLUMNS,
-    COLUMNS,
-    FACT_COLUMNS,
     ROW_WINDOW_COLUMN,
     WINDOW,
     check_after,
@@ -50,100 +60,13 @@ from services.runtime.pg import (
     transient_retry,
 )
 
+#: the public names of this module (FILLFACTOR ... rows_json now live in :mod:`.rows_postgres`)
+__all__ = ["FILLFACTOR", "NUL_ESCAPE", "SCHEMA", "TRACKING_TABLE", "PostgresReadModelStore",
+           "column_arrays", "rows_json"]
+
 log = logging.getLogger(__name__)
 TRACKING_TABLE = "projection_tracking"
-_TYPES = {"opened_us": "bigint", "closed_us": "bigint", "messages_received": "integer",
-          "messages_sent": "integer", "first_message_us": "bigint",
-          "first_response_us": "bigint", "last_activity_us": "bigint", "recontact": "boolean"}
-#: per cent of each heap page the rows fill; the rest takes HOT updates of them
-FILLFACTOR = 80
-_TEXT_COLUMNS = frozenset(c for c in COLUMNS if c not in _TYPES)
-_GETTERS = [(name, attrgetter(name)) for name in COLUMNS]
-SCHEMA = (
-    "CREATE TABLE IF NOT EXISTS {schema}.conversations ("
-    # ids sort bytewise ("C"), like SQLite, whatever the database's default collation
-    'conversation_id text COLLATE "C" PRIMARY KEY, workspace_id text COLLATE "C" NOT NULL, '
-    'contact_id text COLLATE "C" NOT NULL, '
-    "channel text, opened_us bigint NOT NULL, opened_by text NOT NULL, closed_us bigint, "
-    "closed_by text, closed_by_actor text, assignee_id text, team_id text, category text, "
-    "summary text, messages_received integer NOT NULL, messages_sent integer NOT NULL, "
-    "first_message_us bigint, first_response_us bigint, first_responder_id text, "
-    "last_activity_us bigint, recontact boolean)",
-    *(f"ALTER TABLE {{schema}}.conversations ADD COLUMN IF NOT EXISTS {name} "
-      f"{'boolean' if kind == 'BOOLEAN' else 'bigint' if kind == 'INTEGER' else 'text'}"
-      for name, kind in ADDED_COLUMNS),
-    # No index holds a column a message changes (last_activity_us, the counters,
-    # first_message_us), so the upsert of a conversation a message touched is a HOT
-    # update (no index entry written); the free space left on each page is where it goes.
-    "DROP INDEX IF EXISTS {schema}.conversations_open_activity",
-    "CREATE INDEX IF NOT EXISTS conversations_open_contact "
-    "ON {schema}.conversations (workspace_id, contact_id) WHERE closed_us IS NULL",
-    f"ALTER TABLE {{schema}}.conversations SET (fillfactor = {FILLFACTOR})",
-    "CREATE INDEX IF NOT EXISTS conversations_ws_opened "
-    "ON {schema}.conversations (workspace_id, opened_us, contact_id)",
-    "CREATE INDEX IF NOT EXISTS conversations_ws_contact "
-    "ON {schema}.conversations (workspace_id, contact_id)",
-    # business durations cached for the schedule ``bkey`` (metric cells, .cells_postgres)
-    "ALTER TABLE {schema}.conversations ADD COLUMN IF NOT EXISTS bkey text",
-    "ALTER TABLE {schema}.conversations ADD COLUMN IF NOT EXISTS response_bus_us bigint",
-    "ALTER TABLE {schema}.conversations ADD COLUMN IF NOT EXISTS resolution_bus_us bigint",
-    *TABLE_DDL,
-)
-_CONFLICT = (
-    " ON CONFLICT (conversation_id) DO UPDATE SET "
-    + ", ".join(f"{c} = EXCLUDED.{c}" for c in COLUMNS[6:])  # as SQLite: the rest is fixed
-    + ", bkey = NULL"  # the cached business durations may be out of date
-)
-_UPSERT = (
-    f"INSERT INTO {{schema}}.conversations ({', '.join(COLUMNS)}) SELECT * FROM unnest("
-    + ", ".join(f"%b::{_TYPES.get(c, 'text')}[]" for c in COLUMNS) + ")" + _CONFLICT
-)
-#: the same upsert, the rows as one JSON array of row arrays (values in COLUMNS order)
-_UPSERT_JSON = (
-    f"INSERT INTO {{schema}}.conversations ({', '.join(COLUMNS)}) SELECT "
-    + ", ".join(f"(r->>{i})::{_TYPES.get(c, 'text')}" for i, c in enumerate(COLUMNS))
-    + " FROM jsonb_array_elements(%s::jsonb) AS r" + _CONFLICT
-)
-#: what units_of takes, out of a row's values in COLUMNS order
-_UNIT_VALUES = itemgetter(*(COLUMNS.index(name) for name in (
-    "workspace_id", "opened_us", "first_message_us", "first_response_us", "closed_us")))
-_COPY = f"COPY {{schema}}.conversations ({', '.join(COLUMNS)}) FROM STDIN (FORMAT BINARY)"
-_COPY_TYPES = [_TYPES.get(name, "text") for name in COLUMNS]
-_ROW_VALUES = attrgetter(*COLUMNS)
-#: how JSON writes a NUL (PostgreSQL's jsonb refuses it as text); a text holding
-#: these six characters themselves also matches, and goes the ``unnest`` way
-NUL_ESCAPE = b"\\u0000"
-_SELECT = f"SELECT {', '.join(COLUMNS)} FROM {{schema}}.conversations"
-_FACTS = f"SELECT {FACT_COLUMNS} FROM {{schema}}.conversations WHERE workspace_id = %s"
-_EXPIRED = ("SELECT DISTINCT contact_id FROM {schema}.conversations WHERE workspace_id = %s "
-            "AND closed_us IS NULL AND last_activity_us <= %s ORDER BY contact_id")
-_OPEN_WORKSPACES = ("SELECT DISTINCT workspace_id FROM {schema}.conversations "
-                    "WHERE closed_us IS NULL ORDER BY workspace_id")
-
-
-def column_arrays(rows: Sequence[ConversationRow]) -> list[list[Any]]:
-    """One list per column (text made storable), for the ``unnest`` upsert.
-
-    The lists are a snapshot: the rows may change afterwards without changing them.
-    """
-    arrays: list[list[Any]] = []
-    for name, get in _GETTERS:
-        values = list(map(get, rows))
-        if name in _TEXT_COLUMNS and "\x00" in "".join(filter(None, values)):
-            values = [pg_text(v) for v in values]  # rare: only then look at each value
-        arrays.append(values)
-    return arrays
-
-
-def rows_json(values: Sequence[tuple[Any, ...]]) -> str | None:
-    """Row values as the JSON :data:`_UPSERT_JSON` takes; None when JSON cannot carry
-    them as they are (a NUL in a text, a lone surrogate, an integer over 64 bits): the
-    ``unnest`` upsert then stores them, as it always did."""
-    try:
-        data = orjson.dumps(values)
-    except TypeError:
-        return None
-    return None if NUL_ESCAPE in data else data.decode()
+_ROW_VALUES = ROW_VALUES  # the name the write tests use
 
 
 class PostgresReadModelStore(PostgresPages):
@@ -164,14 +87,14 @@ class PostgresReadModelStore(PostgresPages):
                 created = curs.fetchone() is not None
             if created:  # an existing database gains the cells: fill them from its rows
                 self.rebuild_cells()
-        self._upsert = sql(_UPSERT, schema)
-        self._upsert_json = sql(_UPSERT_JSON, schema)
-        self._select = sql(_SELECT, schema)
-        self._facts = sql(_FACTS, schema)
-        self._facts_window = sql(_FACTS + " AND " + WINDOW.format(p="%s"), schema)
-        self._expired = sql(_EXPIRED, schema)
-        self._open_workspaces = sql(_OPEN_WORKSPACES, schema)
-        self._copy = sql(_COPY, schema)
+        self._upsert = sql(SQL_UPSERT, schema)
+        self._upsert_json = sql(SQL_UPSERT_JSON, schema)
+        self._select = sql(SQL_SELECT, schema)
+        self._facts = sql(SQL_FACTS, schema)
+        self._facts_window = sql(SQL_FACTS + " AND " + WINDOW.format(p="%s"), schema)
+        self._expired = sql(SQL_EXPIRED, schema)
+        self._open_workspaces = sql(SQL_OPEN_WORKSPACES, schema)
+        self._copy = sql(SQL_COPY, schema)
         self._locked_position = sql(
             "SELECT notification_id FROM {schema}.{table} WHERE application_name = %s "
             "FOR UPDATE", schema, table=TRACKING_TABLE)
@@ -199,7 +122,7 @@ class PostgresReadModelStore(PostgresPages):
         """What :meth:`save` writes for ``rows``: their values in COLUMNS order, copied
         (the rows may change meanwhile)."""
         unique = {row.conversation_id: row for row in rows}  # last one wins
-        return list(map(_ROW_VALUES, unique.values()))
+        return list(map(ROW_VALUES, unique.values()))
 
     def save_snapshot(self, values: list[tuple[Any, ...]], position: Position) -> None:
         """Upsert a :meth:`snapshot` and record ``position``, in one transaction."""
@@ -217,7 +140,7 @@ class PostgresReadModelStore(PostgresPages):
                     curs.execute(self._upsert, column_arrays([row_from(v) for v in values]),
                                  prepare=True)
                 self.cells.mark(curs, [*before, *(  # the next metrics query recomputes them
-                    unit for v in values for unit in units_of(*_UNIT_VALUES(v)))])
+                    unit for v in values for unit in units_of(*UNIT_VALUES(v)))])
                 curs.execute("SELECT pg_notify(%s, %s)",
                              (PROJECTED_CHANNEL, notify_payload([v[1] for v in values])))
             self.tracking._insert_tracking(curs, Tracking(position.name, position.offset))
@@ -231,7 +154,7 @@ class PostgresReadModelStore(PostgresPages):
         if not rows:
             return
         try:
-            self._copy_values(map(_ROW_VALUES, rows))
+            self._copy_values(map(ROW_VALUES, rows))
         except psycopg.DataError:  # a NUL in a text (rare): only then look at each value
             self._copy_values(zip(*column_arrays(rows), strict=True))
 
@@ -239,7 +162,7 @@ class PostgresReadModelStore(PostgresPages):
         with psycopg.connect(**connection_params(self.datastore)) as conn, \
                 conn.cursor() as curs:
             with curs.copy(self._copy) as copy:
-                copy.set_types(_COPY_TYPES)
+                copy.set_types(COPY_TYPES)
                 for row in values:
                     copy.write_row(row)
             curs.execute(self.cells.set_state, (False,))
