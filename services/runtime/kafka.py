@@ -216,6 +216,19 @@ class FetchHold:
         self.holding = holding
 
 
+async def commit_assigned(consumer: AIOKafkaConsumer,
+                          offsets: dict[TopicPartition, int]) -> None:
+    """Commit ``offsets`` of the partitions ``consumer`` still has; raises as ``commit``.
+
+    A partition revoked meanwhile is left out: its new owner resumes from the last
+    commit (or, for the conversation service, from its tracked position).
+    """
+    assignment = consumer.assignment()
+    offsets = {tp: offset for tp, offset in offsets.items() if tp in assignment}
+    if offsets:
+        await consumer.commit(offsets)
+
+
 def subscribe(consumer: AIOKafkaConsumer, topic: str,
               listener: ConsumerRebalanceListener | None = None) -> None:
     if listener is None:

@@ -30,7 +30,7 @@ from services.conversation.entrypoints.records import (
     decode,
     position_name,
 )
-from services.runtime.kafka import record_lag
+from services.runtime.kafka import commit_assigned, record_lag
 from services.runtime.observability import RuntimeMetrics
 
 #: the service's logger, as before these methods moved out of its module
@@ -135,11 +135,7 @@ class BatchCommitting:
             return
         offsets, self._done = self._done, {}
         self._lag_committed = now
-        assignment = consumer.assignment()
-        offsets = {tp: offset for tp, offset in offsets.items() if tp in assignment}
-        if not offsets:
-            return
         try:
-            await consumer.commit(offsets)
+            await commit_assigned(consumer, offsets)
         except KafkaError as exc:
             log.debug("lag-only offset commit skipped: %s", exc)

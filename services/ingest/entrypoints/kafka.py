@@ -33,6 +33,7 @@ from services.runtime.kafka import (
     FetchHold,
     Headers,
     RecordBatches,
+    commit_assigned,
     make_consumer,
     partitions_of,
     record_lag,
@@ -175,12 +176,8 @@ class IngestService:
         A partition revoked meanwhile is left out: its new owner redelivers from
         the last commit, and the conversation service drops the repeats.
         """
-        assignment = consumer.assignment()
-        offsets = {tp: offset for tp, offset in offsets.items() if tp in assignment}
-        if not offsets:
-            return
         try:
-            await consumer.commit(offsets)
+            await commit_assigned(consumer, offsets)
         except (CommitFailedError, IllegalStateError) as exc:
             # A rebalance took partitions away: their new owner redelivers the
             # batch, and the conversation service drops the repeated commands.
