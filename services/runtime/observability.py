@@ -13,7 +13,7 @@ import time
 from collections import Counter as Tally
 from collections.abc import Sequence
 from operator import itemgetter
-from typing import Any
+from typing import Any, TypeVar
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
@@ -26,10 +26,19 @@ from services.projections.domain.rows import ConversationRow
 #: an outcome's event type and outcome (an :class:`Outcome` is a tuple)
 _EVENT_TYPE = itemgetter(Outcome._fields.index("event_type"))
 _OUTCOME = itemgetter(Outcome._fields.index("outcome"))
+M = TypeVar("M", Counter, Histogram)
 _BATCH_SIZES = (1, 10, 50, 100, 250, 500, 1_000, 2_000, 5_000)
 _RESOLUTION_SECONDS = (60, 300, 900, 1800, 3600, 4 * 3600, 8 * 3600, 86400, 3 * 86400,
                        7 * 86400)
 _BATCH_SECONDS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
+
+
+def _child(children: dict[str, M], metric: M, label: str) -> M:
+    """``metric.labels(label)``, looked up once and kept in ``children``."""
+    child = children.get(label)
+    if child is None:
+        child = children[label] = metric.labels(label)
+    return child
 
 
 class RuntimeMetrics:
@@ -77,17 +86,10 @@ class RuntimeMetrics:
         Called for every closed row: the labelled children are looked up once
         (``labels`` takes a lock and builds a key each time: 3.6 µs a call, 1 µs now)."""
         closed_by = row.closed_by or "unknown"
-        counter = self._closed_by.get(closed_by)
-        if counter is None:
-            counter = self._closed_by[closed_by] = self.closed.labels(closed_by)
-        counter.inc()
+        _child(self._closed_by, self.closed, closed_by).inc()
         seconds = row.resolution_seconds
         if closed_by != "merge" and seconds is not None:
-            channel = row.channel or "none"
-            histogram = self._resolution_by.get(channel)
-            if histogram is None:
-                histogram = self._resolution_by[channel] = self.resolution.labels(channel)
-            histogram.observe(seconds)
+            _child(self._resolution_by, self.resolution, row.channel or "none").observe(seconds)
 
     def count_ingest(self, items: Sequence[CommandBase | Invalid], source: str,
                      service: str = "ingest") -> None:
