@@ -93,6 +93,22 @@ def finished_or_waiting(commit: Commit, watcher: psycopg.Connection[Any],
         time.sleep(0.005)
 
 
+def assert_commit_waits_for_holder(stores: Stores, holder: psycopg.Connection[Any],
+                                   watcher: psycopg.Connection[Any], n: int) -> None:
+    """Commit ``e{n}`` while ``holder``'s transaction holds a lock: the commit waits
+    until that transaction ends, then succeeds."""
+    commit = Commit(stores, n)
+    commit.start()
+    try:
+        assert finished_or_waiting(commit, watcher, holder) == "waiting"
+        assert commit.is_alive()
+    finally:
+        holder.commit()
+    commit.join()
+    assert commit.error is None
+    assert stores.events.seen({("ws1", f"e{n}")}) == {("ws1", f"e{n}")}
+
+
 def test_a_commit_does_not_wait_for_vacuum_or_analyze(
         stores: Stores, holder: psycopg.Connection[Any],
         watcher: psycopg.Connection[Any]) -> None:
@@ -115,16 +131,7 @@ def test_writers_still_wait_for_each_other(
     """Another writer of this version holds the writers' lock: the commit waits for
     its end, so notification ids still commit in order."""
     holder.execute("SELECT pg_advisory_xact_lock(%s)", (writers_lock_key(schema(stores)),))
-    commit = Commit(stores, 2)
-    commit.start()
-    try:
-        assert finished_or_waiting(commit, watcher, holder) == "waiting"
-        assert commit.is_alive()
-    finally:
-        holder.commit()
-    commit.join()
-    assert commit.error is None
-    assert stores.events.seen({("ws1", "e2")}) == {("ws1", "e2")}
+    assert_commit_waits_for_holder(stores, holder, watcher, 2)
 
 
 def test_a_writer_of_the_older_version_still_excludes_this_one(
@@ -134,12 +141,4 @@ def test_a_writer_of_the_older_version_still_excludes_this_one(
     rolling upgrade): the commit waits for it too."""
     holder.execute(sql.SQL("LOCK TABLE {}.{} IN EXCLUSIVE MODE").format(
         sql.Identifier(schema(stores)), sql.Identifier(EVENTS_TABLE)))
-    commit = Commit(stores, 3)
-    commit.start()
-    try:
-        assert finished_or_waiting(commit, watcher, holder) == "waiting"
-    finally:
-        holder.commit()
-    commit.join()
-    assert commit.error is None
-    assert stores.events.seen({("ws1", "e3")}) == {("ws1", "e3")}
+    assert_commit_waits_for_holder(stores, holder, watcher, 3)
