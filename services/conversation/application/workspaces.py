@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from services.conversation.application.ports import ConcurrencyConflict, EventStore
-from services.conversation.domain.contact import Expiry
+from services.conversation.domain.sources import Expiry
 from services.conversation.domain.workspace import Workspace, settings_id
 
 ATTEMPTS = 5

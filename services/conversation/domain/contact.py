@@ -10,13 +10,9 @@ errors of :mod:`.errors`. Imports nothing but the standard library and schemas.
 
 from __future__ import annotations
 
-import hashlib
-import uuid
 from bisect import bisect_left, insort
-from dataclasses import dataclass
 from datetime import datetime, timedelta
-from functools import lru_cache
-from typing import Any, Final, Protocol
+from typing import Any, Final
 
 from schemas.construct import defaults_of, trusted
 from schemas.events import (
@@ -36,64 +32,15 @@ from services.conversation.domain.errors import (
     NoOpenConversation,
     WelcomeNotSupported,
 )
+from services.conversation.domain.ids import NAMESPACE, aggregate_id, name_uuid
+from services.conversation.domain.sources import Expiry, Source
 
-NAMESPACE: Final = uuid.UUID("6f0c7a52-2b5e-4f55-9a57-8d6cbb0b6b11")
+__all__ = ["NAMESPACE", "RECONTACT_WINDOW", "WELCOME_CHANNELS", "Contact", "Expiry", "Source",
+           "aggregate_id", "merge", "name_uuid"]
+
 WELCOME_CHANNELS: Final = frozenset({"facebook", "viber"})
 #: a conversation opened within this long after another one closed is a re-contact
 RECONTACT_WINDOW: Final = timedelta(hours=24)
-
-
-@lru_cache(maxsize=1 << 18)
-def aggregate_id(workspace_id: str, contact_id: str) -> uuid.UUID:
-    """Stable id of a contact's aggregate (also the event store's originator id)."""
-    return uuid.uuid5(NAMESPACE, f"{workspace_id}\x1f{contact_id}")
-
-
-def name_uuid(namespace: uuid.UUID | bytes, name: str) -> str:
-    """``str(uuid.uuid5(namespace, name))`` without building UUID objects (hot path).
-
-    ``namespace`` may be given as its 16 bytes, which saves converting it each time.
-    """
-    prefix = namespace if isinstance(namespace, bytes) else namespace.bytes
-    h = hashlib.sha1(prefix + name.encode()).hexdigest()
-    # version 5 in the 13th hex digit, RFC 4122 variant in the 17th
-    return f"{h[:8]}-{h[8:12]}-5{h[13:16]}-{_VARIANT[h[16]]}{h[17:20]}-{h[20:32]}"
-
-
-_VARIANT: Final = {d: "89ab"[int(d, 16) & 0x3] for d in "0123456789abcdef"}
-
-
-class Source(Protocol):
-    """The gateway event a decision is made for: its id, time and actor.
-
-    Commands satisfy it as they are, so the hot path allocates nothing extra.
-    """
-
-    @property
-    def event_id(self) -> str: ...
-
-    @property
-    def occurred_at(self) -> datetime: ...
-
-    @property
-    def actor_type(self) -> str | None: ...
-
-    @property
-    def actor_id(self) -> str | None: ...
-
-
-@dataclass(frozen=True, slots=True)
-class Expiry:
-    """What decides a closing after inactivity: the moment it is checked at.
-
-    ``event_id`` names what triggered the check (the contact's next gateway
-    event, or a sweep), recorded as the closing's ``source_event_id``.
-    """
-
-    event_id: str
-    occurred_at: datetime
-    actor_type: str | None = None
-    actor_id: str | None = None
 
 
 class Contact:

@@ -17,7 +17,8 @@ from typing import Final
 from schemas.construct import construct
 from schemas.events import DomainEvent, WorkspaceSettingsChanged
 from schemas.workspace import WorkspaceSettings, apply_patch
-from services.conversation.domain.contact import Source, aggregate_id, name_uuid
+from services.conversation.domain.ids import aggregate_id, name_uuid
+from services.conversation.domain.sources import Source
 
 SETTINGS_CONTACT: Final = ""
 
