@@ -12,10 +12,11 @@ from __future__ import annotations
 import uuid
 from collections import Counter, OrderedDict
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
 
 from schemas.commands import CommandBase, ExpireInactive, MergeContacts
-from schemas.events import ConversationClosed, DomainEvent
+from schemas.events import DomainEvent
+from services.conversation.application.batch_contacts import BatchContacts
+from services.conversation.application.decision import BatchResult, Decision
 from services.conversation.application.handlers import handle
 from services.conversation.application.ports import DeadLetter, EventStore, Outcome, StoredKeys
 from services.conversation.domain.contact import Contact, aggregate_id
@@ -23,86 +24,11 @@ from services.conversation.domain.errors import LifecycleRejection
 from services.conversation.domain.workspace import Workspace, settings_id
 from services.ingest.domain.normalise import Invalid
 
+__all__ = ["BatchProcessor", "BatchResult", "Decision"]
+
 _NOT_DEDUPED = (Invalid, ExpireInactive)
 #: ``Outcome(*values)`` without the NamedTuple's Python ``__new__`` (hot path)
 _outcome = tuple.__new__
-
-
-@dataclass(slots=True)
-class BatchResult:
-    """Counts of one batch (CONTRACT §4 import summary) and what it stored."""
-
-    accepted: int = 0
-    duplicate: int = 0
-    invalid: int = 0
-    rejected: Counter[str] = field(default_factory=Counter)
-    #: the duplicates by gateway event type (for the metrics)
-    duplicate_types: Counter[str] = field(default_factory=Counter)
-    #: conversations closed after inactivity (by sweeps and by the contacts' events)
-    expired: int = 0
-    events: list[tuple[int, DomainEvent]] = field(default_factory=list)
-    outcomes: list[Outcome] = field(default_factory=list)
-    dead_letters: list[DeadLetter] = field(default_factory=list)
-
-
-@dataclass(slots=True)
-class Decision:
-    """A decided but not yet stored batch."""
-
-    result: BatchResult
-    events: list[DomainEvent]
-    touched: list[tuple[str, str]]
-    #: what was decided, to decide it again from storage after a conflict
-    items: Sequence[CommandBase | Invalid] = ()
-    source: str = "import"
-    #: the dedupe keys it decided, while it is in flight
-    keys: list[tuple[str, str]] = field(default_factory=list)
-    #: aggregates it read without writing, with their version (see EventStore.commit)
-    read: dict[uuid.UUID, int] = field(default_factory=dict)
-
-
-class _BatchContacts:
-    """Unit of work over the aggregate cache: loads on miss, remembers what changed."""
-
-    def __init__(self, processor: BatchProcessor) -> None:
-        self._processor = processor
-        #: the batch's workspaces' timeouts (read by refresh_settings before it starts)
-        self._timeouts = processor.timeouts
-        self.dirty: list[Contact] = []
-        self.touched: dict[tuple[str, str], Contact] = {}
-        #: version of each touched aggregate when the batch first touched it
-        self._versions: dict[tuple[str, str], int] = {}
-
-    def get(self, workspace_id: str, contact_id: str) -> Contact:
-        key = (workspace_id, contact_id)
-        contact = self.touched.get(key)
-        if contact is None:  # first time this batch: the cache's recent use is now
-            contact = self.touched[key] = self._processor.contact(workspace_id, contact_id)
-            self._versions[key] = contact.version
-        self.dirty.append(contact)
-        return contact
-
-    def inactivity_timeout(self, workspace_id: str) -> int | None:
-        return self._timeouts.get(workspace_id)
-
-    def read_only(self) -> dict[uuid.UUID, int]:
-        """The touched aggregates the batch did not change, with their version."""
-        versions = self._versions
-        return {contact.id: contact.version for key, contact in self.touched.items()
-                if contact.version == versions[key]}
-
-    def drain(self, events: list[DomainEvent]) -> int:
-        """Move the events recorded since the last drain to ``events``; return how many
-        of them close a conversation after inactivity."""
-        expired = 0
-        for contact in self.dirty:
-            if contact.pending:
-                for event in contact.pending:
-                    if type(event) is ConversationClosed and event.closed_by == "inactivity":
-                        expired += 1
-                events.extend(contact.collect())
-        self.dirty.clear()
-        return expired
 
 
 class BatchProcessor:
@@ -253,7 +179,7 @@ class BatchProcessor:
         if unknown:
             done |= self.store.seen(unknown)
         self.preload(items)
-        contacts = _BatchContacts(self)
+        contacts = BatchContacts(self)
         self._deciding = contacts.touched
         try:
             events = self._decide(items, done, contacts, result, source)
@@ -285,7 +211,7 @@ class BatchProcessor:
 
     @staticmethod
     def _decide(items: Sequence[CommandBase | Invalid], done: set[tuple[str, str]],
-                contacts: _BatchContacts, result: BatchResult, source: str) -> list[DomainEvent]:
+                contacts: BatchContacts, result: BatchResult, source: str) -> list[DomainEvent]:
         """Apply each item in arrival order; fill ``result``; return the new events."""
         events: list[DomainEvent] = []
         for item in items:
