@@ -22,6 +22,7 @@ from schemas.commands import COMMAND_CLASSES, CommandBase, CommandMessage
 from services.http.ports import SinkUnavailableError
 from services.in_process.pipeline import EmbeddedPipeline
 from services.ingest.domain.normalise import Invalid
+from services.runtime.group_send import GroupSend
 from services.runtime.kafka import Headers, RecordBatches, partitions_of, reason_header
 from services.runtime.observability import Health, RuntimeMetrics
 from services.runtime.retry import PRODUCER_FATAL
@@ -107,7 +108,11 @@ class KafkaSink:
     it finds so; a request whose acknowledgements take longer than ``timeout``
     (``Settings.http_produce_timeout_seconds``) is refused too. Either way the gateway gets 503 and
     retries; records a refused request had already handed to the producer may
-    still be written, and are then counted as duplicates downstream.
+    still be written, and are then counted as duplicates downstream. Concurrent
+    requests are produced together, a round at a time (:class:`.GroupSend`: why),
+    so under load a request waits for the rounds before it instead of failing;
+    only when the broker cannot keep up for ``timeout`` is it refused (503 with
+    ``Retry-After``: the gateway's backoff is the backpressure).
 
     A producer that lost its sequence state with the broker (``PRODUCER_FATAL``,
     seen after a broker restart) fails every later send to that partition, so
@@ -129,6 +134,8 @@ class KafkaSink:
         #: the producer-fatal error that ends the process (see the class doc)
         self.broken: BaseException | None = None
         self._broken = asyncio.Event()
+        self._send: GroupSend[OutRecord] = GroupSend(
+            lambda records: produce(self.producer, records))
 
     def _kafka_up(self) -> bool:
         return self.health is None or self.health.dependency_up("kafka")
@@ -140,8 +147,7 @@ class KafkaSink:
             raise SinkUnavailableError("the Kafka producer must be replaced; restarting")
         if not self._kafka_up():
             raise SinkUnavailableError("Kafka is unreachable")
-        task = asyncio.ensure_future(
-            produce(self.producer, out_records(self.topics, items, "http")))
+        task = asyncio.ensure_future(self._send(out_records(self.topics, items, "http")))
         deadline = asyncio.get_running_loop().time() + self.timeout
         try:
             while not task.done():
