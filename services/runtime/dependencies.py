@@ -6,7 +6,9 @@ the broker is back), so readiness cannot come from failures alone. Once a
 second (``BONYCHAT_HEALTH_PROBE_SECONDS``) this watch asks each dependency a
 trivial question with a short timeout: PostgreSQL ``SELECT 1`` on a connection
 of its own, Kafka a metadata request through the process's producer. The HTTP
-ingest also reads it to answer 503 at once while Kafka is down.
+ingest also reads it to answer 503 at once while Kafka is down. A serve with
+worker processes has one watch, in the parent (the workers serve no API, and the
+parent's ``/healthz`` and ``bonychat_dependency_up`` speak for the whole serve).
 """
 
 from __future__ import annotations

@@ -95,13 +95,15 @@ class _Process:
     runners: dict[str, Runner] = field(default_factory=dict)
     watch: DependencyWatch | None = None
     workers: Supervisor | None = None
+    #: a worker of a parent serve: the parent alone watches the dependencies
+    worker: bool = False
 
 
 async def _serve(names: list[str], settings: Settings, *, groups: list[str] | None = None,
                  worker: WorkerLink | None = None) -> int:
     """``groups``: run them as worker processes; ``worker``: this process is one."""
     registry = MergedRegistry() if groups else None
-    proc = _Process(settings, metrics=RuntimeMetrics(registry))
+    proc = _Process(settings, metrics=RuntimeMetrics(registry), worker=worker is not None)
     if groups and registry is not None:
         proc.workers = Supervisor(groups, proc.health,
                                   probe_seconds=settings.health_probe_seconds)
@@ -118,8 +120,6 @@ async def _serve(names: list[str], settings: Settings, *, groups: list[str] | No
                       port=settings.http_port)
     try:
         try:
-            if proc.workers is not None:  # first: their start-up overlaps this one's
-                await proc.workers.start_all()
             if not await _open_stores(proc, startup):
                 return 0  # stopped while waiting
             if settings.kafka_bootstrap:
@@ -127,6 +127,8 @@ async def _serve(names: list[str], settings: Settings, *, groups: list[str] | No
                     return 0
             else:
                 await _start_embedded(proc)
+            if proc.workers is not None:  # once this process reached its dependencies
+                await proc.workers.start_all()
         except OSError as exc:  # the waiting app could not take the port
             raise StartupError(f"cannot listen on {settings.http_host}:{settings.http_port}: "
                                f"{exc.strerror or exc}") from None
@@ -214,9 +216,10 @@ async def _start_kafka(proc: _Process, names: list[str], bootstrap: str,
     proc.sink = KafkaSink(producer=proc.producer, topics=topics, metrics=proc.metrics,
                           health=proc.health, timeout=settings.http_produce_timeout_seconds)
     proc.runners["http-producer"] = proc.sink.watch  # ends the process if it breaks
-    proc.watch = DependencyWatch(proc.health, postgres=_postgres_params(settings),
-                                 producer=proc.producer,
-                                 interval=settings.health_probe_seconds)
+    if not proc.worker:
+        proc.watch = DependencyWatch(proc.health, postgres=_postgres_params(settings),
+                                     producer=proc.producer,
+                                     interval=settings.health_probe_seconds)
     common: dict[str, Any] = {"metrics": proc.metrics, "health": proc.health}
     kafka: dict[str, Any] = {"bootstrap": bootstrap, "topics": topics, "tuning": tuning,
                              "group_prefix": settings.consumer_group_prefix}
@@ -270,7 +273,7 @@ async def _supervise(proc: _Process) -> int:
     """
     tasks = {asyncio.create_task(retrying(name, run, proc.stop, proc.health), name=name)
              for name, run in proc.runners.items()}
-    if proc.watch is None and proc.settings.is_postgres:
+    if proc.watch is None and proc.settings.is_postgres and not proc.worker:
         proc.watch = DependencyWatch(proc.health, postgres=_postgres_params(proc.settings),
                                      interval=proc.settings.health_probe_seconds)
     watch = asyncio.create_task(proc.watch.run(proc.stop)) if proc.watch is not None else None

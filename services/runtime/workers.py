@@ -16,6 +16,10 @@ and serves the one HTTP API itself:
   within :data:`HEALTHY_SECONDS` of its start, the parent logs ``worker X keeps
   failing`` and ``serve`` stops with status 1 (a bad setting or a bug is not
   retried forever unnoticed);
+- the parent starts the children once it has reached the dependencies itself
+  (database, Kafka; waiting for them as :mod:`.starting` says), and only the
+  parent watches them (:mod:`.dependencies`): one probe per serve, one process
+  that waits and says so at start-up, one error line when waiting cannot help;
 - SIGTERM/SIGINT are passed on as SIGTERM to every child (each stops its
   consumers and commits its positions), then the parent stops; a child still
   running after :data:`STOP_SECONDS` is killed;
@@ -216,7 +220,7 @@ class Supervisor:
                 await asyncio.wait_for(stop.wait(), delay)
 
     async def start_all(self) -> None:
-        """Start every worker now (before this process's own start-up: they overlap)."""
+        """Start every worker now (once this process has reached its dependencies)."""
         for worker in self.workers:
             await self.start(worker)
 

@@ -8,6 +8,7 @@ one API port, SIGTERM, ``kill -9`` of a worker and of the parent.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -22,6 +23,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
 from kafka_fixtures import (
     BONYCHAT,
@@ -185,6 +187,37 @@ def test_workers_end_with_a_killed_parent(world: World) -> None:
     while any(alive(pid) for pid in pids.values()) and time.monotonic() < deadline:
         time.sleep(0.2)
     assert [name for name, pid in pids.items() if alive(pid)] == []
+
+
+def local_ports(pids: list[int]) -> set[int]:
+    """Local TCP ports of the sockets the processes ``pids`` hold open."""
+    inodes = set()
+    for pid in pids:
+        for fd in Path(f"/proc/{pid}/fd").iterdir():
+            with contextlib.suppress(OSError):
+                link = os.readlink(fd)
+                if link.startswith("socket:["):
+                    inodes.add(link[8:-1])
+    ports = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            fields = line.split()
+            if fields[9] in inodes:
+                ports.add(int(fields[1].rsplit(":", 1)[1], 16))
+    return ports
+
+
+def test_only_the_parent_probes_the_dependencies(world: World) -> None:
+    """One dependency watch per serve, not one per process (its PostgreSQL connection)."""
+    process, port, pids = started(world)
+    time.sleep(3)  # a few probe rounds (BONYCHAT_HEALTH_PROBE_SECONDS, 1 s)
+    mine = local_ports([process.popen.pid, *pids.values()])
+    with psycopg.connect(world.database_url, autocommit=True) as conn:
+        probes = [row[0] for row in conn.execute(
+            "SELECT client_port FROM pg_stat_activity WHERE application_name = 'bonychat-health'")]
+    assert len([p for p in probes if p in mine]) == 1  # before: 4 (the parent and each worker)
+    assert healthz(port)["dependencies"] == {"kafka": True, "postgresql": True}
+    assert process.stop() == 0
 
 
 def test_one_process_when_asked(world: World) -> None:
