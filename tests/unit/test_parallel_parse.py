@@ -15,7 +15,7 @@ from bench.generate import Generator, write
 from schemas.commands import COMMAND_CLASSES, ReceiveMessage
 from schemas.construct import construct, from_values
 from services.bulk_import.parse import ParallelParser, pack, unpack
-from services.conversation.adapters.store_sqlite import _isoformat, packed_outcome
+from services.conversation.adapters.sqlite_recorder import _isoformat, packed_outcome
 from services.conversation.application.ports import Outcome
 from services.ingest.domain.normalise import Invalid, parse
 
