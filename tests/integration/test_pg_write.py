@@ -20,7 +20,7 @@ from eventsourcing.persistence import ProgrammingError
 
 from services.composition import Stores
 from services.composition.postgres import open_postgres_stores
-from services.conversation.adapters import pg_recorder
+from services.conversation.adapters import pg_copied, pg_recorder
 from services.conversation.application.ports import ConcurrencyConflict, Position
 from services.conversation.application.unit_of_work import BatchUnitOfWork
 from services.conversation.domain.contact import aggregate_id
@@ -52,8 +52,8 @@ class Spy:
     def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
         self.outcomes = self.events = 0
         self.fail_events: BaseException | None = None
-        copy_outcomes, copy_events = pg_recorder.copy_outcomes_rows, \
-            pg_recorder.copy_events_rows
+        copy_outcomes, copy_events = pg_copied.copy_outcomes_rows, \
+            pg_copied.copy_events_rows
 
         def outcomes(*args: Any) -> None:
             self.outcomes += 1
@@ -65,8 +65,8 @@ class Spy:
                 raise self.fail_events
             return copy_events(*args)
 
-        monkeypatch.setattr(pg_recorder, "copy_outcomes_rows", outcomes)
-        monkeypatch.setattr(pg_recorder, "copy_events_rows", events)
+        monkeypatch.setattr(pg_copied, "copy_outcomes_rows", outcomes)
+        monkeypatch.setattr(pg_copied, "copy_events_rows", events)
 
 
 def stored_ids(stores: Stores) -> list[int]:
