@@ -5,7 +5,8 @@ configured database (PostgreSQL in production); without it, the HTTP surface is
 served on the embedded pipeline (CONTRACT §5). With Kafka and two or more CPUs
 the services run as worker processes under this one (:mod:`.workers`). Exit
 status: 0 after a clean stop, 1 when a service or its infrastructure failed (or
-a worker kept failing), 2 for an unknown service.
+a worker kept failing), 2 for an unknown service. Building the process (stores,
+clients, services) is :mod:`.serve_start`; running and stopping it is here.
 """
 
 from __future__ import annotations
@@ -14,23 +15,21 @@ import asyncio
 import logging
 import signal
 import sys
-from collections.abc import Callable, Coroutine
-from dataclasses import dataclass, field
-from typing import Any
 
-from aiokafka import AIOKafkaProducer
-
-from services.composition import Stores, embedded_pipeline, open_stores
-from services.runtime.dependencies import KAFKA, POSTGRES, DependencyWatch
+from services.runtime.dependencies import DependencyWatch
 from services.runtime.gc_tuning import tune_gc
-from services.runtime.kafka import make_producer
-from services.runtime.locks import make_lock
 from services.runtime.merged_metrics import MergedRegistry
-from services.runtime.observability import Health, RuntimeMetrics, setup_logging
-from services.runtime.retry import bounded, retrying
-from services.runtime.starting import Startup, Unavailable
-from services.runtime.topics import KafkaTuning, Topics
-from services.runtime.wakeup import make_wakeup
+from services.runtime.observability import RuntimeMetrics, setup_logging
+from services.runtime.retry import retrying
+from services.runtime.serve_start import (
+    Process,
+    StartupError,
+    open_process_stores,
+    postgres_params,
+    start_embedded,
+    start_kafka,
+)
+from services.runtime.starting import Startup
 from services.runtime.worker_side import WorkerLink, end_with_parent, start_worker_http
 from services.runtime.workers import STOP_SECONDS, Supervisor, available_cpus, plan_workers
 from services.settings import Settings
@@ -40,11 +39,8 @@ SERVICES = ("ingest", "conversation", "relay", "projections")
 #: ``--services http``: the HTTP API alone (every process serves it anyway)
 HTTP_ONLY = "http"
 SHUTDOWN_SECONDS = 15.0
-Runner = Callable[[asyncio.Event], Coroutine[Any, Any, None]]
 
-
-class StartupError(Exception):
-    """Infrastructure the process needs is unavailable; reported as one line."""
+__all__ = ["HTTP_ONLY", "SERVICES", "StartupError", "parse_services", "run_serve"]
 
 
 def parse_services(text: str) -> list[str] | str:
@@ -80,30 +76,11 @@ def run_serve(services_csv: str, settings: Settings, worker: WorkerLink | None =
         return 1
 
 
-@dataclass
-class _Process:
-    """Everything one serve process owns, torn down in reverse order."""
-
-    settings: Settings
-    metrics: RuntimeMetrics = field(default_factory=RuntimeMetrics)
-    health: Health = field(default_factory=Health)
-    stop: asyncio.Event = field(default_factory=asyncio.Event)
-    stores: Stores | None = None
-    producer: AIOKafkaProducer | None = None
-    sink: Any = None
-    http: Any = None
-    runners: dict[str, Runner] = field(default_factory=dict)
-    watch: DependencyWatch | None = None
-    workers: Supervisor | None = None
-    #: a worker of a parent serve: the parent alone watches the dependencies
-    worker: bool = False
-
-
 async def _serve(names: list[str], settings: Settings, *, groups: list[str] | None = None,
                  worker: WorkerLink | None = None) -> int:
     """``groups``: run them as worker processes; ``worker``: this process is one."""
     registry = MergedRegistry() if groups else None
-    proc = _Process(settings, metrics=RuntimeMetrics(registry), worker=worker is not None)
+    proc = Process(settings, metrics=RuntimeMetrics(registry), worker=worker is not None)
     if groups and registry is not None:
         proc.workers = Supervisor(groups, proc.health,
                                   probe_seconds=settings.health_probe_seconds)
@@ -120,13 +97,13 @@ async def _serve(names: list[str], settings: Settings, *, groups: list[str] | No
                       port=settings.http_port)
     try:
         try:
-            if not await _open_stores(proc, startup):
+            if not await open_process_stores(proc, startup):
                 return 0  # stopped while waiting
             if settings.kafka_bootstrap:
-                if not await _start_kafka(proc, names, settings.kafka_bootstrap, startup):
+                if not await start_kafka(proc, names, settings.kafka_bootstrap, startup):
                     return 0
             else:
-                await _start_embedded(proc)
+                await start_embedded(proc)
             if proc.workers is not None:  # once this process reached its dependencies
                 await proc.workers.start_all()
         except OSError as exc:  # the waiting app could not take the port
@@ -152,119 +129,7 @@ async def _serve(names: list[str], settings: Settings, *, groups: list[str] | No
         await _teardown(proc)
 
 
-async def _open_stores(proc: _Process, startup: Startup) -> bool:
-    proc.health.expect("stores")
-    dependency = POSTGRES if proc.settings.is_postgres else "database"
-    try:
-        stores = await startup.step(dependency,
-                                    lambda: asyncio.to_thread(open_stores, proc.settings))
-    except Unavailable as exc:
-        raise StartupError(f"cannot open database: {exc}") from None
-    if stores is None:
-        return False
-    proc.stores = stores
-    proc.health.set_ready("stores")
-    return True
-
-
-async def _start_embedded(proc: _Process) -> None:
-    from services.runtime.sinks import EmbeddedSink
-
-    assert proc.stores is not None
-    pipeline = embedded_pipeline(proc.stores, proc.settings)
-    await asyncio.to_thread(pipeline.catch_up)
-    proc.sink = EmbeddedSink(pipeline=pipeline, metrics=proc.metrics)
-    from services.projections.entrypoints.sweep import InactivitySweep
-
-    proc.runners["sweep"] = InactivitySweep(stores=proc.stores, submit=proc.sink.sweep,
-                                            metrics=proc.metrics).run
-    log.info("embedded mode: no BONYCHAT_KAFKA_BOOTSTRAP, serving the in-process pipeline")
-
-
-async def _start_kafka(proc: _Process, names: list[str], bootstrap: str,
-                       startup: Startup) -> bool:
-    from services.conversation.entrypoints.kafka import ConversationService
-    from services.ingest.entrypoints.kafka import IngestService
-    from services.projections.entrypoints.kafka import ProjectionService
-    from services.projections.entrypoints.relay import OutboxRelay
-    from services.runtime.sinks import KafkaSink
-
-    stores, settings = proc.stores, proc.settings
-    assert stores is not None
-    try:
-        topics = Topics.from_settings(settings)
-        tuning = KafkaTuning.from_settings(settings)
-    except ValueError as exc:
-        raise StartupError(str(exc)) from None
-
-    async def start_producer() -> AIOKafkaProducer:
-        producer = make_producer(bootstrap, tuning)
-        try:
-            await producer.start()
-        except BaseException:
-            await bounded(producer.stop(), 5, "closing a producer that did not start")
-            raise
-        return producer
-
-    try:
-        producer = await startup.step(KAFKA, start_producer)
-    except Unavailable as exc:
-        raise StartupError(f"cannot reach Kafka at {bootstrap}: {exc}") from None
-    if producer is None:
-        return False
-    proc.producer = producer
-    proc.sink = KafkaSink(producer=proc.producer, topics=topics, metrics=proc.metrics,
-                          health=proc.health, timeout=settings.http_produce_timeout_seconds)
-    proc.runners["http-producer"] = proc.sink.watch  # ends the process if it breaks
-    if not proc.worker:
-        proc.watch = DependencyWatch(proc.health, postgres=_postgres_params(settings),
-                                     producer=proc.producer,
-                                     interval=settings.health_probe_seconds)
-    common: dict[str, Any] = {"metrics": proc.metrics, "health": proc.health}
-    kafka: dict[str, Any] = {"bootstrap": bootstrap, "topics": topics, "tuning": tuning,
-                             "group_prefix": settings.consumer_group_prefix}
-
-    def lock(name: str) -> Any:
-        return make_lock(settings.database_url, settings.is_postgres,
-                         settings.sqlite_path(), name)
-
-    def wakeup(min_interval_ms: int) -> Any:
-        return make_wakeup(settings.database_url, settings.is_postgres, min_interval_ms / 1000)
-
-    if "ingest" in names:
-        proc.runners["ingest"] = IngestService(producer=proc.producer, **kafka, **common).run
-    if "conversation" in names:
-        proc.runners["conversation"] = ConversationService(
-            events=stores.events, **kafka, **common).run
-    if "conversation" in names:  # sweep requests go to the owners of the contacts
-        from services.projections.entrypoints.sweep import InactivitySweep
-
-        proc.runners["sweep"] = InactivitySweep(stores=stores, submit=proc.sink.submit,
-                                                metrics=proc.metrics).run
-    if "relay" in names or ("conversation" in names and settings.relay_with_conversation):
-        proc.runners["relay"] = OutboxRelay(
-            events=stores.events, positions=stores.read_models, topics=topics,
-            producer=proc.producer, lock=lock(f"bonychat:relay:{topics.events}"),
-            wakeup=wakeup(settings.relay_interval_ms), **common).run
-    if "projections" in names:
-        proc.runners["projections"] = ProjectionService(
-            events=stores.events, read_models=stores.read_models,
-            lock=lock("bonychat:projections"),
-            wakeup=wakeup(settings.projections_interval_ms), **common).run
-    log.info("kafka mode", extra={"services": names, "bootstrap": bootstrap,
-                                  "topics": list(topics.all())})
-    return True
-
-
-def _postgres_params(settings: Settings) -> dict[str, Any] | None:
-    if not settings.is_postgres:
-        return None
-    from services.composition.postgres import parse_url
-
-    return dict(parse_url(settings.database_url).params)
-
-
-async def _supervise(proc: _Process) -> int:
+async def _supervise(proc: Process) -> int:
     """Run the services until a stop signal or the first failure that is not transient.
 
     A service that fails because Kafka or PostgreSQL is unavailable is run again
@@ -274,7 +139,7 @@ async def _supervise(proc: _Process) -> int:
     tasks = {asyncio.create_task(retrying(name, run, proc.stop, proc.health), name=name)
              for name, run in proc.runners.items()}
     if proc.watch is None and proc.settings.is_postgres and not proc.worker:
-        proc.watch = DependencyWatch(proc.health, postgres=_postgres_params(proc.settings),
+        proc.watch = DependencyWatch(proc.health, postgres=postgres_params(proc.settings),
                                      interval=proc.settings.health_probe_seconds)
     watch = asyncio.create_task(proc.watch.run(proc.stop)) if proc.watch is not None else None
     stopper = asyncio.create_task(proc.stop.wait())
@@ -313,7 +178,7 @@ async def _supervise(proc: _Process) -> int:
     return 1 if failed else 0
 
 
-async def _teardown(proc: _Process) -> None:
+async def _teardown(proc: Process) -> None:
     if proc.workers is not None:  # stopped during start-up: the runner never ran
         await proc.workers.stop_all()
     if proc.http is not None:
