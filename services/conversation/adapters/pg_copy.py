@@ -23,16 +23,21 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable, Sequence
+from operator import itemgetter
 from typing import Any
 
-from psycopg import Connection
+from psycopg import Connection, Cursor
 from psycopg.sql import Composed
+from psycopg.types.string import BytesBinaryDumper
 
 from services.conversation.application.ports import Outcome
 from services.runtime.pg import sql
 
 OUTCOME_TYPES = ("text", "text", "text", "text", "timestamptz", "text", "text")
-EVENT_TYPES = ("int8", "uuid", "int8", "text", "bytea")
+#: the originator id is copied as its 16 bytes: a binary ``COPY`` field carries no
+#: type, and a ``uuid`` column receives exactly those bytes (``uuid_recv``), so
+#: ``bytea``'s format writes it; psycopg's ``uuid`` dumper is Python (``UUID.bytes``)
+EVENT_TYPES = ("int8", "bytea", "int8", "text", "bytea")
 _COPY_OUTCOMES = (
     "COPY {schema}.processed_events (workspace_id, event_id, contact_id, event_type, "
     "occurred_at, outcome, reason) FROM STDIN (FORMAT BINARY)"
@@ -59,10 +64,22 @@ class CopyStatements:
         self.events_table = quoted
 
 
+_event_id = itemgetter(1)
+_contact_id = itemgetter(2)
+
+
+def _bytes_in_c(curs: Cursor[Any]) -> None:
+    """Have ``bytea`` fields formatted by psycopg's C bytes dumper in this cursor's
+    ``COPY`` (``set_types`` finds a dumper by type: for ``bytea`` that is the DB-API
+    ``Binary`` dumper, Python code called once a row)."""
+    curs.adapters.register_dumper(bytes, BytesBinaryDumper)
+
+
 def _clean_outcomes(outcomes: Sequence[Outcome]) -> Iterable[Sequence[Any]]:
     """The outcome rows, with NUL (which ``text`` cannot hold) replaced in the two
     ids that may carry one (as ``pg_recorder._text``), looking only when one does."""
-    if "\x00" not in "".join([o.event_id + o.contact_id for o in outcomes]):
+    if "\x00" not in "".join(map(_event_id, outcomes)) and \
+            "\x00" not in "".join(map(_contact_id, outcomes)):
         return outcomes
     return [o._replace(event_id=o.event_id.replace("\x00", "\ufffd"),
                        contact_id=o.contact_id.replace("\x00", "\ufffd")) for o in outcomes]
@@ -82,10 +99,15 @@ def copy_events(conn: Connection[Any], statements: CopyStatements, last_id: int,
                 columns: tuple[Sequence[uuid.UUID | str], Sequence[int], Sequence[str],
                                Sequence[bytes]]) -> list[int]:
     """``COPY`` the event columns with the ids ``last_id - n + 1 .. last_id``; the ids."""
-    ids = list(range(last_id - len(columns[0]) + 1, last_id + 1))
-    with conn.cursor() as curs, curs.copy(statements.events) as copy:
-        copy.set_types(EVENT_TYPES)
-        write = copy.write_row
-        for row in zip(ids, *columns, strict=True):
-            write(row)
+    originators, versions, topics, states = columns
+    ids = list(range(last_id - len(originators) + 1, last_id + 1))
+    keys = [o.bytes if type(o) is uuid.UUID else uuid.UUID(o).bytes  # type: ignore[arg-type]
+            for o in originators]
+    with conn.cursor() as curs:
+        _bytes_in_c(curs)
+        with curs.copy(statements.events) as copy:
+            copy.set_types(EVENT_TYPES)
+            write = copy.write_row
+            for row in zip(ids, keys, versions, topics, states, strict=True):
+                write(row)
     return ids
