@@ -57,10 +57,12 @@ class BatchContacts:
         of them close a conversation after inactivity."""
         expired = 0
         for contact in self.dirty:
-            if contact.pending:
-                for event in contact.pending:
+            pending = contact.pending
+            if pending:
+                for event in pending:
                     if type(event) is ConversationClosed and event.closed_by == "inactivity":
                         expired += 1
-                events.extend(contact.collect())
+                events.extend(pending)  # Contact.collect() without a new list per event
+                pending.clear()
         self.dirty.clear()
         return expired

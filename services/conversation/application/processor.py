@@ -181,8 +181,9 @@ class BatchProcessor:
         self.preload(items)
         contacts = BatchContacts(self)
         self._deciding = contacts.touched
+        decided: list[tuple[str, str]] = []  # the outcomes' keys, in their order
         try:
-            events = self._decide(items, done, contacts, result, source)
+            events = self._decide(items, done, contacts, result, source, decided=decided)
         except BaseException:
             self.forget(list(contacts.touched))
             raise
@@ -191,7 +192,7 @@ class BatchProcessor:
         decision = Decision(result, events, list(contacts.touched), items, source,
                             read=contacts.read_only())
         if in_flight:
-            decision.keys = [(o[0], o[1]) for o in result.outcomes]  # workspace, event id
+            decision.keys = decided  # (workspace, event id) of each outcome
             self._in_flight_keys.update(decision.keys)
             self._pinned.update(decision.touched)
         return decision
@@ -211,8 +212,10 @@ class BatchProcessor:
 
     @staticmethod
     def _decide(items: Sequence[CommandBase | Invalid], done: set[tuple[str, str]],
-                contacts: BatchContacts, result: BatchResult, source: str) -> list[DomainEvent]:
-        """Apply each item in arrival order; fill ``result``; return the new events."""
+                contacts: BatchContacts, result: BatchResult, source: str, *,
+                decided: list[tuple[str, str]]) -> list[DomainEvent]:
+        """Apply each item in arrival order; fill ``result`` and ``decided`` (the key of
+        each outcome, in order); return the new events."""
         events: list[DomainEvent] = []
         for item in items:
             if isinstance(item, Invalid):
@@ -230,6 +233,7 @@ class BatchProcessor:
                 result.duplicate_types[item.event_type] += 1
                 continue
             done.add(key)
+            decided.append(key)
             reason: str | None = None
             try:
                 handle(item, contacts)

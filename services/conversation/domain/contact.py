@@ -133,8 +133,7 @@ class Contact:
                   "workspace_id": self.workspace_id, "contact_id": self.contact_id,
                   "aggregate_version": version,
                   "occurred_at": source.occurred_at if at is None else at,
-                  "source_event_id": source.event_id}
-        values.update(fields)
+                  "source_event_id": source.event_id, **fields}
         event = trusted(cls, values)
         self.apply(event)
         self.pending.append(event)
