@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Annotated, Any, Final, Literal, Union, get_args, get_origin
+from typing import Any, Final, Literal, Union, get_args, get_origin
 
 import msgspec
 
@@ -34,15 +34,39 @@ from schemas.construct import trusted
 
 #: the UTC times ingest writes (orjson, ``OPT_UTC_Z``): seconds, or microseconds
 UTC_TIME: Final = r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d{6})?Z$"
-_Time = Annotated[str, msgspec.Meta(pattern=UTC_TIME)]
+#: those forms with every (ASCII) digit written 0: what :func:`utc_time` accepts
+_UTC_FORMS: Final = frozenset({b"0000-00-00T00:00:00Z", b"0000-00-00T00:00:00.000000Z"})
+_DIGITS_TO_ZERO: Final = bytes.maketrans(b"123456789", b"000000000")
+
+
+def utc_time(text: str) -> datetime | None:
+    """``text`` as a time if it has the form :data:`UTC_TIME` (ASCII digits) and is a
+    valid time (``datetime.fromisoformat``: in ``datetime.UTC``), else ``None``.
+
+    The same verdict as the pattern and ``fromisoformat`` together (a form the
+    pattern also lets through, other decimal digits or a final newline, is one
+    ``fromisoformat`` refuses), at ~0.2 µs where msgspec's ``pattern`` constraint
+    (Python's ``re`` called for the field) cost ~1.5 µs a record.
+    """
+    try:
+        form = text.encode("ascii").translate(_DIGITS_TO_ZERO)
+    except UnicodeEncodeError:
+        return None
+    if form not in _UTC_FORMS:
+        return None
+    try:
+        return _fromisoformat(text)
+    except ValueError:
+        return None
 
 
 def _type_of(annotation: Any) -> Any:
-    """The msgspec type of a command field's annotation (a time: its UTC text)."""
+    """The msgspec type of a command field's annotation (a time: its text, checked by
+    :func:`utc_time` once decoded)."""
     if annotation in (str, str | None, bool) or get_origin(annotation) is Literal:
         return annotation
     if annotation is datetime:
-        return _Time
+        return str
     raise TypeError(f"the fast command decoder does not know {annotation!r}; teach it")
 
 
@@ -102,10 +126,11 @@ def decode_command(raw: bytes | str) -> CommandBase | None:
     values = spec.template.copy()
     values.update(_asdict(body))  # keeps the model's field order
     for name in spec.times:
-        try:  # ``Z``: datetime.UTC (the model gives pydantic's TzInfo(0), the same offset)
-            values[name] = _fromisoformat(values[name])
-        except ValueError:
+        # ``Z``: datetime.UTC (the model gives pydantic's TzInfo(0), the same offset)
+        moment = utc_time(values[name])
+        if moment is None:
             return None
+        values[name] = moment
     return trusted(spec.cls, values)  # every field was in the record: all are set
 
 

@@ -10,7 +10,8 @@ dead-letter reason for a record it cannot decode is the model's, as before.
 from __future__ import annotations
 
 import json
-from datetime import datetime
+import re
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -146,3 +147,43 @@ def test_a_field_kind_the_decoder_does_not_know_is_refused() -> None:
     with pytest.raises(TypeError, match="lax"):
         command_codec._struct(Strict)
     assert issubclass(Strict, BaseModel)
+
+
+def _by_pattern(text: str) -> datetime | None:
+    """What the decoder's time check was: the pattern, then ``fromisoformat``."""
+    if re.search(command_codec.UTC_TIME, text) is None:
+        return None
+    try:
+        return datetime.fromisoformat(text)
+    except ValueError:
+        return None
+
+
+ODD_CHARS = "0123456789-T:.Z\n\u0662\uff12,W+ zt"
+
+
+def _changed(moment: datetime, at: int, char: str) -> str:
+    text = moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return text[:at] + char + text[at + 1:]
+
+
+TIME_TEXTS = st.one_of(
+    st.text(st.sampled_from(ODD_CHARS), min_size=18, max_size=28),
+    st.datetimes(timezones=st.just(UTC)).map(lambda t: t.isoformat().replace("+00:00", "Z")),
+    st.builds(_changed, st.datetimes(), st.integers(0, 26), st.sampled_from(ODD_CHARS)))
+
+
+@settings(max_examples=2000, database=None)
+@given(TIME_TEXTS)
+def test_the_time_check_accepts_what_the_pattern_and_fromisoformat_accept(text: str) -> None:
+    found, expected = command_codec.utc_time(text), _by_pattern(text)
+    assert found == expected
+    assert found is None or found.tzinfo is UTC
+
+
+@pytest.mark.parametrize("text", [
+    "2026-11-24T10:00:00Z", "2026-11-24T10:00:00.123456Z", "2026-11-24T10:00:00Z\n",
+    "\u0662026-11-24T10:00:00Z", "2026-11-24T10:00:00,123456Z", "2026-W48-1T10:00:00Z",
+    "2026-11-24T10:00:00.123Z", "2026-02-30T10:00:00Z", "2026-11-24T24:00:00Z"])
+def test_the_time_check_on_chosen_forms(text: str) -> None:
+    assert command_codec.utc_time(text) == _by_pattern(text)
