@@ -2,8 +2,9 @@
 
 ``stored_parts`` (the relay's hot path) reads only the key, the headers and the
 schema version from the stored JSON (msgspec, the other fields skipped); these
-tests pin that what it publishes is exactly :func:`event_record` of the decoded
-event (the value: the stored bytes as they are): on events hypothesis generates from each class's field types, and for rows of an older schema version (upcast and
+tests pin that what it publishes is :func:`event_record` of the decoded event
+(the value: the stored bytes as they are), on events hypothesis generates from
+each class's field types, and for rows of an older schema version (upcast and
 written again) or JSON the fast read refuses (the model decides, as before).
 """
 
