@@ -13,9 +13,12 @@ second, far below the producer's 30 s request timeout, and the gateway a 503
 waiting when it starts (in arrival order) as one set of batches, and answers each
 of them with its outcome; requests arriving meanwhile form the next round. So at
 most one send of the HTTP sink waits on a partition, and batches grow with the
-load instead of queueing. A request still waiting when its round fails gets that
-error; one cancelled (refused by the sink's deadline) before its round started is
-dropped, its records never produced.
+load instead of queueing. A round that fails is sent again one request at a time,
+so a request the broker refuses (a record too large, say) fails alone, as before
+(records of the failed round already written are written again: duplicates
+downstream, de-duplicated); a request refused by the sink's deadline meanwhile is
+skipped, and one refused before its round started is dropped, its records never
+produced.
 """
 
 from __future__ import annotations
@@ -62,9 +65,14 @@ class GroupSend(Generic[R]):
         error: Exception | None = None
         try:
             await self._send([record for part, _ in taken for record in part])
-        except Exception as exc:  # every request of the round answers with it
+        except Exception as exc:
             error = exc
         self.rounds += 1
+        if error is not None and len(taken) > 1:  # whose is it? each request again, alone
+            for part, future in taken:
+                if not future.done():
+                    await self._round([(part, future)])
+            return
         for _, future in taken:
             if future.done():
                 continue  # refused meanwhile

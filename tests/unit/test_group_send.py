@@ -52,28 +52,47 @@ def test_requests_arriving_during_a_round_form_the_next_one_in_arrival_order() -
     asyncio.run(asyncio.wait_for(main(), 10))
 
 
-def test_a_failed_round_fails_each_of_its_requests_and_the_next_round_still_runs() -> None:
+class Refusing:
+    """Fails every round that holds a record starting with ``bad``."""
+
+    def __init__(self) -> None:
+        self.rounds: list[list[str]] = []
+        self.gate = asyncio.Event()
+
+    async def __call__(self, records: list[str]) -> None:
+        self.rounds.append(records)
+        await self.gate.wait()
+        if any(r.startswith("bad") for r in records):
+            raise ValueError("MessageSizeTooLarge")
+
+
+def test_a_failed_round_is_sent_again_request_by_request_so_only_the_bad_one_fails() -> None:
     async def main() -> None:
-        sender = Sender()
+        sender = Refusing()
         send = GroupSend(sender)
         first = asyncio.create_task(send(["a"]))
         await settle()
-        doomed = [asyncio.create_task(send([n])) for n in "bc"]
+        tasks = [asyncio.create_task(send(part)) for part in (["b1", "b2"], ["bad"], ["c"])]
         await settle()
-        sender.release.set()
+        sender.gate.set()
         await first
-        await settle()
-        sender.fail = ConnectionError("broker gone")
-        sender.release.set()
-        for task in doomed:
-            with pytest.raises(ConnectionError, match="broker gone"):
-                await task
-        sender.fail = None
-        after = asyncio.create_task(send(["d"]))
-        await settle()
-        sender.release.set()
-        await after
-        assert sender.rounds == [["a"], ["b", "c"], ["d"]]
+        b, bad, c = await asyncio.gather(*tasks, return_exceptions=True)
+        assert b is None and c is None
+        assert isinstance(bad, ValueError) and "MessageSizeTooLarge" in str(bad)
+        assert sender.rounds == [["a"], ["b1", "b2", "bad", "c"], ["b1", "b2"], ["bad"], ["c"]]
+        assert await asyncio.gather(send(["d"])) == [None]  # and it goes on
+
+    asyncio.run(asyncio.wait_for(main(), 10))
+
+
+def test_a_round_of_one_that_fails_fails_that_request() -> None:
+    async def main() -> None:
+        sender = Refusing()
+        sender.gate.set()
+        send = GroupSend(sender)
+        with pytest.raises(ValueError, match="MessageSizeTooLarge"):
+            await send(["bad"])
+        assert sender.rounds == [["bad"]]
 
     asyncio.run(asyncio.wait_for(main(), 10))
 
