@@ -46,7 +46,16 @@ if ! pg_running; then
     echo "include_if_exists = 'bonychat.conf'" | as_pg tee -a "$PGDATA_DIR/postgresql.conf" >/dev/null
   fi
 
-  # Regenerated on every start, so edits here (and a new port) take effect.
+  # WAL compression (of the full-page images written after each checkpoint): lz4
+  # when this server build has it (PostgreSQL 15+ built --with-lz4), else pglz.
+  wal_compression=on
+  if [[ $(<"$PGDATA_DIR/PG_VERSION") -ge 15 ]] \
+      && ldd "$PG_BIN/postgres" 2>/dev/null | grep -q liblz4; then
+    wal_compression=lz4
+  fi
+
+  # Regenerated on every start, so edits here (and a new port) take effect: an
+  # existing cluster picks the settings up at its next start.
   as_pg tee "$PGDATA_DIR/bonychat.conf" >/dev/null <<CONF
 # Written by infra/postgres/start.sh on every start: edit that script, not this.
 listen_addresses = '127.0.0.1'
@@ -57,6 +66,15 @@ shared_buffers = 256MB
 fsync = on
 synchronous_commit = off
 wal_level = replica
+# Checkpoints (docs/runtime.md, "PostgreSQL settings"): with the default 1GB of WAL a
+# 1M-event backlog forced one every 20-25 s, each followed by full-page images of the
+# pages touched again, and the 5,000/s latency phase ran inside one. 4GB / 15min: none
+# in a 1M-event run; min_wal_size keeps recycled segments instead of new files.
+max_wal_size = 4GB
+min_wal_size = 1GB
+checkpoint_timeout = 15min
+checkpoint_completion_target = 0.9
+wal_compression = $wal_compression
 logging_collector = off
 log_min_messages = warning
 log_timezone = 'UTC'
