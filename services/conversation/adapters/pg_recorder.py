@@ -24,7 +24,7 @@ from eventsourcing.persistence import (
 )
 from eventsourcing.postgres import PostgresDatastore
 from eventsourcing.utils import retry
-from psycopg import Cursor
+from psycopg import Cursor, errors
 from psycopg.rows import DictRow, tuple_row
 from psycopg.sql import SQL, Identifier, Literal
 
@@ -35,8 +35,10 @@ from services.conversation.adapters.pg_sql import (
     COMMIT_FUNCTION,
     COMMIT_FUNCTION_NAME,
     DEAD_LETTER_TABLE,
+    INSERT_ONLY_TABLES,
     LOCK_WRITERS,
     OUTCOME_TABLE,
+    RELOPTIONS,
     SQL_COMMIT,
     SQL_INSERT_DEAD_LETTERS,
     SQL_INSERT_EVENTS,
@@ -44,6 +46,7 @@ from services.conversation.adapters.pg_sql import (
     SQL_INSERT_TRACKINGS,
     SQL_MOVED,
     SQL_UNEXPECTED,
+    TABLE_SETTINGS,
 )
 from services.conversation.application.ports import DeadLetter, Outcome
 from services.conversation.domain.contact import aggregate_id
@@ -75,8 +78,13 @@ class PostgresContactRecorder(CopyingRecorder):
         super().__init__(datastore, events_table_name=EVENTS_TABLE,
                          tracking_table_name=TRACKING_TABLE)
         schema = datastore.schema
+        #: table -> its storage settings (``pg_sql.TABLE_SETTINGS``)
+        self.table_settings_statements = {
+            table.format(table=EVENTS_TABLE): sql(statement, schema, table=EVENTS_TABLE)
+            for table, statement in zip(INSERT_ONLY_TABLES, TABLE_SETTINGS, strict=True)}
         self.sql_create_statements.extend(
-            [sql(OUTCOME_TABLE, schema), sql(DEAD_LETTER_TABLE, schema)])
+            [sql(OUTCOME_TABLE, schema), sql(DEAD_LETTER_TABLE, schema),
+             *self.table_settings_statements.values()])
         self.insert_outcomes_statement = sql(SQL_INSERT_OUTCOMES, schema)
         self.insert_dead_letters_statement = sql(SQL_INSERT_DEAD_LETTERS, schema)
         self.insert_event_columns_statement = sql(SQL_INSERT_EVENTS, schema, table=EVENTS_TABLE)
@@ -189,6 +197,27 @@ class PostgresContactRecorder(CopyingRecorder):
             row = curs.fetchone()
             if not (row and row["present"]):
                 curs.execute(self.create_commit_function_statement)
+
+    def set_table_settings(self) -> list[str]:
+        """Give the insert-only tables their settings (``pg_sql.TABLE_SETTINGS``) where
+        they lack them (tables of an older version); the tables changed. A role that
+        does not own a table leaves it as it is (the settings only tune autovacuum)."""
+        with self.datastore.transaction(commit=True) as curs:
+            curs.execute(
+                "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+                "WHERE n.nspname = %s AND c.relname = ANY(%s) "
+                "AND NOT coalesce(c.reloptions, '{}') @> %s::text[]",
+                (self.datastore.schema, list(self.table_settings_statements), list(RELOPTIONS)))
+            lacking = [str(row["relname"]) for row in curs.fetchall()]
+            changed = []
+            for table in lacking:
+                try:
+                    with curs.connection.transaction():  # a savepoint
+                        curs.execute(self.table_settings_statements[table])
+                    changed.append(table)
+                except errors.InsufficientPrivilege:  # not the owner: as it was
+                    continue
+        return changed
 
     def _insert_events(self, curs: Cursor[DictRow], stored_events: Sequence[StoredEvent],
                        **kwargs: Any) -> None:

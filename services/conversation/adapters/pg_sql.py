@@ -15,6 +15,21 @@ DEAD_LETTER_TABLE = (
     "source text NOT NULL, workspace_id text, event_id text, reason text NOT NULL, "
     "raw text NOT NULL)"
 )
+#: Autovacuum of the two insert-only tables (the events, ``{table}``, and the outcomes:
+#: rows are never updated or deleted, so a vacuum only marks new pages all-visible):
+#: after a fixed number of inserts, not 20 % of the table (PostgreSQL's default
+#: ``autovacuum_vacuum_insert_scale_factor``), so each run scans about the pages written
+#: since the last one however big the table grows, instead of a fifth of it at once.
+#: Applied to a schema made by an older version when it is opened (``RELOPTION_CHECK``).
+INSERT_ONLY_AUTOVACUUM = (("autovacuum_vacuum_insert_scale_factor", "0"),
+                          ("autovacuum_vacuum_insert_threshold", "100000"))
+INSERT_ONLY_TABLES = ("{table}", "processed_events")
+TABLE_SETTINGS = tuple(
+    f"ALTER TABLE {{schema}}.{table} SET ("
+    + ", ".join(f"{name} = {value}" for name, value in INSERT_ONLY_AUTOVACUUM) + ")"
+    for table in INSERT_ONLY_TABLES)
+#: the ``pg_class.reloptions`` entries TABLE_SETTINGS leaves on each of those tables
+RELOPTIONS = tuple(f"{name}={value}" for name, value in INSERT_ONLY_AUTOVACUUM)
 SQL_INSERT_OUTCOMES = (
     "INSERT INTO {schema}.processed_events (workspace_id, event_id, contact_id, event_type, "
     "occurred_at, outcome, reason) SELECT * FROM unnest("

@@ -67,8 +67,9 @@ class PostgresEventStore:
         self.recorder = PostgresContactRecorder(datastore)
         if create_tables:
             self.recorder.create_table()
-        else:
+        else:  # the tables exist: add what an older version's schema lacks
             self.recorder.create_commit_function()
+            self.recorder.set_table_settings()
         schema = datastore.schema
         self._seen = sql(SQL_SEEN, schema)
         self._seen_json = sql(SQL_SEEN_JSON, schema)

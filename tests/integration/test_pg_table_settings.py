@@ -1,0 +1,86 @@
+"""Storage settings of the event store's insert-only tables (``pg_sql.TABLE_SETTINGS``).
+
+The events table and the outcome log are only ever inserted into; they get a fixed
+autovacuum insert threshold instead of PostgreSQL's 20 % of the table
+(docs/runtime.md, "PostgreSQL settings"). A schema made by a version before these
+settings gets them when it is next opened, and keeps its data.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import psycopg
+import pytest
+
+from services.composition.postgres import open_postgres_stores, parse_url
+from services.conversation.adapters.pg_recorder import EVENTS_TABLE
+from services.conversation.adapters.pg_sql import INSERT_ONLY_AUTOVACUUM, RELOPTIONS
+from services.conversation.domain.contact import aggregate_id
+from tests.store_contract import opened, outcome
+
+pytestmark = pytest.mark.integration
+
+TABLES = (EVENTS_TABLE, "processed_events")
+
+
+def ours(postgres_url: str) -> dict[str, list[str]]:
+    """Of each table's storage options, those ``TABLE_SETTINGS`` sets (eventsourcing
+    gives the events table autovacuum options of its own, kept as they are)."""
+    names = tuple(f"{name}=" for name, _ in INSERT_ONLY_AUTOVACUUM)
+    return {table: [o for o in options if o.startswith(names)]
+            for table, options in reloptions(postgres_url).items()}
+
+
+def reloptions(postgres_url: str) -> dict[str, list[str]]:
+    target = parse_url(postgres_url)
+    with psycopg.connect(**target.params, autocommit=True) as conn:
+        rows: list[tuple[Any, ...]] = conn.execute(
+            "SELECT c.relname, coalesce(c.reloptions, '{}') FROM pg_class c "
+            "JOIN pg_namespace n ON n.oid = c.relnamespace "
+            "WHERE n.nspname = %s AND c.relname = ANY(%s)",
+            (target.schema, list(TABLES))).fetchall()
+    return {str(name): sorted(options) for name, options in rows}
+
+
+def reset(postgres_url: str) -> None:
+    """Leave the tables as a version before the settings made them."""
+    target = parse_url(postgres_url)
+    names = ", ".join(name for name, _ in INSERT_ONLY_AUTOVACUUM)
+    with psycopg.connect(**target.params, autocommit=True) as conn:
+        for table in TABLES:
+            conn.execute(f'ALTER TABLE "{target.schema}".{table} RESET ({names})')
+
+
+def test_a_new_schema_has_the_insert_only_autovacuum_settings(postgres_url: str) -> None:
+    stores = open_postgres_stores(postgres_url)
+    stores.close()
+    assert ours(postgres_url) == {table: sorted(RELOPTIONS) for table in TABLES}
+    assert "autovacuum_vacuum_insert_threshold=100000" in RELOPTIONS
+    # eventsourcing's own options on the events table are still there
+    assert "autovacuum_analyze_scale_factor=0.01" in reloptions(postgres_url)[EVENTS_TABLE]
+
+
+@pytest.mark.parametrize("create", [True, False])
+def test_an_older_schema_gets_them_when_opened_and_keeps_its_data(
+        postgres_url: str, create: bool) -> None:
+    first = open_postgres_stores(postgres_url)
+    first.events.commit([opened("c1", 1, "k1")], [outcome("e1")], [], None)
+    first.close()
+    reset(postgres_url)
+    assert ours(postgres_url) == {table: [] for table in TABLES}
+
+    again = open_postgres_stores(postgres_url, create=create)
+    try:
+        assert ours(postgres_url) == {table: sorted(RELOPTIONS) for table in TABLES}
+        assert [e.aggregate_version for e in again.events.load(aggregate_id("ws1", "c1"))] == [1]
+        assert again.events.seen({("ws1", "e1"), ("ws1", "e2")}) == {("ws1", "e1")}
+        again.events.commit([opened("c2", 1, "k2")], [outcome("e2")], [], None)
+        assert again.events.seen({("ws1", "e2")}) == {("ws1", "e2")}
+    finally:
+        again.close()
+    third = open_postgres_stores(postgres_url)  # a schema that has them: nothing to change
+    try:
+        assert third.events.recorder.set_table_settings() == []  # type: ignore[attr-defined]
+    finally:
+        third.close()
