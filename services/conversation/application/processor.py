@@ -105,22 +105,39 @@ class BatchProcessor:
         """Workspace -> inactivity timeout in force, as read for the batch being decided."""
         return self._timeouts
 
-    def refresh_settings(self, items: Sequence[CommandBase | Invalid]) -> None:
-        """Read the settings in force now of the batch's workspaces (one round trip).
+    def load(self, items: Sequence[CommandBase | Invalid], *, settings: bool = True,
+             contacts: bool = True) -> None:
+        """Read what deciding ``items`` needs from the store, in ONE ``load_many``.
 
-        A settings change is an event in the store, so every batch decided after
-        it was committed sees it, in every process (CONTRACT §6.1).
+        ``settings``: the settings in force now of the batch's workspaces. A settings
+        change is an event in the store, so every batch decided after it was
+        committed sees it, in every process (CONTRACT §6.1); read with the contacts,
+        it costs no round trip of its own (docs/runtime.md, "Per-cycle work").
+        ``contacts``: every uncached contact the batch names (with
+        :meth:`assume_stored`, only those the store may hold are asked).
         """
-        workspaces = {item.workspace_id for item in items if not isinstance(item, Invalid)}
-        if not workspaces:
-            return
-        ids = {settings_id(ws): ws for ws in workspaces}
-        found = self.store.load_many(list(ids))
-        self._timeouts = {ws: Workspace.replay(ws, found.get(oid, [])).inactivity_timeout_seconds
-                          for oid, ws in ids.items()}
+        workspaces: dict[uuid.UUID, str] = {}
+        if settings:
+            names = {item.workspace_id for item in items if not isinstance(item, Invalid)}
+            workspaces = {settings_id(ws): ws for ws in names}
+        wanted = self._uncached(items) if contacts else {}
+        stored = self._stored
+        asked = list(wanted) if stored is None else [o for o in wanted if o in stored.aggregates]
+        asked.extend(workspaces)
+        found = self.store.load_many(asked) if asked else {}
+        if workspaces:
+            self._timeouts = {
+                ws: Workspace.replay(ws, found.get(oid, [])).inactivity_timeout_seconds
+                for oid, ws in workspaces.items()}
+        if wanted:
+            for oid, (workspace_id, contact_id) in wanted.items():
+                self._cache[(workspace_id, contact_id)] = Contact.replay(
+                    workspace_id, contact_id, found.get(oid, []))
+            self._trim()
 
-    def preload(self, items: Sequence[CommandBase | Invalid]) -> None:
-        """Load every uncached contact a batch names in one store round trip."""
+    def _uncached(self, items: Sequence[CommandBase | Invalid]
+                  ) -> dict[uuid.UUID, tuple[str, str]]:
+        """The aggregate ids of the contacts ``items`` name that are not cached."""
         wanted: dict[uuid.UUID, tuple[str, str]] = {}
         cache = self._cache
         for item in items:
@@ -133,15 +150,7 @@ class BatchProcessor:
                 key = (item.workspace_id, item.secondary_contact_id)
                 if key not in cache:
                     wanted[aggregate_id(*key)] = key
-        if not wanted:
-            return
-        stored = self._stored
-        asked = list(wanted) if stored is None else [o for o in wanted if o in stored.aggregates]
-        found = self.store.load_many(asked) if asked else {}
-        for oid, (workspace_id, contact_id) in wanted.items():
-            self._cache[(workspace_id, contact_id)] = Contact.replay(
-                workspace_id, contact_id, found.get(oid, []))
-        self._trim()
+        return wanted
 
     def forget(self, ids: Sequence[tuple[str, str]] | None = None) -> None:
         """Drop cached aggregates (all of them, and any :class:`StoredKeys`, by default)."""
@@ -168,7 +177,6 @@ class BatchProcessor:
         it or :meth:`forget` before deciding the next batch.
         """
         result = BatchResult()
-        self.refresh_settings(items)
         keys = {(item.workspace_id, item.event_id) for item in items
                 if not isinstance(item, _NOT_DEDUPED)}  # CommandBase.dedup_key
         done = keys & self._in_flight_keys  # decided, not stored yet: seen all the same
@@ -178,7 +186,7 @@ class BatchProcessor:
             unknown = {key for key in unknown if hash(key) in outcomes}
         if unknown:
             done |= self.store.seen(unknown)
-        self.preload(items)
+        self.load(items)  # the workspaces' settings and the uncached contacts
         contacts = BatchContacts(self)
         self._deciding = contacts.touched
         decided: list[tuple[str, str]] = []  # the outcomes' keys, in their order
