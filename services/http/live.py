@@ -47,6 +47,8 @@ class LiveHub:
         self._queues: set[tuple[str, asyncio.Queue[None]]] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
         self.closed = asyncio.Event()
+        #: set while a stream is open (the Kafka runtime LISTENs only then)
+        self.watched = asyncio.Event()
         self.feeds = SummaryFeeds(self)
 
     def bind(self, loop: asyncio.AbstractEventLoop) -> None:
@@ -70,10 +72,13 @@ class LiveHub:
     def subscribe(self, workspace: str) -> tuple[str, asyncio.Queue[None]]:
         entry = (workspace, asyncio.Queue[None](maxsize=1))
         self._queues.add(entry)
+        self.watched.set()
         return entry
 
     def unsubscribe(self, entry: tuple[str, asyncio.Queue[None]]) -> None:
         self._queues.discard(entry)
+        if not self._queues:
+            self.watched.clear()
 
     @property
     def subscribers(self) -> int:
@@ -152,19 +157,26 @@ async def get_live(request: web.Request) -> web.StreamResponse:
 
 async def listen_projected(hub: LiveHub, conninfo: dict[str, Any],
                            stop: asyncio.Event) -> None:
-    """Forward ``NOTIFY bonychat_projected`` to ``hub`` until ``stop`` (reconnects)."""
+    """Forward ``NOTIFY bonychat_projected`` to ``hub`` until ``stop`` (reconnects).
+
+    Only while a stream is open (``hub.watched``): with none, no connection is held,
+    so neither PostgreSQL nor this process wakes for every projected batch (each
+    ``serve`` process has this listener; docs/runtime.md, "Per-cycle work").
+    """
     import psycopg
     from psycopg.sql import SQL, Identifier
 
     while not stop.is_set():
+        if not await _until_watched(hub, stop):
+            return
         try:
             async with await psycopg.AsyncConnection.connect(
                     **{**conninfo, "autocommit": True,
                        "application_name": "bonychat-live"}) as conn:
                 await conn.execute(SQL("LISTEN {}").format(Identifier(PROJECTED_CHANNEL)))
                 hub.publish(None)  # whatever happened while we were not listening
-                while not stop.is_set():
-                    async for note in conn.notifies(timeout=0.5):
+                while not stop.is_set() and hub.watched.is_set():
+                    async for note in conn.notifies(timeout=LISTEN_SLICE_SECONDS):
                         hub.publish(parse_payload(note.payload))
         except psycopg.Error as exc:
             log.warning("live updates: LISTEN %s failed (retrying): %s",
@@ -172,6 +184,23 @@ async def listen_projected(hub: LiveHub, conninfo: dict[str, Any],
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), 2.0)
 
+
+#: how often a LISTEN connection looks whether it is still wanted (streams, stop)
+LISTEN_SLICE_SECONDS: Final = 0.5
+
+
+async def _until_watched(hub: LiveHub, stop: asyncio.Event) -> bool:
+    """Wait until a stream is open (True) or ``stop`` (False)."""
+    if hub.watched.is_set():
+        return True
+    watched = asyncio.ensure_future(hub.watched.wait())
+    stopped = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait((watched, stopped), return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        watched.cancel()
+        stopped.cancel()
+    return not stop.is_set()
 
 
 async def poll_projected(hub: LiveHub, read_models: ReadModelStore, stop: asyncio.Event,
