@@ -27,7 +27,7 @@ class BatchContacts:
 
     def __init__(self, processor: AggregateCache) -> None:
         self._processor = processor
-        #: the batch's workspaces' timeouts (read by refresh_settings before it starts)
+        #: the batch's workspaces' timeouts (read by BatchProcessor.load before it starts)
         self._timeouts = processor.timeouts
         self.dirty: list[Contact] = []
         self.touched: dict[tuple[str, str], Contact] = {}
