@@ -87,6 +87,12 @@ class Settings(BaseSettings):
     #: once), because ingest already writes it once per wait; a larger value also
     #: batches commands that gateways POST over HTTP, for up to the wait more latency
     kafka_commands_fetch_min_bytes: int = Field(default=1, ge=1)
+    #: how long the broker may hold the conversation service's fetch when the command
+    #: topic has less than that: with 1 byte it answers at the first record anyway, so
+    #: a wait longer than ingest's cycle (``kafka_fetch_max_wait_ms`` plus its work)
+    #: saves the empty fetch that expired before each ingest cycle's records
+    #: (docs/runtime.md, "Per-cycle work")
+    kafka_commands_fetch_max_wait_ms: int = Field(default=100, ge=0)
     kafka_session_timeout_ms: int = Field(default=10_000, ge=1)
     kafka_linger_ms: int = Field(default=5, ge=0)
     kafka_batch_records: int = Field(default=8_000, ge=1)
@@ -102,7 +108,7 @@ class Settings(BaseSettings):
     #: events trickle in (the commits meanwhile are read as one page; under a
     #: backlog, or after a quiet spell, they do not wait): fewer reads, writes and
     #: produce requests at low load for at most this much added latency
-    relay_interval_ms: int = Field(default=100, ge=0, le=60_000)
+    relay_interval_ms: int = Field(default=250, ge=0, le=60_000)
     projections_interval_ms: int = Field(default=0, ge=0, le=60_000)
     #: how often the dependency watch asks Kafka and PostgreSQL whether they answer
     health_probe_seconds: float = Field(default=1.0, gt=0)

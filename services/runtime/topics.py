@@ -62,6 +62,7 @@ class KafkaTuning:
     fetch_max_wait_ms: int = 40
     fetch_min_bytes: int = 1_048_576
     commands_fetch_min_bytes: int = 1
+    commands_fetch_max_wait_ms: int = 100
     max_partition_fetch_bytes: int = 4 * 1024 * 1024
     session_timeout_ms: int = 10_000
     linger_ms: int = 5
@@ -78,6 +79,7 @@ class KafkaTuning:
             fetch_max_wait_ms=settings.kafka_fetch_max_wait_ms,
             fetch_min_bytes=settings.kafka_fetch_min_bytes,
             commands_fetch_min_bytes=settings.kafka_commands_fetch_min_bytes,
+            commands_fetch_max_wait_ms=settings.kafka_commands_fetch_max_wait_ms,
             max_partition_fetch_bytes=base.max_partition_fetch_bytes,
             session_timeout_ms=settings.kafka_session_timeout_ms,
             linger_ms=settings.kafka_linger_ms,
@@ -89,4 +91,5 @@ class KafkaTuning:
 
     def for_commands(self) -> KafkaTuning:
         """The tuning of the conversation service's consumer of the command topic."""
-        return replace(self, fetch_min_bytes=self.commands_fetch_min_bytes)
+        return replace(self, fetch_min_bytes=self.commands_fetch_min_bytes,
+                       fetch_max_wait_ms=self.commands_fetch_max_wait_ms)

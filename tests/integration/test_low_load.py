@@ -115,6 +115,7 @@ def test_fetches_held_by_the_broker_still_bring_every_event_exactly_once(world: 
                         BONYCHAT_KAFKA_FETCH_MIN_BYTES="100000000",
                         BONYCHAT_KAFKA_COMMANDS_FETCH_MIN_BYTES="100000000",
                         BONYCHAT_KAFKA_FETCH_MAX_WAIT_MS="300",
+                        BONYCHAT_KAFKA_COMMANDS_FETCH_MAX_WAIT_MS="250",
                         BONYCHAT_PROJECTIONS_INTERVAL_MS="200")
     serve.port()
     for start in range(0, len(stream.records), 300):  # three trickles, each far below

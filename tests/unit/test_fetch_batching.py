@@ -44,24 +44,28 @@ def consumer_fetch_settings(tuning: KafkaTuning) -> tuple[int, int]:
 
 def test_by_default_ingest_waits_for_a_megabyte_or_the_wait_the_conversation_does_not(
         monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in ("FETCH_MIN_BYTES", "FETCH_MAX_WAIT_MS", "COMMANDS_FETCH_MIN_BYTES"):
+    for name in ("FETCH_MIN_BYTES", "FETCH_MAX_WAIT_MS", "COMMANDS_FETCH_MIN_BYTES",
+                 "COMMANDS_FETCH_MAX_WAIT_MS"):
         monkeypatch.delenv(f"BONYCHAT_KAFKA_{name}", raising=False)
     tuning = KafkaTuning.from_settings(Settings())
     wait = tuning.fetch_max_wait_ms
     # a wait that a publish -> visible p99 of 100 ms can afford on the ingest hop
     assert 0 < wait <= 50
     assert consumer_fetch_settings(tuning) == (1_048_576, wait)  # ingest's consumer
-    # the command topic is written once per ingest cycle: fetched as soon as it is
-    assert consumer_fetch_settings(conversation(tuning).fetch_tuning) == (1, wait)
+    # the command topic is written once per ingest cycle: fetched as soon as it is,
+    # with a long poll that outlasts ingest's cycle (no empty fetch in between)
+    commands = consumer_fetch_settings(conversation(tuning).fetch_tuning)
+    assert commands[0] == 1 and commands[1] > wait
 
 
 def test_the_environment_sets_the_fetch_settings(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("BONYCHAT_KAFKA_FETCH_MIN_BYTES", "1")
     monkeypatch.setenv("BONYCHAT_KAFKA_FETCH_MAX_WAIT_MS", "250")
     monkeypatch.setenv("BONYCHAT_KAFKA_COMMANDS_FETCH_MIN_BYTES", "65536")
+    monkeypatch.setenv("BONYCHAT_KAFKA_COMMANDS_FETCH_MAX_WAIT_MS", "30")
     tuning = KafkaTuning.from_settings(Settings())
     assert consumer_fetch_settings(tuning) == (1, 250)
-    assert consumer_fetch_settings(conversation(tuning).fetch_tuning) == (65_536, 250)
+    assert consumer_fetch_settings(conversation(tuning).fetch_tuning) == (65_536, 30)
 
 
 def test_a_fetch_min_bytes_below_one_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
