@@ -1,6 +1,7 @@
-"""How the PostgreSQL read model writes rows (``store_postgres``): the JSON upsert stores
-exactly what the ``unnest`` upsert stores, values JSON cannot carry go the ``unnest`` way,
-and a message's update of a conversation writes no index entry (a HOT update)."""
+"""How the PostgreSQL read model writes rows (``store_postgres``, ``save_postgres``): the
+JSON upsert stores exactly what the ``unnest`` upsert stores, values JSON cannot carry go
+the ``unnest`` way, and a message's update of a conversation writes no index entry (a HOT
+update)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import pytest
 from services.composition import Stores
 from services.composition.postgres import open_postgres_stores
 from services.conversation.application.ports import Position
-from services.projections.adapters import store_postgres
+from services.projections.adapters import save_postgres, store_postgres
 from services.projections.adapters.store_postgres import PostgresReadModelStore, rows_json
 from services.projections.application.projector import EVENT_STORE_POSITION
 from services.projections.domain.rows import ConversationRow
@@ -52,7 +53,7 @@ def test_the_json_upsert_stores_what_the_unnest_upsert_stores(
     by_json = tricky_rows("j")
     assert rows_json([store_postgres._ROW_VALUES(r) for r in by_json]) is not None
     rm.save(by_json, Position(EVENT_STORE_POSITION, 1))
-    monkeypatch.setattr(store_postgres, "rows_json", lambda values: None)
+    monkeypatch.setattr(save_postgres, "rows_json", lambda values: None)  # the write's module
     by_arrays = tricky_rows("u")
     rm.save(by_arrays, Position(EVENT_STORE_POSITION, 2))
     stored = rm.load_rows({r.conversation_id for r in by_json + by_arrays})

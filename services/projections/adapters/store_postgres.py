@@ -14,16 +14,13 @@ from collections.abc import Collection, Iterable, Iterator, Sequence
 from typing import Any
 
 import psycopg
-from eventsourcing.persistence import Tracking
 from eventsourcing.postgres import PostgresDatastore, PostgresTrackingRecorder
 from psycopg.rows import tuple_row
 from psycopg.sql import SQL, Composed
 
 from services.conversation.application.ports import Position
-from services.projections.adapters.cells import units_of
 from services.projections.adapters.cells_parts import rebuild_in_parts, write_summed
 from services.projections.adapters.cells_postgres import PostgresCells
-from services.projections.adapters.notify import PROJECTED_CHANNEL, notify_payload
 from services.projections.adapters.pages_postgres import PostgresPages
 from services.projections.adapters.rows_postgres import (
     COPY_TYPES,
@@ -38,14 +35,13 @@ from services.projections.adapters.rows_postgres import (
     SQL_SELECT,
     SQL_UPSERT,
     SQL_UPSERT_JSON,
-    UNIT_VALUES,
     column_arrays,
     rows_json,
 )
+from services.projections.adapters.save_postgres import SnapshotWriter
 from services.projections.adapters.store_sqlite import (
     ROW_WINDOW_COLUMN,
     WINDOW,
-    check_after,
     row_from,
 )
 from services.projections.domain.local_days import NotExact
@@ -69,7 +65,7 @@ TRACKING_TABLE = "projection_tracking"
 _ROW_VALUES = ROW_VALUES  # the name the write tests use
 
 
-class PostgresReadModelStore(PostgresPages):
+class PostgresReadModelStore(SnapshotWriter, PostgresPages):
     """:class:`~services.projections.application.ports.ReadModelStore` on PostgreSQL."""
 
     def __init__(self, datastore: PostgresDatastore, *, create_tables: bool = True) -> None:
@@ -123,27 +119,6 @@ class PostgresReadModelStore(PostgresPages):
         (the rows may change meanwhile)."""
         unique = {row.conversation_id: row for row in rows}  # last one wins
         return list(map(ROW_VALUES, unique.values()))
-
-    def save_snapshot(self, values: list[tuple[Any, ...]], position: Position) -> None:
-        """Upsert a :meth:`snapshot` and record ``position``, in one transaction."""
-        with self.datastore.transaction(commit=True) as curs:
-            if position.after is not None:  # compare-and-set (Position.after)
-                curs.execute(self._locked_position, (position.name,), prepare=True)
-                found = curs.fetchone()
-                check_after(position, int(found["notification_id"]) if found else 0)
-            if values:
-                before = self.cells.units_before(curs, [v[0] for v in values])
-                data = rows_json(values)
-                if data is not None:
-                    curs.execute(self._upsert_json, (data,), prepare=True)
-                else:
-                    curs.execute(self._upsert, column_arrays([row_from(v) for v in values]),
-                                 prepare=True)
-                self.cells.mark(curs, [*before, *(  # the next metrics query recomputes them
-                    unit for v in values for unit in units_of(*UNIT_VALUES(v)))])
-                curs.execute("SELECT pg_notify(%s, %s)",
-                             (PROJECTED_CHANNEL, notify_payload([v[1] for v in values])))
-            self.tracking._insert_tracking(curs, Tracking(position.name, position.offset))
 
     def copy_rows(self, rows: Sequence[ConversationRow]) -> None:
         """Insert rows that are not in the table yet (a replay's), with ``COPY``.

@@ -1,0 +1,98 @@
+"""The projections' write of one page on PostgreSQL: rows, metric marks, position.
+
+:class:`SnapshotWriter` is the half of
+:class:`~.store_postgres.PostgresReadModelStore` that writes a page's rows
+(``save_snapshot``) in one transaction of two round trips (psycopg pipelines):
+at low load the projections write 20-25 small pages a second, and a round trip
+per statement cost more than the rows (docs/runtime.md, "Per-cycle work").
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from eventsourcing.persistence import IntegrityError
+from eventsourcing.postgres import PostgresDatastore, PostgresTrackingRecorder
+from psycopg.rows import tuple_row
+from psycopg.sql import Composed
+
+from services.conversation.application.ports import Position
+from services.projections.adapters.cells import units_of
+from services.projections.adapters.cells_postgres import PostgresCells
+from services.projections.adapters.notify import PROJECTED_CHANNEL, notify_payload
+from services.projections.adapters.rows_postgres import UNIT_VALUES, column_arrays, rows_json
+from services.projections.adapters.store_sqlite import check_after, row_from
+
+
+class SnapshotWriter:
+    """Writes a page's row values and the projection's position in one transaction."""
+
+    datastore: PostgresDatastore
+    tracking: PostgresTrackingRecorder
+    cells: PostgresCells
+    _upsert: Composed
+    _upsert_json: Composed
+    _locked_position: Composed
+
+    def save_snapshot(self, values: list[tuple[Any, ...]], position: Position) -> None:
+        """Upsert a :meth:`snapshot` and record ``position``, in one transaction.
+
+        Two round trips (psycopg pipelines), not one per statement: first the
+        checks and reads (``BEGIN``, the compare-and-set read of the position,
+        the position's forward-only upsert, the stored rows' metric units), then,
+        if they pass, the writes and ``COMMIT`` (docs/runtime.md, "Per-cycle work").
+        A position that does not move forward, or is not at ``position.after``,
+        raises ``IntegrityError`` before anything else is written.
+        """
+        tracking = self.tracking
+        with self.datastore.get_connection() as conn:
+            if not tracking.has_checked_for_multi_row_tracking_table:
+                with conn.cursor() as curs:
+                    tracking._check_has_multi_row_tracking_table(curs)
+            try:
+                with conn.pipeline():
+                    conn.execute(b"BEGIN")
+                    locked = conn.cursor(row_factory=tuple_row)
+                    if position.after is not None:  # compare-and-set (Position.after)
+                        locked.execute(self._locked_position, (position.name,), prepare=True)
+                    track = conn.cursor(row_factory=tuple_row)
+                    track.execute(tracking.insert_tracking_statement, {
+                        "application_name": position.name,
+                        "notification_id": position.offset}, prepare=True)
+                    moments = conn.cursor(row_factory=tuple_row)
+                    if values:
+                        moments.execute(self.cells.old_moments, ([v[0] for v in values],),
+                                        prepare=True)
+                self._check_position(position, locked, track)
+                if values:
+                    before = [unit for found in moments.fetchall() for unit in units_of(*found)]
+                    with conn.pipeline(), conn.cursor() as curs:
+                        self._write_rows(curs, values, before)
+                        conn.execute(b"COMMIT")
+                else:
+                    conn.execute(b"COMMIT")
+            except BaseException:
+                conn.rollback()
+                raise
+
+    def _check_position(self, position: Position, locked: Any, track: Any) -> None:
+        """Raise ``IntegrityError`` if the position was not where it had to be."""
+        if position.after is not None:
+            found = locked.fetchone()
+            check_after(position, int(found[0]) if found else 0)
+        if self.datastore.single_row_tracking and track.fetchone() is None:
+            raise IntegrityError(f"Failed to record tracking for {position.name} "
+                                 f"{position.offset}")
+
+    def _write_rows(self, curs: Any, values: list[tuple[Any, ...]], before: list[Any]) -> None:
+        """Queue the rows' upsert, their metric units' marks and the ``NOTIFY``."""
+        data = rows_json(values)
+        if data is not None:
+            curs.execute(self._upsert_json, (data,), prepare=True)
+        else:
+            curs.execute(self._upsert, column_arrays([row_from(v) for v in values]),
+                         prepare=True)
+        self.cells.mark(curs, [*before, *(  # the next metrics query recomputes them
+            unit for v in values for unit in units_of(*UNIT_VALUES(v)))])
+        curs.execute("SELECT pg_notify(%s, %s)",
+                     (PROJECTED_CHANNEL, notify_payload([v[1] for v in values])))
