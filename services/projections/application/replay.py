@@ -34,6 +34,7 @@ from collections.abc import Callable
 from multiprocessing.connection import Connection, wait
 from typing import Any
 
+from schemas.stored_rows import row_event
 from services.conversation.application.ports import PartitionedEventReader as PartitionedEvents
 from services.projections.application.ports import RowCopier
 from services.projections.domain.row_cells import CellSums, Summed
@@ -77,17 +78,12 @@ def _project_partition(events: PartitionedEvents, store: RowCopier,
     closed: list[ConversationRow] = []
     for chunk in events.stream_partition(upto, part, parts):
         for state in chunk:
-            item = trusted_payload(state)
-            if type(item) is dict:
-                cid = item.get("conversation_id")
-                if cid is None:
-                    continue
-                row = project_payload(open_rows.get(cid), item)
+            fast = row_event(state)
+            if fast is not None:  # what encode_event writes: no dict, no model
+                cid = fast.conversation_id
+                row = None if cid is None else project_payload(open_rows.get(cid), fast)
             else:
-                cid = conversation_of(item)  # type: ignore[arg-type]
-                if cid is None:
-                    continue
-                row = project(open_rows.get(cid), item)  # type: ignore[arg-type]
+                cid, row = _project_other(open_rows, state)
             if row is None:
                 continue
             if row.closed_us is None:
@@ -108,6 +104,20 @@ def _project_partition(events: PartitionedEvents, store: RowCopier,
         sums.add(closed)
         cells.send(sums.summed())
         cells.close()
+
+
+def _project_other(open_rows: dict[str, ConversationRow], state: bytes
+                   ) -> tuple[str, ConversationRow | None]:
+    """A stored event :func:`row_event` is unsure of: trusted as a dict, or decoded (and
+    upcast) as an event; the conversation and its new row (None: nothing to project)."""
+    item = trusted_payload(state)
+    if type(item) is dict:
+        cid = item.get("conversation_id")
+        row = None if cid is None else project_payload(open_rows.get(cid), item)
+    else:
+        cid = conversation_of(item)  # type: ignore[arg-type]
+        row = None if cid is None else project(open_rows.get(cid), item)  # type: ignore[arg-type]
+    return cid or "", row
 
 
 def replay_partitioned(events: PartitionedEvents, store: RowCopier, upto: int, parts: int,

@@ -9,6 +9,7 @@ from typing import Any
 from schemas.events import DomainEvent, decode_event
 from schemas.moments import format_micros, to_micros
 from schemas.stored import trusted_fields
+from schemas.stored_rows import RowEvent
 from services.projections.domain.durations import micros_to_seconds, seconds
 
 #: ``(start_us, end_us) -> seconds`` of the interval inside the workspace's business
@@ -151,13 +152,14 @@ def project(row: ConversationRow | None, event: DomainEvent) -> ConversationRow 
     return _apply(row, fields, micros)
 
 
-def project_payload(row: ConversationRow | None, p: dict[str, Any]
+def project_payload(row: ConversationRow | None, p: dict[str, Any] | RowEvent
                     ) -> ConversationRow | None:
-    """:func:`project` for a :func:`trusted_payload` dict (the same rules: :func:`_apply`)."""
+    """:func:`project` for a :func:`trusted_payload` dict, or a
+    :func:`~schemas.stored_rows.row_event` struct (the same rules: :func:`_apply`)."""
     return _apply(row, p, p["occurred_at"])
 
 
-def _apply(row: ConversationRow | None, p: dict[str, Any], micros: Any
+def _apply(row: ConversationRow | None, p: dict[str, Any] | RowEvent, micros: Any
            ) -> ConversationRow | None:
     """The projection's rules, once: ``p`` the event's fields, ``micros`` its time."""
     kind = p["event_type"]
