@@ -14,6 +14,10 @@ def to_micros(moment: datetime) -> int:
 #: epoch microseconds of a ``YYYY-MM-DDTHH:MM`` prefix (UTC), for :func:`utc_micros`
 _MINUTES: dict[str, int] = {}
 _MINUTES_KEPT = 1 << 16
+#: the same for ``YYYY-MM-DDTHH:MM:`` prefixes already read, and the microseconds of
+#: every ``SSZ`` ending: a whole-second time of a known minute is two lookups
+_PREFIXES: dict[str, int] = {}
+_SECONDS_Z = {f"{second:02d}Z": second * 1_000_000 for second in range(60)}
 
 
 def utc_micros(text: str) -> int | None:
@@ -23,6 +27,11 @@ def utc_micros(text: str) -> int | None:
 
     A bulk read (``bonychat replay``) converts every stored event's time.
     """
+    known = _PREFIXES.get(text[:17])
+    if known is not None:
+        second_us = _SECONDS_Z.get(text[17:])
+        if second_us is not None:
+            return known + second_us
     size = len(text)
     if size not in {20, 27} or text[-1] != "Z" or text[16] != ":" \
             or text[10] != "T" or text[13] != ":":
@@ -36,11 +45,13 @@ def utc_micros(text: str) -> int | None:
             return None
         if len(_MINUTES) >= _MINUTES_KEPT:
             _MINUTES.clear()
+            _PREFIXES.clear()
         minute = _MINUTES[prefix] = to_micros(moment)
     second = text[17:19]
     if not (second.isascii() and second.isdigit()) or second >= "60":
         return None
     if size == 20:
+        _PREFIXES[text[:17]] = minute  # text[16] is ":"
         return minute + int(second) * 1_000_000
     fraction = text[20:26]
     if text[19] != "." or not (fraction.isascii() and fraction.isdigit()):

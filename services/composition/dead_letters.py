@@ -8,7 +8,6 @@ PostgreSQL is :class:`~services.composition.StorageUnavailable`. With
 from __future__ import annotations
 
 from services.composition import StorageUnavailable, require_store
-from services.dead_letters.adapters.kafka import KafkaDeadLetterQueue
 from services.dead_letters.application.ports import OperationsStore
 from services.dead_letters.application.service import Operations
 from services.runtime.topics import Topics, group_id
@@ -46,7 +45,9 @@ def open_operations(settings: Settings) -> Operations:
     """The operator commands' logic on the configured database (and DLQ topic)."""
     store = open_operations_store(settings)
     dlq = None
-    if settings.kafka_bootstrap:
+    if settings.kafka_bootstrap:  # the Kafka client is imported only then (~0.1 s)
+        from services.dead_letters.adapters.kafka import KafkaDeadLetterQueue
+
         dlq = KafkaDeadLetterQueue(
             bootstrap=settings.kafka_bootstrap, topic=Topics.from_settings(settings).dlq,
             retry_group=group_id(settings.consumer_group_prefix, RETRY_SERVICE))

@@ -39,6 +39,24 @@ def test_other_text_is_left_to_fromisoformat_or_read_the_same(text: str) -> None
     assert fast is None or fast == reference(text)
 
 
+@given(st.datetimes(timezones=st.just(UTC)),
+       st.lists(st.text(alphabet="0123456789Zz.:+ 6", max_size=4), max_size=6))
+def test_a_minute_already_read_reads_its_other_seconds_the_same(
+        moment: datetime, endings: list[str]) -> None:
+    """Once a whole-second time of a minute has been read, the others of that minute are
+    two lookups (the prefix and ``SSZ``); any other ending still goes the long way."""
+    whole = moment.replace(microsecond=0)
+    first = whole.isoformat().replace("+00:00", "Z")  # four-digit years, unlike %Y
+    assert utc_micros(first) == to_micros(whole)
+    prefix = first[:17]
+    for second in (0, 7, 59):
+        text = prefix + f"{second:02d}Z"
+        assert utc_micros(text) == reference(text) == to_micros(whole.replace(second=second))
+    for text in (prefix + ending for ending in endings):
+        fast = utc_micros(text)
+        assert fast is None or fast == reference(text), text
+
+
 def test_trusted_fields_gives_microseconds_only_for_the_types_asked() -> None:
     event = ConversationOpened(
         event_id="e1", workspace_id="ws", contact_id="c1", aggregate_version=1,

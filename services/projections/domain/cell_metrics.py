@@ -29,9 +29,7 @@ import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date
-from typing import Any, Final
-
-import numpy as np
+from typing import TYPE_CHECKING, Any, Final
 
 from services.projections.domain.durations import STAT_KEYS, seconds
 from services.projections.domain.local_days import (
@@ -51,11 +49,14 @@ from services.projections.domain.metrics import (
     time_key,
 )
 
+if TYPE_CHECKING:  # imported when first needed: every command and service loads this module
+    import numpy as np
+
 QUARTER_US: Final = 900_000_000
 SPAN_US: Final = 6 * 3_600_000_000  # the dimensions' cells (adapters/cells.py)
 _EXACT_FLOAT: Final = 2**53
 _DIMENSION: Final = {"channel": 1, "opened_by": 2, "closed_by": 3, "assignee": 4, "team": 5}
-_BIG_ENDIAN: Final = np.dtype(">i8")
+_BIG_ENDIAN: Final = ">i8"
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,6 +160,8 @@ def _average(count: int, total_us: int, largest: float, values: np.ndarray[Any, 
     error = 8 * largest / 2**53 * 1000 * 1.01  # milliseconds
     if distance > 2 * denominator * error:
         return (2 * total_us + denominator) // (2 * denominator) / 1000
+    import numpy as np
+
     floats: list[float] = (values.astype(np.float64) / 1e6).tolist()
     shown = seconds(math.fsum(floats) / count)
     assert shown is not None
@@ -170,6 +173,8 @@ def duration_stats_of(parts: Sequence[bytes]) -> dict[str, Any]:
     microsecond values packed in ``parts``."""
     if not any(parts):
         return {key: 0 if key == "count" else None for key in STAT_KEYS}
+    import numpy as np
+
     values = np.frombuffer(b"".join(parts), dtype=_BIG_ENDIAN).astype(np.int64)
     count = int(values.size)
     if not count:
