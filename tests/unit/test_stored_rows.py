@@ -11,6 +11,7 @@ from datetime import datetime
 from typing import Any
 
 import orjson
+import pytest
 from fakes import FakeReadModelStore
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -19,8 +20,9 @@ from schemas.events import decode_event
 from schemas.moments import to_micros
 from schemas.stored_rows import row_event
 from services.conversation.application.ports import Position
+from services.projections.application import replay
 from services.projections.application.projector import ConversationProjection, trusted_payload
-from services.projections.application.replay import _project_partition
+from services.projections.domain.row_cells import CellSums
 from services.projections.domain.rows import ConversationRow
 from tests.unit.test_projection_stored import _stored
 
@@ -112,9 +114,11 @@ class _Partition:
 class _Copier:
     def __init__(self) -> None:
         self.rows: list[ConversationRow] = []
+        self.copies = 0
 
     def copy_rows(self, rows: Sequence[ConversationRow]) -> None:
         self.rows.extend(rows)
+        self.copies += 1
 
 
 def _every_other_odd(states: list[bytes]) -> list[bytes]:
@@ -130,15 +134,42 @@ def _every_other_odd(states: list[bytes]) -> list[bytes]:
     return out
 
 
-def test_a_workers_rows_equal_the_projection_of_decoded_events() -> None:
+@pytest.mark.parametrize("flush", [50, 20_000])
+def test_a_workers_rows_equal_the_projection_of_decoded_events(
+        flush: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Whichever way each event is decoded, and however many copies run beside the
+    projecting (``flush``: closed rows per copy), the rows and cells are the same."""
+    monkeypatch.setattr(replay, "FLUSH_ROWS", flush)
     for states in (STATES, _every_other_odd(STATES)):
         copier = _Copier()
         counter = multiprocessing.get_context("fork").Value("q", 0)
-        _project_partition(_Partition(states), copier, (len(states), 0, 1), counter)
+        mine, theirs = multiprocessing.Pipe(duplex=False)
+        replay._project_partition(_Partition(states), copier, (len(states), 0, 1), counter,
+                                  theirs)
         expected = FakeReadModelStore()
         ConversationProjection(expected).apply([decode_event(s) for s in states],
                                                Position("p", len(states)))
         assert counter.value == len(states)
         assert len(copier.rows) == len(expected.rows) > 100
+        assert copier.copies >= (2 if flush == 50 else 1)
         assert {row.conversation_id: row.public() for row in copier.rows} == {
             cid: row.public() for cid, row in expected.rows.items()}
+        sums = CellSums()
+        sums.add(expected.rows.values())
+        assert mine.recv() == sums.summed()
+
+
+def test_a_copy_that_fails_beside_the_projecting_fails_the_worker(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(replay, "FLUSH_ROWS", 50)
+
+    class Failing(_Copier):
+        def copy_rows(self, rows: Sequence[ConversationRow]) -> None:
+            raise RuntimeError("connection lost")
+
+    counter = multiprocessing.get_context("fork").Value("q", 0)
+    mine, theirs = multiprocessing.Pipe(duplex=False)
+    with pytest.raises(RuntimeError, match="connection lost"):
+        replay._project_partition(_Partition(STATES), Failing(), (len(STATES), 0, 1), counter,
+                                  theirs)
+    assert not mine.poll()  # no cells: the parent sees no worker finished

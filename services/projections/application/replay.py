@@ -29,7 +29,9 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import wait as wait_futures
 from multiprocessing.connection import Connection, wait
 from typing import Any
 
@@ -69,40 +71,70 @@ def _project_partition(events: PartitionedEvents, store: RowCopier,
     """Worker: project partition ``part`` of ``parts`` up to ``upto`` (``job``).
 
     Closed rows are written as they close, open ones at the end; then the cells
-    of every row written are sent through ``cells`` (when given).
+    of every row written are sent through ``cells`` (when given). Reading and
+    writing overlap the projecting: the next chunk is fetched, and the closed rows
+    copied, each on a thread of its own (psycopg waits for PostgreSQL without the
+    GIL), one at a time and in order.
     """
     upto, part, parts = job
     sums = CellSums() if cells is not None else None
     open_rows: dict[str, ConversationRow] = {}
     closed: list[ConversationRow] = []
-    for chunk in events.stream_partition(upto, part, parts):
-        for state in chunk:
-            fast = row_event(state)
-            if fast is not None:  # what encode_event writes: no dict, no model
-                cid = fast.conversation_id
-                row = None if cid is None else project_payload(open_rows.get(cid), fast)
-            else:
-                cid, row = _project_other(open_rows, state)
-            if row is None:
-                continue
-            if row.closed_us is None:
-                open_rows[cid] = row
-            else:
-                open_rows.pop(cid, None)
-                closed.append(row)
-        if len(closed) >= FLUSH_ROWS:
-            store.copy_rows(closed)
-            if sums is not None:
-                sums.add(closed)
-            closed = []
-        with counter.get_lock():
-            counter.value += len(chunk)
-    closed += open_rows.values()
-    store.copy_rows(closed)
-    if sums is not None and cells is not None:
-        sums.add(closed)
-        cells.send(sums.summed())
+    with ThreadPoolExecutor(1, thread_name_prefix="read") as reader, \
+            ThreadPoolExecutor(1, thread_name_prefix="copy") as writer:
+        writing: Future[None] | None = None
+        for chunk in _prefetched(events.stream_partition(upto, part, parts), reader):
+            for state in chunk:
+                fast = row_event(state)
+                if fast is not None:  # what encode_event writes: no dict, no model
+                    cid = fast.conversation_id
+                    row = None if cid is None else project_payload(open_rows.get(cid), fast)
+                else:
+                    cid, row = _project_other(open_rows, state)
+                if row is None:
+                    continue
+                if row.closed_us is None:
+                    open_rows[cid] = row
+                else:
+                    open_rows.pop(cid, None)
+                    closed.append(row)
+            if len(closed) >= FLUSH_ROWS:  # closed rows never change again: copied aside
+                if writing is not None:
+                    writing.result()
+                writing = writer.submit(store.copy_rows, closed)
+                if sums is not None:
+                    sums.add(closed)
+                closed = []
+            with counter.get_lock():
+                counter.value += len(chunk)
+        if writing is not None:
+            writing.result()
+        closed += open_rows.values()
+        writing = writer.submit(store.copy_rows, closed)
+        summed = None
+        if sums is not None:
+            sums.add(closed)
+            summed = sums.summed()
+        writing.result()  # every row is written before the cells say so
+    if summed is not None and cells is not None:
+        cells.send(summed)
         cells.close()
+
+
+def _prefetched(chunks: Iterator[list[bytes]], thread: ThreadPoolExecutor
+                ) -> Iterator[list[bytes]]:
+    """``chunks``, each next one read on ``thread`` while the caller works on this one."""
+    pending: Future[list[bytes] | None] = thread.submit(next, chunks, None)
+    try:
+        while (chunk := pending.result()) is not None:
+            pending = thread.submit(next, chunks, None)
+            yield chunk
+    finally:
+        if not pending.done():  # the caller stopped early: let the read end first
+            wait_futures([pending])
+        close = getattr(chunks, "close", None)
+        if close is not None:
+            close()
 
 
 def _project_other(open_rows: dict[str, ConversationRow], state: bytes
