@@ -66,3 +66,33 @@ def test_a_settings_change_by_another_writer_applies_from_the_next_batch() -> No
                                   t=7200)))
     assert uow.processor.inactivity_timeout("ws1") == 60
     assert result.expired == 1
+
+
+class AtOnceStore(LoadCountingStore):
+    """A store that answers ``seen`` and ``load_many`` together (as PostgreSQL does)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls: list[str] = []
+
+    def seen(self, keys: Collection[tuple[str, str]]) -> set[tuple[str, str]]:
+        self.calls.append("seen")
+        return super().seen(keys)
+
+    def seen_and_load(self, keys: Collection[tuple[str, str]],
+                      originator_ids: Collection[uuid.UUID]
+                      ) -> tuple[set[tuple[str, str]], dict[uuid.UUID, list[DomainEvent]]]:
+        self.calls.append("seen_and_load")
+        return FakeEventStore.seen(self, keys), FakeEventStore.load_many(self, originator_ids)
+
+
+def test_a_store_that_can_answers_keys_and_aggregates_in_one_call() -> None:
+    store = AtOnceStore()
+    BatchUnitOfWork(store).process(items(ev("message.received", event_id="e1", contact="c1")))  # type: ignore[arg-type]
+    uow = BatchUnitOfWork(store)  # a fresh process: nothing cached, nothing in flight
+    result = uow.process(items(ev("message.received", event_id="e1", contact="c1"),  # type: ignore[arg-type]
+                               ev("message.received", event_id="e2", contact="c1", t=3)))
+    assert store.calls == ["seen_and_load", "seen_and_load"] and store.many == []
+    assert (result.duplicate, result.accepted) == (1, 1)
+    # c1 was loaded with its stored events: its next event follows them
+    assert [e.aggregate_version for _, e in result.events] == [3]

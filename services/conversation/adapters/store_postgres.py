@@ -44,6 +44,7 @@ from services.conversation.application.ports import (
     Position,
     Positions,
     RawEventReader,
+    ReadsBatchAtOnce,
     RecordsManyPositions,
 )
 from services.runtime.pg import connection_params, pg_text, sql, transient_retry
@@ -116,6 +117,33 @@ class PostgresEventStore:
             return {asked[key] for key in found if key in asked}
         return found
 
+    @transient_retry
+    def seen_and_load(self, keys: Collection[tuple[str, str]],
+                      originator_ids: Collection[uuid.UUID]
+                      ) -> tuple[set[tuple[str, str]], dict[uuid.UUID, list[DomainEvent]]]:
+        """:meth:`seen` and :meth:`load_many` in one round trip (a psycopg pipeline).
+
+        Keys that JSON cannot carry (NUL, lone surrogates) take the two calls.
+        """
+        items = list(keys)
+        try:
+            pairs: bytes | None = orjson.dumps(items)
+        except TypeError:
+            pairs = None
+        if pairs is None or b"\\u0000" in pairs:
+            return self.seen(keys), self.load_many(originator_ids)
+        with self.datastore.get_connection() as conn:
+            with conn.pipeline():
+                found_keys = conn.cursor(row_factory=tuple_row)
+                found_keys.execute(self._seen_json, (pairs.decode(),), prepare=True)
+                events = conn.cursor(row_factory=tuple_row)
+                events.execute(self._load_many, (list(set(originator_ids)),), prepare=True)
+            seen = {(row[0], row[1]) for row in found_keys.fetchall()}
+            found: dict[uuid.UUID, list[DomainEvent]] = {}
+            for originator_id, state in events.fetchall():
+                found.setdefault(originator_id, []).append(decode_stored(bytes(state)))
+        return seen, found
+
     def commit(self, events: Sequence[DomainEvent], outcomes: Sequence[Outcome],
                dead_letters: Sequence[DeadLetter], position: Position | None,
                read: Mapping[uuid.UUID, int] | None = None) -> list[int]:
@@ -185,3 +213,4 @@ if TYPE_CHECKING:  # mypy checks the declared capabilities
     _MANY: type[RecordsManyPositions] = PostgresEventStore
     _RAW: type[RawEventReader] = PostgresEventStore
     _PARTS: type[PartitionedEventReader] = PostgresEventStore
+    _AT_ONCE: type[ReadsBatchAtOnce] = PostgresEventStore

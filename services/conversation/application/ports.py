@@ -195,6 +195,17 @@ class RecordsManyPositions(Protocol):
 
 
 @runtime_checkable
+class ReadsBatchAtOnce(Protocol):
+    """Answers a batch's ``seen`` and ``load_many`` in one round trip (PostgreSQL)."""
+
+    def seen_and_load(self, keys: Collection[tuple[str, str]],
+                      originator_ids: Collection[uuid.UUID]
+                      ) -> tuple[set[tuple[str, str]], dict[uuid.UUID, list[DomainEvent]]]:
+        """``seen(keys)`` and ``load_many(originator_ids)``, both non-empty."""
+        ...
+
+
+@runtime_checkable
 class EncodedCommits(Protocol):
     """Commits decisions encoded in one process in another one (SQLite bulk import)."""
 

@@ -11,14 +11,20 @@ from __future__ import annotations
 
 import uuid
 from collections import Counter, OrderedDict
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 
 from schemas.commands import CommandBase, ExpireInactive, MergeContacts
 from schemas.events import DomainEvent
 from services.conversation.application.batch_contacts import BatchContacts
 from services.conversation.application.decision import BatchResult, Decision
 from services.conversation.application.handlers import handle
-from services.conversation.application.ports import DeadLetter, EventStore, Outcome, StoredKeys
+from services.conversation.application.ports import (
+    DeadLetter,
+    EventStore,
+    Outcome,
+    ReadsBatchAtOnce,
+    StoredKeys,
+)
 from services.conversation.domain.contact import Contact, aggregate_id
 from services.conversation.domain.errors import LifecycleRejection
 from services.conversation.domain.workspace import Workspace, settings_id
@@ -106,8 +112,10 @@ class BatchProcessor:
         return self._timeouts
 
     def load(self, items: Sequence[CommandBase | Invalid], *, settings: bool = True,
-             contacts: bool = True) -> None:
-        """Read what deciding ``items`` needs from the store, in ONE ``load_many``.
+             contacts: bool = True, unknown: Collection[tuple[str, str]] = ()
+             ) -> set[tuple[str, str]]:
+        """Read what deciding ``items`` needs from the store, in ONE ``load_many``;
+        return which of the ``unknown`` dedupe keys are stored.
 
         ``settings``: the settings in force now of the batch's workspaces. A settings
         change is an event in the store, so every batch decided after it was
@@ -115,6 +123,8 @@ class BatchProcessor:
         it costs no round trip of its own (docs/runtime.md, "Per-cycle work").
         ``contacts``: every uncached contact the batch names (with
         :meth:`assume_stored`, only those the store may hold are asked).
+        ``unknown``: asked with the same round trip where the store can
+        (:class:`~.ports.ReadsBatchAtOnce`), else with ``seen``.
         """
         workspaces: dict[uuid.UUID, str] = {}
         if settings:
@@ -124,7 +134,7 @@ class BatchProcessor:
         stored = self._stored
         asked = list(wanted) if stored is None else [o for o in wanted if o in stored.aggregates]
         asked.extend(workspaces)
-        found = self.store.load_many(asked) if asked else {}
+        seen, found = self._read(unknown, asked)
         if workspaces:
             self._timeouts = {
                 ws: Workspace.replay(ws, found.get(oid, [])).inactivity_timeout_seconds
@@ -134,6 +144,15 @@ class BatchProcessor:
                 self._cache[(workspace_id, contact_id)] = Contact.replay(
                     workspace_id, contact_id, found.get(oid, []))
             self._trim()
+        return seen
+
+    def _read(self, keys: Collection[tuple[str, str]], ids: list[uuid.UUID]
+              ) -> tuple[set[tuple[str, str]], dict[uuid.UUID, list[DomainEvent]]]:
+        store = self.store
+        if keys and ids and isinstance(store, ReadsBatchAtOnce):
+            return store.seen_and_load(keys, ids)
+        return (store.seen(keys) if keys else set(),
+                store.load_many(ids) if ids else {})
 
     def _uncached(self, items: Sequence[CommandBase | Invalid]
                   ) -> dict[uuid.UUID, tuple[str, str]]:
@@ -184,9 +203,8 @@ class BatchProcessor:
         if self._stored is not None:
             outcomes = self._stored.outcomes
             unknown = {key for key in unknown if hash(key) in outcomes}
-        if unknown:
-            done |= self.store.seen(unknown)
-        self.load(items)  # the workspaces' settings and the uncached contacts
+        # the stored keys, the workspaces' settings and the uncached contacts
+        done |= self.load(items, unknown=unknown)
         contacts = BatchContacts(self)
         self._deciding = contacts.touched
         decided: list[tuple[str, str]] = []  # the outcomes' keys, in their order
