@@ -9,6 +9,7 @@ settings gets them when it is next opened, and keeps its data.
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 import pytest
@@ -84,3 +85,34 @@ def test_an_older_schema_gets_them_when_opened_and_keeps_its_data(
         assert third.events.recorder.set_table_settings() == []  # type: ignore[attr-defined]
     finally:
         third.close()
+
+
+def test_a_role_that_does_not_own_the_tables_opens_them_as_they_are(postgres_url: str) -> None:
+    """The settings only tune autovacuum: a role that may use the tables but does not
+    own them (so may not ALTER them) opens an older schema all the same."""
+    first = open_postgres_stores(postgres_url)
+    first.events.commit([opened("c1", 1, "k1")], [outcome("e1")], [], None)
+    first.close()
+    reset(postgres_url)
+    target = parse_url(postgres_url)
+    role = f"{target.schema}_user"
+    with psycopg.connect(**target.params, autocommit=True) as conn:
+        conn.execute(f'CREATE ROLE "{role}" LOGIN NOSUPERUSER')
+        conn.execute(f'GRANT USAGE, CREATE ON SCHEMA "{target.schema}" TO "{role}"')
+        conn.execute(f'GRANT ALL ON ALL TABLES IN SCHEMA "{target.schema}" TO "{role}"')
+        conn.execute(f'GRANT ALL ON ALL SEQUENCES IN SCHEMA "{target.schema}" TO "{role}"')
+    try:
+        parts = urlsplit(postgres_url)
+        url = urlunsplit(parts._replace(netloc=f"{role}@{parts.netloc.rpartition('@')[2]}"))
+        stores = open_postgres_stores(url)
+        try:
+            assert stores.events.recorder.set_table_settings() == []  # type: ignore[attr-defined]
+            assert [e.aggregate_version
+                    for e in stores.events.load(aggregate_id("ws1", "c1"))] == [1]
+        finally:
+            stores.close()
+        assert ours(postgres_url) == {table: [] for table in TABLES}
+    finally:
+        with psycopg.connect(**target.params, autocommit=True) as conn:
+            conn.execute(f'DROP OWNED BY "{role}"')
+            conn.execute(f'DROP ROLE "{role}"')
