@@ -188,17 +188,17 @@ class StoreContract:
 
     def test_seen_and_load_answers_as_seen_and_load_many(self, stores: Stores) -> None:
         events = stores.events
-        if not isinstance(events, ReadsBatchAtOnce):
-            pytest.skip("this store reads a batch's keys and aggregates with two calls")
         a = [opened("c1", 1, "k1"), received("c1", 2, "k1")]
         odd = ["q\"uote", "\\u0000", "nul\x00id", "é✓😀", "e1"]
         events.commit(a, [outcome(e) for e in odd], [], None)
         ids = [aggregate_id("ws1", c) for c in ("c1", "nobody")]
-        for asked in ({("ws1", e) for e in odd} | {("ws2", "e1")}, {("ws1", "nul\x00id")},
+        stored = {("ws1", e) for e in odd}
+        for asked in (stored | {("ws2", "e1")}, {("ws1", "nul\x00id")},
                       {("ws1", "e1"), ("ws1", "e9")}):
-            assert events.seen_and_load(asked, ids) == (events.seen(asked),
-                                                        events.load_many(ids))
-        assert events.seen_and_load({("ws1", "e1")}, ids) == ({("ws1", "e1")}, {ids[0]: a})
+            # one round trip where the store can (ReadsBatchAtOnce), two calls elsewhere
+            answer = (events.seen_and_load(asked, ids) if isinstance(events, ReadsBatchAtOnce)
+                      else (events.seen(asked), events.load_many(ids)))
+            assert answer == (asked & stored, {ids[0]: a})
 
     def test_dead_letters_are_kept(self, stores: Stores) -> None:
         stores.events.commit([], [], [DeadLetter("{bad\x00", "malformed JSON", "import"),
