@@ -4,6 +4,8 @@
   import counts: module level, inside functions, under ``TYPE_CHECKING``).
 * Only ``services/settings.py`` reads the environment; everything else gets a
   :class:`~services.settings.Settings`.
+* Modules stay small (STYLE.md: under about 300 lines): none over
+  :data:`MAX_MODULE_LINES`, so growth is split along a seam before it piles up.
 
 Each checker is first shown to fail on a small made-up case, so a green run
 means "nothing found", not "nothing looked at". The layer contracts themselves
@@ -20,6 +22,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGES = ("services", "schemas")
 SETTINGS_MODULE = "services.settings"
+#: "under about 300 lines" (STYLE.md), with a little slack for a docstring or a guard
+MAX_MODULE_LINES = 320
 
 
 def module_files(root: Path, packages: Iterable[str] = PACKAGES) -> dict[str, Path]:
@@ -154,3 +158,22 @@ def test_only_settings_reads_the_environment() -> None:
                for name, path in module_files(ROOT).items()}
     assert {name: lines for name, lines in readers.items()
             if lines and name != SETTINGS_MODULE} == {}
+
+
+def oversized(files: Mapping[str, Path], limit: int = MAX_MODULE_LINES) -> dict[str, int]:
+    """Module -> its line count, for every module of ``files`` longer than ``limit``."""
+    counts = {name: len(path.read_text().splitlines()) for name, path in files.items()}
+    return {name: count for name, count in counts.items() if count > limit}
+
+
+def test_the_size_check_finds_a_long_module_and_only_it(tmp_path: Path) -> None:
+    long, short = tmp_path / "long.py", tmp_path / "short.py"
+    long.write_text("x = 1\n" * 11)
+    short.write_text("x = 1\n" * 10)
+    assert oversized({"long": long, "short": short}, limit=10) == {"long": 11}
+
+
+def test_modules_stay_under_about_300_lines() -> None:
+    files = module_files(ROOT)
+    assert len(files) > 100  # the walk found the packages
+    assert oversized(files) == {}
