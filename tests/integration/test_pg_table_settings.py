@@ -8,6 +8,7 @@ settings gets them when it is next opened, and keeps its data.
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -116,3 +117,35 @@ def test_a_role_that_does_not_own_the_tables_opens_them_as_they_are(postgres_url
         with psycopg.connect(**target.params, autocommit=True) as conn:
             conn.execute(f'DROP OWNED BY "{role}"')
             conn.execute(f'DROP ROLE "{role}"')
+
+
+def test_a_table_locked_by_a_long_vacuum_is_left_for_the_next_start(postgres_url: str) -> None:
+    """``ALTER TABLE … SET`` needs the lock a VACUUM holds (an anti-wraparound one is
+    not cancelled for it): opening the store skips that table after the lock timeout
+    instead of waiting for the VACUUM, and the next open gives it its settings."""
+    first = open_postgres_stores(postgres_url)
+    first.events.commit([opened("c1", 1, "k1")], [outcome("e1")], [], None)
+    first.close()
+    reset(postgres_url)
+    target = parse_url(postgres_url)
+    done: list[Any] = []
+    with psycopg.connect(**target.params) as vacuum:  # holds the lock until it closes
+        vacuum.execute(f'LOCK TABLE "{target.schema}".processed_events '
+                       "IN SHARE UPDATE EXCLUSIVE MODE")
+
+        def open_and_use() -> None:
+            stores = open_postgres_stores(postgres_url)
+            try:
+                done.append(stores.events.seen({("ws1", "e1")}))
+            finally:
+                stores.close()
+
+        opener = threading.Thread(target=open_and_use, daemon=True)
+        opener.start()
+        opener.join(60)  # a liveness bound, not a speed check: without the timeout it waits
+        assert not opener.is_alive(), "opening the store waited for the VACUUM's lock"
+        assert done == [{("ws1", "e1")}]
+        assert ours(postgres_url) == {EVENTS_TABLE: sorted(RELOPTIONS), "processed_events": []}
+    again = open_postgres_stores(postgres_url)  # the lock is gone: now it gets them
+    again.close()
+    assert ours(postgres_url) == {table: sorted(RELOPTIONS) for table in TABLES}

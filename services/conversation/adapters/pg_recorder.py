@@ -11,6 +11,7 @@ transaction: a small batch as one call of the commit function
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -47,10 +48,13 @@ from services.conversation.adapters.pg_sql import (
     SQL_MOVED,
     SQL_UNEXPECTED,
     TABLE_SETTINGS,
+    TABLE_SETTINGS_LOCK_TIMEOUT,
 )
 from services.conversation.application.ports import DeadLetter, Outcome
 from services.conversation.domain.contact import aggregate_id
 from services.runtime.pg import lock_key, pg_text, sql
+
+log = logging.getLogger(__name__)
 
 EVENTS_TABLE = "stored_events"
 TRACKING_TABLE = "notification_tracking"
@@ -201,8 +205,12 @@ class PostgresContactRecorder(CopyingRecorder):
     def set_table_settings(self) -> list[str]:
         """Give the insert-only tables their settings (``pg_sql.TABLE_SETTINGS``) where
         they lack them (tables of an older version); the tables changed. A role that
-        does not own a table leaves it as it is (the settings only tune autovacuum)."""
+        does not own a table leaves it as it is (the settings only tune autovacuum), and
+        so does one that cannot lock a table within ``TABLE_SETTINGS_LOCK_TIMEOUT`` (a
+        long VACUUM, an anti-wraparound one included, holds the lock ``ALTER TABLE``
+        needs; start-up must not wait for it): the next start tries again."""
         with self.datastore.transaction(commit=True) as curs:
+            curs.execute(f"SET LOCAL lock_timeout = '{TABLE_SETTINGS_LOCK_TIMEOUT}'")
             curs.execute(
                 "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
                 "WHERE n.nspname = %s AND c.relname = ANY(%s) "
@@ -216,6 +224,10 @@ class PostgresContactRecorder(CopyingRecorder):
                         curs.execute(self.table_settings_statements[table])
                     changed.append(table)
                 except errors.InsufficientPrivilege:  # not the owner: as it was
+                    continue
+                except errors.LockNotAvailable:  # busy (a VACUUM): next start
+                    log.warning("event store: %s is locked; its autovacuum settings are "
+                                "left for the next start", table)
                     continue
         return changed
 

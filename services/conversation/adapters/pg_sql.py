@@ -28,6 +28,9 @@ TABLE_SETTINGS = tuple(
     f"ALTER TABLE {{schema}}.{table} SET ("
     + ", ".join(f"{name} = {value}" for name, value in INSERT_ONLY_AUTOVACUUM) + ")"
     for table in INSERT_ONLY_TABLES)
+#: how long opening a schema waits for the lock TABLE_SETTINGS needs before it leaves
+#: the table for the next start (a VACUUM holds that lock, an anti-wraparound one for long)
+TABLE_SETTINGS_LOCK_TIMEOUT = "2s"
 #: the ``pg_class.reloptions`` entries TABLE_SETTINGS leaves on each of those tables
 RELOPTIONS = tuple(f"{name}={value}" for name, value in INSERT_ONLY_AUTOVACUUM)
 SQL_INSERT_OUTCOMES = (
