@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ParamSpec, TypeVar
 
+import orjson
 from eventsourcing.persistence import InterfaceError, OperationalError
 from eventsourcing.postgres import PostgresDatastore
 from eventsourcing.utils import retry
@@ -53,6 +54,23 @@ def transient_retry(func: Callable[P, R]) -> Callable[P, R]:
 def pg_text(value: str | None) -> str | None:
     """PostgreSQL ``text`` cannot hold NUL: replace it rather than lose the whole batch."""
     return value.replace("\x00", "\ufffd") if value and "\x00" in value else value
+
+
+#: how JSON writes a NUL (PostgreSQL's text and jsonb refuse it); a text holding these
+#: six characters themselves also matches, and goes the caller's other way
+NUL_ESCAPE = b"\\u0000"
+
+
+def pg_json(value: Any) -> str | None:
+    """``value`` as one JSON text for a ``jsonb`` parameter (orjson writes it in one C
+    call, where psycopg's array dumpers walk every value in Python); None when JSON
+    cannot carry it as it is (a lone surrogate, an integer over 64 bits) or PostgreSQL
+    cannot take it (a NUL in a text): the caller then sends arrays, as it always did."""
+    try:
+        data = orjson.dumps(value)
+    except TypeError:
+        return None
+    return None if NUL_ESCAPE in data else data.decode()
 
 
 def connection_params(datastore: PostgresDatastore) -> dict[str, Any]:

@@ -12,10 +12,9 @@ pipeline of checks then binary ``COPY`` (:mod:`.pg_copy`).
 from __future__ import annotations
 
 import uuid
-from collections.abc import Collection, Iterator, Mapping, Sequence
-from typing import TYPE_CHECKING
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
-import orjson
 import psycopg
 from eventsourcing.persistence import IntegrityError, Tracking
 from eventsourcing.postgres import PostgresDatastore
@@ -47,7 +46,7 @@ from services.conversation.application.ports import (
     ReadsBatchAtOnce,
     RecordsManyPositions,
 )
-from services.runtime.pg import connection_params, pg_text, sql, transient_retry
+from services.runtime.pg import connection_params, pg_json, pg_text, sql, transient_retry
 
 __all__ = ["EVENTS_TABLE", "TRACKING_TABLE", "PostgresContactRecorder", "PostgresEventStore"]
 
@@ -85,32 +84,26 @@ class PostgresEventStore:
     def load_many(self, originator_ids: Collection[uuid.UUID]
                   ) -> dict[uuid.UUID, list[DomainEvent]]:
         """Events of several aggregates in one query (absent ones map to nothing)."""
-        found: dict[uuid.UUID, list[DomainEvent]] = {}
         if not originator_ids:
-            return found
+            return {}
         with (self.datastore.get_connection() as conn,
               conn.cursor(row_factory=tuple_row) as curs):
             curs.execute(self._load_many, (list(set(originator_ids)),), prepare=True)
-            for originator_id, state in curs:
-                found.setdefault(originator_id, []).append(decode_stored(bytes(state)))
-        return found
+            return _by_originator(curs)
 
     @transient_retry
     def seen(self, keys: Collection[tuple[str, str]]) -> set[tuple[str, str]]:
         if not keys:
             return set()
         items = list(keys)
-        try:  # the keys as one JSON text: one C call, where psycopg dumps each (~1 µs a key)
-            pairs: bytes | None = orjson.dumps(items)
-        except TypeError:  # a lone surrogate: the arrays, as before
-            pairs = None
+        pairs = pg_json(items)  # the keys as one JSON text, where psycopg dumps each (~1 µs)
         with (self.datastore.get_connection() as conn,
               conn.cursor(row_factory=tuple_row) as curs):
-            if pairs is None or b"\\u0000" in pairs:  # JSON text cannot carry NUL either
+            if pairs is None:  # a lone surrogate or a NUL: the arrays, as before
                 curs.execute(self._seen, ([k[0] for k in items],
                                           [pg_text(k[1]) for k in items]), prepare=True)
             else:
-                curs.execute(self._seen_json, (pairs.decode(),), prepare=True)
+                curs.execute(self._seen_json, (pairs,), prepare=True)
             found = {(row[0], row[1]) for row in curs}
         if any("\x00" in k[1] for k in items):  # map sanitised ids back to what was asked
             asked = {(k[0], pg_text(k[1])): k for k in items}
@@ -125,24 +118,17 @@ class PostgresEventStore:
 
         Keys that JSON cannot carry (NUL, lone surrogates) take the two calls.
         """
-        items = list(keys)
-        try:
-            pairs: bytes | None = orjson.dumps(items)
-        except TypeError:
-            pairs = None
-        if pairs is None or b"\\u0000" in pairs:
+        pairs = pg_json(list(keys))
+        if pairs is None:
             return self.seen(keys), self.load_many(originator_ids)
         with self.datastore.get_connection() as conn:
             with conn.pipeline():
                 found_keys = conn.cursor(row_factory=tuple_row)
-                found_keys.execute(self._seen_json, (pairs.decode(),), prepare=True)
+                found_keys.execute(self._seen_json, (pairs,), prepare=True)
                 events = conn.cursor(row_factory=tuple_row)
                 events.execute(self._load_many, (list(set(originator_ids)),), prepare=True)
             seen = {(row[0], row[1]) for row in found_keys.fetchall()}
-            found: dict[uuid.UUID, list[DomainEvent]] = {}
-            for originator_id, state in events.fetchall():
-                found.setdefault(originator_id, []).append(decode_stored(bytes(state)))
-        return seen, found
+            return seen, _by_originator(events.fetchall())
 
     def commit(self, events: Sequence[DomainEvent], outcomes: Sequence[Outcome],
                dead_letters: Sequence[DeadLetter], position: Position | None,
@@ -207,6 +193,14 @@ class PostgresEventStore:
 
     def max_notification_id(self) -> int:
         return int(self.recorder.max_notification_id() or 0)
+
+
+def _by_originator(rows: Iterable[tuple[Any, ...]]) -> dict[uuid.UUID, list[DomainEvent]]:
+    """``(originator_id, state)`` rows, in version order, as each aggregate's events."""
+    found: dict[uuid.UUID, list[DomainEvent]] = {}
+    for originator_id, state in rows:
+        found.setdefault(originator_id, []).append(decode_stored(bytes(state)))
+    return found
 
 
 if TYPE_CHECKING:  # mypy checks the declared capabilities

@@ -14,12 +14,10 @@ from collections.abc import Sequence
 from operator import attrgetter, itemgetter
 from typing import Any
 
-import orjson
-
 from services.projections.adapters.cells import TABLE_DDL
 from services.projections.adapters.store_sqlite import ADDED_COLUMNS, COLUMNS, FACT_COLUMNS
 from services.projections.domain.rows import ConversationRow
-from services.runtime.pg import pg_text
+from services.runtime.pg import pg_json, pg_text
 
 _TYPES = {"opened_us": "bigint", "closed_us": "bigint", "messages_received": "integer",
           "messages_sent": "integer", "first_message_us": "bigint",
@@ -79,9 +77,6 @@ UNIT_VALUES = itemgetter(*(COLUMNS.index(name) for name in (
 SQL_COPY = f"COPY {{schema}}.conversations ({', '.join(COLUMNS)}) FROM STDIN (FORMAT BINARY)"
 COPY_TYPES = [_TYPES.get(name, "text") for name in COLUMNS]
 ROW_VALUES = attrgetter(*COLUMNS)
-#: how JSON writes a NUL (PostgreSQL's jsonb refuses it as text); a text holding
-#: these six characters themselves also matches, and goes the ``unnest`` way
-NUL_ESCAPE = b"\\u0000"
 SQL_SELECT = f"SELECT {', '.join(COLUMNS)} FROM {{schema}}.conversations"
 SQL_FACTS = f"SELECT {FACT_COLUMNS} FROM {{schema}}.conversations WHERE workspace_id = %s"
 SQL_EXPIRED = ("SELECT DISTINCT contact_id FROM {schema}.conversations WHERE workspace_id = %s "
@@ -108,8 +103,4 @@ def rows_json(values: Sequence[tuple[Any, ...]]) -> str | None:
     """Row values as the JSON :data:`SQL_UPSERT_JSON` takes; None when JSON cannot carry
     them as they are (a NUL in a text, a lone surrogate, an integer over 64 bits): the
     ``unnest`` upsert then stores them, as it always did."""
-    try:
-        data = orjson.dumps(values)
-    except TypeError:
-        return None
-    return None if NUL_ESCAPE in data else data.decode()
+    return pg_json(values)

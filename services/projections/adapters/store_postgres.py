@@ -25,7 +25,6 @@ from services.projections.adapters.pages_postgres import PostgresPages
 from services.projections.adapters.rows_postgres import (
     COPY_TYPES,
     FILLFACTOR,
-    NUL_ESCAPE,
     ROW_VALUES,
     SCHEMA,
     SQL_COPY,
@@ -50,6 +49,7 @@ from services.projections.domain.row_cells import CellRow
 from services.projections.domain.rows import ConversationRow
 from services.projections.domain.service_levels import Schedule
 from services.runtime.pg import (
+    NUL_ESCAPE,
     connection_params,
     pg_text,
     sql,
