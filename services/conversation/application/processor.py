@@ -111,26 +111,23 @@ class BatchProcessor:
         """Workspace -> inactivity timeout in force, as read for the batch being decided."""
         return self._timeouts
 
-    def load(self, items: Sequence[CommandBase | Invalid], *, settings: bool = True,
-             contacts: bool = True, unknown: Collection[tuple[str, str]] = ()
-             ) -> set[tuple[str, str]]:
+    def load(self, items: Sequence[CommandBase | Invalid], *,
+             unknown: Collection[tuple[str, str]] = ()) -> set[tuple[str, str]]:
         """Read what deciding ``items`` needs from the store, in ONE ``load_many``;
         return which of the ``unknown`` dedupe keys are stored.
 
-        ``settings``: the settings in force now of the batch's workspaces. A settings
+        It reads the settings in force now of the batch's workspaces: a settings
         change is an event in the store, so every batch decided after it was
         committed sees it, in every process (CONTRACT §6.1); read with the contacts,
-        it costs no round trip of its own (docs/runtime.md, "Per-cycle work").
-        ``contacts``: every uncached contact the batch names (with
-        :meth:`assume_stored`, only those the store may hold are asked).
+        it costs no round trip of its own (docs/runtime.md, "Per-cycle work"). And
+        every uncached contact the batch names (with :meth:`assume_stored`, only
+        those the store may hold are asked).
         ``unknown``: asked with the same round trip where the store can
         (:class:`~.ports.ReadsBatchAtOnce`), else with ``seen``.
         """
-        workspaces: dict[uuid.UUID, str] = {}
-        if settings:
-            names = {item.workspace_id for item in items if not isinstance(item, Invalid)}
-            workspaces = {settings_id(ws): ws for ws in names}
-        wanted = self._uncached(items) if contacts else {}
+        names = {item.workspace_id for item in items if not isinstance(item, Invalid)}
+        workspaces = {settings_id(ws): ws for ws in names}
+        wanted = self._uncached(items)
         stored = self._stored
         asked = list(wanted) if stored is None else [o for o in wanted if o in stored.aggregates]
         asked.extend(workspaces)
