@@ -65,8 +65,12 @@ else
   CP="$KAFKA_LIBS/*"
 
   if [[ ! -f $KAFKA_STATE/data/meta.properties ]]; then
-    [[ -s $KAFKA_STATE/cluster.id ]] \
-      || head -c 16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=\n' >"$KAFKA_STATE/cluster.id"
+    # an id starting with "-" would be read by StorageTool as an option (1 draw in 64;
+    # Kafka's own Uuid.randomUuid() draws again for the same reason): so do we, and a
+    # saved one from such a failed start is replaced
+    while [[ ! -s $KAFKA_STATE/cluster.id || $(<"$KAFKA_STATE/cluster.id") == -* ]]; do
+      head -c 16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=\n' >"$KAFKA_STATE/cluster.id"
+    done
     log "formatting kafka storage (cluster id $(<"$KAFKA_STATE/cluster.id"))"
     "$JAVA" -Xmx256m "-Dlog4j2.configurationFile=$KAFKA_DIR/log4j2.xml" "-Dkafka.logs.dir=$KAFKA_STATE" \
         -cp "$CP" kafka.tools.StorageTool format --ignore-formatted \
