@@ -9,6 +9,9 @@ projections as separate processes) against a PostgreSQL cluster that loads
 so it must be a cluster of your own: the statistics are reset before the run. Prints
 
 - per statement: calls and execution time per gateway event (µs), rows per call;
+- WAL: records, full-page images and bytes per gateway event (``pg_stat_wal``) and, from
+  ``pg_waldump`` of the run's WAL (the data directory must be readable: run as root or
+  the cluster's owner), records and bytes per event by relation and record type;
 - per client: the CPU of each PostgreSQL backend (``/proc``) attributed to the service
   process holding the other end of its TCP connection (``ss -tnp``), the bench harness
   (its completion polling) and PostgreSQL's background processes (WAL writer,
@@ -49,6 +52,46 @@ _TABLES = (
     "SELECT relname, n_tup_ins, n_tup_upd, n_tup_hot_upd, "
     "round(pg_total_relation_size(relid) / 1048576.0, 1)::float FROM pg_stat_user_tables "
     "WHERE schemaname = %s ORDER BY relname")
+
+
+_WAL = "SELECT wal_records, wal_fpi, wal_bytes::bigint FROM pg_stat_wal"
+_WALDUMP_LINE = re.compile(
+    r"rmgr: (\S+)\s+len \(rec/tot\):\s*\d+/\s*(\d+),.*?desc: (\S+)(.*)$")
+_REL = re.compile(r"rel \d+/(\d+)/(\d+)")
+
+
+def _lsn(conn: psycopg.Connection[Any]) -> str:
+    row = conn.execute("SELECT pg_current_wal_insert_lsn()::text").fetchone()
+    return str(row[0]) if row else "0/0"
+
+
+def wal_by_relation(conn: psycopg.Connection[Any], start: str, end: str, events: int
+                    ) -> list[dict[str, Any]]:
+    """Records and bytes of WAL between two LSNs, per relation and record type, per event
+    (``pg_waldump``; the relation of a record is its first block's)."""
+    data = conn.execute("SHOW data_directory").fetchone()
+    bindir = conn.execute("SELECT setting FROM pg_config WHERE name = 'BINDIR'").fetchone()
+    if not (data and bindir):
+        return []
+    names = {str(node): f"{ns}.{rel}" for node, ns, rel in conn.execute(
+        "SELECT c.relfilenode, n.nspname, c.relname FROM pg_class c "
+        "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.relfilenode <> 0")}
+    out = subprocess.run([f"{bindir[0]}/pg_waldump", "-p", f"{data[0]}/pg_wal", "-s", start,
+                          "-e", end], capture_output=True, text=True, check=False).stdout
+    found: dict[tuple[str, str], list[int]] = defaultdict(lambda: [0, 0])
+    for line in out.splitlines():
+        match = _WALDUMP_LINE.search(line)
+        if not match:
+            continue
+        rmgr, size, kind, rest = match.groups()
+        rel = _REL.search(rest)
+        where = names.get(rel.group(2), f"relfilenode {rel.group(2)}") if rel else "-"
+        entry = found[(where.split(".", 1)[-1], f"{rmgr} {kind}")]
+        entry[0] += 1
+        entry[1] += int(size)
+    return [{"relation": rel, "record": kind, "records_per_event": round(n / events, 3),
+             "bytes_per_event": round(b / events, 1)}
+            for (rel, kind), (n, b) in sorted(found.items(), key=lambda i: -i[1][1])]
 
 
 def _ticks(pid: int) -> int:
@@ -118,6 +161,8 @@ async def run(events: int, contacts: int, checkout: str = "") -> dict[str, Any]:
         with psycopg.connect(database_url, autocommit=True) as conn:
             conn.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
             conn.execute("SELECT pg_stat_statements_reset()")
+            conn.execute("SELECT pg_stat_reset_shared('wal')")
+            wal_start = _lsn(conn)
         before = postgres_processes()
         load = os.getloadavg()[0]
         result = await e2e.run_e2e(world, records, expected, interval=0.2)
@@ -125,6 +170,9 @@ async def run(events: int, contacts: int, checkout: str = "") -> dict[str, Any]:
         with psycopg.connect(database_url, autocommit=True) as conn:
             statements = conn.execute(_STATEMENTS).fetchall()
             tables = conn.execute(_TABLES, (world.schema,)).fetchall()
+            wal_end = _lsn(conn)
+            wal = conn.execute(_WAL).fetchone()
+            by_relation = wal_by_relation(conn, wal_start, wal_end, expected.lines)
         world.stop()
     finally:
         await world.destroy()
@@ -137,6 +185,9 @@ async def run(events: int, contacts: int, checkout: str = "") -> dict[str, Any]:
             result["events_per_s"], "cpu_us_per_event": result["cpu_us_per_event"],
             "postgres_us_per_event_by_client": {k: round(v / n, 2) for k, v in
                                                 sorted(clients.items(), key=lambda i: -i[1])},
+            "wal_per_event": dict(zip(("records", "full_page_images", "bytes"),
+                                      (round(v / n, 3) for v in wal), strict=True)) if wal else {},
+            "wal_by_relation": by_relation,
             "tables": {str(t): {"inserted": i, "updated": u, "hot_updated": h, "mib": m}
                        for t, i, u, h, m in tables},
             "statements": rows}
@@ -154,6 +205,11 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{result['events_per_s']} events/s; CPU µs/event {result['cpu_us_per_event']}")
     print("PostgreSQL CPU µs per event by client:", result["postgres_us_per_event_by_client"])
     print("rows written per table:", result["tables"])
+    print("WAL per event:", result["wal_per_event"])
+    print("| WAL records/event | bytes/event | relation | record |\n| --- | --- | --- | --- |")
+    for r in result["wal_by_relation"][:args.top]:
+        print(f"| {r['records_per_event']} | {r['bytes_per_event']} | {r['relation']} "
+              f"| {r['record']} |")
     total = sum(r["us_per_event"] for r in result["statements"])
     print(f"execution time of every statement: {total:.2f} µs per event")
     print("| µs/event | calls/1k events | rows/call | statement |\n| --- | --- | --- | --- |")
