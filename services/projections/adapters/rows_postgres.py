@@ -71,6 +71,26 @@ SQL_UPSERT_JSON = (
     + ", ".join(f"(r->>{i})::{_TYPES.get(c, 'text')}" for i, c in enumerate(COLUMNS))
     + " FROM jsonb_array_elements(%s::jsonb) AS r" + _CONFLICT
 )
+_CASTS = [f"(r->>{i})::{_TYPES.get(c, 'text')}" for i, c in enumerate(COLUMNS)]
+#: rows known to be new (not stored), as SQL_UPSERT_JSON takes them: a plain insert,
+#: where the upsert's is a speculative one (it checks the key first, then writes the
+#: row and confirms it: a second WAL record per row) and locks each row it updates
+SQL_INSERT_JSON = (
+    f"INSERT INTO {{schema}}.conversations ({', '.join(COLUMNS)}) SELECT "
+    + ", ".join(_CASTS) + " FROM jsonb_array_elements(%s::jsonb) AS r"
+)
+#: rows known to be stored, as SQL_UPSERT_JSON takes them: what its conflict branch does
+SQL_UPDATE_JSON = (
+    "UPDATE {schema}.conversations AS c SET "
+    + ", ".join(f"{c} = {cast}" for c, cast in zip(COLUMNS[6:], _CASTS[6:], strict=True))
+    + ", bkey = NULL FROM jsonb_array_elements(%s::jsonb) AS r "
+    'WHERE c.conversation_id = (r->>0) COLLATE "C"'
+)
+#: which of a page's rows are stored, and the moments their metric units come from
+SQL_STORED_MOMENTS = (
+    "SELECT conversation_id, workspace_id, opened_us, first_message_us, first_response_us, "
+    "closed_us FROM {schema}.conversations WHERE conversation_id = ANY(%s)"
+)
 #: what units_of takes, out of a row's values in COLUMNS order
 UNIT_VALUES = itemgetter(*(COLUMNS.index(name) for name in (
     "workspace_id", "opened_us", "first_message_us", "first_response_us", "closed_us")))

@@ -13,6 +13,7 @@ from typing import Any
 
 from eventsourcing.persistence import IntegrityError
 from eventsourcing.postgres import PostgresDatastore, PostgresTrackingRecorder
+from psycopg.errors import UniqueViolation
 from psycopg.rows import tuple_row
 from psycopg.sql import Composed
 
@@ -32,6 +33,9 @@ class SnapshotWriter:
     cells: PostgresCells
     _upsert: Composed
     _upsert_json: Composed
+    _insert_json: Composed
+    _update_json: Composed
+    _stored_moments: Composed
     _locked_position: Composed
 
     def save_snapshot(self, values: list[tuple[Any, ...]], position: Position) -> None:
@@ -39,11 +43,26 @@ class SnapshotWriter:
 
         Two round trips (psycopg pipelines), not one per statement: first the
         checks and reads (``BEGIN``, the compare-and-set read of the position,
-        the position's forward-only upsert, the stored rows' metric units), then,
-        if they pass, the writes and ``COMMIT`` (docs/runtime.md, "Per-cycle work").
-        A position that does not move forward, or is not at ``position.after``,
-        raises ``IntegrityError`` before anything else is written.
+        the position's forward-only upsert, which of the rows are stored and their
+        metric units), then, if they pass, the writes and ``COMMIT``
+        (docs/runtime.md, "Per-cycle work"). The new rows are inserted and the
+        stored ones updated (no upsert: docs/runtime.md, "WAL records per event");
+        the position's upsert has locked its row by then, so no other writer of
+        the projection inserts meanwhile. Should a row have appeared all the same
+        (a writer under another position name), the key's violation rolls the page
+        back and it is written again with the upsert. A position that does not
+        move forward, or is not at ``position.after``, raises ``IntegrityError``
+        before anything else is written.
         """
+        try:
+            self._save(values, position, upsert=False)
+        except IntegrityError as exc:  # the datastore's, from psycopg's
+            if not isinstance(exc.__cause__, UniqueViolation):
+                raise
+            self._save(values, position, upsert=True)
+
+    def _save(self, values: list[tuple[Any, ...]], position: Position, *,
+              upsert: bool) -> None:
         tracking = self.tracking
         with self.datastore.get_connection() as conn:
             if not tracking.has_checked_for_multi_row_tracking_table:
@@ -61,13 +80,15 @@ class SnapshotWriter:
                         "notification_id": position.offset}, prepare=True)
                     moments = conn.cursor(row_factory=tuple_row)
                     if values:
-                        moments.execute(self.cells.old_moments, ([v[0] for v in values],),
+                        moments.execute(self._stored_moments, ([v[0] for v in values],),
                                         prepare=True)
                 self._check_position(position, locked, track)
                 if values:
-                    before = [unit for found in moments.fetchall() for unit in units_of(*found)]
+                    stored = moments.fetchall()
+                    before = [unit for found in stored for unit in units_of(*found[1:])]
                     with conn.pipeline(), conn.cursor() as curs:
-                        self._write_rows(curs, values, before)
+                        self._write_rows(curs, values, before,
+                                         None if upsert else {found[0] for found in stored})
                         conn.execute(b"COMMIT")
                 else:
                     conn.execute(b"COMMIT")
@@ -84,15 +105,33 @@ class SnapshotWriter:
             raise IntegrityError(f"Failed to record tracking for {position.name} "
                                  f"{position.offset}")
 
-    def _write_rows(self, curs: Any, values: list[tuple[Any, ...]], before: list[Any]) -> None:
-        """Queue the rows' upsert, their metric units' marks and the ``NOTIFY``."""
-        data = rows_json(values)
-        if data is not None:
-            curs.execute(self._upsert_json, (data,), prepare=True)
-        else:
-            curs.execute(self._upsert, column_arrays([row_from(v) for v in values]),
-                         prepare=True)
+    def _write_rows(self, curs: Any, values: list[tuple[Any, ...]], before: list[Any],
+                    stored: set[str] | None) -> None:
+        """Queue the rows' writes, their metric units' marks and the ``NOTIFY``: the
+        rows not in ``stored`` inserted, the others updated (None: every row upserted)."""
+        if stored is None or not self._insert_and_update(curs, values, stored):
+            if (data := rows_json(values)) is not None:
+                curs.execute(self._upsert_json, (data,), prepare=True)
+            else:
+                curs.execute(self._upsert, column_arrays([row_from(v) for v in values]),
+                             prepare=True)
         self.cells.mark(curs, [*before, *(  # the next metrics query recomputes them
             unit for v in values for unit in units_of(*UNIT_VALUES(v)))])
         curs.execute("SELECT pg_notify(%s, %s)",
                      (PROJECTED_CHANNEL, notify_payload([v[1] for v in values])))
+
+    def _insert_and_update(self, curs: Any, values: list[tuple[Any, ...]],
+                           stored: set[str]) -> bool:
+        """Queue the insert of the new rows and the update of the stored ones; False
+        (nothing queued) when JSON cannot carry them (the ``unnest`` upsert then)."""
+        new = [v for v in values if v[0] not in stored]
+        old = [v for v in values if v[0] in stored] if stored else []
+        new_data = rows_json(new) if new else ""
+        old_data = rows_json(old) if old else ""
+        if new_data is None or old_data is None:
+            return False
+        if new_data:
+            curs.execute(self._insert_json, (new_data,), prepare=True)
+        if old_data:
+            curs.execute(self._update_json, (old_data,), prepare=True)
+        return True

@@ -30,8 +30,11 @@ from services.projections.adapters.rows_postgres import (
     SQL_COPY,
     SQL_EXPIRED,
     SQL_FACTS,
+    SQL_INSERT_JSON,
     SQL_OPEN_WORKSPACES,
     SQL_SELECT,
+    SQL_STORED_MOMENTS,
+    SQL_UPDATE_JSON,
     SQL_UPSERT,
     SQL_UPSERT_JSON,
     column_arrays,
@@ -85,6 +88,9 @@ class PostgresReadModelStore(SnapshotWriter, PostgresPages):
                 self.rebuild_cells()
         self._upsert = sql(SQL_UPSERT, schema)
         self._upsert_json = sql(SQL_UPSERT_JSON, schema)
+        self._insert_json = sql(SQL_INSERT_JSON, schema)
+        self._update_json = sql(SQL_UPDATE_JSON, schema)
+        self._stored_moments = sql(SQL_STORED_MOMENTS, schema)
         self._select = sql(SQL_SELECT, schema)
         self._facts = sql(SQL_FACTS, schema)
         self._facts_window = sql(SQL_FACTS + " AND " + WINDOW.format(p="%s"), schema)
