@@ -13,7 +13,9 @@ from schemas.events import UPCASTERS, ConversationOpened, decode_event
 from services.conversation.application.ports import Position
 from services.conversation.application.unit_of_work import BatchUnitOfWork
 from services.ingest.domain.normalise import parse
-from services.projections.application.projector import ConversationProjection, trusted_payload
+from services.projections.application.projector import ConversationProjection
+from services.projections.domain import rows
+from services.projections.domain.rows import Item, trusted_payload
 from tests.unit.harness import ev, line, merge
 
 KINDS = ("message.received", "message.received", "message.sent", "message.sent", "welcome",
@@ -113,3 +115,47 @@ def test_old_schema_versions_are_upcast(v0_upcaster: None) -> None:
     read_models = FakeReadModelStore()
     ConversationProjection(read_models).apply_stored([old], Position("p", 1))
     assert read_models.rows["conv"].channel == "viber"
+
+
+def _mixed(states: list[bytes]) -> list[bytes]:
+    """Every third timed event spelled ``+00:00`` (trusted as a dict, not a struct) and
+    every seventh first opening as schema version 1 (decoded and upcast to a model)."""
+    out = []
+    for number, stored in enumerate(states):
+        payload = orjson.loads(stored)
+        new = stored
+        if number % 3 == 1 and payload["occurred_at"].endswith("Z"):
+            payload["occurred_at"] = payload["occurred_at"][:-1] + "+00:00"
+            new = orjson.dumps(payload)
+        elif number % 7 == 2 and payload.get("recontact") is False:  # v1 had no recontact
+            del payload["recontact"]
+            new = orjson.dumps({**payload, "schema_version": 1})
+        out.append(new)
+    return out
+
+
+def test_structs_dicts_and_models_in_one_page_project_as_decoded_events(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The live path decodes what ``encode_event`` writes with msgspec, the rest as
+    before; one page mixes all three, and the rows are those of the decoded events."""
+    states = _stored(6_000)
+    mixed = _mixed(states)
+    trusted: list[bytes] = []
+    original = rows.trusted_payload
+
+    def counted(state: bytes) -> Item:
+        trusted.append(state)
+        return original(state)
+
+    monkeypatch.setattr(rows, "trusted_payload", counted)
+    expected, got = FakeReadModelStore(), FakeReadModelStore()
+    by_events, by_json = ConversationProjection(expected), ConversationProjection(got)
+    for start in range(0, len(states), 900):
+        end = start + min(900, len(states) - start)
+        by_events.apply([decode_event(s) for s in states[start:end]], Position("p", end))
+        by_json.apply_stored(mixed[start:end], Position("p", end))
+    assert _rows(got) == _rows(expected)
+    odd = [m for s, m in zip(states, mixed, strict=True) if s != m]
+    assert len(odd) > 1_000
+    assert sorted(trusted) == sorted(odd)  # the others went the struct way only
+    assert any(b'"schema_version":1' in s for s in odd)

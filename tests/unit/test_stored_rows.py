@@ -21,9 +21,9 @@ from schemas.moments import to_micros
 from schemas.stored_rows import row_event
 from services.conversation.application.ports import Position
 from services.projections.application import replay
-from services.projections.application.projector import ConversationProjection, trusted_payload
+from services.projections.application.projector import ConversationProjection
 from services.projections.domain.row_cells import CellSums
-from services.projections.domain.rows import ConversationRow
+from services.projections.domain.rows import ConversationRow, trusted_payload
 from tests.unit.test_projection_stored import _stored
 
 STATES = _stored(4_000)

@@ -9,9 +9,11 @@ Two ways in, same rows out:
   on PostgreSQL). Building a pydantic model per event costs about four times
   what the projection itself does, so a row written by the current
   ``encode_event`` (current ``schema_version``, exactly the class's fields) is
-  projected from its orjson dict by :func:`.rows.project_payload` (the same
-  rules as :func:`.rows.project`, written once); any other row is decoded (and
-  upcast) with ``decode_event`` and goes through ``project``.
+  decoded by msgspec into its struct (:func:`.rows.stored_item`, the replay
+  workers' :func:`~schemas.stored_rows.row_event`) and projected by
+  :func:`.rows.project_payload` (the same rules as :func:`.rows.project`,
+  written once); any other row is decoded (and upcast) with ``decode_event`` and
+  goes through ``project``.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 
 from schemas.events import ConversationOpened, DomainEvent
+from schemas.stored_rows import RowEvent
 from services.conversation.application.ports import (
     EventStore,
     PartitionedEventReader,
@@ -40,7 +43,7 @@ from services.projections.domain.rows import (
     conversation_of,
     project,
     project_payload,
-    trusted_payload,
+    stored_item,
 )
 
 log = logging.getLogger(__name__)
@@ -78,7 +81,7 @@ class ConversationProjection:
 
     def apply_stored(self, states: Sequence[bytes], position: Position) -> int:
         """:meth:`apply` for events as the store holds them (JSON bytes, in order)."""
-        return self._apply([trusted_payload(state) for state in states], position)
+        return self._apply([stored_item(state) for state in states], position)
 
     def _apply(self, items: Sequence[Item], position: Position) -> int:
         changed = self._project(items, self.store.load_rows)
@@ -102,32 +105,32 @@ class ConversationProjection:
         cached = self._open
         missing: set[str] = set()
         seen: set[str] = set()
+        keyed: list[tuple[str, Item]] = []  # the items about a conversation, with its id
         for item in items:
-            if type(item) is dict:
+            if isinstance(item, RowEvent):  # what encode_event writes (nearly every one)
+                cid = item.conversation_id
+                opening = item.event_type == "ConversationOpened"
+            elif type(item) is dict:
                 cid = item.get("conversation_id")
                 opening = item["event_type"] == "ConversationOpened"
             else:
                 cid = conversation_of(item)  # type: ignore[arg-type]
                 opening = isinstance(item, ConversationOpened)
+            if cid is None:
+                continue
+            keyed.append((cid, item))
             if cid and cid not in seen:
                 seen.add(cid)
                 if not opening and cid not in cached:
                     missing.add(cid)
         loaded = load_rows(missing) if missing else {}
         changed: dict[str, ConversationRow] = {}
-        for item in items:
-            if type(item) is dict:
-                cid = item.get("conversation_id")
-                if cid is None:
-                    continue
-                row = changed.get(cid) or cached.get(cid) or loaded.get(cid)
+        for cid, item in keyed:
+            row = changed.get(cid) or cached.get(cid) or loaded.get(cid)
+            if isinstance(item, (RowEvent, dict)):
                 new = project_payload(row, item)
             else:
-                cid = conversation_of(item)  # type: ignore[arg-type]
-                if cid is None:
-                    continue
-                row = changed.get(cid) or cached.get(cid) or loaded.get(cid)
-                new = project(row, item)  # type: ignore[arg-type]
+                new = project(row, item)
             if new is not None:
                 changed[cid] = new
         return list(changed.values())
@@ -186,7 +189,7 @@ class ConversationProjection:
                         return done
                     after = batch[-1][0]
                     ahead = reader.submit(read_raw, after, page)
-                    items = [trusted_payload(state) for _, state in batch]
+                    items = [stored_item(state) for _, state in batch]
                     changed = self._project(items, writer.load_rows)
                     writer.save(changed, Position(name, after))
                     self._remember(changed)

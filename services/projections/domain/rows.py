@@ -9,7 +9,7 @@ from typing import Any
 from schemas.events import DomainEvent, decode_event
 from schemas.moments import format_micros, to_micros
 from schemas.stored import trusted_fields
-from schemas.stored_rows import RowEvent
+from schemas.stored_rows import RowEvent, row_event
 from services.projections.domain.durations import micros_to_seconds, seconds
 
 #: ``(start_us, end_us) -> seconds`` of the interval inside the workspace's business
@@ -123,9 +123,21 @@ def conversation_of(event: DomainEvent) -> str | None:
 #: the events whose time the row keeps (as epoch microseconds)
 _TIMED = frozenset({"ConversationOpened", "ConversationClosed", "MessageReceived",
                     "MessageSent"})
-#: a stored event as :func:`trusted_payload` gives it: its JSON object (times of
-#: :data:`_TIMED` events in epoch microseconds), or the decoded event when unsure
-Item = dict[str, Any] | DomainEvent
+#: a stored event as :func:`stored_item` gives it: a :func:`~schemas.stored_rows.row_event`
+#: struct, its JSON object (times of :data:`_TIMED` events in epoch microseconds), or
+#: the decoded event when unsure
+Item = RowEvent | dict[str, Any] | DomainEvent
+
+
+def stored_item(state: bytes) -> Item:
+    """A stored event for :func:`project_payload` (or, when unsure, :func:`project`).
+
+    What ``encode_event`` writes for the current version is decoded by msgspec into
+    its struct (:func:`~schemas.stored_rows.row_event`: ~0.8 µs, no dict); anything
+    else goes :func:`trusted_payload`'s way (orjson and the key check, else the model).
+    """
+    event = row_event(state)
+    return trusted_payload(state) if event is None else event
 
 
 def trusted_payload(state: bytes) -> Item:
