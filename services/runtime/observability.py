@@ -10,6 +10,7 @@ import json
 import logging
 import sys
 import time
+from bisect import bisect_left
 from collections import Counter as Tally
 from collections.abc import Sequence
 from operator import itemgetter
@@ -39,6 +40,24 @@ def _child(children: dict[str, M], metric: M, label: str) -> M:
     if child is None:
         child = children[label] = metric.labels(label)
     return child
+
+
+def _observe_all(histogram: Histogram, values: Sequence[float]) -> None:
+    """``histogram.observe(v)`` for each value, one ``inc`` per bucket and one for the sum.
+
+    Reads the child's buckets as ``observe`` does (prometheus_client 0.26: the first
+    upper bound not below the value); without them, observes one value at a time.
+    """
+    bounds = getattr(histogram, "_upper_bounds", None)
+    buckets = getattr(histogram, "_buckets", None)
+    total = getattr(histogram, "_sum", None)
+    if bounds is None or buckets is None or total is None:
+        for value in values:
+            histogram.observe(value)
+        return
+    for index, n in Tally([bisect_left(bounds, value) for value in values]).items():
+        buckets[index].inc(n)
+    total.inc(sum(values))
 
 
 class RuntimeMetrics:
@@ -81,15 +100,26 @@ class RuntimeMetrics:
         self._resolution_by: dict[str, Histogram] = {}
 
     def count_closed(self, row: ConversationRow) -> None:
-        """A conversation the projections service closed (resolution unless a merge).
+        """A conversation the projections service closed (resolution unless a merge)."""
+        self.count_closed_rows([row])
 
-        Called for every closed row: the labelled children are looked up once
-        (``labels`` takes a lock and builds a key each time: 3.6 µs a call, 1 µs now)."""
-        closed_by = row.closed_by or "unknown"
-        _child(self._closed_by, self.closed, closed_by).inc()
-        seconds = row.resolution_seconds
-        if closed_by != "merge" and seconds is not None:
-            _child(self._resolution_by, self.resolution, row.channel or "none").observe(seconds)
+    def count_closed_rows(self, rows: Sequence[ConversationRow]) -> None:
+        """:meth:`count_closed` for a page's closed rows at once.
+
+        Counted per label, not per row: one ``inc`` per label and one per histogram
+        bucket (an ``inc`` or ``observe`` takes a lock each time: ~1 and ~1.5 µs a
+        row, ~3 µs in all, a twentieth of the projections' CPU under a backlog).
+        """
+        by: Tally[str] = Tally([row.closed_by or "unknown" for row in rows])
+        for closed_by, n in by.items():
+            _child(self._closed_by, self.closed, closed_by).inc(n)
+        resolved: dict[str, list[float]] = {}
+        for row in rows:
+            seconds = row.resolution_seconds
+            if row.closed_by != "merge" and seconds is not None:
+                resolved.setdefault(row.channel or "none", []).append(seconds)
+        for channel, values in resolved.items():
+            _observe_all(_child(self._resolution_by, self.resolution, channel), values)
 
     def count_ingest(self, items: Sequence[CommandBase | Invalid], source: str,
                      service: str = "ingest") -> None:

@@ -122,6 +122,35 @@ def test_closed_conversations_are_counted_per_label_every_time() -> None:
     assert b'resolution_seconds_count{channel="none"} 1.0' in text
 
 
+def test_a_pages_closed_rows_are_counted_as_one_row_at_a_time() -> None:
+    """``count_closed_rows`` (one ``inc`` per label and bucket) exposes exactly what
+    ``observe`` per row does: bucket bounds hit exactly, beyond the last, merges."""
+    import random
+
+    rng = random.Random(7)
+    seconds = [60, 300, 59.5, 60.5, 7 * 86400, 7 * 86400 + 1, 10**9, 0, 0.25, *(
+        rng.randrange(0, 4 * 86400 * 4) / 4 for _ in range(500))]
+    rows = [ConversationRow(conversation_id=f"x{n}", workspace_id="ws1", contact_id="c1",
+                            channel=rng.choice(("sms", "viber", None)), opened_us=10**12,
+                            opened_by="contact", closed_us=10**12 + int(s * 1_000_000),
+                            closed_by=rng.choice(("user", "inactivity", "merge", None)))
+            for n, s in enumerate(seconds)]
+    _, one_by_one = service_registry()
+    for row in rows:  # the per-row way of before
+        closed_by = row.closed_by or "unknown"
+        one_by_one.closed.labels(closed_by).inc()
+        if closed_by != "merge" and row.resolution_seconds is not None:
+            one_by_one.resolution.labels(row.channel or "none").observe(row.resolution_seconds)
+    _, batched = service_registry()
+    batched.count_closed_rows(rows[:200])
+    batched.count_closed_rows(rows[200:])
+    expected = generate_latest(one_by_one.registry).splitlines()
+    got = generate_latest(batched.registry).splitlines()
+    assert [line for line in got if b"_created" not in line] == [
+        line for line in expected if b"_created" not in line]
+    assert b'resolution_seconds_bucket{channel="sms",le="+Inf"}' in b"\n".join(got)
+
+
 def test_readiness_gauge_follows_the_health_check() -> None:
     health = Health()
     health.expect("conversation")
@@ -203,7 +232,7 @@ def test_projection_reports_each_closed_row_once_after_saving() -> None:
     events = [*world.events.load(aggregate_id("ws1", "c1")),
               *world.events.load(aggregate_id("ws1", "c2"))]
     closed: list[ConversationRow] = []
-    projection = ConversationProjection(FakeReadModelStore(), on_closed=closed.append)
+    projection = ConversationProjection(FakeReadModelStore(), on_closed=closed.extend)
     projection.apply(events[:1], Position(EVENT_STORE_POSITION, 1))
     assert closed == []
     projection.apply(events[1:], Position(EVENT_STORE_POSITION, len(events)))

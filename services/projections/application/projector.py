@@ -54,12 +54,12 @@ class ConversationProjection:
     """Applies domain events to conversation rows, caching the open ones."""
 
     def __init__(self, store: ReadModelStore, *, cache_size: int = 200_000,
-                 on_closed: Callable[[ConversationRow], None] | None = None) -> None:
+                 on_closed: Callable[[list[ConversationRow]], None] | None = None) -> None:
         self.store = store
         #: the store's capability of saving a page while the next is projected
         self._snapshots = store if isinstance(store, SnapshotSaver) else None
         self.cache_size = cache_size
-        #: told about each row this projection closed, once it is saved (for metrics)
+        #: told about the rows this projection closed, once they are saved (for metrics)
         self.on_closed = on_closed
         self._open: dict[str, ConversationRow] = {}
         #: position name -> the recorded position the cached rows are current for
@@ -138,13 +138,15 @@ class ConversationProjection:
     def _remember(self, changed: Sequence[ConversationRow]) -> None:
         """Cache the open rows just written, drop the closed ones."""
         cached = self._open
+        closed = []
         for row in changed:
             if row.closed_us is None:
                 cached[row.conversation_id] = row
             else:
                 cached.pop(row.conversation_id, None)
-                if self.on_closed is not None:
-                    self.on_closed(row)
+                closed.append(row)
+        if closed and self.on_closed is not None:
+            self.on_closed(closed)
         if len(cached) > self.cache_size:
             self.forget()
 

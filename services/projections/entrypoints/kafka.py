@@ -40,7 +40,7 @@ class ProjectionService:
                  wakeup: Wakeup | None = None) -> None:
         self.events = events
         self.read_models = read_models
-        self.projection = ConversationProjection(read_models, on_closed=metrics.count_closed)
+        self.projection = ConversationProjection(read_models, on_closed=metrics.count_closed_rows)
         self.lock = lock
         self.metrics = metrics
         self.health = health
