@@ -27,7 +27,7 @@ statement over every unit, so replay and live processing give identical cells.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any, Final
 
 from services.projections.domain.metrics import UNRESOLVED
@@ -168,6 +168,26 @@ def units_of(workspace: str, opened_us: int | None, first_message_us: int | None
         if moment is not None:
             for level in (0, 1):
                 yield workspace, level, kind, slot_of(moment, level)
+
+
+def page_units(moments: Iterable[Sequence[Any]]) -> set[Unit]:
+    """The units of many rows at once: :func:`units_of` of each ``(workspace, opened,
+    first message, first response, closed)``, unrolled (a page of the projections
+    writes a thousand rows; the generator per row cost ~2 µs of it)."""
+    quarter, span = LEVEL_US
+    units: set[Unit] = set()
+    add = units.add
+    for workspace, opened, first_message, first_response, closed in moments:
+        if opened is not None:
+            add((workspace, 0, 1, opened - opened % quarter))
+            add((workspace, 1, 1, opened - opened % span))
+        if first_response is not None and first_message is not None:
+            add((workspace, 0, 2, first_response - first_response % quarter))
+            add((workspace, 1, 2, first_response - first_response % span))
+        if closed is not None:
+            add((workspace, 0, 3, closed - closed % quarter))
+            add((workspace, 1, 3, closed - closed % span))
+    return units
 
 
 def unit_arrays(units: Iterable[Unit]) -> dict[str, list[Any]]:

@@ -39,7 +39,7 @@ from services.projections.domain.cell_metrics import Combiner, Plan, plan
 from services.projections.domain.local_days import NotExact
 from services.projections.domain.metrics import TIME_GROUPINGS, MetricsQuery
 from services.projections.domain.service_levels import Schedule
-from services.runtime.pg import sql
+from services.runtime.pg import pg_json, sql
 
 _OLD_MOMENTS: Final = ("SELECT workspace_id, opened_us, first_message_us, first_response_us, "
                        "closed_us FROM {schema}.conversations WHERE conversation_id = ANY(%s)")
@@ -80,6 +80,11 @@ _MARK: Final = (
     "INSERT INTO {schema}.metric_cells_dirty (workspace_id, lvl, kind, slot) "
     "SELECT * FROM unnest(%(w)s::text[], %(lvl)s::int[], %(kind)s::int[], %(low)s::bigint[]) "
     "ON CONFLICT DO NOTHING")
+#: the same marks, the units as one JSON array of ``[workspace, level, kind, slot]``
+_MARK_JSON: Final = (
+    "INSERT INTO {schema}.metric_cells_dirty (workspace_id, lvl, kind, slot) "
+    "SELECT u->>0, (u->>1)::smallint, (u->>2)::smallint, (u->>3)::bigint "
+    "FROM jsonb_array_elements(%s::jsonb) AS u ON CONFLICT DO NOTHING")
 _ANY_DIRTY: Final = "SELECT 1 FROM {schema}.metric_cells_dirty WHERE workspace_id = %s LIMIT 1"
 _TAKE_DIRTY: Final = ("DELETE FROM {schema}.metric_cells_dirty WHERE workspace_id = %s "
                       "RETURNING workspace_id, lvl, kind, slot")
@@ -110,6 +115,7 @@ class PostgresCells:
         self.truncate = sql("TRUNCATE {schema}.metric_cells, {schema}.metric_cells_dirty",
                             schema)
         self.mark_dirty = sql(_MARK, schema)
+        self.mark_dirty_json = sql(_MARK_JSON, schema)
         self.any_dirty = sql(_ANY_DIRTY, schema)
         self.take_dirty = sql(_TAKE_DIRTY, schema)
         self.take_all_dirty = sql(_TAKE_ALL_DIRTY, schema)
@@ -134,10 +140,19 @@ class PostgresCells:
         return units
 
     def mark(self, curs: Cursor[Any], units: Iterable[Unit]) -> None:
-        """Mark ``units`` for recomputation (a writer of rows: cheap, no lock)."""
-        arrays = unit_arrays(units)
-        if arrays["w"]:
-            curs.execute(self.mark_dirty, arrays, prepare=True)
+        """Mark ``units`` for recomputation (a writer of rows: cheap, no lock).
+
+        Sorted (locks in one order), sent as one JSON array (``orjson`` in C; psycopg's
+        array dumpers walk every value in Python); as arrays when JSON cannot carry a
+        workspace id as it is (a NUL, a lone surrogate)."""
+        ordered = sorted(set(units))
+        if not ordered:
+            return
+        data = pg_json(ordered)
+        if data is not None:
+            curs.execute(self.mark_dirty_json, (data,), prepare=True)
+        else:
+            curs.execute(self.mark_dirty, unit_arrays(ordered), prepare=True)
 
     def refresh(self, curs: Cursor[Any], workspace: str | None = None) -> None:
         """Recompute the marked units (of ``workspace``, or all), locked."""

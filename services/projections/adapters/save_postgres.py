@@ -18,7 +18,7 @@ from psycopg.rows import tuple_row
 from psycopg.sql import Composed
 
 from services.conversation.application.ports import Position
-from services.projections.adapters.cells import units_of
+from services.projections.adapters.cells import page_units
 from services.projections.adapters.cells_postgres import PostgresCells
 from services.projections.adapters.notify import PROJECTED_CHANNEL, notify_payload
 from services.projections.adapters.rows_postgres import UNIT_VALUES, column_arrays, rows_json
@@ -85,7 +85,7 @@ class SnapshotWriter:
                 self._check_position(position, locked, track)
                 if values:
                     stored = moments.fetchall()
-                    before = [unit for found in stored for unit in units_of(*found[1:])]
+                    before = page_units(found[1:] for found in stored)
                     with conn.pipeline(), conn.cursor() as curs:
                         self._write_rows(curs, values, before,
                                          None if upsert else {found[0] for found in stored})
@@ -105,7 +105,7 @@ class SnapshotWriter:
             raise IntegrityError(f"Failed to record tracking for {position.name} "
                                  f"{position.offset}")
 
-    def _write_rows(self, curs: Any, values: list[tuple[Any, ...]], before: list[Any],
+    def _write_rows(self, curs: Any, values: list[tuple[Any, ...]], before: set[Any],
                     stored: set[str] | None) -> None:
         """Queue the rows' writes, their metric units' marks and the ``NOTIFY``: the
         rows not in ``stored`` inserted, the others updated (None: every row upserted)."""
@@ -115,8 +115,8 @@ class SnapshotWriter:
             else:
                 curs.execute(self._upsert, column_arrays([row_from(v) for v in values]),
                              prepare=True)
-        self.cells.mark(curs, [*before, *(  # the next metrics query recomputes them
-            unit for v in values for unit in units_of(*UNIT_VALUES(v)))])
+        # the next metrics query recomputes the units the rows were and are in
+        self.cells.mark(curs, before | page_units(map(UNIT_VALUES, values)))
         curs.execute("SELECT pg_notify(%s, %s)",
                      (PROJECTED_CHANNEL, notify_payload([v[1] for v in values])))
 
