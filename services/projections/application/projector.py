@@ -109,28 +109,25 @@ class ConversationProjection:
         for item in items:
             if isinstance(item, RowEvent):  # what encode_event writes (nearly every one)
                 cid = item.conversation_id
-                opening = item.event_type == "ConversationOpened"
             elif type(item) is dict:
                 cid = item.get("conversation_id")
-                opening = item["event_type"] == "ConversationOpened"
             else:
                 cid = conversation_of(item)  # type: ignore[arg-type]
-                opening = isinstance(item, ConversationOpened)
             if cid is None:
                 continue
             keyed.append((cid, item))
-            if cid and cid not in seen:
+            if cid not in seen:
                 seen.add(cid)
-                if not opening and cid not in cached:
+                if cid and cid not in cached and not _opening(item):
                     missing.add(cid)
         loaded = load_rows(missing) if missing else {}
         changed: dict[str, ConversationRow] = {}
         for cid, item in keyed:
-            row = changed.get(cid) or cached.get(cid) or loaded.get(cid)
-            if isinstance(item, (RowEvent, dict)):
-                new = project_payload(row, item)
-            else:
-                new = project(row, item)
+            row = changed.get(cid)
+            if row is None:
+                row = cached.get(cid) or loaded.get(cid)
+            new = project_payload(row, item) if isinstance(item, (RowEvent, dict)) \
+                else project(row, item)
             if new is not None:
                 changed[cid] = new
         return list(changed.values())
@@ -238,6 +235,13 @@ class ConversationProjection:
                     return done + self.catch_up(events, name=name, page=20_000,
                                                 progress=progress)
         return self.catch_up(events, name=name, page=20_000, progress=progress)
+
+
+def _opening(item: Item) -> bool:
+    """Whether ``item`` opens its conversation (no stored row needed before it)."""
+    if isinstance(item, (RowEvent, dict)):
+        return bool(item["event_type"] == "ConversationOpened")
+    return isinstance(item, ConversationOpened)
 
 
 def _write_cells(keeper: CellKeeper, cells: list[Summed] | None, parts: int) -> None:
