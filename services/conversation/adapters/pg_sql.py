@@ -56,18 +56,22 @@ SQL_MOVED = (
     "WHERE r.version <> COALESCE((SELECT max(e.originator_version) FROM {schema}.{table} e "
     "WHERE e.originator_id = r.id), 0)"
 )
+# The keys that are stored. Each key is looked up by the primary key (LATERAL … LIMIT 1:
+# a probe per key), whatever the table's size: as a join of the keys (estimated at 100
+# rows, whatever their number) and the table, the planner scanned a table of up to
+# ~50,000 outcomes whole for every batch (a hash join).
 SQL_SEEN = (
-    "SELECT p.workspace_id, p.event_id FROM {schema}.processed_events p "
-    "JOIN unnest(%b::text[], %b::text[]) AS k(workspace_id, event_id) "
-    "ON p.workspace_id = k.workspace_id AND p.event_id = k.event_id"
+    "SELECT k.workspace_id, k.event_id FROM unnest(%b::text[], %b::text[]) "
+    "AS k(workspace_id, event_id) CROSS JOIN LATERAL (SELECT 1 FROM {schema}.processed_events p "
+    "WHERE p.workspace_id = k.workspace_id AND p.event_id = k.event_id LIMIT 1) AS found"
 )
 # The same for keys given as one JSON array of [workspace_id, event_id] pairs (orjson
 # writes it in C; psycopg's list dumper costs ~1 µs a key). Not for text with NUL.
 SQL_SEEN_JSON = (
-    "SELECT p.workspace_id, p.event_id FROM {schema}.processed_events p "
-    "JOIN (SELECT k->>0 AS workspace_id, k->>1 AS event_id "
-    "FROM json_array_elements(%b::json) AS k) AS k "
-    "ON p.workspace_id = k.workspace_id AND p.event_id = k.event_id"
+    "SELECT k.workspace_id, k.event_id FROM (SELECT k->>0 AS workspace_id, k->>1 AS event_id "
+    "FROM json_array_elements(%b::json) AS k) AS k CROSS JOIN LATERAL (SELECT 1 "
+    "FROM {schema}.processed_events p WHERE p.workspace_id = k.workspace_id "
+    "AND p.event_id = k.event_id LIMIT 1) AS found"
 )
 SQL_LOAD_MANY = (
     "SELECT originator_id, state FROM {schema}.{table} WHERE originator_id = ANY(%b::uuid[]) "

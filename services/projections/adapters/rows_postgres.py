@@ -79,12 +79,15 @@ SQL_INSERT_JSON = (
     f"INSERT INTO {{schema}}.conversations ({', '.join(COLUMNS)}) SELECT "
     + ", ".join(_CASTS) + " FROM jsonb_array_elements(%s::jsonb) AS r"
 )
-#: rows known to be stored, as SQL_UPSERT_JSON takes them: what its conflict branch does
+#: rows known to be stored, as SQL_UPSERT_JSON takes them, and their ids: what the
+#: upsert's conflict branch does. The ids' ``= ANY`` finds the rows by the primary key
+#: whatever the table's size: joined on the JSON alone (estimated at 100 rows), the
+#: planner scanned a table of up to ~50,000 rows whole for every page (a hash join)
 SQL_UPDATE_JSON = (
     "UPDATE {schema}.conversations AS c SET "
     + ", ".join(f"{c} = {cast}" for c, cast in zip(COLUMNS[6:], _CASTS[6:], strict=True))
     + ", bkey = NULL FROM jsonb_array_elements(%s::jsonb) AS r "
-    'WHERE c.conversation_id = (r->>0) COLLATE "C"'
+    'WHERE c.conversation_id = ANY(%s::text[]) AND c.conversation_id = (r->>0) COLLATE "C"'
 )
 #: which of a page's rows are stored, and the moments their metric units come from
 SQL_STORED_MOMENTS = (

@@ -133,5 +133,5 @@ class SnapshotWriter:
         if new_data:
             curs.execute(self._insert_json, (new_data,), prepare=True)
         if old_data:
-            curs.execute(self._update_json, (old_data,), prepare=True)
+            curs.execute(self._update_json, (old_data, [v[0] for v in old]), prepare=True)
         return True
