@@ -21,7 +21,9 @@ from psycopg import sql
 from services.composition import Stores
 from services.composition.postgres import open_postgres_stores
 from services.conversation.adapters.store_postgres import PostgresEventStore
+from services.conversation.application.ports import Position
 from services.projections.adapters.store_postgres import PostgresReadModelStore
+from services.projections.application.projector import EVENT_STORE_POSITION
 from tests.integration.conftest import libpq_url
 
 pytestmark = pytest.mark.integration
@@ -84,3 +86,32 @@ def test_the_update_of_stored_rows_finds_them_by_the_primary_key(
 
 def md5(n: int) -> str:
     return hashlib.md5(str(n).encode()).hexdigest()
+
+
+def test_the_stored_rows_read_keeps_probing_the_key_as_the_table_grows(
+        stores: Stores, postgres_url: str) -> None:
+    """A prepared statement's generic plan is kept until the table is analysed: planned
+    while the table held 20 rows, ``= ANY`` kept scanning it whole once it held 20,000.
+    The page's read of its stored rows probes the key per id, as the seen check does."""
+    rm = stores.read_models
+    assert isinstance(rm, PostgresReadModelStore)
+    schema = sql.Identifier(rm.datastore.schema)
+    fill = sql.SQL(
+        "INSERT INTO {}.conversations (conversation_id, workspace_id, contact_id, "
+        "opened_us, opened_by, messages_received, messages_sent) SELECT md5(i::text), "
+        "'ws' || (i %% 5), 'c' || i, i, 'contact', 1, 0 "
+        "FROM generate_series(%s::int, %s::int) i").format(schema)
+    with psycopg.connect(libpq_url(postgres_url), autocommit=True) as conn:
+        conn.execute(fill, (1, 20))
+        moments = generic_plan(conn, rm._stored_moments.as_string(conn), ["text[]"],
+                               ["'{a,b}'"])
+        for _ in range(6):  # custom plans first, then the generic one is kept
+            conn.execute("EXECUTE probe('{a,b}')")
+        conn.execute(fill, (21, ROWS))
+        grown = "\n".join(str(row[0]) for row in conn.execute(
+            "EXPLAIN EXECUTE probe('{a,b}')").fetchall())
+    assert "conversations_pkey" in moments, moments
+    assert "Seq Scan on conversations" not in grown, grown
+    rm.save([], Position(EVENT_STORE_POSITION, 1))
+    stored = rm.load_rows({md5(1), md5(2)})
+    assert sorted(stored) == sorted([md5(1), md5(2)])

@@ -145,8 +145,8 @@ def test_a_row_stored_meanwhile_by_another_writer_is_upserted(
     stored = ConversationRow("m1", "ws1", "c1", "sms", 1_000, "contact")
     rm.save([stored], Position(EVENT_STORE_POSITION, 1))
     # the existence read answers as if m1 were not stored yet
-    monkeypatch.setattr(rm, "_stored_moments", rm._stored_moments + psycopg.sql.SQL(
-        " AND false"))
+    monkeypatch.setattr(rm, "_stored_moments", psycopg.sql.SQL("SELECT * FROM (")
+                        + rm._stored_moments + psycopg.sql.SQL(") AS stored WHERE false"))
     later = ConversationRow("m1", "ws1", "c1", "sms", 1_000, "contact", messages_received=4,
                             last_activity_us=3_000)
     fresh = ConversationRow("m2", "ws1", "c2", "sms", 2_000, "contact")

@@ -80,19 +80,24 @@ SQL_INSERT_JSON = (
     + ", ".join(_CASTS) + " FROM jsonb_array_elements(%s::jsonb) AS r"
 )
 #: rows known to be stored, as SQL_UPSERT_JSON takes them, and their ids: what the
-#: upsert's conflict branch does. The ids' ``= ANY`` finds the rows by the primary key
-#: whatever the table's size: joined on the JSON alone (estimated at 100 rows), the
-#: planner scanned a table of up to ~50,000 rows whole for every page (a hash join)
+#: upsert's conflict branch does. The ids' ``= ANY`` finds the rows by the primary key:
+#: joined on the JSON alone (estimated at 100 rows), the planner scanned a table of up
+#: to ~50,000 rows whole for every page (a hash join). Not prepared (``UPDATE_PREPARED``):
+#: a generic plan made while the table was small scans it whole for as long as it is kept
 SQL_UPDATE_JSON = (
     "UPDATE {schema}.conversations AS c SET "
     + ", ".join(f"{c} = {cast}" for c, cast in zip(COLUMNS[6:], _CASTS[6:], strict=True))
     + ", bkey = NULL FROM jsonb_array_elements(%s::jsonb) AS r "
     'WHERE c.conversation_id = ANY(%s::text[]) AND c.conversation_id = (r->>0) COLLATE "C"'
 )
-#: which of a page's rows are stored, and the moments their metric units come from
+UPDATE_PREPARED = False
+#: which of a page's rows are stored, and the moments their metric units come from; each
+#: id looked up by the primary key (LATERAL … LIMIT 1), whatever the table's size: as
+#: ``= ANY``, a generic plan made while the table was small kept scanning it whole
 SQL_STORED_MOMENTS = (
-    "SELECT conversation_id, workspace_id, opened_us, first_message_us, first_response_us, "
-    "closed_us FROM {schema}.conversations WHERE conversation_id = ANY(%s)"
+    "SELECT c.* FROM unnest(%s::text[]) AS k(id) CROSS JOIN LATERAL (SELECT conversation_id, "
+    "workspace_id, opened_us, first_message_us, first_response_us, closed_us "
+    "FROM {schema}.conversations WHERE conversation_id = k.id LIMIT 1) AS c"
 )
 #: what units_of takes, out of a row's values in COLUMNS order
 UNIT_VALUES = itemgetter(*(COLUMNS.index(name) for name in (

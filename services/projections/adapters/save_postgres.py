@@ -21,7 +21,12 @@ from services.conversation.application.ports import Position
 from services.projections.adapters.cells import page_units
 from services.projections.adapters.cells_postgres import PostgresCells
 from services.projections.adapters.notify import PROJECTED_CHANNEL, notify_payload
-from services.projections.adapters.rows_postgres import UNIT_VALUES, column_arrays, rows_json
+from services.projections.adapters.rows_postgres import (
+    UNIT_VALUES,
+    UPDATE_PREPARED,
+    column_arrays,
+    rows_json,
+)
 from services.projections.adapters.store_sqlite import check_after, row_from
 
 
@@ -133,5 +138,6 @@ class SnapshotWriter:
         if new_data:
             curs.execute(self._insert_json, (new_data,), prepare=True)
         if old_data:
-            curs.execute(self._update_json, (old_data, [v[0] for v in old]), prepare=True)
+            curs.execute(self._update_json, (old_data, [v[0] for v in old]),
+                         prepare=UPDATE_PREPARED)
         return True
