@@ -110,6 +110,11 @@ class Settings(BaseSettings):
     #: produce requests at low load for at most this much added latency
     relay_interval_ms: int = Field(default=250, ge=0, le=60_000)
     projections_interval_ms: int = Field(default=0, ge=0, le=60_000)
+    #: stored events the relay and the projections read (and publish or project) per
+    #: page at most: under a backlog, each page costs a read, a write of the position
+    #: (and, for the relay, a produce request per broker) beside its events
+    relay_page: int = Field(default=5_000, ge=1, le=100_000)
+    projections_page: int = Field(default=10_000, ge=1, le=100_000)
     #: how often the dependency watch asks Kafka and PostgreSQL whether they answer
     health_probe_seconds: float = Field(default=1.0, gt=0)
     #: the longest an HTTP POST waits for Kafka's acknowledgements before a 503

@@ -148,11 +148,12 @@ async def start_kafka(proc: Process, names: list[str], bootstrap: str,
         proc.runners["relay"] = OutboxRelay(
             events=stores.events, positions=stores.read_models, topics=topics,
             producer=proc.producer, lock=lock(f"bonychat:relay:{topics.events}"),
-            wakeup=wakeup(settings.relay_interval_ms), **common).run
+            page=settings.relay_page, wakeup=wakeup(settings.relay_interval_ms),
+            **common).run
     if "projections" in names:
         proc.runners["projections"] = ProjectionService(
             events=stores.events, read_models=stores.read_models,
-            lock=lock("bonychat:projections"),
+            lock=lock("bonychat:projections"), page=settings.projections_page,
             wakeup=wakeup(settings.projections_interval_ms), **common).run
     log.info("kafka mode", extra={"services": names, "bootstrap": bootstrap,
                                   "topics": list(topics.all())})

@@ -124,3 +124,35 @@ def test_fetches_held_by_the_broker_still_bring_every_event_exactly_once(world: 
     wait_until(lambda: committed_to_the_end(world, f"bonychat-{world.suffix}-ingest"), SETTLE,
                "ingest's committed offsets to reach the end of the gateway topic")
     assert serve.stop() == 0, serve.log()
+
+
+def _histogram(text: str, name: str, service: str) -> dict[str, float]:
+    """``le`` -> cumulative count of one service's histogram in a /metrics text."""
+    out = {}
+    for line in text.splitlines():
+        head, _, value = line.rpartition(" ")
+        if head.startswith(f"{name}_bucket{{") and f'service="{service}"' in head:
+            out[head.split('le="')[1].split('"')[0]] = float(value)
+    return out
+
+
+def test_small_pages_of_the_followers_still_bring_every_event_exactly_once(
+        world: World) -> None:
+    """``BONYCHAT_RELAY_PAGE`` and ``BONYCHAT_PROJECTIONS_PAGE`` bound the pages the
+    followers read under a backlog; every event is still projected and published once."""
+    import urllib.request
+
+    stream = generate_stream(700, seed=37)
+    expected = embedded_snapshot(stream.lines, WORKSPACES)
+    world.publish(stream.records)  # a backlog before the services start
+    serve = world.serve("ingest,conversation,projections,relay", name="all",
+                        BONYCHAT_RELAY_PAGE="7", BONYCHAT_PROJECTIONS_PAGE="11")
+    port = serve.port()
+    assert_projected_and_relayed_once(world, expected)
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as answer:
+        text = answer.read().decode()
+    relay = _histogram(text, "bonychat_batch_size", "relay")
+    projections = _histogram(text, "bonychat_batch_size", "projections")
+    assert relay["10.0"] == relay["+Inf"] > 50  # every page at most 7 events: many pages
+    assert projections["1.0"] < projections["50.0"] == projections["+Inf"] > 30
+    assert serve.stop() == 0, serve.log()
