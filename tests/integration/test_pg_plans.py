@@ -66,28 +66,6 @@ def test_the_seen_check_probes_the_outcome_key_per_key(stores: Stores,
     assert store.seen({("ws1", md5(1)), ("ws1", "absent")}) == {("ws1", md5(1))}
 
 
-def test_the_update_of_stored_rows_finds_them_by_the_primary_key(
-        stores: Stores, postgres_url: str) -> None:
-    rm = stores.read_models
-    assert isinstance(rm, PostgresReadModelStore)
-    schema = rm.datastore.schema
-    with psycopg.connect(libpq_url(postgres_url), autocommit=True) as conn:
-        conn.execute(sql.SQL(
-            "INSERT INTO {}.conversations (conversation_id, workspace_id, contact_id, "
-            "opened_us, opened_by, messages_received, messages_sent) SELECT md5(i::text), "
-            "'ws' || (i %% 5), 'c' || i, i, 'contact', 1, 0 FROM generate_series(1, %s) i"
-        ).format(sql.Identifier(schema)), (ROWS,))
-        statement = rm._update_json.as_string(conn)
-        plan = generic_plan(conn, statement, ["jsonb", "text[]"],
-                            ["'[]'", "'{a,b}'"])
-    assert "conversations_pkey" in plan, plan
-    assert "Seq Scan on conversations" not in plan, plan
-
-
-def md5(n: int) -> str:
-    return hashlib.md5(str(n).encode()).hexdigest()
-
-
 def test_the_stored_rows_read_keeps_probing_the_key_as_the_table_grows(
         stores: Stores, postgres_url: str) -> None:
     """A prepared statement's generic plan is kept until the table is analysed: planned
@@ -115,3 +93,7 @@ def test_the_stored_rows_read_keeps_probing_the_key_as_the_table_grows(
     rm.save([], Position(EVENT_STORE_POSITION, 1))
     stored = rm.load_rows({md5(1), md5(2)})
     assert sorted(stored) == sorted([md5(1), md5(2)])
+
+
+def md5(n: int) -> str:
+    return hashlib.md5(str(n).encode()).hexdigest()

@@ -74,23 +74,13 @@ SQL_UPSERT_JSON = (
 _CASTS = [f"(r->>{i})::{_TYPES.get(c, 'text')}" for i, c in enumerate(COLUMNS)]
 #: rows known to be new (not stored), as SQL_UPSERT_JSON takes them: a plain insert,
 #: where the upsert's is a speculative one (it checks the key first, then writes the
-#: row and confirms it: a second WAL record per row) and locks each row it updates
+#: row and confirms it: a second WAL record per row). Stored rows keep the upsert: an
+#: ``UPDATE … FROM`` the JSON measured no cheaper, and its plan depends on the table's
+#: statistics where the upsert always finds them by the key
 SQL_INSERT_JSON = (
     f"INSERT INTO {{schema}}.conversations ({', '.join(COLUMNS)}) SELECT "
     + ", ".join(_CASTS) + " FROM jsonb_array_elements(%s::jsonb) AS r"
 )
-#: rows known to be stored, as SQL_UPSERT_JSON takes them, and their ids: what the
-#: upsert's conflict branch does. The ids' ``= ANY`` finds the rows by the primary key:
-#: joined on the JSON alone (estimated at 100 rows), the planner scanned a table of up
-#: to ~50,000 rows whole for every page (a hash join). Not prepared (``UPDATE_PREPARED``):
-#: a generic plan made while the table was small scans it whole for as long as it is kept
-SQL_UPDATE_JSON = (
-    "UPDATE {schema}.conversations AS c SET "
-    + ", ".join(f"{c} = {cast}" for c, cast in zip(COLUMNS[6:], _CASTS[6:], strict=True))
-    + ", bkey = NULL FROM jsonb_array_elements(%s::jsonb) AS r "
-    'WHERE c.conversation_id = ANY(%s::text[]) AND c.conversation_id = (r->>0) COLLATE "C"'
-)
-UPDATE_PREPARED = False
 #: which of a page's rows are stored, and the moments their metric units come from; each
 #: id looked up by the primary key (LATERAL … LIMIT 1), whatever the table's size: as
 #: ``= ANY``, a generic plan made while the table was small kept scanning it whole

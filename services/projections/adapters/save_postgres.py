@@ -23,7 +23,6 @@ from services.projections.adapters.cells_postgres import PostgresCells
 from services.projections.adapters.notify import PROJECTED_CHANNEL, notify_payload
 from services.projections.adapters.rows_postgres import (
     UNIT_VALUES,
-    UPDATE_PREPARED,
     column_arrays,
     rows_json,
 )
@@ -39,7 +38,6 @@ class SnapshotWriter:
     _upsert: Composed
     _upsert_json: Composed
     _insert_json: Composed
-    _update_json: Composed
     _stored_moments: Composed
     _locked_position: Composed
 
@@ -50,8 +48,8 @@ class SnapshotWriter:
         checks and reads (``BEGIN``, the compare-and-set read of the position,
         the position's forward-only upsert, which of the rows are stored and their
         metric units), then, if they pass, the writes and ``COMMIT``
-        (docs/runtime.md, "Per-cycle work"). The new rows are inserted and the
-        stored ones updated (no upsert: docs/runtime.md, "WAL records per event");
+        (docs/runtime.md, "Per-cycle work"). The new rows are inserted, not upserted
+        (docs/runtime.md, "PostgreSQL's WAL records per event");
         the position's upsert has locked its row by then, so no other writer of
         the projection inserts meanwhile. Should a row have appeared all the same
         (a writer under another position name), the key's violation rolls the page
@@ -113,8 +111,8 @@ class SnapshotWriter:
     def _write_rows(self, curs: Any, values: list[tuple[Any, ...]], before: set[Any],
                     stored: set[str] | None) -> None:
         """Queue the rows' writes, their metric units' marks and the ``NOTIFY``: the
-        rows not in ``stored`` inserted, the others updated (None: every row upserted)."""
-        if stored is None or not self._insert_and_update(curs, values, stored):
+        rows not in ``stored`` inserted, the others upserted (None: every row upserted)."""
+        if stored is None or not self._insert_and_upsert(curs, values, stored):
             if (data := rows_json(values)) is not None:
                 curs.execute(self._upsert_json, (data,), prepare=True)
             else:
@@ -125,9 +123,9 @@ class SnapshotWriter:
         curs.execute("SELECT pg_notify(%s, %s)",
                      (PROJECTED_CHANNEL, notify_payload([v[1] for v in values])))
 
-    def _insert_and_update(self, curs: Any, values: list[tuple[Any, ...]],
+    def _insert_and_upsert(self, curs: Any, values: list[tuple[Any, ...]],
                            stored: set[str]) -> bool:
-        """Queue the insert of the new rows and the update of the stored ones; False
+        """Queue the insert of the new rows and the upsert of the stored ones; False
         (nothing queued) when JSON cannot carry them (the ``unnest`` upsert then)."""
         new = [v for v in values if v[0] not in stored]
         old = [v for v in values if v[0] in stored] if stored else []
@@ -138,6 +136,5 @@ class SnapshotWriter:
         if new_data:
             curs.execute(self._insert_json, (new_data,), prepare=True)
         if old_data:
-            curs.execute(self._update_json, (old_data, [v[0] for v in old]),
-                         prepare=UPDATE_PREPARED)
+            curs.execute(self._upsert_json, (old_data,), prepare=True)
         return True

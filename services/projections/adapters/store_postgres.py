@@ -34,7 +34,6 @@ from services.projections.adapters.rows_postgres import (
     SQL_OPEN_WORKSPACES,
     SQL_SELECT,
     SQL_STORED_MOMENTS,
-    SQL_UPDATE_JSON,
     SQL_UPSERT,
     SQL_UPSERT_JSON,
     column_arrays,
@@ -89,7 +88,6 @@ class PostgresReadModelStore(SnapshotWriter, PostgresPages):
         self._upsert = sql(SQL_UPSERT, schema)
         self._upsert_json = sql(SQL_UPSERT_JSON, schema)
         self._insert_json = sql(SQL_INSERT_JSON, schema)
-        self._update_json = sql(SQL_UPDATE_JSON, schema)
         self._stored_moments = sql(SQL_STORED_MOMENTS, schema)
         self._select = sql(SQL_SELECT, schema)
         self._facts = sql(SQL_FACTS, schema)
