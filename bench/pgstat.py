@@ -60,7 +60,7 @@ _WALDUMP_LINE = re.compile(
 _REL = re.compile(r"rel \d+/(\d+)/(\d+)")
 
 
-def _lsn(conn: psycopg.Connection[Any]) -> str:
+def lsn(conn: psycopg.Connection[Any]) -> str:
     row = conn.execute("SELECT pg_current_wal_insert_lsn()::text").fetchone()
     return str(row[0]) if row else "0/0"
 
@@ -162,7 +162,7 @@ async def run(events: int, contacts: int, checkout: str = "") -> dict[str, Any]:
             conn.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
             conn.execute("SELECT pg_stat_statements_reset()")
             conn.execute("SELECT pg_stat_reset_shared('wal')")
-            wal_start = _lsn(conn)
+            wal_start = lsn(conn)
         before = postgres_processes()
         load = os.getloadavg()[0]
         result = await e2e.run_e2e(world, records, expected, interval=0.2)
@@ -170,7 +170,7 @@ async def run(events: int, contacts: int, checkout: str = "") -> dict[str, Any]:
         with psycopg.connect(database_url, autocommit=True) as conn:
             statements = conn.execute(_STATEMENTS).fetchall()
             tables = conn.execute(_TABLES, (world.schema,)).fetchall()
-            wal_end = _lsn(conn)
+            wal_end = lsn(conn)
             wal = conn.execute(_WAL).fetchone()
             by_relation = wal_by_relation(conn, wal_start, wal_end, expected.lines)
         world.stop()
