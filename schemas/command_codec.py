@@ -23,6 +23,7 @@ of the zone: 2.9 µs a record instead of 4.1 (``bench/decide.py --records``).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final, Literal, Union, get_args, get_origin
@@ -72,15 +73,42 @@ def _type_of(annotation: Any) -> Any:
 
 @dataclass(frozen=True, slots=True)
 class _Spec:
-    """One command class: its fields in order (``command`` set), and its time fields."""
+    """One command class and what turns its decoded struct into the model's values."""
 
     cls: type[CommandBase]
-    template: dict[str, Any]
+    #: struct -> the model's ``__dict__`` (every field, in the model's order; a time
+    #: ``None`` where its text is not one :func:`utc_time` accepts)
+    values: Callable[[msgspec.Struct], dict[str, Any]]
     times: tuple[str, ...]
 
 
+def _values_of(cls: type[CommandBase], tag: str) -> Callable[[msgspec.Struct], dict[str, Any]]:
+    """A function building the model's ``__dict__`` from a struct in one dict display.
+
+    Generated from ``cls.model_fields`` (each name an identifier, checked): the
+    keys in the model's order (the order pydantic and ``encode_command`` write),
+    ``command`` the class's tag, each time through :func:`utc_time`. About 0.6 µs a
+    record less than a template copy updated with ``msgspec.structs.asdict``.
+    """
+    items = []
+    for field, info in cls.model_fields.items():
+        if not field.isidentifier() or field.startswith("_"):
+            raise TypeError(f"{cls.__name__}.{field}: not a plain field name")
+        if field == "command":
+            items.append(f"{field!r}: {tag!r}")
+        elif info.annotation is datetime:
+            items.append(f"{field!r}: utc_time(body.{field})")
+        else:
+            items.append(f"{field!r}: body.{field}")
+    namespace: dict[str, Any] = {"utc_time": utc_time}
+    exec(f"def values(body):\n    return {{{', '.join(items)}}}\n", namespace)
+    function: Callable[[msgspec.Struct], dict[str, Any]] = namespace["values"]
+    return function
+
+
 def _struct(cls: type[CommandBase]) -> tuple[type[msgspec.Struct], _Spec]:
-    """A msgspec struct with every field of ``cls`` required, tagged by ``command``."""
+    """A msgspec struct with every field of ``cls`` required, tagged by ``command``
+    (not tracked by the collector: it holds text, ``None`` and booleans only)."""
     config = cls.model_config
     if config.get("extra") != "forbid" or config.get("strict"):
         raise TypeError(f"{cls.__name__}: expected extra='forbid' and lax validation")
@@ -95,10 +123,9 @@ def _struct(cls: type[CommandBase]) -> tuple[type[msgspec.Struct], _Spec]:
         if field != "command":
             fields.append((field, _type_of(info.annotation)))
     struct = msgspec.defstruct(name, fields, tag_field="command", tag=name,
-                               forbid_unknown_fields=True, frozen=True)
-    template = {field: name if field == "command" else None for field in cls.model_fields}
+                               forbid_unknown_fields=True, frozen=True, gc=False)
     times = tuple(f for f, info in cls.model_fields.items() if info.annotation is datetime)
-    return struct, _Spec(cls, template, times)
+    return struct, _Spec(cls, _values_of(cls, name), times)
 
 
 def _decoder() -> tuple[msgspec.json.Decoder[Any], dict[type[msgspec.Struct], _Spec]]:
@@ -107,12 +134,12 @@ def _decoder() -> tuple[msgspec.json.Decoder[Any], dict[type[msgspec.Struct], _S
         raise TypeError("CommandMessage changed; update the fast command decoder")
     specs = dict(_struct(cls) for cls in COMMAND_CLASSES)
     body = Union[tuple(specs)]  # type: ignore[valid-type]  # noqa: UP007
-    message = msgspec.defstruct("CommandMessage", [("body", body)], forbid_unknown_fields=True)
+    message = msgspec.defstruct("CommandMessage", [("body", body)], forbid_unknown_fields=True,
+                                gc=False)
     return msgspec.json.Decoder(message), specs
 
 
 _DECODER, _SPECS = _decoder()
-_asdict = msgspec.structs.asdict
 _fromisoformat = datetime.fromisoformat
 
 
@@ -123,14 +150,10 @@ def decode_command(raw: bytes | str) -> CommandBase | None:
     except (msgspec.MsgspecError, ValueError):
         return None
     spec = _SPECS[type(body)]
-    values = spec.template.copy()
-    values.update(_asdict(body))  # keeps the model's field order
+    values = spec.values(body)  # the model's field order; times in datetime.UTC
     for name in spec.times:
-        # ``Z``: datetime.UTC (the model gives pydantic's TzInfo(0), the same offset)
-        moment = utc_time(values[name])
-        if moment is None:
+        if values[name] is None:  # not a UTC time in ingest's form: ask the model
             return None
-        values[name] = moment
     return trusted(spec.cls, values)  # every field was in the record: all are set
 
 

@@ -32,7 +32,8 @@ from services.ingest.domain.normalise import Invalid
 
 __all__ = ["BatchProcessor", "BatchResult", "Decision"]
 
-_NOT_DEDUPED = (Invalid, ExpireInactive)
+#: the commands with a key other than their own contact's: none, or a second contact's
+_OTHER_KEYS = (ExpireInactive, MergeContacts)
 #: ``Outcome(*values)`` without the NamedTuple's Python ``__new__`` (hot path)
 _outcome = tuple.__new__
 
@@ -125,9 +126,13 @@ class BatchProcessor:
         ``unknown``: asked with the same round trip where the store can
         (:class:`~.ports.ReadsBatchAtOnce`), else with ``seen``.
         """
-        names = {item.workspace_id for item in items if not isinstance(item, Invalid)}
+        _, names, wanted = self._scan(items)
+        return self._load(names, wanted, unknown)
+
+    def _load(self, names: set[str], wanted: dict[uuid.UUID, tuple[str, str]],
+              unknown: Collection[tuple[str, str]]) -> set[tuple[str, str]]:
+        """:meth:`load` of what :meth:`_scan` found."""
         workspaces = {settings_id(ws): ws for ws in names}
-        wanted = self._uncached(items)
         stored = self._stored
         asked = list(wanted) if stored is None else [o for o in wanted if o in stored.aggregates]
         asked.extend(workspaces)
@@ -151,22 +156,31 @@ class BatchProcessor:
         return (store.seen(keys) if keys else set(),
                 store.load_many(ids) if ids else {})
 
-    def _uncached(self, items: Sequence[CommandBase | Invalid]
-                  ) -> dict[uuid.UUID, tuple[str, str]]:
-        """The aggregate ids of the contacts ``items`` name that are not cached."""
+    def _scan(self, items: Sequence[CommandBase | Invalid]
+              ) -> tuple[set[tuple[str, str]], set[str], dict[uuid.UUID, tuple[str, str]]]:
+        """One pass over ``items``: their dedupe keys (``CommandBase.dedup_key``; not of
+        a sweep), their workspaces, and the aggregate ids of the contacts they name
+        that are not cached."""
+        keys: set[tuple[str, str]] = set()
+        names: set[str] = set()
         wanted: dict[uuid.UUID, tuple[str, str]] = {}
         cache = self._cache
         for item in items:
             if isinstance(item, Invalid):
                 continue
-            key = (item.workspace_id, item.contact_id)
+            workspace_id = item.workspace_id
+            names.add(workspace_id)
+            key = (workspace_id, item.contact_id)
             if key not in cache:
                 wanted[aggregate_id(*key)] = key
-            if isinstance(item, MergeContacts):
-                key = (item.workspace_id, item.secondary_contact_id)
+            if isinstance(item, _OTHER_KEYS):
+                if isinstance(item, ExpireInactive):
+                    continue  # a sweep: never de-duplicated
+                key = (workspace_id, item.secondary_contact_id)
                 if key not in cache:
                     wanted[aggregate_id(*key)] = key
-        return wanted
+            keys.add((workspace_id, item.event_id))
+        return keys, names, wanted
 
     def forget(self, ids: Sequence[tuple[str, str]] | None = None) -> None:
         """Drop cached aggregates (all of them, and any :class:`StoredKeys`, by default)."""
@@ -193,15 +207,14 @@ class BatchProcessor:
         it or :meth:`forget` before deciding the next batch.
         """
         result = BatchResult()
-        keys = {(item.workspace_id, item.event_id) for item in items
-                if not isinstance(item, _NOT_DEDUPED)}  # CommandBase.dedup_key
+        keys, names, wanted = self._scan(items)
         done = keys & self._in_flight_keys  # decided, not stored yet: seen all the same
         unknown = keys - done
         if self._stored is not None:
             outcomes = self._stored.outcomes
             unknown = {key for key in unknown if hash(key) in outcomes}
         # the stored keys, the workspaces' settings and the uncached contacts
-        done |= self.load(items, unknown=unknown)
+        done |= self._load(names, wanted, unknown)
         contacts = BatchContacts(self)
         self._deciding = contacts.touched
         decided: list[tuple[str, str]] = []  # the outcomes' keys, in their order

@@ -16,6 +16,7 @@ from typing import Any, Final
 
 from schemas.construct import defaults_of, trusted
 from schemas.events import (
+    EVENT_CLASSES,
     ContactAbsorbed,
     ContactMerged,
     ConversationAssigned,
@@ -39,6 +40,8 @@ __all__ = ["NAMESPACE", "RECONTACT_WINDOW", "WELCOME_CHANNELS", "Contact", "Expi
            "aggregate_id", "merge", "name_uuid"]
 
 WELCOME_CHANNELS: Final = frozenset({"facebook", "viber"})
+#: each event class's defaults, in field order (``construct.defaults_of``), looked up once
+_DEFAULTS: Final = {cls: defaults_of(cls) for cls in EVENT_CLASSES.values()}
 #: a conversation opened within this long after another one closed is a re-contact
 RECONTACT_WINDOW: Final = timedelta(hours=24)
 
@@ -129,7 +132,7 @@ class Contact:
         # built from validated commands: no second validation, and in construct's key
         # order (defaults, then the common fields, then ``fields``): the stored JSON's
         version = self.version + 1
-        values = {**defaults_of(cls), "event_id": name_uuid(self._namespace, str(version)),
+        values = {**_DEFAULTS[cls], "event_id": name_uuid(self._namespace, str(version)),
                   "workspace_id": self.workspace_id, "contact_id": self.contact_id,
                   "aggregate_version": version,
                   "occurred_at": source.occurred_at if at is None else at,
