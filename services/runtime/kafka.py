@@ -15,6 +15,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.coordinator.assignors.range import RangePartitionAssignor
+from aiokafka.coordinator.assignors.roundrobin import RoundRobinPartitionAssignor
 from aiokafka.partitioner import DefaultPartitioner
 
 from services.runtime.murmur import murmur2
@@ -156,9 +158,18 @@ def make_producer(bootstrap: str, tuning: KafkaTuning,
 
 
 def make_consumer(bootstrap: str, tuning: KafkaTuning, *, topic: str, group: str,
-                  service: str) -> AIOKafkaConsumer:
-    """A manually committing, read-committed consumer in ``group`` (subscribe later)."""
+                  service: str, colocate: bool = False) -> AIOKafkaConsumer:
+    """A manually committing, read-committed consumer in ``group`` (subscribe later).
+
+    ``colocate``: partition i of every subscribed topic (topics of equal partition
+    counts, as ``infra/kafka/topics.py`` creates them) goes to the same member
+    (the range assignor; round robin still offered, so a group that still has a
+    member without it keeps working).
+    """
+    strategy = ((RangePartitionAssignor, RoundRobinPartitionAssignor) if colocate
+                else (RoundRobinPartitionAssignor,))
     return AIOKafkaConsumer(
+        partition_assignment_strategy=strategy,
         bootstrap_servers=bootstrap,
         client_id=client_id(service),
         group_id=group,
@@ -231,12 +242,13 @@ async def commit_assigned(consumer: AIOKafkaConsumer,
         await consumer.commit(offsets)
 
 
-def subscribe(consumer: AIOKafkaConsumer, topic: str,
+def subscribe(consumer: AIOKafkaConsumer, topic: str | list[str],
               listener: ConsumerRebalanceListener | None = None) -> None:
+    topics = [topic] if isinstance(topic, str) else topic
     if listener is None:
-        consumer.subscribe([topic])
+        consumer.subscribe(topics)
     else:
-        consumer.subscribe([topic], listener=listener)
+        consumer.subscribe(topics, listener=listener)
 
 
 def header(headers: Sequence[tuple[str, bytes]], name: str) -> str | None:

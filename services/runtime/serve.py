@@ -55,6 +55,21 @@ def parse_services(text: str) -> list[str] | str:
     return [n for n in SERVICES if n in names] or [HTTP_ONLY]
 
 
+def without_ingest(names: list[str], settings: Settings) -> list[str]:
+    """``names`` without ingest when the conversation service reads the gateway topic.
+
+    With ``BONYCHAT_CONVERSATION_INPUT=gateway`` (and Kafka) ingest has nothing to
+    do: running it would forward every gateway record a second time. It is left
+    out with one log line; ``--services ingest`` alone then serves the HTTP API only.
+    """
+    if "ingest" not in names or settings.conversation_input != "gateway" \
+            or not settings.kafka_bootstrap:
+        return names
+    log.warning("ingest not started: with BONYCHAT_CONVERSATION_INPUT=gateway the "
+                "conversation service reads the gateway topic itself")
+    return [n for n in names if n != "ingest"] or [HTTP_ONLY]
+
+
 def run_serve(services_csv: str, settings: Settings, worker: WorkerLink | None = None) -> int:
     """Entry point of ``bonychat serve`` (``worker``: started by a parent serve)."""
     names = parse_services(services_csv)
@@ -62,6 +77,7 @@ def run_serve(services_csv: str, settings: Settings, worker: WorkerLink | None =
         print(f"bonychat: error: {names}", file=sys.stderr)
         return 2
     setup_logging(settings.log_level)
+    names = without_ingest(names, settings)
     if worker is not None and not end_with_parent(worker.parent):
         print("bonychat: error: the parent serve is gone", file=sys.stderr)
         return 1

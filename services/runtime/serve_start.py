@@ -134,11 +134,13 @@ async def start_kafka(proc: Process, names: list[str], bootstrap: str,
     def wakeup(min_interval_ms: int) -> Any:
         return make_wakeup(settings.database_url, settings.is_postgres, min_interval_ms / 1000)
 
+    gateway_input = settings.conversation_input == "gateway"  # then no ingest (serve.py)
     if "ingest" in names:
         proc.runners["ingest"] = IngestService(producer=proc.producer, **kafka, **common).run
     if "conversation" in names:
         proc.runners["conversation"] = ConversationService(
-            events=stores.events, **kafka, **common).run
+            events=stores.events, producer=proc.producer if gateway_input else None,
+            **kafka, **common).run
     if "conversation" in names:  # sweep requests go to the owners of the contacts
         from services.projections.entrypoints.sweep import InactivitySweep
 

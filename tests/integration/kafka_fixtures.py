@@ -35,6 +35,12 @@ from services.runtime.topics import Topics
 from services.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
+#: the services run with the default BONYCHAT_CONVERSATION_INPUT (World.env drops the
+#: caller's BONYCHAT_* variables): with "gateway" the conversation service reads the
+#: gateway topic itself, and ingest has nothing to do
+GATEWAY_INPUT = Settings.model_fields["conversation_input"].default == "gateway"
+#: the service whose consumer reads the gateway topic (lag, undecodable records, offsets)
+GATEWAY_READER = "conversation" if GATEWAY_INPUT else "ingest"
 LOCAL_ENV = ROOT / "infra" / "local.env"
 BONYCHAT = Path(sys.executable).parent / "bonychat"
 T = TypeVar("T")

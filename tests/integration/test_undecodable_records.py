@@ -26,6 +26,7 @@ import psycopg
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from kafka_fixtures import (
+    GATEWAY_READER,
     World,
     corrupt_stored_batch,
     embedded_snapshot,
@@ -143,11 +144,11 @@ def test_gateway_batch_that_cannot_be_decoded(world: World) -> None:
             f"undecodable record at {topic}:{partition}@{offset}: "), record.headers
         assert record.headers["original_partition"] == str(partition)
         assert record.headers["source"] == "kafka" and record.value == b""
-    assert undecodable_count(port, "ingest") >= BAD
+    assert undecodable_count(port, GATEWAY_READER) >= BAD
     tp = TopicPartition(topic, partition)
     end = len(lines)
-    wait_until(lambda: committed(world, f"bonychat-{world.suffix}-ingest", tp) == end,
-               SETTLE, "ingest to commit past the bad batch")
+    wait_until(lambda: committed(world, f"bonychat-{world.suffix}-{GATEWAY_READER}", tp) == end,
+               SETTLE, f"{GATEWAY_READER} to commit past the bad batch")
     assert process.stop() == 0, process.log()
 
 

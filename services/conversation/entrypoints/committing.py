@@ -14,11 +14,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from typing import Any
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError
 
 from services.conversation.application.ports import Position, Positions
+from services.conversation.application.processor import BatchResult
 from services.conversation.application.unit_of_work import BatchUnitOfWork
 from services.conversation.entrypoints.records import (
     DEAD_LETTER_SOURCE,
@@ -27,10 +29,10 @@ from services.conversation.entrypoints.records import (
     Group,
     Records,
     _Decided,
-    decode,
     position_name,
+    read_group,
 )
-from services.runtime.kafka import commit_assigned, record_lag
+from services.runtime.kafka import RecordBatches, commit_assigned, record_lag
 from services.runtime.observability import RuntimeMetrics
 
 #: the service's logger, as before these methods moved out of its module
@@ -50,6 +52,11 @@ class BatchCommitting:
     _pending: _Decided | None
     _done: dict[TopicPartition, int]
     _lag_committed: float
+    #: the gateway topic when the service reads it itself (None: commands only)
+    gateway_topic: str | None
+    dlq_topic: str
+    producer: AIOKafkaProducer | None
+    _dlq_partitions: dict[str, list[int]]
 
     async def _step(self, consumer: AIOKafkaConsumer, batches: Batches) -> None:
         """Decide this fetch while the previous one commits; then start its commit.
@@ -77,10 +84,24 @@ class BatchCommitting:
                 raise
             for tp, records in group:  # N+1 continues from here, once N is stored
                 self._after[tp] = records[-1].offset
+            # N+1's DLQ records go out while N commits; N+1 commits after their acks
+            out = decided.dead_letters
+            acks = await out.submit() if out is not None and out.records else []
             await self._settle()  # raises if N failed: N+1 is dropped
-            decided.commit = asyncio.ensure_future(
-                asyncio.to_thread(self.uow.write, decided.decision, decided.position))
+            decided.commit = asyncio.ensure_future(self._write(decided, acks))
             self._pending = decided
+
+    async def _write(self, decided: _Decided, acks: list[asyncio.Future[Any]]) -> BatchResult:
+        """The transaction of ``decided``, once the broker has its DLQ records.
+
+        At-least-once, as ingest: a DLQ record is acknowledged before the position
+        moves past its gateway record; a failure in between (or of the produce,
+        which fails the commit) reads the record again, and it may be
+        dead-lettered twice.
+        """
+        if acks:
+            await asyncio.gather(*acks)
+        return await asyncio.to_thread(self.uow.write, decided.decision, decided.position)
 
     def _position(self, tp: TopicPartition, records: Records) -> Position:
         """Where this batch of ``tp`` ends, and where storage must have it continue from."""
@@ -89,13 +110,17 @@ class BatchCommitting:
     def _decide_ahead(self, group: Group) -> _Decided:
         """Decode and decide a group (worker thread)."""
         started = time.perf_counter()
-        items = [decode(r) for _, records in group for r in records]
+        gateway = self.gateway_topic
+        out = (RecordBatches(self.producer, self._dlq_partitions)
+               if gateway is not None and self.producer is not None else None)
+        items, gateway_items = read_group(group, gateway, self.dlq_topic, out)
         positions = [self._position(tp, records) for tp, records in group]
         position = positions[0] if len(positions) == 1 else Positions(
             positions[0].name, positions[0].offset, positions[0].after,
             others=tuple(positions[1:]))
         decision = self.uow.decide(items, DEAD_LETTER_SOURCE)
-        return _Decided(group, decision, position, started)
+        return _Decided(group, decision, position, started, gateway_items=gateway_items,
+                        dead_letters=out)
 
     async def _settle(self) -> None:
         """Wait for the commit in flight; if it failed, forget and raise.
@@ -116,6 +141,8 @@ class BatchCommitting:
             raise
         self.uow.settle(pending.decision)
         self.metrics.count_batch(pending.decision.items, result, DEAD_LETTER_SOURCE)
+        if pending.gateway_items:  # as ingest counted what it forwarded
+            self.metrics.count_ingest(pending.gateway_items, "kafka")
         for tp, records in pending.group:
             self._observe(tp, records, pending.started)
 

@@ -34,7 +34,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import KafkaError
 
 from services.conversation.application.ports import (
@@ -55,7 +55,13 @@ from services.conversation.entrypoints.records import (
     position_name,
 )
 from services.runtime.fetch import SafeFetch
-from services.runtime.kafka import FetchHold, make_consumer, partitions_text, subscribe
+from services.runtime.kafka import (
+    FetchHold,
+    make_consumer,
+    partitions_of,
+    partitions_text,
+    subscribe,
+)
 from services.runtime.observability import Health, RuntimeMetrics
 from services.runtime.retry import Backoff, bounded, is_transient
 from services.runtime.retry import describe as describe_error
@@ -86,13 +92,22 @@ class ConversationService(BatchCommitting):
     def __init__(self, *, bootstrap: str, topics: Topics, group_prefix: str,
                  tuning: KafkaTuning, events: EventStore, metrics: RuntimeMetrics,
                  health: Health, cache_size: int = 200_000,
-                 batch_records: int | None = None) -> None:
+                 batch_records: int | None = None,
+                 producer: AIOKafkaProducer | None = None) -> None:
         self.bootstrap = bootstrap
         self.topics = topics
         self.group = group_id(group_prefix, SERVICE)
         self.tuning = tuning
+        #: given a producer (for the DLQ), the service reads the gateway topic too
+        #: (``BONYCHAT_CONVERSATION_INPUT=gateway``), its fetches held as ingest's are
+        self.producer = producer
+        self.gateway_topic = topics.gateway if producer is not None else None
+        self.dlq_topic = topics.dlq
+        self._dlq_partitions: dict[str, list[int]] = {}
+        self.input_topics = [topics.commands] if producer is None else [
+            topics.gateway, topics.commands]
         #: its consumer's: fetches answered at once by default (ingest batches by time)
-        self.fetch_tuning = tuning.for_commands()
+        self.fetch_tuning = tuning.for_commands() if producer is None else tuning
         self.events = events
         self.uow = BatchUnitOfWork(events, cache_size=cache_size)
         #: records to gather per fetch (several fetches under a backlog)
@@ -157,18 +172,18 @@ class ConversationService(BatchCommitting):
         consumer = self._consumer
         assert consumer is not None
         todo = self._unpositioned & consumer.assignment()
-        resume = {}
+        resume: dict[str, dict[str, int | None]] = {}
         for tp in sorted(todo):
             tracked = await asyncio.to_thread(self.events.position, position_name(tp))
-            resume[tp.partition] = tracked
+            resume.setdefault(tp.topic, {})[str(tp.partition)] = tracked
             self._after[tp] = -1 if tracked is None else tracked
             # Offset 0 before the log start is reset to the earliest record.
             consumer.seek(tp, 0 if tracked is None else tracked + 1)
         self._unpositioned = set()
-        if todo:
+        for topic, tracked_of in resume.items():  # one line per topic
             log.info("partitions assigned", extra={
-                "topic": self.topics.commands, "partitions": partitions_text(todo),
-                "resume_after": {str(k): v for k, v in sorted(resume.items())}})
+                "topic": topic, "partitions": sorted(map(int, tracked_of)),
+                "resume_after": tracked_of})
         self.health.set_ready(SERVICE)
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -178,15 +193,18 @@ class ConversationService(BatchCommitting):
         call; :func:`.retry.retrying` runs it again with a fresh consumer.
         """
         consumer = make_consumer(self.bootstrap, self.fetch_tuning, topic=self.topics.commands,
-                                 group=self.group, service=SERVICE)
+                                 group=self.group, service=SERVICE,
+                                 colocate=self.gateway_topic is not None)
         self._consumer = consumer
         fetch = SafeFetch(consumer, service=SERVICE, metrics=self.metrics,
                           hold=FetchHold(consumer, self.fetch_tuning))
         self._reset()
-        subscribe(consumer, self.topics.commands, _Rebalance(self))
+        if self.producer is not None:
+            self._dlq_partitions = await partitions_of(self.producer, [self.dlq_topic])
+        subscribe(consumer, self.input_topics, _Rebalance(self))
         await consumer.start()
         log.info("conversation service started",
-                 extra={"topic": self.topics.commands, "group": self.group})
+                 extra={"topics": self.input_topics, "group": self.group})
         backoff = Backoff()
         try:
             while not stop.is_set():

@@ -1,8 +1,12 @@
-"""The conversation service's command records: decoding, position names, decided batches.
+"""The conversation service's records: decoding, position names, decided batches.
 
 Helpers of :mod:`services.conversation.entrypoints.kafka` (which re-exports them):
-a record that does not decode becomes an invalid item (a dead letter with its
-reason), and each partition is tracked in storage under ``{topic}:{partition}``.
+a command record that does not decode becomes an invalid item (a dead letter
+with its reason), and each partition is tracked in storage under
+``{topic}:{partition}``. With ``BONYCHAT_CONVERSATION_INPUT=gateway`` the
+service also reads gateway records (:func:`read_group`): each is parsed as
+ingest parses it, and an invalid one becomes a record for the DLQ topic built by
+ingest's own code, not a dead letter in storage.
 """
 
 from __future__ import annotations
@@ -18,7 +22,9 @@ from schemas.commands import CommandBase
 from services.conversation.application.ports import Position
 from services.conversation.application.processor import BatchResult, Decision
 from services.ingest.domain.normalise import Invalid, describe
+from services.ingest.entrypoints.gateway_records import add_dead_letter, parse_record
 from services.runtime.fetch import UndecodableRecord
+from services.runtime.kafka import RecordBatches
 
 SERVICE = "conversation"
 DEAD_LETTER_SOURCE = "commands"
@@ -45,6 +51,34 @@ def position_name(tp: TopicPartition) -> str:
 Records = list[ConsumerRecord[bytes, bytes]]
 Batches = dict[TopicPartition, Records]
 Group = list[tuple[TopicPartition, Records]]
+Items = list[CommandBase | Invalid]
+
+
+def read_group(group: Group, gateway: str | None, dlq: str, out: RecordBatches | None
+               ) -> tuple[Items, Items]:
+    """The items to decide, and what was read from the gateway topic ``gateway``.
+
+    A command record is decoded (:func:`decode`); a gateway record is parsed as
+    ingest parses it: a valid one is decided like its command, an invalid one is
+    added to ``out`` as ingest would write it to the DLQ and is not decided (it
+    never was: ingest does not forward it). The second list (valid and invalid
+    gateway items) is what ingest would have counted.
+    """
+    items: Items = []
+    gateway_items: Items = []
+    for tp, records in group:
+        if tp.topic != gateway:
+            items.extend(map(decode, records))
+            continue
+        assert out is not None
+        for record in records:
+            item = parse_record(record)
+            gateway_items.append(item)
+            if isinstance(item, Invalid):
+                add_dead_letter(out, dlq, record, item)
+            else:
+                items.append(item)
+    return items, gateway_items
 
 
 @dataclass(slots=True)
@@ -56,3 +90,8 @@ class _Decided:
     position: Position
     started: float
     commit: asyncio.Future[BatchResult] | None = field(default=None)
+    #: gateway input: what was read from the gateway topic (counted as ingest did)
+    gateway_items: Items = field(default_factory=list)
+    #: gateway input: the DLQ records of its invalid gateway records (acknowledged
+    #: before the transaction that moves the position past them is committed)
+    dead_letters: RecordBatches | None = None

@@ -27,11 +27,11 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPa
 from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 
 from schemas.commands import CommandBase
-from services.ingest.domain.normalise import Invalid, parse
-from services.runtime.fetch import SafeFetch, UndecodableRecord
+from services.ingest.domain.normalise import Invalid
+from services.ingest.entrypoints.gateway_records import add_dead_letter, parse_record
+from services.runtime.fetch import SafeFetch
 from services.runtime.kafka import (
     FetchHold,
-    Headers,
     RecordBatches,
     commit_assigned,
     make_consumer,
@@ -41,17 +41,11 @@ from services.runtime.kafka import (
 )
 from services.runtime.observability import Health, RuntimeMetrics
 from services.runtime.retry import bounded
-from services.runtime.sinks import dead_letter_headers, encode_command
+from services.runtime.sinks import encode_command
 from services.runtime.topics import KafkaTuning, Topics, group_id, partition_key
 
 log = logging.getLogger(__name__)
 SERVICE = "ingest"
-
-
-def _origin(record: ConsumerRecord[bytes, bytes]) -> Headers:
-    return [("original_topic", record.topic.encode()),
-            ("original_partition", str(record.partition).encode()),
-            ("original_offset", str(record.offset).encode())]
 
 
 def prepare(topics: Topics, records: list[ConsumerRecord[bytes, bytes]],
@@ -65,12 +59,10 @@ def prepare(topics: Topics, records: list[ConsumerRecord[bytes, bytes]],
     add = out.add
     commands, dlq = topics.commands, topics.dlq
     for record in records:
-        value = record.value if record.value is not None else b""
-        item = (Invalid("", record.reason) if isinstance(record, UndecodableRecord)
-                else parse(value))
+        item = parse_record(record)
         items.append(item)
-        if isinstance(item, Invalid):  # the input's bytes as they came (even if not UTF-8)
-            add(dlq, record.key, value, dead_letter_headers(item.reason, "kafka", _origin(record)))
+        if isinstance(item, Invalid):
+            add_dead_letter(out, dlq, record, item)
         else:
             add(commands, partition_key(item.workspace_id, item.contact_id),
                 encode_command(item))
