@@ -9,6 +9,8 @@ in PostgreSQL, so a ``kill -9`` loses and repeats nothing.
 
 from __future__ import annotations
 
+import re
+import urllib.request
 from collections import Counter
 from collections.abc import Iterator
 from typing import Any
@@ -17,6 +19,7 @@ import pytest
 from kafka_fixtures import (
     WORKSPACES,
     Consumed,
+    ServeProcess,
     World,
     embedded_snapshot,
     generate_stream,
@@ -67,6 +70,15 @@ def comparable(world: World, found: list[Consumed]) -> list[tuple[Any, ...]]:
         assert headers.pop("original_topic") == world.topics.gateway
         rows.append((record.key, record.value, record.partition, sorted(headers.items())))
     return sorted(rows, key=repr)
+
+
+def gateway_records_read(process: ServeProcess) -> float:
+    """``bonychat_events_total{service="ingest"}``: gateway records validated (forwarded or
+    invalid) by ``process``, whichever service read them."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{process.port()}/metrics", timeout=5) as r:
+        text = r.read().decode()
+    return sum(float(m[1]) for m in re.finditer(
+        r'^bonychat_events_total\{[^}]*service="ingest"[^}]*\} (\S+)$', text, re.M))
 
 
 def tracked(world: World) -> dict[str, int]:
@@ -142,3 +154,29 @@ def test_kill9_resumes_from_the_tracked_gateway_position(
     assert sum(v + 1 for k, v in positions.items()
                if k.startswith(world.topics.gateway + ":")) == len(stream.records)
     assert successor.stop() == 0, successor.log()
+
+
+def test_switching_to_gateway_input_starts_where_ingest_stopped(
+        infra: dict[str, str], worlds: list[World]) -> None:
+    """An existing deployment switched over: nothing decided or dead-lettered twice."""
+    stream = generate_stream(2_000, seed=31)
+    records = [(key or b"bad:%d" % n, value) for n, (key, value) in enumerate(stream.records)]
+    half = len(records) // 2
+    first_invalid = sum(1 for key, _ in stream.records[:half] if key is None)
+    assert 0 < first_invalid < stream.invalid
+    world = new_world(infra)
+    worlds.append(world)
+    before = world.serve("ingest,conversation,projections", name="before", **COMMANDS)
+    world.publish(records[:half])
+    converge(world, embedded_snapshot([v for _, v in records[:half]], WORKSPACES))
+    dead_letters(world, first_invalid)
+    assert before.stop() == 0, before.log()  # ingest commits its offsets as it stops
+
+    after = world.serve("ingest,conversation,projections", name="after", **GATEWAY)
+    after.wait_log(r'"partitions assigned".*"from_ingest": \{"\d": [1-9]')
+    world.publish(records[half:])
+    converge(world, embedded_snapshot(stream.lines, WORKSPACES))
+    found = read_topic(world.bootstrap, world.topics.dlq, idle_ms=1_000)
+    assert len(found) == stream.invalid  # each invalid record dead-lettered once
+    # It read the gateway topic from where ingest stopped: the second half only.
+    assert gateway_records_read(after) == len(records) - half

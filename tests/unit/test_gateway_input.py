@@ -189,10 +189,19 @@ def test_the_position_moves_only_after_the_dead_letters_are_acknowledged(
                 events=stores.events, metrics=RuntimeMetrics(), health=Health(),
                 producer=producer)  # type: ignore[arg-type]
             service._dlq_partitions = {TOPICS.dlq: [0, 1, 2, 3]}
+            asked: list[set[TopicPartition]] = []
+
+            async def ingest_stopped_at(bootstrap: str, group: str,
+                                        partitions: set[TopicPartition]
+                                        ) -> dict[TopicPartition, int]:
+                asked.append(set(partitions))
+                return {}  # ingest never committed: from the beginning
+            service.handover = ingest_stopped_at  # type: ignore[assignment]
             consumer = Consumer([{GATEWAY: gateway_records()}], {GATEWAY})
             service._consumer = consumer  # type: ignore[assignment]
             fetch = SafeFetch(consumer, service="conversation")  # type: ignore[arg-type]
             await service.assigned({GATEWAY})
+            assert asked == [{GATEWAY}] and consumer.positions[GATEWAY] == 0
             await service._round(consumer, fetch)  # type: ignore[arg-type]
             name = f"{GATEWAY.topic}:{GATEWAY.partition}"
             assert {t for t, _, _ in producer.sent} == {TOPICS.dlq}

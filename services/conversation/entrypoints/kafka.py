@@ -22,11 +22,11 @@ decided, and every partition resumes from the position storage recorded
 (:meth:`ConversationService._recover`), which re-reads the lost records.
 
 This module holds the service itself: its consumer loop, the fetch, partition
-assignment (seeking to the tracked positions) and recovery. Two siblings hold
-the rest: :mod:`.committing` (:class:`~.committing.BatchCommitting`: decide a
-fetch, commit it in order while the next is decided, settle, the lag-only
-offset commit) and :mod:`.records` (decoding a command record, position names,
-a decided batch). Their names are re-exported here.
+assignment (seeking to the tracked positions) and recovery. Siblings hold the
+rest: :mod:`.committing` (decide a fetch, commit it in order while the next is
+decided, settle, the lag-only offset commit), :mod:`.records` (reading command
+and gateway records, position names, a decided batch; re-exported here) and
+:mod:`.handover` (``BONYCHAT_CONVERSATION_INPUT=gateway``: where ingest stopped).
 """
 
 from __future__ import annotations
@@ -44,6 +44,7 @@ from services.conversation.application.ports import (
 )
 from services.conversation.application.unit_of_work import BatchUnitOfWork
 from services.conversation.entrypoints.committing import LAG_COMMIT_SECONDS, BatchCommitting
+from services.conversation.entrypoints.handover import ingest_offsets
 from services.conversation.entrypoints.records import (
     DEAD_LETTER_SOURCE,
     SERVICE,
@@ -102,6 +103,7 @@ class ConversationService(BatchCommitting):
         #: (``BONYCHAT_CONVERSATION_INPUT=gateway``), its fetches held as ingest's are
         self.producer = producer
         self.gateway_topic = topics.gateway if producer is not None else None
+        self.ingest_group, self.handover = group_id(group_prefix, "ingest"), ingest_offsets
         self.dlq_topic = topics.dlq
         self._dlq_partitions: dict[str, list[int]] = {}
         self.input_topics = [topics.commands] if producer is None else [
@@ -177,13 +179,19 @@ class ConversationService(BatchCommitting):
             tracked = await asyncio.to_thread(self.events.position, position_name(tp))
             resume.setdefault(tp.topic, {})[str(tp.partition)] = tracked
             self._after[tp] = -1 if tracked is None else tracked
-            # Offset 0 before the log start is reset to the earliest record.
-            consumer.seek(tp, 0 if tracked is None else tracked + 1)
+        # A gateway partition never tracked starts where ingest stopped (handover.py);
+        # offset 0 before the log start is reset to the earliest record.
+        start = await self.handover(self.bootstrap, self.ingest_group, {
+            tp for tp in todo if tp.topic == self.gateway_topic and self._after[tp] == -1})
+        for tp in sorted(todo):
+            consumer.seek(tp, start.get(tp, 0) if self._after[tp] == -1 else self._after[tp] + 1)
         self._unpositioned = set()
         for topic, tracked_of in resume.items():  # one line per topic
             log.info("partitions assigned", extra={
                 "topic": topic, "partitions": sorted(map(int, tracked_of)),
-                "resume_after": tracked_of})
+                "resume_after": tracked_of,
+                **({"from_ingest": {str(tp.partition): start[tp] for tp in sorted(start)
+                                    if tp.topic == topic}} if start else {})})
         self.health.set_ready(SERVICE)
 
     async def run(self, stop: asyncio.Event) -> None:
