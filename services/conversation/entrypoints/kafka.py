@@ -17,9 +17,8 @@ Throughput and latency come from doing less per record and overlapping the rest:
 - the next fetch is decoded and decided while the previous one's transaction
   runs in PostgreSQL (see :meth:`ConversationService._step`).
 
-A failed transaction is not retried here: the unit of work forgets what was
-decided, and every partition resumes from the position storage recorded
-(:meth:`ConversationService._recover`), which re-reads the lost records.
+A failed transaction is not retried here: the unit of work forgets what was decided,
+and every partition resumes from the position storage recorded (:meth:`_recover`).
 
 This module holds the service itself: its consumer loop, the fetch, partition
 assignment (seeking to the tracked positions) and recovery. Siblings hold the
@@ -186,12 +185,12 @@ class ConversationService(BatchCommitting):
         for tp in sorted(todo):
             consumer.seek(tp, start.get(tp, 0) if self._after[tp] == -1 else self._after[tp] + 1)
         self._unpositioned = set()
+        self._generation += 1  # a fetch that returned meanwhile read from before the seek
         for topic, tracked_of in resume.items():  # one line per topic
             log.info("partitions assigned", extra={
                 "topic": topic, "partitions": sorted(map(int, tracked_of)),
-                "resume_after": tracked_of,
-                **({"from_ingest": {str(tp.partition): start[tp] for tp in sorted(start)
-                                    if tp.topic == topic}} if start else {})})
+                "resume_after": tracked_of, "from_ingest": {
+                    str(p.partition): at for p, at in sorted(start.items()) if p.topic == topic}})
         self.health.set_ready(SERVICE)
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -249,6 +248,7 @@ class ConversationService(BatchCommitting):
             if self._unpositioned or generation != self._generation \
                     or not self._follows(batches):
                 self._unpositioned |= consumer.assignment()
+                await self._settle()  # so that the positions read next include it
                 await self._seek_tracked()
                 batches = {}  # fetched before the seek: read again from the position
             await self._step(consumer, batches)
