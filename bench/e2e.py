@@ -8,6 +8,12 @@ Completion criterion (cheap to poll, exact, independent of outcome mix):
 2. the conversation service is done: for each partition of the command topic, the
    position it tracks in PostgreSQL (stored in the same transaction as the events
    and outcomes) is the partition's last offset;
+
+   With ``BONYCHAT_CONVERSATION_INPUT=gateway`` (the default since issue 13's
+   "Conversation input") there is no ingest process: steps 1-2 are the conversation
+   service's tracked positions of the gateway topic's partitions. Which layout a
+   variant runs is asked of its own code (:func:`reads_gateway`), so an older
+   checkout (``before@PATH`` in bench.ab) is measured with its ingest;
 3. the projections are done: their tracked position ``projection:conversations`` is
    at least the event store's max notification id, read after step 2.
 
@@ -20,10 +26,13 @@ from __future__ import annotations
 
 import asyncio
 import os
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +45,7 @@ from psycopg.sql import SQL, Identifier
 from services.ingest.domain.normalise import Invalid, parse
 from services.runtime.topics import Topics, group_id
 
-from . import limits
+from . import limits, procs
 from .procs import CpuSampler, ServeProcess
 
 PROJECTION = "projection:conversations"
@@ -65,6 +74,19 @@ def expectation(path: Path, lines: Sequence[bytes]) -> Expected:
     found = Expected(len(lines), invalid, len(keys))
     meta.write_bytes(orjson.dumps(found.__dict__))
     return found
+
+
+def reads_gateway(env: dict[str, str]) -> bool:
+    """Whether the code that ``env`` runs (this checkout, or ``procs.CHECKOUT``'s) has
+    its conversation service read the gateway topic (no ingest process) with ``env``."""
+    checkout = env.get(procs.CHECKOUT, "")
+    python = str(Path(checkout) / ".venv" / "bin" / "python") if checkout else sys.executable
+    answer = subprocess.run(
+        [python, "-c", "from services.settings import Settings; "
+                       "print(getattr(Settings(), 'conversation_input', 'commands'))"],
+        env={k: v for k, v in env.items() if k != procs.CHECKOUT}, cwd=checkout or None,
+        capture_output=True, text=True, check=True)
+    return answer.stdout.strip() == "gateway"
 
 
 @dataclass
@@ -106,6 +128,10 @@ class World:
                     and k not in ("BONYCHAT_KAFKA_BOOTSTRAP", "BONYCHAT_KAFKA_PORT")})
         env.update(self.extra_env)
         return env
+
+    @cached_property
+    def gateway_input(self) -> bool:
+        return reads_gateway(self.env())
 
     def serve(self, services: str | None, name: str) -> ServeProcess:
         """``services=None``: ``bonychat serve`` as a user first runs it (default services,
@@ -192,17 +218,23 @@ class Progress:
 
     async def ingest_done(self) -> bool:
         topic = self.world.topics.gateway
+        if self.world.gateway_input:  # no ingest: conversation_done covers the topic
+            return True
         ends = await limits.end_offsets(self.consumer, topic)
         done = await limits.group_offsets(self.admin, group_id(self.world.prefix, "ingest"),
                                           topic)
         return all(done.get(p, 0) >= end for p, end in ends.items())
 
     async def conversation_done(self) -> bool:
-        topic = self.world.topics.commands
-        ends = await limits.end_offsets(self.consumer, topic)
+        topics = self.world.topics
         tracked = await self.tracked()
-        return all(tracked.get(f"{topic}:{p}", -1) >= end - 1 for p, end in ends.items()
-                   if end > 0)
+        for topic in ((topics.gateway, topics.commands) if self.world.gateway_input
+                      else (topics.commands,)):
+            ends = await limits.end_offsets(self.consumer, topic)
+            if not all(tracked.get(f"{topic}:{p}", -1) >= end - 1 for p, end in ends.items()
+                       if end > 0):
+                return False
+        return True
 
     async def max_notification_id(self) -> int:
         rows = await self.query("SELECT COALESCE(max(notification_id), 0) FROM "
@@ -248,7 +280,7 @@ def start_services(world: World, conversation_copies: int = 1,
     or one ``bonychat serve`` (``layout="serve"``)."""
     if layout == "serve":
         return {"serve": world.serve(None, "serve").pid}
-    pids = {"ingest": world.serve("ingest", "ingest").pid}
+    pids = {} if world.gateway_input else {"ingest": world.serve("ingest", "ingest").pid}
     for n in range(conversation_copies):
         name = "conversation" if conversation_copies == 1 else f"conversation-{n + 1}"
         pids[name] = world.serve("conversation", name).pid

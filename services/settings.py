@@ -107,7 +107,7 @@ class Settings(BaseSettings):
     #: inactivity sweep); the ingest service then has nothing to do and is not run.
     #: "commands": only the command topic, which the ingest service fills from the
     #: gateway topic (the layout before issue 13). docs/runtime.md, "Conversation input"
-    conversation_input: Literal["commands", "gateway"] = "commands"
+    conversation_input: Literal["commands", "gateway"] = "gateway"
     #: the outbox relay runs inside ``serve --services conversation`` (False: only as
     #: ``--services relay``)
     relay_with_conversation: bool = True

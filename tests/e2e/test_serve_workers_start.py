@@ -110,7 +110,7 @@ def test_only_the_parent_waits_for_an_unreachable_kafka_and_workers_start_after(
     assert children(process.pid) == []  # no worker started while the parent waits
     text = log.read_text()
     assert text.count(WAITING) == 1, text[-3000:]  # one process waits, once
-    assert "worker ingest started" not in text
+    assert "worker conversation started" not in text
     process.send_signal(signal.SIGTERM)
     assert process.wait(30) == 0
 

@@ -16,6 +16,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from kafka_fixtures import (
+    GATEWAY_READER,
     WORKSPACES,
     World,
     embedded_snapshot,
@@ -66,7 +67,8 @@ def committed_to_the_end(world: World, group: str) -> bool:
 
 def test_ingest_commits_when_the_topic_goes_quiet_not_only_per_interval(world: World) -> None:
     stream = generate_stream(600, seed=23)
-    ingest = world.serve("ingest", name="ingest", BONYCHAT_KAFKA_COMMIT_INTERVAL_MS="3600000")
+    ingest = world.serve("ingest", name="ingest", BONYCHAT_KAFKA_COMMIT_INTERVAL_MS="3600000",
+                         BONYCHAT_CONVERSATION_INPUT="commands")  # the ingest service's test
     ingest.port()
     world.publish(stream.records)
     group = f"bonychat-{world.suffix}-ingest"
@@ -121,8 +123,9 @@ def test_fetches_held_by_the_broker_still_bring_every_event_exactly_once(world: 
     for start in range(0, len(stream.records), 300):  # three trickles, each far below
         world.publish(stream.records[start:start + 300])  # the minimum bytes
     assert_projected_and_relayed_once(world, expected)
-    wait_until(lambda: committed_to_the_end(world, f"bonychat-{world.suffix}-ingest"), SETTLE,
-               "ingest's committed offsets to reach the end of the gateway topic")
+    reader = f"bonychat-{world.suffix}-{GATEWAY_READER}"  # its offsets: for lag only
+    wait_until(lambda: committed_to_the_end(world, reader), SETTLE,
+               f"{GATEWAY_READER}'s committed offsets to reach the end of the gateway topic")
     assert serve.stop() == 0, serve.log()
 
 
