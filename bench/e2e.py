@@ -9,7 +9,7 @@ Completion criterion (cheap to poll, exact, independent of outcome mix):
    position it tracks in PostgreSQL (stored in the same transaction as the events
    and outcomes) is the partition's last offset;
 
-   With ``BONYCHAT_CONVERSATION_INPUT=gateway`` (the default since issue 13's
+   With ``BONYCHAT_CONVERSATION_INPUT=gateway`` (opt-in, issue 13
    "Conversation input") there is no ingest process: steps 1-2 are the conversation
    service's tracked positions of the gateway topic's partitions. Which layout a
    variant runs is asked of its own code (:func:`reads_gateway`), so an older

@@ -105,9 +105,10 @@ class Settings(BaseSettings):
     #: (each record validated as ingest validates it, an invalid one written to the
     #: DLQ topic as ingest writes it) and the command topic (HTTP posts, the
     #: inactivity sweep); the ingest service then has nothing to do and is not run.
-    #: "commands": only the command topic, which the ingest service fills from the
-    #: gateway topic (the layout before issue 13). docs/runtime.md, "Conversation input"
-    conversation_input: Literal["commands", "gateway"] = "gateway"
+    #: "commands" (the default): only the command topic, which the ingest service
+    #: fills from the gateway topic. "gateway" is opt-in until the fault plan has run
+    #: it clean (docs/runtime.md, "Conversation input")
+    conversation_input: Literal["commands", "gateway"] = "commands"
     #: the outbox relay runs inside ``serve --services conversation`` (False: only as
     #: ``--services relay``)
     relay_with_conversation: bool = True

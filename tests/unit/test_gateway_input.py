@@ -23,6 +23,7 @@ from aiokafka import ConsumerRecord, TopicPartition
 from aiokafka.errors import KafkaTimeoutError
 
 from services.composition import open_stores
+from services.conversation.entrypoints import kafka as conversation_kafka
 from services.conversation.entrypoints.kafka import ConversationService
 from services.conversation.entrypoints.records import read_group
 from services.ingest.domain.normalise import Invalid, parse
@@ -231,6 +232,45 @@ def test_the_position_moves_only_after_the_dead_letters_are_acknowledged(
             assert stores.events.seen([("ws", "e0"), ("ws", "e2"), ("ws", "e1")]) == {
                 ("ws", "e0"), ("ws", "e2")}
             assert dead_letters_stored(path) == 0  # dead-lettered on the DLQ topic only
+        finally:
+            stores.close()
+
+    asyncio.run(scenario())
+
+
+def test_a_handover_look_up_that_hangs_leaves_the_partition_unpositioned(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The look-up runs inside the rebalance callback: it is bounded, never awaited forever.
+
+    A member stuck in its callback stalls every other member's rebalance; bounded,
+    the assignment completes, the partition is not consumed from an unknown
+    position, and the next round seeks it once the look-up answers.
+    """
+    monkeypatch.setattr(conversation_kafka, "HANDOVER_SECONDS", 0.05)
+
+    async def scenario() -> None:
+        stores = open_stores(Settings(database_url=str(tmp_path / "events.db")))
+        try:
+            service = ConversationService(
+                bootstrap="unused", topics=TOPICS, group_prefix="t", tuning=KafkaTuning(),
+                events=stores.events, metrics=RuntimeMetrics(), health=Health(),
+                producer=Producer())  # type: ignore[arg-type]
+            answers: list[dict[TopicPartition, int]] = []
+
+            async def ingest_stopped_at(bootstrap: str, group: str,
+                                        partitions: set[TopicPartition]
+                                        ) -> dict[TopicPartition, int]:
+                if not answers:
+                    await asyncio.Event().wait()  # an admin request that never returns
+                return answers[0]
+            service.handover = ingest_stopped_at  # type: ignore[assignment]
+            consumer = Consumer([], {GATEWAY})
+            service._consumer = consumer  # type: ignore[assignment]
+            await asyncio.wait_for(service.assigned({GATEWAY}), 5)
+            assert GATEWAY not in consumer.positions and service._unpositioned == {GATEWAY}
+            answers.append({GATEWAY: 3})  # ingest committed offset 3
+            await service._seek_tracked()
+            assert consumer.positions[GATEWAY] == 3 and not service._unpositioned
         finally:
             stores.close()
 

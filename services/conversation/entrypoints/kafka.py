@@ -7,15 +7,10 @@ That tracked position, not Kafka's committed offset, is where a partition
 resumes: on assignment the consumer seeks to it. Kafka offsets are committed
 afterwards, at most once a second, for lag tooling only.
 
-Throughput and latency come from doing less per record and overlapping the rest:
-
-- one transaction per fetch, not per partition (a store that
-  :class:`~services.conversation.application.ports.RecordsManyPositions` -- PostgreSQL --
-  gets them all; other stores get one transaction per partition);
-- under a backlog a fetch is topped up with what the consumer has buffered, up
-  to ``BONYCHAT_KAFKA_BATCH_RECORDS`` records;
-- the next fetch is decoded and decided while the previous one's transaction
-  runs in PostgreSQL (see :meth:`ConversationService._step`).
+Throughput comes from one transaction per fetch (per partition on a store that
+does not record many positions at once), fetches topped up from the consumer's
+buffer to ``BONYCHAT_KAFKA_BATCH_RECORDS`` under a backlog, and deciding the next
+fetch while the previous one commits (:meth:`ConversationService._step`).
 
 A failed transaction is not retried here: the unit of work forgets what was decided,
 and every partition resumes from the position storage recorded (:meth:`_recover`).
@@ -73,6 +68,8 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+
+HANDOVER_SECONDS = 10.0  #: the longest the look-up of ingest's offsets may take
 
 
 class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -180,8 +177,11 @@ class ConversationService(BatchCommitting):
             self._after[tp] = -1 if tracked is None else tracked
         # A gateway partition never tracked starts where ingest stopped (handover.py);
         # offset 0 before the log start is reset to the earliest record.
-        start = await self.handover(self.bootstrap, self.ingest_group, {
-            tp for tp in todo if tp.topic == self.gateway_topic and self._after[tp] == -1})
+        # Bounded: a member stuck in its rebalance callback stalls the group's rebalance
+        # (a TimeoutError is transient: assigned() leaves them unpositioned, retried later)
+        start = await asyncio.wait_for(self.handover(self.bootstrap, self.ingest_group, {
+            tp for tp in todo if tp.topic == self.gateway_topic and self._after[tp] == -1}),
+            HANDOVER_SECONDS)
         for tp in sorted(todo):
             consumer.seek(tp, start.get(tp, 0) if self._after[tp] == -1 else self._after[tp] + 1)
         self._unpositioned = set()
