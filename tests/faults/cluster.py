@@ -26,6 +26,9 @@ ROLES = {"ingest": "ingest", "conversation-a": "conversation", "conversation-b":
 GATEWAY_TOKEN = "faults-gw"
 WORKSPACE_HTTP = "ws_http"
 RESTART_DELAY = 0.2  # a supervisor's restart delay
+#: the layout under test may be chosen from the caller's environment (e.g.
+#: BONYCHAT_CONVERSATION_INPUT=gateway make test-faults); every other setting is the plan's
+PASSED_THROUGH = frozenset({"BONYCHAT_CONVERSATION_INPUT"})
 
 
 @dataclass
@@ -141,7 +144,8 @@ class Cluster:
 
 
 def service_env(bootstrap: str, database_url: str, suffix: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("BONYCHAT_")}
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith("BONYCHAT_") or k in PASSED_THROUGH}
     env.update({
         "BONYCHAT_KAFKA_BOOTSTRAP": bootstrap, "BONYCHAT_DATABASE_URL": database_url,
         "BONYCHAT_TOPIC_SUFFIX": suffix, "BONYCHAT_CONSUMER_GROUP_PREFIX": f"faults-{suffix}",
