@@ -124,7 +124,8 @@ class World:
                     "BONYCHAT_TOPIC_SUFFIX": f"bench{self.tag}", "BONYCHAT_HTTP_PORT": "0",
                     "BONYCHAT_CONSUMER_GROUP_PREFIX": self.prefix,
                     "BONYCHAT_RELAY_WITH_CONVERSATION": "0"})  # the relay: its own process
-        env.update({k: v for k, v in os.environ.items() if k.startswith("BONYCHAT_KAFKA_")
+        env.update({k: v for k, v in os.environ.items() if (k.startswith("BONYCHAT_KAFKA_")
+                    or k == "BONYCHAT_CONVERSATION_INPUT")  # the layout measured
                     and k not in ("BONYCHAT_KAFKA_BOOTSTRAP", "BONYCHAT_KAFKA_PORT")})
         env.update(self.extra_env)
         return env

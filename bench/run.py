@@ -98,7 +98,8 @@ class Bench:
         self.results: dict[str, Any] = {
             "mode": mode, "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             "machine": machine(), "params": {**asdict(self.p), "tuning_env": {
-                k: v for k, v in os.environ.items() if k.startswith("BONYCHAT_KAFKA_")
+                k: v for k, v in os.environ.items() if (k.startswith("BONYCHAT_KAFKA_")
+                or k == "BONYCHAT_CONVERSATION_INPUT")
                 and k not in ("BONYCHAT_KAFKA_BOOTSTRAP", "BONYCHAT_KAFKA_PORT")}},
             "errors": []}
 
