@@ -96,15 +96,12 @@ class RuntimeMetrics:
                                     buckets=_RESOLUTION_SECONDS, registry=r)
         self.closed = Counter("bonychat_conversations_closed", "Conversations projected as "
                               "closed, by who closed them", ["closed_by"], registry=r)
-        self._closed_by: dict[str, Counter] = {}  # label -> child (count_closed)
+        self._closed_by: dict[str, Counter] = {}  # label -> child (count_closed_rows)
         self._resolution_by: dict[str, Histogram] = {}
 
-    def count_closed(self, row: ConversationRow) -> None:
-        """A conversation the projections service closed (resolution unless a merge)."""
-        self.count_closed_rows([row])
-
     def count_closed_rows(self, rows: Sequence[ConversationRow]) -> None:
-        """:meth:`count_closed` for a page's closed rows at once.
+        """Conversations the projections service closed (a resolution unless a merge),
+        a page's closed rows at once.
 
         Counted per label, not per row: one ``inc`` per label and one per histogram
         bucket (an ``inc`` or ``observe`` takes a lock each time: ~1 and ~1.5 µs a

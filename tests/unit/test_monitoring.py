@@ -84,7 +84,7 @@ def test_exposition_with_every_instrument_used_passes_promtool() -> None:
     closed = ConversationRow(conversation_id="x", workspace_id="ws1", contact_id="c1",
                              channel="sms", opened_us=0, opened_by="contact",
                              closed_us=90_000_000, closed_by="user")
-    m.count_closed(closed)
+    m.count_closed_rows([closed])
     text = generate_latest(registry)
     assert b"bonychat_conversation_resolution_seconds_count{channel=\"sms\"} 1.0" in text
     assert b"bonychat_ready 1.0" in text
@@ -101,7 +101,7 @@ def test_closed_by_merge_is_counted_but_not_a_resolution() -> None:
     row = ConversationRow(conversation_id="x", workspace_id="ws1", contact_id="c1",
                           channel=None, opened_us=0, opened_by="contact",
                           closed_us=5_000_000, closed_by="merge")
-    m.count_closed(row)
+    m.count_closed_rows([row])
     assert m.closed.labels("merge")._value.get() == 1
     assert b"resolution_seconds_count" not in generate_latest(m.registry)
 
@@ -110,10 +110,9 @@ def test_closed_conversations_are_counted_per_label_every_time() -> None:
     _, m = service_registry()
     for n, (by, channel) in enumerate([("user", "sms"), ("user", None), ("inactivity", "sms"),
                                        ("user", "sms"), ("merge", "sms")]):
-        m.count_closed(ConversationRow(conversation_id=f"x{n}", workspace_id="ws1",
-                                       contact_id="c1", channel=channel, opened_us=0,
-                                       opened_by="contact", closed_us=(n + 1) * 1_000_000,
-                                       closed_by=by))
+        m.count_closed_rows([ConversationRow(
+            conversation_id=f"x{n}", workspace_id="ws1", contact_id="c1", channel=channel,
+            opened_us=0, opened_by="contact", closed_us=(n + 1) * 1_000_000, closed_by=by)])
     assert {by: m.closed.labels(by)._value.get() for by in ("user", "inactivity", "merge")} == {
         "user": 3, "inactivity": 1, "merge": 1}
     text = generate_latest(m.registry)
