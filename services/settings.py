@@ -106,8 +106,8 @@ class Settings(BaseSettings):
     #: DLQ topic as ingest writes it) and the command topic (HTTP posts, the
     #: inactivity sweep); the ingest service then has nothing to do and is not run.
     #: "commands" (the default): only the command topic, which the ingest service
-    #: fills from the gateway topic. "gateway" is opt-in until the fault plan has run
-    #: it clean (docs/runtime.md, "Conversation input")
+    #: fills from the gateway topic. "gateway" is opt-in until the cause of one hang of
+    #: the fault plan with it is confirmed (docs/runtime.md, "Conversation input")
     conversation_input: Literal["commands", "gateway"] = "commands"
     #: the outbox relay runs inside ``serve --services conversation`` (False: only as
     #: ``--services relay``)
