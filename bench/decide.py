@@ -10,10 +10,13 @@ deterministic ids, encoding them, and freeing the previous batch.
 
     python -m bench.decide --events 100000 --contacts 10000 --batch 5000 --rounds 3
     python -m bench.decide --records ...   # from command records: the decode timed too
+    python -m bench.decide --gateway ...   # from gateway records: ingest's parse timed too
 
 With ``--records`` the commands are encoded as ingest writes them to the command
 topic and each round decodes them first (``read_command``, as the Kafka
-conversation service does), inside the clock.
+conversation service does), inside the clock. With ``--gateway`` each round
+parses the gateway records themselves (ingest's ``parse``, as the conversation
+service does with ``BONYCHAT_CONVERSATION_INPUT=gateway``), inside the clock.
 
 Prints one JSON line: CPU µs per command (process time) (best and median of the rounds), events
 recorded per command, and the collector's share when ``--gc`` is ``default``.
@@ -79,23 +82,33 @@ class NullStore:
         return self.events
 
 
-def commands(events: int, contacts: int) -> list[CommandBase | Invalid]:
-    """The generated envelopes as the conversation service receives them."""
-    return [parse(orjson.dumps(item) if isinstance(item, dict) else item)
+def gateway_records(events: int, contacts: int) -> list[bytes]:
+    """The generated envelopes as gateway records (bytes)."""
+    return [orjson.dumps(item) if isinstance(item, dict) else item.encode()
+            if isinstance(item, str) else item
             for item in Generator(events=events, contacts=contacts, workspaces=5)]
 
 
+def commands(events: int, contacts: int) -> list[CommandBase | Invalid]:
+    """The generated envelopes as the conversation service receives them."""
+    return [parse(raw) for raw in gateway_records(events, contacts)]
+
+
 def one_round(items: list[CommandBase | Invalid], batch: int,
-              records: list[bytes] | None = None) -> tuple[float, int]:
+              records: list[bytes] | None = None, *, gateway: bool = False
+              ) -> tuple[float, int]:
     """Seconds to decide and commit every item in batches (decoding ``records``
-    instead, if given); events recorded."""
+    instead, if given, or parsing them as gateway records with ``gateway``); events
+    recorded."""
     store = NullStore()
     uow = BatchUnitOfWork(store)
     gc.collect()
     started = time.process_time()
     for start in range(0, len(items), batch):
-        chunk: list[CommandBase | Invalid] = items[start:start + batch] if records is None \
-            else [read_command(r) for r in records[start:start + batch]]
+        chunk: list[CommandBase | Invalid] = (
+            items[start:start + batch] if records is None
+            else [parse(r) for r in records[start:start + batch]] if gateway
+            else [read_command(r) for r in records[start:start + batch]])
         uow.process(chunk, "bench")
     elapsed = time.process_time() - started
     return elapsed, store.events
@@ -110,10 +123,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--gc", choices=("tuned", "default"), default="tuned")
     parser.add_argument("--records", action="store_true",
                         help="decode command records (as the Kafka service) inside the clock")
+    parser.add_argument("--gateway", action="store_true",
+                        help="parse gateway records (the gateway input) inside the clock")
     args = parser.parse_args(argv)
     items = commands(args.events, args.contacts)
     records = None
-    if args.records:
+    if args.gateway:
+        records = gateway_records(args.events, args.contacts)
+    elif args.records:
         items = [item for item in items if not isinstance(item, Invalid)]
         records = [encode_command(item) for item in items]  # type: ignore[arg-type]
     if args.gc == "tuned":
@@ -122,12 +139,12 @@ def main(argv: list[str] | None = None) -> int:
     times: list[float] = []
     recorded = 0
     for _ in range(args.rounds):
-        elapsed, recorded = one_round(items, args.batch, records)
+        elapsed, recorded = one_round(items, args.batch, records, gateway=args.gateway)
         times.append(elapsed)
     per = [t / len(items) * 1e6 for t in times] or [0.0]
     print(orjson.dumps({
         "bench": "decide", "commands": len(items), "batch": args.batch,
-        "records": args.records,
+        "records": args.records, "gateway": args.gateway,
         "events_per_command": round(recorded / len(items), 3), "gc": args.gc,
         "us_per_command_best": round(min(per), 2),
         "us_per_command_median": round(statistics.median(per), 2),
