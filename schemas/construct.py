@@ -9,7 +9,7 @@ ordinary frozen model: it serialises, compares and refuses mutation as usual.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from types import MemberDescriptorType
 from typing import Any, TypeVar
 
@@ -97,6 +97,45 @@ def _instance(cls: type[M], values: dict[str, Any], fields_set: set[str]) -> M:
     _set_extra(instance, None)
     _set_private(instance, None)
     return instance
+
+
+def maker(cls: type[M], names: tuple[str, ...]) -> Callable[..., M]:
+    """A function of the values of ``names`` (positional, in that order) that builds
+    exactly what ``construct_from(cls, dict(zip(names, values)))`` builds: the same
+    keys in the same order (defaults first, then the other names), the same
+    ``model_fields_set`` (``names``; one set shared by every model it builds: a
+    frozen model never changes it, as :func:`trusted`).
+
+    Generated once per call site, it builds the dict in one display, with no
+    merge of the defaults and no new set per model: about 1 µs a command less
+    (the hot path of ingest and of the gateway input, ``normalise.command_of``).
+    """
+    defaults, required = _DEFAULTS.get(cls) or _table(cls)
+    unknown = set(names).difference(cls.model_fields)
+    if unknown or len(set(names)) != len(names) or not required <= set(names):
+        raise TypeError(f"{cls.__name__}: cannot make it from {names}")
+    if not all(name.isidentifier() and not name.startswith("_") for name in names):
+        raise TypeError(f"{cls.__name__}: not plain field names: {names}")
+    namespace: dict[str, Any] = {"_cls": cls, "_new": _new, "_setattr": _setattr,
+                                 "_fields_set": set(names), "_set_fields_set": _set_fields_set,
+                                 "_set_extra": _set_extra, "_set_private": _set_private}
+    items = []
+    for index, (name, default) in enumerate(defaults.items()):
+        if name in names:
+            items.append(f"{name!r}: {name}")
+        else:
+            namespace[f"_default{index}"] = default
+            items.append(f"{name!r}: _default{index}")
+    items.extend(f"{name!r}: {name}" for name in names if name not in defaults)
+    exec(f"def make({', '.join(names)}):\n"  # field names, checked above
+         "    instance = _new(_cls)\n"
+         f"    _setattr(instance, '__dict__', {{{', '.join(items)}}})\n"
+         "    _set_fields_set(instance, _fields_set)\n"
+         "    _set_extra(instance, None)\n"
+         "    _set_private(instance, None)\n"
+         "    return instance\n", namespace)
+    function: Callable[..., M] = namespace["make"]
+    return function
 
 
 _FIELD_SETS: dict[type[BaseModel], set[str]] = {}

@@ -24,7 +24,7 @@ from schemas.commands import (
     ReceiveMessage,
     SendMessage,
 )
-from schemas.construct import construct_from
+from schemas.construct import maker
 from schemas.envelope import GatewayEnvelope, markdone_flag
 from services.ingest.domain.fast_envelope import Values, fast_values
 
@@ -151,55 +151,61 @@ def to_command(env: GatewayEnvelope) -> CommandBase:
                        env.actor.id if env.actor else None, env.data))
 
 
+_COMMON: Final = ("workspace_id", "contact_id", "event_id", "event_type", "occurred_at",
+                  "actor_type", "actor_id")
+# one maker per kind of command built below, each of the names it is given, in that order
+_RECEIVE: Final = maker(ReceiveMessage, (*_COMMON, "channel_type", "channel_id", "message_id"))
+_SEND: Final = maker(SendMessage, _COMMON)
+_WELCOME: Final = maker(OpenWithWelcome, (*_COMMON, "channel_type", "channel_id"))
+_OPEN: Final = maker(OpenConversation, (*_COMMON, "opened_by", "channel_type", "channel_id"))
+_CLOSE: Final = maker(CloseConversation, (*_COMMON, "closed_by", "category", "summary"))
+_BOT_CLOSE: Final = maker(CloseConversation, (*_COMMON, "closed_by"))
+_ASSIGN: Final = maker(AssignConversation, (*_COMMON, "assignee_id", "team_given", "team_id"))
+_ACKNOWLEDGE: Final = maker(AcknowledgeBotResponse, _COMMON)
+_MERGE: Final = maker(MergeContacts, (*_COMMON, "secondary_contact_id"))
+
+
 def command_of(values: Values) -> CommandBase:
     """The command a valid envelope's values (:data:`.fast_envelope.Values`) ask for
     (CONTRACT §2 table).
 
     The values are already validated, so commands are constructed without a
-    second validation pass (this is the ingest hot path).
+    second validation pass (this is the ingest hot path): each by its
+    ``construct.maker``, straight from the values, as ``construct_from`` would
+    build it from a dict of them (tests/unit/test_construct.py).
     """
     (event_id, kind, workspace_id, contact_id, occurred_at, channel_type, channel_id,
      actor_type, actor_id, data) = values
-    # one dict per command (construct_from merges it with the defaults): no keyword packing
     if kind == "message.received":
         assert channel_type is not None
-        return construct_from(ReceiveMessage, {
-            "workspace_id": workspace_id, "contact_id": contact_id, "event_id": event_id,
-            "event_type": kind, "occurred_at": occurred_at, "actor_type": actor_type,
-            "actor_id": actor_id, "channel_type": channel_type, "channel_id": channel_id,
-            "message_id": data.get("message_id")})
-    common: dict[str, Any] = {
-        "workspace_id": workspace_id, "contact_id": contact_id, "event_id": event_id,
-        "event_type": kind, "occurred_at": occurred_at, "actor_type": actor_type,
-        "actor_id": actor_id,
-    }
+        return _RECEIVE(workspace_id, contact_id, event_id, kind, occurred_at, actor_type,
+                        actor_id, channel_type, channel_id, data.get("message_id"))
     if kind == "message.sent":
-        return construct_from(SendMessage, common)
+        return _SEND(workspace_id, contact_id, event_id, kind, occurred_at, actor_type,
+                     actor_id)
     if kind == "welcome":
         assert channel_type is not None
-        return construct_from(OpenWithWelcome, {**common, "channel_type": channel_type,
-                                                "channel_id": channel_id})
+        return _WELCOME(workspace_id, contact_id, event_id, kind, occurred_at, actor_type,
+                        actor_id, channel_type, channel_id)
     if kind == "conversation.open":
-        return construct_from(OpenConversation, {**common, "opened_by": actor_type,
-                                                 "channel_type": channel_type,
-                                                 "channel_id": channel_id})
+        return _OPEN(workspace_id, contact_id, event_id, kind, occurred_at, actor_type,
+                     actor_id, actor_type, channel_type, channel_id)
     if kind == "conversation.close":
-        return construct_from(CloseConversation, {**common, "closed_by": actor_type,
-                                                  "category": data.get("category"),
-                                                  "summary": data.get("summary")})
+        return _CLOSE(workspace_id, contact_id, event_id, kind, occurred_at, actor_type,
+                      actor_id, actor_type, data.get("category"), data.get("summary"))
     if kind == "conversation.assign":
-        return construct_from(AssignConversation, {**common, "assignee_id": data["assignee_id"],
-                                                   "team_given": "team_id" in data,
-                                                   "team_id": data.get("team_id")})
+        return _ASSIGN(workspace_id, contact_id, event_id, kind, occurred_at, actor_type,
+                       actor_id, data["assignee_id"], "team_id" in data, data.get("team_id"))
     if kind == "dialogflow.response":
         flag = markdone_flag(data.get("parameters") or {})
         if flag is True:
-            return construct_from(CloseConversation, {**common, "closed_by": "dialogflow"})
+            return _BOT_CLOSE(workspace_id, contact_id, event_id, kind, occurred_at,
+                              actor_type, actor_id, "dialogflow")
         if flag is False:
-            return construct_from(OpenConversation, {**common, "opened_by": "dialogflow",
-                                                     "channel_type": channel_type,
-                                                     "channel_id": channel_id})
-        return construct_from(AcknowledgeBotResponse, common)
+            return _OPEN(workspace_id, contact_id, event_id, kind, occurred_at, actor_type,
+                         actor_id, "dialogflow", channel_type, channel_id)
+        return _ACKNOWLEDGE(workspace_id, contact_id, event_id, kind, occurred_at, actor_type,
+                            actor_id)
     assert kind == "contact.merge"
-    return construct_from(MergeContacts, {**common,
-                                          "secondary_contact_id": data["secondary_contact_id"]})
+    return _MERGE(workspace_id, contact_id, event_id, kind, occurred_at, actor_type, actor_id,
+                  data["secondary_contact_id"])
