@@ -129,6 +129,9 @@ class Settings(BaseSettings):
     http_produce_timeout_seconds: float = Field(default=10.0, gt=0)
     #: freeze start-up objects and raise the collector thresholds (False: Python's defaults)
     gc_tuning: bool = True
+    #: with ``gc_tuning``: the collector's young-generation threshold (net allocations
+    #: of tracked objects between two young collections; services/runtime/gc_tuning.py)
+    gc_young_threshold: int = Field(default=1_000_000, ge=700)
     #: ``bonychat serve`` with Kafka: "auto" runs each service in a worker process of
     #: its own under the serve process when this process may use two or more CPUs;
     #: "1" keeps every service in the serve process (services/runtime/workers.py)

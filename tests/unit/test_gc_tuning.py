@@ -29,6 +29,16 @@ def test_tune_gc_freezes_start_up_objects_and_raises_thresholds(
     assert gc.get_freeze_count() > 1000  # everything imported so far is frozen
 
 
+def test_the_young_threshold_is_a_setting(restored_gc: None,
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("BONYCHAT_GC_TUNING", raising=False)
+    monkeypatch.setenv("BONYCHAT_GC_YOUNG_THRESHOLD", "200000")
+    gc.unfreeze()
+    assert tune_gc(Settings()) is True
+    assert gc.get_threshold() == (200_000, *THRESHOLDS[1:])
+    assert THRESHOLDS[0] == 1_000_000  # the default
+
+
 @pytest.mark.parametrize("value", ["0", "false", "No"])
 def test_tune_gc_can_be_switched_off(restored_gc: None, monkeypatch: pytest.MonkeyPatch,
                                      value: str) -> None:
