@@ -20,6 +20,7 @@ from aiokafka.coordinator.assignors.roundrobin import RoundRobinPartitionAssigno
 from aiokafka.partitioner import DefaultPartitioner
 
 from services.runtime.murmur import murmur2
+from services.runtime.retry import bounded
 from services.runtime.topics import KafkaTuning
 
 Headers = list[tuple[str, bytes]]
@@ -163,11 +164,15 @@ def make_consumer(bootstrap: str, tuning: KafkaTuning, *, topic: str, group: str
 
     ``colocate``: partition i of every subscribed topic (topics of equal partition
     counts, as ``infra/kafka/topics.py`` creates them) goes to the same member
-    (the range assignor; round robin still offered, so a group that still has a
-    member without it keeps working).
+    (the range assignor). Otherwise round robin. Exactly ONE assignor either way:
+    aiokafka 0.14 sends a JoinGroup per offered assignor, the first offering only
+    the first one, so with two every join changes the member's protocols twice
+    and each change starts another rebalance; two members out of step then keep
+    failing each other's SyncGroup for minutes (docs/runtime.md, "Conversation
+    input"). A group whose members offer different assignors does not form
+    (InconsistentGroupProtocol): switch a deployment's input with every copy stopped.
     """
-    strategy = ((RangePartitionAssignor, RoundRobinPartitionAssignor) if colocate
-                else (RoundRobinPartitionAssignor,))
+    strategy = (RangePartitionAssignor,) if colocate else (RoundRobinPartitionAssignor,)
     return AIOKafkaConsumer(
         partition_assignment_strategy=strategy,
         bootstrap_servers=bootstrap,
@@ -184,6 +189,21 @@ def make_consumer(bootstrap: str, tuning: KafkaTuning, *, topic: str, group: str
         heartbeat_interval_ms=max(1_000, tuning.session_timeout_ms // 3),
         max_poll_interval_ms=300_000,
     )
+
+
+async def start_consumer(consumer: AIOKafkaConsumer, stop_seconds: float = 10) -> None:
+    """``consumer.start()``; if it fails (or is cancelled), the consumer is stopped first.
+
+    A subscribed consumer's start joins the group and its coordinator task is
+    already running: left unstopped, it would stay a member, heartbeating and
+    being assigned partitions that nobody reads, next to the fresh consumer the
+    retry creates (InconsistentGroupProtocol, a broker lost mid-join, a shutdown).
+    """
+    try:
+        await consumer.start()
+    except BaseException:
+        await bounded(consumer.stop(), stop_seconds, "stopping a consumer that did not start")
+        raise
 
 
 #: the fetch wait of a consumer whose last poll found nothing: a long poll that the

@@ -55,6 +55,7 @@ from services.runtime.kafka import (
     make_consumer,
     partitions_of,
     partitions_text,
+    start_consumer,
     subscribe,
 )
 from services.runtime.observability import Health, RuntimeMetrics
@@ -209,7 +210,7 @@ class ConversationService(BatchCommitting):
         if self.producer is not None:
             self._dlq_partitions = await partitions_of(self.producer, [self.dlq_topic])
         subscribe(consumer, self.input_topics, _Rebalance(self))
-        await consumer.start()
+        await start_consumer(consumer)
         log.info("conversation service started",
                  extra={"topics": self.input_topics, "group": self.group})
         backoff = Backoff()

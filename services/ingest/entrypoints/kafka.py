@@ -37,6 +37,7 @@ from services.runtime.kafka import (
     make_consumer,
     partitions_of,
     record_lag,
+    start_consumer,
     subscribe,
 )
 from services.runtime.observability import Health, RuntimeMetrics
@@ -98,7 +99,7 @@ class IngestService:
         consumer = make_consumer(self.bootstrap, self.tuning, topic=self.topics.gateway,
                                  group=self.group, service=SERVICE)
         subscribe(consumer, self.topics.gateway)
-        await consumer.start()
+        await start_consumer(consumer)
         self.health.set_ready(SERVICE)
         log.info("ingest started", extra={"topic": self.topics.gateway, "group": self.group})
         fetch = SafeFetch(consumer, service=SERVICE, metrics=self.metrics,
