@@ -202,8 +202,9 @@ def test_the_position_moves_only_after_the_dead_letters_are_acknowledged(
             service._consumer = consumer  # type: ignore[assignment]
             fetch = SafeFetch(consumer, service="conversation")  # type: ignore[arg-type]
             await service.assigned({GATEWAY})
-            assert asked == [{GATEWAY}] and consumer.positions[GATEWAY] == 0
+            assert asked == [] and GATEWAY not in consumer.positions  # sought by the round
             await service._round(consumer, fetch)  # type: ignore[arg-type]
+            assert asked == [{GATEWAY}] and consumer.positions[GATEWAY] == 0
             name = f"{GATEWAY.topic}:{GATEWAY.partition}"
             assert {t for t, _, _ in producer.sent} == {TOPICS.dlq}
             assert sorted(v for _, _, b in producer.sent for _, v, _ in b.records) == sorted(
@@ -238,13 +239,14 @@ def test_the_position_moves_only_after_the_dead_letters_are_acknowledged(
     asyncio.run(scenario())
 
 
-def test_a_handover_look_up_that_hangs_leaves_the_partition_unpositioned(
+def test_the_rebalance_callback_awaits_no_look_up_and_a_hanging_one_is_bounded(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The look-up runs inside the rebalance callback: it is bounded, never awaited forever.
+    """aiokafka heartbeats again only once ``on_partitions_assigned`` returns.
 
-    A member stuck in its callback stalls every other member's rebalance; bounded,
-    the assignment completes, the partition is not consumed from an unknown
-    position, and the next round seeks it once the look-up answers.
+    So the callback reads neither the tracked positions nor ingest's offsets: the
+    next round seeks. There the look-up is bounded (the rebalance callbacks wait
+    for the round); a partition whose look-up timed out is not consumed from an
+    unknown position and is sought by a later round once the look-up answers.
     """
     monkeypatch.setattr(conversation_kafka, "HANDOVER_SECONDS", 0.05)
 
@@ -255,21 +257,28 @@ def test_a_handover_look_up_that_hangs_leaves_the_partition_unpositioned(
                 bootstrap="unused", topics=TOPICS, group_prefix="t", tuning=KafkaTuning(),
                 events=stores.events, metrics=RuntimeMetrics(), health=Health(),
                 producer=Producer())  # type: ignore[arg-type]
+            asked: list[set[TopicPartition]] = []
             answers: list[dict[TopicPartition, int]] = []
 
             async def ingest_stopped_at(bootstrap: str, group: str,
                                         partitions: set[TopicPartition]
                                         ) -> dict[TopicPartition, int]:
+                asked.append(set(partitions))
                 if not answers:
                     await asyncio.Event().wait()  # an admin request that never returns
                 return answers[0]
             service.handover = ingest_stopped_at  # type: ignore[assignment]
             consumer = Consumer([], {GATEWAY})
             service._consumer = consumer  # type: ignore[assignment]
+            fetch = SafeFetch(consumer, service="conversation")  # type: ignore[arg-type]
             await asyncio.wait_for(service.assigned({GATEWAY}), 5)
-            assert GATEWAY not in consumer.positions and service._unpositioned == {GATEWAY}
+            assert asked == [] and service._unpositioned == {GATEWAY}
+            with pytest.raises(TimeoutError):  # transient: _recover() backs off, then again
+                await service._round(consumer, fetch)  # type: ignore[arg-type]
+            assert asked == [{GATEWAY}] and GATEWAY not in consumer.positions
+            assert service._unpositioned == {GATEWAY}
             answers.append({GATEWAY: 3})  # ingest committed offset 3
-            await service._seek_tracked()
+            await service._round(consumer, fetch)  # type: ignore[arg-type]
             assert consumer.positions[GATEWAY] == 3 and not service._unpositioned
         finally:
             stores.close()

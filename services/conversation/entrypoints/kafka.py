@@ -145,22 +145,23 @@ class ConversationService(BatchCommitting):
             log.info("partitions revoked", extra={"partitions": partitions_text(revoked)})
 
     async def assigned(self, assigned: set[TopicPartition]) -> None:
+        """Newly assigned partitions are sought by the next round (:meth:`_round`), not here.
+
+        aiokafka sends the member's heartbeats again only once this listener
+        returns: reading the tracked positions (PostgreSQL) or ingest's offsets
+        (an admin client) here would stop them while those answer, and past the
+        session timeout the group expels the member and rebalances again. Until
+        sought, records of these partitions are not processed (:meth:`_step`).
+        """
         async with self._busy:
             self._generation += 1
             try:
                 await self._settle()
-            except Exception as exc:  # lost with the commit: resumed from storage below
+            except Exception as exc:  # lost with the commit: resumed from storage
                 self._pending = None
                 log.warning("commit in flight failed during a rebalance: %s", describe_error(exc))
             self.uow.forget()  # another copy may have changed these aggregates
             self._unpositioned |= assigned
-            try:
-                await self._seek_tracked()
-            except Exception as exc:  # never consume from an unknown position
-                if not is_transient(exc):
-                    raise
-                log.warning("cannot read the tracked positions yet: %s", describe_error(exc))
-                return
 
     async def _seek_tracked(self) -> None:
         """Seek every partition whose position is not known to its tracked position + 1.
@@ -178,8 +179,8 @@ class ConversationService(BatchCommitting):
             self._after[tp] = -1 if tracked is None else tracked
         # A gateway partition never tracked starts where ingest stopped (handover.py);
         # offset 0 before the log start is reset to the earliest record.
-        # Bounded: a member stuck in its rebalance callback stalls the group's rebalance
-        # (a TimeoutError is transient: assigned() leaves them unpositioned, retried later)
+        # Bounded: the rebalance callbacks wait for this round (a TimeoutError is
+        # transient: _recover() leaves them unpositioned, sought again in a later round)
         start = await asyncio.wait_for(self.handover(self.bootstrap, self.ingest_group, {
             tp for tp in todo if tp.topic == self.gateway_topic and self._after[tp] == -1}),
             HANDOVER_SECONDS)
@@ -211,6 +212,8 @@ class ConversationService(BatchCommitting):
             self._dlq_partitions = await partitions_of(self.producer, [self.dlq_topic])
         subscribe(consumer, self.input_topics, _Rebalance(self))
         await start_consumer(consumer)
+        # start returns once assigned, maybe before the listener ran: the first round seeks
+        self._unpositioned |= consumer.assignment()
         log.info("conversation service started",
                  extra={"topics": self.input_topics, "group": self.group})
         backoff = Backoff()
@@ -235,14 +238,19 @@ class ConversationService(BatchCommitting):
     async def _round(self, consumer: AIOKafkaConsumer, fetch: SafeFetch) -> None:
         """One fetch: decide it, start its commit (and settle the previous one).
 
-        aiokafka runs the rebalance listener while a fetch waits, and ``assigned``
-        seeks every partition to its tracked position; a fetch in flight (above
+        Partitions assigned (or left unpositioned by a failure) are first sought
+        to their tracked positions. aiokafka runs the rebalance listener while a
+        fetch waits, and a seek may follow it; a fetch in flight (above
         all :class:`SafeFetch` stepping through an undecodable batch, which seeks
         itself) may then return records from before and after that seek, so a
         commit would store some of them twice. A fetch that overlapped a
         rebalance, or whose records do not follow what was already decided, is
         therefore dropped and every partition sought to its tracked position again.
         """
+        if self._unpositioned:  # assigned since the last round, or storage was down
+            async with self._busy:
+                await self._settle()  # so that the positions read next include it
+                await self._seek_tracked()
         generation = self._generation
         batches = await self._fetch(fetch)
         async with self._busy:
