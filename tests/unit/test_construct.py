@@ -1,4 +1,5 @@
-"""``schemas.construct.maker`` builds what ``construct_from`` builds, and
+"""``schemas.construct.maker`` builds what ``construct_from`` builds (with
+``every_field``: what the contact aggregate built with ``trusted``), and
 ``normalise.command_of`` (made of makers) the commands it built from dicts.
 
 The oracle is the dict-based ``command_of`` as it was before the makers
@@ -29,8 +30,9 @@ from schemas.commands import (
     ReceiveMessage,
     SendMessage,
 )
-from schemas.construct import construct_from, maker
+from schemas.construct import construct_from, defaults_of, maker, trusted
 from schemas.envelope import markdone_flag
+from schemas.events import EVENT_CLASSES, DomainEvent
 from services.ingest.domain.fast_envelope import Values, fast_values
 from services.ingest.domain.normalise import command_of
 from services.runtime.sinks import encode_command
@@ -114,6 +116,23 @@ def test_a_maker_builds_what_construct_from_builds(cls: type[CommandBase],
     values = [data.draw(st.text(max_size=3) | st.none()) for _ in names]
     made = maker(cls, names)(*values)
     same_model(made, construct_from(cls, dict(zip(names, values, strict=True))))
+
+
+@pytest.mark.parametrize("cls", EVENT_CLASSES.values(), ids=lambda c: c.__name__)
+@given(data=st.data())
+def test_a_maker_of_every_field_builds_what_the_aggregate_built(cls: type[DomainEvent],
+                                                                data: st.DataObject) -> None:
+    """``every_field``: what ``Contact._record`` built before the makers, the defaults
+    overridden by the values given, every field counted as set (``trusted``)."""
+    fields = list(cls.model_fields)
+    required = [f for f in fields if cls.model_fields[f].is_required()]
+    optional = data.draw(st.lists(st.sampled_from(fields), unique=True))
+    names = tuple(data.draw(st.permutations(list(dict.fromkeys(required + optional)))))
+    values = [data.draw(st.text(max_size=3) | st.none() | st.integers()) for _ in names]
+    made = maker(cls, names, every_field=True)(*values)
+    same_model(made, trusted(cls, {**defaults_of(cls),
+                                   **dict(zip(names, values, strict=True))}))
+    assert made.model_fields_set == set(fields)
 
 
 def test_the_models_of_one_maker_are_separate() -> None:

@@ -11,12 +11,12 @@ errors of :mod:`.errors`. Imports nothing but the standard library and schemas.
 from __future__ import annotations
 
 from bisect import bisect_left, insort
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any, Final
 
-from schemas.construct import defaults_of, trusted
+from schemas.construct import maker
 from schemas.events import (
-    EVENT_CLASSES,
     ContactAbsorbed,
     ContactMerged,
     ConversationAssigned,
@@ -40,8 +40,31 @@ __all__ = ["NAMESPACE", "RECONTACT_WINDOW", "WELCOME_CHANNELS", "Contact", "Expi
            "aggregate_id", "merge", "name_uuid"]
 
 WELCOME_CHANNELS: Final = frozenset({"facebook", "viber"})
-#: each event class's defaults, in field order (``construct.defaults_of``), looked up once
-_DEFAULTS: Final = {cls: defaults_of(cls) for cls in EVENT_CLASSES.values()}
+#: what every event is given by :meth:`Contact._record`, first and in this order
+_COMMON: Final = ("event_id", "workspace_id", "contact_id", "aggregate_version", "occurred_at",
+                  "source_event_id")
+
+
+def _maker(cls: type[DomainEvent], *names: str) -> Callable[..., DomainEvent]:
+    """Builds a ``cls`` from the :data:`_COMMON` values and then those of ``names``
+    (``construct.maker``: no validation, one dict display): its keys the defaults
+    first, then the common fields, then ``names``: the order of the stored JSON."""
+    return maker(cls, (*_COMMON, *names), every_field=True)
+
+
+# one per kind of event the aggregate records, with the names it is given in that order
+_OPENED: Final = _maker(ConversationOpened, "conversation_id", "opened_by", "channel_type",
+                        "channel_id", "actor_id", "recontact")
+_RECEIVED: Final = _maker(MessageReceived, "conversation_id", "message_id")
+_SENT: Final = _maker(MessageSent, "conversation_id", "actor_type", "actor_id", "first_response")
+_CLOSED: Final = _maker(ConversationClosed, "conversation_id", "closed_by", "closed_by_actor",
+                        "category", "summary")
+#: closed for inactivity or by a merge: no actor (closed_by_actor keeps its default, None)
+_CLOSED_BY_NO_ACTOR: Final = _maker(ConversationClosed, "conversation_id", "closed_by")
+_ASSIGNED: Final = _maker(ConversationAssigned, "conversation_id", "assignee_id", "team_given",
+                          "team_id", "actor_type", "actor_id")
+_ABSORBED: Final = _maker(ContactAbsorbed, "secondary_contact_id", "closed_at")
+_MERGED: Final = _maker(ContactMerged, "primary_contact_id", "secondary_contact_id")
 #: a conversation opened within this long after another one closed is a re-contact
 RECONTACT_WINDOW: Final = timedelta(hours=24)
 
@@ -127,17 +150,15 @@ class Contact:
         events, self.pending = self.pending, []
         return events
 
-    def _record(self, cls: type[DomainEvent], source: Source, *,
-                at: datetime | None = None, **fields: Any) -> None:
-        # built from validated commands: no second validation, and in construct's key
-        # order (defaults, then the common fields, then ``fields``): the stored JSON's
+    def _record(self, make: Callable[..., DomainEvent], source: Source, at: datetime,
+                *fields: Any) -> None:
+        """Record the next event, built by ``make`` (one of this module's makers) from
+        the common values and ``fields`` (its names, in their order), at ``at``."""
+        # built from validated commands: no second validation, in the stored JSON's
+        # key order (defaults, then the common fields, then the maker's names)
         version = self.version + 1
-        values = {**_DEFAULTS[cls], "event_id": name_uuid(self._namespace, str(version)),
-                  "workspace_id": self.workspace_id, "contact_id": self.contact_id,
-                  "aggregate_version": version,
-                  "occurred_at": source.occurred_at if at is None else at,
-                  "source_event_id": source.event_id, **fields}
-        event = trusted(cls, values)
+        event = make(name_uuid(self._namespace, str(version)), self.workspace_id,
+                     self.contact_id, version, at, source.event_id, *fields)
         self.apply(event)
         self.pending.append(event)
 
@@ -189,32 +210,32 @@ class Contact:
         if deadline is None or source.occurred_at < deadline:
             return
         # no actor closes for inactivity: closed_by_actor keeps its default, None
-        self._record(ConversationClosed, source, at=deadline,
-                     conversation_id=self.open_conversation_id, closed_by="inactivity")
+        self._record(_CLOSED_BY_NO_ACTOR, source, deadline, self.open_conversation_id,
+                     "inactivity")
 
     def _open(self, source: Source, opened_by: str, channel_type: str | None,
               channel_id: str | None) -> None:
         conversation_id = name_uuid(self._namespace,
                                     f"conversation:{self.conversation_count + 1}")
-        self._record(ConversationOpened, source, conversation_id=conversation_id,
-                     opened_by=opened_by, channel_type=channel_type, channel_id=channel_id,
-                     actor_id=source.actor_id, recontact=self.is_recontact(source.occurred_at))
+        at = source.occurred_at
+        self._record(_OPENED, source, at, conversation_id, opened_by, channel_type, channel_id,
+                     source.actor_id, self.is_recontact(at))
 
     def receive_message(self, source: Source, channel_type: str, channel_id: str | None,
                         message_id: str | None) -> None:
         """An inbound message opens a conversation if none is open, then counts in it."""
         if self.open_conversation_id is None:
             self._open(source, "contact", channel_type, channel_id)
-        self._record(MessageReceived, source, conversation_id=self.open_conversation_id,
-                     message_id=message_id)
+        self._record(_RECEIVED, source, source.occurred_at, self.open_conversation_id,
+                     message_id)
 
     def send_message(self, source: Source) -> None:
         """An outbound message never opens; it counts only if a conversation is open."""
         if self.open_conversation_id is not None:
             actor_type = source.actor_type or "user"
             first = actor_type == "user" and self.received and not self.responded
-            self._record(MessageSent, source, conversation_id=self.open_conversation_id,
-                         actor_type=actor_type, actor_id=source.actor_id, first_response=first)
+            self._record(_SENT, source, source.occurred_at, self.open_conversation_id,
+                         actor_type, source.actor_id, first)
 
     def welcome(self, source: Source, channel_type: str, channel_id: str | None) -> None:
         if channel_type not in WELCOME_CHANNELS:
@@ -233,16 +254,14 @@ class Contact:
     def close(self, source: Source, closed_by: str, category: str | None,
               summary: str | None) -> None:
         conversation_id = self.check_one_open()
-        self._record(ConversationClosed, source, conversation_id=conversation_id,
-                     closed_by=closed_by, closed_by_actor=source.actor_id,
-                     category=category, summary=summary)
+        self._record(_CLOSED, source, source.occurred_at, conversation_id, closed_by,
+                     source.actor_id, category, summary)
 
     def assign(self, source: Source, assignee_id: str | None, team_given: bool,
                team_id: str | None) -> None:
         conversation_id = self.check_one_open()
-        self._record(ConversationAssigned, source, conversation_id=conversation_id,
-                     assignee_id=assignee_id, team_given=team_given, team_id=team_id,
-                     actor_type=source.actor_type, actor_id=source.actor_id)
+        self._record(_ASSIGNED, source, source.occurred_at, conversation_id, assignee_id,
+                     team_given, team_id, source.actor_type, source.actor_id)
 
 
 def merge(primary: Contact, secondary: Contact, source: Source) -> None:
@@ -256,10 +275,9 @@ def merge(primary: Contact, secondary: Contact, source: Source) -> None:
         raise AlreadyMerged(f"{secondary.contact_id} was merged into {secondary.merged_into}")
     if secondary.contact_id == primary.contact_id:
         raise InvalidMerge(f"{secondary.contact_id} cannot be merged into itself")
-    primary._record(ContactAbsorbed, source, secondary_contact_id=secondary.contact_id,
-                    closed_at=tuple(secondary.closed_times))
-    if secondary.open_conversation_id is not None:
-        secondary._record(ConversationClosed, source,  # closed_by_actor: None (default)
-                          conversation_id=secondary.open_conversation_id, closed_by="merge")
-    secondary._record(ContactMerged, source, primary_contact_id=primary.contact_id,
-                      secondary_contact_id=secondary.contact_id)
+    at = source.occurred_at
+    primary._record(_ABSORBED, source, at, secondary.contact_id, tuple(secondary.closed_times))
+    if secondary.open_conversation_id is not None:  # closed_by_actor: None (default)
+        secondary._record(_CLOSED_BY_NO_ACTOR, source, at, secondary.open_conversation_id,
+                          "merge")
+    secondary._record(_MERGED, source, at, primary.contact_id, secondary.contact_id)
