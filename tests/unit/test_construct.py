@@ -1,6 +1,7 @@
 """``schemas.construct.maker`` builds what ``construct_from`` builds (with
 ``every_field``: what the contact aggregate built with ``trusted``), and
-``normalise.command_of`` (made of makers) the commands it built from dicts.
+``normalise.command_of`` (made of makers) the commands it built from dicts; and
+``parse_rfc3339``'s shortcut for the plain UTC form agrees with its pattern.
 
 The oracle is the dict-based ``command_of`` as it was before the makers
 (:func:`reference_command_of`, kept here): on every valid envelope the fuzz
@@ -31,7 +32,7 @@ from schemas.commands import (
     SendMessage,
 )
 from schemas.construct import construct_from, defaults_of, maker, trusted
-from schemas.envelope import markdone_flag
+from schemas.envelope import markdone_flag, parse_rfc3339, parse_rfc3339_by_pattern
 from schemas.events import EVENT_CLASSES, DomainEvent
 from services.ingest.domain.fast_envelope import Values, fast_values
 from services.ingest.domain.normalise import command_of
@@ -154,3 +155,32 @@ def test_a_maker_refuses_names_that_construct_from_would_not_build(names: tuple[
                                                                     ) -> None:
     with pytest.raises(TypeError):
         maker(SendMessage, names)
+
+
+# ------------------------------------------------- parse_rfc3339's plain UTC form (hot path)
+
+def _verdict(parse: Any, value: object) -> tuple[str, Any]:
+    try:
+        moment = parse(value)
+    except ValueError as exc:
+        return "invalid", str(exc)
+    return "valid", (moment, moment.tzinfo, moment.utcoffset())
+
+
+TIMES = ["2026-11-24T10:00:00Z", "2026-11-24T10:00:00z", "2026-11-24t10:00:00Z",
+         "2026-02-29T10:00:00Z", "2024-02-29T10:00:00Z", "2026-13-01T00:00:00Z",
+         "2026-11-24T24:00:00Z", "2026-11-24T10:00:60Z", "0000-01-01T00:00:00Z",
+         "0001-01-01T00:00:00Z", "9999-12-31T23:59:59Z", "\u0662026-11-24T10:00:00Z",
+         "2026-11-24T10:00:00Z\n", "2026-11-24T10:00:00.5Z", "2026-11-24T10:00:00+00:00",
+         "2026-11-24 10:00:00Z", "2026-11-24T10:00:00", "", 0, None]
+
+
+@pytest.mark.parametrize("value", TIMES)
+def test_the_plain_utc_form_gets_the_patterns_verdict(value: object) -> None:
+    assert _verdict(parse_rfc3339, value) == _verdict(parse_rfc3339_by_pattern, value)
+
+
+@given(st.text(alphabet="0123456789-:TZz.+ \u0660\u0662", min_size=18, max_size=22)
+       | st.from_regex(r"\A\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ\Z"))
+def test_any_time_like_text_gets_the_patterns_verdict(value: str) -> None:
+    assert _verdict(parse_rfc3339, value) == _verdict(parse_rfc3339_by_pattern, value)
