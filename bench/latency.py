@@ -259,6 +259,8 @@ async def measure_latency(world: World, records: Sequence[Timed], rate: float, *
         "kafka_ack_p50_ms": round(percentile(acked, 0.50) * 1000, 1),
         "kafka_ack_p99_ms": round(percentile(acked, 0.99) * 1000, 1),
         "p50_ms_by_second": by_second(published, poller.visible),
+        "p99_ms_by_second": [row["p99_ms"] for row in by_second_detail(published,
+                                                                        poller.visible)],
         "poll_interval_s": interval, "cpu_cores": cpu.summary(),
         "cpu_us_per_event": cpu.us_per_event(len(records)),  # per event offered
     }

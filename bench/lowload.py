@@ -118,9 +118,12 @@ async def one(bootstrap: str, database_url: str, env: dict[str, str],
             spies = spy(world, tag, args.seconds) if args.profile and n == 0 else []
             counted, started = batch_counters(world), time.monotonic()
             run = await latency.measure_latency(
-                world, offered(rate, args.seconds, 20 + n, f"r{rate}-".encode()), rate)
+                world, offered(rate, args.seconds, 20 + n, f"r{rate}-".encode()), rate,
+                database_watch=args.watch)
             result[str(rate)] = {
                 "p50_ms": run["p50_ms"], "p99_ms": run["p99_ms"], "max_ms": run["max_ms"],
+                "p99_ms_by_second": run["p99_ms_by_second"],
+                **({"by_second": run["by_second"]} if args.watch else {}),
                 "cores": {k: v["mean_cores"] for k, v in run["cpu_cores"].items()},
                 "us_per_event": run["cpu_us_per_event"],
                 "batches": cycles(counted, batch_counters(world), time.monotonic() - started)}
@@ -152,6 +155,8 @@ def table(runs: dict[str, list[dict[str, Any]]], rates: list[str]) -> str:
         row(f"{rate}/s: pipeline cores", lambda r, k=rate: r[k]["cores"].get("pipeline"))
         row(f"{rate}/s: latency p50, p99 ms",
             lambda r, k=rate: f"{r[k]['p50_ms']:.0f}, {r[k]['p99_ms']:.0f}")
+        row(f"{rate}/s: p99 ms of each second",
+            lambda r, k=rate: " ".join(map(str, r[k].get("p99_ms_by_second", []))))
         for proc in ("ingest", "conversation", "relay", "projections", "kafka", "postgres",
                      "pipeline"):
             row(f"{rate}/s: µs per event, {proc}",
@@ -162,6 +167,9 @@ def table(runs: dict[str, list[dict[str, Any]]], rates: list[str]) -> str:
                     **r[k].get("batches", {}).get(s, {"batches_per_s": "?",
                                                       "records_per_batch": "?"})))
         row(f"{rate}/s: other users' cores", lambda r, k=rate: r[k]["cores"].get("other"))
+        row(f"{rate}/s: PostgreSQL for the harness / other clients (cores)",
+            lambda r, k=rate: "{}, {}".format(r[k]["cores"].get("postgres: bench harness"),
+                                              r[k]["cores"].get("postgres: other clients")))
     row("load avg before", lambda r: r["loadavg_before"][0])
     return "\n".join(rows)
 
@@ -188,6 +196,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=15)
     parser.add_argument("--warmup", type=float, default=5)
     parser.add_argument("--idle", type=float, default=10)
+    parser.add_argument("--watch", action="store_true",
+                        help="what PostgreSQL did in each second of each rate (bench.dbwatch:"
+                             " autovacuum, checkpoints, lock waits) beside its latencies")
     parser.add_argument("--profile", action="store_true",
                         help="py-spy --gil every service at the first rate")
     args = parser.parse_args(argv)

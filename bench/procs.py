@@ -181,6 +181,70 @@ def _infra_pids() -> dict[str, list[int]]:
             or [p for p, _, _ in postgres]}
 
 
+#: the PostgreSQL backends of the harness's own connections (the latency poller) and of
+#: other people's clients (other developers' tests on a shared cluster): not pipeline
+PG_HARNESS, PG_OTHERS = "postgres: bench harness", "postgres: other clients"
+_BACKEND_PORT = re.compile(rb"\((\d+)\)")
+
+
+def _client_pids(server_port: int) -> dict[int, int]:
+    """Local TCP port of each client connected to ``server_port`` -> the client's pid
+    (``ss -tnp``; empty when ``ss`` is missing: every backend then counts as ours)."""
+    try:
+        out = subprocess.run(["ss", "-tnpH", f"dport = :{server_port}"], capture_output=True,
+                             text=True, check=False, timeout=5).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        return {}
+    clients: dict[int, int] = {}
+    for line in out.splitlines():
+        parts = line.split()
+        match = re.search(r"pid=(\d+)", line)
+        if len(parts) >= 4 and match:
+            clients[int(parts[3].rsplit(":", 1)[1])] = int(match.group(1))
+    return clients
+
+
+def split_backends(postgres: list[int], ours: set[int], harness: int,
+                   server_port: int | None) -> dict[str, list[int]]:
+    """PostgreSQL's processes by whom they serve: ``postgres`` (the background processes
+    and the backends of ``ours``, the measured services, or of a client gone meanwhile),
+    :data:`PG_HARNESS` (``harness``'s own backends) and :data:`PG_OTHERS` (everyone
+    else's: on a shared cluster, other people's work). Without ``server_port`` all of
+    them are ``postgres``."""
+    if server_port is None:
+        return {"postgres": postgres}
+    clients = _client_pids(server_port)
+    groups: dict[str, list[int]] = {"postgres": [], PG_HARNESS: [], PG_OTHERS: []}
+    for pid in postgres:
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except OSError:
+            continue
+        match = _BACKEND_PORT.search(cmdline)
+        client = clients.get(int(match.group(1))) if match else None
+        if client is None or client in ours:
+            groups["postgres"].append(pid)
+        elif client == harness:
+            groups[PG_HARNESS].append(pid)
+        else:
+            groups[PG_OTHERS].append(pid)
+    return groups
+
+
+def _database_port() -> int | None:
+    """The TCP port of ``BONYCHAT_DATABASE_URL`` (None: not set, or a Unix socket)."""
+    url = os.environ.get("BONYCHAT_DATABASE_URL")
+    if not url:
+        return None
+    from psycopg.conninfo import conninfo_to_dict
+
+    params = conninfo_to_dict(url)
+    host = str(params.get("host") or "")
+    if not host or host.startswith("/"):
+        return None
+    return int(params.get("port") or 5432)
+
+
 SERVICES = ("ingest", "conversation", "relay", "projections")
 
 
@@ -212,8 +276,9 @@ def _children(parents: Mapping[str, int]) -> dict[str, list[int]]:
 
 
 class CpuSampler:
-    """Samples, once a second, the cores used by each service, Kafka, PostgreSQL (every
-    backend, ours or not), this harness, and everything else on the machine.
+    """Samples, once a second, the cores used by each service, Kafka, PostgreSQL (its
+    background processes and the services' backends; the harness's and other clients'
+    backends apart: :func:`split_backends`), this harness, and everything else.
 
     ``ready`` (service name -> probe) excludes each service's start-up (imports,
     connecting) from its CPU: a watcher checks the probes every 20 ms and takes that
@@ -230,6 +295,8 @@ class CpuSampler:
         self.workers = worker_ready is not None
         self.interval = interval
         self.samples: list[dict[str, float]] = []
+        #: PostgreSQL's TCP port: its backends are split by client (:func:`split_backends`)
+        self.pg_port = _database_port()
         self.ready = dict(ready or {})
         self.startup_ticks: dict[str, int] = {}
         self._first: tuple[dict[str, dict[int, int]], int, int] = ({}, 0, 0)
@@ -262,7 +329,10 @@ class CpuSampler:
         groups: dict[str, list[int]] = {k: [v] for k, v in self.services.items()}
         if self.workers:
             groups.update(_children(self.services))
-        groups.update(_infra_pids())
+        infra = _infra_pids()
+        groups["kafka"] = infra["kafka"]
+        ours = {pid for pids in groups.values() for pid in pids}
+        groups.update(split_backends(infra["postgres"], ours, os.getpid(), self.pg_port))
         groups["bench harness"] = [os.getpid()]
         ticks = {name: {p: _cpu_ticks(p) for p in pids} for name, pids in groups.items()}
         busy, total = _machine_busy()
