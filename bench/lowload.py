@@ -45,6 +45,51 @@ _BATCHES = re.compile(
     r'^bonychat_batch_size_(count|sum)\{service="([a-z]+)"\} ([0-9.e+]+)$', re.M)
 
 
+_GC = re.compile(r'^bonychat_gc_pause_seconds_(count|sum|bucket)\{(?:generation="(\d)")?,?'
+                 r'(?:le="([^"]+)",?)?(?:generation="(\d)")?\} ([0-9.e+]+)$', re.M)
+
+
+def gc_counters(world: e2e.World) -> dict[str, dict[str, float]]:
+    """Each service process's collector pauses so far (``bonychat_gc_pause_seconds``):
+    count and seconds per generation, and the count per bucket bound (``le:BOUND``)."""
+    found: dict[str, dict[str, float]] = {}
+    for process in world.processes:
+        port = process.port()
+        if port is None:
+            continue
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
+                text = r.read().decode()
+        except OSError:
+            continue
+        mine = found.setdefault(process.name, {})
+        for kind, gen_a, le, gen_b, value in _GC.findall(text):
+            key = f"le:{le}" if kind == "bucket" else f"{kind}:{gen_a or gen_b}"
+            mine[key] = mine.get(key, 0.0) + float(value)
+    return found
+
+
+def gc_pauses(before: dict[str, dict[str, float]], after: dict[str, dict[str, float]]
+              ) -> dict[str, dict[str, float]]:
+    """Per service between two scrapes: collections of each generation, their ms in all,
+    and the bucket bound (ms) of the longest pause."""
+    out: dict[str, dict[str, float]] = {}
+    for name, now in after.items():
+        then = before.get(name, {})
+        row = {f"gen{g}": now.get(f"count:{g}", 0) - then.get(f"count:{g}", 0)
+               for g in range(3)}
+        row["ms"] = round(sum(now.get(f"sum:{g}", 0) - then.get(f"sum:{g}", 0)
+                              for g in range(3)) * 1000, 1)
+        total = now.get("le:+Inf", 0) - then.get("le:+Inf", 0)
+        under = [float(k[3:]) for k in now if k.startswith("le:") and k != "le:+Inf"
+                 and now[k] - then.get(k, 0) >= total]
+        # every pause of the interval is at most this (ms); -1: some exceeded every bound
+        row["longest_under_ms"] = (0.0 if not total else
+                                   round(min(under) * 1000, 1) if under else -1.0)
+        out[name] = row
+    return out
+
+
 def batch_counters(world: e2e.World) -> dict[str, dict[str, float]]:
     """Each service's ``bonychat_batch_size`` count and sum, from its ``/metrics``."""
     found: dict[str, dict[str, float]] = {}
@@ -117,6 +162,7 @@ async def one(bootstrap: str, database_url: str, env: dict[str, str],
             tag = f"lowload-{time.strftime('%Y%m%dT%H%M%S')}-{rate}"
             spies = spy(world, tag, args.seconds) if args.profile and n == 0 else []
             counted, started = batch_counters(world), time.monotonic()
+            collected = gc_counters(world)
             run = await latency.measure_latency(
                 world, offered(rate, args.seconds, 20 + n, f"r{rate}-".encode()), rate,
                 database_watch=args.watch)
@@ -126,7 +172,8 @@ async def one(bootstrap: str, database_url: str, env: dict[str, str],
                 **({"by_second": run["by_second"]} if args.watch else {}),
                 "cores": {k: v["mean_cores"] for k, v in run["cpu_cores"].items()},
                 "us_per_event": run["cpu_us_per_event"],
-                "batches": cycles(counted, batch_counters(world), time.monotonic() - started)}
+                "batches": cycles(counted, batch_counters(world), time.monotonic() - started),
+                "gc": gc_pauses(collected, gc_counters(world))}
             for process in spies:
                 process.wait(60)
             if spies:
@@ -166,6 +213,11 @@ def table(runs: dict[str, list[dict[str, Any]]], rates: list[str]) -> str:
                 lambda r, k=rate, s=service: "{batches_per_s}, ({records_per_batch})".format(
                     **r[k].get("batches", {}).get(s, {"batches_per_s": "?",
                                                       "records_per_batch": "?"})))
+        for service in ("conversation", "projections"):
+            row(f"{rate}/s: {service} GC: collections gen0/1/2, ms in all, longest ≤ ms",
+                lambda r, k=rate, s=service: "{gen0:.0f}/{gen1:.0f}/{gen2:.0f}, {ms}, "
+                "{longest_under_ms}".format(**r[k].get("gc", {}).get(s, {
+                    "gen0": 0, "gen1": 0, "gen2": 0, "ms": "?", "longest_under_ms": "?"})))
         row(f"{rate}/s: other users' cores", lambda r, k=rate: r[k]["cores"].get("other"))
         row(f"{rate}/s: PostgreSQL for the harness / other clients (cores)",
             lambda r, k=rate: "{}, {}".format(r[k]["cores"].get("postgres: bench harness"),

@@ -23,12 +23,19 @@ walks roughly the same live set for 20 times the allocations
 (docs/runtime.md, "The young-generation threshold").
 
 ``BONYCHAT_GC_TUNING=0`` leaves Python's defaults (to compare, or to rule it out).
+
+:func:`time_gc_pauses` times every collection of the process into
+``bonychat_gc_pause_seconds`` (by generation), so that a latency tail can be
+checked against the collector's pauses (docs/runtime.md, "Low load").
 """
 
 from __future__ import annotations
 
 import gc
+import time
+from typing import Any
 
+from services.runtime.observability import RuntimeMetrics
 from services.settings import Settings
 
 #: the middle and old generations' thresholds (the young one is the setting)
@@ -43,3 +50,26 @@ def tune_gc(settings: Settings) -> bool:
     gc.freeze()
     gc.set_threshold(settings.gc_young_threshold, *OLDER_THRESHOLDS)
     return True
+
+
+class _PauseTimer:
+    """A ``gc.callbacks`` entry: each collection's start to stop, observed by generation."""
+
+    def __init__(self, metrics: RuntimeMetrics) -> None:
+        self.by_generation = [metrics.gc_pause.labels(str(g)) for g in range(3)]
+        self.started = 0.0
+
+    def __call__(self, phase: str, info: dict[str, Any]) -> None:
+        if phase == "start":
+            self.started = time.perf_counter()
+        elif self.started:
+            generation = min(int(info.get("generation", 2)), 2)
+            self.by_generation[generation].observe(time.perf_counter() - self.started)
+            self.started = 0.0
+
+
+def time_gc_pauses(metrics: RuntimeMetrics) -> None:
+    """Time the collector's pauses into ``metrics`` (the process's one timer: a second
+    call, e.g. another ``serve`` in the same process, replaces the first)."""
+    gc.callbacks[:] = [c for c in gc.callbacks if not isinstance(c, _PauseTimer)]
+    gc.callbacks.append(_PauseTimer(metrics))

@@ -32,6 +32,7 @@ _BATCH_SIZES = (1, 10, 50, 100, 250, 500, 1_000, 2_000, 5_000)
 _RESOLUTION_SECONDS = (60, 300, 900, 1800, 3600, 4 * 3600, 8 * 3600, 86400, 3 * 86400,
                        7 * 86400)
 _BATCH_SECONDS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
+_GC_SECONDS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0)
 
 
 def _child(children: dict[str, M], metric: M, label: str) -> M:
@@ -96,6 +97,9 @@ class RuntimeMetrics:
                                     buckets=_RESOLUTION_SECONDS, registry=r)
         self.closed = Counter("bonychat_conversations_closed", "Conversations projected as "
                               "closed, by who closed them", ["closed_by"], registry=r)
+        self.gc_pause = Histogram("bonychat_gc_pause_seconds", "Pauses of Python's cyclic "
+                                  "garbage collector in this process, by generation",
+                                  ["generation"], buckets=_GC_SECONDS, registry=r)
         self._closed_by: dict[str, Counter] = {}  # label -> child (count_closed_rows)
         self._resolution_by: dict[str, Histogram] = {}
 

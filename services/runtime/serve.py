@@ -17,7 +17,7 @@ import signal
 import sys
 
 from services.runtime.dependencies import DependencyWatch
-from services.runtime.gc_tuning import tune_gc
+from services.runtime.gc_tuning import time_gc_pauses, tune_gc
 from services.runtime.merged_metrics import MergedRegistry
 from services.runtime.observability import RuntimeMetrics, setup_logging
 from services.runtime.retry import retrying
@@ -140,6 +140,7 @@ async def _serve(names: list[str], settings: Settings, *, groups: list[str] | No
             raise StartupError(f"cannot listen on {settings.http_host}:{settings.http_port}: "
                                f"{exc.strerror or exc}") from None
         tune_gc(settings)  # after start-up: what it allocated is frozen, never traversed again
+        time_gc_pauses(proc.metrics)
         return await _supervise(proc)
     finally:
         await _teardown(proc)

@@ -7,7 +7,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from services.runtime.gc_tuning import THRESHOLDS, tune_gc
+from services.runtime.gc_tuning import THRESHOLDS, time_gc_pauses, tune_gc
+from services.runtime.observability import RuntimeMetrics
 from services.settings import Settings
 
 
@@ -48,3 +49,29 @@ def test_tune_gc_can_be_switched_off(restored_gc: None, monkeypatch: pytest.Monk
     assert tune_gc(Settings()) is False
     assert gc.get_threshold() == (700, 10, 10)
     assert gc.get_freeze_count() == 0
+
+
+def _pauses(metrics: RuntimeMetrics, generation: str) -> tuple[float, float]:
+    count = metrics.registry.get_sample_value(
+        "bonychat_gc_pause_seconds_count", {"generation": generation})
+    total = metrics.registry.get_sample_value(
+        "bonychat_gc_pause_seconds_sum", {"generation": generation})
+    return count or 0.0, total or 0.0
+
+
+def test_gc_pauses_are_timed_by_generation_and_a_second_timer_replaces_the_first() -> None:
+    first, second = RuntimeMetrics(), RuntimeMetrics()
+    try:
+        time_gc_pauses(first)
+        gc.collect(2)
+        gc.collect(0)
+        assert _pauses(first, "2")[0] == 1
+        assert _pauses(first, "0")[0] >= 1
+        assert _pauses(first, "2")[1] > 0
+        time_gc_pauses(second)  # replaces: one timer per process
+        gc.collect(1)
+        assert _pauses(second, "1")[0] == 1
+        assert _pauses(first, "1")[0] == 0
+        assert sum(1 for c in gc.callbacks if type(c).__name__ == "_PauseTimer") == 1
+    finally:
+        gc.callbacks[:] = [c for c in gc.callbacks if type(c).__name__ != "_PauseTimer"]
