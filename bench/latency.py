@@ -263,4 +263,7 @@ async def measure_latency(world: World, records: Sequence[Timed], rate: float, *
                                                                         poller.visible)],
         "poll_interval_s": interval, "cpu_cores": cpu.summary(),
         "cpu_us_per_event": cpu.us_per_event(len(records)),  # per event offered
+        "postgres_us_per_event_by_client": {
+            k: round(v * 1e6 / max(len(records), 1), 1)
+            for k, v in cpu.postgres_by_client().items()},
     }

@@ -45,7 +45,8 @@ _BATCHES = re.compile(
     r'^bonychat_batch_size_(count|sum)\{service="([a-z]+)"\} ([0-9.e+]+)$', re.M)
 
 
-_GC = re.compile(r'^bonychat_gc_pause_seconds_(count|sum|bucket)\{(?:generation="(\d)")?,?'
+_GC = re.compile(r'^bonychat_gc_(?:pause_seconds_(count|sum|bucket)|cpu_seconds_(total))'
+                 r'\{(?:generation="(\d)")?,?'
                  r'(?:le="([^"]+)",?)?(?:generation="(\d)")?\} ([0-9.e+]+)$', re.M)
 
 
@@ -63,8 +64,8 @@ def gc_counters(world: e2e.World) -> dict[str, dict[str, float]]:
         except OSError:
             continue
         mine = found.setdefault(process.name, {})
-        for kind, gen_a, le, gen_b, value in _GC.findall(text):
-            key = f"le:{le}" if kind == "bucket" else f"{kind}:{gen_a or gen_b}"
+        for kind, cpu, gen_a, le, gen_b, value in _GC.findall(text):
+            key = f"le:{le}" if kind == "bucket" else f"{kind or cpu}:{gen_a or gen_b}"
             mine[key] = mine.get(key, 0.0) + float(value)
     return found
 
@@ -80,6 +81,8 @@ def gc_pauses(before: dict[str, dict[str, float]], after: dict[str, dict[str, fl
                for g in range(3)}
         row["ms"] = round(sum(now.get(f"sum:{g}", 0) - then.get(f"sum:{g}", 0)
                               for g in range(3)) * 1000, 1)
+        row["cpu_ms"] = round(sum(now.get(f"total:{g}", 0) - then.get(f"total:{g}", 0)
+                                  for g in range(3)) * 1000, 1)
         total = now.get("le:+Inf", 0) - then.get("le:+Inf", 0)
         under = [float(k[3:]) for k in now if k.startswith("le:") and k != "le:+Inf"
                  and now[k] - then.get(k, 0) >= total]
@@ -169,9 +172,12 @@ async def one(bootstrap: str, database_url: str, env: dict[str, str],
             result[str(rate)] = {
                 "p50_ms": run["p50_ms"], "p99_ms": run["p99_ms"], "max_ms": run["max_ms"],
                 "p99_ms_by_second": run["p99_ms_by_second"],
+                "kafka_ack_p99_ms": run["kafka_ack_p99_ms"],
+                "achieved_rate_per_s": run["achieved_rate_per_s"],
                 **({"by_second": run["by_second"]} if args.watch else {}),
                 "cores": {k: v["mean_cores"] for k, v in run["cpu_cores"].items()},
                 "us_per_event": run["cpu_us_per_event"],
+                "postgres_us_per_event_by_client": run["postgres_us_per_event_by_client"],
                 "batches": cycles(counted, batch_counters(world), time.monotonic() - started),
                 "gc": gc_pauses(collected, gc_counters(world))}
             for process in spies:
@@ -202,21 +208,27 @@ def table(runs: dict[str, list[dict[str, Any]]], rates: list[str]) -> str:
         row(f"{rate}/s: pipeline cores", lambda r, k=rate: r[k]["cores"].get("pipeline"))
         row(f"{rate}/s: latency p50, p99 ms",
             lambda r, k=rate: f"{r[k]['p50_ms']:.0f}, {r[k]['p99_ms']:.0f}")
+        row(f"{rate}/s: publisher: events/s achieved, Kafka ack p99 ms",
+            lambda r, k=rate: f"{r[k].get('achieved_rate_per_s')}, {r[k].get('kafka_ack_p99_ms')}")
         row(f"{rate}/s: p99 ms of each second",
             lambda r, k=rate: " ".join(map(str, r[k].get("p99_ms_by_second", []))))
         for proc in ("ingest", "conversation", "relay", "projections", "kafka", "postgres",
                      "pipeline"):
             row(f"{rate}/s: µs per event, {proc}",
                 lambda r, k=rate, p=proc: f"{r[k]['us_per_event'].get(p, 0):.0f}")
+        row(f"{rate}/s: PostgreSQL µs per event by client", lambda r, k=rate: ", ".join(
+            f"{c} {v:.0f}" for c, v in r[k].get("postgres_us_per_event_by_client", {}).items()))
         for service in ("ingest", "conversation", "relay", "projections"):
             row(f"{rate}/s: {service} batches/s (records each)",
                 lambda r, k=rate, s=service: "{batches_per_s}, ({records_per_batch})".format(
                     **r[k].get("batches", {}).get(s, {"batches_per_s": "?",
                                                       "records_per_batch": "?"})))
         for service in ("conversation", "projections"):
-            row(f"{rate}/s: {service} GC: collections gen0/1/2, ms in all, longest ≤ ms",
-                lambda r, k=rate, s=service: "{gen0:.0f}/{gen1:.0f}/{gen2:.0f}, {ms}, "
-                "{longest_under_ms}".format(**r[k].get("gc", {}).get(s, {
+            row(f"{rate}/s: {service} GC: collections gen0/1/2, ms in all (CPU ms), "
+                "longest ≤ ms",
+                lambda r, k=rate, s=service: "{gen0:.0f}/{gen1:.0f}/{gen2:.0f}, {ms} ({cpu}), "
+                "{longest_under_ms}".format(cpu=r[k].get("gc", {}).get(s, {}).get("cpu_ms", "?"),
+                                            **r[k].get("gc", {}).get(s, {
                     "gen0": 0, "gen1": 0, "gen2": 0, "ms": "?", "longest_under_ms": "?"})))
         row(f"{rate}/s: other users' cores", lambda r, k=rate: r[k]["cores"].get("other"))
         row(f"{rate}/s: PostgreSQL for the harness / other clients (cores)",

@@ -205,12 +205,14 @@ def _client_pids(server_port: int) -> dict[int, int]:
 
 
 def split_backends(postgres: list[int], ours: set[int], harness: int,
-                   server_port: int | None) -> dict[str, list[int]]:
+                   server_port: int | None,
+                   owners: dict[int, int] | None = None) -> dict[str, list[int]]:
     """PostgreSQL's processes by whom they serve: ``postgres`` (the background processes
     and the backends of ``ours``, the measured services, or of a client gone meanwhile),
     :data:`PG_HARNESS` (``harness``'s own backends) and :data:`PG_OTHERS` (everyone
     else's: on a shared cluster, other people's work). Without ``server_port`` all of
-    them are ``postgres``."""
+    them are ``postgres``. ``owners`` (if given) gets backend pid -> client pid of the
+    ``postgres`` group's backends."""
     if server_port is None:
         return {"postgres": postgres}
     clients = _client_pids(server_port)
@@ -224,6 +226,8 @@ def split_backends(postgres: list[int], ours: set[int], harness: int,
         client = clients.get(int(match.group(1))) if match else None
         if client is None or client in ours:
             groups["postgres"].append(pid)
+            if owners is not None and client is not None:
+                owners[pid] = client
         elif client == harness:
             groups[PG_HARNESS].append(pid)
         else:
@@ -297,6 +301,9 @@ class CpuSampler:
         self.samples: list[dict[str, float]] = []
         #: PostgreSQL's TCP port: its backends are split by client (:func:`split_backends`)
         self.pg_port = _database_port()
+        #: a backend of ``postgres`` -> the service it serves; ticks per such client
+        self._pg_owner: dict[int, str] = {}
+        self._pg_used: dict[str, int] = {}
         self.ready = dict(ready or {})
         self.startup_ticks: dict[str, int] = {}
         self._first: tuple[dict[str, dict[int, int]], int, int] = ({}, 0, 0)
@@ -331,8 +338,11 @@ class CpuSampler:
             groups.update(_children(self.services))
         infra = _infra_pids()
         groups["kafka"] = infra["kafka"]
-        ours = {pid for pids in groups.values() for pid in pids}
-        groups.update(split_backends(infra["postgres"], ours, os.getpid(), self.pg_port))
+        ours = {pid: name for name, pids in groups.items() for pid in pids}
+        owners: dict[int, int] = {}
+        groups.update(split_backends(infra["postgres"], set(ours), os.getpid(), self.pg_port,
+                                     owners))
+        self._pg_owner.update({pid: ours.get(client, "gone") for pid, client in owners.items()})
         groups["bench harness"] = [os.getpid()]
         ticks = {name: {p: _cpu_ticks(p) for p in pids} for name, pids in groups.items()}
         busy, total = _machine_busy()
@@ -352,6 +362,10 @@ class CpuSampler:
         after, busy1, total1 = self._read()
         before, busy0, total0 = self._prev
         used = self._delta(before, after)
+        for pid, ticks in after.get("postgres", {}).items():
+            owner = self._pg_owner.get(pid, "background")
+            self._pg_used[owner] = (self._pg_used.get(owner, 0)
+                                    + max(0, ticks - before.get("postgres", {}).get(pid, 0)))
         for k, v in used.items():
             self._used[k] = self._used.get(k, 0) + v
         self._busy += busy1 - busy0
@@ -380,6 +394,11 @@ class CpuSampler:
         self._thread.join()
         self._watcher.join()
         self._sample()
+
+    def postgres_by_client(self) -> dict[str, float]:
+        """CPU seconds of the pipeline's PostgreSQL by whom its processes serve: each
+        service's backends, ``background`` (WAL writer, checkpointer, autovacuum...)."""
+        return {k: round(v / TICK, 2) for k, v in sorted(self._pg_used.items())}
 
     def cpu_seconds(self) -> dict[str, float]:
         """CPU seconds each component used between enter and exit (all cores), each

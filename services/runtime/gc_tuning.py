@@ -57,14 +57,17 @@ class _PauseTimer:
 
     def __init__(self, metrics: RuntimeMetrics) -> None:
         self.by_generation = [metrics.gc_pause.labels(str(g)) for g in range(3)]
-        self.started = 0.0
+        self.cpu_by_generation = [metrics.gc_cpu.labels(str(g)) for g in range(3)]
+        self.started = self.started_cpu = 0.0
 
     def __call__(self, phase: str, info: dict[str, Any]) -> None:
         if phase == "start":
-            self.started = time.perf_counter()
+            self.started, self.started_cpu = time.perf_counter(), time.thread_time()
         elif self.started:
             generation = min(int(info.get("generation", 2)), 2)
             self.by_generation[generation].observe(time.perf_counter() - self.started)
+            self.cpu_by_generation[generation].inc(
+                max(0.0, time.thread_time() - self.started_cpu))
             self.started = 0.0
 
 

@@ -100,6 +100,9 @@ class RuntimeMetrics:
         self.gc_pause = Histogram("bonychat_gc_pause_seconds", "Pauses of Python's cyclic "
                                   "garbage collector in this process, by generation",
                                   ["generation"], buckets=_GC_SECONDS, registry=r)
+        self.gc_cpu = Counter("bonychat_gc_cpu_seconds", "CPU time of the thread that ran "
+                              "each collection, during it (a pause longer than this waited "
+                              "for a core)", ["generation"], registry=r)
         self._closed_by: dict[str, Counter] = {}  # label -> child (count_closed_rows)
         self._resolution_by: dict[str, Histogram] = {}
 

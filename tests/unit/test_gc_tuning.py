@@ -68,6 +68,9 @@ def test_gc_pauses_are_timed_by_generation_and_a_second_timer_replaces_the_first
         assert _pauses(first, "2")[0] == 1
         assert _pauses(first, "0")[0] >= 1
         assert _pauses(first, "2")[1] > 0
+        cpu = first.registry.get_sample_value("bonychat_gc_cpu_seconds_total",
+                                              {"generation": "2"})
+        assert cpu is not None and cpu > 0
         time_gc_pauses(second)  # replaces: one timer per process
         gc.collect(1)
         assert _pauses(second, "1")[0] == 1
