@@ -54,6 +54,19 @@ _TABLES = (
     "WHERE schemaname = %s ORDER BY relname")
 
 
+#: per relation of the schema (tables and their indexes): size, and the buffer hits and
+#: reads (a read = the page was not in shared_buffers: from the OS cache or disk) of the run
+_BUFFERS = (
+    "SELECT c.relname, c.relkind::text, round(pg_relation_size(c.oid) / 1048576.0, 1)::float, "
+    "COALESCE(t.heap_blks_hit, i.idx_blks_hit, 0), COALESCE(t.heap_blks_read, i.idx_blks_read, 0) "
+    "FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+    "LEFT JOIN pg_statio_user_tables t ON t.relid = c.oid "
+    "LEFT JOIN pg_statio_user_indexes i ON i.indexrelid = c.oid "
+    "WHERE n.nspname = %s AND c.relkind IN ('r', 'i') ORDER BY 4 + 5 DESC")
+#: buffers written by checkpoints, the background writer and the backends themselves
+#: (a backend writes a dirty buffer it evicts when no clean one is free), checkpoints
+_BGWRITER = ("SELECT checkpoints_timed + checkpoints_req, buffers_checkpoint, buffers_clean, "
+             "buffers_backend, buffers_alloc FROM pg_stat_bgwriter")
 _WAL = "SELECT wal_records, wal_fpi, wal_bytes::bigint FROM pg_stat_wal"
 _WALDUMP_LINE = re.compile(
     r"rmgr: (\S+)\s+len \(rec/tot\):\s*\d+/\s*(\d+),.*?desc: (\S+)(.*)$")
@@ -162,6 +175,8 @@ async def run(events: int, contacts: int, checkout: str = "") -> dict[str, Any]:
             conn.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
             conn.execute("SELECT pg_stat_statements_reset()")
             conn.execute("SELECT pg_stat_reset_shared('wal')")
+            conn.execute("SELECT pg_stat_reset_shared('bgwriter')")
+            conn.execute("SELECT pg_stat_reset()")
             wal_start = lsn(conn)
         before = postgres_processes()
         load = os.getloadavg()[0]
@@ -172,6 +187,8 @@ async def run(events: int, contacts: int, checkout: str = "") -> dict[str, Any]:
             tables = conn.execute(_TABLES, (world.schema,)).fetchall()
             wal_end = lsn(conn)
             wal = conn.execute(_WAL).fetchone()
+            buffers = conn.execute(_BUFFERS, (world.schema,)).fetchall()
+            bgwriter = conn.execute(_BGWRITER).fetchone()
             by_relation = wal_by_relation(conn, wal_start, wal_end, expected.lines)
         world.stop()
     finally:
@@ -190,7 +207,12 @@ async def run(events: int, contacts: int, checkout: str = "") -> dict[str, Any]:
             "wal_by_relation": by_relation,
             "tables": {str(t): {"inserted": i, "updated": u, "hot_updated": h, "mib": m}
                        for t, i, u, h, m in tables},
-            "statements": rows}
+            "statements": rows,
+            "buffers": [{"relation": r, "kind": k, "mib": m, "hits_per_event": round(h / n, 2),
+                         "reads_per_event": round(rd / n, 3)} for r, k, m, h, rd in buffers],
+            "bgwriter_per_1k_events": dict(zip(
+                ("checkpoints", "checkpoint", "bgwriter", "backend", "allocated"),
+                (round(1000 * v / n, 2) for v in bgwriter), strict=True)) if bgwriter else {}}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -210,6 +232,12 @@ def main(argv: list[str] | None = None) -> int:
     for r in result["wal_by_relation"][:args.top]:
         print(f"| {r['records_per_event']} | {r['bytes_per_event']} | {r['relation']} "
               f"| {r['record']} |")
+    print("buffers written/allocated per 1k events:", result["bgwriter_per_1k_events"])
+    print("| relation | kind | MiB | buffer hits/event | reads/event |\n"
+          "| --- | --- | --- | --- | --- |")
+    for r in result["buffers"][:args.top]:
+        print(f"| {r['relation']} | {r['kind']} | {r['mib']} | {r['hits_per_event']} "
+              f"| {r['reads_per_event']} |")
     total = sum(r["us_per_event"] for r in result["statements"])
     print(f"execution time of every statement: {total:.2f} µs per event")
     print("| µs/event | calls/1k events | rows/call | statement |\n| --- | --- | --- | --- |")
