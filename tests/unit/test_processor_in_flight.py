@@ -161,3 +161,25 @@ def test_stored_keys_past_their_limit_are_dropped() -> None:
     store.asked_keys.clear()
     processor.process(items(ev("message.received", event_id="e9", t=9)))  # type: ignore[arg-type]
     assert store.asked_keys == [("ws1", "e9")]  # no snapshot any more: the store is asked
+
+
+def test_a_settled_decision_leaves_the_aggregates_of_another_one_in_flight_cached() -> None:
+    store = CountingStore()
+    processor = BatchUnitOfWork(store, cache_size=1)
+    first = processor.decide(items(ev("message.received", event_id="a", contact="c1"),  # type: ignore[arg-type]
+                                   ev("message.received", event_id="b", contact="c2", t=1)),
+                             "import")
+    second = processor.decide(items(ev("message.sent", event_id="c", contact="c1", t=2)),  # type: ignore[arg-type]
+                              "import")
+    processor.commit(first)  # settled: c2 may go, c1 is still in flight with `second`
+    processor.decide(items(*(ev("message.received", event_id=f"x{i}", contact=f"o{i}", t=3 + i)  # type: ignore[arg-type]
+                             for i in range(3))), "import")
+    assert ("ws1", "c1") in processor.processor._cache
+    assert ("ws1", "c2") not in processor.processor._cache
+    # c1 continues from `second` (not reloaded from storage, which lacks it)
+    third = processor.decide(items(ev("message.received", event_id="d", contact="c1", t=9)),  # type: ignore[arg-type]
+                             "import")
+    assert [e.aggregate_version for e in third.events] == [4]
+    processor.commit(second)
+    processor.commit(third)
+    assert store.conflicts == 0
