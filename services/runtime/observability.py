@@ -61,6 +61,16 @@ def _observe_all(histogram: Histogram, values: Sequence[float]) -> None:
     total.inc(sum(values))
 
 
+#: the valid items' gateway event types, and how many items were invalid
+IngestTally = tuple[Tally[str], int]
+
+
+def tally_ingest(items: Sequence[CommandBase | Invalid]) -> IngestTally:
+    """What :meth:`RuntimeMetrics.count_ingest` counts of ``items``."""
+    kinds: Tally[str] = Tally([i.event_type for i in items if not isinstance(i, Invalid)])
+    return kinds, len(items) - kinds.total()
+
+
 class RuntimeMetrics:
     """The runtime's instruments, registered on one registry."""
 
@@ -128,10 +138,17 @@ class RuntimeMetrics:
     def count_ingest(self, items: Sequence[CommandBase | Invalid], source: str,
                      service: str = "ingest") -> None:
         """What the ingest service (or the HTTP Kafka sink, ``service="http"``) forwarded."""
-        kinds: Tally[str] = Tally([i.event_type for i in items if not isinstance(i, Invalid)])
+        self.count_ingest_tally(tally_ingest(items), source, service)
+
+    def count_ingest_tally(self, tally: IngestTally, source: str,
+                           service: str = "ingest") -> None:
+        """:meth:`count_ingest` of items already tallied (:func:`tally_ingest`): the
+        conversation service tallies its gateway items in the worker thread that
+        parsed them, while they are in the CPU's cache (on the event loop, when the
+        batch settles, the same tally cost ~0.7 µs an item)."""
+        kinds, invalid = tally
         for kind, n in kinds.items():
             self.events.labels(service, kind, "forwarded").inc(n)
-        invalid = len(items) - kinds.total()
         if invalid:
             self.events.labels(service, "unknown", "invalid").inc(invalid)
             self.dead_letters.labels(service, source).inc(invalid)

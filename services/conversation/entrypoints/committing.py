@@ -33,7 +33,7 @@ from services.conversation.entrypoints.records import (
     read_group,
 )
 from services.runtime.kafka import RecordBatches, commit_assigned, record_lag
-from services.runtime.observability import RuntimeMetrics
+from services.runtime.observability import RuntimeMetrics, tally_ingest
 
 #: the service's logger, as before these methods moved out of its module
 log = logging.getLogger("services.conversation.entrypoints.kafka")
@@ -118,8 +118,10 @@ class BatchCommitting:
         position = positions[0] if len(positions) == 1 else Positions(
             positions[0].name, positions[0].offset, positions[0].after,
             others=tuple(positions[1:]))
+        # tallied here, while the items are in the cache (counted when it settles)
+        tally = tally_ingest(gateway_items) if gateway_items else None
         decision = self.uow.decide(items, DEAD_LETTER_SOURCE)
-        return _Decided(group, decision, position, started, gateway_items=gateway_items,
+        return _Decided(group, decision, position, started, ingest_tally=tally,
                         dead_letters=out)
 
     async def _settle(self) -> None:
@@ -141,8 +143,8 @@ class BatchCommitting:
             raise
         self.uow.settle(pending.decision)
         self.metrics.count_batch(pending.decision.items, result, DEAD_LETTER_SOURCE)
-        if pending.gateway_items:  # as ingest counted what it forwarded
-            self.metrics.count_ingest(pending.gateway_items, "kafka")
+        if pending.ingest_tally is not None:  # as ingest counted what it forwarded
+            self.metrics.count_ingest_tally(pending.ingest_tally, "kafka")
         for tp, records in pending.group:
             self._observe(tp, records, pending.started)
 

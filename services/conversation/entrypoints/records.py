@@ -25,6 +25,7 @@ from services.ingest.domain.normalise import Invalid, describe
 from services.ingest.entrypoints.gateway_records import add_dead_letter, parse_record
 from services.runtime.fetch import UndecodableRecord
 from services.runtime.kafka import RecordBatches
+from services.runtime.observability import IngestTally
 
 SERVICE = "conversation"
 DEAD_LETTER_SOURCE = "commands"
@@ -90,8 +91,9 @@ class _Decided:
     position: Position
     started: float
     commit: asyncio.Future[BatchResult] | None = field(default=None)
-    #: gateway input: what was read from the gateway topic (counted as ingest did)
-    gateway_items: Items = field(default_factory=list)
+    #: gateway input: what was read from the gateway topic, tallied as ingest counted
+    #: it (``observability.tally_ingest``; None: nothing was)
+    ingest_tally: IngestTally | None = None
     #: gateway input: the DLQ records of its invalid gateway records (acknowledged
     #: before the transaction that moves the position past them is committed)
     dead_letters: RecordBatches | None = None
