@@ -85,6 +85,11 @@ def parse_variant(text: str) -> tuple[str, dict[str, str]]:
     return name, env
 
 
+#: what py-spy samples: the thread holding the GIL (``--profile``), or every thread,
+#: waiting ones too, each stack under its thread (``--profile-idle``: where a service waits)
+SPY_MODE: list[str] = ["--gil", "--native"]
+
+
 async def profile_services(world: e2e.World, into: Path, tag: str,
                            spies: list[subprocess.Popen[bytes]]) -> None:
     """Attach py-spy to each service once it is up (until it exits)."""
@@ -95,7 +100,7 @@ async def profile_services(world: e2e.World, into: Path, tag: str,
             if process.name not in seen and process.ready():
                 seen.add(process.name)
                 spies.append(subprocess.Popen(
-                    [str(spy), "record", "--gil", "--native", "-r", "50",
+                    [str(spy), "record", *SPY_MODE, "-r", "50",
                      "-f", "raw", "-o", str(into / f"{tag}-{process.name}.txt"),
                      "--pid", str(process.pid)],
                     stdout=subprocess.DEVNULL, stderr=(into / f"{tag}-{process.name}.log"
@@ -161,7 +166,9 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     path = embedded.events_file(args.events, args.contacts or max(args.events // 10, 1))
     lines = path.read_bytes().splitlines()
     records, expected = limits.keyed(lines), e2e.expectation(path, lines)
-    profile = DATA / "profiles" if args.profile else None
+    if args.profile_idle:
+        SPY_MODE[:] = ["--idle", "--threads"]
+    profile = DATA / "profiles" if args.profile or args.profile_idle else None
     if profile:
         profile.mkdir(parents=True, exist_ok=True)
     runs: dict[str, list[dict[str, Any]]] = {name: [] for name, _ in variants}
@@ -188,6 +195,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--variant", action="append", required=True,
                         help="NAME[@CHECKOUT][:VAR=VALUE,...], at least two")
     parser.add_argument("--profile", action="store_true", help="py-spy every service")
+    parser.add_argument("--profile-idle", action="store_true",
+                        help="py-spy every thread of every service, idle ones too")
     parser.add_argument("--layout", choices=e2e.LAYOUTS, default="services",
                         help="services: each its own serve --services X process (default); "
                              "serve: one `bonychat serve` with its default services")
