@@ -105,7 +105,12 @@ def test_command_of_builds_what_the_dict_based_one_built(env: dict[str, Any]) ->
     assert encode_command(made) == encode_command(reference)
 
 
+#: no deadline: each example compiles a maker (exec), slow on a loaded machine
+UNTIMED = settings(deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
 @pytest.mark.parametrize("cls", COMMAND_CLASSES, ids=lambda c: c.__name__)
+@UNTIMED
 @given(data=st.data())
 def test_a_maker_builds_what_construct_from_builds(cls: type[CommandBase],
                                                    data: st.DataObject) -> None:
@@ -120,6 +125,7 @@ def test_a_maker_builds_what_construct_from_builds(cls: type[CommandBase],
 
 
 @pytest.mark.parametrize("cls", EVENT_CLASSES.values(), ids=lambda c: c.__name__)
+@UNTIMED
 @given(data=st.data())
 def test_a_maker_of_every_field_builds_what_the_aggregate_built(cls: type[DomainEvent],
                                                                 data: st.DataObject) -> None:
@@ -180,6 +186,7 @@ def test_the_plain_utc_form_gets_the_patterns_verdict(value: object) -> None:
     assert _verdict(parse_rfc3339, value) == _verdict(parse_rfc3339_by_pattern, value)
 
 
+@UNTIMED
 @given(st.text(alphabet="0123456789-:TZz.+ \u0660\u0662", min_size=18, max_size=22)
        | st.from_regex(r"\A\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ\Z"))
 def test_any_time_like_text_gets_the_patterns_verdict(value: str) -> None:
