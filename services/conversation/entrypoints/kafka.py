@@ -145,14 +145,8 @@ class ConversationService(BatchCommitting):
             log.info("partitions revoked", extra={"partitions": partitions_text(revoked)})
 
     async def assigned(self, assigned: set[TopicPartition]) -> None:
-        """Newly assigned partitions are sought by the next round (:meth:`_round`), not here.
-
-        aiokafka sends the member's heartbeats again only once this listener
-        returns: reading the tracked positions (PostgreSQL) or ingest's offsets
-        (an admin client) here would stop them while those answer, and past the
-        session timeout the group expels the member and rebalances again. Until
-        sought, records of these partitions are not processed (:meth:`_step`).
-        """
+        """Marks them unpositioned: the next round seeks them (no look-up here, as
+        aiokafka heartbeats only once this returns; :meth:`_step` skips them until then)."""
         async with self._busy:
             self._generation += 1
             try:
@@ -177,10 +171,9 @@ class ConversationService(BatchCommitting):
             tracked = await asyncio.to_thread(self.events.position, position_name(tp))
             resume.setdefault(tp.topic, {})[str(tp.partition)] = tracked
             self._after[tp] = -1 if tracked is None else tracked
-        # A gateway partition never tracked starts where ingest stopped (handover.py);
-        # offset 0 before the log start is reset to the earliest record.
-        # Bounded: the rebalance callbacks wait for this round (a TimeoutError is
-        # transient: _recover() leaves them unpositioned, sought again in a later round)
+        # A gateway partition never tracked starts where ingest stopped (handover.py; offset
+        # 0 before the log start: the earliest). Bounded: the rebalance callbacks wait for
+        # this round (a TimeoutError is transient: sought again by a later round)
         start = await asyncio.wait_for(self.handover(self.bootstrap, self.ingest_group, {
             tp for tp in todo if tp.topic == self.gateway_topic and self._after[tp] == -1}),
             HANDOVER_SECONDS)
@@ -212,8 +205,7 @@ class ConversationService(BatchCommitting):
             self._dlq_partitions = await partitions_of(self.producer, [self.dlq_topic])
         subscribe(consumer, self.input_topics, _Rebalance(self))
         await start_consumer(consumer)
-        # start returns once assigned, maybe before the listener ran: the first round seeks
-        self._unpositioned |= consumer.assignment()
+        self._unpositioned |= consumer.assignment()  # assigned; the listener may be yet to run
         log.info("conversation service started",
                  extra={"topics": self.input_topics, "group": self.group})
         backoff = Backoff()
@@ -238,9 +230,8 @@ class ConversationService(BatchCommitting):
     async def _round(self, consumer: AIOKafkaConsumer, fetch: SafeFetch) -> None:
         """One fetch: decide it, start its commit (and settle the previous one).
 
-        Partitions assigned (or left unpositioned by a failure) are first sought
-        to their tracked positions. aiokafka runs the rebalance listener while a
-        fetch waits, and a seek may follow it; a fetch in flight (above
+        Unpositioned partitions are first sought to their tracked positions.
+        A rebalance may land while a fetch waits; a fetch in flight (above
         all :class:`SafeFetch` stepping through an undecodable batch, which seeks
         itself) may then return records from before and after that seek, so a
         commit would store some of them twice. A fetch that overlapped a
