@@ -1,19 +1,22 @@
-"""End-to-end throughput of the Kafka runtime: ingest, conversation, relay and projections
-as separate ``bonychat serve --services X`` processes on fresh topics and a fresh schema.
+"""End-to-end throughput of the Kafka runtime: conversation, relay and projections (and
+ingest with ``BONYCHAT_CONVERSATION_INPUT=commands``) as separate ``bonychat serve
+--services X`` processes on fresh topics and a fresh schema.
 
 Completion criterion (cheap to poll, exact, independent of outcome mix):
 
-1. ingest is done: its consumer group's committed offsets equal the gateway topic's
-   end offsets (it commits only after the broker acknowledged every command);
-2. the conversation service is done: for each partition of the command topic, the
-   position it tracks in PostgreSQL (stored in the same transaction as the events
-   and outcomes) is the partition's last offset;
+1-2. with the default ``BONYCHAT_CONVERSATION_INPUT=gateway`` (docs/runtime.md,
+   "Conversation input") there is no ingest process: the conversation service is
+   done when the position it tracks in PostgreSQL for each partition of the
+   gateway topic (stored in the same transaction as the events and outcomes) is
+   the partition's last offset.
 
-   With ``BONYCHAT_CONVERSATION_INPUT=gateway`` (opt-in, issue 13
-   "Conversation input") there is no ingest process: steps 1-2 are the conversation
-   service's tracked positions of the gateway topic's partitions. Which layout a
-   variant runs is asked of its own code (:func:`reads_gateway`), so an older
-   checkout (``before@PATH`` in bench.ab) is measured with its ingest;
+   With ``commands``: 1. ingest is done when its consumer group's committed offsets
+   equal the gateway topic's end offsets (it commits only after the broker
+   acknowledged every command); 2. the conversation service is done when its
+   tracked position of each partition of the command topic is the partition's last
+   offset. Which layout a variant runs is asked of its own code
+   (:func:`reads_gateway`), so an older checkout (``before@PATH`` in bench.ab) is
+   measured with its ingest;
 3. the projections are done: their tracked position ``projection:conversations`` is
    at least the event store's max notification id, read after step 2.
 

@@ -101,14 +101,15 @@ class Settings(BaseSettings):
     #: A crash redelivers at most this much of the gateway topic (harmless: the
     #: commands dedupe), and each commit is a broker write: see docs/runtime.md
     kafka_commit_interval_ms: int = Field(default=1_000, ge=0)
-    #: what the conversation service consumes. "gateway": the gateway topic itself
-    #: (each record validated as ingest validates it, an invalid one written to the
-    #: DLQ topic as ingest writes it) and the command topic (HTTP posts, the
-    #: inactivity sweep); the ingest service then has nothing to do and is not run.
-    #: "commands" (the default): only the command topic, which the ingest service
-    #: fills from the gateway topic. "gateway" is opt-in until the cause of one hang of
-    #: the fault plan with it is confirmed (docs/runtime.md, "Conversation input")
-    conversation_input: Literal["commands", "gateway"] = "commands"
+    #: what the conversation service consumes. "gateway" (the default): the gateway
+    #: topic itself (each record validated as ingest validates it, an invalid one
+    #: written to the DLQ topic as ingest writes it) and the command topic (HTTP
+    #: posts, the inactivity sweep); the ingest service then has nothing to do and is
+    #: not run. "commands": only the command topic, which the ingest service fills
+    #: from the gateway topic (validation on other machines than the database
+    #: writers). Switch with every conversation copy stopped (docs/runtime.md,
+    #: "Conversation input")
+    conversation_input: Literal["commands", "gateway"] = "gateway"
     #: the outbox relay runs inside ``serve --services conversation`` (False: only as
     #: ``--services relay``)
     relay_with_conversation: bool = True

@@ -26,7 +26,6 @@ import psycopg
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from kafka_fixtures import (
-    GATEWAY_READER,
     World,
     corrupt_stored_batch,
     embedded_snapshot,
@@ -118,14 +117,17 @@ def committed(world: World, group: str, tp: TopicPartition) -> int | None:
     return asyncio.run(read())
 
 
-def test_gateway_batch_that_cannot_be_decoded(world: World) -> None:
+@pytest.mark.parametrize("mode", ["gateway", "commands"])
+def test_gateway_batch_that_cannot_be_decoded(world: World, mode: str) -> None:
+    """Whichever reads the gateway topic (BONYCHAT_CONVERSATION_INPUT) dead-letters the batch."""
+    reader = "conversation" if mode == "gateway" else "ingest"
     records = tuple([(KEY, v) for v in part] for part in three_parts())
     lines = [v for part in records for _, v in part]
     expected = embedded_snapshot([*lines[:2], *lines[2 + BAD:]], (WS,))
     assert expected[WS]["conversations"]
     topic = world.topics.gateway
     offsets = publish_and_corrupt(world, topic, records)
-    process = world.serve(name="undecodable-gw")
+    process = world.serve(name=f"undecodable-gw-{mode}", BONYCHAT_CONVERSATION_INPUT=mode)
     port = process.port()
     partition = partition_of(KEY, world.partitions)
 
@@ -144,11 +146,11 @@ def test_gateway_batch_that_cannot_be_decoded(world: World) -> None:
             f"undecodable record at {topic}:{partition}@{offset}: "), record.headers
         assert record.headers["original_partition"] == str(partition)
         assert record.headers["source"] == "kafka" and record.value == b""
-    assert undecodable_count(port, GATEWAY_READER) >= BAD
+    assert undecodable_count(port, reader) >= BAD
     tp = TopicPartition(topic, partition)
     end = len(lines)
-    wait_until(lambda: committed(world, f"bonychat-{world.suffix}-{GATEWAY_READER}", tp) == end,
-               SETTLE, f"{GATEWAY_READER} to commit past the bad batch")
+    wait_until(lambda: committed(world, f"bonychat-{world.suffix}-{reader}", tp) == end,
+               SETTLE, f"{reader} to commit past the bad batch")
     assert process.stop() == 0, process.log()
 
 
