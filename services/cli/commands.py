@@ -13,8 +13,6 @@ from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from typing import IO
 
-from services.bulk_import.parse import ParallelParser
-from services.bulk_import.writer import WriterFailed, WriterProcess
 from services.cli.output import render_conversations, render_metrics, to_json
 from services.cli.spec import (
     EXIT_OK,
@@ -26,7 +24,7 @@ from services.cli.spec import (
     date_arg,
     zone_arg,
 )
-from services.composition import embedded_pipeline, open_stores, writer_pipeline
+from services.composition import embedded_pipeline, open_stores, projection, writer_pipeline
 from services.projections.application import queries as service_levels
 from services.projections.domain.metrics import GROUPINGS
 from services.runtime.gc_tuning import tune_gc
@@ -59,6 +57,9 @@ def progress_reporter(label: str, enabled: bool) -> Iterator[Callable[[int], Non
 
 
 def import_(args: argparse.Namespace, settings: Settings) -> int:
+    from services.bulk_import.parse import ParallelParser  # only the import needs these
+    from services.bulk_import.writer import WriterFailed, WriterProcess
+
     tune_gc(settings)
     lines = read_lines(args.file)
     first = next(lines, None)  # surface an unreadable file before touching the database
@@ -135,10 +136,10 @@ def conversations(args: argparse.Namespace, settings: Settings) -> int:
 def replay(args: argparse.Namespace, settings: Settings) -> int:
     tune_gc(settings)
     with cli_stores(settings) as stores:
-        pipeline = embedded_pipeline(stores, settings)
+        rebuild = projection(stores)
         started = time.monotonic()
         with progress_reporter("replay", not args.no_progress) as progress:
-            count = pipeline.projection.replay(stores.events, progress=progress,
+            count = rebuild.replay(stores.events, progress=progress,
                                                workers=settings.replay_workers)
         elapsed = time.monotonic() - started
     print(to_json({"replayed_events": count, "seconds": round(elapsed, 3)}))

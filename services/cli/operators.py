@@ -13,13 +13,12 @@ import io
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from services.cli.output import table, to_json
 from services.cli.spec import EXIT_OK, Command, Failure
 from services.composition import StorageUnavailable, embedded_pipeline, open_stores
 from services.composition.dead_letters import open_operations
-from services.conversation.application.processor import BatchResult
 from services.dead_letters.application.ports import (
     PUBLIC_FIELDS,
     SOURCES,
@@ -33,6 +32,9 @@ from services.dead_letters.application.service import (
     since_moment,
 )
 from services.settings import Settings
+
+if TYPE_CHECKING:
+    from services.conversation.application.processor import BatchResult
 
 REASON_WIDTH = 70
 

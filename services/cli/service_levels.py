@@ -5,9 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from schemas.commands import ExpireInactive
 from schemas.workspace import SettingsError
 from schemas.workspace_text import (
     format_business_hours,
@@ -24,6 +23,9 @@ from services.conversation.application.workspaces import (
 )
 from services.projections.application.queries import close_inactive as sweep
 from services.settings import Settings
+
+if TYPE_CHECKING:
+    from schemas.commands import ExpireInactive
 
 EXIT_OK, EXIT_USAGE = 0, 2
 

@@ -7,12 +7,17 @@ time, callers ask for what they need here.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from services.composition.stores import HOW_TO_CREATE, StorageUnavailable, StoreMissing, Stores
-from services.in_process.pipeline import EmbeddedPipeline
 from services.settings import Settings
 
+if TYPE_CHECKING:  # imported where built: a replay or a query never loads the deciding side
+    from services.in_process.pipeline import EmbeddedPipeline
+    from services.projections.application.projector import ConversationProjection
+
 __all__ = ["HOW_TO_CREATE", "StorageUnavailable", "StoreMissing", "Stores", "embedded_pipeline",
-           "open_stores", "require_store", "writer_pipeline"]
+           "open_stores", "projection", "require_store", "writer_pipeline"]
 
 
 def open_stores(settings: Settings, *, create: bool = True) -> Stores:
@@ -44,9 +49,20 @@ def require_store(settings: Settings) -> None:
 
 
 def embedded_pipeline(stores: Stores, settings: Settings) -> EmbeddedPipeline:
+    from services.in_process.pipeline import EmbeddedPipeline
+
     return EmbeddedPipeline(stores.events, stores.read_models, batch_size=settings.batch_size)
 
 
 def writer_pipeline(stores: Stores) -> EmbeddedPipeline:
     """The pipeline the bulk import's writer process builds on its own stores."""
+    from services.in_process.pipeline import EmbeddedPipeline
+
     return EmbeddedPipeline(stores.events, stores.read_models)
+
+
+def projection(stores: Stores) -> ConversationProjection:
+    """The read-model projection alone (``bonychat replay``): the same one the pipeline uses."""
+    from services.projections.application.projector import ConversationProjection
+
+    return ConversationProjection(stores.read_models)

@@ -33,10 +33,12 @@ from __future__ import annotations
 
 import gc
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from services.runtime.observability import RuntimeMetrics
 from services.settings import Settings
+
+if TYPE_CHECKING:  # the CLI tunes the collector without loading the services' metrics
+    from services.runtime.observability import RuntimeMetrics
 
 #: the middle and old generations' thresholds (the young one is the setting)
 OLDER_THRESHOLDS = (50, 100)
