@@ -15,7 +15,7 @@ import os
 import select
 import sys
 from collections.abc import Sequence
-from importlib.metadata import PackageNotFoundError, version
+from typing import Any, NoReturn
 
 from eventsourcing.persistence import PersistenceError
 from pydantic import ValidationError
@@ -32,10 +32,21 @@ COMMANDS: tuple[Command, ...] = (*commands.COMMANDS, *operators.COMMANDS,
 
 
 def package_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version  # only --version reads it
+
     try:
         return version("bonychat")
     except PackageNotFoundError:  # running from a source tree that was never installed
         return "unknown"
+
+
+class _Version(argparse.Action):
+    """``--version``: looks the version up only when asked (a replay does not pay for it)."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
+                 values: Any, option_string: str | None = None) -> NoReturn:
+        print(f"bonychat {package_version()}")
+        parser.exit()
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -46,8 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = Parser(prog="bonychat", parents=[common],
                     description="BonyChat conversation events: import gateway events, "
                                 "read conversations and metrics, replay, serve.")
-    parser.add_argument("--version", action="version",
-                        version=f"bonychat {package_version()}",
+    parser.add_argument("--version", action=_Version, nargs=0,
                         help="print the version of bonychat and exit")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser,
                                 metavar="COMMAND", title="commands")

@@ -18,29 +18,25 @@ from typing import TYPE_CHECKING, Any
 from services.cli.output import table, to_json
 from services.cli.spec import EXIT_OK, Command, Failure
 from services.composition import StorageUnavailable, embedded_pipeline, open_stores
-from services.composition.dead_letters import open_operations
 from services.dead_letters.application.ports import (
     PUBLIC_FIELDS,
     SOURCES,
     DeadLetterEntry,
     DeadLetterFilter,
 )
-from services.dead_letters.application.service import (
-    Operations,
-    RetryReport,
-    UnknownDeadLetter,
-    since_moment,
-)
 from services.settings import Settings
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # the operations service (and the deciding side) load when a command runs
     from services.conversation.application.processor import BatchResult
+    from services.dead_letters.application.service import Operations, RetryReport
 
 REASON_WIDTH = 70
 
 
 def since_arg(text: str) -> datetime:
     """``--since``: a UTC date ``YYYY-MM-DD`` or an RFC 3339 timestamp with offset."""
+    from services.dead_letters.application.service import since_moment
+
     try:
         return since_moment(text)
     except ValueError as exc:
@@ -88,6 +84,8 @@ def dead_letters_arguments(parser: argparse.ArgumentParser) -> None:
 
 @contextmanager
 def _operations(settings: Settings) -> Iterator[Operations]:
+    from services.composition.dead_letters import open_operations
+
     try:
         ops = open_operations(settings)
     except StorageUnavailable as exc:
@@ -119,6 +117,8 @@ def dead_letters(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def retry(args: argparse.Namespace, settings: Settings) -> int:
+    from services.dead_letters.application.service import UnknownDeadLetter
+
     with _operations(settings) as ops:
         try:
             entries, ends = ops.select(None if args.all else args.ids)
