@@ -25,7 +25,7 @@ import re
 import subprocess
 import sys
 import time
-import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -50,20 +50,24 @@ _GC = re.compile(r'^bonychat_gc_(?:pause_seconds_(count|sum|bucket)|cpu_seconds_
                  r'(?:le="([^"]+)",?)?(?:generation="(\d)")?\} ([0-9.e+]+)$', re.M)
 
 
+def _scraped(world: e2e.World) -> Iterator[tuple[str, str]]:
+    """Each listening service process's name and ``/metrics`` text (those that do not
+    answer are left out)."""
+    for process in world.processes:
+        try:
+            text = process.metrics()
+        except OSError:
+            continue
+        if text is not None:
+            yield process.name, text
+
+
 def gc_counters(world: e2e.World) -> dict[str, dict[str, float]]:
     """Each service process's collector pauses so far (``bonychat_gc_pause_seconds``):
     count and seconds per generation, and the count per bucket bound (``le:BOUND``)."""
     found: dict[str, dict[str, float]] = {}
-    for process in world.processes:
-        port = process.port()
-        if port is None:
-            continue
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
-                text = r.read().decode()
-        except OSError:
-            continue
-        mine = found.setdefault(process.name, {})
+    for name, text in _scraped(world):
+        mine = found.setdefault(name, {})
         for kind, cpu, gen_a, le, gen_b, value in _GC.findall(text):
             key = f"le:{le}" if kind == "bucket" else f"{kind or cpu}:{gen_a or gen_b}"
             mine[key] = mine.get(key, 0.0) + float(value)
@@ -96,15 +100,7 @@ def gc_pauses(before: dict[str, dict[str, float]], after: dict[str, dict[str, fl
 def batch_counters(world: e2e.World) -> dict[str, dict[str, float]]:
     """Each service's ``bonychat_batch_size`` count and sum, from its ``/metrics``."""
     found: dict[str, dict[str, float]] = {}
-    for process in world.processes:
-        port = process.port()
-        if port is None:
-            continue
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
-                text = r.read().decode()
-        except OSError:
-            continue
+    for _, text in _scraped(world):
         for kind, service, value in _BATCHES.findall(text):
             found.setdefault(service, {})[kind] = float(value)
     return found

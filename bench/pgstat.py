@@ -128,25 +128,12 @@ def postgres_processes() -> dict[int, tuple[str, int]]:
     return found
 
 
-def client_of_port(port: int) -> dict[int, int]:
-    """Local TCP port of a client connected to ``port`` -> the client's pid."""
-    out = subprocess.run(["ss", "-tnpH", f"dport = :{port}"], capture_output=True, text=True,
-                         check=False).stdout
-    clients: dict[int, int] = {}
-    for line in out.splitlines():
-        parts = line.split()
-        match = re.search(r"pid=(\d+)", line)
-        if len(parts) >= 4 and match:
-            clients[int(parts[3].rsplit(":", 1)[1])] = int(match.group(1))
-    return clients
-
-
 def by_client(world: e2e.World, port: int, before: dict[int, tuple[str, int]]
               ) -> dict[str, float]:
     """CPU µs of PostgreSQL processes since ``before``, grouped by who they serve."""
     names = {p.pid: p.name for p in world.processes}
     names[os.getpid()] = "bench harness"
-    clients = client_of_port(port)
+    clients = procs.client_pids(port)
     used: dict[str, float] = defaultdict(float)
     for pid, (cmd, ticks) in postgres_processes().items():
         delta = (ticks - before.get(pid, (cmd, 0))[1]) * TICK_US

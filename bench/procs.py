@@ -86,13 +86,19 @@ class ServeProcess:
         except OSError:
             return False
 
-    def batches(self) -> dict[str, dict[str, float]]:
-        """Per ``service`` label of its ``/metrics``: batches, mean size, seconds in them."""
+    def metrics(self) -> str | None:
+        """Its ``/metrics`` text (None: not listening yet; OSError if it does not answer)."""
         port = self.port()
         if port is None:
-            return {}
+            return None
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as reply:
-            text = reply.read().decode()
+            return str(reply.read().decode())
+
+    def batches(self) -> dict[str, dict[str, float]]:
+        """Per ``service`` label of its ``/metrics``: batches, mean size, seconds in them."""
+        text = self.metrics()
+        if text is None:
+            return {}
         sums: dict[str, dict[str, float]] = {}
         for kind, service, value in re.findall(
                 r'^bonychat_batch_(seconds_sum|seconds_count|size_sum)\{service="([^"]*)"\} '
@@ -200,7 +206,7 @@ PG_HARNESS, PG_OTHERS = "postgres: bench harness", "postgres: other clients"
 _BACKEND_PORT = re.compile(rb"\((\d+)\)")
 
 
-def _client_pids(server_port: int) -> dict[int, int]:
+def client_pids(server_port: int) -> dict[int, int]:
     """Local TCP port of each client connected to ``server_port`` -> the client's pid
     (``ss -tnp``; empty when ``ss`` is missing: every backend then counts as ours)."""
     try:
@@ -228,7 +234,7 @@ def split_backends(postgres: list[int], ours: set[int], harness: int,
     ``postgres`` group's backends."""
     if server_port is None:
         return {"postgres": postgres}
-    clients = _client_pids(server_port)
+    clients = client_pids(server_port)
     groups: dict[str, list[int]] = {"postgres": [], PG_HARNESS: [], PG_OTHERS: []}
     for pid in postgres:
         try:
