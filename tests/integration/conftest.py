@@ -15,11 +15,15 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import psycopg
 import pytest
 from psycopg import sql
+
+if TYPE_CHECKING:
+    from kafka_fixtures import World
 
 ROOT = Path(__file__).resolve().parents[2]
 LOCAL_ENV = ROOT / "infra" / "local.env"
@@ -117,3 +121,16 @@ def infra() -> dict[str, str]:
     from kafka_fixtures import reachable_infra
 
     return reachable_infra()
+
+
+@pytest.fixture
+def world(infra: dict[str, str]) -> Iterator[World]:
+    """Fresh topics, schema and group prefix on ``infra``, destroyed afterwards
+    (a module that needs another shape of world defines its own ``world``)."""
+    from kafka_fixtures import new_world
+
+    w = new_world(infra)
+    try:
+        yield w
+    finally:
+        w.destroy()

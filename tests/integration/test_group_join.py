@@ -15,26 +15,15 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Iterator
 
-import pytest
 from aiokafka import AIOKafkaConsumer
-from kafka_fixtures import World, new_world
+from kafka_fixtures import World
 
 from services.runtime.kafka import make_consumer, start_consumer
 from services.runtime.topics import KafkaTuning
 
 PAIRS = 6  # with two assignors, a pair stuck in the livelock about every other time
 JOIN_SECONDS = 30  # a join takes well under a second here; the livelock lasts minutes
-
-
-@pytest.fixture
-def world(infra: dict[str, str]) -> Iterator[World]:
-    w = new_world(infra)
-    try:
-        yield w
-    finally:
-        w.destroy()
 
 
 async def pair_joins(world: World) -> int | None:

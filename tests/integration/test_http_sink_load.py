@@ -12,11 +12,10 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from collections.abc import Iterator
 
 import orjson
 import pytest
-from kafka_fixtures import World, new_world, read_topic
+from kafka_fixtures import World, read_topic
 
 from schemas.commands import CommandBase
 from services.ingest.domain.normalise import Invalid, parse
@@ -26,13 +25,6 @@ from services.runtime.topics import KafkaTuning
 
 pytestmark = pytest.mark.integration
 REQUESTS, PER_REQUEST = 300, 20
-
-
-@pytest.fixture
-def world(infra: dict[str, str]) -> Iterator[World]:
-    w = new_world(infra)
-    yield w
-    w.destroy()
 
 
 def request(n: int) -> list[CommandBase | Invalid]:

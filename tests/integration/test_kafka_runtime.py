@@ -33,13 +33,6 @@ pytestmark = pytest.mark.integration
 SETTLE = 90  # seconds: generous upper bound for any one wait; typical runs take 1-10 s
 
 
-@pytest.fixture
-def world(infra: dict[str, str]) -> Iterator[World]:
-    w = new_world(infra)
-    yield w
-    w.destroy()
-
-
 def converge(world: World, expected: dict[str, Any], timeout: float = SETTLE) -> None:
     """Wait until the read model equals ``expected``; show the first difference if not."""
     with world.opened() as stores:

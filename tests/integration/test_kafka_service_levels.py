@@ -10,11 +10,10 @@ from __future__ import annotations
 
 import random
 from collections import Counter
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from kafka_fixtures import World, new_world, publish, wait_until
+from kafka_fixtures import World, publish, wait_until
 from test_kafka_runtime import SETTLE
 
 from schemas.commands import ExpireInactive, ReceiveMessage
@@ -40,13 +39,6 @@ def t0() -> datetime:
 def z(moment: datetime) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
 CONTACTS = [f"k{n}" for n in range(40)]
-
-
-@pytest.fixture
-def world(infra: dict[str, str]) -> Iterator[World]:
-    w = new_world(infra)
-    yield w
-    w.destroy()
 
 
 def receive(contact: str, event_id: str, at: datetime) -> ReceiveMessage:

@@ -9,7 +9,6 @@ paced by ``BONYCHAT_RELAY_INTERVAL_MS``, still publishes every event exactly onc
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -21,7 +20,6 @@ from kafka_fixtures import (
     World,
     embedded_snapshot,
     generate_stream,
-    new_world,
     read_topic,
     snapshot,
     wait_until,
@@ -29,13 +27,6 @@ from kafka_fixtures import (
 
 pytestmark = pytest.mark.integration
 SETTLE = 90
-
-
-@pytest.fixture
-def world(infra: dict[str, str]) -> Iterator[World]:
-    w = new_world(infra)
-    yield w
-    w.destroy()
 
 
 async def _committed_and_ends(bootstrap: str, group: str, topic: str

@@ -19,7 +19,6 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +32,6 @@ from kafka_fixtures import (
     World,
     embedded_snapshot,
     generate_stream,
-    new_world,
     read_topic,
     snapshot,
     wait_until,
@@ -47,13 +45,6 @@ SETTLE = 90
 #: the default serve's workers (no ingest when the conversation service reads the gateway topic)
 DEFAULT = ("conversation", "projections") if GATEWAY_INPUT else (
     "conversation", "ingest", "projections")
-
-
-@pytest.fixture
-def world(infra: dict[str, str]) -> Iterator[World]:
-    w = new_world(infra)
-    yield w
-    w.destroy()
 
 
 def workers(parent: int) -> dict[str, int]:

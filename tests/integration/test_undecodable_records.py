@@ -19,7 +19,6 @@ import asyncio
 import json
 import re
 import urllib.request
-from collections.abc import Iterator
 from typing import Any
 
 import psycopg
@@ -30,7 +29,6 @@ from kafka_fixtures import (
     corrupt_stored_batch,
     embedded_snapshot,
     kcat_publish,
-    new_world,
     partition_of,
     read_topic,
     snapshot,
@@ -47,15 +45,6 @@ SETTLE = 90
 WS, CONTACT = "ws_corrupt", "c1"
 KEY = f"{WS}:{CONTACT}".encode()
 BAD = 40
-
-
-@pytest.fixture
-def world(infra: dict[str, str]) -> Iterator[World]:
-    w = new_world(infra)
-    try:
-        yield w
-    finally:
-        w.destroy()
 
 
 def envelope(n: int, kind: str, minute: int) -> bytes:
