@@ -22,7 +22,7 @@ from schemas.commands import CommandBase
 from services.conversation.application.ports import Position
 from services.conversation.application.processor import BatchResult, Decision
 from services.ingest.domain.normalise import Invalid, describe
-from services.ingest.entrypoints.gateway_records import add_dead_letter, parse_record
+from services.ingest.entrypoints.gateway_records import read_records
 from services.runtime.fetch import UndecodableRecord
 from services.runtime.kafka import RecordBatches
 from services.runtime.observability import IngestTally
@@ -72,13 +72,9 @@ def read_group(group: Group, gateway: str | None, dlq: str, out: RecordBatches |
             items.extend(map(decode, records))
             continue
         assert out is not None
-        for record in records:
-            item = parse_record(record)
-            gateway_items.append(item)
-            if isinstance(item, Invalid):
-                add_dead_letter(out, dlq, record, item)
-            else:
-                items.append(item)
+        read = read_records(records, out, dlq)
+        gateway_items.extend(read)
+        items.extend(item for item in read if not isinstance(item, Invalid))
     return items, gateway_items
 
 

@@ -39,3 +39,16 @@ def add_dead_letter(out: RecordBatches, dlq: str, record: ConsumerRecord[bytes, 
     not UTF-8; empty for an undecodable record), its key, the reason and its origin."""
     value = record.value if record.value is not None else b""
     out.add(dlq, record.key, value, dead_letter_headers(item.reason, "kafka", origin(record)))
+
+
+def read_records(records: list[ConsumerRecord[bytes, bytes]], out: RecordBatches,
+                 dlq: str) -> list[CommandBase | Invalid]:
+    """Each record's command or invalid item, in order; each invalid one's dead letter
+    added to ``out`` (for the topic ``dlq``). What both readers do with a fetch."""
+    items: list[CommandBase | Invalid] = []
+    for record in records:
+        item = parse_record(record)
+        items.append(item)
+        if isinstance(item, Invalid):
+            add_dead_letter(out, dlq, record, item)
+    return items

@@ -28,7 +28,7 @@ from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 
 from schemas.commands import CommandBase
 from services.ingest.domain.normalise import Invalid
-from services.ingest.entrypoints.gateway_records import add_dead_letter, parse_record
+from services.ingest.entrypoints.gateway_records import read_records
 from services.runtime.fetch import SafeFetch
 from services.runtime.kafka import (
     FetchHold,
@@ -56,15 +56,10 @@ def prepare(topics: Topics, records: list[ConsumerRecord[bytes, bytes]],
     Runs in a worker thread: parsing, encoding and batching a whole fetch is one
     hop off the event loop, which then only submits the batches.
     """
-    items: list[CommandBase | Invalid] = []
-    add = out.add
-    commands, dlq = topics.commands, topics.dlq
-    for record in records:
-        item = parse_record(record)
-        items.append(item)
-        if isinstance(item, Invalid):
-            add_dead_letter(out, dlq, record, item)
-        else:
+    items = read_records(records, out, topics.dlq)
+    add, commands = out.add, topics.commands
+    for item in items:
+        if not isinstance(item, Invalid):
             add(commands, partition_key(item.workspace_id, item.contact_id),
                 encode_command(item))
     return items
