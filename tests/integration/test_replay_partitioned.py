@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import multiprocessing
+from collections.abc import Iterable, Iterator
+from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 from test_store_contract import generate_lines, snapshot
 
@@ -65,18 +68,53 @@ def test_a_failed_worker_falls_back_to_one_process(imported: tuple[Stores, dict[
     assert {**snapshot(stores), "cells": cells(stores)} == expected
 
 
-def test_cells_that_cannot_be_written_are_rebuilt_from_the_rows(
-        imported: tuple[Stores, dict[str, Any]], monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("workers", [2, 3])
+def test_each_cell_is_written_once_by_the_worker_that_owns_it(
+        imported: tuple[Stores, dict[str, Any]], monkeypatch: pytest.MonkeyPatch,
+        tmp_path: Path, workers: int) -> None:
+    """The workers' own copies are every cell, none lost and none twice, with no rebuild
+    from the rows (which would hide a lost or doubled cell)."""
     stores, expected = imported
-    written: list[int] = []
+    copy_cells = stores.read_models.copy_cells  # type: ignore[attr-defined]
 
-    def refused(cells: Any) -> None:
-        written.append(len(list(cells)))
-        raise RuntimeError("no")
+    def recorded(rows: Iterable[tuple[Any, ...]]) -> int:  # in each worker
+        rows = list(rows)
+        name = multiprocessing.current_process().name
+        (tmp_path / name).write_bytes(orjson.dumps([row[:5] for row in rows]))
+        return int(copy_cells(rows))
 
-    monkeypatch.setattr(stores.read_models, "write_cells", refused)
+    def no_rebuild(parts: int = 1) -> None:
+        raise AssertionError("the cells were rebuilt from the rows")
+
+    monkeypatch.setattr(stores.read_models, "copy_cells", recorded)
+    monkeypatch.setattr(stores.read_models, "rebuild_cells", no_rebuild)
+    projection = EmbeddedPipeline(stores.events, stores.read_models).projection
+    assert projection.replay(stores.events, workers=workers) == \
+        stores.events.max_notification_id()
+    copied = [orjson.loads(path.read_bytes()) for path in sorted(tmp_path.iterdir())]
+    assert len(copied) == workers and all(copied)  # every worker wrote a part
+    keys = [tuple(key) for part in copied for key in part]
+    assert len(keys) == len(set(keys)) == len(expected["cells"])
+    assert {**snapshot(stores), "cells": cells(stores)} == expected
+
+
+def test_cells_that_cannot_be_written_are_rebuilt_from_the_rows(
+        imported: tuple[Stores, dict[str, Any]], monkeypatch: pytest.MonkeyPatch,
+        tmp_path: Path) -> None:
+    """One worker's copy of its cells fails after the other's went in: every cell is
+    rebuilt from the rows (none doubled, none missing)."""
+    stores, expected = imported
+    copy_cells = stores.read_models.copy_cells  # type: ignore[attr-defined]
+
+    def refused(rows: Iterable[tuple[Any, ...]]) -> int:  # in each worker
+        if multiprocessing.current_process().name.endswith("-1"):
+            (tmp_path / "refused").write_text(str(len(list(rows))))
+            raise RuntimeError("no")
+        return int(copy_cells(rows))
+
+    monkeypatch.setattr(stores.read_models, "copy_cells", refused)
     projection = EmbeddedPipeline(stores.events, stores.read_models).projection
     assert projection.replay(stores.events, workers=2) == stores.events.max_notification_id()
-    assert written == [len(expected["cells"])]  # the workers summed every cell
+    assert int((tmp_path / "refused").read_text()) > 0  # worker 1 had cells to write
     assert {**snapshot(stores), "cells": cells(stores)} == expected
 

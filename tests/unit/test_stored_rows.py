@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 import multiprocessing
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -22,7 +22,8 @@ from schemas.stored_rows import row_event
 from services.conversation.application.ports import Position
 from services.projections.application import replay
 from services.projections.application.projector import ConversationProjection
-from services.projections.domain.row_cells import CellSums
+from services.projections.application.replay_cells import links
+from services.projections.domain.row_cells import CellRow, CellSums, merged_rows, owner
 from services.projections.domain.rows import ConversationRow, trusted_payload
 from tests.unit.test_projection_stored import _stored
 
@@ -115,10 +116,21 @@ class _Copier:
     def __init__(self) -> None:
         self.rows: list[ConversationRow] = []
         self.copies = 0
+        self.cells: list[CellRow] = []
 
     def copy_rows(self, rows: Sequence[ConversationRow]) -> None:
         self.rows.extend(rows)
         self.copies += 1
+
+    def copy_cells(self, cells: Iterable[CellRow]) -> int:
+        self.cells.extend(cells)
+        return len(self.cells)
+
+
+def _one_worker(copier: _Copier) -> tuple[Any, Any]:
+    """The cells link of a replay with one worker, and the parent's end of its pipe."""
+    made, readers, ends = links(multiprocessing.get_context("fork"), 1, copier)
+    return (made[0], ends), readers[0]
 
 
 def _every_other_odd(states: list[bytes]) -> list[bytes]:
@@ -143,9 +155,9 @@ def test_a_workers_rows_equal_the_projection_of_decoded_events(
     for states in (STATES, _every_other_odd(STATES)):
         copier = _Copier()
         counter = multiprocessing.get_context("fork").Value("q", 0)
-        mine, theirs = multiprocessing.Pipe(duplex=False)
+        link, mine = _one_worker(copier)
         replay._project_partition(_Partition(states), copier, (len(states), 0, 1), counter,
-                                  theirs)
+                                  link)
         expected = FakeReadModelStore()
         ConversationProjection(expected).apply([decode_event(s) for s in states],
                                                Position("p", len(states)))
@@ -156,7 +168,30 @@ def test_a_workers_rows_equal_the_projection_of_decoded_events(
             cid: row.public() for cid, row in expected.rows.items()}
         sums = CellSums()
         sums.add(expected.rows.values())
-        assert mine.recv() == sums.summed()
+        every = list(merged_rows([sums.summed()]))
+        assert mine.recv() == len(every) > 100  # the worker copied its cells: all of them
+        assert sorted(copier.cells) == sorted(every)
+
+
+def test_the_cells_split_by_owner_add_up_to_every_cell_once() -> None:
+    """Three workers' partial cells, split by owner and added up by each owner, are
+    every cell of the whole, each in exactly one owner's part (none lost, none twice)."""
+    rows = FakeReadModelStore()
+    ConversationProjection(rows).apply([decode_event(s) for s in STATES],
+                                       Position("p", len(STATES)))
+    workers = [CellSums() for _ in range(3)]
+    for number, row in enumerate(sorted(rows.rows.values(), key=lambda r: r.contact_id)):
+        workers[number % 3].add([row])
+    parts = [sums.parts(3) for sums in workers]
+    owned = [list(merged_rows([split[me] for split in parts])) for me in range(3)]
+    keys = [{cell[:5] for cell in cells} for cells in owned]
+    assert all(owner(key, 3) == me for me in range(3) for key in keys[me])
+    assert sum(map(len, owned)) == len(set().union(*keys))  # no cell in two owners
+    assert min(map(len, owned)) > 20
+    whole = CellSums()
+    whole.add(rows.rows.values())
+    assert sorted(cell for cells in owned for cell in cells) == sorted(
+        merged_rows([whole.summed()]))
 
 
 def test_a_copy_that_fails_beside_the_projecting_fails_the_worker(
@@ -168,8 +203,9 @@ def test_a_copy_that_fails_beside_the_projecting_fails_the_worker(
             raise RuntimeError("connection lost")
 
     counter = multiprocessing.get_context("fork").Value("q", 0)
-    mine, theirs = multiprocessing.Pipe(duplex=False)
+    failing = Failing()
+    link, mine = _one_worker(failing)
     with pytest.raises(RuntimeError, match="connection lost"):
-        replay._project_partition(_Partition(STATES), Failing(), (len(STATES), 0, 1), counter,
-                                  theirs)
+        replay._project_partition(_Partition(STATES), failing, (len(STATES), 0, 1), counter,
+                                  link)
     assert not mine.poll()  # no cells: the parent sees no worker finished

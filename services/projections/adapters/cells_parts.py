@@ -7,7 +7,10 @@ rebuilds the cells of one part of the slots (:data:`~.cells.REBUILD_PART`), in a
 transaction of its own; the cells are marked ready only once every part is in.
 
 :func:`write_summed` writes cells summed outside PostgreSQL instead (by the replay's
-workers, :mod:`~services.projections.domain.row_cells`), with binary ``COPY``.
+workers, :mod:`~services.projections.domain.row_cells`), with binary ``COPY``;
+:func:`copy_part` writes one disjoint part of them (each replay worker the cells it
+owns, at once, each in a transaction of its own), and :func:`mark_ready` marks the
+cells ready once every part is in.
 """
 
 from __future__ import annotations
@@ -64,4 +67,31 @@ def write_summed(cells: PostgresCells, datastore: PostgresDatastore,
             copy.set_types(_COPY_TYPES)
             for row in rows:
                 copy.write_row(row)
+        curs.execute(cells.set_state, (True,))
+
+
+def copy_part(cells: PostgresCells, datastore: PostgresDatastore,
+              rows: Iterable[CellRow]) -> int:
+    """Add ``rows`` (cells no other part holds) on a connection of its own (a forked
+    replay worker's), in one transaction under the cells' shared lock, as
+    :meth:`~.cells_postgres.PostgresCells.rebuild_part` does; returns how many.
+
+    The cells stay marked not ready (the replay's rows copies marked them so) until
+    :func:`mark_ready`. Raises :class:`psycopg.Error` (this part then wrote nothing).
+    """
+    written = 0
+    with psycopg.connect(**connection_params(datastore)) as conn, conn.cursor() as curs:
+        curs.execute("SELECT pg_advisory_xact_lock_shared(%s)", (cells.lock_key,))
+        with curs.copy(sql(_COPY, datastore.schema)) as copy:
+            copy.set_types(_COPY_TYPES)
+            for row in rows:
+                copy.write_row(row)
+                written += 1
+    return written
+
+
+def mark_ready(cells: PostgresCells, datastore: PostgresDatastore) -> None:
+    """Every part of the cells is in (:func:`copy_part`): mark them ready."""
+    with datastore.transaction(commit=True) as curs:
+        cells.lock(curs)
         curs.execute(cells.set_state, (True,))

@@ -19,7 +19,12 @@ from psycopg.rows import tuple_row
 from psycopg.sql import SQL, Composed
 
 from services.conversation.application.ports import Position
-from services.projections.adapters.cells_parts import rebuild_in_parts, write_summed
+from services.projections.adapters.cells_parts import (
+    copy_part,
+    mark_ready,
+    rebuild_in_parts,
+    write_summed,
+)
 from services.projections.adapters.cells_postgres import PostgresCells
 from services.projections.adapters.pages_postgres import PostgresPages
 from services.projections.adapters.rows_postgres import (
@@ -168,6 +173,15 @@ class PostgresReadModelStore(SnapshotWriter, PostgresPages):
     def write_cells(self, cells: Iterable[CellRow]) -> None:
         """Every metric cell, summed from the rows copied (``bonychat replay``'s workers)."""
         write_summed(self.cells, self.datastore, cells)
+
+    def copy_cells(self, cells: Iterable[CellRow]) -> int:
+        """One disjoint part of the cells, on a connection of its own (a replay worker's);
+        the cells stay not ready until :meth:`cells_ready`."""
+        return copy_part(self.cells, self.datastore, cells)
+
+    def cells_ready(self) -> None:
+        """Every part copied by :meth:`copy_cells` is in: mark the cells ready."""
+        mark_ready(self.cells, self.datastore)
 
     def position(self, name: str) -> int | None:
         result: int | None = self.tracking.max_tracking_id(name)

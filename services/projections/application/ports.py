@@ -103,6 +103,16 @@ class CellKeeper(Protocol):
         ready, in one transaction; on any error nothing changes."""
         ...
 
+    def copy_cells(self, cells: Iterable[CellRow]) -> int:
+        """Add one part of the cells (no other part holds them: a replay worker's), on a
+        connection of its own, in one transaction; returns how many. The cells are not
+        ready until :meth:`cells_ready`."""
+        ...
+
+    def cells_ready(self) -> None:
+        """Every part of the cells is in (:meth:`copy_cells`): mark them ready."""
+        ...
+
 
 @runtime_checkable
 class PageCounter(Protocol):

@@ -36,7 +36,6 @@ from services.projections.application.ports import (
     RowCopier,
     SnapshotSaver,
 )
-from services.projections.domain.row_cells import Summed, merged_rows
 from services.projections.domain.rows import (
     ConversationRow,
     Item,
@@ -223,7 +222,7 @@ class ConversationProjection:
                 keeper = store if isinstance(store, CellKeeper) else None
                 try:
                     done, cells = partitioned.replay_partitioned(
-                        events, store, upto, parts, progress, cells=keeper is not None)
+                        events, store, upto, parts, progress, cells=keeper)
                 except partitioned.PartitionedReplayFailed as exc:
                     log.warning("partitioned replay failed (%s); replaying in one process",
                                 exc)
@@ -244,14 +243,13 @@ def _opening(item: Item) -> bool:
     return isinstance(item, ConversationOpened)
 
 
-def _write_cells(keeper: CellKeeper, cells: list[Summed] | None, parts: int) -> None:
-    """The workers' cells, or (if they cannot be written) a rebuild from the rows."""
-    if cells is not None:
-        try:
-            keeper.write_cells(merged_rows(cells))
-            return
-        except Exception as exc:  # the rebuild below is exact
-            log.warning("writing the replay's metric cells failed (%s); rebuilding them", exc)
+def _write_cells(keeper: CellKeeper, cells: bool | None, parts: int) -> None:
+    """Mark the cells the workers copied ready, or (if some could not be written)
+    rebuild them all from the rows."""
+    if cells:
+        keeper.cells_ready()
+        return
+    log.warning("writing the replay's metric cells failed; rebuilding them")
     keeper.rebuild_cells(parts)
 
 

@@ -19,9 +19,10 @@ no ``fork`` -- :class:`PartitionedReplayFailed` tells the caller to reset and
 replay in one process instead.
 
 When asked (``cells``), each worker also sums the metric cells of the rows it writes
-(:class:`~services.projections.domain.row_cells.CellSums`) and sends them to the
-parent when it is done; the parent adds the workers' parts together, so the caller
-can write the cells instead of PostgreSQL rebuilding them from every row.
+(:class:`~services.projections.domain.row_cells.CellSums`); when it is done, the
+workers split their cells by key, exchange the parts and each adds up and copies
+the cells it owns (:mod:`.replay_cells`), so the cells need no rebuild by PostgreSQL
+from every row and no merge on one core.
 """
 
 from __future__ import annotations
@@ -37,8 +38,14 @@ from typing import Any
 
 from schemas.stored_rows import row_event
 from services.conversation.application.ports import PartitionedEventReader as PartitionedEvents
-from services.projections.application.ports import RowCopier
-from services.projections.domain.row_cells import CellSums, Summed
+from services.projections.application.ports import CellKeeper, RowCopier
+from services.projections.application.replay_cells import (
+    CellsLink,
+    keep_own_ends,
+    links,
+    write_own,
+)
+from services.projections.domain.row_cells import CellSums
 from services.projections.domain.rows import (
     ConversationRow,
     conversation_of,
@@ -52,6 +59,8 @@ log = logging.getLogger(__name__)
 FLUSH_ROWS = 50_000
 #: below this many events a single process is as fast (forking costs ~0.1 s)
 MIN_EVENTS = 50_000
+#: what a worker leaves to its exit (freeing its cells and rows one by one took ~0.3 s)
+_LEFT: list[object] = []
 
 
 class PartitionedReplayFailed(Exception):
@@ -67,16 +76,19 @@ def workers(configured: int | None = None) -> int:
 
 def _project_partition(events: PartitionedEvents, store: RowCopier,
                        job: tuple[int, int, int], counter: Any,
-                       cells: Connection | None = None) -> None:
+                       cells: tuple[CellsLink, list[Connection]] | None = None) -> None:
     """Worker: project partition ``part`` of ``parts`` up to ``upto`` (``job``).
 
     Closed rows are written as they close, open ones at the end; then the cells
-    of every row written are sent through ``cells`` (when given). Reading and
+    of every row written are exchanged and written through ``cells`` (when given:
+    this worker's link and every pipe end it must close). Reading and
     writing overlap the projecting: the next chunk is fetched, and the closed rows
     copied, each on a thread of its own (psycopg waits for PostgreSQL without the
     GIL), one at a time and in order.
     """
     upto, part, parts = job
+    if cells is not None:
+        keep_own_ends(*cells)
     sums = CellSums() if cells is not None else None
     open_rows: dict[str, ConversationRow] = {}
     closed: list[ConversationRow] = []
@@ -111,14 +123,13 @@ def _project_partition(events: PartitionedEvents, store: RowCopier,
             writing.result()
         closed += open_rows.values()
         writing = writer.submit(store.copy_rows, closed)
-        summed = None
         if sums is not None:
             sums.add(closed)
-            summed = sums.summed()
         writing.result()  # every row is written before the cells say so
-    if summed is not None and cells is not None:
-        cells.send(summed)
-        cells.close()
+    if sums is not None and cells is not None:
+        write_own(sums, cells[0])
+    if multiprocessing.parent_process() is not None:  # a forked worker, about to exit:
+        _LEFT.append((sums, closed))  # its exit frees them at once, not object by object
 
 
 def _prefetched(chunks: Iterator[list[bytes]], thread: ThreadPoolExecutor
@@ -153,30 +164,29 @@ def _project_other(open_rows: dict[str, ConversationRow], state: bytes
 
 def replay_partitioned(events: PartitionedEvents, store: RowCopier, upto: int, parts: int,
                        progress: Callable[[int], None] | None = None, *,
-                       cells: bool = False) -> tuple[int, list[Summed] | None]:
+                       cells: CellKeeper | None = None) -> tuple[int, bool | None]:
     """Write the rows of every event up to ``upto`` with ``parts`` worker processes.
 
     The read model must be empty (just reset); returns the events projected and,
-    when ``cells``, the metric cells of every row written (each worker's part, to be
-    added together: :func:`~services.projections.domain.row_cells.merged_rows`).
+    when ``cells`` is given, whether every worker copied the metric cells it owns
+    (:mod:`.replay_cells`; they are not marked ready: the caller does, or rebuilds
+    them from the rows when False).
     """
     try:
         context = multiprocessing.get_context("fork")
     except ValueError as exc:
         raise PartitionedReplayFailed("no fork on this platform") from exc
     counter = context.Value("q", 0)
-    pipes = [context.Pipe(duplex=False) if cells else None for _ in range(parts)]
+    made, readers, ends = links(context, parts, cells) if cells is not None else ([], [], [])
     processes = [context.Process(target=_project_partition, name=f"bonychat-replay-{part}",
                                  args=(events, store, (upto, part, parts), counter,
-                                       None if pipe is None else pipe[1]), daemon=True)
-                 for part, pipe in enumerate(pipes)]
+                                       (made[part], ends) if made else None), daemon=True)
+                 for part in range(parts)]
     for process in processes:
         process.start()
-    readers = [pipe[0] for pipe in pipes if pipe is not None]
-    for pipe in pipes:
-        if pipe is not None:
-            pipe[1].close()  # the worker's end: the parent sees EOF if a worker dies
-    total: list[Summed] | None = [] if cells else None
+    for end in ends:
+        end.close()  # the workers' ends: the parent sees EOF if a worker dies
+    total: list[int | None] | None = [] if cells is not None else None
     received = 0
     reported = 0
     finished = False
@@ -203,15 +213,16 @@ def replay_partitioned(events: PartitionedEvents, store: RowCopier, upto: int, p
     failed = [p.name for p in processes if p.exitcode != 0]
     if failed:
         raise PartitionedReplayFailed(f"replay workers failed: {', '.join(failed)}")
-    if cells and received != parts:
+    if cells is not None and received != parts:
         raise PartitionedReplayFailed(f"cells of {parts - received} workers missing")
     if progress is not None and counter.value > reported:
         progress(counter.value - reported)
-    return int(counter.value), total
+    return int(counter.value), None if total is None else None not in total
 
 
-def _receive(readers: list[Connection], total: list[Summed] | None) -> int:
-    """Wait up to 0.1 s for workers' cells; add those that came to ``total``."""
+def _receive(readers: list[Connection], total: list[int | None] | None) -> int:
+    """Wait up to 0.1 s for workers' word on their cells (how many they copied, None:
+    the copy failed); add what came to ``total``."""
     received = 0
     for reader in wait(readers, timeout=0.1):
         assert isinstance(reader, Connection)
@@ -222,7 +233,7 @@ def _receive(readers: list[Connection], total: list[Summed] | None) -> int:
             continue
         finally:
             reader.close()
-        if not isinstance(part_cells, dict):
+        if part_cells is not None and type(part_cells) is not int:
             raise PartitionedReplayFailed(f"a worker sent {type(part_cells).__name__}")
         received += 1
         if total is not None:
