@@ -20,6 +20,7 @@ import os
 import re
 import threading
 import time
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,12 @@ from typing import Any
 import psycopg
 
 ROOT = Path(__file__).resolve().parents[1]
+#: checkpoints so far and buffers they wrote: pg_stat_checkpointer from PostgreSQL 17 on
+CHECKPOINTS = {
+    True: "(SELECT num_timed + num_requested FROM pg_stat_checkpointer), "
+          "(SELECT buffers_written FROM pg_stat_checkpointer)",
+    False: "(SELECT checkpoints_timed + checkpoints_req FROM pg_stat_bgwriter), "
+           "(SELECT buffers_checkpoint FROM pg_stat_bgwriter)"}
 SAMPLE = (
     "SELECT (SELECT coalesce(json_agg(p.relid::regclass::text), '[]') "
     "        FROM pg_stat_progress_vacuum p), "
@@ -35,8 +42,43 @@ SAMPLE = (
     "       (SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend' "
     "        AND wait_event_type = 'Lock' AND strpos(query, %s) > 0), "
     "       (SELECT wait_event FROM pg_stat_activity WHERE backend_type = 'checkpointer'), "
-    "       (SELECT buffers_checkpoint FROM pg_stat_bgwriter)"
+    "       {checkpoints}, "
+    "       (SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'autovacuum worker'), "
+    "       (SELECT wal_bytes FROM pg_stat_wal), (SELECT wal_fpi FROM pg_stat_wal)"
 )
+#: the checkpointer's wait events while it has no checkpoint to do
+IDLE_CHECKPOINTER = (None, "CheckpointerMain")
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One look at the server (``SAMPLE``)."""
+
+    at: float  # epoch seconds
+    vacuum: list[str]  # relations under VACUUM (autovacuum's or not)
+    analyze: list[str]
+    lock_waits: int  # the schema's backends waiting for a heavyweight lock
+    checkpointer: str | None  # its wait event: "CheckpointWriteDelay" while spreading writes
+    checkpoint_buffers: int  # written by checkpoints so far (counted when one completes)
+    checkpoints: int = 0  # checkpoints started so far (timed + requested)
+    autovacuum_workers: int = 0  # server-wide: every schema's
+    wal_bytes: int = 0  # pg_stat_wal so far (each backend reports at most once a second)
+    wal_fpi: int = 0  # full-page images so far: the first change of a page after a checkpoint
+
+
+def sample_query(server_version: int) -> str:
+    return SAMPLE.format(checkpoints=CHECKPOINTS[server_version >= 170000])
+
+
+def take_sample(conn: psycopg.Connection[Any], schema: str) -> Sample | None:
+    row = conn.execute(sample_query(conn.info.server_version).encode(),
+                       (f'"{schema}"',)).fetchone()
+    if row is None:
+        return None
+    return Sample(time.time(), row[0], row[1], int(row[2]), row[3], int(row[5] or 0),
+                  int(row[4] or 0), int(row[6] or 0), int(row[7] or 0), int(row[8] or 0))
+
+
 #: log lines worth reporting (with the CONTEXT line that names a cancelled vacuum's table)
 LOG_LINE = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d(?:\.\d+)?) UTC \[\d+\] (\w+):\s+(.*)$")
 LOG_WORTH = ("canceling autovacuum task", "skipping vacuum", "skipping analyze",
@@ -49,12 +91,18 @@ def server_log() -> Path:
     return state / "pg" / "postgres.log"
 
 
+def _delta(first: Sample | None, last: Sample | None, counter: str) -> int:
+    if first is None or last is None:
+        return 0
+    return int(getattr(last, counter)) - int(getattr(first, counter))
+
+
 class DatabaseWatch:
     """Samples PostgreSQL in a thread between ``__enter__`` and ``__exit__``."""
 
     def __init__(self, database_url: str, schema: str, interval: float = 0.2) -> None:
         self.database_url, self.schema, self.interval = database_url, schema, interval
-        self.samples: list[tuple[float, list[str], list[str], int, str | None, int]] = []
+        self.samples: list[Sample] = []
         self.started = self.ended = 0.0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
@@ -74,10 +122,9 @@ class DatabaseWatch:
         try:
             with psycopg.connect(self.database_url, autocommit=True) as conn:
                 while not self._stop.is_set():
-                    row = conn.execute(SAMPLE, (f'"{self.schema}"',)).fetchone()
-                    if row is not None:
-                        self.samples.append((time.time(), row[0], row[1], int(row[2]), row[3],
-                                             int(row[4] or 0)))
+                    found = take_sample(conn, self.schema)
+                    if found is not None:
+                        self.samples.append(found)
                     self._stop.wait(self.interval)
         except psycopg.Error as exc:  # the measurement goes on without it; say so
             self.error = f"{type(exc).__name__}: {exc}"
@@ -88,21 +135,34 @@ class DatabaseWatch:
 
     def by_second(self, start: float, seconds: int) -> list[dict[str, Any]]:
         """Per second from ``start`` (epoch seconds): tables vacuumed / analysed, most of
-        the schema's backends waiting for a lock at once, buffers written by checkpoints,
-        whether a checkpoint was under way."""
+        the schema's backends waiting for a lock at once, autovacuum workers (server-wide),
+        whether a checkpoint was under way and whether one started, buffers written by
+        checkpoints (counted when one completes), WAL written (kB) and full-page images
+        (the server's: every schema's, reported by each backend at most once a second)."""
         out: list[dict[str, Any]] = []
-        previous = next((s[5] for s in self.samples if s[0] < start), None)
+        before = [s for s in self.samples if s.at < start]
+        last: Sample | None = before[-1] if before else None
         for second in range(seconds):
-            inside = [s for s in self.samples if start + second <= s[0] < start + second + 1]
-            written = (inside[-1][5] - previous) if inside and previous is not None else 0
-            if inside:
-                previous = inside[-1][5]
+            inside = [s for s in self.samples if start + second <= s.at < start + second + 1]
+            end = inside[-1] if inside else None
+            started = last is not None and any(
+                s.checkpoints > last.checkpoints
+                or (s.checkpointer not in IDLE_CHECKPOINTER
+                    and p.checkpointer in IDLE_CHECKPOINTER)
+                for p, s in zip([last, *inside], inside, strict=False))
+
             out.append({
-                "vacuum": sorted({self._table(r) for s in inside for r in s[1]}),
-                "analyze": sorted({self._table(r) for s in inside for r in s[2]}),
-                "lock_waits": max((s[3] for s in inside), default=0),
-                "checkpoint": any(s[4] not in (None, "CheckpointerMain") for s in inside),
-                "checkpoint_buffers": written})
+                "vacuum": sorted({self._table(r) for s in inside for r in s.vacuum}),
+                "analyze": sorted({self._table(r) for s in inside for r in s.analyze}),
+                "lock_waits": max((s.lock_waits for s in inside), default=0),
+                "autovacuum_workers": max((s.autovacuum_workers for s in inside), default=0),
+                "checkpoint": any(s.checkpointer not in IDLE_CHECKPOINTER for s in inside),
+                "checkpoint_started": started,
+                "checkpoint_buffers": _delta(last, end, "checkpoint_buffers"),
+                "wal_kb": _delta(last, end, "wal_bytes") // 1024,
+                "wal_fpi": _delta(last, end, "wal_fpi")})
+            if end is not None:
+                last = end
         return out
 
     def log(self, margin: float = 2.0) -> list[str]:

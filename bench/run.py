@@ -20,13 +20,13 @@ import sys
 import time
 import traceback
 from collections.abc import Awaitable, Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import orjson
 
-from . import e2e, embedded, latency, limits, report
+from . import e2e, embedded, latency, limits, report, settle
 from .generate import Generator, write
 
 
@@ -44,6 +44,9 @@ class Params:
     low_rate: int = 1_000  # a second latency run well below capacity: the pipeline's floor
     low_rate_seconds: float = 3
     serve_events: int = 10_000  # one `bonychat serve` (default services) on a backlog
+    # the same two rates again once autovacuum is done with the schema (bench.settle),
+    # waiting at most this long (s); 0: not measured
+    settle_timeout_s: float = 0
 
 
 MODES = {
@@ -52,7 +55,7 @@ MODES = {
                     poll_interval_s=0.2, concurrent_events=10_000),
     "full": Params(events=1_000_000, contacts=100_000, latency_seconds=30, copy_rows=300_000,
                    poll_interval_s=0.5, concurrent_events=200_000, scaling_events=200_000,
-                   low_rate_seconds=10, serve_events=200_000),
+                   low_rate_seconds=10, serve_events=200_000, settle_timeout_s=240),
 }
 SCALING = (("partitions_1_conversation_1", 1, 1), ("partitions_4_conversation_1", 4, 1),
            ("partitions_4_conversation_2", 4, 2))
@@ -150,22 +153,13 @@ class Bench:
             r["ratio_e2e_to_raw_consume"] = round(run["events_per_s"]
                                                   / r["raw_consume_events_per_s"], 3)
             r["cpu_us_per_event"] = run["cpu_us_per_event"]
-            count = int(p.low_rate * p.low_rate_seconds)
-            self.step(f"latency: {count:,} events at {p.low_rate:,}/s")
-            timed = latency.latency_records(latency_lines(count, p.contacts, p.workspaces, 13),
-                                            b"low-")
-            low = await latency.measure_latency(world, timed, p.low_rate, database_watch=True)
-            r["latency_low_rate"] = low
-            r["cpu_us_per_event_low_rate"] = low["cpu_us_per_event"]
-            r["pipeline_cores_at_low_rate"] = low["cpu_cores"].get("pipeline", {}).get(
-                "mean_cores")
-            count = int(p.latency_rate * p.latency_seconds)
-            self.step(f"latency: {count:,} events at {p.latency_rate:,}/s")
-            timed = latency.latency_records(latency_lines(count, p.contacts, p.workspaces))
-            lat = await latency.measure_latency(world, timed, p.latency_rate,
-                                                database_watch=True)
-            r.update(latency=lat, latency_p50_ms=lat["p50_ms"], latency_p99_ms=lat["p99_ms"],
-                     cpu_us_per_event_at_latency_rate=lat["cpu_us_per_event"])
+            await self.latency_phases(world, r, "")
+            if p.settle_timeout_s:
+                self.step("waiting for autovacuum to finish with the schema's tables")
+                r["settle"] = await asyncio.to_thread(
+                    settle.wait_settled, self.database_url, world.schema, p.settle_timeout_s)
+                self.step(f"settled: {r['settle']}")
+                await self.latency_phases(world, r, "_settled")
             r["service_peak_rss_mb"] = world.stop()
             self.step("bonychat replay on the bench schema")
             child = embedded.run_child([embedded.bonychat(), "replay", "--no-progress"],
@@ -183,6 +177,31 @@ class Bench:
                 self.database_url, world.schema, p.copy_rows, run["avg_state_bytes"]))
         finally:
             await world.destroy()
+
+    async def latency_phases(self, world: e2e.World, r: dict[str, Any], suffix: str) -> None:
+        """``p.low_rate`` then ``p.latency_rate`` events/s offered to the running services
+        (suffix "": right after the backlog; "_settled": after :mod:`bench.settle`)."""
+        p = self.p
+        seeds = (13, 11) if not suffix else (17, 19)  # settled: other lines, other ids
+        count = int(p.low_rate * p.low_rate_seconds)
+        self.step(f"latency{suffix}: {count:,} events at {p.low_rate:,}/s")
+        timed = latency.latency_records(latency_lines(count, p.contacts, p.workspaces,
+                                                      seeds[0]), b"low-" if not suffix
+                                        else b"slo-")
+        low = await latency.measure_latency(world, timed, p.low_rate, database_watch=True)
+        r[f"latency_low_rate{suffix}"] = low
+        r[f"cpu_us_per_event_low_rate{suffix}"] = low["cpu_us_per_event"]
+        r[f"pipeline_cores_at_low_rate{suffix}"] = low["cpu_cores"].get("pipeline", {}).get(
+            "mean_cores")
+        count = int(p.latency_rate * p.latency_seconds)
+        self.step(f"latency{suffix}: {count:,} events at {p.latency_rate:,}/s")
+        timed = latency.latency_records(latency_lines(count, p.contacts, p.workspaces,
+                                                      seeds[1]), b"lat-" if not suffix
+                                        else b"sla-")
+        lat = await latency.measure_latency(world, timed, p.latency_rate, database_watch=True)
+        r[f"latency{suffix}"] = lat
+        r[f"latency_p50_ms{suffix}"], r[f"latency_p99_ms{suffix}"] = lat["p50_ms"], lat["p99_ms"]
+        r[f"cpu_us_per_event_at_latency_rate{suffix}"] = lat["cpu_us_per_event"]
 
     async def e2e_world(self, key: str, events: int, partitions: int, copies: int,
                         concurrent: bool) -> dict[str, Any]:
@@ -270,8 +289,15 @@ def main(argv: list[str] | None = None) -> int:
     group = parser.add_mutually_exclusive_group(required=True)
     group.add_argument("--quick", action="store_const", dest="mode", const="quick")
     group.add_argument("--full", action="store_const", dest="mode", const="full")
+    parser.add_argument("--settled", type=float, metavar="SECONDS",
+                        help="also measure both rates once autovacuum is done with the "
+                             "schema, waiting at most SECONDS (full: 240 by default)")
     args = parser.parse_args(argv)
-    return asyncio.run(Bench(args.mode).run())
+    bench = Bench(args.mode)
+    if args.settled is not None:
+        bench.p = replace(bench.p, settle_timeout_s=args.settled)
+        bench.results["params"]["settle_timeout_s"] = args.settled
+    return asyncio.run(bench.run())
 
 
 if __name__ == "__main__":

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.dbwatch import DatabaseWatch
+from bench.dbwatch import DatabaseWatch, Sample
 from bench.report import by_second_lines
 
 T0 = datetime(2026, 11, 30, 4, 54, 30, tzinfo=UTC).timestamp()
@@ -23,18 +23,32 @@ def watch() -> DatabaseWatch:
 def test_each_second_says_what_was_vacuumed_waited_for_and_checkpointed() -> None:
     found = watch()
     found.samples = [
-        (T0 - 0.1, [], [], 0, "CheckpointerMain", 100),
-        (T0 + 0.2, ["bench_ab.stored_events"], [], 1, "CheckpointWriteDelay", 110),
-        (T0 + 0.7, ["bench_ab.stored_events", "other.t"], ["bench_ab.conversations"], 2,
-         "CheckpointWriteDelay", 130),
-        (T0 + 1.5, [], [], 0, "CheckpointerMain", 135),
+        Sample(T0 - 0.1, [], [], 0, "CheckpointerMain", 100, 7, 0, 10_000, 5),
+        Sample(T0 + 0.2, ["bench_ab.stored_events"], [], 1, "CheckpointWriteDelay", 110, 7,
+               1, 20_240, 9),
+        Sample(T0 + 0.7, ["bench_ab.stored_events", "other.t"], ["bench_ab.conversations"], 2,
+               "CheckpointWriteDelay", 130, 8, 2, 30_480, 30),
+        Sample(T0 + 1.5, [], [], 0, "CheckpointerMain", 135, 8, 0, 31_504, 30),
     ]
     first, second, third = found.by_second(T0, 3)
     assert first == {"vacuum": ["(other.t)", "stored_events"], "analyze": ["conversations"],
-                     "lock_waits": 2, "checkpoint": True, "checkpoint_buffers": 30}
-    assert second == {"vacuum": [], "analyze": [], "lock_waits": 0, "checkpoint": False,
-                      "checkpoint_buffers": 5}
+                     "lock_waits": 2, "autovacuum_workers": 2, "checkpoint": True,
+                     "checkpoint_started": True, "checkpoint_buffers": 30, "wal_kb": 20,
+                     "wal_fpi": 25}
+    assert second == {"vacuum": [], "analyze": [], "lock_waits": 0, "autovacuum_workers": 0,
+                      "checkpoint": False, "checkpoint_started": False,
+                      "checkpoint_buffers": 5, "wal_kb": 1, "wal_fpi": 0}
     assert third["checkpoint_buffers"] == 0 and not third["vacuum"]
+
+
+def test_a_checkpoint_under_way_before_the_phase_did_not_start_in_it() -> None:
+    found = watch()
+    found.samples = [Sample(T0 - 0.1, [], [], 0, "CheckpointWriteDelay", 0, 4),
+                     Sample(T0 + 0.5, [], [], 0, "CheckpointWriteDelay", 0, 4),
+                     Sample(T0 + 1.5, [], [], 0, "CheckpointerMain", 0, 4),
+                     Sample(T0 + 2.5, [], [], 0, "CheckpointWriteDelay", 0, 4)]
+    assert [(s["checkpoint"], s["checkpoint_started"]) for s in found.by_second(T0, 3)] == [
+        (True, False), (False, False), (True, True)]
 
 
 def test_the_log_keeps_our_cancelled_vacuum_and_checkpoints_only(
@@ -61,9 +75,11 @@ def test_the_report_prints_each_second_with_what_the_database_did() -> None:
     run = {"by_second": [
         {"second": 0, "p50_ms": 39, "p99_ms": 70, "database": {"lock_waits": 0}},
         {"second": 1, "p50_ms": 366, "p99_ms": 1036, "database": {
-            "vacuum": ["stored_events"], "lock_waits": 1}}],
+            "vacuum": ["stored_events"], "lock_waits": 1, "autovacuum_workers": 1,
+            "checkpoint": True, "checkpoint_started": True, "wal_fpi": 812}}],
         "database_log": ["04:54:31.833 +1.8s canceling autovacuum task"]}
     assert by_second_lines("1,000/s", run) == [
         "  latency at 1,000/s by second (p50/p99 ms; PostgreSQL): s0 39/70, "
-        "s1 366/1036 [vacuum stored_events; 1 waiting for a lock]",
+        "s1 366/1036 [vacuum stored_events; 1 waiting for a lock; 1 autovacuum workers; "
+        "checkpoint started; 812 full-page images]",
         "    postgres log: 04:54:31.833 +1.8s canceling autovacuum task"]
