@@ -33,6 +33,7 @@ from psycopg import sql
 from . import limits
 from .dbwatch import DatabaseWatch
 from .e2e import Progress, World, wait_for
+from .gcstats import gc_counters, gc_pauses
 from .procs import CpuSampler
 
 Timed = tuple[bytes | None, bytes, str | None]  # key, value, event id
@@ -222,12 +223,14 @@ async def measure_latency(world: World, records: Sequence[Timed], rate: float, *
     """Offer ``records`` at ``rate``/s to the running services; latency percentiles (ms).
 
     ``database_watch``: also latency by second next to what PostgreSQL did in that
-    second (``bench.dbwatch``: autovacuum, lock waits, checkpoints, the server log)."""
+    second (``bench.dbwatch``: autovacuum, lock waits, checkpoints, WAL, the server log)
+    and each service's collector pauses in the phase (``gc``, ``bench.gcstats``)."""
     published: dict[str, float] = {}
     acked: list[float] = []
     poller = Poller(world, published, interval)
     pids = {p.name: p.pid for p in world.processes}
     watch = DatabaseWatch(world.database_url, world.schema)
+    collected = gc_counters(world) if database_watch else {}
     async with Progress(world) as progress, await psycopg.AsyncConnection.connect(
             world.database_url, autocommit=True) as conn:
         polling = asyncio.create_task(poller.run(conn, await progress.max_notification_id()))
@@ -245,7 +248,8 @@ async def measure_latency(world: World, records: Sequence[Timed], rate: float, *
         for row, db in zip(detail, watch.by_second(start, len(detail)), strict=True):
             row["database"] = db
         extra = {"by_second": detail, "database_log": watch.log(),
-                 "database_watch_error": watch.error}
+                 "database_watch_error": watch.error,
+                 "gc": gc_pauses(collected, gc_counters(world))}
     return {**extra,
         "offered_rate_per_s": rate, "published": len(records),
         "achieved_rate_per_s": round(len(records) / seconds),

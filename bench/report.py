@@ -204,6 +204,11 @@ def by_second_lines(label: str, run: dict[str, Any]) -> list[str]:
         cells.append(f"s{row['second']} {row['p50_ms']}/{row['p99_ms']}"
                      + (f" [{said}]" if said else ""))
     lines = [f"  latency at {label} by second (p50/p99 ms; PostgreSQL): " + ", ".join(cells)]
+    collected = [f"{name} {g['gen0']:.0f}/{g['gen1']:.0f}/{g['gen2']:.0f} in {g['ms']} ms"
+                 f" (longest <= {g['longest_under_ms']} ms)"
+                 for name, g in (run.get("gc") or {}).items() if g.get("ms")]
+    if collected:
+        lines.append("    collector (gen0/1/2 collections): " + "; ".join(collected))
     lines += [f"    postgres log: {line}" for line in run.get("database_log") or []]
     return lines
 

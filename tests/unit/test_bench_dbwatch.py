@@ -77,9 +77,14 @@ def test_the_report_prints_each_second_with_what_the_database_did() -> None:
         {"second": 1, "p50_ms": 366, "p99_ms": 1036, "database": {
             "vacuum": ["stored_events"], "lock_waits": 1, "autovacuum_workers": 1,
             "checkpoint": True, "checkpoint_started": True, "wal_fpi": 812}}],
-        "database_log": ["04:54:31.833 +1.8s canceling autovacuum task"]}
+        "database_log": ["04:54:31.833 +1.8s canceling autovacuum task"],
+        "gc": {"relay": {"gen0": 3, "gen1": 0, "gen2": 0, "ms": 0.0},
+               "conversation": {"gen0": 2, "gen1": 1, "gen2": 1, "ms": 262.5,
+                                "longest_under_ms": 250.0}}}
     assert by_second_lines("1,000/s", run) == [
         "  latency at 1,000/s by second (p50/p99 ms; PostgreSQL): s0 39/70, "
         "s1 366/1036 [vacuum stored_events; 1 waiting for a lock; 1 autovacuum workers; "
         "checkpoint started; 812 full-page images]",
+        "    collector (gen0/1/2 collections): conversation 2/1/1 in 262.5 ms "
+        "(longest <= 250.0 ms)",
         "    postgres log: 04:54:31.833 +1.8s canceling autovacuum task"]
