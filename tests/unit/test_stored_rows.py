@@ -23,7 +23,7 @@ from services.conversation.application.ports import Position
 from services.projections.application import replay
 from services.projections.application.projector import ConversationProjection
 from services.projections.application.replay_cells import links
-from services.projections.domain.row_cells import CellRow, CellSums, merged_rows, owner
+from services.projections.domain.row_cells import CellRow, CellSums, merged_rows
 from services.projections.domain.rows import ConversationRow, trusted_payload
 from tests.unit.test_projection_stored import _stored
 
@@ -171,27 +171,6 @@ def test_a_workers_rows_equal_the_projection_of_decoded_events(
         every = list(merged_rows([sums.summed()]))
         assert mine.recv() == len(every) > 100  # the worker copied its cells: all of them
         assert sorted(copier.cells) == sorted(every)
-
-
-def test_the_cells_split_by_owner_add_up_to_every_cell_once() -> None:
-    """Three workers' partial cells, split by owner and added up by each owner, are
-    every cell of the whole, each in exactly one owner's part (none lost, none twice)."""
-    rows = FakeReadModelStore()
-    ConversationProjection(rows).apply([decode_event(s) for s in STATES],
-                                       Position("p", len(STATES)))
-    workers = [CellSums() for _ in range(3)]
-    for number, row in enumerate(sorted(rows.rows.values(), key=lambda r: r.contact_id)):
-        workers[number % 3].add([row])
-    parts = [sums.parts(3) for sums in workers]
-    owned = [list(merged_rows([split[me] for split in parts])) for me in range(3)]
-    keys = [{cell[:5] for cell in cells} for cells in owned]
-    assert all(owner(key, 3) == me for me in range(3) for key in keys[me])
-    assert sum(map(len, owned)) == len(set().union(*keys))  # no cell in two owners
-    assert min(map(len, owned)) > 20
-    whole = CellSums()
-    whole.add(rows.rows.values())
-    assert sorted(cell for cells in owned for cell in cells) == sorted(
-        merged_rows([whole.summed()]))
 
 
 def test_a_copy_that_fails_beside_the_projecting_fails_the_worker(

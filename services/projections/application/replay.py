@@ -19,7 +19,7 @@ no ``fork`` -- :class:`PartitionedReplayFailed` tells the caller to reset and
 replay in one process instead.
 
 When asked (``cells``), each worker also sums the metric cells of the rows it writes
-(:class:`~services.projections.domain.row_cells.CellSums`); when it is done, the
+(:class:`~services.projections.domain.cell_arrays.CellArrays`); when it is done, the
 workers split their cells by key, exchange the parts and each adds up and copies
 the cells it owns (:mod:`.replay_cells`), so the cells need no rebuild by PostgreSQL
 from every row and no merge on one core.
@@ -45,7 +45,7 @@ from services.projections.application.replay_cells import (
     links,
     write_own,
 )
-from services.projections.domain.row_cells import CellSums
+from services.projections.domain.cell_arrays import CellArrays
 from services.projections.domain.rows import (
     ConversationRow,
     conversation_of,
@@ -89,7 +89,7 @@ def _project_partition(events: PartitionedEvents, store: RowCopier,
     upto, part, parts = job
     if cells is not None:
         keep_own_ends(*cells)
-    sums = CellSums() if cells is not None else None
+    sums = CellArrays() if cells is not None else None
     open_rows: dict[str, ConversationRow] = {}
     closed: list[ConversationRow] = []
     with ThreadPoolExecutor(1, thread_name_prefix="read") as reader, \

@@ -1,9 +1,10 @@
 """The metric cells of a partitioned replay, added up and written by the workers themselves.
 
-Each worker sums the cells of the rows it writes (:class:`CellSums`); its contacts are
-only part of every workspace's, so most cells have a part in every worker. Instead of
-sending every part to the parent, which added them on one core after the workers
-were done, the cells are split by :func:`~..domain.row_cells.owner`: worker ``i``
+Each worker gathers the contributions of the rows it writes to the metric cells
+(:class:`~..domain.cell_arrays.CellArrays`); its contacts are only part of every
+workspace's, so most cells have a part in every worker. Instead of sending every
+part to the parent, which added them on one core after the workers were done, the
+contributions are split by cell (:func:`~..domain.cell_arrays.owner_of`): worker ``i``
 sends the other workers the parts they own (on threads, so no two workers wait on
 each other's pipes), receives its own from each of them, adds them up and copies
 them in a transaction of its own (:meth:`~.ports.CellKeeper.copy_cells`), at the
@@ -21,7 +22,7 @@ from multiprocessing.connection import Connection, wait
 from typing import Any
 
 from services.projections.application.ports import CellKeeper
-from services.projections.domain.row_cells import CellSums, Summed, merged_rows
+from services.projections.domain.cell_arrays import CellArrays, Part, cells_of
 
 log = logging.getLogger(__name__)
 
@@ -63,13 +64,13 @@ def keep_own_ends(link: CellsLink, ends: list[Connection]) -> None:
             conn.close()
 
 
-def write_own(sums: CellSums, link: CellsLink) -> None:
+def write_own(sums: CellArrays, link: CellsLink) -> None:
     """Exchange the parts with the other workers, copy the cells this worker owns, and
     tell the parent whether they are in (a failed copy wrote nothing: the parent then
     rebuilds every cell from the rows). A worker that died before sending its parts
     ends this one too (EOF): the parent replays in one process."""
     split = sums.parts(link.parts)
-    mine: list[Summed] = [split[link.part]]
+    mine: list[Part] = [split[link.part]]
     with ThreadPoolExecutor(max(1, len(link.outbox)), thread_name_prefix="cells") as senders:
         sent = [senders.submit(conn.send, split[to]) for to, conn in link.outbox]
         pending = list(link.inbox)
@@ -82,7 +83,7 @@ def write_own(sums: CellSums, link: CellsLink) -> None:
             done.result()
     del split
     try:
-        written: int | None = link.keeper.copy_cells(merged_rows(mine))
+        written: int | None = link.keeper.copy_cells(cells_of(mine))
     except Exception as exc:  # the parent's rebuild from the rows is exact
         log.warning("copying replay worker %d's metric cells failed (%s)", link.part, exc)
         written = None

@@ -4,10 +4,9 @@ The same cells as PostgreSQL's rebuild (``adapters/cells.py``, ``REBUILD``) comp
 from the rows, so that a parallel replay's workers can sum them while they project
 instead of PostgreSQL sorting every contribution afterwards. A worker sees only its
 partition of the contacts, so its cells are partial: :func:`merged_rows` adds the
-workers' parts (:meth:`CellSums.summed`) together; :meth:`CellSums.parts` splits a
-worker's cells by :func:`owner`, so that each worker adds up and writes the cells it
-owns (every part of them, its own and those the other workers send it). Per
-conversation row (the SQL's
+workers' parts (:meth:`CellSums.summed`) together. The replay's workers use
+:class:`~.cell_arrays.CellArrays`, the same rules with numpy (checked against this
+reference by ``tests/unit/test_cell_arrays.py``). Per conversation row (the SQL's
 rules, written again here and checked against it by
 ``tests/integration/test_sql_metrics.py``):
 
@@ -102,23 +101,6 @@ class CellSums:
         return {key: (len(entries), recontacts(key, 0),
                       [] if key[3] == 1 else sorted([v for v in entries if v is not None]))
                 for key, entries in self.cells.items()}
-
-    def parts(self, parts: int) -> list[Summed]:
-        """The cells so far split by :func:`owner` (part ``i``: the cells worker ``i``
-        writes); durations left unsorted (:func:`merged_rows` sorts each cell once)."""
-        split: list[Summed] = [{} for _ in range(parts)]
-        recontacts = self.recontacts.get
-        for key, entries in self.cells.items():
-            split[hash(key) % parts][key] = (
-                len(entries), recontacts(key, 0),
-                [] if key[3] == 1 else [v for v in entries if v is not None])
-        return split
-
-
-def owner(key: CellKey, parts: int) -> int:
-    """Which of ``parts`` workers adds up and writes the cell ``key`` (the same in every
-    process forked from one parent: they share its string hashes)."""
-    return hash(key) % parts
 
 
 def merged_rows(parts: Iterable[Summed]) -> Iterator[CellRow]:
