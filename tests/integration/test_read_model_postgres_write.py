@@ -154,3 +154,46 @@ def test_a_row_stored_meanwhile_by_another_writer_is_upserted(
     rm.save([later, fresh], Position(EVENT_STORE_POSITION, 2))
     assert rm.load_rows({"m1", "m2"}) == {"m1": later, "m2": fresh}
     assert rm.position(EVENT_STORE_POSITION) == 2
+
+
+def test_rows_a_page_started_are_not_looked_up_and_a_wrong_hint_loses_nothing(
+        stores: Stores, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``save_snapshot(new=…)``: the rows the projection started in its page are not
+    looked up before they are inserted (only the others are); one that is stored after
+    all (a wrong hint) is upserted with every row looked up, nothing lost or twice."""
+    rm = stores.read_models
+    assert isinstance(rm, PostgresReadModelStore)
+    schema = rm.datastore.schema
+    with rm.datastore.transaction(commit=True) as curs:
+        curs.execute(f'CREATE TABLE IF NOT EXISTS "{schema}".probed (id text)')
+        curs.execute(f'TRUNCATE "{schema}".probed')
+    # the same lookup, every id it is given logged
+    monkeypatch.setattr(rm, "_stored_moments", psycopg.sql.SQL(
+        "WITH k AS (SELECT unnest(%s::text[]) AS id), "
+        f'logged AS (INSERT INTO "{schema}".probed SELECT id FROM k) '
+        "SELECT c.* FROM k CROSS JOIN LATERAL (SELECT conversation_id, workspace_id, "
+        "opened_us, first_message_us, first_response_us, closed_us FROM "
+        f'"{schema}".conversations WHERE conversation_id = k.id LIMIT 1) AS c'))
+
+    def probed() -> list[str]:
+        with rm.datastore.transaction(commit=True) as curs:
+            curs.execute(f'SELECT id FROM "{schema}".probed ORDER BY id')
+            found = [str(row["id"]) for row in curs.fetchall()]
+            curs.execute(f'TRUNCATE "{schema}".probed')
+        return found
+
+    old = ConversationRow("h1", "ws1", "c1", "sms", 1_000, "contact")
+    rm.save_snapshot(rm.snapshot([old]), Position(EVENT_STORE_POSITION, 1), new={"h1"})
+    assert probed() == []
+    old.messages_received, old.closed_us, old.closed_by = 3, 9_000, "agent"
+    started = ConversationRow("h2", "ws1", "c2", "sms", 2_000, "contact")
+    rm.save_snapshot(rm.snapshot([old, started]), Position(EVENT_STORE_POSITION, 2),
+                     new={"h2"})
+    assert probed() == ["h1"]
+    again = ConversationRow("h2", "ws1", "c2", "sms", 2_000, "contact", messages_sent=5)
+    third = ConversationRow("h3", "ws2", "c3", None, 3_000, "contact")
+    rm.save_snapshot(rm.snapshot([again, third]), Position(EVENT_STORE_POSITION, 3),
+                     new={"h2", "h3"})  # h2 is stored: the insert fails, then the upsert
+    assert probed() == ["h2", "h3"]  # the second try looked every row up
+    assert rm.load_rows({"h1", "h2", "h3"}) == {"h1": old, "h2": again, "h3": third}
+    assert rm.position(EVENT_STORE_POSITION) == 3

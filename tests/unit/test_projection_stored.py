@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import random
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
+from typing import Any
 
 import orjson
 import pytest
@@ -159,3 +161,41 @@ def test_structs_dicts_and_models_in_one_page_project_as_decoded_events(
     assert len(odd) > 1_000
     assert sorted(trusted) == sorted(odd)  # the others went the struct way only
     assert any(b'"schema_version":1' in s for s in odd)
+
+
+class _SnapshotStore(FakeReadModelStore):
+    """A :class:`~.ports.SnapshotSaver` in memory that records what each page called new."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.news: list[set[str]] = []
+
+    def snapshot(self, rows_: list[rows.ConversationRow]) -> list[tuple[Any, ...]]:
+        return [(dataclasses.replace(row),) for row in rows_]
+
+    def save_snapshot(self, values: list[tuple[Any, ...]], position: Position, *,
+                      new: Collection[str] = ()) -> None:
+        stored = {v[0].conversation_id for v in values} & self.rows.keys()
+        assert not stored & set(new), "a stored row was called new"
+        self.news.append(set(new))
+        self.save([v[0] for v in values], position)
+
+
+def test_a_page_calls_new_exactly_the_rows_its_openings_started() -> None:
+    """What the projection tells the store is new (not to be looked up) is every row a
+    page's opening started, and no row the store holds, with a cache or without."""
+    states = _stored()
+    store = _SnapshotStore()
+    projection = ConversationProjection(store)
+    for n, start in enumerate(range(0, len(states), 700)):
+        page = states[start:start + 700]
+        if n % 3 == 2:
+            projection.forget()  # rows loaded from the store, not the cache
+        projection.apply_read(list(enumerate(page, start)), Position("p", start + len(page)))
+        opened = {event.conversation_id for event in map(decode_event, page)
+                  if isinstance(event, ConversationOpened)}
+        assert store.news[-1] == opened
+    assert sum(map(len, store.news)) == len(store.rows) > 500
+    reference = FakeReadModelStore()
+    ConversationProjection(reference).apply_stored(states, Position("p", 1))
+    assert _rows(store) == _rows(reference)

@@ -9,6 +9,7 @@ per statement cost more than the rows (docs/runtime.md, "Per-cycle work").
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from typing import Any
 
 from eventsourcing.persistence import IntegrityError
@@ -41,7 +42,8 @@ class SnapshotWriter:
     _stored_moments: Composed
     _locked_position: Composed
 
-    def save_snapshot(self, values: list[tuple[Any, ...]], position: Position) -> None:
+    def save_snapshot(self, values: list[tuple[Any, ...]], position: Position, *,
+                      new: Collection[str] = ()) -> None:
         """Upsert a :meth:`snapshot` and record ``position``, in one transaction.
 
         Two round trips (psycopg pipelines), not one per statement: first the
@@ -56,16 +58,22 @@ class SnapshotWriter:
         back and it is written again with the upsert. A position that does not
         move forward, or is not at ``position.after``, raises ``IntegrityError``
         before anything else is written.
+
+        The rows in ``new`` (started by this page's openings) are not looked up: they
+        are inserted, and have no stored metric units (under a backlog three quarters
+        of a page's rows; docs/runtime.md, "The followers again"). One stored after
+        all violates the key the same way, and the page is written again, every row
+        looked up and upserted.
         """
         try:
-            self._save(values, position, upsert=False)
+            self._save(values, position, upsert=False, new=new)
         except IntegrityError as exc:  # the datastore's, from psycopg's
             if not isinstance(exc.__cause__, UniqueViolation):
                 raise
             self._save(values, position, upsert=True)
 
     def _save(self, values: list[tuple[Any, ...]], position: Position, *,
-              upsert: bool) -> None:
+              upsert: bool, new: Collection[str] = ()) -> None:
         tracking = self.tracking
         with self.datastore.get_connection() as conn:
             if not tracking.has_checked_for_multi_row_tracking_table:
@@ -82,12 +90,13 @@ class SnapshotWriter:
                         "application_name": position.name,
                         "notification_id": position.offset}, prepare=True)
                     moments = conn.cursor(row_factory=tuple_row)
-                    if values:
-                        moments.execute(self._stored_moments, ([v[0] for v in values],),
-                                        prepare=True)
+                    probed = [v[0] for v in values] if not new \
+                        else [v[0] for v in values if v[0] not in new]
+                    if probed:
+                        moments.execute(self._stored_moments, (probed,), prepare=True)
                 self._check_position(position, locked, track)
                 if values:
-                    stored = moments.fetchall()
+                    stored = moments.fetchall() if probed else []
                     before = page_units(found[1:] for found in stored)
                     with conn.pipeline(), conn.cursor() as curs:
                         self._write_rows(curs, values, before,

@@ -75,8 +75,13 @@ class SnapshotSaver(Protocol):
         """What ``save`` writes for ``rows``, copied (the rows may change meanwhile)."""
         ...
 
-    def save_snapshot(self, values: list[tuple[Any, ...]], position: Position) -> None:
-        """Upsert a :meth:`snapshot` and record ``position``, in one transaction."""
+    def save_snapshot(self, values: list[tuple[Any, ...]], position: Position, *,
+                      new: Collection[str] = ()) -> None:
+        """Upsert a :meth:`snapshot` and record ``position``, in one transaction.
+
+        ``new``: ids of rows the projection started in this page (their opening is in
+        it), so not stored, as far as it knows: they need not be looked up first. The
+        store must still write the right rows if one of them is stored after all."""
         ...
 
 

@@ -19,7 +19,7 @@ Two ways in, same rows out:
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 
 from schemas.events import ConversationOpened, DomainEvent
@@ -82,10 +82,20 @@ class ConversationProjection:
         """:meth:`apply` for events as the store holds them (JSON bytes, in order)."""
         return self._apply([stored_item(state) for state in states], position)
 
+    def apply_read(self, page: Sequence[tuple[int, bytes]], position: Position) -> int:
+        """:meth:`apply_stored` for a page as ``read_raw`` gives it: ``(id, JSON)`` pairs
+        (no list of the states in between)."""
+        return self._apply([stored_item(state) for _, state in page], position)
+
     def _apply(self, items: Sequence[Item], position: Position) -> int:
-        changed = self._project(items, self.store.load_rows)
+        fresh: set[str] = set()
+        changed = self._project(items, self.store.load_rows, fresh)
         try:
-            self.store.save(changed, position)
+            if self._snapshots is not None:
+                self._snapshots.save_snapshot(self._snapshots.snapshot(changed), position,
+                                              new=fresh)
+            else:
+                self.store.save(changed, position)
         except BaseException:
             self.forget()
             raise
@@ -94,12 +104,14 @@ class ConversationProjection:
         return len(changed)
 
     def _project(self, items: Sequence[Item],
-                 load_rows: Callable[[set[str]], dict[str, ConversationRow]]
-                 ) -> list[ConversationRow]:
+                 load_rows: Callable[[set[str]], dict[str, ConversationRow]],
+                 fresh: set[str] | None = None) -> list[ConversationRow]:
         """Apply ``items`` to their rows (cached, else loaded); the rows that changed.
 
         A conversation whose first event here is its opening needs no stored row
-        (``project`` starts a new one), so only the others are loaded.
+        (``project`` starts a new one), so only the others are loaded. Those rows,
+        started here, are added to ``fresh``: the store need not look them up before
+        writing them (:meth:`~.ports.SnapshotSaver.save_snapshot`'s ``new``).
         """
         cached = self._open
         missing: set[str] = set()
@@ -125,6 +137,8 @@ class ConversationProjection:
             row = changed.get(cid)
             if row is None:
                 row = cached.get(cid) or loaded.get(cid)
+                if row is None and fresh is not None:
+                    fresh.add(cid)
             new = project_payload(row, item) if isinstance(item, (RowEvent, dict)) \
                 else project(row, item)
             if new is not None:
@@ -188,8 +202,9 @@ class ConversationProjection:
                     after = batch[-1][0]
                     ahead = reader.submit(read_raw, after, page)
                     items = [stored_item(state) for _, state in batch]
-                    changed = self._project(items, writer.load_rows)
-                    writer.save(changed, Position(name, after))
+                    fresh: set[str] = set()
+                    changed = self._project(items, writer.load_rows, fresh)
+                    writer.save(changed, Position(name, after), fresh)
                     self._remember(changed)
                     done += len(batch)
                     if progress is not None:
@@ -269,13 +284,15 @@ class _OrderedWriter:
             if snapshots is not None else None
         self._pending: Future[None] | None = None
 
-    def save(self, rows: Sequence[ConversationRow], position: Position) -> None:
+    def save(self, rows: Sequence[ConversationRow], position: Position,
+             new: Collection[str] = ()) -> None:
         if self._pool is None or self._snapshots is None:
             self.store.save(rows, position)
             return
         snapshot = self._snapshots.snapshot(rows)
         self.wait()  # surfaces the previous page's failure before going on
-        self._pending = self._pool.submit(self._snapshots.save_snapshot, snapshot, position)
+        self._pending = self._pool.submit(self._snapshots.save_snapshot, snapshot, position,
+                                          new=new)
 
     def load_rows(self, ids: set[str]) -> dict[str, ConversationRow]:
         self.wait()  # read what the previous pages wrote

@@ -74,7 +74,7 @@ class ProjectionService:
         after = batch[-1][0]
         position = Position(EVENT_STORE_POSITION, after)
         if self._raw is not None:
-            self.projection.apply_stored([bytes(state) for _, state in batch], position)
+            self.projection.apply_read(batch, position)
         else:
             self.projection.apply([event for _, event in batch], position)
         self.metrics.batch_size.labels(SERVICE).observe(len(batch))
