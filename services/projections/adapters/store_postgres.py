@@ -121,13 +121,13 @@ class PostgresReadModelStore(SnapshotWriter, PostgresPages):
         return {row.conversation_id: row for row in rows}
 
     def save(self, rows: Sequence[ConversationRow], position: Position) -> None:
-        self.save_snapshot(self.snapshot(rows), position)
+        unique = {row.conversation_id: row for row in rows}  # last one wins
+        self.save_snapshot(self.snapshot(list(unique.values())), position)
 
     def snapshot(self, rows: Sequence[ConversationRow]) -> list[tuple[Any, ...]]:
-        """What :meth:`save` writes for ``rows``: their values in COLUMNS order, copied
-        (the rows may change meanwhile)."""
-        unique = {row.conversation_id: row for row in rows}  # last one wins
-        return list(map(ROW_VALUES, unique.values()))
+        """What :meth:`save` writes for ``rows`` (one per conversation, as the projection
+        gives them): their values in COLUMNS order, copied (the rows may change meanwhile)."""
+        return list(map(ROW_VALUES, rows))
 
     def copy_rows(self, rows: Sequence[ConversationRow]) -> None:
         """Insert rows that are not in the table yet (a replay's), with ``COPY``.

@@ -72,7 +72,8 @@ class SnapshotSaver(Protocol):
     """Copies rows' values now and saves the copy later (on another thread)."""
 
     def snapshot(self, rows: Sequence[ConversationRow]) -> list[tuple[Any, ...]]:
-        """What ``save`` writes for ``rows``, copied (the rows may change meanwhile)."""
+        """What ``save`` writes for ``rows`` (one per conversation), copied (the rows may
+        change meanwhile)."""
         ...
 
     def save_snapshot(self, values: list[tuple[Any, ...]], position: Position, *,

@@ -39,6 +39,7 @@ from services.projections.application.ports import (
 from services.projections.domain.rows import (
     ConversationRow,
     Item,
+    apply_fields,
     conversation_of,
     project,
     project_payload,
@@ -114,9 +115,9 @@ class ConversationProjection:
         writing them (:meth:`~.ports.SnapshotSaver.save_snapshot`'s ``new``).
         """
         cached = self._open
-        missing: set[str] = set()
-        seen: set[str] = set()
+        first: dict[str, Item] = {}  # each conversation's first item here
         keyed: list[tuple[str, Item]] = []  # the items about a conversation, with its id
+        add, first_of = keyed.append, first.setdefault
         for item in items:
             if isinstance(item, RowEvent):  # what encode_event writes (nearly every one)
                 cid = item.conversation_id
@@ -124,26 +125,25 @@ class ConversationProjection:
                 cid = item.get("conversation_id")
             else:
                 cid = conversation_of(item)  # type: ignore[arg-type]
-            if cid is None:
-                continue
-            keyed.append((cid, item))
-            if cid not in seen:
-                seen.add(cid)
-                if cid and cid not in cached and not _opening(item):
-                    missing.add(cid)
+            if cid is not None:
+                add((cid, item))
+                first_of(cid, item)
+        missing = {cid for cid, item in first.items()
+                   if cid and cid not in cached and not _opening(item)}
         loaded = load_rows(missing) if missing else {}
-        changed: dict[str, ConversationRow] = {}
+        # every conversation's row as the page goes (None: not started yet)
+        rows: dict[str, ConversationRow | None] = {
+            cid: cached.get(cid) or loaded.get(cid) for cid in first}
+        if fresh is not None:
+            fresh.update(cid for cid, row in rows.items() if row is None)
         for cid, item in keyed:
-            row = changed.get(cid)
-            if row is None:
-                row = cached.get(cid) or loaded.get(cid)
-                if row is None and fresh is not None:
-                    fresh.add(cid)
-            new = project_payload(row, item) if isinstance(item, (RowEvent, dict)) \
-                else project(row, item)
-            if new is not None:
-                changed[cid] = new
-        return list(changed.values())
+            if isinstance(item, RowEvent):
+                rows[cid] = apply_fields(rows[cid], item, item["occurred_at"])
+            elif type(item) is dict:
+                rows[cid] = project_payload(rows[cid], item)
+            else:
+                rows[cid] = project(rows[cid], item)  # type: ignore[arg-type]
+        return [row for row in rows.values() if row is not None]
 
     def _remember(self, changed: Sequence[ConversationRow]) -> None:
         """Cache the open rows just written, drop the closed ones."""

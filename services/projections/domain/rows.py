@@ -161,19 +161,21 @@ def project(row: ConversationRow | None, event: DomainEvent) -> ConversationRow 
     """
     fields = event.__dict__  # a pydantic model keeps its field values here
     micros = to_micros(event.occurred_at) if fields["event_type"] in _TIMED else None
-    return _apply(row, fields, micros)
+    return apply_fields(row, fields, micros)
 
 
 def project_payload(row: ConversationRow | None, p: dict[str, Any] | RowEvent
                     ) -> ConversationRow | None:
     """:func:`project` for a :func:`trusted_payload` dict, or a
     :func:`~schemas.stored_rows.row_event` struct (the same rules: :func:`_apply`)."""
-    return _apply(row, p, p["occurred_at"])
+    return apply_fields(row, p, p["occurred_at"])
 
 
-def _apply(row: ConversationRow | None, p: dict[str, Any] | RowEvent, micros: Any
-           ) -> ConversationRow | None:
-    """The projection's rules, once: ``p`` the event's fields, ``micros`` its time."""
+def apply_fields(row: ConversationRow | None, p: dict[str, Any] | RowEvent, micros: Any
+                 ) -> ConversationRow | None:
+    """The projection's rules, once: ``p`` the event's fields, ``micros`` its time.
+
+    A message's time moves the row's last activity up (:func:`touch`'s rule, inline)."""
     kind = p["event_type"]
     if kind == "ConversationOpened":
         return ConversationRow(
@@ -186,12 +188,12 @@ def _apply(row: ConversationRow | None, p: dict[str, Any] | RowEvent, micros: An
         raise LookupError(f"{kind} for unknown conversation {p['conversation_id']}")
     if kind == "MessageReceived":
         row.messages_received += 1
-        touch(row, micros)
+        row.last_activity_us = max(row.last_activity_us, micros)
         if row.first_message_us is None:
             row.first_message_us = micros
     elif kind == "MessageSent":
         row.messages_sent += 1
-        touch(row, micros)
+        row.last_activity_us = max(row.last_activity_us, micros)
         if p["first_response"]:
             row.first_response_us = micros
             row.first_responder_id = p["actor_id"]
