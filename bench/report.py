@@ -53,6 +53,8 @@ def evaluate(results: dict[str, Any]) -> dict[str, Any]:
     results["max_service_peak_rss_mb"] = max(rss) if rss else None
     targets = {}
     for name, (key, op, target, unit) in TARGETS.items():
+        if name.endswith("_settled") and not results.get("settle"):
+            continue  # no settled phase in this run (quick mode without --settled)
         value = _get(results, key)
         targets[name] = {"measured": value, "target": f"{op} {target:g} {unit}",
                          "pass": _ok(value, op, target)}

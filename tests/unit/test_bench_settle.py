@@ -53,3 +53,14 @@ def test_the_report_says_how_long_it_waited_and_for_what() -> None:
                        "a checkpoint under way")
     assert rows[2][1:] == (45.0, "ms", "p99 71 ms at 1,000/s")
     assert settled_rows({}) == []
+
+
+def test_the_settled_targets_are_checked_only_when_the_run_measured_them() -> None:
+    from bench.report import evaluate
+
+    assert not [n for n in evaluate({}) if n.endswith("_settled")]
+    found = evaluate({"settle": {"settled": True}, "latency_p99_ms_settled": 260.0,
+                      "latency_low_rate_settled": {"p99_ms": 70.0}})
+    assert found["latency_p99_ms_at_5000_per_s_settled"]["pass"] is False
+    assert found["latency_p99_ms_at_1000_per_s_settled"]["pass"] is True
+    assert found["pipeline_cores_at_1000_per_s_settled"]["pass"] is None
