@@ -5,6 +5,7 @@ update)."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
 from typing import Any
 
@@ -197,3 +198,54 @@ def test_rows_a_page_started_are_not_looked_up_and_a_wrong_hint_loses_nothing(
     assert probed() == ["h2", "h3"]  # the second try looked every row up
     assert rm.load_rows({"h1", "h2", "h3"}) == {"h1": old, "h2": again, "h3": third}
     assert rm.position(EVENT_STORE_POSITION) == 3
+
+
+def test_a_backlogs_new_rows_are_copied_as_the_json_insert_stores_them(
+        stores: Stores, monkeypatch: pytest.MonkeyPatch) -> None:
+    """From ``COPY_ROWS`` new rows on, a page's new rows go in with a binary COPY: the same
+    rows as the JSON insert stores (quotes, emoji, controls, ±2⁶³), the stored ones still
+    upserted; a NUL or a lone surrogate fails the COPY and the page is written as before
+    (NUL replaced, the surrogate refused), a stored row taken for new is upserted."""
+    rm = stores.read_models
+    assert isinstance(rm, PostgresReadModelStore)
+    monkeypatch.setattr(save_postgres, "COPY_ROWS", 2)
+    copies: list[int] = []
+    copy_new = rm._copy_new
+
+    def counted(conn: Any, values: list[tuple[Any, ...]], stored: set[str]) -> bool:
+        done = copy_new(conn, values, stored)
+        copies.append(len(values) - len(stored) if done else 0)
+        return done
+
+    monkeypatch.setattr(rm, "_copy_new", counted)
+    by_copy = tricky_rows("k")
+    rm.save(by_copy[:1], Position(EVENT_STORE_POSITION, 1))  # one new row: no COPY
+    by_copy[0].messages_sent += 3
+    rm.save(by_copy, Position(EVENT_STORE_POSITION, 2))  # 1 stored, 6 new: COPY
+    assert copies == [0, len(by_copy) - 1]
+    assert rm.load_rows({r.conversation_id for r in by_copy}) == {
+        r.conversation_id: r for r in by_copy}
+    monkeypatch.setattr(save_postgres, "COPY_ROWS", 10**9)  # the JSON insert, compared
+    by_json = tricky_rows("q")
+    by_json[0].messages_sent += 3
+    rm.save(by_json, Position(EVENT_STORE_POSITION, 3))
+    stored = rm.load_rows({r.conversation_id for r in by_json})
+    assert [dataclasses.replace(stored[q.conversation_id], conversation_id=k.conversation_id)
+            for q, k in zip(by_json, by_copy, strict=True)] == by_copy
+    monkeypatch.setattr(save_postgres, "COPY_ROWS", 2)
+    nul = [ConversationRow(f"z{n}", "ws1", "c1", "sms", 1, "contact", summary="bad\x00text")
+           for n in range(3)]
+    rm.save(nul, Position(EVENT_STORE_POSITION, 4))
+    assert rm.load_rows({"z0"})["z0"].summary == "bad\ufffdtext"  # as before: replaced
+    surrogate = [ConversationRow(f"s{n}", "ws1", "c2", "sms", 1, "contact", category="\ud800")
+                 for n in range(3)]
+    with pytest.raises(UnicodeEncodeError):  # as before: PostgreSQL text is UTF-8
+        rm.save(surrogate, Position(EVENT_STORE_POSITION, 5))
+    assert rm.load_rows({"s0", "s1", "s2"}) == {}
+    taken = [ConversationRow("z0", "ws1", "c1", "sms", 1, "contact", messages_received=2),
+             ConversationRow("z9", "ws1", "c9", "sms", 2, "contact"),
+             ConversationRow("z8", "ws1", "c8", "sms", 3, "contact")]
+    rm.save_snapshot(rm.snapshot(taken), Position(EVENT_STORE_POSITION, 6),
+                     new={"z0", "z9", "z8"})  # z0 is stored: the COPY violates its key
+    assert rm.load_rows({"z0", "z9", "z8"}) == {r.conversation_id: r for r in taken}
+    assert rm.position(EVENT_STORE_POSITION) == 6

@@ -12,7 +12,8 @@ from __future__ import annotations
 from collections.abc import Collection
 from typing import Any
 
-from eventsourcing.persistence import IntegrityError
+import psycopg
+from eventsourcing.persistence import DataError, IntegrityError
 from eventsourcing.postgres import PostgresDatastore, PostgresTrackingRecorder
 from psycopg.errors import UniqueViolation
 from psycopg.rows import tuple_row
@@ -23,11 +24,15 @@ from services.projections.adapters.cells import page_units
 from services.projections.adapters.cells_postgres import PostgresCells
 from services.projections.adapters.notify import PROJECTED_CHANNEL, notify_payload
 from services.projections.adapters.rows_postgres import (
+    COPY_TYPES,
     UNIT_VALUES,
     column_arrays,
     rows_json,
 )
 from services.projections.adapters.store_sqlite import check_after, row_from
+
+#: a page's new rows go in with a binary ``COPY`` from this many on (``_copy_new``)
+COPY_ROWS = 200
 
 
 class SnapshotWriter:
@@ -40,6 +45,7 @@ class SnapshotWriter:
     _upsert_json: Composed
     _insert_json: Composed
     _stored_moments: Composed
+    _copy: Composed
     _locked_position: Composed
 
     def save_snapshot(self, values: list[tuple[Any, ...]], position: Position, *,
@@ -65,15 +71,23 @@ class SnapshotWriter:
         all violates the key the same way, and the page is written again, every row
         looked up and upserted.
         """
-        try:
-            self._save(values, position, upsert=False, new=new)
-        except IntegrityError as exc:  # the datastore's, from psycopg's
-            if not isinstance(exc.__cause__, UniqueViolation):
-                raise
-            self._save(values, position, upsert=True)
+        upsert, copy = False, True
+        while True:
+            try:
+                self._save(values, position, upsert=upsert, new=() if upsert else new,
+                           copy=copy and not upsert)
+                return
+            except IntegrityError as exc:  # the datastore's, from psycopg's
+                if upsert or not isinstance(exc.__cause__, UniqueViolation):
+                    raise
+                upsert = True
+            except (DataError, psycopg.DataError, UnicodeError):
+                if not copy:  # what COPY cannot take (a NUL in a text, a lone surrogate)
+                    raise  # goes the statements' ways, as before
+                copy = False
 
     def _save(self, values: list[tuple[Any, ...]], position: Position, *,
-              upsert: bool, new: Collection[str] = ()) -> None:
+              upsert: bool, new: Collection[str] = (), copy: bool = False) -> None:
         tracking = self.tracking
         with self.datastore.get_connection() as conn:
             if not tracking.has_checked_for_multi_row_tracking_table:
@@ -98,15 +112,35 @@ class SnapshotWriter:
                 if values:
                     stored = moments.fetchall() if probed else []
                     before = page_units(found[1:] for found in stored)
+                    known = None if upsert else {found[0] for found in stored}
+                    copied = copy and known is not None and self._copy_new(conn, values, known)
                     with conn.pipeline(), conn.cursor() as curs:
-                        self._write_rows(curs, values, before,
-                                         None if upsert else {found[0] for found in stored})
+                        self._write_rows(curs, values, before, known, copied=copied)
                         conn.execute(b"COMMIT")
                 else:
                     conn.execute(b"COMMIT")
             except BaseException:
                 conn.rollback()
                 raise
+
+    def _copy_new(self, conn: Any, values: list[tuple[Any, ...]], stored: set[str]) -> bool:
+        """Insert the rows not in ``stored`` with a binary ``COPY`` when they are at least
+        :data:`COPY_ROWS` (a page of a backlog); whether it did.
+
+        The same rows as the JSON insert, without parsing JSON and casting each value on
+        the server (~2.5 µs of PostgreSQL's CPU per row, ~0.3 more in Python), for one
+        round trip more (outside the pipelines: COPY cannot be in one), which a small
+        page at low load does not pay. A key violation is the insert's; a NUL in a text
+        or a lone surrogate fails the COPY, and the page is written again without it."""
+        new = [v for v in values if v[0] not in stored]
+        if len(new) < COPY_ROWS:
+            return False
+        with conn.cursor() as curs, curs.copy(self._copy) as copy:
+            copy.set_types(COPY_TYPES)
+            write = copy.write_row
+            for row in new:
+                write(row)
+        return True
 
     def _check_position(self, position: Position, locked: Any, track: Any) -> None:
         """Raise ``IntegrityError`` if the position was not where it had to be."""
@@ -118,10 +152,11 @@ class SnapshotWriter:
                                  f"{position.offset}")
 
     def _write_rows(self, curs: Any, values: list[tuple[Any, ...]], before: set[Any],
-                    stored: set[str] | None) -> None:
+                    stored: set[str] | None, *, copied: bool = False) -> None:
         """Queue the rows' writes, their metric units' marks and the ``NOTIFY``: the
-        rows not in ``stored`` inserted, the others upserted (None: every row upserted)."""
-        if stored is None or not self._insert_and_upsert(curs, values, stored):
+        rows not in ``stored`` inserted (unless ``copied`` already), the others upserted
+        (None: every row upserted)."""
+        if stored is None or not self._insert_and_upsert(curs, values, stored, copied):
             if (data := rows_json(values)) is not None:
                 curs.execute(self._upsert_json, (data,), prepare=True)
             else:
@@ -133,10 +168,11 @@ class SnapshotWriter:
                      (PROJECTED_CHANNEL, notify_payload([v[1] for v in values])))
 
     def _insert_and_upsert(self, curs: Any, values: list[tuple[Any, ...]],
-                           stored: set[str]) -> bool:
-        """Queue the insert of the new rows and the upsert of the stored ones; False
-        (nothing queued) when JSON cannot carry them (the ``unnest`` upsert then)."""
-        new = [v for v in values if v[0] not in stored]
+                           stored: set[str], copied: bool) -> bool:
+        """Queue the insert of the new rows (unless ``copied``) and the upsert of the
+        stored ones; False (nothing queued) when JSON cannot carry them (the ``unnest``
+        upsert of them all then)."""
+        new = [] if copied else [v for v in values if v[0] not in stored]
         old = [v for v in values if v[0] in stored] if stored else []
         new_data = rows_json(new) if new else ""
         old_data = rows_json(old) if old else ""
