@@ -1,4 +1,4 @@
-"""The handlers' view of the contact aggregates while one batch is decided.
+"""The handlers' view of the contact aggregates while one batch is decided; a batch's keys.
 
 :class:`BatchContacts` loads through the processor's cache on a miss and remembers
 what the batch touched, changed and only read (the :class:`Decision`'s read set).
@@ -7,10 +7,42 @@ what the batch touched, changed and only read (the :class:`Decision`'s read set)
 from __future__ import annotations
 
 import uuid
+from collections.abc import Container, Sequence
 from typing import Protocol
 
+from schemas.commands import CommandBase, ExpireInactive, MergeContacts
 from schemas.events import ConversationClosed, DomainEvent
-from services.conversation.domain.contact import Contact
+from services.conversation.domain.contact import Contact, aggregate_id
+from services.ingest.domain.normalise import Invalid
+
+#: the commands with a key other than their own contact's: none, or a second contact's
+_OTHER_KEYS = (ExpireInactive, MergeContacts)
+
+
+def scan(items: Sequence[CommandBase | Invalid], cache: Container[tuple[str, str]]
+         ) -> tuple[set[tuple[str, str]], set[str], dict[uuid.UUID, tuple[str, str]]]:
+    """One pass over ``items``: their dedupe keys (``CommandBase.dedup_key``; not of
+    a sweep), their workspaces, and the aggregate ids of the contacts they name
+    that are not in ``cache``."""
+    keys: set[tuple[str, str]] = set()
+    names: set[str] = set()
+    wanted: dict[uuid.UUID, tuple[str, str]] = {}
+    for item in items:
+        if isinstance(item, Invalid):
+            continue
+        workspace_id = item.workspace_id
+        names.add(workspace_id)
+        key = (workspace_id, item.contact_id)
+        if key not in cache:
+            wanted[aggregate_id(*key)] = key
+        if isinstance(item, _OTHER_KEYS):
+            if isinstance(item, ExpireInactive):
+                continue  # a sweep: never de-duplicated
+            key = (workspace_id, item.secondary_contact_id)
+            if key not in cache:
+                wanted[aggregate_id(*key)] = key
+        keys.add((workspace_id, item.event_id))
+    return keys, names, wanted
 
 
 class AggregateCache(Protocol):

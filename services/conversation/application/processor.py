@@ -13,9 +13,9 @@ import uuid
 from collections import OrderedDict
 from collections.abc import Collection, Iterable, Sequence
 
-from schemas.commands import CommandBase, ExpireInactive, MergeContacts
+from schemas.commands import CommandBase, ExpireInactive
 from schemas.events import DomainEvent
-from services.conversation.application.batch_contacts import BatchContacts
+from services.conversation.application.batch_contacts import BatchContacts, scan
 from services.conversation.application.decision import BatchResult, Decision
 from services.conversation.application.handlers import handle
 from services.conversation.application.ports import (
@@ -25,6 +25,7 @@ from services.conversation.application.ports import (
     ReadsBatchAtOnce,
     StoredKeys,
 )
+from services.conversation.application.read_ahead import ReadAhead, ReadsAhead, still_true
 from services.conversation.domain.contact import Contact, aggregate_id
 from services.conversation.domain.errors import LifecycleRejection
 from services.conversation.domain.workspace import Workspace, settings_id
@@ -32,8 +33,6 @@ from services.ingest.domain.normalise import Invalid
 
 __all__ = ["BatchProcessor", "BatchResult", "Decision"]
 
-#: the commands with a key other than their own contact's: none, or a second contact's
-_OTHER_KEYS = (ExpireInactive, MergeContacts)
 #: ``Outcome(*values)`` without the NamedTuple's Python ``__new__`` (hot path)
 _outcome = tuple.__new__
 
@@ -48,9 +47,8 @@ class BatchProcessor:
         #: decided but not yet stored (see :meth:`decide` with ``in_flight``)
         self._in_flight_keys: set[tuple[str, str]] = set()
         #: the decisions in flight (by ``id``): their aggregates are never evicted. Looked
-        #: at only when the cache is over its size (:meth:`_trim`), not counted per
-        #: aggregate for every batch: a 1M-event backlog over 100k contacts paid ~1 µs
-        #: an event for that bookkeeping (docs/runtime.md, "What grows with the backlog")
+        #: at only when the cache is over its size (:meth:`_trim`; docs/runtime.md,
+        #: "What grows with the backlog": counting them per batch cost ~1 µs an event)
         self._pinned: dict[int, Decision] = {}
         #: the aggregates the batch being decided has touched so far
         self._deciding: dict[tuple[str, str], Contact] = {}
@@ -58,6 +56,8 @@ class BatchProcessor:
         self._stored_limit = 0
         #: workspace -> inactivity timeout, read from the store for every batch
         self._timeouts: dict[str, int | None] = {}
+        #: reads issued for batches not decided yet (:meth:`read_ahead`)
+        self._aheads = ReadsAhead()
 
     def assume_stored(self, stored: StoredKeys, *, limit: int = 2_000_000) -> None:
         """Ask the store only about keys and aggregates in ``stored`` (see :class:`StoredKeys`).
@@ -112,6 +112,7 @@ class BatchProcessor:
         """An aggregate left the cache: if it has events, they may be stored now."""
         if self._stored is not None and contact.version:
             self._stored.aggregates.add(contact.id)
+        self._aheads.evicted(contact.id)
 
     def inactivity_timeout(self, workspace_id: str) -> int | None:
         return self._timeouts.get(workspace_id)
@@ -135,17 +136,23 @@ class BatchProcessor:
         ``unknown``: asked with the same round trip where the store can
         (:class:`~.ports.ReadsBatchAtOnce`), else with ``seen``.
         """
-        _, names, wanted = self._scan(items)
+        _, names, wanted = scan(items, self._cache)
         return self._load(names, wanted, unknown)
 
     def _load(self, names: set[str], wanted: dict[uuid.UUID, tuple[str, str]],
               unknown: Collection[tuple[str, str]]) -> set[tuple[str, str]]:
-        """:meth:`load` of what :meth:`_scan` found."""
+        """:meth:`load` of what :func:`.batch_contacts.scan` found."""
         workspaces = {settings_id(ws): ws for ws in names}
         stored = self._stored
         asked = list(wanted) if stored is None else [o for o in wanted if o in stored.aggregates]
         asked.extend(workspaces)
         seen, found = self._read(unknown, asked)
+        self._apply(workspaces, wanted, found)
+        return seen
+
+    def _apply(self, workspaces: dict[uuid.UUID, str], wanted: dict[uuid.UUID, tuple[str, str]],
+               found: dict[uuid.UUID, list[DomainEvent]]) -> None:
+        """The settings in force and the uncached contacts ``wanted``, from ``found``."""
         if workspaces:
             self._timeouts = {
                 ws: Workspace.replay(ws, found.get(oid, [])).inactivity_timeout_seconds
@@ -155,6 +162,35 @@ class BatchProcessor:
                 self._cache[(workspace_id, contact_id)] = Contact.replay(
                     workspace_id, contact_id, found.get(oid, []))
             self._trim()
+
+    def read_ahead(self, items: Sequence[CommandBase | Invalid]) -> ReadAhead:
+        """What deciding ``items`` will need, read now, for :meth:`decide` (``ahead``) or
+        :meth:`drop_ahead`; on any thread (it only looks the cache up). Only what is
+        still true when they are decided is used (:mod:`.read_ahead`)."""
+        keys, names, wanted = scan(items, self._cache)
+        ahead = ReadAhead(keys, names, set(wanted))
+        self._aheads.register(ahead)  # before the store is asked
+        ahead.seen, ahead.found = self._read(keys, [*wanted, *map(settings_id, names)])
+        return ahead
+
+    def drop_ahead(self, ahead: ReadAhead) -> None:  # it will not be used
+        self._aheads.close(ahead)
+
+    def _take(self, ahead: ReadAhead, names: set[str],
+              wanted: dict[uuid.UUID, tuple[str, str]],
+              unknown: Collection[tuple[str, str]]) -> set[tuple[str, str]]:
+        """:meth:`_load` from what ``ahead`` read and is still true; the store for the rest."""
+        self._aheads.close(ahead)
+        if not ahead.valid or self._stored is not None:  # forgotten since: read anew
+            return self._load(names, wanted, unknown)
+        workspaces = {settings_id(ws): ws for ws in names}
+        seen, keys, missing = still_true(ahead, unknown, wanted, workspaces)
+        found = ahead.found
+        if keys or missing:
+            more_seen, more = self._read(keys, missing)
+            seen |= more_seen
+            found = {**found, **{oid: more.get(oid, []) for oid in missing}}
+        self._apply(workspaces, wanted, found)
         return seen
 
     def _read(self, keys: Collection[tuple[str, str]], ids: list[uuid.UUID]
@@ -165,32 +201,6 @@ class BatchProcessor:
         return (store.seen(keys) if keys else set(),
                 store.load_many(ids) if ids else {})
 
-    def _scan(self, items: Sequence[CommandBase | Invalid]
-              ) -> tuple[set[tuple[str, str]], set[str], dict[uuid.UUID, tuple[str, str]]]:
-        """One pass over ``items``: their dedupe keys (``CommandBase.dedup_key``; not of
-        a sweep), their workspaces, and the aggregate ids of the contacts they name
-        that are not cached."""
-        keys: set[tuple[str, str]] = set()
-        names: set[str] = set()
-        wanted: dict[uuid.UUID, tuple[str, str]] = {}
-        cache = self._cache
-        for item in items:
-            if isinstance(item, Invalid):
-                continue
-            workspace_id = item.workspace_id
-            names.add(workspace_id)
-            key = (workspace_id, item.contact_id)
-            if key not in cache:
-                wanted[aggregate_id(*key)] = key
-            if isinstance(item, _OTHER_KEYS):
-                if isinstance(item, ExpireInactive):
-                    continue  # a sweep: never de-duplicated
-                key = (workspace_id, item.secondary_contact_id)
-                if key not in cache:
-                    wanted[aggregate_id(*key)] = key
-            keys.add((workspace_id, item.event_id))
-        return keys, names, wanted
-
     def forget(self, ids: Sequence[tuple[str, str]] | None = None) -> None:
         """Drop cached aggregates (all of them, and any :class:`StoredKeys`, by default)."""
         if ids is None:
@@ -198,6 +208,7 @@ class BatchProcessor:
             self._in_flight_keys.clear()
             self._pinned.clear()
             self._stored = None
+            self._aheads.void()
         else:
             for key in ids:
                 contact = self._cache.pop(key, None)
@@ -205,7 +216,7 @@ class BatchProcessor:
                     self._evicted(contact)
 
     def decide(self, items: Sequence[CommandBase | Invalid], source: str, *,
-               in_flight: bool = False) -> Decision:
+               in_flight: bool = False, ahead: ReadAhead | None = None) -> Decision:
         """Dedupe and apply to the cached aggregates (nothing is stored here).
 
         Until the decision is stored the cache holds unsaved state. With
@@ -213,17 +224,19 @@ class BatchProcessor:
         batches on top of it, and must call :meth:`release` once it is stored, or
         :meth:`forget` (everything) if storing failed; until then its keys count
         as seen and its aggregates stay cached. Without, the caller must store
-        it or :meth:`forget` before deciding the next batch.
+        it or :meth:`forget` before deciding the next batch. ``ahead``: the
+        :meth:`read_ahead` of these ``items`` (used where it is still valid).
         """
         result = BatchResult()
-        keys, names, wanted = self._scan(items)
+        keys, names, wanted = scan(items, self._cache)
         done = keys & self._in_flight_keys  # decided, not stored yet: seen all the same
         unknown = keys - done
         if self._stored is not None:
             outcomes = self._stored.outcomes
             unknown = {key for key in unknown if hash(key) in outcomes}
         # the stored keys, the workspaces' settings and the uncached contacts
-        done |= self._load(names, wanted, unknown)
+        done |= (self._load(names, wanted, unknown) if ahead is None
+                 else self._take(ahead, names, wanted, unknown))
         contacts = BatchContacts(self)
         self._deciding = contacts.touched
         decided: list[tuple[str, str]] = []  # the outcomes' keys, in their order
@@ -245,6 +258,7 @@ class BatchProcessor:
     def release(self, decision: Decision) -> None:
         """An in-flight decision is stored: its keys and aggregates are ordinary again."""
         self._in_flight_keys.difference_update(decision.keys)
+        self._aheads.settled(decision.keys)
         self._remember_stored(decision.keys)
         self._pinned.pop(id(decision), None)
         self._trim()

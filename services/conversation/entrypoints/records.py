@@ -21,6 +21,7 @@ from schemas.command_codec import read_command
 from schemas.commands import CommandBase
 from services.conversation.application.ports import Position
 from services.conversation.application.processor import BatchResult, Decision
+from services.conversation.application.read_ahead import ReadAhead
 from services.ingest.domain.normalise import Invalid, describe
 from services.ingest.entrypoints.gateway_records import read_records
 from services.runtime.fetch import UndecodableRecord
@@ -93,3 +94,30 @@ class _Decided:
     #: gateway input: the DLQ records of its invalid gateway records (acknowledged
     #: before the transaction that moves the position past them is committed)
     dead_letters: RecordBatches | None = None
+
+
+@dataclass(slots=True)
+class _Read:
+    """A group decoded and its store read done ahead of its decision (a worker thread)."""
+
+    group: Group
+    items: Items
+    gateway_items: Items
+    dead_letters: RecordBatches | None
+    ahead: ReadAhead
+
+    def same_group(self, group: Group) -> bool:
+        """``group`` is the one read (the same partitions and record lists)."""
+        return len(group) == len(self.group) and all(
+            tp == read_tp and records is read_records
+            for (tp, records), (read_tp, read_records) in zip(group, self.group, strict=True))
+
+
+@dataclass(slots=True)
+class _Held:
+    """A fetch held for the next round, its decode and store read under way."""
+
+    batches: Batches
+    #: the service's rebalance generation when it was fetched (another one: dropped)
+    generation: int
+    read: asyncio.Future[_Read]
