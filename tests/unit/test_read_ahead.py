@@ -127,6 +127,31 @@ def test_a_contact_evicted_since_the_read_is_read_again() -> None:
     assert store.conflicts == 0
 
 
+def test_a_contact_cached_at_the_read_and_evicted_since_is_loaded_when_used() -> None:
+    store = CountingStore()
+    uow = BatchUnitOfWork(store, cache_size=1)
+    uow.commit(uow.decide(items(ev("message.received", event_id="a", contact="c1")),
+                          "import"))  # c1 cached, stored at versions 1-2
+    third = items(ev("message.sent", event_id="c", contact="c1", t=9))
+    ahead = uow.read_ahead(third)  # c1 cached: not asked
+    uow.commit(uow.decide(items(ev("message.received", event_id="b", contact="c2", t=1)),
+                          "import"))  # evicts c1
+    decision = uow.decide(third, "import", ahead=ahead)
+    assert [e.aggregate_version for e in decision.events] == [3]
+    uow.commit(decision)
+    assert store.conflicts == 0
+
+
+def test_a_read_ahead_of_other_items_is_not_used() -> None:
+    store = CountingStore()
+    uow = BatchUnitOfWork(store)
+    uow.process(items(ev("message.received", event_id="k", contact="c1")))
+    ahead = uow.read_ahead(items(ev("message.received", event_id="x", contact="c9")))
+    decision = uow.decide(items(ev("message.received", event_id="k", contact="c1")), "import",
+                          ahead=ahead)
+    assert (decision.result.duplicate, decision.result.accepted) == (1, 0)
+
+
 def test_a_read_ahead_is_void_once_the_processor_forgets() -> None:
     store = CountingStore()
     uow = BatchUnitOfWork(store)

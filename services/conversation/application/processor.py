@@ -168,7 +168,7 @@ class BatchProcessor:
         :meth:`drop_ahead`; on any thread (it only looks the cache up). Only what is
         still true when they are decided is used (:mod:`.read_ahead`)."""
         keys, names, wanted = scan(items, self._cache)
-        ahead = ReadAhead(keys, names, set(wanted))
+        ahead = ReadAhead(items, keys, names, wanted)
         self._aheads.register(ahead)  # before the store is asked
         ahead.seen, ahead.found = self._read(keys, [*wanted, *map(settings_id, names)])
         return ahead
@@ -180,9 +180,6 @@ class BatchProcessor:
               wanted: dict[uuid.UUID, tuple[str, str]],
               unknown: Collection[tuple[str, str]]) -> set[tuple[str, str]]:
         """:meth:`_load` from what ``ahead`` read and is still true; the store for the rest."""
-        self._aheads.close(ahead)
-        if not ahead.valid or self._stored is not None:  # forgotten since: read anew
-            return self._load(names, wanted, unknown)
         workspaces = {settings_id(ws): ws for ws in names}
         seen, keys, missing = still_true(ahead, unknown, wanted, workspaces)
         found = ahead.found
@@ -228,7 +225,14 @@ class BatchProcessor:
         :meth:`read_ahead` of these ``items`` (used where it is still valid).
         """
         result = BatchResult()
-        keys, names, wanted = scan(items, self._cache)
+        if ahead is not None:
+            self._aheads.close(ahead)
+            if not ahead.valid or ahead.items is not items or self._stored is not None:
+                ahead = None  # forgotten since (or not this batch's): read anew
+        if ahead is None:
+            keys, names, wanted = scan(items, self._cache)
+        else:  # the same items: the same keys and workspaces
+            keys, names, wanted = ahead.keys, ahead.names, ahead.uncached(self._cache)
         done = keys & self._in_flight_keys  # decided, not stored yet: seen all the same
         unknown = keys - done
         if self._stored is not None:

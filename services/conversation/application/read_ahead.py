@@ -29,22 +29,26 @@ from __future__ import annotations
 
 import threading
 import uuid
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Container, Mapping, Sequence
 from dataclasses import dataclass, field
 
+from schemas.commands import CommandBase
 from schemas.events import DomainEvent
+from services.ingest.domain.normalise import Invalid
 
 
 @dataclass(slots=True, eq=False)
 class ReadAhead:
     """The store's answer for one batch, read before it is decided."""
 
+    #: the batch (its decision must be given this very sequence)
+    items: Sequence[CommandBase | Invalid] = ()
     #: the batch's dedupe keys (all of them were asked)
     keys: set[tuple[str, str]] = field(default_factory=set)
     #: its workspaces (their settings were read)
     names: set[str] = field(default_factory=set)
     #: the aggregates asked: the contacts it names that were not cached
-    asked: set[uuid.UUID] = field(default_factory=set)
+    asked: dict[uuid.UUID, tuple[str, str]] = field(default_factory=dict)
     #: of ``keys``, those stored when the read ran
     seen: set[tuple[str, str]] = field(default_factory=set)
     #: stored events of the aggregates asked (contacts and workspace settings)
@@ -55,6 +59,11 @@ class ReadAhead:
     evicted: set[uuid.UUID] = field(default_factory=set)
     #: False once the processor forgot everything (its cache, the decisions in flight)
     valid: bool = True
+
+    def uncached(self, cache: Container[tuple[str, str]]) -> dict[uuid.UUID, tuple[str, str]]:
+        """Of the contacts asked, those still not in ``cache`` (one cached since the read
+        may hold unsaved events; one cached then and evicted since is loaded on use)."""
+        return {oid: key for oid, key in self.asked.items() if key not in cache}
 
 
 class ReadsAhead:
@@ -107,7 +116,7 @@ def still_true(ahead: ReadAhead, unknown: Collection[tuple[str, str]],
     """
     asked = set(unknown)
     seen = asked & (ahead.seen | ahead.settled)
-    fresh = ahead.asked - ahead.evicted
-    missing = [oid for oid in wanted if oid not in fresh]
+    evicted = ahead.evicted
+    missing = [oid for oid in wanted if oid in evicted or oid not in ahead.asked]
     missing.extend(oid for oid, ws in workspaces.items() if ws not in ahead.names)
     return seen, asked - ahead.keys, missing
