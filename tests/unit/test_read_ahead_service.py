@@ -72,13 +72,13 @@ async def consume(store: Store, *, fail_commit: int | None, read_ahead: bool = T
     service._consumer = consumer  # type: ignore[assignment]
     fetch = SafeFetch(consumer, service="conversation")  # type: ignore[arg-type]
     reads: list[ReadAhead] = []
-    read_ahead_of = service.uow.read_ahead
+    prepare = service.uow.prepare_ahead
 
     def counted(items: list[object]) -> ReadAhead:
-        reads.append(read_ahead_of(items))  # type: ignore[arg-type]
+        reads.append(prepare(items))  # type: ignore[arg-type]
         return reads[-1]
 
-    service.uow.read_ahead = counted  # type: ignore[assignment,method-assign]
+    service.uow.prepare_ahead = counted  # type: ignore[assignment,method-assign]
     if fail_commit is not None:  # the commit after number `fail_commit` fails
         def fail_next() -> None:
             store.fail_next_commit = ConnectionError("connection lost")

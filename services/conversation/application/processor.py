@@ -165,13 +165,23 @@ class BatchProcessor:
 
     def read_ahead(self, items: Sequence[CommandBase | Invalid]) -> ReadAhead:
         """What deciding ``items`` will need, read now, for :meth:`decide` (``ahead``) or
-        :meth:`drop_ahead`; on any thread (it only looks the cache up). Only what is
-        still true when they are decided is used (:mod:`.read_ahead`)."""
+        :meth:`drop_ahead`. Only what is still true when they are decided is used
+        (:mod:`.read_ahead`). In two steps: :meth:`prepare_ahead`, :meth:`fill_ahead`."""
+        ahead = self.prepare_ahead(items)
+        self.fill_ahead(ahead)
+        return ahead
+
+    def prepare_ahead(self, items: Sequence[CommandBase | Invalid]) -> ReadAhead:
+        """What :meth:`fill_ahead` will ask about ``items`` (registered before it asks)."""
         keys, names, wanted = scan(items, self._cache)
         ahead = ReadAhead(items, keys, names, wanted)
-        self._aheads.register(ahead)  # before the store is asked
-        ahead.seen, ahead.found = self._read(keys, [*wanted, *map(settings_id, names)])
+        self._aheads.register(ahead)
         return ahead
+
+    def fill_ahead(self, ahead: ReadAhead) -> None:
+        """The store read of :meth:`prepare_ahead`: on any thread (no cache is touched)."""
+        ahead.seen, ahead.found = self._read(
+            ahead.keys, [*ahead.asked, *map(settings_id, ahead.names)])
 
     def drop_ahead(self, ahead: ReadAhead) -> None:  # it will not be used
         self._aheads.close(ahead)

@@ -77,6 +77,14 @@ class BatchUnitOfWork:
         (any thread): give it to :meth:`decide`, or :meth:`drop_ahead` it."""
         return self.processor.read_ahead(items)
 
+    def prepare_ahead(self, items: Items) -> ReadAhead:
+        """:meth:`read_ahead` in two steps: this one where the batch is decided, then
+        :meth:`fill_ahead` (the store read) on any thread."""
+        return self.processor.prepare_ahead(items)
+
+    def fill_ahead(self, ahead: ReadAhead) -> None:
+        self.processor.fill_ahead(ahead)
+
     def drop_ahead(self, ahead: ReadAhead) -> None:
         self.processor.drop_ahead(ahead)
 

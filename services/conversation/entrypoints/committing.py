@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
@@ -54,6 +55,8 @@ class BatchCommitting:
     _pending: _Decided | None
     #: a full fetch held for the next round while its store read runs (:meth:`_step`)
     _held: _Held | None
+    #: the thread of the store reads started ahead (``BatchUnitOfWork.fill_ahead``)
+    _reader: ThreadPoolExecutor
     #: hold full fetches and read their store answers ahead (``BONYCHAT_CONVERSATION_READ_AHEAD``)
     read_ahead: bool
     batch_records: int
@@ -78,25 +81,28 @@ class BatchCommitting:
         storage's positions (:meth:`ConversationService._recover`).
 
         Under a backlog (a full fetch, with ``read_ahead``) the fetch is held for
-        the next round instead: its decode and store read (dedupe probe, uncached
-        contacts, settings: :meth:`BatchUnitOfWork.read_ahead`) start now, on a
-        thread of their own, while ``held`` -- the fetch held by the previous
-        round -- is decided with the answer its own read ahead got meanwhile.
+        the next round instead: the deciding thread decodes it first and starts
+        its store read (dedupe probe, uncached contacts, settings:
+        :meth:`BatchUnitOfWork.prepare_ahead`, then ``fill_ahead`` on the reader
+        thread), then decides ``held`` -- the fetch held by the previous round --
+        with the answer its own read got meanwhile. The read waits on PostgreSQL
+        while Python decides; decoding and deciding stay on one thread.
         """
+        start: _Held | None = None  # to hold: decoded, its read started, by the next job
         units: list[tuple[Batches, _Held | None]] = []
         if held is not None:
             units.append((held.batches, held))
         if batches and self.read_ahead and self._full(batches):
-            self._held = self._hold(consumer, batches)  # read while `held` is decided
-            if self._held is None:
-                units.append((batches, None))
-        elif batches:
+            start = self._held = self._hold(consumer, batches)
+        if batches and start is None:
             units.append((batches, None))
-        if not units:
-            await self._settle()
-            return
         for unit, unit_held in units:
-            await self._decide_unit(consumer, unit, unit_held)
+            await self._decide_unit(consumer, unit, unit_held, start)
+            start = None
+        if start is not None or not units:
+            if start is not None:
+                await asyncio.to_thread(self._start_read, start)
+            await self._settle()
 
     def _follows(self, batches: Batches, held: _Held | None = None) -> bool:
         """Each partition's records ascend from after the last offset decided (or held)."""
@@ -127,51 +133,40 @@ class BatchCommitting:
         return [jobs] if self.many_positions else [[job] for job in jobs]
 
     def _hold(self, consumer: AIOKafkaConsumer, batches: Batches) -> _Held | None:
-        """``batches`` held for the next round, its decode and store read started."""
+        """``batches`` held for the next round (None: several transactions, not held)."""
         groups = self._groups(consumer, batches)
-        if len(groups) != 1:  # several transactions: decided as they come
-            return None
-        read = asyncio.ensure_future(asyncio.to_thread(self._read_ahead, groups[0]))
-        return _Held(batches, self._generation, read)
+        return _Held(batches, self._generation, groups[0]) if len(groups) == 1 else None
 
-    def _read_ahead(self, group: Group) -> _Read:
-        """Decode a group and read what deciding it needs (worker thread)."""
+    def _start_read(self, held: _Held) -> None:
+        """Decode a held group; start the store read of what deciding it needs (the
+        deciding thread; the read itself runs on the reader thread)."""
         out = self._dead_letter_batches()
-        items, gateway_items = read_group(group, self.gateway_topic, self.dlq_topic, out)
-        return _Read(group, items, gateway_items, out, self.uow.read_ahead(items))
+        items, gateway_items = read_group(held.group, self.gateway_topic, self.dlq_topic, out)
+        ahead = self.uow.prepare_ahead(items)
+        held.read = _Read(held.group, items, gateway_items, out, ahead,
+                          self._reader.submit(self.uow.fill_ahead, ahead))
 
     def _drop_held(self) -> None:
         """The held fetch will not be decided (a rebalance, a seek, a failure)."""
         held, self._held = self._held, None
-        if held is not None:
-            held.read.add_done_callback(self._dropped)
-
-    def _dropped(self, future: asyncio.Future[_Read]) -> None:
-        if not future.cancelled() and future.exception() is None:
-            self.uow.drop_ahead(future.result().ahead)
+        if held is not None and held.read is not None:
+            self.uow.drop_ahead(held.read.ahead)
 
     async def _decide_unit(self, consumer: AIOKafkaConsumer, batches: Batches,
-                           held: _Held | None) -> None:
-        """Decide one fetch's groups in order, each committed after the previous one."""
-        read: _Read | None = None
-        try:
-            read = await held.read if held is not None else None
-        except BaseException:
-            await self._settle()
-            raise
+                           held: _Held | None, start: _Held | None) -> None:
+        """Decide one fetch's groups in order, each committed after the previous one;
+        the first job starts the read of ``start`` first."""
+        read = held.read if held is not None else None
         groups = self._groups(consumer, batches)
-        if not groups:
-            if read is not None:
-                self.uow.drop_ahead(read.ahead)
-            await self._settle()
-            return
+        if not groups and read is not None:
+            self.uow.drop_ahead(read.ahead)
         for group in groups:
             try:
-                decided = await asyncio.to_thread(self._decide_ahead, group, read)
+                decided = await asyncio.to_thread(self._decide_ahead, group, read, start)
             except BaseException:
                 await self._settle()
                 raise
-            read = None  # the first group's, if it was that one
+            read = start = None  # the first group's
             for tp, records in group:  # N+1 continues from here, once N is stored
                 self._after[tp] = records[-1].offset
             # N+1's DLQ records go out while N commits; N+1 commits after their acks
@@ -180,6 +175,10 @@ class BatchCommitting:
             await self._settle()  # raises if N failed: N+1 is dropped
             decided.commit = asyncio.ensure_future(self._write(decided, acks))
             self._pending = decided
+        if start is not None:  # nothing decided here
+            await asyncio.to_thread(self._start_read, start)
+        if not groups:
+            await self._settle()
 
     async def _write(self, decided: _Decided, acks: list[asyncio.Future[Any]]) -> BatchResult:
         """The transaction of ``decided``, once the broker has its DLQ records.
@@ -203,10 +202,15 @@ class BatchCommitting:
             return None
         return RecordBatches(self.producer, self._dlq_partitions)
 
-    def _decide_ahead(self, group: Group, read: _Read | None = None) -> _Decided:
-        """Decode and decide a group (worker thread); ``read``: its read ahead, if any."""
+    def _decide_ahead(self, group: Group, read: _Read | None = None,
+                      start: _Held | None = None) -> _Decided:
+        """Decode and decide a group (worker thread); ``read``: its read ahead, if any;
+        ``start``: a held fetch whose read to start first."""
+        if start is not None:
+            self._start_read(start)
         started = time.perf_counter()
         if read is not None and read.same_group(group):
+            read.filled.result()  # the store read, on the reader thread: done by now, mostly
             items, gateway_items, out = read.items, read.gateway_items, read.dead_letters
             ahead = read.ahead
         else:

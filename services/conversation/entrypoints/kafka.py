@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from concurrent.futures import ThreadPoolExecutor
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import KafkaError
@@ -46,7 +47,6 @@ from services.conversation.entrypoints.records import (
     Group,
     Records,
     _Decided,
-    _Held,
     decode,
     position_name,
 )
@@ -124,8 +124,8 @@ class ConversationService(BatchCommitting):
         #: stored (-1: none); each commit must find its partition exactly there
         self._after: dict[TopicPartition, int] = {}
         self._pending: _Decided | None = None  # committing in a worker thread
-        self.read_ahead = read_ahead
-        self._held: _Held | None = None  # a full fetch for the next round, being read
+        self.read_ahead, self._held = read_ahead, None  # a full fetch for the next round
+        self._reader = ThreadPoolExecutor(1, thread_name_prefix="conversation-read-ahead")
         self._done: dict[TopicPartition, int] = {}  # next offsets, for the lag-only commit
         self._lag_committed = 0.0
         #: counts rebalances: a fetch that overlapped one is not used (see :meth:`_round`)
@@ -254,9 +254,8 @@ class ConversationService(BatchCommitting):
             if self._unpositioned or generation != self._generation \
                     or (held is not None and held.generation != generation) \
                     or not self._follows(batches, held):
-                self._held = held
+                self._held, held = held, None
                 self._drop_held()
-                held = None
                 self._unpositioned |= consumer.assignment()
                 await self._settle()  # so that the positions read next include it
                 await self._seek_tracked()

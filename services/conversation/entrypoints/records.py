@@ -12,6 +12,7 @@ ingest's own code, not a dead letter in storage.
 from __future__ import annotations
 
 import asyncio
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 
 from aiokafka import ConsumerRecord, TopicPartition
@@ -104,7 +105,10 @@ class _Read:
     items: Items
     gateway_items: Items
     dead_letters: RecordBatches | None
+    #: what the store is asked (kept up to date by the processor until it is used)
     ahead: ReadAhead
+    #: the store read of ``ahead`` (``BatchUnitOfWork.fill_ahead``) on the reader thread
+    filled: Future[None]
 
     def same_group(self, group: Group) -> bool:
         """``group`` is the one read (the same partitions and record lists)."""
@@ -115,9 +119,12 @@ class _Read:
 
 @dataclass(slots=True)
 class _Held:
-    """A fetch held for the next round, its decode and store read under way."""
+    """A fetch held for the next round (decoded and its store read started by the
+    deciding thread's next job)."""
 
     batches: Batches
     #: the service's rebalance generation when it was fetched (another one: dropped)
     generation: int
-    read: asyncio.Future[_Read]
+    #: what is decided of it (one transaction)
+    group: Group
+    read: _Read | None = None
