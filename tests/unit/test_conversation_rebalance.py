@@ -127,7 +127,7 @@ async def consume(tmp: Path, rebalance_at: int, batch_records: int | None = None
             bootstrap="unused", topics=TOPICS, group_prefix="t",
             tuning=KafkaTuning(max_poll_records=2) if batch_records else KafkaTuning(),
             events=stores.events, metrics=RuntimeMetrics(), health=Health(),
-            batch_records=batch_records)
+            batch_records=batch_records, read_ahead=batch_records is not None)
         consumer = RebalancingConsumer(command_values(), range(GOOD_BEFORE, GOOD_BEFORE + BAD),
                                        service, rebalance_at)
         service._consumer = consumer  # type: ignore[assignment]

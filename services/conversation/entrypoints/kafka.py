@@ -92,7 +92,7 @@ class ConversationService(BatchCommitting):
                  tuning: KafkaTuning, events: EventStore, metrics: RuntimeMetrics,
                  health: Health, cache_size: int = 200_000,
                  batch_records: int | None = None,
-                 producer: AIOKafkaProducer | None = None, read_ahead: bool = True) -> None:
+                 producer: AIOKafkaProducer | None = None, read_ahead: bool = False) -> None:
         self.bootstrap = bootstrap
         self.topics = topics
         self.group = group_id(group_prefix, SERVICE)
