@@ -8,14 +8,17 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+import psycopg
 import pytest
 from test_store_contract import generate_lines, snapshot
 
 from services.composition import Stores
 from services.composition.postgres import open_postgres_stores
 from services.in_process.pipeline import EmbeddedPipeline
+from services.projections.adapters.deferred_indexes import SECONDARY
 from services.projections.application import replay as partitioned
 from services.projections.application.projector import EVENT_STORE_POSITION
+from services.runtime.pg import connection_params
 
 
 @pytest.fixture
@@ -37,12 +40,24 @@ def imported(postgres_url: str, monkeypatch: pytest.MonkeyPatch
 def test_partitioned_replay_rebuilds_the_same_rows(imported: tuple[Stores, dict[str, Any]],
                                                    workers: int) -> None:
     stores, expected = imported
+    before = indexes(stores)
+    assert {name for name, _ in SECONDARY} < before
     replayed = EmbeddedPipeline(stores.events, stores.read_models).projection.replay(
         stores.events, workers=workers)
     newest = stores.events.max_notification_id()
     assert replayed == newest
+    assert indexes(stores) == before
     assert stores.read_models.position(EVENT_STORE_POSITION) == newest
     assert {**snapshot(stores), "cells": cells(stores)} == expected
+
+
+def indexes(stores: Stores) -> set[str]:
+    """The names of the rows' indexes (the replay drops the secondary ones meanwhile)."""
+    datastore = stores.read_models.datastore  # type: ignore[attr-defined]
+    with datastore.transaction(commit=False) as curs:
+        curs.execute("SELECT indexname FROM pg_indexes WHERE schemaname = %s "
+                     "AND tablename = 'conversations'", (datastore.schema,))
+        return {row["indexname"] for row in curs.fetchall()}
 
 
 def cells(stores: Stores) -> list[tuple[Any, ...]]:
@@ -62,8 +77,10 @@ def test_a_failed_worker_falls_back_to_one_process(imported: tuple[Stores, dict[
         raise RuntimeError("worker crashed")
 
     monkeypatch.setattr(partitioned, "_project_partition", broken)
+    before = indexes(stores)
     projection = EmbeddedPipeline(stores.events, stores.read_models).projection
     assert projection.replay(stores.events, workers=2) == stores.events.max_notification_id()
+    assert indexes(stores) == before  # dropped for the workers, built again
     stores.read_models.refresh_cells()  # type: ignore[attr-defined]
     assert {**snapshot(stores), "cells": cells(stores)} == expected
 
@@ -118,3 +135,28 @@ def test_cells_that_cannot_be_written_are_rebuilt_from_the_rows(
     assert int((tmp_path / "refused").read_text()) > 0  # worker 1 had cells to write
     assert {**snapshot(stores), "cells": cells(stores)} == expected
 
+
+
+def test_the_workers_copy_the_rows_without_the_secondary_indexes(
+        imported: tuple[Stores, dict[str, Any]], monkeypatch: pytest.MonkeyPatch,
+        tmp_path: Path) -> None:
+    stores, expected = imported
+    copy_rows = stores.read_models.copy_rows  # type: ignore[attr-defined]
+
+    datastore = stores.read_models.datastore  # type: ignore[attr-defined]
+
+    def seen(rows: Any) -> None:  # in each worker: a connection of its own, not the pool's
+        with psycopg.connect(**connection_params(datastore)) as conn:
+            names = conn.execute("SELECT indexname FROM pg_indexes WHERE schemaname = %s AND "
+                                 "tablename = 'conversations'", (datastore.schema,)).fetchall()
+        (tmp_path / multiprocessing.current_process().name).write_bytes(
+            orjson.dumps(sorted(row[0] for row in names)))
+        copy_rows(rows)
+
+    monkeypatch.setattr(stores.read_models, "copy_rows", seen)
+    projection = EmbeddedPipeline(stores.events, stores.read_models).projection
+    assert projection.replay(stores.events, workers=2) == stores.events.max_notification_id()
+    assert [orjson.loads(path.read_bytes()) for path in sorted(tmp_path.iterdir())] == [
+        ["conversations_pkey"], ["conversations_pkey"]]
+    assert {name for name, _ in SECONDARY} < indexes(stores)
+    assert {**snapshot(stores), "cells": cells(stores)} == expected

@@ -19,6 +19,7 @@ from psycopg.rows import tuple_row
 from psycopg.sql import SQL, Composed
 
 from services.conversation.application.ports import Position
+from services.projections.adapters import deferred_indexes
 from services.projections.adapters.cells_parts import (
     copy_part,
     mark_ready,
@@ -178,6 +179,14 @@ class PostgresReadModelStore(SnapshotWriter, PostgresPages):
         """One disjoint part of the cells, on a connection of its own (a replay worker's);
         the cells stay not ready until :meth:`cells_ready`."""
         return copy_part(self.cells, self.datastore, cells)
+
+    def drop_indexes(self) -> None:
+        """Before a replay copies every row: no secondary index (:mod:`.deferred_indexes`)."""
+        deferred_indexes.drop(self.datastore)
+
+    def create_indexes(self, parts: int = 1) -> None:
+        """Once every row is in: the secondary indexes again, ``parts`` at once."""
+        deferred_indexes.create(self.datastore, parts)
 
     def cells_ready(self) -> None:
         """Every part copied by :meth:`copy_cells` is in: mark the cells ready."""

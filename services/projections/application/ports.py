@@ -121,6 +121,19 @@ class CellKeeper(Protocol):
 
 
 @runtime_checkable
+class DeferredIndexes(Protocol):
+    """Drops the rows' secondary indexes while a replay copies every row in bulk."""
+
+    def drop_indexes(self) -> None:
+        """The rows are empty (just reset): drop every index but the primary key."""
+        ...
+
+    def create_indexes(self, parts: int = 1) -> None:
+        """Every row is in: build the dropped indexes, ``parts`` connections at once."""
+        ...
+
+
+@runtime_checkable
 class PageCounter(Protocol):
     """Counts and pages the Dashboard's and the drill-down's rows in the database."""
 

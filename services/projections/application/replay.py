@@ -38,7 +38,7 @@ from typing import Any
 
 from schemas.stored_rows import row_event
 from services.conversation.application.ports import PartitionedEventReader as PartitionedEvents
-from services.projections.application.ports import CellKeeper, RowCopier
+from services.projections.application.ports import CellKeeper, DeferredIndexes, RowCopier
 from services.projections.application.replay_cells import (
     CellsLink,
     keep_own_ends,
@@ -167,7 +167,10 @@ def replay_partitioned(events: PartitionedEvents, store: RowCopier, upto: int, p
                        cells: CellKeeper | None = None) -> tuple[int, bool | None]:
     """Write the rows of every event up to ``upto`` with ``parts`` worker processes.
 
-    The read model must be empty (just reset); returns the events projected and,
+    The read model must be empty (just reset). A store that can
+    (:class:`~.ports.DeferredIndexes`) has its secondary indexes dropped while the
+    workers copy the rows and built again afterwards, whether they succeed or not.
+    Returns the events projected and,
     when ``cells`` is given, whether every worker copied the metric cells it owns
     (:mod:`.replay_cells`; they are not marked ready: the caller does, or rebuilds
     them from the rows when False).
@@ -176,6 +179,22 @@ def replay_partitioned(events: PartitionedEvents, store: RowCopier, upto: int, p
         context = multiprocessing.get_context("fork")
     except ValueError as exc:
         raise PartitionedReplayFailed("no fork on this platform") from exc
+    indexes = store if isinstance(store, DeferredIndexes) else None
+    if indexes is None:
+        return _run_workers(events, store, upto, parts, context=context, progress=progress,
+                            cells=cells)
+    indexes.drop_indexes()
+    try:
+        return _run_workers(events, store, upto, parts, context=context, progress=progress,
+                            cells=cells)
+    finally:
+        indexes.create_indexes(parts)
+
+
+def _run_workers(events: PartitionedEvents, store: RowCopier, upto: int, parts: int, *,
+                 context: Any, progress: Callable[[int], None] | None,
+                 cells: CellKeeper | None) -> tuple[int, bool | None]:
+    """:func:`replay_partitioned`'s worker processes, started and waited for."""
     counter = context.Value("q", 0)
     made, readers, ends = links(context, parts, cells) if cells is not None else ([], [], [])
     processes = [context.Process(target=_project_partition, name=f"bonychat-replay-{part}",
