@@ -23,11 +23,13 @@ help: ## list the targets
 $(RUNTIME_STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet -e .
+	$(PY) -m compileall -q services schemas >/dev/null  # bytecode: each start no longer compiles them
 	@touch $(RUNTIME_STAMP)
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -m compileall -q services schemas >/dev/null  # bytecode: each start no longer compiles them
 	@touch $(RUNTIME_STAMP) $(STAMP)
 
 install: $(STAMP) ## create .venv and install the package with its dev tools
