@@ -65,6 +65,8 @@ class FakeEventStore:
         self.dead_letters: list[DeadLetter] = []
         self.positions: dict[str, set[int]] = {}
         self.commits = 0
+        #: commits refused with :class:`ConcurrencyConflict` (an injected one included)
+        self.conflicts = 0
         self.fail_next_commit: BaseException | None = None
         #: run once right after the next successful commit (another process "gets in")
         self.after_next_commit: Callable[[], object] | None = None
@@ -83,6 +85,15 @@ class FakeEventStore:
     def commit(self, events: Sequence[DomainEvent], outcomes: Sequence[Outcome],
                dead_letters: Sequence[DeadLetter], position: Position | None,
                read: Mapping[uuid.UUID, int] | None = None) -> list[int]:
+        try:
+            return self._commit(events, outcomes, dead_letters, position, read)
+        except ConcurrencyConflict:
+            self.conflicts += 1
+            raise
+
+    def _commit(self, events: Sequence[DomainEvent], outcomes: Sequence[Outcome],
+                dead_letters: Sequence[DeadLetter], position: Position | None,
+                read: Mapping[uuid.UUID, int] | None) -> list[int]:
         if self.fail_next_commit is not None:
             error, self.fail_next_commit = self.fail_next_commit, None
             raise error

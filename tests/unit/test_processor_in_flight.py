@@ -3,16 +3,12 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Collection
 
 from fakes import FakeEventStore
 
 from schemas.events import DomainEvent
 from services.conversation.application.ports import (
-    ConcurrencyConflict,
-    DeadLetter,
-    Outcome,
-    Position,
     StoredKeys,
 )
 from services.conversation.application.processor import BatchProcessor
@@ -74,7 +70,6 @@ class CountingStore(FakeEventStore):
         super().__init__()
         self.asked_keys: list[tuple[str, str]] = []
         self.asked_aggregates: list[object] = []
-        self.conflicts = 0
 
     def seen(self, keys: Collection[tuple[str, str]]) -> set[tuple[str, str]]:
         self.asked_keys.extend(keys)
@@ -85,15 +80,6 @@ class CountingStore(FakeEventStore):
         # the workspace settings are read for every batch (CONTRACT §6.1): not counted
         self.asked_aggregates.extend(o for o in originator_ids if o != settings_id("ws1"))
         return super().load_many(originator_ids)
-
-    def commit(self, events: Sequence[DomainEvent], outcomes: Sequence[Outcome],
-               dead_letters: Sequence[DeadLetter], position: Position | None,
-               read: Mapping[uuid.UUID, int] | None = None) -> list[int]:
-        try:
-            return super().commit(events, outcomes, dead_letters, position, read)
-        except ConcurrencyConflict:
-            self.conflicts += 1
-            raise
 
 
 def test_with_stored_keys_only_what_may_be_stored_is_asked() -> None:

@@ -10,18 +10,12 @@ false, and fails if the decision used it.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Collection
 
 from fakes import FakeEventStore
 
 from schemas.commands import CommandBase
 from schemas.events import DomainEvent
-from services.conversation.application.ports import (
-    ConcurrencyConflict,
-    DeadLetter,
-    Outcome,
-    Position,
-)
 from services.conversation.application.unit_of_work import BatchUnitOfWork
 from services.ingest.domain.normalise import Invalid, parse
 from tests.unit.harness import ev, line
@@ -37,7 +31,6 @@ class CountingStore(FakeEventStore):
     def __init__(self) -> None:
         super().__init__()
         self.reads = 0
-        self.conflicts = 0
 
     def seen(self, keys: Collection[tuple[str, str]]) -> set[tuple[str, str]]:
         self.reads += 1
@@ -47,15 +40,6 @@ class CountingStore(FakeEventStore):
                   ) -> dict[uuid.UUID, list[DomainEvent]]:
         self.reads += 1
         return super().load_many(originator_ids)
-
-    def commit(self, events: Sequence[DomainEvent], outcomes: Sequence[Outcome],
-               dead_letters: Sequence[DeadLetter], position: Position | None,
-               read: Mapping[uuid.UUID, int] | None = None) -> list[int]:
-        try:
-            return super().commit(events, outcomes, dead_letters, position, read)
-        except ConcurrencyConflict:
-            self.conflicts += 1
-            raise
 
 
 def test_a_read_ahead_answers_the_decision_without_another_read() -> None:

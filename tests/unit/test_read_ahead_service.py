@@ -12,18 +12,9 @@ offset.
 from __future__ import annotations
 
 import asyncio
-import uuid
-from collections.abc import Mapping, Sequence
 
 from fakes import FakeEventStore
 
-from schemas.events import DomainEvent
-from services.conversation.application.ports import (
-    ConcurrencyConflict,
-    DeadLetter,
-    Outcome,
-    Position,
-)
 from services.conversation.application.read_ahead import ReadAhead
 from services.conversation.entrypoints.kafka import ConversationService
 from services.ingest.domain.normalise import Invalid, parse
@@ -38,21 +29,6 @@ from tests.unit.test_conversation_rebalance import TOPICS, TP, RebalancingConsum
 ORDER = [0, 1, 1, 2, 3, 2, 4, 5, 6, 7, 8, 9]
 
 
-class Store(FakeEventStore):
-    def __init__(self) -> None:
-        super().__init__()
-        self.conflicts = 0
-
-    def commit(self, events: Sequence[DomainEvent], outcomes: Sequence[Outcome],
-               dead_letters: Sequence[DeadLetter], position: Position | None,
-               read: Mapping[uuid.UUID, int] | None = None) -> list[int]:
-        try:
-            return super().commit(events, outcomes, dead_letters, position, read)
-        except ConcurrencyConflict:
-            self.conflicts += 1
-            raise
-
-
 def values() -> list[bytes]:
     out = []
     for n in ORDER:
@@ -62,7 +38,7 @@ def values() -> list[bytes]:
     return out
 
 
-async def consume(store: Store, *, fail_commit: int | None, read_ahead: bool = True
+async def consume(store: FakeEventStore, *, fail_commit: int | None, read_ahead: bool = True
                   ) -> tuple[ConversationService, int]:
     service = ConversationService(
         bootstrap="unused", topics=TOPICS, group_prefix="t",
@@ -109,7 +85,7 @@ async def consume(store: Store, *, fail_commit: int | None, read_ahead: bool = T
 
 
 def test_held_fetches_with_repeated_keys_are_each_accepted_once() -> None:
-    store = Store()
+    store = FakeEventStore()
     _, counts = asyncio.run(consume(store, fail_commit=None))
     reads, failures = divmod(counts, 100)
     assert reads >= 4 and failures == 0  # the fetches were read ahead
@@ -119,7 +95,7 @@ def test_held_fetches_with_repeated_keys_are_each_accepted_once() -> None:
 
 
 def test_a_failed_commit_drops_the_held_fetch_and_resumes_from_storage() -> None:
-    store = Store()
+    store = FakeEventStore()
     service, counts = asyncio.run(consume(store, fail_commit=2))
     assert counts % 100 == 1  # the commit failed once
     assert sorted(key[1] for key in store.outcomes) == sorted(f"e{n}" for n in set(ORDER))
@@ -129,7 +105,7 @@ def test_a_failed_commit_drops_the_held_fetch_and_resumes_from_storage() -> None
 
 
 def test_without_read_ahead_nothing_is_held() -> None:
-    store = Store()
+    store = FakeEventStore()
     _, counts = asyncio.run(consume(store, fail_commit=None, read_ahead=False))
     assert counts == 0
     assert sorted(key[1] for key in store.outcomes) == sorted(f"e{n}" for n in set(ORDER))

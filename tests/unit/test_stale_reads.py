@@ -19,7 +19,6 @@ from fakes import FakeEventStore
 from schemas.events import DomainEvent
 from services.conversation.adapters.store_sqlite import read_by
 from services.conversation.application.ports import (
-    ConcurrencyConflict,
     DeadLetter,
     EncodedBatch,
     Outcome,
@@ -41,17 +40,12 @@ class RecordingStore(FakeEventStore):
     def __init__(self) -> None:
         super().__init__()
         self.reads: list[dict[uuid.UUID, int]] = []
-        self.conflicts = 0
 
     def commit(self, events: Sequence[DomainEvent], outcomes: Sequence[Outcome],
                dead_letters: Sequence[DeadLetter], position: Position | None,
                read: Mapping[uuid.UUID, int] | None = None) -> list[int]:
         self.reads.append(dict(read or {}))
-        try:
-            return super().commit(events, outcomes, dead_letters, position, read)
-        except ConcurrencyConflict:
-            self.conflicts += 1
-            raise
+        return super().commit(events, outcomes, dead_letters, position, read)
 
 
 def test_a_rejection_on_a_contact_merged_meanwhile_is_decided_again() -> None:
