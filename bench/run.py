@@ -182,26 +182,30 @@ class Bench:
         """``p.low_rate`` then ``p.latency_rate`` events/s offered to the running services
         (suffix "": right after the backlog; "_settled": after :mod:`bench.settle`)."""
         p = self.p
-        seeds = (13, 11) if not suffix else (17, 19)  # settled: other lines, other ids
-        count = int(p.low_rate * p.low_rate_seconds)
-        self.step(f"latency{suffix}: {count:,} events at {p.low_rate:,}/s")
-        timed = latency.latency_records(latency_lines(count, p.contacts, p.workspaces,
-                                                      seeds[0]), b"low-" if not suffix
-                                        else b"slo-")
-        low = await latency.measure_latency(world, timed, p.low_rate, database_watch=True)
+        settled = bool(suffix)  # settled: other lines, other ids
+        low = await self.offered(world, p.low_rate, p.low_rate_seconds, suffix,
+                                 seed=17 if settled else 13,
+                                 prefix=b"slo-" if settled else b"low-")
         r[f"latency_low_rate{suffix}"] = low
         r[f"cpu_us_per_event_low_rate{suffix}"] = low["cpu_us_per_event"]
         r[f"pipeline_cores_at_low_rate{suffix}"] = low["cpu_cores"].get("pipeline", {}).get(
             "mean_cores")
-        count = int(p.latency_rate * p.latency_seconds)
-        self.step(f"latency{suffix}: {count:,} events at {p.latency_rate:,}/s")
-        timed = latency.latency_records(latency_lines(count, p.contacts, p.workspaces,
-                                                      seeds[1]), b"lat-" if not suffix
-                                        else b"sla-")
-        lat = await latency.measure_latency(world, timed, p.latency_rate, database_watch=True)
+        lat = await self.offered(world, p.latency_rate, p.latency_seconds, suffix,
+                                 seed=19 if settled else 11,
+                                 prefix=b"sla-" if settled else b"lat-")
         r[f"latency{suffix}"] = lat
         r[f"latency_p50_ms{suffix}"], r[f"latency_p99_ms{suffix}"] = lat["p50_ms"], lat["p99_ms"]
         r[f"cpu_us_per_event_at_latency_rate{suffix}"] = lat["cpu_us_per_event"]
+
+    async def offered(self, world: e2e.World, rate: int, seconds: float, suffix: str, *,
+                      seed: int, prefix: bytes) -> dict[str, Any]:
+        """Publish ``rate * seconds`` latency lines at ``rate``/s; their measurement."""
+        p = self.p
+        count = int(rate * seconds)
+        self.step(f"latency{suffix}: {count:,} events at {rate:,}/s")
+        timed = latency.latency_records(
+            latency_lines(count, p.contacts, p.workspaces, seed), prefix)
+        return await latency.measure_latency(world, timed, rate, database_watch=True)
 
     async def e2e_world(self, key: str, events: int, partitions: int, copies: int,
                         concurrent: bool) -> dict[str, Any]:
