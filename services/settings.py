@@ -110,12 +110,6 @@ class Settings(BaseSettings):
     #: writers). Switch with every conversation copy stopped (docs/runtime.md,
     #: "Conversation input")
     conversation_input: Literal["commands", "gateway"] = "gateway"
-    #: True: under a backlog (a full fetch) the conversation service holds each fetch
-    #: for one round and reads what deciding it needs (dedupe probe, uncached
-    #: contacts, settings) on a reader thread while the previous fetch is decided,
-    #: instead of at the start of its decision. Off by default: measured slower at
-    #: the 1M backlog (docs/runtime.md, "Overlapping the next batch's read with deciding")
-    conversation_read_ahead: bool = False
     #: the outbox relay runs inside ``serve --services conversation`` (False: only as
     #: ``--services relay``)
     relay_with_conversation: bool = True

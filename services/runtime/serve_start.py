@@ -140,7 +140,7 @@ async def start_kafka(proc: Process, names: list[str], bootstrap: str,
     if "conversation" in names:
         proc.runners["conversation"] = ConversationService(
             events=stores.events, producer=proc.producer if gateway_input else None,
-            read_ahead=settings.conversation_read_ahead, **kafka, **common).run
+            **kafka, **common).run
     if "conversation" in names:  # sweep requests go to the owners of the contacts
         from services.projections.entrypoints.sweep import InactivitySweep
 

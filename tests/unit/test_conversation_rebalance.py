@@ -127,7 +127,7 @@ async def consume(tmp: Path, rebalance_at: int, batch_records: int | None = None
             bootstrap="unused", topics=TOPICS, group_prefix="t",
             tuning=KafkaTuning(max_poll_records=2) if batch_records else KafkaTuning(),
             events=stores.events, metrics=RuntimeMetrics(), health=Health(),
-            batch_records=batch_records, read_ahead=batch_records is not None)
+            batch_records=batch_records)
         consumer = RebalancingConsumer(command_values(), range(GOOD_BEFORE, GOOD_BEFORE + BAD),
                                        service, rebalance_at)
         service._consumer = consumer  # type: ignore[assignment]
@@ -136,8 +136,7 @@ async def consume(tmp: Path, rebalance_at: int, batch_records: int | None = None
         last = len(consumer.values) - 1
         for _ in range(200):
             await service._round(consumer, fetch)  # type: ignore[arg-type]
-            if service._pending is None and service._held is None \
-                    and stores.events.position(f"{TP.topic}:0") == last \
+            if service._pending is None and stores.events.position(f"{TP.topic}:0") == last \
                     and consumer.calls >= rebalance_at:
                 break
         async with service._busy:
@@ -151,11 +150,11 @@ async def consume(tmp: Path, rebalance_at: int, batch_records: int | None = None
         stores.close()
 
 
-@pytest.mark.parametrize("batch_records", [None, 2], ids=["decided-at-once", "read-ahead"])
+@pytest.mark.parametrize("batch_records", [None, 2], ids=["default-tuning", "two-record-fetches"])
 @pytest.mark.parametrize("rebalance_at", range(1, 16))
 def test_a_rebalance_during_any_fetch_call_handles_each_record_once(
         tmp_path: Path, rebalance_at: int, batch_records: int | None) -> None:
-    """``read-ahead``: full fetches (two records) are held and read ahead a round."""
+    """``two-record-fetches``: each fetch is decided while the previous one commits."""
     reasons, accepted, position, rebalanced = asyncio.run(
         consume(tmp_path, rebalance_at, batch_records))
     assert rebalanced

@@ -25,7 +25,6 @@ from services.conversation.application.ports import (
     ReadsBatchAtOnce,
     StoredKeys,
 )
-from services.conversation.application.read_ahead import ReadAhead, ReadsAhead, still_true
 from services.conversation.domain.contact import Contact, aggregate_id
 from services.conversation.domain.errors import LifecycleRejection
 from services.conversation.domain.workspace import Workspace, settings_id
@@ -56,8 +55,6 @@ class BatchProcessor:
         self._stored_limit = 0
         #: workspace -> inactivity timeout, read from the store for every batch
         self._timeouts: dict[str, int | None] = {}
-        #: reads issued for batches not decided yet (:meth:`read_ahead`)
-        self._aheads = ReadsAhead()
 
     def assume_stored(self, stored: StoredKeys, *, limit: int = 2_000_000) -> None:
         """Ask the store only about keys and aggregates in ``stored`` (see :class:`StoredKeys`).
@@ -112,7 +109,6 @@ class BatchProcessor:
         """An aggregate left the cache: if it has events, they may be stored now."""
         if self._stored is not None and contact.version:
             self._stored.aggregates.add(contact.id)
-        self._aheads.evicted(contact.id)
 
     def inactivity_timeout(self, workspace_id: str) -> int | None:
         return self._timeouts.get(workspace_id)
@@ -147,12 +143,6 @@ class BatchProcessor:
         asked = list(wanted) if stored is None else [o for o in wanted if o in stored.aggregates]
         asked.extend(workspaces)
         seen, found = self._read(unknown, asked)
-        self._apply(workspaces, wanted, found)
-        return seen
-
-    def _apply(self, workspaces: dict[uuid.UUID, str], wanted: dict[uuid.UUID, tuple[str, str]],
-               found: dict[uuid.UUID, list[DomainEvent]]) -> None:
-        """The settings in force and the uncached contacts ``wanted``, from ``found``."""
         if workspaces:
             self._timeouts = {
                 ws: Workspace.replay(ws, found.get(oid, [])).inactivity_timeout_seconds
@@ -162,42 +152,6 @@ class BatchProcessor:
                 self._cache[(workspace_id, contact_id)] = Contact.replay(
                     workspace_id, contact_id, found.get(oid, []))
             self._trim()
-
-    def read_ahead(self, items: Sequence[CommandBase | Invalid]) -> ReadAhead:
-        """What deciding ``items`` will need, read now, for :meth:`decide` (``ahead``) or
-        :meth:`drop_ahead`. Only what is still true when they are decided is used
-        (:mod:`.read_ahead`). In two steps: :meth:`prepare_ahead`, :meth:`fill_ahead`."""
-        ahead = self.prepare_ahead(items)
-        self.fill_ahead(ahead)
-        return ahead
-
-    def prepare_ahead(self, items: Sequence[CommandBase | Invalid]) -> ReadAhead:
-        """What :meth:`fill_ahead` will ask about ``items`` (registered before it asks)."""
-        keys, names, wanted = scan(items, self._cache)
-        ahead = ReadAhead(items, keys, names, wanted)
-        self._aheads.register(ahead)
-        return ahead
-
-    def fill_ahead(self, ahead: ReadAhead) -> None:
-        """The store read of :meth:`prepare_ahead`: on any thread (no cache is touched)."""
-        ahead.seen, ahead.found = self._read(
-            ahead.keys, [*ahead.asked, *map(settings_id, ahead.names)])
-
-    def drop_ahead(self, ahead: ReadAhead) -> None:  # it will not be used
-        self._aheads.close(ahead)
-
-    def _take(self, ahead: ReadAhead, names: set[str],
-              wanted: dict[uuid.UUID, tuple[str, str]],
-              unknown: Collection[tuple[str, str]]) -> set[tuple[str, str]]:
-        """:meth:`_load` from what ``ahead`` read and is still true; the store for the rest."""
-        workspaces = {settings_id(ws): ws for ws in names}
-        seen, keys, missing = still_true(ahead, unknown, wanted, workspaces)
-        found = ahead.found
-        if keys or missing:
-            more_seen, more = self._read(keys, missing)
-            seen |= more_seen
-            found = {**found, **{oid: more.get(oid, []) for oid in missing}}
-        self._apply(workspaces, wanted, found)
         return seen
 
     def _read(self, keys: Collection[tuple[str, str]], ids: list[uuid.UUID]
@@ -215,7 +169,6 @@ class BatchProcessor:
             self._in_flight_keys.clear()
             self._pinned.clear()
             self._stored = None
-            self._aheads.void()
         else:
             for key in ids:
                 contact = self._cache.pop(key, None)
@@ -223,7 +176,7 @@ class BatchProcessor:
                     self._evicted(contact)
 
     def decide(self, items: Sequence[CommandBase | Invalid], source: str, *,
-               in_flight: bool = False, ahead: ReadAhead | None = None) -> Decision:
+               in_flight: bool = False) -> Decision:
         """Dedupe and apply to the cached aggregates (nothing is stored here).
 
         Until the decision is stored the cache holds unsaved state. With
@@ -231,26 +184,17 @@ class BatchProcessor:
         batches on top of it, and must call :meth:`release` once it is stored, or
         :meth:`forget` (everything) if storing failed; until then its keys count
         as seen and its aggregates stay cached. Without, the caller must store
-        it or :meth:`forget` before deciding the next batch. ``ahead``: the
-        :meth:`read_ahead` of these ``items`` (used where it is still valid).
+        it or :meth:`forget` before deciding the next batch.
         """
         result = BatchResult()
-        if ahead is not None:
-            self._aheads.close(ahead)
-            if not ahead.valid or ahead.items is not items or self._stored is not None:
-                ahead = None  # forgotten since (or not this batch's): read anew
-        if ahead is None:
-            keys, names, wanted = scan(items, self._cache)
-        else:  # the same items: the same keys and workspaces
-            keys, names, wanted = ahead.keys, ahead.names, ahead.uncached(self._cache)
+        keys, names, wanted = scan(items, self._cache)
         done = keys & self._in_flight_keys  # decided, not stored yet: seen all the same
         unknown = keys - done
         if self._stored is not None:
             outcomes = self._stored.outcomes
             unknown = {key for key in unknown if hash(key) in outcomes}
         # the stored keys, the workspaces' settings and the uncached contacts
-        done |= (self._load(names, wanted, unknown) if ahead is None
-                 else self._take(ahead, names, wanted, unknown))
+        done |= self._load(names, wanted, unknown)
         contacts = BatchContacts(self)
         self._deciding = contacts.touched
         decided: list[tuple[str, str]] = []  # the outcomes' keys, in their order
@@ -272,7 +216,6 @@ class BatchProcessor:
     def release(self, decision: Decision) -> None:
         """An in-flight decision is stored: its keys and aggregates are ordinary again."""
         self._in_flight_keys.difference_update(decision.keys)
-        self._aheads.settled(decision.keys)
         self._remember_stored(decision.keys)
         self._pinned.pop(id(decision), None)
         self._trim()

@@ -43,7 +43,6 @@ from services.conversation.application.ports import (
     StoredKeys,
 )
 from services.conversation.application.processor import BatchProcessor, BatchResult, Decision
-from services.conversation.application.read_ahead import ReadAhead
 from services.ingest.domain.normalise import Invalid
 
 Items = Sequence[CommandBase | Invalid]
@@ -67,26 +66,10 @@ class BatchUnitOfWork:
         """Decide and commit one batch here (with the retry rule)."""
         return self.commit(self.decide(items, source), position)
 
-    def decide(self, items: Items, source: str, *, ahead: ReadAhead | None = None) -> Decision:
+    def decide(self, items: Items, source: str) -> Decision:
         """Dedupe and apply to the cached aggregates; the decision is in flight until
-        it is committed, settled or forgotten. ``ahead``: :meth:`read_ahead` of ``items``."""
-        return self.processor.decide(items, source, in_flight=True, ahead=ahead)
-
-    def read_ahead(self, items: Items) -> ReadAhead:
-        """The store's answer for ``items``, read while earlier batches are decided
-        (any thread): give it to :meth:`decide`, or :meth:`drop_ahead` it."""
-        return self.processor.read_ahead(items)
-
-    def prepare_ahead(self, items: Items) -> ReadAhead:
-        """:meth:`read_ahead` in two steps: this one where the batch is decided, then
-        :meth:`fill_ahead` (the store read) on any thread."""
-        return self.processor.prepare_ahead(items)
-
-    def fill_ahead(self, ahead: ReadAhead) -> None:
-        self.processor.fill_ahead(ahead)
-
-    def drop_ahead(self, ahead: ReadAhead) -> None:
-        self.processor.drop_ahead(ahead)
+        it is committed, settled or forgotten."""
+        return self.processor.decide(items, source, in_flight=True)
 
     def commit(self, decision: Decision, position: Position | None = None) -> BatchResult:
         """Write ``decision`` and settle it; on a conflict, decide it again from storage."""

@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
@@ -30,8 +29,6 @@ from services.conversation.entrypoints.records import (
     Group,
     Records,
     _Decided,
-    _Held,
-    _Read,
     position_name,
     read_group,
 )
@@ -53,14 +50,6 @@ class BatchCommitting:
     _unpositioned: set[TopicPartition]
     _after: dict[TopicPartition, int]
     _pending: _Decided | None
-    #: a full fetch held for the next round while its store read runs (:meth:`_step`)
-    _held: _Held | None
-    #: the thread of the store reads started ahead (``BatchUnitOfWork.fill_ahead``)
-    _reader: ThreadPoolExecutor
-    #: hold full fetches and read their store answers ahead (``BONYCHAT_CONVERSATION_READ_AHEAD``)
-    read_ahead: bool
-    batch_records: int
-    _generation: int
     _done: dict[TopicPartition, int]
     _lag_committed: float
     #: the gateway topic when the service reads it itself (None: commands only)
@@ -69,8 +58,7 @@ class BatchCommitting:
     producer: AIOKafkaProducer | None
     _dlq_partitions: dict[str, list[int]]
 
-    async def _step(self, consumer: AIOKafkaConsumer, batches: Batches,
-                    held: _Held | None = None) -> None:
+    async def _step(self, consumer: AIOKafkaConsumer, batches: Batches) -> None:
         """Decide this fetch while the previous one commits; then start its commit.
 
         Deciding fetch N+1 (decode, dedupe against storage and N's keys in
@@ -79,94 +67,21 @@ class BatchCommitting:
         order, and N+1's positions say they continue from N's. If N's commit
         fails, N+1 is dropped with the caches and everything resumes from
         storage's positions (:meth:`ConversationService._recover`).
-
-        Under a backlog (a full fetch, with ``read_ahead``) the fetch is held for
-        the next round instead: the deciding thread decodes it first and starts
-        its store read (dedupe probe, uncached contacts, settings:
-        :meth:`BatchUnitOfWork.prepare_ahead`, then ``fill_ahead`` on the reader
-        thread), then decides ``held`` -- the fetch held by the previous round --
-        with the answer its own read got meanwhile. The read waits on PostgreSQL
-        while Python decides; decoding and deciding stay on one thread.
         """
-        start: _Held | None = None  # to hold: decoded, its read started, by the next job
-        units: list[tuple[Batches, _Held | None]] = []
-        if held is not None:
-            units.append((held.batches, held))
-        if batches and self.read_ahead and self._full(batches):
-            start = self._held = self._hold(consumer, batches)
-        if batches and start is None:
-            units.append((batches, None))
-        for unit, unit_held in units:
-            await self._decide_unit(consumer, unit, unit_held, start)
-            start = None
-        if start is not None or not units:
-            if start is not None:
-                await asyncio.to_thread(self._start_read, start)
-            await self._settle()
-
-    def _follows(self, batches: Batches, held: _Held | None = None) -> bool:
-        """Each partition's records ascend from after the last offset decided (or held)."""
-        after = self._after if held is None else {**self._after, **{
-            tp: records[-1].offset for tp, records in held.batches.items() if records}}
-        for tp, records in batches.items():
-            previous = after.get(tp, -1)
-            for record in records:
-                if record.offset <= previous:
-                    log.warning("a fetch repeated records; resuming from the tracked positions",
-                                extra={"partition": tp.partition, "offset": record.offset,
-                                       "after": previous})
-                    return False
-                previous = record.offset
-        return True
-
-    def _full(self, batches: Batches) -> bool:
-        return sum(len(records) for records in batches.values()) >= self.batch_records
-
-    def _groups(self, consumer: AIOKafkaConsumer, batches: Batches) -> list[Group]:
-        """The groups of ``batches`` to decide (one transaction each), in order."""
         assignment = consumer.assignment()
         jobs = [(tp, records) for tp, records in batches.items()
                 if records and tp in assignment  # revoked meanwhile: the new owner resumes
                 and tp not in self._unpositioned]
         if not jobs:
-            return []
-        return [jobs] if self.many_positions else [[job] for job in jobs]
-
-    def _hold(self, consumer: AIOKafkaConsumer, batches: Batches) -> _Held | None:
-        """``batches`` held for the next round (None: several transactions, not held)."""
-        groups = self._groups(consumer, batches)
-        return _Held(batches, self._generation, groups[0]) if len(groups) == 1 else None
-
-    def _start_read(self, held: _Held) -> None:
-        """Decode a held group; start the store read of what deciding it needs (the
-        deciding thread; the read itself runs on the reader thread)."""
-        out = self._dead_letter_batches()
-        items, gateway_items = read_group(held.group, self.gateway_topic, self.dlq_topic, out)
-        ahead = self.uow.prepare_ahead(items)
-        held.read = _Read(held.group, items, gateway_items, out, ahead,
-                          self._reader.submit(self.uow.fill_ahead, ahead))
-
-    def _drop_held(self) -> None:
-        """The held fetch will not be decided (a rebalance, a seek, a failure)."""
-        held, self._held = self._held, None
-        if held is not None and held.read is not None:
-            self.uow.drop_ahead(held.read.ahead)
-
-    async def _decide_unit(self, consumer: AIOKafkaConsumer, batches: Batches,
-                           held: _Held | None, start: _Held | None) -> None:
-        """Decide one fetch's groups in order, each committed after the previous one;
-        the first job starts the read of ``start`` first."""
-        read = held.read if held is not None else None
-        groups = self._groups(consumer, batches)
-        if not groups and read is not None:
-            self.uow.drop_ahead(read.ahead)
+            await self._settle()
+            return
+        groups = [jobs] if self.many_positions else [[job] for job in jobs]
         for group in groups:
             try:
-                decided = await asyncio.to_thread(self._decide_ahead, group, read, start)
+                decided = await asyncio.to_thread(self._decide_ahead, group)
             except BaseException:
                 await self._settle()
                 raise
-            read = start = None  # the first group's
             for tp, records in group:  # N+1 continues from here, once N is stored
                 self._after[tp] = records[-1].offset
             # N+1's DLQ records go out while N commits; N+1 commits after their acks
@@ -175,10 +90,19 @@ class BatchCommitting:
             await self._settle()  # raises if N failed: N+1 is dropped
             decided.commit = asyncio.ensure_future(self._write(decided, acks))
             self._pending = decided
-        if start is not None:  # nothing decided here
-            await asyncio.to_thread(self._start_read, start)
-        if not groups:
-            await self._settle()
+
+    def _follows(self, batches: Batches) -> bool:
+        """Each partition's records ascend from after the last offset decided."""
+        for tp, records in batches.items():
+            previous = self._after.get(tp, -1)
+            for record in records:
+                if record.offset <= previous:
+                    log.warning("a fetch repeated records; resuming from the tracked positions",
+                                extra={"partition": tp.partition, "offset": record.offset,
+                                       "after": previous})
+                    return False
+                previous = record.offset
+        return True
 
     async def _write(self, decided: _Decided, acks: list[asyncio.Future[Any]]) -> BatchResult:
         """The transaction of ``decided``, once the broker has its DLQ records.
@@ -196,35 +120,20 @@ class BatchCommitting:
         """Where this batch of ``tp`` ends, and where storage must have it continue from."""
         return Position(position_name(tp), records[-1].offset, self._after.get(tp))
 
-    def _dead_letter_batches(self) -> RecordBatches | None:
-        """Where a group's invalid gateway records go (None: commands only)."""
-        if self.gateway_topic is None or self.producer is None:
-            return None
-        return RecordBatches(self.producer, self._dlq_partitions)
-
-    def _decide_ahead(self, group: Group, read: _Read | None = None,
-                      start: _Held | None = None) -> _Decided:
-        """Decode and decide a group (worker thread); ``read``: its read ahead, if any;
-        ``start``: a held fetch whose read to start first."""
-        if start is not None:
-            self._start_read(start)
+    def _decide_ahead(self, group: Group) -> _Decided:
+        """Decode and decide a group (worker thread)."""
         started = time.perf_counter()
-        if read is not None and read.same_group(group):
-            read.filled.result()  # the store read, on the reader thread: done by now, mostly
-            items, gateway_items, out = read.items, read.gateway_items, read.dead_letters
-            ahead = read.ahead
-        else:
-            if read is not None:  # the partitions moved meanwhile: decoded again
-                self.uow.drop_ahead(read.ahead)
-            out, ahead = self._dead_letter_batches(), None
-            items, gateway_items = read_group(group, self.gateway_topic, self.dlq_topic, out)
+        gateway = self.gateway_topic
+        out = (RecordBatches(self.producer, self._dlq_partitions)
+               if gateway is not None and self.producer is not None else None)
+        items, gateway_items = read_group(group, gateway, self.dlq_topic, out)
         positions = [self._position(tp, records) for tp, records in group]
         position = positions[0] if len(positions) == 1 else Positions(
             positions[0].name, positions[0].offset, positions[0].after,
             others=tuple(positions[1:]))
         # tallied here, while the items are in the cache (counted when it settles)
         tally = tally_ingest(gateway_items) if gateway_items else None
-        decision = self.uow.decide(items, DEAD_LETTER_SOURCE, ahead=ahead)
+        decision = self.uow.decide(items, DEAD_LETTER_SOURCE)
         return _Decided(group, decision, position, started, ingest_tally=tally,
                         dead_letters=out)
 

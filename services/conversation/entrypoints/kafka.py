@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from concurrent.futures import ThreadPoolExecutor
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import KafkaError
@@ -92,7 +91,7 @@ class ConversationService(BatchCommitting):
                  tuning: KafkaTuning, events: EventStore, metrics: RuntimeMetrics,
                  health: Health, cache_size: int = 200_000,
                  batch_records: int | None = None,
-                 producer: AIOKafkaProducer | None = None, read_ahead: bool = False) -> None:
+                 producer: AIOKafkaProducer | None = None) -> None:
         self.bootstrap = bootstrap
         self.topics = topics
         self.group = group_id(group_prefix, SERVICE)
@@ -124,8 +123,6 @@ class ConversationService(BatchCommitting):
         #: stored (-1: none); each commit must find its partition exactly there
         self._after: dict[TopicPartition, int] = {}
         self._pending: _Decided | None = None  # committing in a worker thread
-        self.read_ahead, self._held = read_ahead, None  # a full fetch for the next round
-        self._reader = ThreadPoolExecutor(1, thread_name_prefix="conversation-read-ahead")
         self._done: dict[TopicPartition, int] = {}  # next offsets, for the lag-only commit
         self._lag_committed = 0.0
         #: counts rebalances: a fetch that overlapped one is not used (see :meth:`_round`)
@@ -222,7 +219,6 @@ class ConversationService(BatchCommitting):
                         raise
                     await self._recover(exc, stop, backoff)
             async with self._busy:
-                self._drop_held()  # not decided: read again from the tracked position
                 await self._settle()
             await self._commit_for_lag(consumer, force=True)
         finally:
@@ -244,23 +240,18 @@ class ConversationService(BatchCommitting):
         """
         if self._unpositioned:  # assigned since the last round, or storage was down
             async with self._busy:
-                self._drop_held()
                 await self._settle()  # so that the positions read next include it
                 await self._seek_tracked()
         generation = self._generation
         batches = await self._fetch(fetch)
         async with self._busy:
-            held, self._held = self._held, None  # fetched by an earlier round
             if self._unpositioned or generation != self._generation \
-                    or (held is not None and held.generation != generation) \
-                    or not self._follows(batches, held):
-                self._held, held = held, None
-                self._drop_held()
+                    or not self._follows(batches):
                 self._unpositioned |= consumer.assignment()
                 await self._settle()  # so that the positions read next include it
                 await self._seek_tracked()
                 batches = {}  # fetched before the seek: read again from the position
-            await self._step(consumer, batches, held)
+            await self._step(consumer, batches)
         await self._commit_for_lag(consumer)
 
     async def _recover(self, exc: Exception, stop: asyncio.Event, backoff: Backoff) -> None:
@@ -279,7 +270,6 @@ class ConversationService(BatchCommitting):
                         extra={"error": describe_error(exc)})
         async with self._busy:
             pending, self._pending = self._pending, None
-            self._drop_held()
             if pending is not None and pending.commit is not None:
                 await asyncio.gather(pending.commit, return_exceptions=True)
             self.uow.forget()
@@ -291,7 +281,6 @@ class ConversationService(BatchCommitting):
     def _reset(self) -> None:
         """Nothing decided, nothing pending, no position known (a fresh start)."""
         self.uow.forget()
-        self._drop_held()
         self._pending = None
         self._done = {}
         self._unpositioned = set()
@@ -304,8 +293,7 @@ class ConversationService(BatchCommitting):
         worth; when records trickle in, nothing waits for more. While a commit is
         in flight, the wait for new records is short so that it is settled soon.
         """
-        timeout = 0 if self._held is not None else (
-            5 if self._pending is not None else self.tuning.poll_timeout_ms)
+        timeout = 5 if self._pending is not None else self.tuning.poll_timeout_ms
         batches: Batches = await fetch.getmany(timeout_ms=timeout,
                                                max_records=self.tuning.max_poll_records)
         total = sum(len(records) for records in batches.values())

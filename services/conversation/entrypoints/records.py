@@ -12,7 +12,6 @@ ingest's own code, not a dead letter in storage.
 from __future__ import annotations
 
 import asyncio
-from concurrent.futures import Future
 from dataclasses import dataclass, field
 
 from aiokafka import ConsumerRecord, TopicPartition
@@ -22,7 +21,6 @@ from schemas.command_codec import read_command
 from schemas.commands import CommandBase
 from services.conversation.application.ports import Position
 from services.conversation.application.processor import BatchResult, Decision
-from services.conversation.application.read_ahead import ReadAhead
 from services.ingest.domain.normalise import Invalid, describe
 from services.ingest.entrypoints.gateway_records import read_records
 from services.runtime.fetch import UndecodableRecord
@@ -95,36 +93,3 @@ class _Decided:
     #: gateway input: the DLQ records of its invalid gateway records (acknowledged
     #: before the transaction that moves the position past them is committed)
     dead_letters: RecordBatches | None = None
-
-
-@dataclass(slots=True)
-class _Read:
-    """A group decoded and its store read done ahead of its decision (a worker thread)."""
-
-    group: Group
-    items: Items
-    gateway_items: Items
-    dead_letters: RecordBatches | None
-    #: what the store is asked (kept up to date by the processor until it is used)
-    ahead: ReadAhead
-    #: the store read of ``ahead`` (``BatchUnitOfWork.fill_ahead``) on the reader thread
-    filled: Future[None]
-
-    def same_group(self, group: Group) -> bool:
-        """``group`` is the one read (the same partitions and record lists)."""
-        return len(group) == len(self.group) and all(
-            tp == read_tp and records is read_records
-            for (tp, records), (read_tp, read_records) in zip(group, self.group, strict=True))
-
-
-@dataclass(slots=True)
-class _Held:
-    """A fetch held for the next round (decoded and its store read started by the
-    deciding thread's next job)."""
-
-    batches: Batches
-    #: the service's rebalance generation when it was fetched (another one: dropped)
-    generation: int
-    #: what is decided of it (one transaction)
-    group: Group
-    read: _Read | None = None
