@@ -10,7 +10,7 @@ ordinary frozen model: it serialises, compares and refuses mutation as usual.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from types import MemberDescriptorType
+from types import GetSetDescriptorType, MemberDescriptorType
 from typing import Any, TypeVar
 
 from pydantic import BaseModel
@@ -18,7 +18,6 @@ from pydantic_core import PydanticUndefined
 
 M = TypeVar("M", bound=BaseModel)
 _DEFAULTS: dict[type[BaseModel], tuple[dict[str, Any], frozenset[str]]] = {}
-_setattr = object.__setattr__
 _new = object.__new__
 
 
@@ -84,6 +83,11 @@ _SLOTS: tuple[str, ...] = ("__pydantic_fields_set__", "__pydantic_extra__", "__p
 if set(BaseModel.__slots__) != {"__dict__", *_SLOTS} or not all(
         isinstance(BaseModel.__dict__[name], MemberDescriptorType) for name in _SLOTS):
     raise TypeError("pydantic's BaseModel slots changed: update schemas.construct")
+#: and of its instance dict (``BaseModel`` holds ``__dict__`` as a slot, so its one
+#: descriptor serves every model class: none of them declares slots of its own)
+if not isinstance(BaseModel.__dict__["__dict__"], GetSetDescriptorType):
+    raise TypeError("pydantic's BaseModel.__dict__ changed: update schemas.construct")
+_set_dict = BaseModel.__dict__["__dict__"].__set__
 _set_fields_set = BaseModel.__dict__["__pydantic_fields_set__"].__set__
 _set_extra = BaseModel.__dict__["__pydantic_extra__"].__set__
 _set_private = BaseModel.__dict__["__pydantic_private__"].__set__
@@ -92,7 +96,7 @@ _set_private = BaseModel.__dict__["__pydantic_private__"].__set__
 def _instance(cls: type[M], values: dict[str, Any], fields_set: set[str]) -> M:
     """A model of ``cls`` holding ``values``, with no validation at all."""
     instance = _new(cls)
-    _setattr(instance, "__dict__", values)
+    _set_dict(instance, values)
     _set_fields_set(instance, fields_set)
     _set_extra(instance, None)
     _set_private(instance, None)
@@ -119,7 +123,7 @@ def maker(cls: type[M], names: tuple[str, ...], *, every_field: bool = False
         raise TypeError(f"{cls.__name__}: cannot make it from {names}")
     if not all(name.isidentifier() and not name.startswith("_") for name in names):
         raise TypeError(f"{cls.__name__}: not plain field names: {names}")
-    namespace: dict[str, Any] = {"_cls": cls, "_new": _new, "_setattr": _setattr,
+    namespace: dict[str, Any] = {"_cls": cls, "_new": _new, "_set_dict": _set_dict,
                                  "_fields_set": set(cls.model_fields) if every_field
                                  else set(names), "_set_fields_set": _set_fields_set,
                                  "_set_extra": _set_extra, "_set_private": _set_private}
@@ -133,7 +137,7 @@ def maker(cls: type[M], names: tuple[str, ...], *, every_field: bool = False
     items.extend(f"{name!r}: {name}" for name in names if name not in defaults)
     exec(f"def make({', '.join(names)}):\n"  # field names, checked above
          "    instance = _new(_cls)\n"
-         f"    _setattr(instance, '__dict__', {{{', '.join(items)}}})\n"
+         f"    _set_dict(instance, {{{', '.join(items)}}})\n"
          "    _set_fields_set(instance, _fields_set)\n"
          "    _set_extra(instance, None)\n"
          "    _set_private(instance, None)\n"

@@ -22,11 +22,12 @@ aborts the ``COPY`` with a unique violation, which the datastore raises as
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from operator import itemgetter
 from typing import Any
 
-from psycopg import Connection, Cursor
+from psycopg import Connection, Copy, Cursor, abc, adapt, pq
+from psycopg._cmodule import _psycopg
 from psycopg.sql import Composed
 from psycopg.types.string import BytesBinaryDumper
 
@@ -64,6 +65,37 @@ class CopyStatements:
         self.events_table = quoted
 
 
+#: the binary ``COPY`` format's header (signature, flags, no extension) and trailer
+SIGNATURE = b"PGCOPY\n\xff\r\n\x00" + b"\x00" * 8
+TRAILER = b"\xff\xff"
+#: psycopg's C formatter of one binary row (what ``Copy.write_row`` ends in); None
+#: without psycopg's C module (then each row goes through ``write_row``)
+_format_row: Callable[[Sequence[Any], abc.Transformer, bytearray], None] | None = getattr(
+    _psycopg, "format_row_binary", None)
+
+
+def write_rows(copy: Copy, curs: Cursor[Any], types: Sequence[str],
+               rows: Iterable[Sequence[Any]]) -> None:
+    """Every row of a binary ``COPY``: what ``copy.set_types(types)`` and a
+    ``copy.write_row`` per row send, formatted by the same C function into one
+    buffer and sent with one ``copy.write`` (about 0.15 µs a row less than
+    ``write_row``, two Python calls a row; tests/unit/test_pg_copy_rows.py)."""
+    if _format_row is None:
+        copy.set_types(types)
+        for row in rows:
+            copy.write_row(row)
+        return
+    registry = curs.adapters.types
+    transformer = adapt.Transformer(curs)
+    transformer.set_dumper_types([registry.get_oid(name) for name in types], pq.Format.BINARY)
+    data = bytearray(SIGNATURE)
+    format_row = _format_row
+    for row in rows:
+        format_row(row, transformer, data)
+    data += TRAILER
+    copy.write(data)
+
+
 _event_id = itemgetter(1)
 _contact_id = itemgetter(2)
 
@@ -89,10 +121,7 @@ def copy_outcomes(conn: Connection[Any], statements: CopyStatements,
                   outcomes: Sequence[Outcome]) -> None:
     """``COPY`` the outcome rows (an :class:`Outcome` is a row in column order)."""
     with conn.cursor() as curs, curs.copy(statements.outcomes) as copy:
-        copy.set_types(OUTCOME_TYPES)
-        write = copy.write_row
-        for row in _clean_outcomes(outcomes):
-            write(row)
+        write_rows(copy, curs, OUTCOME_TYPES, _clean_outcomes(outcomes))
 
 
 def copy_events(conn: Connection[Any], statements: CopyStatements, last_id: int,
@@ -106,8 +135,6 @@ def copy_events(conn: Connection[Any], statements: CopyStatements, last_id: int,
     with conn.cursor() as curs:
         _bytes_in_c(curs)
         with curs.copy(statements.events) as copy:
-            copy.set_types(EVENT_TYPES)
-            write = copy.write_row
-            for row in zip(ids, keys, versions, topics, states, strict=True):
-                write(row)
+            write_rows(copy, curs, EVENT_TYPES,
+                       zip(ids, keys, versions, topics, states, strict=True))
     return ids

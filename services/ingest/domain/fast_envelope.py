@@ -105,20 +105,44 @@ CHANNEL_TYPES: Final = _literals(Channel.model_fields["type"])
 ACTOR_TYPES: Final = _literals(Actor.model_fields["type"])
 _EID_MIN, _EID_MAX = EVENT_ID
 _CID_MIN, _CID_MAX = CONTACT_ID
+#: each allowed literal to itself: looked up instead of tested for membership, so an
+#: accepted value is the one shared object (the command holds no copy of its own, and
+#: every dict keyed by it downstream compares by identity)
+_TYPES: Final = {kind: kind for kind in TYPES}
+_CHANNEL_TYPES: Final = {kind: kind for kind in CHANNEL_TYPES}
+_ACTOR_TYPES: Final = {kind: kind for kind in ACTOR_TYPES}
+
+#: workspace ids the pattern matched, each to itself (a few per deployment: the pattern
+#: is matched once per id, not once per event); emptied when it reaches the limit
+_WORKSPACES: dict[str, str] = {}
+WORKSPACES_KEPT: Final = 4096
+
+
+def _workspace(workspace: str) -> str | None:
+    """``workspace`` (its first accepted copy) if the pattern matches it, else None."""
+    known = _WORKSPACES.get(workspace)
+    if known is not None:
+        return known
+    if WORKSPACE(workspace) is None:
+        return None
+    if len(_WORKSPACES) >= WORKSPACES_KEPT:
+        _WORKSPACES.clear()
+    _WORKSPACES[workspace] = workspace
+    return workspace
 
 
 _ABSENT: Final = (None, None)
 
 
-def _typed(part: Any, types: frozenset[str]) -> tuple[str | None, str | None] | None:
+def _typed(part: Any, types: dict[str, str]) -> tuple[str | None, str | None] | None:
     """``channel`` or ``actor``: (type, id) if surely valid (absent: both None), else None."""
     if part is None:
         return _ABSENT
     if type(part) is not dict:
         return None
     kind, ident = part.get("type"), part.get("id")
-    if type(kind) is not str or kind not in types or (ident is not None
-                                                      and type(ident) is not str):
+    if type(kind) is not str or (kind := types.get(kind)) is None or (
+            ident is not None and type(ident) is not str):
         return None
     return kind, ident
 
@@ -133,12 +157,12 @@ def fast_values(obj: dict[str, Any]) -> Values | None:
     event_id, kind, workspace, contact = (get("event_id"), get("type"), get("workspace_id"),
                                           get("contact_id"))
     if (type(event_id) is not str or not _EID_MIN <= len(event_id) <= _EID_MAX
-            or type(kind) is not str or kind not in TYPES
-            or type(workspace) is not str or WORKSPACE(workspace) is None
+            or type(kind) is not str or (kind := _TYPES.get(kind)) is None
+            or type(workspace) is not str or (workspace := _workspace(workspace)) is None
             or type(contact) is not str or not _CID_MIN <= len(contact) <= _CID_MAX):
         return None
     channel, actor, data = get("channel"), get("actor"), get("data")
-    channel_pair, actor_pair = _typed(channel, CHANNEL_TYPES), _typed(actor, ACTOR_TYPES)
+    channel_pair, actor_pair = _typed(channel, _CHANNEL_TYPES), _typed(actor, _ACTOR_TYPES)
     if channel_pair is None or actor_pair is None:
         return None
     (channel_type, channel_id), (actor_type, actor_id) = channel_pair, actor_pair
