@@ -65,7 +65,8 @@ class NullStore:
 
     def commit(self, events: Sequence[DomainEvent], outcomes: Sequence[Outcome],
                dead_letters: Sequence[DeadLetter], position: Position | None,
-               read: Mapping[uuid.UUID, int] | None = None) -> list[int]:
+               read: Mapping[uuid.UUID, int] | None = None, *,
+               originators: Sequence[uuid.UUID] | None = None) -> list[int]:
         encoded = [encode_event(e) for e in events]
         self.encoded += sum(map(len, encoded))
         first = self.events + 1

@@ -84,7 +84,11 @@ class FakeEventStore:
 
     def commit(self, events: Sequence[DomainEvent], outcomes: Sequence[Outcome],
                dead_letters: Sequence[DeadLetter], position: Position | None,
-               read: Mapping[uuid.UUID, int] | None = None) -> list[int]:
+               read: Mapping[uuid.UUID, int] | None = None, *,
+               originators: Sequence[uuid.UUID] | None = None) -> list[int]:
+        if originators is not None:  # what the caller says must be what a store computes
+            assert list(originators) == [aggregate_id(e.workspace_id, e.contact_id)
+                                         for e in events], "wrong originator ids"
         try:
             return self._commit(events, outcomes, dead_letters, position, read)
         except ConcurrencyConflict:

@@ -124,6 +124,33 @@ def test_a_valid_envelope_takes_the_fast_path() -> None:
     assert fast_values({**env, "actor": {"type": "contact"}}) is None  # the per-type rules
 
 
+def test_known_workspaces_and_types_are_shared_copies(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The values are equal to the input's; the workspace id is the first accepted copy
+    (its pattern matched once), the types the model's own literals. An id the pattern
+    refuses is never remembered, and the memory is emptied at its limit."""
+    monkeypatch.setattr(fast_envelope, "_WORKSPACES", {})
+    monkeypatch.setattr(fast_envelope, "WORKSPACES_KEPT", 2)
+    first = orjson.loads(b'{"event_id":"e1","type":"message.sent","workspace_id":"ws1",'
+                         b'"contact_id":"c1","occurred_at":"2026-11-24T10:00:00Z",'
+                         b'"actor":{"type":"user"},"channel":{"type":"sms"}}')
+    second = orjson.loads(orjson.dumps(first))
+    a, b = fast_values(first), fast_values(second)
+    assert a is not None and b is not None and a == b
+    assert first["workspace_id"] is not second["workspace_id"]
+    assert a[2] is b[2] is first["workspace_id"]
+    kinds = {value: value for value in fast_envelope.TYPES | fast_envelope.CHANNEL_TYPES
+             | fast_envelope.ACTOR_TYPES}
+    assert a[1] is b[1] is kinds["message.sent"] and a[5] is kinds["sms"]
+    assert a[7] is kinds["user"]
+    for _ in range(2):  # refused each time, never remembered
+        assert fast_values({**first, "workspace_id": "ws 1"}) is None
+    assert list(fast_envelope._WORKSPACES) == ["ws1"]
+    for ws in ("ws2", "ws3"):
+        assert fast_values({**first, "workspace_id": ws}) is not None
+    assert list(fast_envelope._WORKSPACES) == ["ws3"]  # emptied at 2, then ws3
+    assert fast_values({**first, "workspace_id": "ws1"}) == a
+
+
 # ---------------------------------------------------------------- bad input: reasons as before
 
 CASES_FILE = Path(__file__).with_name("fast_path_reasons.json")

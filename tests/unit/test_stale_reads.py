@@ -43,9 +43,11 @@ class RecordingStore(FakeEventStore):
 
     def commit(self, events: Sequence[DomainEvent], outcomes: Sequence[Outcome],
                dead_letters: Sequence[DeadLetter], position: Position | None,
-               read: Mapping[uuid.UUID, int] | None = None) -> list[int]:
+               read: Mapping[uuid.UUID, int] | None = None, *,
+               originators: Sequence[uuid.UUID] | None = None) -> list[int]:
         self.reads.append(dict(read or {}))
-        return super().commit(events, outcomes, dead_letters, position, read)
+        return super().commit(events, outcomes, dead_letters, position, read,
+                              originators=originators)
 
 
 def test_a_rejection_on_a_contact_merged_meanwhile_is_decided_again() -> None:

@@ -67,9 +67,16 @@ def writers_lock_key(schema: str) -> int:
     return lock_key(f"bonychat:events-writers:{schema}.{EVENTS_TABLE}")
 
 
-def event_columns(events: Sequence[DomainEvent]) -> EventColumns:
-    """Originator ids, versions, topics (event types) and states, column by column."""
-    return ([aggregate_id(e.workspace_id, e.contact_id) for e in events],
+def event_columns(events: Sequence[DomainEvent],
+                  originators: Sequence[uuid.UUID] | None = None) -> EventColumns:
+    """Originator ids, versions, topics (event types) and states, column by column.
+
+    ``originators``: the originator id of each event, if the caller has them (the
+    unit of work has: each is its aggregate's ``aggregate_id``)."""
+    if originators is not None and len(originators) != len(events):
+        raise ValueError(f"{len(originators)} originator ids for {len(events)} events")
+    return (list(originators) if originators is not None
+            else [aggregate_id(e.workspace_id, e.contact_id) for e in events],
             [e.aggregate_version for e in events],
             [e.event_type for e in events],  # type: ignore[attr-defined]
             [encode_event(e) for e in events])

@@ -132,7 +132,8 @@ class PostgresEventStore:
 
     def commit(self, events: Sequence[DomainEvent], outcomes: Sequence[Outcome],
                dead_letters: Sequence[DeadLetter], position: Position | None,
-               read: Mapping[uuid.UUID, int] | None = None) -> list[int]:
+               read: Mapping[uuid.UUID, int] | None = None, *,
+               originators: Sequence[uuid.UUID] | None = None) -> list[int]:
         """One transaction: position, outcomes, dead letters, then the events.
 
         What eventsourcing's ``insert_events`` does (single-row tracking that only
@@ -145,7 +146,7 @@ class PostgresEventStore:
         partition's batch continues from, so a batch decided on top of a
         transaction storage no longer has is refused.
         """
-        columns = event_columns(events)
+        columns = event_columns(events, originators)
         positions = [] if position is None else (
             list(position.all()) if isinstance(position, Positions) else [position])
         try:

@@ -106,7 +106,8 @@ class SQLiteEventStore:
 
     def commit(self, events: Sequence[DomainEvent], outcomes: Sequence[Outcome],
                dead_letters: Sequence[DeadLetter], position: Position | None,
-               read: Mapping[uuid.UUID, int] | None = None) -> list[int]:
+               read: Mapping[uuid.UUID, int] | None = None, *,
+               originators: Sequence[uuid.UUID] | None = None) -> list[int]:
         return self.commit_rows([to_row(e) for e in events], outcomes, dead_letters, position,
                                 {oid.hex: v for oid, v in read.items()} if read else None)
 

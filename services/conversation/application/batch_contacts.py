@@ -65,6 +65,10 @@ class BatchContacts:
         self.touched: dict[tuple[str, str], Contact] = {}
         #: version of each touched aggregate when the batch first touched it
         self._versions: dict[tuple[str, str], int] = {}
+        #: the events recorded in the batch so far (:meth:`drain`), in order, and the
+        #: aggregate id of each (the store's originator id: not looked up again per event)
+        self.events: list[DomainEvent] = []
+        self.originators: list[uuid.UUID] = []
 
     def get(self, workspace_id: str, contact_id: str) -> Contact:
         key = (workspace_id, contact_id)
@@ -84,9 +88,10 @@ class BatchContacts:
         return {contact.id: contact.version for key, contact in self.touched.items()
                 if contact.version == versions[key]}
 
-    def drain(self, events: list[DomainEvent]) -> int:
-        """Move the events recorded since the last drain to ``events``; return how many
-        of them close a conversation after inactivity."""
+    def drain(self) -> int:
+        """Move the events recorded since the last drain to :attr:`events` (their
+        aggregates' ids to :attr:`originators`); return how many of them close a
+        conversation after inactivity."""
         expired = 0
         for contact in self.dirty:
             pending = contact.pending
@@ -94,7 +99,8 @@ class BatchContacts:
                 for event in pending:
                     if type(event) is ConversationClosed and event.closed_by == "inactivity":
                         expired += 1
-                events.extend(pending)  # Contact.collect() without a new list per event
+                self.events.extend(pending)  # Contact.collect() without a new list per event
+                self.originators.extend([contact.id] * len(pending))
                 pending.clear()
         self.dirty.clear()
         return expired

@@ -46,3 +46,5 @@ class Decision:
     keys: list[tuple[str, str]] = field(default_factory=list)
     #: aggregates it read without writing, with their version (see EventStore.commit)
     read: dict[uuid.UUID, int] = field(default_factory=dict)
+    #: the aggregate id of each of ``events`` (see EventStore.commit)
+    originators: list[uuid.UUID] | None = None

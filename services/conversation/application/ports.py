@@ -115,12 +115,15 @@ class EventStore(Protocol):
 
     def commit(self, events: Sequence[DomainEvent], outcomes: Sequence[Outcome],
                dead_letters: Sequence[DeadLetter], position: Position | None,
-               read: Mapping[uuid.UUID, int] | None = None) -> list[int]:
+               read: Mapping[uuid.UUID, int] | None = None, *,
+               originators: Sequence[uuid.UUID] | None = None) -> list[int]:
         """Write all of it in one transaction; return the events' notification ids.
 
         ``read``: the aggregates the batch's decisions read without writing, with
         the version each had (0: no events). Raises :class:`ConcurrencyConflict`
         when an aggregate version is taken or one of those has moved since.
+        ``originators``: the aggregate id of each event, when the caller has them
+        (``aggregate_id`` of its workspace and contact: the store need not look it up).
         """
         ...
 

@@ -17,7 +17,7 @@ from schemas.commands import CommandBase, ExpireInactive
 from schemas.events import DomainEvent
 from services.conversation.application.batch_contacts import BatchContacts, scan
 from services.conversation.application.decision import BatchResult, Decision
-from services.conversation.application.handlers import handle
+from services.conversation.application.handlers import HANDLERS, handle
 from services.conversation.application.ports import (
     DeadLetter,
     EventStore,
@@ -199,14 +199,14 @@ class BatchProcessor:
         self._deciding = contacts.touched
         decided: list[tuple[str, str]] = []  # the outcomes' keys, in their order
         try:
-            events = self._decide(items, done, contacts, result, source, decided=decided)
+            self._decide(items, done, contacts, result, source, decided=decided)
         except BaseException:
             self.forget(list(contacts.touched))
             raise
         finally:
             self._deciding = {}
-        decision = Decision(result, events, list(contacts.touched), items, source,
-                            read=contacts.read_only())
+        decision = Decision(result, contacts.events, list(contacts.touched), items, source,
+                            read=contacts.read_only(), originators=contacts.originators)
         if in_flight:
             decision.keys = decided  # (workspace, event id) of each outcome
             self._in_flight_keys.update(decision.keys)
@@ -223,36 +223,45 @@ class BatchProcessor:
     @staticmethod
     def _decide(items: Sequence[CommandBase | Invalid], done: set[tuple[str, str]],
                 contacts: BatchContacts, result: BatchResult, source: str, *,
-                decided: list[tuple[str, str]]) -> list[DomainEvent]:
-        """Apply each item in arrival order; fill ``result`` and ``decided`` (the key of
-        each outcome, in order); return the new events."""
-        events: list[DomainEvent] = []
-        for item in items:
-            if isinstance(item, Invalid):
-                result.invalid += 1
-                result.dead_letters.append(DeadLetter(item.raw, item.reason, source,
-                                                      item.workspace_id, item.event_id))
-                continue
-            if isinstance(item, ExpireInactive):  # a sweep: no outcome, no dedupe
-                handle(item, contacts)
-                result.expired += contacts.drain(events)
-                continue
-            key = (item.workspace_id, item.event_id)
-            if key in done:
-                result.duplicate += 1
-                result.duplicate_types[item.event_type] += 1
-                continue
-            done.add(key)
-            decided.append(key)
-            reason: str | None = None
-            try:
-                handle(item, contacts)
-                result.accepted += 1
-            except LifecycleRejection as rejection:
-                reason = rejection.reason
-                result.rejected[reason] += 1
-            result.expired += contacts.drain(events)
-            result.outcomes.append(_outcome(Outcome, (
-                item.workspace_id, item.event_id, item.contact_id, item.event_type,
-                item.occurred_at, "rejected" if reason else "accepted", reason)))
-        return events
+                decided: list[tuple[str, str]]) -> None:
+        """Apply each item in arrival order; fill ``result``, ``decided`` (the key of
+        each outcome, in order) and ``contacts``' events. Once per item, so what the
+        loop uses is bound to locals first and the counts are added up at the end."""
+        drain, handlers, add_outcome = contacts.drain, HANDLERS, result.outcomes.append
+        add_done, add_decided = done.add, decided.append
+        accepted = expired = 0
+        try:
+            for item in items:
+                if isinstance(item, Invalid):
+                    result.invalid += 1
+                    result.dead_letters.append(DeadLetter(item.raw, item.reason, source,
+                                                          item.workspace_id, item.event_id))
+                    continue
+                if isinstance(item, ExpireInactive):  # a sweep: no outcome, no dedupe
+                    handle(item, contacts)
+                    expired += drain()
+                    continue
+                workspace_id, event_id = item.workspace_id, item.event_id
+                key = (workspace_id, event_id)
+                before = len(done)
+                add_done(key)  # one hash of the key: in ``done`` already if it did not grow
+                if len(done) == before:
+                    result.duplicate += 1
+                    result.duplicate_types[item.event_type] += 1
+                    continue
+                add_decided(key)
+                try:
+                    handlers[type(item)](item, contacts)  # handlers.handle, inline
+                except LifecycleRejection as rejection:
+                    reason: str | None = rejection.reason
+                    result.rejected[rejection.reason] += 1
+                else:
+                    accepted += 1
+                    reason = None
+                expired += drain()
+                add_outcome(_outcome(Outcome, (
+                    workspace_id, event_id, item.contact_id, item.event_type,
+                    item.occurred_at, "rejected" if reason else "accepted", reason)))
+        finally:
+            result.accepted += accepted
+            result.expired += expired

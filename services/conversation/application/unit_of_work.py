@@ -96,7 +96,7 @@ class BatchUnitOfWork:
         """
         result = decision.result
         ids = self.store.commit(decision.events, result.outcomes, result.dead_letters,
-                                position, decision.read)
+                                position, decision.read, originators=decision.originators)
         result.events = list(zip(ids, decision.events, strict=True))
         return result
 
