@@ -184,6 +184,10 @@ class World:
             conn.execute(SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(Identifier(self.schema)))
 
 
+#: the row eventsourcing's tracking recorder writes with the tables (not a position)
+MIGRATION_ROW = "__migration__"
+
+
 class Progress:
     """Polls the completion criterion of the module docstring."""
 
@@ -257,7 +261,9 @@ class Progress:
         return await self.follower_done(f"relay:{self.world.topics.events}")
 
     async def started(self) -> bool:
-        return bool(await self.tracked())
+        """A first batch committed: a tracked position of a topic partition. The
+        ``__migration__`` row eventsourcing writes when it creates the tables is not one."""
+        return any(name != MIGRATION_ROW for name in await self.tracked())
 
 
 async def wait_for(world: World, probe: Any, timeout: float, interval: float, what: str
