@@ -150,7 +150,7 @@ def serve(args: argparse.Namespace, settings: Settings) -> int:
     from services.runtime.serve import run_serve
     from services.runtime.worker_side import WorkerLink
 
-    worker = (WorkerLink(args.worker_fd, args.worker_of)
+    worker = (WorkerLink(args.worker_fd, args.worker_of, args.worker_go)
               if args.worker_fd is not None and args.worker_of is not None else None)
     return run_serve(args.services, settings, worker)
 
@@ -205,6 +205,9 @@ def _serve_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--worker-of", type=int, metavar="PID",
                         help="internal, set by serve for its worker processes: the parent "
                              "serve (the worker stops when it dies)")
+    parser.add_argument("--worker-go", type=int, metavar="FD",
+                        help="internal, set by serve for its worker processes: wait for the "
+                             "parent's go on this pipe before starting")
 
 
 COMMANDS: tuple[Command, ...] = (

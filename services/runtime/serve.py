@@ -15,32 +15,38 @@ import asyncio
 import logging
 import signal
 import sys
+from typing import TYPE_CHECKING
 
-from services.runtime.dependencies import DependencyWatch
 from services.runtime.gc_tuning import time_gc_pauses, tune_gc
-from services.runtime.merged_metrics import MergedRegistry
-from services.runtime.observability import RuntimeMetrics, setup_logging
-from services.runtime.retry import retrying
-from services.runtime.serve_start import (
-    Process,
-    StartupError,
-    open_process_stores,
-    postgres_params,
-    start_embedded,
-    start_kafka,
+from services.runtime.observability import Health, RuntimeMetrics, setup_logging
+from services.runtime.worker_side import (
+    WorkerLink,
+    end_with_parent,
+    start_worker_http,
+    wait_for_go,
 )
-from services.runtime.starting import Startup
-from services.runtime.worker_side import WorkerLink, end_with_parent, start_worker_http
 from services.runtime.workers import STOP_SECONDS, Supervisor, available_cpus, plan_workers
 from services.settings import Settings
 
+if TYPE_CHECKING:
+    from services.runtime.serve_start import Process
+
+# The rest of the runtime (Kafka, PostgreSQL, the HTTP server) is loaded inside _serve:
+# a serve with worker processes starts them first, so that they load their code while
+# this process loads its own (start-up is mostly loading code: issue 13).
 log = logging.getLogger("bonychat.serve")
 SERVICES = ("ingest", "conversation", "relay", "projections")
 #: ``--services http``: the HTTP API alone (every process serves it anyway)
 HTTP_ONLY = "http"
 SHUTDOWN_SECONDS = 15.0
 
-__all__ = ["HTTP_ONLY", "SERVICES", "StartupError", "parse_services", "run_serve"]
+__all__ = ["HTTP_ONLY", "SERVICES", "parse_services", "run_serve"]
+#: what a worker launched ahead loads while it waits for its parent's go
+PRELOAD = ("services.runtime.serve_start", "services.runtime.starting",
+           "services.runtime.dependencies", "services.runtime.retry", "services.runtime.sinks",
+           "services.conversation.entrypoints.kafka", "services.ingest.entrypoints.kafka",
+           "services.projections.entrypoints.kafka", "services.projections.entrypoints.relay",
+           "services.projections.entrypoints.sweep", "aiohttp.web")
 
 
 def parse_services(text: str) -> list[str] | str:
@@ -81,25 +87,54 @@ def run_serve(services_csv: str, settings: Settings, worker: WorkerLink | None =
     if worker is not None and not end_with_parent(worker.parent):
         print("bonychat: error: the parent serve is gone", file=sys.stderr)
         return 1
+    if worker is not None and worker.go_fd is not None \
+            and not wait_for_go(worker.go_fd, PRELOAD):
+        return 0  # the parent withdrew it before it started anything
     groups = [] if worker is not None else plan_workers(names, settings, available_cpus())
+    if groups:
+        log.info("services in worker processes", extra={"workers": groups})
+        return asyncio.run(_main([HTTP_ONLY], settings, groups=groups))
+    return asyncio.run(_main(names, settings, worker=worker))
+
+
+async def _main(names: list[str], settings: Settings, *, groups: list[str] | None = None,
+                worker: WorkerLink | None = None) -> int:
+    """``groups``: run them as worker processes, started first; ``worker``: this process
+    is one. A start-up failure is one line on stderr, status 1."""
+    supervisor = None
+    if groups:  # their processes first: each loads its code while this one loads its own
+        supervisor = Supervisor(groups, Health(), probe_seconds=settings.health_probe_seconds)
+        await supervisor.launch_all()
     try:
-        if groups:
-            log.info("services in worker processes", extra={"workers": groups})
-            return asyncio.run(_serve([HTTP_ONLY], settings, groups=groups))
-        return asyncio.run(_serve(names, settings, worker=worker))
+        from services.runtime.serve_start import StartupError
+    except BaseException:
+        if supervisor is not None:
+            await supervisor.stop_all()
+        raise
+    try:
+        return await _serve(names, settings, supervisor=supervisor, worker=worker)
     except StartupError as exc:
         print(f"bonychat: error: {exc}", file=sys.stderr)
         return 1
 
 
-async def _serve(names: list[str], settings: Settings, *, groups: list[str] | None = None,
-                 worker: WorkerLink | None = None) -> int:
-    """``groups``: run them as worker processes; ``worker``: this process is one."""
-    registry = MergedRegistry() if groups else None
-    proc = Process(settings, metrics=RuntimeMetrics(registry), worker=worker is not None)
-    if groups and registry is not None:
-        proc.workers = Supervisor(groups, proc.health,
-                                  probe_seconds=settings.health_probe_seconds)
+async def _serve(names: list[str], settings: Settings, *, supervisor: Supervisor | None,
+                 worker: WorkerLink | None) -> int:
+    from services.runtime.merged_metrics import MergedRegistry
+    from services.runtime.serve_start import (
+        Process,
+        StartupError,
+        open_process_stores,
+        start_embedded,
+        start_kafka,
+    )
+    from services.runtime.starting import Startup
+
+    registry = MergedRegistry() if supervisor is not None else None
+    proc = Process(settings, metrics=RuntimeMetrics(registry), worker=worker is not None,
+                   health=supervisor.health if supervisor is not None else Health())
+    if supervisor is not None and registry is not None:
+        proc.workers = supervisor
         registry.ports = proc.workers.ports
         proc.runners["workers"] = proc.workers.run
     loop = asyncio.get_running_loop()
@@ -109,8 +144,10 @@ async def _serve(names: list[str], settings: Settings, *, groups: list[str] | No
         loop.remove_signal_handler(signal.SIGINT)
         signal.signal(signal.SIGINT, signal.SIG_IGN)
     # A dependency down at start-up is waited for (``/healthz`` 503 meanwhile).
+    # (the workers launched ahead exit first: only this process waits and says so)
     startup = Startup(proc.health, proc.metrics, proc.stop, host=settings.http_host,
-                      port=settings.http_port)
+                      port=settings.http_port,
+                      before_waiting=proc.workers.withdraw_all if proc.workers else None)
     try:
         try:
             if not await open_process_stores(proc, startup):
@@ -153,6 +190,10 @@ async def _supervise(proc: Process) -> int:
     after a backoff (:func:`.retry.retrying`); the dependency watch keeps
     ``/healthz`` honest meanwhile.
     """
+    from services.runtime.dependencies import DependencyWatch
+    from services.runtime.retry import retrying
+    from services.runtime.serve_start import postgres_params
+
     tasks = {asyncio.create_task(retrying(name, run, proc.stop, proc.health), name=name)
              for name, run in proc.runners.items()}
     if proc.watch is None and proc.settings.is_postgres and not proc.worker:

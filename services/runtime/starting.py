@@ -84,8 +84,11 @@ class Startup:
     """Runs start-up steps, waiting out a dependency that is down (see module doc)."""
 
     def __init__(self, health: Health, metrics: RuntimeMetrics, stop: asyncio.Event, *,
-                 host: str, port: int, backoff: Backoff | None = None) -> None:
+                 host: str, port: int, backoff: Backoff | None = None,
+                 before_waiting: Callable[[], Awaitable[None]] | None = None) -> None:
         self.health = health
+        #: run once, when a first dependency turns out to be down (before waiting for it)
+        self.before_waiting = before_waiting
         self.stop = stop
         self.host = host
         self.port = port
@@ -114,6 +117,9 @@ class Startup:
                     log.warning("%s unreachable at start-up; waiting for it", dependency,
                                 extra={"dependency": dependency, "error": reason})
                 self.health.set_dependency(dependency, False, reason)
+                before, self.before_waiting = self.before_waiting, None
+                if before is not None:
+                    await before()
                 if self.http.runner is None:
                     await self.http.start(self.host, self.port)
                 if not await self.backoff.sleep(self.stop):

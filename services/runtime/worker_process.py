@@ -49,6 +49,8 @@ class Worker:
     policy: RestartPolicy = field(default_factory=RestartPolicy)
     process: asyncio.subprocess.Process | None = None
     port: int | None = None  # of its metrics/health listener on 127.0.0.1
+    #: a process started ahead (:func:`spawn` ``hold=True``) waits until this pipe says go
+    go_fd: int | None = None
     started: float = 0.0
     starts: int = 0
     reader: asyncio.Task[None] | None = None  # waits for the port on the pipe
@@ -62,10 +64,13 @@ class Worker:
         return self.process is not None and self.process.returncode is None
 
 
-def worker_command(services: str, report_fd: int, parent: int) -> list[str]:
-    """The child's command line: this interpreter, the same CLI, ``serve --services``."""
+def worker_command(services: str, report_fd: int, parent: int,
+                   go_fd: int | None = None) -> list[str]:
+    """The child's command line: this interpreter, the same CLI, ``serve --services``
+    (``go_fd``: it waits for the parent's go on that pipe before it starts anything)."""
     return [sys.executable, "-m", "services.cli.main", "serve", "--services", services,
-            "--worker-fd", str(report_fd), "--worker-of", str(parent)]
+            "--worker-fd", str(report_fd), "--worker-of", str(parent),
+            *(["--worker-go", str(go_fd)] if go_fd is not None else [])]
 
 
 def worker_env() -> dict[str, str]:
@@ -74,18 +79,29 @@ def worker_env() -> dict[str, str]:
                              BONYCHAT_HTTP_PORT="0")
 
 
-async def spawn(worker: Worker) -> None:
-    """Start ``worker``'s process; its port arrives later on a pipe (:func:`read_port`)."""
+async def spawn(worker: Worker, hold: bool = False) -> None:
+    """Start ``worker``'s process; its port arrives later on a pipe (:func:`read_port`).
+
+    ``hold``: the process loads its code, then waits for :func:`release` (or exits 0
+    when :func:`withdraw` closes the pipe, or on SIGTERM) before it opens anything.
+    """
     read, write = os.pipe()
+    go_read, go_write = os.pipe() if hold else (None, None)
     try:
         worker.process = await asyncio.create_subprocess_exec(
-            *worker_command(worker.services, write, os.getpid()), env=worker_env(),
-            pass_fds=(write,), stdin=asyncio.subprocess.DEVNULL)
+            *worker_command(worker.services, write, os.getpid(), go_read), env=worker_env(),
+            pass_fds=(write,) if go_read is None else (write, go_read),
+            stdin=asyncio.subprocess.DEVNULL)
     except BaseException:
         os.close(read)
+        if go_write is not None:
+            os.close(go_write)
         raise
     finally:
         os.close(write)
+        if go_read is not None:
+            os.close(go_read)
+    worker.go_fd = go_write
     worker.port = None
     worker.started = time.monotonic()
     worker.starts += 1
@@ -100,3 +116,27 @@ async def read_port(worker: Worker, fd: int) -> None:
         os.close(fd)
     if data.strip().isdigit():
         worker.port = int(data.strip())
+
+
+async def launch(worker: Worker) -> None:
+    """:func:`spawn` with ``hold``: the process waits for :func:`release`."""
+    await spawn(worker, hold=True)
+
+
+def release(worker: Worker) -> None:
+    """Tell a held worker (:func:`spawn` ``hold=True``) to start; nothing if it is not held."""
+    fd, worker.go_fd = worker.go_fd, None
+    if fd is not None:
+        try:
+            os.write(fd, b"go\n")
+        except OSError:
+            pass  # it has exited already: the supervisor sees its exit status
+        finally:
+            os.close(fd)
+
+
+def withdraw(worker: Worker) -> None:
+    """A held worker is not needed (yet): closing its pipe makes it exit with status 0."""
+    fd, worker.go_fd = worker.go_fd, None
+    if fd is not None:
+        os.close(fd)

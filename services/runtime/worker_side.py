@@ -10,19 +10,20 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import importlib
 import logging
 import os
 import signal
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST
-from prometheus_client.exposition import generate_latest
+if TYPE_CHECKING:
+    from aiohttp import web
 
-from services.http.errors import json_response
-from services.runtime.observability import Health, RuntimeMetrics
+    from services.runtime.observability import Health, RuntimeMetrics
 
 log = logging.getLogger("bonychat.serve")
 PR_SET_PDEATHSIG = 1
@@ -34,6 +35,8 @@ class WorkerLink:
 
     report_fd: int
     parent: int
+    #: launched ahead (``--worker-go``): wait for the parent's go on this pipe first
+    go_fd: int | None = None
 
 
 def end_with_parent(parent: int) -> bool:
@@ -59,9 +62,34 @@ def _watch_parent(parent: int) -> None:
     os.kill(os.getpid(), signal.SIGTERM)
 
 
+def wait_for_go(fd: int, preload: Sequence[str] = ()) -> bool:
+    """Import the modules ``preload``, then block until the parent says go on ``fd``
+    (True), or withdraws (False: the pipe closed; a SIGTERM meanwhile ends the process
+    at once with status 0: it has opened nothing yet).
+
+    A waiting worker ignores SIGINT as a running one does (the parent stops it).
+    """
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    previous = signal.signal(signal.SIGTERM, lambda *_: os._exit(0))
+    try:
+        for module in preload:
+            importlib.import_module(module)
+        go = os.read(fd, 16) != b""
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        os.close(fd)
+    return go
+
+
 async def start_worker_http(metrics: RuntimeMetrics, health: Health,
                             report_fd: int) -> web.AppRunner:
     """``/metrics`` and ``/healthz`` on 127.0.0.1 (any port); the port goes to the parent."""
+    from aiohttp import web
+    from prometheus_client import CONTENT_TYPE_LATEST
+    from prometheus_client.exposition import generate_latest
+
+    from services.http.errors import json_response
+
     async def prometheus(_: web.Request) -> web.Response:
         return web.Response(body=generate_latest(metrics.registry),
                             headers={"Content-Type": CONTENT_TYPE_LATEST})

@@ -16,10 +16,15 @@ and serves the one HTTP API itself:
   within :data:`HEALTHY_SECONDS` of its start, the parent logs ``worker X keeps
   failing`` and ``serve`` stops with status 1 (a bad setting or a bug is not
   retried forever unnoticed);
-- the parent starts the children once it has reached the dependencies itself
-  (database, Kafka; waiting for them as :mod:`.starting` says), and only the
-  parent watches them (:mod:`.dependencies`): one probe per serve, one process
-  that waits and says so at start-up, one error line when waiting cannot help;
+- the parent starts the children's processes first of all (:meth:`Supervisor.launch_all`:
+  each loads its code, which takes most of a start-up, while the parent loads its own
+  and reaches the dependencies), but a child opens nothing until the parent has reached
+  the dependencies itself (database, Kafka; waiting for them as :mod:`.starting` says)
+  and says go (:meth:`Supervisor.start_all`); if the parent has to wait for one, it
+  withdraws them first (:meth:`Supervisor.withdraw_all`: they exit, status 0) and starts
+  them afresh later. Only the parent watches the dependencies (:mod:`.dependencies`):
+  one probe per serve, one process that waits and says so at start-up, one error line
+  when waiting cannot help;
 - SIGTERM/SIGINT are passed on as SIGTERM to every child (each stops its
   consumers and commits its positions), then the parent stops; a child still
   running after :data:`STOP_SECONDS` is killed;
@@ -39,8 +44,7 @@ import os
 import signal
 import time
 from collections.abc import Callable, Sequence
-
-import aiohttp
+from typing import TYPE_CHECKING
 
 from services.runtime.observability import Health
 from services.runtime.worker_process import (
@@ -50,12 +54,18 @@ from services.runtime.worker_process import (
     QUICK_FAILURES,
     RestartPolicy,
     Worker,
+    launch,
     read_port,
+    release,
     spawn,
+    withdraw,
     worker_command,
     worker_env,
 )
 from services.settings import Settings
+
+if TYPE_CHECKING:
+    import aiohttp
 
 log = logging.getLogger("bonychat.serve")
 __all__ = ["FIRST_DELAY", "HEALTHY_SECONDS", "MAX_DELAY", "QUICK_FAILURES", "STOP_SECONDS",
@@ -101,11 +111,13 @@ class Supervisor:
 
     def __init__(self, groups: Sequence[str], health: Health, *, probe_seconds: float,
                  starter: Callable[[Worker], object] = spawn,
+                 launcher: Callable[[Worker], object] = launch,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.workers = [Worker(services) for services in groups]
         self.health = health
         self.probe_seconds = probe_seconds
         self.starter = starter
+        self.launcher = launcher  # a process that waits for go (release) before it starts
         self.clock = clock
         for worker in self.workers:
             health.expect(worker.component)
@@ -147,15 +159,39 @@ class Supervisor:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), delay)
 
-    async def start_all(self) -> None:
-        """Start every worker now (once this process has reached its dependencies)."""
+    async def launch_all(self) -> None:
+        """Start every worker's process ahead: it loads its code, then waits for go."""
         for worker in self.workers:
-            await self.start(worker)
+            launched = self.launcher(worker)
+            if asyncio.iscoroutine(launched):
+                await launched
+
+    async def withdraw_all(self) -> None:
+        """The launched workers exit (status 0) without starting: the parent must wait."""
+        held = [w for w in self.workers if w.go_fd is not None]
+        for worker in held:
+            withdraw(worker)
+        await asyncio.gather(*(self.reap(worker) for worker in held if worker.running))
+
+    async def start_all(self) -> None:
+        """Start every worker now (once this process has reached its dependencies):
+        a launched one is told go, any other is started."""
+        for worker in self.workers:
+            if worker.running and worker.go_fd is not None:
+                release(worker)
+                worker.started = self.clock()
+                self.log_started(worker)
+            else:
+                withdraw(worker)  # it exited while held: start it afresh
+                await self.start(worker)
 
     async def start(self, worker: Worker) -> None:
         started = self.starter(worker)
         if asyncio.iscoroutine(started):
             await started
+        self.log_started(worker)
+
+    def log_started(self, worker: Worker) -> None:
         log.info("worker %s started", worker.services,
                  extra={"worker": worker.services, "pid": self.pid(worker)})
 
@@ -178,9 +214,16 @@ class Supervisor:
         return worker.process.pid if worker.process is not None else None
 
     async def stop_all(self) -> None:
-        """SIGTERM every running worker, wait :data:`STOP_SECONDS`, kill the rest."""
+        """SIGTERM every running worker, wait :data:`STOP_SECONDS`, kill the rest.
+
+        One still held (launched, no go yet) is withdrawn instead: it may still be
+        loading its code, and exits with status 0 once it reads the closed pipe.
+        """
         running = [w for w in self.workers if w.running]
-        for worker in running:
+        signalled = [w for w in running if w.go_fd is None]
+        for worker in self.workers:
+            withdraw(worker)
+        for worker in signalled:
             assert worker.process is not None
             with contextlib.suppress(ProcessLookupError):
                 worker.process.send_signal(signal.SIGTERM)
@@ -201,6 +244,8 @@ class Supervisor:
 
     async def probe(self, stop: asyncio.Event) -> None:
         """Every ``probe_seconds``: each worker's ``/healthz`` into this process's health."""
+        import aiohttp  # not before the workers are launched (launch_all)
+
         timeout = aiohttp.ClientTimeout(total=PROBE_TIMEOUT)
         async with aiohttp.ClientSession(timeout=timeout) as session:
             while not stop.is_set():
@@ -210,6 +255,8 @@ class Supervisor:
                     await asyncio.wait_for(stop.wait(), self.probe_seconds)
 
     async def probe_one(self, session: aiohttp.ClientSession, worker: Worker) -> None:
+        from aiohttp import ClientError
+
         if not worker.running:
             return  # keep() says why
         if worker.port is None:
@@ -218,7 +265,7 @@ class Supervisor:
         try:
             async with session.get(f"http://127.0.0.1:{worker.port}/healthz") as reply:
                 info = await reply.json()
-        except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
+        except (ClientError, TimeoutError, ValueError) as exc:
             self.health.set_degraded(worker.component, f"not answering: {exc or type(exc)}")
             return
         if info.get("ready"):

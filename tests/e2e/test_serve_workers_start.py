@@ -5,7 +5,9 @@ worker processes only then: while Kafka is unreachable only the parent waits
 and says so (before, every worker was started at once and each waited, probed
 and logged on its own: four processes, four warnings, four waiting ports); a
 failure that waiting cannot fix is one line on stderr and exit 1, with no
-worker ever started. No infrastructure needed: Kafka is a closed port, the
+worker ever started. (The workers' processes are launched first, to load their code
+meanwhile, but open nothing before the parent's go, and the parent withdraws them before
+it waits: the last tests here.) No infrastructure needed: Kafka is a closed port, the
 database a SQLite file.
 """
 
@@ -126,3 +128,50 @@ def test_a_failure_waiting_cannot_fix_is_one_line_and_exit_1_without_workers(
                       f"'{missing}': folder {missing.parent} does not exist"]
     assert lines[-1] == errors[0]
     assert not [line for line in lines if '"msg": "worker ' in line]  # none started or stopped
+
+
+# --- a worker launched ahead (issue 13) ---------------------------------------------------
+
+def launched_worker(tmp_path: Path) -> tuple[subprocess.Popen[bytes], int, Path, Path]:
+    """A ``serve --services conversation,relay`` as a parent launches it: it loads its code,
+    then waits on ``--worker-go``. Returns it, the go pipe's writing end, database, log."""
+    database, log = tmp_path / "worker.db", tmp_path / "worker.log"
+    go_read, go_write = os.pipe()
+    report_read, report_write = os.pipe()
+    os.close(report_read)
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("BONYCHAT_")}
+    environ.update({"BONYCHAT_KAFKA_BOOTSTRAP": f"127.0.0.1:{free_port()}",
+                    "BONYCHAT_DATABASE_URL": str(database), "BONYCHAT_SERVE_PROCESSES": "1",
+                    "BONYCHAT_HTTP_PORT": "0"})
+    with log.open("wb") as stderr:
+        process = subprocess.Popen(
+            [str(BONYCHAT), "serve", "--services", "conversation,relay",
+             "--worker-fd", str(report_write), "--worker-of", str(os.getpid()),
+             "--worker-go", str(go_read)],
+            env=environ, stdout=subprocess.DEVNULL, stderr=stderr,
+            pass_fds=(go_read, report_write))
+    os.close(go_read)
+    os.close(report_write)
+    return process, go_write, database, log
+
+
+@pytest.mark.parametrize("how", ["pipe closed", "SIGTERM"])
+def test_a_launched_worker_withdrawn_before_go_exits_0_having_opened_nothing(
+        tmp_path: Path, how: str) -> None:
+    process, go, database, log = launched_worker(tmp_path)
+    try:
+        time.sleep(1.5)  # loading its code, or waiting already: either way no go yet
+        assert process.poll() is None
+        if how == "SIGTERM":
+            process.send_signal(signal.SIGTERM)
+        else:
+            os.close(go)
+        assert process.wait(60) == 0, log.read_text()[-3000:]
+    finally:
+        if how == "SIGTERM":
+            os.close(go)
+        if process.poll() is None:
+            process.kill()
+            process.wait(30)
+    assert not database.exists()  # the database was never opened (nor created)
+    assert log.read_text() == ""  # nothing to say: it never started
