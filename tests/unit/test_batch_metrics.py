@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from services.ingest.domain.normalise import parse
-from services.runtime.observability import RuntimeMetrics
+from services.runtime.observability import RuntimeMetrics, tally_ingest
 
 from .harness import World, ev, line
 
@@ -50,3 +50,14 @@ def test_ingest_counts_what_it_forwarded_by_event_type() -> None:
     assert forwarded == {("ingest", "message.received", "forwarded"): 2,
                          ("ingest", "message.sent", "forwarded"): 1,
                          ("ingest", "unknown", "invalid"): 2}
+
+
+def test_the_tally_is_the_same_with_and_without_invalid_items() -> None:
+    """Commands only are tallied in C; one invalid item sends the batch the long way:
+    the same counts either way."""
+    commands = [parse(line(e)) for e in (ev("message.received"), ev("message.sent"),
+                                          ev("message.received"), ev("welcome"))]
+    kinds, invalid = tally_ingest(commands)
+    assert kinds == {"message.received": 2, "message.sent": 1, "welcome": 1} and invalid == 0
+    mixed = [*commands[:2], parse("{not json"), *commands[2:], parse("[]")]
+    assert tally_ingest(mixed) == (kinds, 2)

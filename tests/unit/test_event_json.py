@@ -26,7 +26,13 @@ from hypothesis import strategies as st
 
 from bench.generate import Generator
 from schemas.construct import construct, trusted
-from schemas.events import EVENT_CLASSES, DomainEvent, decode_event, encode_event
+from schemas.events import (
+    EVENT_CLASSES,
+    DomainEvent,
+    decode_event,
+    encode_event,
+    encode_events,
+)
 from services.conversation.application.unit_of_work import BatchUnitOfWork
 from services.conversation.domain.contact import Expiry
 from services.conversation.domain.workspace import Workspace
@@ -88,6 +94,21 @@ def test_encode_event_writes_exactly_what_pydantic_writes(event: DomainEvent) ->
     expected = pydantic_json(event)
     try:
         found: bytes | type[Exception] = encode_event(event)
+    except Exception as error:
+        found = type(error)
+    assert found == expected
+
+
+@settings(max_examples=300)
+@given(st.lists(events(), max_size=5))
+def test_a_batch_is_encoded_as_each_of_its_events(batch: list[DomainEvent]) -> None:
+    """``encode_events`` (a batch, written out) gives what ``encode_event`` gives each."""
+    try:
+        expected: list[bytes] | type[Exception] = [encode_event(e) for e in batch]
+    except Exception as error:
+        expected = type(error)
+    try:
+        found: list[bytes] | type[Exception] = encode_events(batch)
     except Exception as error:
         found = type(error)
     assert found == expected

@@ -130,8 +130,9 @@ def copy_events(conn: Connection[Any], statements: CopyStatements, last_id: int,
     """``COPY`` the event columns with the ids ``last_id - n + 1 .. last_id``; the ids."""
     originators, versions, topics, states = columns
     ids = list(range(last_id - len(originators) + 1, last_id + 1))
-    keys = [o.bytes if type(o) is uuid.UUID else uuid.UUID(o).bytes  # type: ignore[arg-type]
-            for o in originators]
+    # UUID.bytes is int.to_bytes(16, "big") behind a Python property: called directly
+    keys = [o.int.to_bytes(16, "big") if type(o) is uuid.UUID
+            else uuid.UUID(o).bytes for o in originators]  # type: ignore[arg-type]
     with conn.cursor() as curs:
         _bytes_in_c(curs)
         with curs.copy(statements.events) as copy:

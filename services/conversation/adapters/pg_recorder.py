@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Mapping, Sequence
+from operator import attrgetter
 from typing import Any
 
 from eventsourcing.persistence import (
@@ -29,7 +30,7 @@ from psycopg import Cursor, errors
 from psycopg.rows import DictRow, tuple_row
 from psycopg.sql import SQL, Identifier, Literal
 
-from schemas.events import DomainEvent, encode_event
+from schemas.events import DomainEvent, encode_events
 from services.conversation.adapters.pg_copied import CopyingRecorder, EventColumns, _text
 from services.conversation.adapters.pg_copy import CopyStatements
 from services.conversation.adapters.pg_sql import (
@@ -77,9 +78,11 @@ def event_columns(events: Sequence[DomainEvent],
         raise ValueError(f"{len(originators)} originator ids for {len(events)} events")
     return (list(originators) if originators is not None
             else [aggregate_id(e.workspace_id, e.contact_id) for e in events],
-            [e.aggregate_version for e in events],
-            [e.event_type for e in events],  # type: ignore[attr-defined]
-            [encode_event(e) for e in events])
+            list(map(_VERSION, events)), list(map(_EVENT_TYPE, events)), encode_events(events))
+
+
+_VERSION = attrgetter("aggregate_version")
+_EVENT_TYPE = attrgetter("event_type")
 
 
 class PostgresContactRecorder(CopyingRecorder):

@@ -40,7 +40,12 @@ class Contacts(Protocol):
 
 def survivor(contacts: Contacts, workspace_id: str, contact_id: str) -> Contact:
     """The contact that events for ``contact_id`` apply to (follows merges transitively)."""
-    contact = contacts.get(workspace_id, contact_id)
+    return _followed(contacts, contacts.get(workspace_id, contact_id))
+
+
+def _followed(contacts: Contacts, contact: Contact) -> Contact:
+    """The contact ``contact`` was merged into, transitively (itself if it was not)."""
+    workspace_id = contact.workspace_id
     hops = 0
     while contact.merged_into is not None:
         contact = contacts.get(workspace_id, contact.merged_into)
@@ -57,8 +62,18 @@ def expired(contact: Contact, cmd: CommandBase, contacts: Contacts) -> Contact:
 
 
 def target_of(cmd: CommandBase, contacts: Contacts) -> Contact:
-    """The contact ``cmd`` applies to (after merges), expired conversation closed."""
-    return expired(survivor(contacts, cmd.workspace_id, cmd.contact_id), cmd, contacts)
+    """The contact ``cmd`` applies to (after merges), expired conversation closed.
+
+    :func:`survivor` then :func:`expired`, written out: every command asks, and
+    most contacts were never merged and most workspaces close nothing for inactivity."""
+    workspace_id = cmd.workspace_id
+    contact = contacts.get(workspace_id, cmd.contact_id)
+    if contact.merged_into is not None:
+        contact = _followed(contacts, contact)
+    timeout = contacts.inactivity_timeout(workspace_id)
+    if timeout is not None:  # without one, Contact.expire does nothing
+        contact.expire(cmd, timeout)
+    return contact
 
 
 def receive_message(cmd: ReceiveMessage, contacts: Contacts) -> None:
