@@ -232,12 +232,13 @@ class BatchProcessor:
         accepted = expired = 0
         try:
             for item in items:
-                if isinstance(item, Invalid):
+                if type(item) is Invalid:  # exact classes, as batch_contacts.scan
                     result.invalid += 1
                     result.dead_letters.append(DeadLetter(item.raw, item.reason, source,
                                                           item.workspace_id, item.event_id))
                     continue
-                if isinstance(item, ExpireInactive):  # a sweep: no outcome, no dedupe
+                kind = type(item)
+                if kind is ExpireInactive:  # a sweep: no outcome, no dedupe
                     handle(item, contacts)
                     expired += drain()
                     continue
@@ -251,7 +252,7 @@ class BatchProcessor:
                     continue
                 add_decided(key)
                 try:
-                    handlers[type(item)](item, contacts)  # handlers.handle, inline
+                    handlers[kind](item, contacts)  # handlers.handle, inline
                 except LifecycleRejection as rejection:
                     reason: str | None = rejection.reason
                     result.rejected[rejection.reason] += 1

@@ -118,31 +118,36 @@ class Contact:
         return contact
 
     def apply(self, event: DomainEvent) -> None:
-        """Mutate state from one event (used live and on replay)."""
+        """Mutate state from one event (used live and on replay).
+
+        By the event's exact class: the event classes have no subclasses, and a
+        pydantic class's ``isinstance`` that does not match costs a call through its
+        metaclass (~75 ns; once per event and more on the hot path)."""
         self.version = event.aggregate_version
-        if isinstance(event, (MessageReceived, MessageSent)):
+        kind = type(event)
+        if kind is MessageReceived or kind is MessageSent:
             last = self.last_activity
             if last is None or event.occurred_at > last:
                 self.last_activity = event.occurred_at
-            if isinstance(event, MessageReceived):
+            if kind is MessageReceived:
                 self.received = True
-            elif event.first_response:
+            elif event.first_response:  # type: ignore[attr-defined]
                 self.responded = True
-        elif isinstance(event, ConversationOpened):
+        elif type(event) is ConversationOpened:
             self.conversation_count += 1
             self.open_conversation_id = event.conversation_id
             self.last_channel = event.channel_type
             self.last_activity = event.occurred_at
             self.received = self.responded = False
-        elif isinstance(event, ConversationClosed):
+        elif type(event) is ConversationClosed:
             self.open_conversation_id = None
             self.last_activity = None
             if event.closed_by != "merge":
                 insort(self.closed_times, event.occurred_at)
-        elif isinstance(event, ContactAbsorbed):
+        elif type(event) is ContactAbsorbed:
             for moment in event.closed_at:
                 insort(self.closed_times, moment)
-        elif isinstance(event, ContactMerged):
+        elif type(event) is ContactMerged:
             self.merged_into = event.primary_contact_id
 
     def collect(self) -> list[DomainEvent]:

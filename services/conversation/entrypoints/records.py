@@ -74,7 +74,7 @@ def read_group(group: Group, gateway: str | None, dlq: str, out: RecordBatches |
         assert out is not None
         read = read_records(records, out, dlq)
         gateway_items.extend(read)
-        items.extend([item for item in read if not isinstance(item, Invalid)])
+        items.extend([item for item in read if type(item) is not Invalid])
     return items, gateway_items
 
 

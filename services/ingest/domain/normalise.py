@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, final
 
 import orjson
 from pydantic import ValidationError
@@ -35,6 +35,7 @@ _VALIDATE = GatewayEnvelope.model_validate
 MAX_INPUT_BYTES: Final = 1024 * 1024
 
 
+@final  # no subclasses: the hot path tests for it as ``type(item) is Invalid``
 @dataclass(frozen=True, slots=True)
 class Invalid:
     """Input that is not a valid envelope; it goes to the dead-letter store."""

@@ -55,6 +55,6 @@ def read_records(records: list[ConsumerRecord[bytes, bytes]], out: RecordBatches
             value = record.value
             item = parse(value if value is not None else b"")
         add(item)
-        if isinstance(item, Invalid):
+        if type(item) is Invalid:
             add_dead_letter(out, dlq, record, item)
     return items
