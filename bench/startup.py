@@ -7,7 +7,8 @@ Publishes a small backlog to fresh topics, starts the services exactly as
 ``bench.e2e.run_e2e`` does (``--layout serve``: one ``bonychat serve`` as a user
 first runs it; ``services``: each its own ``serve --services X``), polls every
 10 ms for the first tracked position (the first committed batch, what
-``first_stored_s`` measures), then stops them. Prints each log line's offset
+``first_stored_s`` measures), reads the CPU the services' processes (workers
+included) used until then, then stops them. Prints each log line's offset
 from the start, per process, and the first stored time. A variant's checkout
 (``--checkout PATH``) runs another version's ``bonychat`` as ``bench.ab`` does.
 The machine is shared: compare only runs taken back to back.
@@ -19,6 +20,7 @@ import argparse
 import asyncio
 import calendar
 import json
+import os
 import statistics
 import sys
 import time
@@ -58,11 +60,16 @@ async def one(bootstrap: str, database_url: str, records: list[limits.Record], l
             e2e.start_services(world, 1, layout)
             first = await e2e.wait_for(world, progress.started, 120, 0.01, "the first event")
             first_s = first - started
+            pids = {p.name: p.pid for p in world.processes}
+            tree = [*pids.values(), *(pid for found in procs._children(pids).values()
+                                      for pid in found)]
+            cpu_s = sum(procs._cpu_ticks(pid) for pid in tree) / os.sysconf("SC_CLK_TCK")
             seen = await progress.tracked()
             counts = await progress.query("SELECT count(*) FROM {s}.stored_events")
         lines = {p.name: timeline(p.log_path, wall0) for p in world.processes}
         world.stop()
-        return {"first_stored_s": round(first_s, 3), "logs": lines, "tracked": seen,
+        return {"first_stored_s": round(first_s, 3), "cpu_s": round(cpu_s, 2), "logs": lines,
+                "tracked": seen,
                 "stored": counts[0][0]}
     finally:
         await world.destroy()
@@ -79,7 +86,8 @@ async def main_async(args: argparse.Namespace) -> list[dict[str, Any]]:
     for n in range(args.rounds):
         run = await one(bootstrap, database_url, records, args.layout, env)
         runs.append(run)
-        print(f"round {n + 1}: first stored after {run['first_stored_s']:.3f} s "
+        print(f"round {n + 1}: first stored after {run['first_stored_s']:.3f} s, "
+              f"{run['cpu_s']:.2f} s of CPU in the services "
               f"({run['stored']} stored, tracked {run['tracked']})")
         if args.verbose:
             for name, entries in run["logs"].items():
@@ -100,7 +108,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     runs = asyncio.run(main_async(args))
     firsts = [r["first_stored_s"] for r in runs]
-    print(f"first stored: median {statistics.median(firsts):.3f} s of {firsts}")
+    cpu = [r["cpu_s"] for r in runs]
+    print(f"first stored: median {statistics.median(firsts):.3f} s of {firsts}; "
+          f"CPU until then: median {statistics.median(cpu):.2f} s of {cpu}")
     return 0
 
 

@@ -27,7 +27,7 @@ from services.cli.spec import (
 from services.composition import embedded_pipeline, open_stores, projection, writer_pipeline
 from services.projections.application import queries as service_levels
 from services.projections.domain.metrics import GROUPINGS
-from services.runtime.gc_tuning import tune_gc
+from services.runtime.gc_tuning import pause_gc, resume_gc, tune_gc
 from services.settings import Settings
 
 
@@ -147,12 +147,16 @@ def replay(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def serve(args: argparse.Namespace, settings: Settings) -> int:
-    from services.runtime.serve import run_serve
-    from services.runtime.worker_side import WorkerLink
+    pause_gc()  # until start-up is done (serve resumes it): loading code makes no garbage
+    try:
+        from services.runtime.serve import run_serve
+        from services.runtime.worker_side import WorkerLink
 
-    worker = (WorkerLink(args.worker_fd, args.worker_of, args.worker_go)
-              if args.worker_fd is not None and args.worker_of is not None else None)
-    return run_serve(args.services, settings, worker)
+        worker = (WorkerLink(args.worker_fd, args.worker_of, args.worker_go)
+                  if args.worker_fd is not None and args.worker_of is not None else None)
+        return run_serve(args.services, settings, worker)
+    finally:
+        resume_gc()
 
 
 def _import_arguments(parser: argparse.ArgumentParser) -> None:

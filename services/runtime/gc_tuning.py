@@ -24,6 +24,10 @@ walks roughly the same live set for 20 times the allocations
 
 ``BONYCHAT_GC_TUNING=0`` leaves Python's defaults (to compare, or to rule it out).
 
+``serve`` does not collect at all while it starts (:func:`pause_gc`, :func:`resume_gc`):
+what start-up allocates is nearly all kept (modules, classes, schemas), and the
+collections that ran while it was made were ~10 % of a start-up's CPU.
+
 :func:`time_gc_pauses` times every collection of the process into
 ``bonychat_gc_pause_seconds`` (by generation), so that a latency tail can be
 checked against the collector's pauses (docs/runtime.md, "Low load").
@@ -43,6 +47,19 @@ if TYPE_CHECKING:  # the CLI tunes the collector without loading the services' m
 #: the middle and old generations' thresholds (the young one is the setting)
 OLDER_THRESHOLDS = (50, 100)
 THRESHOLDS = (Settings.model_fields["gc_young_threshold"].default, *OLDER_THRESHOLDS)
+
+
+def pause_gc() -> None:
+    """No collection during start-up (until :func:`resume_gc`): loading the code allocates
+    a few hundred thousand objects that all live on, and collecting them while they are
+    made cost ~10 % of a start-up's CPU (issue 13)."""
+    gc.disable()
+
+
+def resume_gc() -> None:
+    """Collect again: start-up is done, or the process waits for a dependency (a wait of
+    any length must not hold back the cyclic garbage its retries make)."""
+    gc.enable()
 
 
 def tune_gc(settings: Settings) -> bool:

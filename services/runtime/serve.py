@@ -15,9 +15,10 @@ import asyncio
 import logging
 import signal
 import sys
+from functools import partial
 from typing import TYPE_CHECKING
 
-from services.runtime.gc_tuning import time_gc_pauses, tune_gc
+from services.runtime.gc_tuning import resume_gc, time_gc_pauses, tune_gc
 from services.runtime.observability import Health, RuntimeMetrics, setup_logging
 from services.runtime.worker_side import (
     WorkerLink,
@@ -101,6 +102,13 @@ async def _main(names: list[str], settings: Settings, *, groups: list[str] | Non
                 worker: WorkerLink | None = None) -> int:
     """``groups``: run them as worker processes, started first; ``worker``: this process
     is one. A start-up failure is one line on stderr, status 1."""
+    stop = asyncio.Event()  # a stop signal from now on (while the code loads too)
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    if worker is not None:  # Ctrl-C reaches the parent, which stops its workers in order
+        loop.remove_signal_handler(signal.SIGINT)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
     supervisor = None
     if groups:  # their processes first: each loads its code while this one loads its own
         supervisor = Supervisor(groups, Health(), probe_seconds=settings.health_probe_seconds)
@@ -112,14 +120,14 @@ async def _main(names: list[str], settings: Settings, *, groups: list[str] | Non
             await supervisor.stop_all()
         raise
     try:
-        return await _serve(names, settings, supervisor=supervisor, worker=worker)
+        return await _serve(names, settings, stop, supervisor=supervisor, worker=worker)
     except StartupError as exc:
         print(f"bonychat: error: {exc}", file=sys.stderr)
         return 1
 
 
-async def _serve(names: list[str], settings: Settings, *, supervisor: Supervisor | None,
-                 worker: WorkerLink | None) -> int:
+async def _serve(names: list[str], settings: Settings, stop: asyncio.Event, *,
+                 supervisor: Supervisor | None, worker: WorkerLink | None) -> int:
     from services.runtime.merged_metrics import MergedRegistry
     from services.runtime.serve_start import (
         Process,
@@ -132,22 +140,15 @@ async def _serve(names: list[str], settings: Settings, *, supervisor: Supervisor
 
     registry = MergedRegistry() if supervisor is not None else None
     proc = Process(settings, metrics=RuntimeMetrics(registry), worker=worker is not None,
-                   health=supervisor.health if supervisor is not None else Health())
+                   health=supervisor.health if supervisor is not None else Health(), stop=stop)
     if supervisor is not None and registry is not None:
         proc.workers = supervisor
         registry.ports = proc.workers.ports
         proc.runners["workers"] = proc.workers.run
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, proc.stop.set)
-    if worker is not None:  # Ctrl-C reaches the parent, which stops its workers in order
-        loop.remove_signal_handler(signal.SIGINT)
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
     # A dependency down at start-up is waited for (``/healthz`` 503 meanwhile).
-    # (the workers launched ahead exit first: only this process waits and says so)
     startup = Startup(proc.health, proc.metrics, proc.stop, host=settings.http_host,
                       port=settings.http_port,
-                      before_waiting=proc.workers.withdraw_all if proc.workers else None)
+                      before_waiting=partial(_before_waiting, proc))
     try:
         try:
             if not await open_process_stores(proc, startup):
@@ -177,10 +178,19 @@ async def _serve(names: list[str], settings: Settings, *, supervisor: Supervisor
             raise StartupError(f"cannot listen on {settings.http_host}:{settings.http_port}: "
                                f"{exc.strerror or exc}") from None
         tune_gc(settings)  # after start-up: what it allocated is frozen, never traversed again
+        resume_gc()  # (paused since the command started: commands.serve)
         time_gc_pauses(proc.metrics)
         return await _supervise(proc)
     finally:
         await _teardown(proc)
+
+
+async def _before_waiting(proc: Process) -> None:
+    """A dependency is down at start-up: collect again while waiting, and the workers
+    launched ahead exit (only this process waits and says so)."""
+    resume_gc()
+    if proc.workers is not None:
+        await proc.workers.withdraw_all()
 
 
 async def _supervise(proc: Process) -> int:

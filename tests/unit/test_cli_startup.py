@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import orjson
+import pytest
 
 #: what only import, serve, retry or sweep run (the deciding side, bulk import, Kafka, HTTP)
 NOT_FOR_REPLAY = ("services.in_process.pipeline", "services.bulk_import.parse",
@@ -43,3 +44,18 @@ def test_replay_loads_no_deciding_side(tmp_path: Path) -> None:
     assert result["replayed_events"] == 0
     assert "services.projections.application.projector" in loaded
     assert sorted(m for m in NOT_FOR_REPLAY if m in loaded) == []
+
+
+def test_serve_collects_again_after_a_failed_start_up(tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """serve pauses the collector while it starts (issue 13); whatever way start-up ends,
+    the process collects again afterwards."""
+    import gc
+
+    from services.cli.main import main
+
+    monkeypatch.delenv("BONYCHAT_KAFKA_BOOTSTRAP", raising=False)  # embedded: no workers
+    missing = tmp_path / "no-such-folder" / "serve.db"
+    assert gc.isenabled()
+    assert main(["serve", "--database-url", str(missing)]) == 1
+    assert gc.isenabled()

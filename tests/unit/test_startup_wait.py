@@ -99,3 +99,45 @@ def test_a_stop_signal_ends_the_wait() -> None:
         await start.done()
 
     asyncio.run(scenario())
+
+
+def test_before_waiting_runs_once_before_the_first_wait_and_never_without_one() -> None:
+    """serve's hook: its workers launched ahead exit and the collector runs again before
+    the process starts waiting (issue 13); a start-up that never waits never calls it."""
+    async def scenario() -> None:
+        calls: list[bool] = []
+        start = startup()
+
+        async def before() -> None:
+            calls.append(start.http.runner is None)  # not yet answering 503
+
+        start.before_waiting = before
+        failures = 0
+
+        async def attempt() -> str:
+            nonlocal failures
+            if failures < 3:
+                failures += 1
+                raise ConnectionError("refused")
+            return "stores"
+
+        assert await start.step("postgresql", attempt) == "stores"
+        assert await start.step("kafka", attempt) == "stores"
+        assert calls == [True]  # once, before the first wait, for both steps
+        await start.done()
+
+        quiet: list[bool] = []
+        fine = startup()
+
+        async def never() -> None:
+            quiet.append(True)
+
+        fine.before_waiting = never
+
+        async def ok() -> str:
+            return "producer"
+
+        assert await fine.step("kafka", ok) == "producer"
+        assert quiet == []
+
+    asyncio.run(scenario())
