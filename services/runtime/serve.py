@@ -47,7 +47,8 @@ PRELOAD = ("services.runtime.serve_start", "services.runtime.starting",
            "services.runtime.dependencies", "services.runtime.retry", "services.runtime.sinks",
            "services.conversation.entrypoints.kafka", "services.ingest.entrypoints.kafka",
            "services.projections.entrypoints.kafka", "services.projections.entrypoints.relay",
-           "services.projections.entrypoints.sweep", "aiohttp.web")
+           "services.projections.entrypoints.sweep", "services.runtime.worker_listener",
+           "services.composition.postgres")
 
 
 def parse_services(text: str) -> list[str] | str:
@@ -128,7 +129,6 @@ async def _main(names: list[str], settings: Settings, *, groups: list[str] | Non
 
 async def _serve(names: list[str], settings: Settings, stop: asyncio.Event, *,
                  supervisor: Supervisor | None, worker: WorkerLink | None) -> int:
-    from services.runtime.merged_metrics import MergedRegistry
     from services.runtime.serve_start import (
         Process,
         StartupError,
@@ -138,7 +138,11 @@ async def _serve(names: list[str], settings: Settings, stop: asyncio.Event, *,
     )
     from services.runtime.starting import Startup
 
-    registry = MergedRegistry() if supervisor is not None else None
+    registry = None
+    if supervisor is not None:  # (a worker loads no HTTP client or server: aiohttp)
+        from services.runtime.merged_metrics import MergedRegistry
+
+        registry = MergedRegistry()
     proc = Process(settings, metrics=RuntimeMetrics(registry), worker=worker is not None,
                    health=supervisor.health if supervisor is not None else Health(), stop=stop)
     if supervisor is not None and registry is not None:
@@ -167,13 +171,15 @@ async def _serve(names: list[str], settings: Settings, stop: asyncio.Event, *,
             await startup.done()
         if startup.bound_port != settings.http_port:  # port 0: keep the one already shown
             proc.settings = settings.model_copy(update={"http_port": startup.bound_port})
-        from services.runtime.http import start_http
-
         try:
-            proc.http = (await start_worker_http(proc.metrics, proc.health, worker.report_fd)
-                         if worker is not None else
-                         await start_http(proc.settings, proc.sink, proc.stores, proc.metrics,
-                                          proc.health))
+            if worker is not None:
+                proc.http = await start_worker_http(proc.metrics, proc.health,
+                                                    worker.report_fd)
+            else:
+                from services.runtime.http import start_http
+
+                proc.http = await start_http(proc.settings, proc.sink, proc.stores,
+                                             proc.metrics, proc.health)
         except OSError as exc:
             raise StartupError(f"cannot listen on {settings.http_host}:{settings.http_port}: "
                                f"{exc.strerror or exc}") from None

@@ -17,16 +17,13 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
-from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST
-from prometheus_client.exposition import generate_latest
-
-from services.http.errors import error_response, json_response
-from services.http.limits import SERVER_OPTIONS
 from services.runtime.observability import Health, RuntimeMetrics
 from services.runtime.retry import Backoff, describe, is_transient
+
+if TYPE_CHECKING:  # loaded only when a dependency is down (a worker never loads aiohttp)
+    from aiohttp import web
 
 log = logging.getLogger("bonychat.serve")
 T = TypeVar("T")
@@ -47,6 +44,10 @@ class StartingHttp:
         self.port: int | None = None
 
     async def start(self, host: str, port: int) -> None:
+        from aiohttp import web
+
+        from services.http.limits import SERVER_OPTIONS
+
         app = web.Application()
         app.router.add_route("*", "/{tail:.*}", self._answer)
         runner = web.AppRunner(app, access_log=None, handle_signals=False, **SERVER_OPTIONS)
@@ -62,6 +63,12 @@ class StartingHttp:
                  extra={"port": self.port})
 
     async def _answer(self, request: web.Request) -> web.Response:
+        from aiohttp import web
+        from prometheus_client import CONTENT_TYPE_LATEST
+        from prometheus_client.exposition import generate_latest
+
+        from services.http.errors import error_response, json_response
+
         if request.path == "/healthz":
             info = self.health()
             return json_response({"status": "unavailable", **info, "ready": False,

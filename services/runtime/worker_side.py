@@ -21,9 +21,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from aiohttp import web
-
     from services.runtime.observability import Health, RuntimeMetrics
+    from services.runtime.worker_listener import WorkerListener
 
 log = logging.getLogger("bonychat.serve")
 PR_SET_PDEATHSIG = 1
@@ -82,30 +81,13 @@ def wait_for_go(fd: int, preload: Sequence[str] = ()) -> bool:
 
 
 async def start_worker_http(metrics: RuntimeMetrics, health: Health,
-                            report_fd: int) -> web.AppRunner:
+                            report_fd: int) -> WorkerListener:
     """``/metrics`` and ``/healthz`` on 127.0.0.1 (any port); the port goes to the parent."""
-    from aiohttp import web
-    from prometheus_client import CONTENT_TYPE_LATEST
-    from prometheus_client.exposition import generate_latest
-
-    from services.http.errors import json_response
-
-    async def prometheus(_: web.Request) -> web.Response:
-        return web.Response(body=generate_latest(metrics.registry),
-                            headers={"Content-Type": CONTENT_TYPE_LATEST})
-
-    async def healthz(_: web.Request) -> web.Response:
-        info = health()
-        return json_response(info, status=200 if info["ready"] else 503)
+    from services.runtime.worker_listener import WorkerListener
 
     health.expect("http")
-    app = web.Application()
-    app.router.add_get("/metrics", prometheus)
-    app.router.add_get("/healthz", healthz)
-    runner = web.AppRunner(app, access_log=None, handle_signals=False)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", 0).start()
-    port = int(runner.addresses[0][1])
+    runner = WorkerListener(metrics, health)
+    port = await runner.start()
     health.set_ready("http")
     try:
         os.write(report_fd, f"{port}\n".encode())

@@ -121,6 +121,9 @@ def test_backlog_metrics_sigterm_and_restart_without_duplicates(world: World) ->
     info = healthz(port)
     assert {k: v for k, v in info["components"].items() if k.startswith("worker:")} == {
         f"worker:{name}": True for name in DEFAULT}
+    # a worker's listener is plain asyncio: it never loads aiohttp (issue 13, start-up)
+    assert [pid for pid in pids.values()
+            if "aiohttp" in Path(f"/proc/{pid}/maps").read_text()] == []
     converge(world, embedded_snapshot([v for _, v in first], WORKSPACES))
     # one API port: every worker's counters, as if one process ran every service
     def every_service() -> dict[str, float] | None:
