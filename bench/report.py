@@ -90,7 +90,7 @@ def table(results: dict[str, Any]) -> str:
         ("raw PostgreSQL COPY (limit)", g("raw_copy_rows_per_s"), "rows/s", ""),
         ("publish to gateway topic", g("publish_events_per_s"), "events/s", ""),
         ("e2e, published before start", g("e2e_events_per_s"), "events/s",
-         f"ratio to raw consume {g('ratio_e2e_to_raw_consume') or 0:.3f}"),
+         f"ratio to raw consume {g('ratio_e2e_to_raw_consume') or 0:.4f}"),
         ("one `bonychat serve`, backlog", g("serve_events_per_s"), "events/s",
          f"ratio to raw consume {g('ratio_serve_to_raw_consume') or 0:.3f} "
          f"({_num((g('serve') or {}).get('events'))} events, raw consume "

@@ -151,7 +151,7 @@ class Bench:
             r["e2e"] = run
             r["e2e_events_per_s"] = run["events_per_s"]
             r["ratio_e2e_to_raw_consume"] = round(run["events_per_s"]
-                                                  / r["raw_consume_events_per_s"], 3)
+                                                  / r["raw_consume_events_per_s"], 4)
             r["cpu_us_per_event"] = run["cpu_us_per_event"]
             await self.latency_phases(world, r, "")
             if p.settle_timeout_s:
