@@ -26,13 +26,6 @@ def origin(record: ConsumerRecord[bytes, bytes]) -> Headers:
             ("original_offset", str(record.offset).encode())]
 
 
-def parse_record(record: ConsumerRecord[bytes, bytes]) -> CommandBase | Invalid:
-    """A gateway record's command, or an invalid item (undecodable: the fetch's reason)."""
-    if isinstance(record, UndecodableRecord):
-        return Invalid("", record.reason)
-    return parse(record.value if record.value is not None else b"")
-
-
 def add_dead_letter(out: RecordBatches, dlq: str, record: ConsumerRecord[bytes, bytes],
                     item: Invalid) -> None:
     """Add ``record``'s dead letter to ``out``: the input's bytes as they came (even if
@@ -48,7 +41,7 @@ def read_records(records: list[ConsumerRecord[bytes, bytes]], out: RecordBatches
     items: list[CommandBase | Invalid] = []
     add = items.append
     for record in records:
-        # parse_record, inline (once per record)
+        # its command, or an invalid item (undecodable: the fetch's reason)
         if isinstance(record, UndecodableRecord):
             item: CommandBase | Invalid = Invalid("", record.reason)
         else:
