@@ -229,20 +229,9 @@ def encode_event(event: DomainEvent) -> bytes:
 
 
 def encode_events(events: Sequence[DomainEvent]) -> list[bytes]:
-    """``[encode_event(e) for e in events]``, written out (a batch's events are
-    encoded once each: no two calls per event; tests/unit/test_event_json.py)."""
-    encoded: list[bytes] = []
-    add, dumps, plain, utc_z = encoded.append, _dumps, _ORJSON_CLASSES, _UTC_Z
-    for event in events:
-        values = event.__dict__
-        if type(event) in plain and values["occurred_at"].tzinfo is UTC:
-            try:
-                add(bytes(memoryview(dumps(values, option=utc_z))))  # _exact
-                continue
-            except TypeError:
-                pass
-        add(event.__pydantic_serializer__.to_json(event))
-    return encoded
+    """Each of ``events`` serialised by :func:`encode_event`, in order (a batch's
+    states, ``pg_recorder.event_columns``)."""
+    return list(map(encode_event, events))
 
 
 def _exact(data: bytes) -> bytes:
