@@ -62,18 +62,13 @@ def expired(contact: Contact, cmd: CommandBase, contacts: Contacts) -> Contact:
 
 
 def target_of(cmd: CommandBase, contacts: Contacts) -> Contact:
-    """The contact ``cmd`` applies to (after merges), expired conversation closed.
-
-    :func:`survivor` then :func:`expired`, written out: every command asks, and
-    most contacts were never merged and most workspaces close nothing for inactivity."""
-    workspace_id = cmd.workspace_id
-    contact = contacts.get(workspace_id, cmd.contact_id)
+    """The contact ``cmd`` applies to (after merges), expired conversation closed:
+    :func:`survivor` then :func:`expired`, the merges followed only for a contact
+    that was merged (most never are; every command asks)."""
+    contact = contacts.get(cmd.workspace_id, cmd.contact_id)
     if contact.merged_into is not None:
         contact = _followed(contacts, contact)
-    timeout = contacts.inactivity_timeout(workspace_id)
-    if timeout is not None:  # without one, Contact.expire does nothing
-        contact.expire(cmd, timeout)
-    return contact
+    return expired(contact, cmd, contacts)
 
 
 def receive_message(cmd: ReceiveMessage, contacts: Contacts) -> None:
