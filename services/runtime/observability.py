@@ -78,7 +78,6 @@ def tally_ingest(items: Sequence[CommandBase | Invalid]) -> IngestTally:
     return kinds, len(items) - kinds.total()
 
 
-
 class RuntimeMetrics:
     """The runtime's instruments, registered on one registry."""
 
