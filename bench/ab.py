@@ -155,6 +155,8 @@ def table(runs: dict[str, list[dict[str, Any]]]) -> str:
             for n in names) + " |")
     lines.append("| events/s | " + " | ".join(
         " / ".join(str(r["events_per_s"]) for r in runs[n]) for n in names) + " |")
+    lines.append("| projections' tail (s) | " + " | ".join(
+        " / ".join(str(r.get("projections_tail_s")) for r in runs[n]) for n in names) + " |")
     lines.append("| load avg before | " + " | ".join(
         " / ".join(str(r["loadavg_before"][0]) for r in runs[n]) for n in names) + " |")
     return "\n".join(lines)
@@ -180,7 +182,9 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
                   flush=True)
             run = await one(bootstrap, database_url, records, expected, env=env, profile=profile,
                             tag=f"{stamp}-{name}-{round_ + 1}", layout=args.layout)
-            print(f"  {run['events_per_s']}/s, µs/event {run['cpu_us_per_event']}", flush=True)
+            print(f"  {run['events_per_s']}/s (projections' tail after the conversation "
+                  f"service {run.get('projections_tail_s')} s), µs/event "
+                  f"{run['cpu_us_per_event']}", flush=True)
             runs[name].append(run)
     return {"events": args.events, "layout": args.layout, "variants": dict(variants),
             "profiled": bool(profile),

@@ -313,14 +313,21 @@ async def run_e2e(world: World, records: Sequence[limits.Record], expected: Expe
         publisher = (asyncio.create_task(limits.publish(world.bootstrap, world.topics.gateway,
                                                         records)) if concurrent else None)
         first: float | None = None
+        upstream: float | None = None  # the conversation service done (the tail after it)
 
         async def probe() -> bool:
-            nonlocal first
+            nonlocal first, upstream
             if publisher is not None and publisher.done():
                 publisher.result()  # raise a publishing failure now
             if first is None and await progress.started():
                 first = time.perf_counter()
-            return (publisher is None or publisher.done()) and await progress.all_done()
+            if publisher is not None and not publisher.done():
+                return False
+            if upstream is None:
+                if not (await progress.ingest_done() and await progress.conversation_done()):
+                    return False
+                upstream = time.perf_counter()
+            return await progress.all_done()
 
         ready = {p.name: p.ready for p in world.processes}
         # one serve: its worker processes (if any) each from their own listener up
@@ -348,6 +355,8 @@ async def run_e2e(world: World, records: Sequence[limits.Record], expected: Expe
         "first_stored_s": round(first - started, 2) if first else None,
         "events_per_s_after_first_stored": (round(expected.lines / (done - first))
                                             if first and done > first else None),
+        "conversation_done_s": round(upstream - started, 2) if upstream else None,
+        "projections_tail_s": round(done - upstream, 2) if upstream else None,
         "relay_caught_up_s": round(relay - started, 2), "poll_interval_s": interval,
         "outcomes": outcomes, "dlq_records": dlq, "stored_events": stored,
         "avg_state_bytes": round(float(state_bytes or 0)), "cpu_cores": cpu.summary(),
