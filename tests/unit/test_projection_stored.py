@@ -199,3 +199,49 @@ def test_a_page_calls_new_exactly_the_rows_its_openings_started() -> None:
     reference = FakeReadModelStore()
     ConversationProjection(reference).apply_stored(states, Position("p", 1))
     assert _rows(store) == _rows(reference)
+
+
+class _LoadsLogged(_SnapshotStore):
+    """:class:`_SnapshotStore` that records the ids of every ``load_rows``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.loads: list[set[str]] = []
+
+    def load_rows(self, ids: set[str]) -> dict[str, rows.ConversationRow]:
+        self.loads.append(set(ids))
+        return super().load_rows(ids)
+
+
+def test_rows_dropped_from_the_cache_mid_page_are_loaded_once_and_nothing_else() -> None:
+    """A page runs in one pass while its rows are cached or opened there; from the
+    first row that must be loaded, the rest of the page loads its rows at once. With
+    part of the cache dropped before some pages, each page loads only rows that were
+    neither cached nor opened before their first event there, at most once per page,
+    and the rows are those of one projection of every event."""
+    states = _stored()
+    store = _LoadsLogged()
+    projection = ConversationProjection(store)
+    rng = random.Random(3)
+    for n, start in enumerate(range(0, len(states), 600)):
+        page = states[start:start + 600]
+        cached = projection._open
+        if n % 2 == 1:  # drop a random part of the cache: a mix of cached and loaded rows
+            for cid in rng.sample(sorted(cached), len(cached) // 3):
+                del cached[cid]
+        before = set(cached)
+        loads = len(store.loads)
+        projection.apply_read(list(enumerate(page, start)), Position("p", start + len(page)))
+        events = [e for e in map(decode_event, page) if getattr(e, "conversation_id", None)]
+        first: dict[str, object] = {}
+        for event in events:
+            first.setdefault(event.conversation_id, event)  # type: ignore[attr-defined]
+        needed = {cid for cid, event in first.items()
+                  if cid not in before and not isinstance(event, ConversationOpened)}
+        assert len(store.loads) - loads == (1 if needed else 0)
+        if needed:
+            assert store.loads[-1] == needed
+    assert sum(1 for ids in store.loads if ids) > 5
+    reference = FakeReadModelStore()
+    ConversationProjection(reference).apply_stored(states, Position("p", 1))
+    assert _rows(store) == _rows(reference)

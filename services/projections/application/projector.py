@@ -19,8 +19,10 @@ Two ways in, same rows out:
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from itertools import chain
+from operator import itemgetter
 
 from schemas.events import ConversationOpened, DomainEvent
 from schemas.stored_rows import RowEvent
@@ -48,6 +50,7 @@ from services.projections.domain.rows import (
 
 log = logging.getLogger(__name__)
 EVENT_STORE_POSITION = "projection:conversations"
+_STATE = itemgetter(1)  # the stored JSON of a ``read_raw`` pair
 
 
 class ConversationProjection:
@@ -81,14 +84,15 @@ class ConversationProjection:
 
     def apply_stored(self, states: Sequence[bytes], position: Position) -> int:
         """:meth:`apply` for events as the store holds them (JSON bytes, in order)."""
-        return self._apply([stored_item(state) for state in states], position)
+        return self._apply(map(stored_item, states), position)
 
     def apply_read(self, page: Sequence[tuple[int, bytes]], position: Position) -> int:
         """:meth:`apply_stored` for a page as ``read_raw`` gives it: ``(id, JSON)`` pairs
-        (no list of the states in between)."""
-        return self._apply([stored_item(state) for _, state in page], position)
+        (no list of the states in between). Each event is decoded as the projection
+        comes to it, and freed once applied (no list of the page's decoded events)."""
+        return self._apply(map(stored_item, map(_STATE, page)), position)
 
-    def _apply(self, items: Sequence[Item], position: Position) -> int:
+    def _apply(self, items: Iterable[Item], position: Position) -> int:
         fresh: set[str] = set()
         changed = self._project(items, self.store.load_rows, fresh)
         try:
@@ -104,7 +108,7 @@ class ConversationProjection:
         self._cached_at[position.name] = position.offset
         return len(changed)
 
-    def _project(self, items: Sequence[Item],
+    def _project(self, items: Iterable[Item],
                  load_rows: Callable[[set[str]], dict[str, ConversationRow]],
                  fresh: set[str] | None = None) -> list[ConversationRow]:
         """Apply ``items`` to their rows (cached, else loaded); the rows that changed.
@@ -113,13 +117,54 @@ class ConversationProjection:
         (``project`` starts a new one), so only the others are loaded. Those rows,
         started here, are added to ``fresh``: the store need not look them up before
         writing them (:meth:`~.ports.SnapshotSaver.save_snapshot`'s ``new``).
+
+        One pass while every conversation's row is cached or opened here (a backlog
+        after the first pages: a closed conversation gets no more events); at the
+        first one that needs loading, the rest of the page goes :meth:`_project_loading`'s
+        way (its rows loaded at once), on top of the rows applied so far.
         """
+        cached = self._open
+        started = fresh if fresh is not None else set()
+        # every conversation's row as the page goes (None: not started yet)
+        rows: dict[str, ConversationRow | None] = {}
+        it = iter(items)
+        for item in it:
+            if isinstance(item, RowEvent):  # what encode_event writes (nearly every one)
+                cid = item.conversation_id
+                if cid is None:
+                    continue
+                if cid in rows:
+                    rows[cid] = apply_fields(rows[cid], item, item["occurred_at"])
+                    continue
+            elif type(item) is dict:
+                cid = item.get("conversation_id")
+            else:
+                cid = conversation_of(item)  # type: ignore[arg-type]
+            if cid is None:
+                continue
+            if cid not in rows:
+                row = cached.get(cid)
+                if row is None and cid and not _opening(item):
+                    self._project_loading(chain((item,), it), load_rows, rows, started)
+                    break
+                if row is None:
+                    started.add(cid)
+                rows[cid] = row
+            rows[cid] = _applied(rows[cid], item)
+        return [row for row in rows.values() if row is not None]
+
+    def _project_loading(self, items: Iterable[Item],
+                         load_rows: Callable[[set[str]], dict[str, ConversationRow]],
+                         rows: dict[str, ConversationRow | None], fresh: set[str]) -> None:
+        """:meth:`_project`'s rest of a page once a row must be loaded: every
+        conversation's first item here found first, the rows neither in ``rows``, cached
+        nor opened here loaded at once, then every item applied to ``rows``."""
         cached = self._open
         first: dict[str, Item] = {}  # each conversation's first item here
         keyed: list[tuple[str, Item]] = []  # the items about a conversation, with its id
         add, first_of = keyed.append, first.setdefault
         for item in items:
-            if isinstance(item, RowEvent):  # what encode_event writes (nearly every one)
+            if isinstance(item, RowEvent):
                 cid = item.conversation_id
             elif type(item) is dict:
                 cid = item.get("conversation_id")
@@ -127,23 +172,17 @@ class ConversationProjection:
                 cid = conversation_of(item)  # type: ignore[arg-type]
             if cid is not None:
                 add((cid, item))
-                first_of(cid, item)
+                if cid not in rows:
+                    first_of(cid, item)
         missing = {cid for cid, item in first.items()
                    if cid and cid not in cached and not _opening(item)}
         loaded = load_rows(missing) if missing else {}
-        # every conversation's row as the page goes (None: not started yet)
-        rows: dict[str, ConversationRow | None] = {
-            cid: cached.get(cid) or loaded.get(cid) for cid in first}
-        if fresh is not None:
-            fresh.update(cid for cid, row in rows.items() if row is None)
+        for cid in first:
+            row = rows[cid] = cached.get(cid) or loaded.get(cid)
+            if row is None:
+                fresh.add(cid)
         for cid, item in keyed:
-            if isinstance(item, RowEvent):
-                rows[cid] = apply_fields(rows[cid], item, item["occurred_at"])
-            elif type(item) is dict:
-                rows[cid] = project_payload(rows[cid], item)
-            else:
-                rows[cid] = project(rows[cid], item)  # type: ignore[arg-type]
-        return [row for row in rows.values() if row is not None]
+            rows[cid] = _applied(rows[cid], item)
 
     def _remember(self, changed: Sequence[ConversationRow]) -> None:
         """Cache the open rows just written, drop the closed ones."""
@@ -201,7 +240,7 @@ class ConversationProjection:
                         return done
                     after = batch[-1][0]
                     ahead = reader.submit(read_raw, after, page)
-                    items = [stored_item(state) for _, state in batch]
+                    items = map(stored_item, map(_STATE, batch))
                     fresh: set[str] = set()
                     changed = self._project(items, writer.load_rows, fresh)
                     writer.save(changed, Position(name, after), fresh)
@@ -249,6 +288,15 @@ class ConversationProjection:
                     return done + self.catch_up(events, name=name, page=20_000,
                                                 progress=progress)
         return self.catch_up(events, name=name, page=20_000, progress=progress)
+
+
+def _applied(row: ConversationRow | None, item: Item) -> ConversationRow | None:
+    """``item`` applied to ``row`` by the rules (:mod:`.rows`), whatever form it came in."""
+    if isinstance(item, RowEvent):
+        return apply_fields(row, item, item["occurred_at"])
+    if type(item) is dict:
+        return project_payload(row, item)
+    return project(row, item)  # type: ignore[arg-type]
 
 
 def _opening(item: Item) -> bool:
