@@ -245,3 +245,22 @@ def test_rows_dropped_from_the_cache_mid_page_are_loaded_once_and_nothing_else()
     reference = FakeReadModelStore()
     ConversationProjection(reference).apply_stored(states, Position("p", 1))
     assert _rows(store) == _rows(reference)
+
+
+def test_a_page_that_fails_half_way_leaves_no_changed_row_in_the_cache() -> None:
+    """Events are decoded as the page is applied, and cached rows change in place: an
+    event that cannot be decoded after some were applied drops the cache, so the
+    page projected again (from the stored rows) counts each event once."""
+    states = _stored(3_000)
+    store = FakeReadModelStore()
+    projection = ConversationProjection(store)
+    half = len(states) // 2
+    projection.apply_stored(states[:half], Position("p", half))
+    assert projection._open
+    with pytest.raises(ValueError):
+        projection.apply_stored([*states[half:], b"not json"], Position("p", len(states)))
+    assert not projection._open
+    projection.apply_stored(states[half:], Position("p", len(states)))
+    reference = FakeReadModelStore()
+    ConversationProjection(reference).apply_stored(states, Position("p", 1))
+    assert _rows(store) == _rows(reference)

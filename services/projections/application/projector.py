@@ -94,8 +94,10 @@ class ConversationProjection:
 
     def _apply(self, items: Iterable[Item], position: Position) -> int:
         fresh: set[str] = set()
-        changed = self._project(items, self.store.load_rows, fresh)
         try:
+            # cached rows change in place as the page goes: a page that fails half-way
+            # (an event that cannot be decoded or applied, a failed write) drops them
+            changed = self._project(items, self.store.load_rows, fresh)
             if self._snapshots is not None:
                 self._snapshots.save_snapshot(self._snapshots.snapshot(changed), position,
                                               new=fresh)
