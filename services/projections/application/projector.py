@@ -19,7 +19,7 @@ Two ways in, same rows out:
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Collection, Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from itertools import chain
 from operator import itemgetter
@@ -32,6 +32,7 @@ from services.conversation.application.ports import (
     Position,
     RawEventReader,
 )
+from services.projections.application.ordered_writer import OrderedWriter
 from services.projections.application.ports import (
     CellKeeper,
     ReadModelStore,
@@ -230,7 +231,7 @@ class ConversationProjection:
         loaded from the store once the previous write committed.
         """
         done = 0
-        writer = _OrderedWriter(self.store, self._snapshots)
+        writer = OrderedWriter(self.store, self._snapshots)
         with ThreadPoolExecutor(1, thread_name_prefix="read-ahead") as reader:
             ahead: Future[list[tuple[int, bytes]]] = reader.submit(read_raw, after, page)
             try:
@@ -316,50 +317,3 @@ def _write_cells(keeper: CellKeeper, cells: bool | None, parts: int) -> None:
         return
     log.warning("writing the replay's metric cells failed; rebuilding them")
     keeper.rebuild_cells(parts)
-
-
-class _OrderedWriter:
-    """Saves pages in a background thread, one at a time and in order.
-
-    A :class:`~.ports.SnapshotSaver` store (PostgreSQL) gets the rows' values
-    copied on the caller's thread, so the caller can go on projecting (and
-    changing the same row objects) while the previous page is written. Other
-    stores are written synchronously.
-    """
-
-    def __init__(self, store: ReadModelStore, snapshots: SnapshotSaver | None) -> None:
-        self.store = store
-        self._snapshots = snapshots
-        self._pool = ThreadPoolExecutor(1, thread_name_prefix="writer") \
-            if snapshots is not None else None
-        self._pending: Future[None] | None = None
-
-    def save(self, rows: Sequence[ConversationRow], position: Position,
-             new: Collection[str] = ()) -> None:
-        if self._pool is None or self._snapshots is None:
-            self.store.save(rows, position)
-            return
-        snapshot = self._snapshots.snapshot(rows)
-        self.wait()  # surfaces the previous page's failure before going on
-        self._pending = self._pool.submit(self._snapshots.save_snapshot, snapshot, position,
-                                          new=new)
-
-    def load_rows(self, ids: set[str]) -> dict[str, ConversationRow]:
-        self.wait()  # read what the previous pages wrote
-        return self.store.load_rows(ids)
-
-    def wait(self) -> None:
-        pending, self._pending = self._pending, None
-        if pending is not None:
-            pending.result()
-
-    def flush(self) -> None:
-        try:
-            self.wait()
-        finally:
-            self.abandon()
-
-    def abandon(self) -> None:
-        if self._pool is not None:
-            self._pool.shutdown(wait=True)
-            self._pool = None
