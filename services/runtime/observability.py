@@ -13,8 +13,9 @@ import time
 from bisect import bisect_left
 from collections import Counter as Tally
 from collections.abc import Sequence
-from operator import attrgetter, itemgetter
-from typing import Any, TypeVar
+from itertools import repeat
+from operator import itemgetter
+from typing import Any, TypeVar, cast
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
@@ -27,7 +28,6 @@ from services.projections.domain.rows import ConversationRow
 #: an outcome's event type and outcome (an :class:`Outcome` is a tuple)
 _EVENT_TYPE = itemgetter(Outcome._fields.index("event_type"))
 _OUTCOME = itemgetter(Outcome._fields.index("outcome"))
-_COMMAND_TYPE = attrgetter("event_type")
 M = TypeVar("M", Counter, Histogram)
 _BATCH_SIZES = (1, 10, 50, 100, 250, 500, 1_000, 2_000, 5_000)
 _RESOLUTION_SECONDS = (60, 300, 900, 1800, 3600, 4 * 3600, 8 * 3600, 86400, 3 * 86400,
@@ -69,13 +69,14 @@ IngestTally = tuple[Tally[str], int]
 def tally_ingest(items: Sequence[CommandBase | Invalid]) -> IngestTally:
     """What :meth:`RuntimeMetrics.count_ingest` counts of ``items``.
 
-    Counted in C (``map`` of the attribute) when every item is a command, as nearly
-    every batch's are; an invalid item (no ``event_type``) sends it the long way."""
-    try:
-        kinds: Tally[str] = Tally(map(_COMMAND_TYPE, items))
-    except AttributeError:
-        kinds = Tally([i.event_type for i in items if not isinstance(i, Invalid)])
-    return kinds, len(items) - kinds.total()
+    Counted in C, invalid items included: ``getattr`` with a default (``map`` of the
+    builtin) gives an invalid item's ``event_type`` as ``None`` (an :class:`Invalid`
+    has none; a command's is text), and ``None``'s count is how many were invalid.
+    A large batch of gateway records nearly always holds one invalid record, which
+    sent the attribute map the long way (a Python comprehension, ~0.3 µs an item)."""
+    kinds: Tally[str | None] = Tally(map(getattr, items, repeat("event_type"), repeat(None)))
+    invalid = kinds.pop(None, 0)
+    return cast("Tally[str]", kinds), invalid  # None popped: text keys only
 
 
 class RuntimeMetrics:

@@ -53,11 +53,15 @@ def test_ingest_counts_what_it_forwarded_by_event_type() -> None:
 
 
 def test_the_tally_is_the_same_with_and_without_invalid_items() -> None:
-    """Commands only are tallied in C; one invalid item sends the batch the long way:
-    the same counts either way."""
+    """Tallied in C with or without invalid items (counted apart, never as a type):
+    the same counts either way, however many invalid items and wherever they are."""
     commands = [parse(line(e)) for e in (ev("message.received"), ev("message.sent"),
                                           ev("message.received"), ev("welcome"))]
     kinds, invalid = tally_ingest(commands)
     assert kinds == {"message.received": 2, "message.sent": 1, "welcome": 1} and invalid == 0
     mixed = [*commands[:2], parse("{not json"), *commands[2:], parse("[]")]
     assert tally_ingest(mixed) == (kinds, 2)
+    assert None not in tally_ingest(mixed)[0]
+    invalid_only = [parse("{not json"), parse("[]")]
+    assert tally_ingest(invalid_only) == ({}, 2)
+    assert tally_ingest([]) == ({}, 0)

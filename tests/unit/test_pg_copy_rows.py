@@ -111,3 +111,16 @@ def test_a_real_batch_shape() -> None:
         sent = _by_write_rows(curs, types, rows)
         assert sent == _by_write_row(curs, types, rows)
         assert sent.startswith(pg_copy.SIGNATURE) and sent.endswith(pg_copy.TRAILER)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.uuids(), max_size=20), st.integers(min_value=0, max_value=20))
+def test_originator_bytes_are_each_uuids_bytes(ids: list[uuid.UUID], text_at: int) -> None:
+    """The 16 bytes of each originator id, in order: by C calls when every id is a
+    ``UUID``; the same bytes when some are given as text (the long way)."""
+    assert pg_copy.originator_bytes(ids) == [i.bytes for i in ids]
+    mixed: list[uuid.UUID | str] = list(ids)
+    if mixed:
+        position = text_at % len(mixed)
+        mixed[position] = str(ids[position])
+    assert pg_copy.originator_bytes(mixed) == [i.bytes for i in ids]

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Iterable, Sequence
-from operator import itemgetter
+from operator import attrgetter, itemgetter, methodcaller
 from typing import Any
 
 from psycopg import Connection, Copy, Cursor, abc, adapt, pq
@@ -124,15 +124,30 @@ def copy_outcomes(conn: Connection[Any], statements: CopyStatements,
         write_rows(copy, curs, OUTCOME_TYPES, _clean_outcomes(outcomes))
 
 
+_INT = attrgetter("int")
+_TO_BYTES = methodcaller("to_bytes", 16, "big")
+
+
+def originator_bytes(originators: Sequence[uuid.UUID | str]) -> list[bytes]:
+    """Each originator id's 16 bytes (``UUID.bytes``), in order.
+
+    ``UUID.bytes`` is ``int.to_bytes(16, "big")`` behind a Python property: the value
+    is taken and converted by ``map`` of C functions, no Python call per event. Ids
+    given as text (any of them) take the long way, through ``uuid.UUID``."""
+    try:
+        return list(map(_TO_BYTES, map(_INT, originators)))
+    except AttributeError:
+        return [o.bytes if type(o) is uuid.UUID else uuid.UUID(o).bytes  # type: ignore[arg-type]
+                for o in originators]
+
+
 def copy_events(conn: Connection[Any], statements: CopyStatements, last_id: int,
                 columns: tuple[Sequence[uuid.UUID | str], Sequence[int], Sequence[str],
                                Sequence[bytes]]) -> list[int]:
     """``COPY`` the event columns with the ids ``last_id - n + 1 .. last_id``; the ids."""
     originators, versions, topics, states = columns
     ids = list(range(last_id - len(originators) + 1, last_id + 1))
-    # UUID.bytes is int.to_bytes(16, "big") behind a Python property: called directly
-    keys = [o.int.to_bytes(16, "big") if type(o) is uuid.UUID
-            else uuid.UUID(o).bytes for o in originators]  # type: ignore[arg-type]
+    keys = originator_bytes(originators)
     with conn.cursor() as curs:
         _bytes_in_c(curs)
         with curs.copy(statements.events) as copy:
