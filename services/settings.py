@@ -133,6 +133,11 @@ class Settings(BaseSettings):
     #: with ``gc_tuning``: the collector's young-generation threshold (net allocations
     #: of tracked objects between two young collections; services/runtime/gc_tuning.py)
     gc_young_threshold: int = Field(default=1_000_000, ge=700)
+    #: a ``serve`` process (or worker process) with Kafka that runs only followers (the
+    #: relay and/or the projections) lowers its CPU priority by this much (``nice``), so
+    #: that on a busy machine the conversation service, which sets the pace, gets the CPU
+    #: first; 0 leaves it alone (services/runtime/priority.py)
+    follower_niceness: int = Field(default=10, ge=0, le=19)
     #: ``bonychat serve`` with Kafka: "auto" runs each service in a worker process of
     #: its own under the serve process when this process may use two or more CPUs;
     #: "1" keeps every service in the serve process (services/runtime/workers.py)

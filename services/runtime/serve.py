@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 
 from services.runtime.gc_tuning import resume_gc, time_gc_pauses, tune_gc
 from services.runtime.observability import Health, RuntimeMetrics, setup_logging
+from services.runtime.priority import lower_follower_priority
 from services.runtime.worker_side import (
     WorkerLink,
     end_with_parent,
@@ -86,6 +87,8 @@ def run_serve(services_csv: str, settings: Settings, worker: WorkerLink | None =
         return 2
     setup_logging(settings.log_level)
     names = without_ingest(names, settings)
+    lower_follower_priority(names, settings.follower_niceness,
+                            kafka=bool(settings.kafka_bootstrap))
     if worker is not None and not end_with_parent(worker.parent):
         print("bonychat: error: the parent serve is gone", file=sys.stderr)
         return 1

@@ -268,3 +268,17 @@ def test_a_serve_that_cannot_take_its_port_leaves_no_workers(world: World) -> No
         assert process.popen.wait(60) == 1
     assert "cannot listen on" in process.log()
     assert workers_of(process.popen.pid) == []
+
+
+def niceness(pid: int) -> int:
+    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[16])
+
+
+def test_only_the_followers_worker_yields_the_cpu(world: World) -> None:
+    """The projections' worker runs at BONYCHAT_FOLLOWER_NICENESS (default 10) above the
+    serve; the conversation worker and the parent keep the serve's priority."""
+    process, _, pids = started(world)
+    base = niceness(process.popen.pid)
+    assert niceness(pids["conversation"]) == base
+    assert niceness(pids["projections"]) == min(base + 10, 19)
+    assert process.stop() == 0
