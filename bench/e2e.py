@@ -327,7 +327,9 @@ async def run_e2e(world: World, records: Sequence[limits.Record], expected: Expe
                 if not (await progress.ingest_done() and await progress.conversation_done()):
                     return False
                 upstream = time.perf_counter()
-            return await progress.all_done()
+            # ingest and the conversation service are done for good (positions only
+            # advance): what is left of all_done is the projections' position
+            return await progress.follower_done(PROJECTION)
 
         ready = {p.name: p.ready for p in world.processes}
         # one serve: its worker processes (if any) each from their own listener up
