@@ -73,4 +73,5 @@ def test_the_real_call_lowers_the_process() -> None:
             "print(os.nice(0) - before)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True, cwd=os.getcwd())
-    assert out.stdout.strip() == "3" or os.nice(0) + 3 > 19
+    base = os.nice(0)  # the child starts at ours; the kernel caps the value at 19
+    assert out.stdout.strip() == str(min(base + 3, 19) - base)
