@@ -95,7 +95,7 @@ class Settings(BaseSettings):
     kafka_commands_fetch_max_wait_ms: int = Field(default=100, ge=0)
     kafka_session_timeout_ms: int = Field(default=10_000, ge=1)
     kafka_linger_ms: int = Field(default=5, ge=0)
-    kafka_batch_records: int = Field(default=8_000, ge=1)
+    kafka_batch_records: int = Field(default=32_000, ge=1)
     #: ingest commits the offsets of acknowledged fetches at most this often (and
     #: whenever a fetch comes back empty or it stops); 0 commits after every fetch.
     #: A crash redelivers at most this much of the gateway topic (harmless: the
@@ -122,8 +122,8 @@ class Settings(BaseSettings):
     #: stored events the relay and the projections read (and publish or project) per
     #: page at most: under a backlog, each page costs a read, a write of the position
     #: (and, for the relay, a produce request per broker) beside its events
-    relay_page: int = Field(default=5_000, ge=1, le=100_000)
-    projections_page: int = Field(default=10_000, ge=1, le=100_000)
+    relay_page: int = Field(default=20_000, ge=1, le=100_000)
+    projections_page: int = Field(default=20_000, ge=1, le=100_000)
     #: how often the dependency watch asks Kafka and PostgreSQL whether they answer
     health_probe_seconds: float = Field(default=1.0, gt=0)
     #: the longest an HTTP POST waits for Kafka's acknowledgements before a 503

@@ -29,7 +29,7 @@ from services.projections.domain.rows import ConversationRow
 _EVENT_TYPE = itemgetter(Outcome._fields.index("event_type"))
 _OUTCOME = itemgetter(Outcome._fields.index("outcome"))
 M = TypeVar("M", Counter, Histogram)
-_BATCH_SIZES = (1, 10, 50, 100, 250, 500, 1_000, 2_000, 5_000)
+_BATCH_SIZES = (1, 10, 50, 100, 250, 500, 1_000, 2_000, 5_000, 10_000, 20_000, 50_000)
 _RESOLUTION_SECONDS = (60, 300, 900, 1800, 3600, 4 * 3600, 8 * 3600, 86400, 3 * 86400,
                        7 * 86400)
 _BATCH_SECONDS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)

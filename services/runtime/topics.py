@@ -68,7 +68,7 @@ class KafkaTuning:
     linger_ms: int = 5
     max_batch_size: int = 256 * 1024
     poll_timeout_ms: int = 200
-    batch_records: int = 8_000
+    batch_records: int = 32_000
     commit_interval_ms: int = 1_000
 
     @classmethod

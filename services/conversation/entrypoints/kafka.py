@@ -71,6 +71,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 HANDOVER_SECONDS = 10.0  #: the longest the look-up of ingest's offsets may take
+FIRST_BATCH_RECORDS = 2_000  #: the first batch's most records (then doubling: _fetch)
 
 
 class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -111,6 +112,7 @@ class ConversationService(BatchCommitting):
         self.uow = BatchUnitOfWork(events, cache_size=cache_size)
         #: records to gather per fetch (several fetches under a backlog)
         self.batch_records = batch_records or tuning.batch_records
+        self._limit = min(self.batch_records, FIRST_BATCH_RECORDS)  # grows: :meth:`_fetch`
         #: one transaction may record several partitions' positions
         self.many_positions = isinstance(events, RecordsManyPositions)
         self.metrics = metrics
@@ -285,23 +287,30 @@ class ConversationService(BatchCommitting):
         self._done = {}
         self._unpositioned = set()
         self._after = {}
+        self._limit = min(self.batch_records, FIRST_BATCH_RECORDS)
 
     async def _fetch(self, fetch: SafeFetch) -> Batches:
-        """One fetch, topped up with what is already buffered, up to ``batch_records``.
+        """One fetch, topped up with what is already buffered, up to the limit.
 
         Under a backlog each batch (one transaction) grows to several fetches'
         worth; when records trickle in, nothing waits for more. While a commit is
         in flight, the wait for new records is short so that it is settled soon.
+        The limit starts at :data:`FIRST_BATCH_RECORDS` when the consumer starts and
+        doubles with each batch up to ``batch_records``: the first events are stored
+        soon, and a backlog is then taken in large transactions.
         """
         timeout = 5 if self._pending is not None else self.tuning.poll_timeout_ms
         batches: Batches = await fetch.getmany(timeout_ms=timeout,
                                                max_records=self.tuning.max_poll_records)
         total = sum(len(records) for records in batches.values())
-        while batches and total < self.batch_records:
+        limit = self._limit
+        while batches and total < limit:
             more = await fetch.getmany(timeout_ms=0, max_records=self.tuning.max_poll_records)
             if not more:
                 break
             for tp, records in more.items():
                 batches.setdefault(tp, []).extend(records)
                 total += len(records)
+        if batches:
+            self._limit = min(limit * 2, self.batch_records)
         return batches

@@ -36,7 +36,7 @@ class ProjectionService:
 
     def __init__(self, *, events: EventStore, read_models: ReadModelStore,
                  lock: SingleActiveLock, metrics: RuntimeMetrics, health: Health,
-                 idle_seconds: float = 1.0, page: int = 10_000,
+                 idle_seconds: float = 1.0, page: int = 20_000,
                  wakeup: Wakeup | None = None) -> None:
         self.events = events
         self.read_models = read_models

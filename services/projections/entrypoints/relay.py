@@ -83,7 +83,7 @@ class OutboxRelay:
 
     def __init__(self, *, events: EventStore, positions: ReadModelStore, topics: Topics,
                  producer: AIOKafkaProducer, lock: SingleActiveLock, metrics: RuntimeMetrics,
-                 health: Health, page: int = 5_000, idle_seconds: float = 1.0,
+                 health: Health, page: int = 20_000, idle_seconds: float = 1.0,
                  wakeup: Wakeup | None = None) -> None:
         self.events = events
         self.positions = positions
