@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 COMMAND_SCHEMA_VERSION = 1
 
@@ -35,6 +35,15 @@ class CommandBase(BaseModel):
     @property
     def dedup_key(self) -> tuple[str, str]:
         return (self.workspace_id, self.event_id)
+
+    @field_validator("occurred_at")
+    @classmethod
+    def _has_offset(cls, value: datetime) -> datetime:
+        """A time without its offset is refused (ingest always writes one): compared
+        with the aggregate's times it would fail its whole batch, not just itself."""
+        if value.utcoffset() is None:
+            raise ValueError("occurred_at must carry a UTC offset (e.g. 'Z')")
+        return value
 
 
 class ReceiveMessage(CommandBase):

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import re
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -23,9 +24,12 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from schemas import command_codec
 from schemas.command_codec import decode_command
 from schemas.commands import CommandMessage, SendMessage
+from services.composition import open_stores
+from services.conversation.application.unit_of_work import BatchUnitOfWork
 from services.conversation.entrypoints.kafka import decode
-from services.ingest.domain.normalise import describe, parse
+from services.ingest.domain.normalise import Invalid, describe, parse
 from services.runtime.sinks import encode_command
+from services.settings import Settings
 
 from .test_envelope_fuzz import TOTAL, json_values, same_command, valid_envelopes
 
@@ -95,6 +99,7 @@ RAW_CASES = [
     orjson.dumps(_record(command="ExpireInactive")),
     orjson.dumps(_record(command="Teleport")),
     orjson.dumps(_record(occurred_at="2026-11-24T10:00:00+01:00")),
+    orjson.dumps(_record(occurred_at="2026-11-24T10:00:00")),  # no offset: refused
     orjson.dumps(_record(actor_id=None, actor_type=None)),
     orjson.dumps(_record(event_type=None)),
     orjson.dumps(_record()).replace(b'"schema_version":1,', b""),
@@ -135,6 +140,24 @@ def test_an_undecodable_record_keeps_the_models_reason(raw: bytes) -> None:
             f"undecodable command at commands:3@42: {describe(exc)}")
     else:
         assert not hasattr(result, "reason")
+
+
+def test_a_time_without_offset_is_dead_lettered_and_the_batch_goes_on(tmp_path: Path) -> None:
+    """Found by the fuzz suite: the model took '2026-11-24T10:00:00' as a naive time,
+    and deciding it beside aware times raised TypeError for the whole batch (a Kafka
+    consumer would have stopped on that record, again at every restart)."""
+    naive = decode(_Record(orjson.dumps(_record(occurred_at="2026-11-24T10:00:00",
+                                               event_id="e0"))))  # type: ignore[arg-type]
+    assert isinstance(naive, Invalid)
+    assert "occurred_at must carry a UTC offset" in naive.reason
+    good = decode(_Record(orjson.dumps(_record(event_id="e1"))))  # type: ignore[arg-type]
+    assert isinstance(good, SendMessage)
+    stores = open_stores(Settings(database_url=str(tmp_path / "naive.db")))
+    try:
+        result = BatchUnitOfWork(stores.events).process([naive, good], source="t")
+    finally:
+        stores.close()
+    assert (result.accepted, result.invalid, len(result.dead_letters)) == (1, 1, 1)
 
 
 def test_a_field_kind_the_decoder_does_not_know_is_refused() -> None:
