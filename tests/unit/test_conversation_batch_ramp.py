@@ -15,7 +15,6 @@ from typing import Any
 from aiokafka import TopicPartition
 
 from services.composition import open_stores
-from services.conversation.entrypoints import kafka as conversation
 from services.conversation.entrypoints.kafka import FIRST_BATCH_RECORDS, ConversationService
 from services.runtime.observability import Health, RuntimeMetrics
 from services.runtime.topics import KafkaTuning, Topics
@@ -67,6 +66,7 @@ def test_batches_start_small_and_double_up_to_the_setting(tmp_path: Path) -> Non
 
 
 def test_a_setting_below_the_first_batch_is_the_limit_throughout(tmp_path: Path) -> None:
+    assert FIRST_BATCH_RECORDS > 3
     stores = open_stores(Settings(database_url=str(tmp_path / "small.db")))
     try:
         service = ConversationService(
@@ -74,6 +74,5 @@ def test_a_setting_below_the_first_batch_is_the_limit_throughout(tmp_path: Path)
             tuning=KafkaTuning(max_poll_records=2), events=stores.events,
             metrics=RuntimeMetrics(), health=Health(), batch_records=3)
         assert sizes(service, Backlog(100), 3) == [4, 4, 4]  # whole polls: up to 3, then one more
-        assert conversation.FIRST_BATCH_RECORDS > 3
     finally:
         stores.close()
