@@ -200,6 +200,17 @@ def _infra_pids() -> dict[str, list[int]]:
 _WARNED: set[str] = set()
 
 
+def broker_jvm_flags() -> list[str]:
+    """The ``-XX:`` flags of the benchmark's broker (its JIT and collector), for the results."""
+    for pid in _infra_pids()["kafka"][:1]:
+        try:
+            args = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        except OSError:
+            return []
+        return [a.decode() for a in args if a.startswith(b"-XX:")]
+    return []
+
+
 #: the PostgreSQL backends of the harness's own connections (the latency poller) and of
 #: other people's clients (other developers' tests on a shared cluster): not pipeline
 PG_HARNESS, PG_OTHERS = "postgres: bench harness", "postgres: other clients"

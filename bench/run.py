@@ -26,7 +26,7 @@ from typing import Any
 
 import orjson
 
-from . import e2e, embedded, latency, limits, report, settle
+from . import e2e, embedded, latency, limits, procs, report, settle
 from .generate import Generator, write
 
 
@@ -88,7 +88,8 @@ def machine() -> dict[str, Any]:
                               check=False).stdout.strip()
     return {"cpus": os.cpu_count(), "loadavg": [round(x, 2) for x in os.getloadavg()],
             "git_commit": git("rev-parse", "--short", "HEAD"),
-            "git_dirty_files": len(git("status", "--porcelain").splitlines())}
+            "git_dirty_files": len(git("status", "--porcelain").splitlines()),
+            "kafka_jvm_flags": procs.broker_jvm_flags()}
 
 
 class Bench:

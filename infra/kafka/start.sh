@@ -56,8 +56,15 @@ else
       -e "s|@CONTROLLER_PORT@|$CPORT|g" -e "s|@PORT@|$PORT|g" \
       "$KAFKA_DIR/server.properties.template" >"$PROPS"
 
-  # shellcheck disable=SC2206  # word splitting of the override is intended
+  # JIT: C1 only (TieredStopAtLevel=1). This broker shares two cores with the
+  # services and PostgreSQL; C2's compiler threads took as much CPU as the broker's
+  # request threads while it warmed up (1M-event backlog: 6.4 s vs 6.6 s) and kept
+  # ~0.2-0.3 cores busy for minutes after it, while C1's code served the backlog at
+  # the same cost (docs/runtime.md, "The broker's JIT"). Set BONYCHAT_KAFKA_JIT_OPTS=
+  # (empty) for the JVM's default tiered C1+C2, as a long-lived dedicated broker wants.
+  # shellcheck disable=SC2206  # word splitting of the overrides is intended
   JVM_OPTS=(${BONYCHAT_KAFKA_HEAP_OPTS:--Xms256m -Xmx512m}
+    ${BONYCHAT_KAFKA_JIT_OPTS--XX:TieredStopAtLevel=1}
     -XX:+UseG1GC -XX:MaxGCPauseMillis=20 -XX:InitiatingHeapOccupancyPercent=35
     -XX:+ExplicitGCInvokesConcurrent -Djava.awt.headless=true
     "-Dlog4j2.configurationFile=$KAFKA_DIR/log4j2.xml"
