@@ -14,6 +14,12 @@ Besides the per-process CPU of ``bench.procs`` it reads the broker's threads fro
 (``data-plane-kafka-*``), collector threads and the rest. The broker is left running
 with the last variant: restart it with ``make infra-down infra-up`` for the default.
 Prints one line per phase, writes ``bench/results/broker-jit-<timestamp>.json``.
+
+    python -m bench.broker_jit --producer-only --rates 50,1000 --variant c1:-XX:TieredStopAtLevel=1
+
+``--producer-only``: no services; the benchmark's publisher (``bench.limits``, as in
+the latency phases) alone offers each rate for ``--seconds`` to a fresh topic, after a
+3 s warm-up: the broker's cores for the load generator's produce requests by themselves.
 """
 
 from __future__ import annotations
@@ -31,7 +37,7 @@ from typing import Any
 
 import orjson
 
-from . import e2e, procs
+from . import e2e, embedded, limits, procs
 from .report import RESULTS
 from .run import ROOT, Bench
 
@@ -109,6 +115,49 @@ async def one(bench: Bench, jit: str, low_rate: int, seconds: float, gap: float
     return result
 
 
+async def producer_only(bench: Bench, jit: str, rates: list[int], seconds: float
+                        ) -> dict[str, Any]:
+    pid = restart_broker(jit)
+    lines = embedded.events_file(bench.p.events, bench.p.contacts).read_bytes().splitlines()
+    records = limits.keyed(lines[:20_000])
+    world = bench.world()
+    result: dict[str, Any] = {"jit_opts": jit, "kafka_jvm_flags": procs.broker_jvm_flags()}
+    try:
+        await world.create()
+        await paced(bench.bootstrap, world.topics.gateway, records, 1_000, 3)  # warm-up
+        for rate in rates:
+            await asyncio.sleep(1)
+            before, started = thread_ticks(pid), time.perf_counter()
+            await paced(bench.bootstrap, world.topics.gateway, records, rate, seconds)
+            used = thread_seconds(before, thread_ticks(pid))
+            elapsed = time.perf_counter() - started
+            result[f"producer_only_{rate}"] = {
+                "broker_cores": round(sum(used.values()) / elapsed, 3),
+                "broker_cores_by_thread_group": {k: round(v / elapsed, 3)
+                                                 for k, v in used.items()}}
+    finally:
+        await world.destroy()
+    return result
+
+
+async def paced(bootstrap: str, topic: str, records: list[limits.Record], rate: int,
+                seconds: float) -> None:
+    """``rate`` records/s for ``seconds`` with the latency phases' producer (linger 5 ms)."""
+    producer = limits.make_producer(bootstrap)
+    await producer.start()
+    try:
+        started, sent = time.perf_counter(), []
+        for i in range(int(rate * seconds)):
+            key, value = records[i % len(records)]
+            sent.append(await producer.send(topic, value, key=key))
+            ahead = started + (i + 1) / rate - time.perf_counter()
+            if ahead > 0.005:
+                await asyncio.sleep(ahead)
+        await asyncio.gather(*sent)
+    finally:
+        await producer.stop()
+
+
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     bench = Bench("full")
     bench.p = replace(bench.p, events=args.events, contacts=max(args.events // 10, 1))
@@ -117,8 +166,11 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         order = args.variant if r % 2 == 0 else args.variant[::-1]
         for name, jit in order:
             bench.step(f"round {r + 1}: {name} ({jit or 'JVM default'})")
+            job = (producer_only(bench, jit, [int(x) for x in args.rates.split(",")],
+                                 args.seconds) if args.producer_only
+                   else one(bench, jit, args.low_rate, args.seconds, args.gap))
             rounds.append({"round": r + 1, "variant": name, "speed_loop_s": speed(),
-                           **await one(bench, jit, args.low_rate, args.seconds, args.gap)})
+                           **await job})
             print(orjson.dumps(rounds[-1]).decode(), flush=True)
     return {"events": args.events, "rounds": rounds}
 
@@ -141,6 +193,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--low-rate", type=int, default=1_000)
     parser.add_argument("--seconds", type=float, default=10)
     parser.add_argument("--gap", type=float, default=30)
+    parser.add_argument("--producer-only", action="store_true",
+                        help="no services: the broker's CPU for the load generator alone")
+    parser.add_argument("--rates", default="50,1000", help="--producer-only: rates (events/s)")
     results = asyncio.run(run(parser.parse_args(argv)))
     path = RESULTS / f"broker-jit-{time.strftime('%Y%m%dT%H%M%S')}.json"
     path.write_bytes(orjson.dumps(results, option=orjson.OPT_INDENT_2))
