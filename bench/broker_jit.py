@@ -37,11 +37,10 @@ from typing import Any
 
 import orjson
 
-from . import e2e, embedded, limits, procs
+from . import e2e, latency, procs
 from .report import RESULTS
-from .run import ROOT, Bench
+from .run import ROOT, Bench, latency_lines
 
-TICK = os.sysconf("SC_CLK_TCK")
 GROUPS = (("jit", "CompilerThre"), ("requests", "data-plane-kafk"),
           ("gc", ("GC Thread", "G1 ", "Conc#", "Refine#", "Main Marker")))
 
@@ -50,12 +49,14 @@ def thread_ticks(pid: int) -> dict[str, tuple[str, int]]:
     """Thread id -> (name, user + system ticks) of every thread of ``pid``."""
     out: dict[str, tuple[str, int]] = {}
     for tid in os.listdir(f"/proc/{pid}/task"):
+        task = Path(f"/proc/{pid}/task/{tid}")
         try:
-            name = Path(f"/proc/{pid}/task/{tid}/comm").read_text().strip()
-            fields = Path(f"/proc/{pid}/task/{tid}/stat").read_text().rsplit(")", 1)[1].split()
+            name = (task / "comm").read_text().strip()
         except OSError:
             continue
-        out[tid] = (name, int(fields[11]) + int(fields[12]))
+        ticks = procs.stat_ticks(task / "stat")
+        if ticks is not None:
+            out[tid] = (name, ticks)
     return out
 
 
@@ -72,7 +73,7 @@ def thread_seconds(before: dict[str, tuple[str, int]], after: dict[str, tuple[st
     used: dict[str, float] = {}
     for tid, (name, ticks) in after.items():
         group = group_of(re.sub(r"\d+", "N", name))
-        used[group] = used.get(group, 0.0) + (ticks - before.get(tid, (name, 0))[1]) / TICK
+        used[group] = used.get(group, 0.0) + (ticks - before.get(tid, (name, 0))[1]) / procs.TICK
     return {k: round(v, 2) for k, v in sorted(used.items())}
 
 
@@ -118,19 +119,23 @@ async def one(bench: Bench, jit: str, low_rate: int, seconds: float, gap: float
 async def producer_only(bench: Bench, jit: str, rates: list[int], seconds: float
                         ) -> dict[str, Any]:
     pid = restart_broker(jit)
-    lines = embedded.events_file(bench.p.events, bench.p.contacts).read_bytes().splitlines()
-    records = limits.keyed(lines[:20_000])
+    p = bench.p
     world = bench.world()
     result: dict[str, Any] = {"jit_opts": jit, "kafka_jvm_flags": procs.broker_jvm_flags()}
     try:
         await world.create()
-        await paced(bench.bootstrap, world.topics.gateway, records, 1_000, 3)  # warm-up
-        for rate in rates:
+        for i, (rate, span) in enumerate([(1_000, 3.0)] + [(r, seconds) for r in rates]):
+            # the latency phases' own publisher and pacing; the first run warms up
+            timed = latency.latency_records(
+                latency_lines(int(rate * span), p.contacts, p.workspaces, seed=23 + i),
+                f"prod{i}-".encode())
             await asyncio.sleep(1)
             before, started = thread_ticks(pid), time.perf_counter()
-            await paced(bench.bootstrap, world.topics.gateway, records, rate, seconds)
+            await latency._publish_at_rate(world, timed, rate, {}, [])
             used = thread_seconds(before, thread_ticks(pid))
             elapsed = time.perf_counter() - started
+            if i == 0:
+                continue
             result[f"producer_only_{rate}"] = {
                 "broker_cores": round(sum(used.values()) / elapsed, 3),
                 "broker_cores_by_thread_group": {k: round(v / elapsed, 3)
@@ -138,24 +143,6 @@ async def producer_only(bench: Bench, jit: str, rates: list[int], seconds: float
     finally:
         await world.destroy()
     return result
-
-
-async def paced(bootstrap: str, topic: str, records: list[limits.Record], rate: int,
-                seconds: float) -> None:
-    """``rate`` records/s for ``seconds`` with the latency phases' producer (linger 5 ms)."""
-    producer = limits.make_producer(bootstrap)
-    await producer.start()
-    try:
-        started, sent = time.perf_counter(), []
-        for i in range(int(rate * seconds)):
-            key, value = records[i % len(records)]
-            sent.append(await producer.send(topic, value, key=key))
-            ahead = started + (i + 1) / rate - time.perf_counter()
-            if ahead > 0.005:
-                await asyncio.sleep(ahead)
-        await asyncio.gather(*sent)
-    finally:
-        await producer.stop()
 
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:

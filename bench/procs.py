@@ -139,12 +139,18 @@ def vm_hwm_mb(pid: int) -> float | None:
     return None
 
 
-def _cpu_ticks(pid: int) -> int:
+def stat_ticks(stat: Path) -> int | None:
+    """User + system ticks from a ``/proc/PID/stat`` (or ``.../task/TID/stat``) file;
+    None when it is gone (the process or thread ended)."""
     try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        fields = stat.read_text().rsplit(")", 1)[1].split()
     except OSError:
-        return 0
+        return None
     return int(fields[11]) + int(fields[12])  # utime + stime
+
+
+def _cpu_ticks(pid: int) -> int:
+    return stat_ticks(Path(f"/proc/{pid}/stat")) or 0
 
 
 def _machine_busy() -> tuple[int, int]:
