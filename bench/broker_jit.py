@@ -136,7 +136,8 @@ async def producer_only(bench: Bench, jit: str, rates: list[int], seconds: float
             elapsed = time.perf_counter() - started
             if i == 0:
                 continue
-            result[f"producer_only_{rate}"] = {
+            name = f"producer_only_{rate}"  # a rate given again: numbered by its place
+            result[name if name not in result else f"{name}_{i}"] = {
                 "broker_cores": round(sum(used.values()) / elapsed, 3),
                 "broker_cores_by_thread_group": {k: round(v / elapsed, 3)
                                                  for k, v in used.items()}}
