@@ -164,7 +164,10 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def speed() -> float:
-    """Seconds of a fixed pure-Python loop: how fast the (shared) machine is right now."""
+    """Seconds of a fixed pure-Python loop (``speed_loop_s``): the interpreter's speed only.
+
+    It did not move when system calls and small requests cost twice as much (docs/runtime.md,
+    "The machine's phases"); the harness's CPU at 1,000/s is the better gauge of those."""
     started = time.perf_counter()
     total = 0
     for i in range(5_000_000):
