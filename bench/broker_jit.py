@@ -78,7 +78,12 @@ def thread_seconds(before: dict[str, tuple[str, int]], after: dict[str, tuple[st
 
 
 def restart_broker(jit: str) -> int:
+    """Restart the broker with ``jit`` (``JIT FLAGS[|GC FLAGS]``: the GC part, when
+    given, replaces ``start.sh``'s collector flags, ``BONYCHAT_KAFKA_GC_OPTS``)."""
+    jit, bar, gc = jit.partition("|")
     env = {**os.environ, "BONYCHAT_KAFKA_JIT_OPTS": jit}
+    if bar:
+        env["BONYCHAT_KAFKA_GC_OPTS"] = gc
     for script in ("stop.sh", "start.sh"):
         subprocess.run(["bash", str(ROOT / "infra" / "kafka" / script)], env=env, check=True,
                        stdout=subprocess.DEVNULL)

@@ -65,8 +65,8 @@ else
   # shellcheck disable=SC2206  # word splitting of the overrides is intended
   JVM_OPTS=(${BONYCHAT_KAFKA_HEAP_OPTS:--Xms256m -Xmx512m}
     ${BONYCHAT_KAFKA_JIT_OPTS--XX:TieredStopAtLevel=1}
-    -XX:+UseG1GC -XX:MaxGCPauseMillis=20 -XX:InitiatingHeapOccupancyPercent=35
-    -XX:+ExplicitGCInvokesConcurrent -Djava.awt.headless=true
+    ${BONYCHAT_KAFKA_GC_OPTS--XX:+UseG1GC -XX:MaxGCPauseMillis=20 -XX:InitiatingHeapOccupancyPercent=35 -XX:+ExplicitGCInvokesConcurrent}
+    -Djava.awt.headless=true
     "-Dlog4j2.configurationFile=$KAFKA_DIR/log4j2.xml"
     "-Dkafka.logs.dir=$KAFKA_STATE")
   CP="$KAFKA_LIBS/*"
