@@ -34,6 +34,13 @@ def stores(postgres_url: str) -> Iterator[Stores]:
     opened.close()
 
 
+@pytest.fixture
+def statements(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every page the statements' way (no page is small enough for the page function,
+    ``test_projection_page_function.py``): the tests that look into those statements."""
+    monkeypatch.setattr(save_postgres, "ONE_CALL_ROWS", 0)
+
+
 def tricky_rows(prefix: str) -> list[ConversationRow]:
     rows = []
     for n, text in enumerate(TEXTS):
@@ -118,7 +125,7 @@ def test_a_message_updates_its_conversation_without_touching_an_index(
 
 
 def test_new_rows_are_inserted_not_upserted(
-        stores: Stores, monkeypatch: pytest.MonkeyPatch) -> None:
+        stores: Stores, monkeypatch: pytest.MonkeyPatch, statements: None) -> None:
     """A page's rows not stored yet go in with a plain INSERT (the upsert's speculative
     insert costs a second WAL record per new row), the stored ones with the upsert."""
     rm = stores.read_models
@@ -138,7 +145,7 @@ def test_new_rows_are_inserted_not_upserted(
 
 
 def test_a_row_stored_meanwhile_by_another_writer_is_upserted(
-        stores: Stores, monkeypatch: pytest.MonkeyPatch) -> None:
+        stores: Stores, monkeypatch: pytest.MonkeyPatch, statements: None) -> None:
     """Should a row the page takes for new be stored by the time it is inserted (a writer
     under another position name), the key's violation rolls the page back and it is
     written again with the upsert: nothing lost, nothing twice, the position recorded."""
@@ -158,7 +165,7 @@ def test_a_row_stored_meanwhile_by_another_writer_is_upserted(
 
 
 def test_rows_a_page_started_are_not_looked_up_and_a_wrong_hint_loses_nothing(
-        stores: Stores, monkeypatch: pytest.MonkeyPatch) -> None:
+        stores: Stores, monkeypatch: pytest.MonkeyPatch, statements: None) -> None:
     """``save_snapshot(new=…)``: the rows the projection started in its page are not
     looked up before they are inserted (only the others are); one that is stored after
     all (a wrong hint) is upserted with every row looked up, nothing lost or twice."""
@@ -201,7 +208,7 @@ def test_rows_a_page_started_are_not_looked_up_and_a_wrong_hint_loses_nothing(
 
 
 def test_a_backlogs_new_rows_are_copied_as_the_json_insert_stores_them(
-        stores: Stores, monkeypatch: pytest.MonkeyPatch) -> None:
+        stores: Stores, monkeypatch: pytest.MonkeyPatch, statements: None) -> None:
     """From ``COPY_ROWS`` new rows on, a page's new rows go in with a binary COPY: the same
     rows as the JSON insert stores (quotes, emoji, controls, ±2⁶³), the stored ones still
     upserted; a NUL or a lone surrogate fails the COPY and the page is written as before

@@ -56,22 +56,22 @@ SCHEMA = (
     "ALTER TABLE {schema}.conversations ADD COLUMN IF NOT EXISTS resolution_bus_us bigint",
     *TABLE_DDL,
 )
-_CONFLICT = (
+CONFLICT = (
     " ON CONFLICT (conversation_id) DO UPDATE SET "
     + ", ".join(f"{c} = EXCLUDED.{c}" for c in COLUMNS[6:])  # as SQLite: the rest is fixed
     + ", bkey = NULL"  # the cached business durations may be out of date
 )
 SQL_UPSERT = (
     f"INSERT INTO {{schema}}.conversations ({', '.join(COLUMNS)}) SELECT * FROM unnest("
-    + ", ".join(f"%b::{_TYPES.get(c, 'text')}[]" for c in COLUMNS) + ")" + _CONFLICT
+    + ", ".join(f"%b::{_TYPES.get(c, 'text')}[]" for c in COLUMNS) + ")" + CONFLICT
 )
 #: the same upsert, the rows as one JSON array of row arrays (values in COLUMNS order)
 SQL_UPSERT_JSON = (
     f"INSERT INTO {{schema}}.conversations ({', '.join(COLUMNS)}) SELECT "
     + ", ".join(f"(r->>{i})::{_TYPES.get(c, 'text')}" for i, c in enumerate(COLUMNS))
-    + " FROM jsonb_array_elements(%s::jsonb) AS r" + _CONFLICT
+    + " FROM jsonb_array_elements(%s::jsonb) AS r" + CONFLICT
 )
-_CASTS = [f"(r->>{i})::{_TYPES.get(c, 'text')}" for i, c in enumerate(COLUMNS)]
+CASTS = [f"(r->>{i})::{_TYPES.get(c, 'text')}" for i, c in enumerate(COLUMNS)]
 #: rows known to be new (not stored), as SQL_UPSERT_JSON takes them: a plain insert,
 #: where the upsert's is a speculative one (it checks the key first, then writes the
 #: row and confirms it: a second WAL record per row). Stored rows keep the upsert: an
@@ -79,7 +79,7 @@ _CASTS = [f"(r->>{i})::{_TYPES.get(c, 'text')}" for i, c in enumerate(COLUMNS)]
 #: statistics where the upsert always finds them by the key
 SQL_INSERT_JSON = (
     f"INSERT INTO {{schema}}.conversations ({', '.join(COLUMNS)}) SELECT "
-    + ", ".join(_CASTS) + " FROM jsonb_array_elements(%s::jsonb) AS r"
+    + ", ".join(CASTS) + " FROM jsonb_array_elements(%s::jsonb) AS r"
 )
 #: which of a page's rows are stored, and the moments their metric units come from; each
 #: id looked up by the primary key (LATERAL … LIMIT 1), whatever the table's size: as

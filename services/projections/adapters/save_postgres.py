@@ -2,9 +2,11 @@
 
 :class:`SnapshotWriter` is the half of
 :class:`~.store_postgres.PostgresReadModelStore` that writes a page's rows
-(``save_snapshot``) in one transaction of two round trips (psycopg pipelines):
-at low load the projections write 20-25 small pages a second, and a round trip
-per statement cost more than the rows (docs/runtime.md, "Per-cycle work").
+(``save_snapshot``) in one transaction: a small page in one call of a PL/pgSQL
+function (:mod:`.page_function`), a larger one, or one whose values JSON cannot
+carry, in two round trips (psycopg pipelines). At low load the projections write
+20-25 small pages a second, and psycopg's work per statement cost more than the
+rows (docs/runtime.md, "Per-cycle work", "The projections' page in one call").
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from services.conversation.application.ports import Position
 from services.projections.adapters.cells import page_units
 from services.projections.adapters.cells_postgres import PostgresCells
 from services.projections.adapters.notify import PROJECTED_CHANNEL, notify_payload
+from services.projections.adapters.page_function import ONE_CALL_ROWS, SAVE_PAGE_FUNCTION_NAME
 from services.projections.adapters.rows_postgres import (
     COPY_TYPES,
     UNIT_VALUES,
@@ -47,6 +50,21 @@ class SnapshotWriter:
     _stored_moments: Composed
     _copy: Composed
     _locked_position: Composed
+    _save_page_call: Composed
+    _create_page_function: Composed
+
+    def create_page_function(self, *, replace: bool = False) -> None:
+        """Create the page function (``page_function``): with the tables, or where an
+        older version's schema lacks it (callers hold the schema's start-up lock)."""
+        quoted = self.datastore.schema.replace('"', '""')
+        with self.datastore.transaction(commit=True) as curs:
+            if not replace:
+                curs.execute("SELECT to_regproc(%s) IS NOT NULL AS present",
+                             (f'"{quoted}".{SAVE_PAGE_FUNCTION_NAME}',))
+                row = curs.fetchone()
+                if row and row["present"]:
+                    return
+            curs.execute(self._create_page_function, prepare=False)
 
     def save_snapshot(self, values: list[tuple[Any, ...]], position: Position, *,
                       new: Collection[str] = ()) -> None:
@@ -72,6 +90,16 @@ class SnapshotWriter:
         looked up and upserted.
         """
         upsert, copy = False, True
+        if len(values) < ONE_CALL_ROWS and self.datastore.single_row_tracking:
+            try:
+                if self._save_page(values, position, new):
+                    return
+            except IntegrityError as exc:  # the datastore's, from psycopg's
+                if not isinstance(exc.__cause__, UniqueViolation):
+                    raise  # the position: nothing was written
+                upsert = True  # a row stored meanwhile: every row upserted, as below
+            except (DataError, psycopg.DataError):
+                pass  # the statements' way writes it, or raises what it cannot write
         while True:
             try:
                 self._save(values, position, upsert=upsert, new=() if upsert else new,
@@ -85,6 +113,21 @@ class SnapshotWriter:
                 if not copy:  # what COPY cannot take (a NUL in a text, a lone surrogate)
                     raise  # goes the statements' ways, as before
                 copy = False
+
+    def _save_page(self, values: list[tuple[Any, ...]], position: Position,
+                   new: Collection[str]) -> bool:
+        """The page in one call of the page function (one transaction); False, with
+        nothing written, when JSON cannot carry its values as they are."""
+        data = rows_json(values) if values else None
+        if values and data is None:
+            return False
+        started = [v[0] for v in values if v[0] in new] if new else []
+        payload = notify_payload([v[1] for v in values]) if values else ""
+        with self.datastore.get_connection() as conn:
+            conn.execute(self._save_page_call, (
+                position.name, position.after, position.offset, data, started,
+                PROJECTED_CHANNEL, payload), prepare=True)
+        return True
 
     def _save(self, values: list[tuple[Any, ...]], position: Position, *,
               upsert: bool, new: Collection[str] = (), copy: bool = False) -> None:

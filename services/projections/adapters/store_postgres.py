@@ -27,6 +27,11 @@ from services.projections.adapters.cells_parts import (
     write_summed,
 )
 from services.projections.adapters.cells_postgres import PostgresCells
+from services.projections.adapters.page_function import (
+    SAVE_PAGE_FUNCTION,
+    SAVE_PAGE_FUNCTION_NAME,
+    SQL_SAVE_PAGE,
+)
 from services.projections.adapters.pages_postgres import PostgresPages
 from services.projections.adapters.rows_postgres import (
     COPY_TYPES,
@@ -91,6 +96,10 @@ class PostgresReadModelStore(SnapshotWriter, PostgresPages):
                 created = curs.fetchone() is not None
             if created:  # an existing database gains the cells: fill them from its rows
                 self.rebuild_cells()
+        self._create_page_function = sql(SAVE_PAGE_FUNCTION, schema,
+                                         function=SAVE_PAGE_FUNCTION_NAME, tracking=TRACKING_TABLE)
+        self.create_page_function(replace=create_tables)
+        self._save_page_call = sql(SQL_SAVE_PAGE, schema, function=SAVE_PAGE_FUNCTION_NAME)
         self._upsert = sql(SQL_UPSERT, schema)
         self._upsert_json = sql(SQL_UPSERT_JSON, schema)
         self._insert_json = sql(SQL_INSERT_JSON, schema)
