@@ -3,9 +3,9 @@
 At low load the projections write 20-25 pages a second of ~50 events each. The
 statements' way (:class:`~.save_postgres.SnapshotWriter`) sends about ten statements
 per page in two pipelined round trips; psycopg's Python per statement, not the rows,
-was most of the service's CPU there (docs/runtime.md, "The projections' page in one
-call"). :data:`SAVE_PAGE_FUNCTION` does the same work in the same order in one call,
-one transaction (the connections are in autocommit):
+was most of the service's CPU there (docs/runtime.md, "Per cycle at low load; the
+projections' page in one call"). :data:`SAVE_PAGE_FUNCTION` does the same work in
+the same order in one call, one transaction (the connections are in autocommit):
 
 1. the compare-and-set of the position (``Position.after``): its row locked, and an
    ``integrity_constraint_violation`` with :func:`~.store_sqlite.check_after`'s words
