@@ -31,7 +31,7 @@ from __future__ import annotations
 from typing import Final
 
 from services.projections.adapters.cells import QUARTER_US, SPAN_US
-from services.projections.adapters.rows_postgres import CASTS, CONFLICT
+from services.projections.adapters.rows_postgres import CONFLICT, json_insert, stored_moments_of
 from services.projections.adapters.store_sqlite import COLUMNS
 
 #: a new signature or body gets a new name: old and new services may share a schema
@@ -41,8 +41,7 @@ SAVE_PAGE_FUNCTION_NAME: Final = "bonychat_save_page_v1"
 ONE_CALL_ROWS: Final = 200
 
 _ROWS: Final = "jsonb_array_elements(p_rows) AS r"
-_INSERT: Final = (f"INSERT INTO {{schema}}.conversations ({', '.join(COLUMNS)}) "
-                  f"SELECT {', '.join(CASTS)} FROM {_ROWS}")
+_INSERT: Final = json_insert("p_rows")
 
 
 def _floor(value: str, size: int) -> str:
@@ -104,9 +103,7 @@ SAVE_PAGE_FUNCTION: Final = (
     "SELECT array_agg(c.conversation_id), array_agg(c.workspace_id), array_agg(c.opened_us), "
     "array_agg(c.first_message_us), array_agg(c.first_response_us), array_agg(c.closed_us) "
     "INTO s_ids, s_ws, s_opened, s_message, s_response, s_closed "
-    f"FROM {_ROWS} CROSS JOIN LATERAL (SELECT conversation_id, workspace_id, opened_us, "
-    "first_message_us, first_response_us, closed_us FROM {schema}.conversations "
-    "WHERE conversation_id = r->>0 LIMIT 1) AS c "
+    f"FROM {_ROWS} {stored_moments_of('r->>0')} "
     "WHERE NOT (r->>0 = ANY(COALESCE(p_new, '{{}}'))); "
     "s_ids := COALESCE(s_ids, '{{}}'); "
     f"{_INSERT} WHERE NOT (r->>0 = ANY(s_ids)); "

@@ -65,30 +65,36 @@ SQL_UPSERT = (
     f"INSERT INTO {{schema}}.conversations ({', '.join(COLUMNS)}) SELECT * FROM unnest("
     + ", ".join(f"%b::{_TYPES.get(c, 'text')}[]" for c in COLUMNS) + ")" + CONFLICT
 )
+_CASTS = [f"(r->>{i})::{_TYPES.get(c, 'text')}" for i, c in enumerate(COLUMNS)]
+
+
+def json_insert(rows: str) -> str:
+    """The insert of conversation rows from ``rows``, a JSON array of row arrays (values
+    in COLUMNS order), each as ``r``: the statements' parameter, or the page function's."""
+    return (f"INSERT INTO {{schema}}.conversations ({', '.join(COLUMNS)}) SELECT "
+            + ", ".join(_CASTS) + f" FROM jsonb_array_elements({rows}) AS r")
+
+
+def stored_moments_of(key: str) -> str:
+    """``c``: the stored row whose id is ``key``, if any, with the moments its metric
+    units come from (looked up by the primary key, ``LATERAL … LIMIT 1``)."""
+    return ("CROSS JOIN LATERAL (SELECT conversation_id, workspace_id, opened_us, "
+            "first_message_us, first_response_us, closed_us FROM {schema}.conversations "
+            f"WHERE conversation_id = {key} LIMIT 1) AS c")
+
+
 #: the same upsert, the rows as one JSON array of row arrays (values in COLUMNS order)
-SQL_UPSERT_JSON = (
-    f"INSERT INTO {{schema}}.conversations ({', '.join(COLUMNS)}) SELECT "
-    + ", ".join(f"(r->>{i})::{_TYPES.get(c, 'text')}" for i, c in enumerate(COLUMNS))
-    + " FROM jsonb_array_elements(%s::jsonb) AS r" + CONFLICT
-)
-CASTS = [f"(r->>{i})::{_TYPES.get(c, 'text')}" for i, c in enumerate(COLUMNS)]
+SQL_UPSERT_JSON = json_insert("%s::jsonb") + CONFLICT
 #: rows known to be new (not stored), as SQL_UPSERT_JSON takes them: a plain insert,
 #: where the upsert's is a speculative one (it checks the key first, then writes the
 #: row and confirms it: a second WAL record per row). Stored rows keep the upsert: an
 #: ``UPDATE … FROM`` the JSON measured no cheaper, and its plan depends on the table's
 #: statistics where the upsert always finds them by the key
-SQL_INSERT_JSON = (
-    f"INSERT INTO {{schema}}.conversations ({', '.join(COLUMNS)}) SELECT "
-    + ", ".join(CASTS) + " FROM jsonb_array_elements(%s::jsonb) AS r"
-)
+SQL_INSERT_JSON = json_insert("%s::jsonb")
 #: which of a page's rows are stored, and the moments their metric units come from; each
 #: id looked up by the primary key (LATERAL … LIMIT 1), whatever the table's size: as
 #: ``= ANY``, a generic plan made while the table was small kept scanning it whole
-SQL_STORED_MOMENTS = (
-    "SELECT c.* FROM unnest(%s::text[]) AS k(id) CROSS JOIN LATERAL (SELECT conversation_id, "
-    "workspace_id, opened_us, first_message_us, first_response_us, closed_us "
-    "FROM {schema}.conversations WHERE conversation_id = k.id LIMIT 1) AS c"
-)
+SQL_STORED_MOMENTS = "SELECT c.* FROM unnest(%s::text[]) AS k(id) " + stored_moments_of("k.id")
 #: what units_of takes, out of a row's values in COLUMNS order
 UNIT_VALUES = itemgetter(*(COLUMNS.index(name) for name in (
     "workspace_id", "opened_us", "first_message_us", "first_response_us", "closed_us")))
