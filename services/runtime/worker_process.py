@@ -68,7 +68,7 @@ def worker_command(services: str, report_fd: int, parent: int,
                    go_fd: int | None = None) -> list[str]:
     """The child's command line: this interpreter, the same CLI, ``serve --services``
     (``go_fd``: it waits for the parent's go on that pipe before it starts anything)."""
-    return [sys.executable, "-m", "services.cli.main", "serve", "--services", services,
+    return [sys.executable, "-m", "services.cli.entry", "serve", "--services", services,
             "--worker-fd", str(report_fd), "--worker-of", str(parent),
             *(["--worker-go", str(go_fd)] if go_fd is not None else [])]
 
