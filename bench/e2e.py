@@ -266,9 +266,19 @@ class Progress:
         return any(name != MIGRATION_ROW for name in await self.tracked())
 
 
-async def wait_for(world: World, probe: Any, timeout: float, interval: float, what: str
-                   ) -> float:
-    """Poll ``probe`` (checking every service is alive); returns the perf_counter when true."""
+#: how often the end of an e2e run is polled once the conversation service is done: what
+#: is left is the followers' last pages (a second or so), and the run's time is measured
+#: to the poll that sees them done, so a coarse interval would add up to itself to it
+TAIL_INTERVAL = 0.02
+
+
+async def wait_for(world: World, probe: Any, timeout: float, interval: float, what: str,
+                   *, finer: Any = None) -> float:
+    """Poll ``probe`` (checking every service is alive); returns the perf_counter when true.
+
+    ``finer``: a callable; once it returns true, poll every :data:`TAIL_INTERVAL` (or
+    ``interval`` if that is shorter) instead of every ``interval``.
+    """
     deadline = time.monotonic() + timeout
     while True:
         world.check()
@@ -276,7 +286,8 @@ async def wait_for(world: World, probe: Any, timeout: float, interval: float, wh
             return time.perf_counter()
         if time.monotonic() > deadline:
             raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what}")
-        await asyncio.sleep(interval)
+        await asyncio.sleep(min(interval, TAIL_INTERVAL) if finer is not None and finer()
+                            else interval)
 
 
 #: ``run_e2e`` layouts: every service its own ``serve --services X`` process, or one
@@ -335,7 +346,8 @@ async def run_e2e(world: World, records: Sequence[limits.Record], expected: Expe
         # one serve: its worker processes (if any) each from their own listener up
         worker_ready = world.processes[0].worker_ready if layout == "serve" else None
         with CpuSampler(pids, ready=ready, worker_ready=worker_ready) as cpu:
-            done = await wait_for(world, probe, timeout, interval, "the projections")
+            done = await wait_for(world, probe, timeout, interval, "the projections",
+                                  finer=lambda: upstream is not None)
             relay = await wait_for(world, progress.relay_done, 300, interval, "the relay")
         batches = {p.name: p.batches() for p in world.processes}
         counts = await progress.query(
@@ -360,6 +372,7 @@ async def run_e2e(world: World, records: Sequence[limits.Record], expected: Expe
         "conversation_done_s": round(upstream - started, 2) if upstream else None,
         "projections_tail_s": round(done - upstream, 2) if upstream else None,
         "relay_caught_up_s": round(relay - started, 2), "poll_interval_s": interval,
+        "tail_poll_interval_s": min(interval, TAIL_INTERVAL),
         "outcomes": outcomes, "dlq_records": dlq, "stored_events": stored,
         "avg_state_bytes": round(float(state_bytes or 0)), "cpu_cores": cpu.summary(),
         "service_batches": batches, "cpu_us_per_event": cpu.us_per_event(expected.lines),
