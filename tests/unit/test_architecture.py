@@ -22,6 +22,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGES = ("services", "schemas")
 SETTINGS_MODULE = "services.settings"
+#: the modules that may read the environment: the typed settings, and the ``bonychat``
+#: entry point, which reads two of the same variables before any code loads (a
+#: followers-only serve lowers its CPU priority; the settings validate them later)
+ENVIRONMENT_READERS = frozenset({SETTINGS_MODULE, "services.cli.entry"})
 #: "under about 300 lines" (STYLE.md), with a little slack for a docstring or a guard
 MAX_MODULE_LINES = 320
 
@@ -157,7 +161,7 @@ def test_only_settings_reads_the_environment() -> None:
     readers = {name: environment_reads(path.read_text())
                for name, path in module_files(ROOT).items()}
     assert {name: lines for name, lines in readers.items()
-            if lines and name != SETTINGS_MODULE} == {}
+            if lines and name not in ENVIRONMENT_READERS} == {}
 
 
 def oversized(files: Mapping[str, Path], limit: int = MAX_MODULE_LINES) -> dict[str, int]:
