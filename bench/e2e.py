@@ -272,10 +272,18 @@ class Progress:
 
 
 #: how often the end of an e2e run is polled once the conversation service has at most
-#: NEAR_END records left: the run's time is measured to the poll that sees the
-#: projections done, so a coarse interval would add up to itself to it
+#: NEAR_END records (and at most a twentieth of the run's) left: the run's time is
+#: measured to the poll that sees the projections done, so a coarse interval would add
+#: up to itself to it
 TAIL_INTERVAL = 0.02
 NEAR_END = 50_000
+
+
+def near_end(records: int) -> int:
+    """How many records left to the conversation service count as the end of a run of
+    ``records``: the last twentieth, at most :data:`NEAR_END` (a short run is not polled
+    finely throughout)."""
+    return min(NEAR_END, records // 20)
 
 
 async def wait_for(world: World, probe: Any, timeout: float, interval: float, what: str,
@@ -331,10 +339,11 @@ async def run_e2e(world: World, records: Sequence[limits.Record], expected: Expe
                                                         records)) if concurrent else None)
         first: float | None = None
         upstream: float | None = None  # the conversation service done (the tail after it)
-        near_end = False  # NEAR_END records or fewer left for the conversation service
+        nearly = near_end(expected.lines)
+        finer = False  # ``nearly`` records or fewer left for the conversation service
 
         async def probe() -> bool:
-            nonlocal first, upstream, near_end
+            nonlocal first, upstream, finer
             if publisher is not None and publisher.done():
                 publisher.result()  # raise a publishing failure now
             if first is None and await progress.started():
@@ -345,7 +354,7 @@ async def run_e2e(world: World, records: Sequence[limits.Record], expected: Expe
                 if not await progress.ingest_done():
                     return False
                 left = await progress.conversation_left()
-                near_end = left <= NEAR_END
+                finer = left <= nearly
                 if left:
                     return False
                 upstream = time.perf_counter()
@@ -358,7 +367,7 @@ async def run_e2e(world: World, records: Sequence[limits.Record], expected: Expe
         worker_ready = world.processes[0].worker_ready if layout == "serve" else None
         with CpuSampler(pids, ready=ready, worker_ready=worker_ready) as cpu:
             done = await wait_for(world, probe, timeout, interval, "the projections",
-                                  finer=lambda: near_end)
+                                  finer=lambda: finer)
             relay = await wait_for(world, progress.relay_done, 300, interval, "the relay")
         batches = {p.name: p.batches() for p in world.processes}
         counts = await progress.query(

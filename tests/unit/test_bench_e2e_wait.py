@@ -54,3 +54,10 @@ def test_without_finer_the_interval_stays(monkeypatch: pytest.MonkeyPatch) -> No
 
 def test_a_shorter_interval_is_kept_in_the_tail(monkeypatch: pytest.MonkeyPatch) -> None:
     assert run(monkeypatch, [False, True], lambda: True, interval=0.01) == [0.01]
+
+
+def test_the_end_of_a_run_is_its_last_twentieth_at_most_near_end() -> None:
+    assert e2e.near_end(1_000_000) == e2e.NEAR_END == 50_000
+    assert e2e.near_end(200_000) == 10_000
+    assert e2e.near_end(10_000) == 500
+    assert e2e.near_end(0) == 0
