@@ -33,7 +33,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -279,6 +279,11 @@ TAIL_INTERVAL = 0.02
 NEAR_END = 50_000
 
 
+def tail_interval(interval: float) -> float:
+    """The end's poll interval for a run polled every ``interval`` seconds."""
+    return min(interval, TAIL_INTERVAL)
+
+
 def near_end(records: int) -> int:
     """How many records left to the conversation service count as the end of a run of
     ``records``: the last twentieth, at most :data:`NEAR_END` (a short run is not polled
@@ -287,11 +292,10 @@ def near_end(records: int) -> int:
 
 
 async def wait_for(world: World, probe: Any, timeout: float, interval: float, what: str,
-                   *, finer: Any = None) -> float:
+                   *, finer: Callable[[], bool] | None = None) -> float:
     """Poll ``probe`` (checking every service is alive); returns the perf_counter when true.
 
-    ``finer``: a callable; once it returns true, poll every :data:`TAIL_INTERVAL` (or
-    ``interval`` if that is shorter) instead of every ``interval``.
+    ``finer``: once it returns true, poll every :func:`tail_interval` instead.
     """
     deadline = time.monotonic() + timeout
     while True:
@@ -300,7 +304,7 @@ async def wait_for(world: World, probe: Any, timeout: float, interval: float, wh
             return time.perf_counter()
         if time.monotonic() > deadline:
             raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what}")
-        await asyncio.sleep(min(interval, TAIL_INTERVAL) if finer is not None and finer()
+        await asyncio.sleep(tail_interval(interval) if finer is not None and finer()
                             else interval)
 
 
@@ -392,7 +396,7 @@ async def run_e2e(world: World, records: Sequence[limits.Record], expected: Expe
         "conversation_done_s": round(upstream - started, 2) if upstream else None,
         "projections_tail_s": round(done - upstream, 2) if upstream else None,
         "relay_caught_up_s": round(relay - started, 2), "poll_interval_s": interval,
-        "tail_poll_interval_s": min(interval, TAIL_INTERVAL),
+        "tail_poll_interval_s": tail_interval(interval),
         "outcomes": outcomes, "dlq_records": dlq, "stored_events": stored,
         "avg_state_bytes": round(float(state_bytes or 0)), "cpu_cores": cpu.summary(),
         "service_batches": batches, "cpu_us_per_event": cpu.us_per_event(expected.lines),

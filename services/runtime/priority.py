@@ -34,10 +34,21 @@ class _AtStart:
 _AT_START = _AtStart()
 
 
+def split_services(text: str) -> list[str]:
+    """The names of a ``--services`` value, as given (comma-separated, blanks dropped)."""
+    return [n.strip() for n in text.split(",") if n.strip()]
+
+
 def is_followers_only(names: Iterable[str]) -> bool:
     """True when every service named is a follower (and there is at least one)."""
     chosen = set(names)
     return bool(chosen) and chosen <= FOLLOWERS
+
+
+def _lowers(names: Iterable[str], niceness: int, kafka: bool) -> bool:
+    """The rule: a process that runs only followers on Kafka is lowered by a positive
+    niceness."""
+    return niceness > 0 and kafka and is_followers_only(names)
 
 
 def lower_follower_priority(names: Iterable[str], niceness: int, *, kafka: bool,
@@ -47,7 +58,7 @@ def lower_follower_priority(names: Iterable[str], niceness: int, *, kafka: bool,
     is lowered in all (0 when it was left alone)."""
     names = list(names)
     at_start = _AT_START.applied
-    if niceness <= 0 or not kafka or not is_followers_only(names):
+    if not _lowers(names, niceness, kafka):
         if at_start:  # not a follower after all (cannot happen: same rule, same env)
             log.warning("CPU priority lowered at start by %d, and it stays lowered", at_start)
         return at_start
@@ -81,7 +92,7 @@ def serve_services(argv: Sequence[str]) -> list[str] | None:
             found = rest[position + 1]
         elif arg.startswith("--services="):
             found = arg.partition("=")[2]
-    return None if found is None else [n.strip() for n in found.split(",") if n.strip()]
+    return None if found is None else split_services(found)
 
 
 def _setting(env: Mapping[str, str], name: str) -> str | None:
@@ -99,13 +110,14 @@ def lower_at_start(argv: Sequence[str], env: Mapping[str, str],
     (a niceness the settings would refuse, say) is left to that later call, which
     applies only what is still missing."""
     names = serve_services(argv)
+    if names is None:  # every other command: nothing to read
+        return 0
     text = _setting(env, "follower_niceness")
     try:
         niceness = 10 if text is None else int(text)
     except ValueError:
         return 0
-    if names is None or not 0 < niceness <= 19 or not _setting(env, "kafka_bootstrap") \
-            or not is_followers_only(names):
+    if niceness > 19 or not _lowers(names, niceness, bool(_setting(env, "kafka_bootstrap"))):
         return 0
     try:
         nice(niceness)

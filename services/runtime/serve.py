@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 
 from services.runtime.gc_tuning import resume_gc, time_gc_pauses, tune_gc
 from services.runtime.observability import Health, RuntimeMetrics, setup_logging
-from services.runtime.priority import lower_follower_priority
+from services.runtime.priority import lower_follower_priority, split_services
 from services.runtime.worker_side import (
     WorkerLink,
     end_with_parent,
@@ -54,7 +54,7 @@ PRELOAD = ("services.runtime.serve_start", "services.runtime.starting",
 
 def parse_services(text: str) -> list[str] | str:
     """The requested service names in canonical order, or an error message."""
-    names = [n.strip() for n in text.split(",") if n.strip()]
+    names = split_services(text)
     unknown = [n for n in names if n not in (*SERVICES, HTTP_ONLY)]
     if unknown:
         return (f"unknown service {unknown[0]!r} in --services "
