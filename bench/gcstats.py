@@ -5,7 +5,9 @@ and each latency phase of ``bench.latency`` (a phase's tail checked against the 
 
 from __future__ import annotations
 
+import gc
 import re
+import time
 from collections.abc import Iterator
 
 from . import e2e
@@ -60,3 +62,49 @@ def gc_pauses(before: dict[str, dict[str, float]], after: dict[str, dict[str, fl
                                    round(min(under) * 1000, 1) if under else -1.0)
         out[name] = row
     return out
+
+
+class OwnPauses:
+    """This process's (the harness's) collector pauses while in the ``with`` block.
+
+    The latency poller stamps an event visible when its poll returns; a pause of the
+    harness's own collector (its heap holds a run's inputs) delays the stamps behind it,
+    and would read as the pipeline's latency. Each pause is kept with its start
+    (``time.perf_counter``), so a slow second can be checked against it.
+    """
+
+    def __init__(self) -> None:
+        self.pauses: list[tuple[float, float, int]] = []  # start, seconds, generation
+        self._started: float | None = None
+
+    def _callback(self, phase: str, info: dict[str, int]) -> None:
+        now = time.perf_counter()
+        if phase == "start":
+            self._started = now
+        elif self._started is not None:
+            self.pauses.append((self._started, now - self._started, info["generation"]))
+            self._started = None
+
+    def __enter__(self) -> OwnPauses:
+        gc.callbacks.append(self._callback)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        gc.callbacks.remove(self._callback)
+
+    def summary(self) -> dict[str, float]:
+        """Collections per generation, their ms in all and the longest (ms)."""
+        row: dict[str, float] = {f"gen{g}": sum(1 for *_, gen in self.pauses if gen == g)
+                                 for g in range(3)}
+        row["ms"] = round(sum(s for _, s, _ in self.pauses) * 1000, 1)
+        row["longest_ms"] = round(max((s for _, s, _ in self.pauses), default=0.0) * 1000, 1)
+        return row
+
+    def ms_by_second(self, start: float, seconds: int) -> list[float]:
+        """ms of pauses that began in each second from ``start`` (``perf_counter``)."""
+        out = [0.0] * seconds
+        for began, length, _ in self.pauses:
+            index = int(began - start)
+            if 0 <= index < seconds:
+                out[index] += length * 1000
+        return [round(ms, 1) for ms in out]

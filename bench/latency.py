@@ -33,7 +33,7 @@ from psycopg import sql
 from . import limits
 from .dbwatch import DatabaseWatch
 from .e2e import Progress, World, wait_for
-from .gcstats import gc_counters, gc_pauses
+from .gcstats import OwnPauses, gc_counters, gc_pauses
 from .procs import CpuSampler
 
 Timed = tuple[bytes | None, bytes, str | None]  # key, value, event id
@@ -235,7 +235,8 @@ async def measure_latency(world: World, records: Sequence[Timed], rate: float, *
     async with Progress(world) as progress, await psycopg.AsyncConnection.connect(
             world.database_url, autocommit=True) as conn:
         polling = asyncio.create_task(poller.run(conn, await progress.max_notification_id()))
-        with CpuSampler(pids) as cpu, (watch if database_watch else contextlib.nullcontext()):
+        with CpuSampler(pids) as cpu, OwnPauses() as own_gc, (
+                watch if database_watch else contextlib.nullcontext()):
             seconds = await _publish_at_rate(world, records, rate, published, acked)
             await wait_for(world, progress.all_done, settle + len(records) / 1_000, 0.1,
                            "latency events")
@@ -248,10 +249,15 @@ async def measure_latency(world: World, records: Sequence[Timed], rate: float, *
         start = min(published.values(), default=0.0) + time.time() - time.perf_counter()
         for row, db in zip(detail, watch.by_second(start, len(detail)), strict=True):
             row["database"] = db
+        harness_ms = own_gc.ms_by_second(min(published.values(), default=0.0),
+                                         1 + max((row["second"] for row in detail), default=0))
+        for row in detail:
+            row["harness_gc_ms"] = harness_ms[row["second"]]
         extra = {"by_second": detail, "database_log": watch.log(),
                  "database_watch_error": watch.error,
                  "gc": gc_pauses(collected, gc_counters(world))}
     return {**extra,
+        "harness_gc": own_gc.summary(),  # the harness's own pauses (gcstats.OwnPauses)
         "offered_rate_per_s": rate, "published": len(records),
         "achieved_rate_per_s": round(len(records) / seconds),
         "publish_seconds": round(seconds, 2),

@@ -203,12 +203,18 @@ def by_second_lines(label: str, run: dict[str, Any]) -> list[str]:
     cells = []
     for row in rows:
         said = _database(row.get("database") or {})
+        if row.get("harness_gc_ms"):  # the harness's own collector (gcstats.OwnPauses)
+            said = "; ".join(filter(None, [said, f"harness gc {row['harness_gc_ms']} ms"]))
         cells.append(f"s{row['second']} {row['p50_ms']}/{row['p99_ms']}"
                      + (f" [{said}]" if said else ""))
     lines = [f"  latency at {label} by second (p50/p99 ms; PostgreSQL): " + ", ".join(cells)]
     collected = [f"{name} {g['gen0']:.0f}/{g['gen1']:.0f}/{g['gen2']:.0f} in {g['ms']} ms"
                  f" (longest <= {g['longest_under_ms']} ms)"
                  for name, g in (run.get("gc") or {}).items() if g.get("ms")]
+    own = run.get("harness_gc") or {}
+    if own.get("ms"):
+        collected.append(f"bench harness {own['gen0']:.0f}/{own['gen1']:.0f}/{own['gen2']:.0f}"
+                         f" in {own['ms']} ms (longest {own['longest_ms']} ms)")
     if collected:
         lines.append("    collector (gen0/1/2 collections): " + "; ".join(collected))
     lines += [f"    postgres log: {line}" for line in run.get("database_log") or []]

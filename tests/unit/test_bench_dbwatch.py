@@ -3,12 +3,15 @@ server log's autovacuum and checkpoint lines of that phase (our schema's only)."
 
 from __future__ import annotations
 
+import gc
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
 from bench.dbwatch import DatabaseWatch, Sample
+from bench.gcstats import OwnPauses
 from bench.report import by_second_lines
 
 T0 = datetime(2026, 11, 30, 4, 54, 30, tzinfo=UTC).timestamp()
@@ -88,3 +91,36 @@ def test_the_report_prints_each_second_with_what_the_database_did() -> None:
         "    collector (gen0/1/2 collections): conversation 2/1/1 in 262.5 ms "
         "(longest <= 250.0 ms)",
         "    postgres log: 04:54:31.833 +1.8s canceling autovacuum task"]
+
+
+def test_the_report_names_the_harness_s_own_collector_pauses() -> None:
+    run = {"by_second": [
+        {"second": 0, "p50_ms": 40, "p99_ms": 70, "database": {}, "harness_gc_ms": 0.0},
+        {"second": 1, "p50_ms": 60, "p99_ms": 190, "database": {"vacuum": ["conversations"]},
+         "harness_gc_ms": 104.2}],
+        "harness_gc": {"gen0": 40, "gen1": 3, "gen2": 1, "ms": 110.5, "longest_ms": 101.0}}
+    assert by_second_lines("1,000/s", run) == [
+        "  latency at 1,000/s by second (p50/p99 ms; PostgreSQL): s0 40/70, "
+        "s1 60/190 [vacuum conversations; harness gc 104.2 ms]",
+        "    collector (gen0/1/2 collections): bench harness 40/3/1 in 110.5 ms "
+        "(longest 101.0 ms)"]
+
+
+def test_own_pauses_are_timed_by_generation_and_second() -> None:
+    started = time.perf_counter()
+    gc.disable()  # only the collections asked for here
+    try:
+        with OwnPauses() as own:
+            gc.collect()  # a full collection: generation 2
+            gc.collect(0)
+    finally:
+        gc.enable()
+    assert [gen for *_, gen in own.pauses] == [2, 0]
+    summary = own.summary()
+    assert (summary["gen0"], summary["gen1"], summary["gen2"]) == (1, 0, 1)
+    assert summary["ms"] >= summary["longest_ms"] > 0
+    by_second = own.ms_by_second(started, 3)
+    assert by_second[0] == pytest.approx(summary["ms"], abs=0.2) and by_second[1:] == [0, 0]
+    assert own.ms_by_second(started + 5, 2) == [0, 0]  # began before that start: left out
+    gc.collect()
+    assert len(own.pauses) == 2  # not timed once the block is left
