@@ -227,9 +227,10 @@ async def measure_latency(world: World, records: Sequence[Timed], rate: float, *
     second (``bench.dbwatch``: autovacuum, lock waits, checkpoints, WAL, the server log)
     and each service's collector pauses in the phase (``gc``, ``bench.gcstats``).
 
-    The harness's heap is frozen for the phase (``gcstats.frozen_heap``): its full
-    collections walked a run's inputs, 180-280 ms each, five in a 5,000/s phase, and
-    the poller stamped nothing while they ran (``harness_gc`` says what is left)."""
+    The harness's heap is frozen and its full collections deferred for the phase
+    (``gcstats.frozen_heap``): they walked a run's inputs, 180-280 ms each, five in a
+    5,000/s phase, and the poller stamped nothing while they ran (``harness_gc`` says
+    what is left)."""
     with frozen_heap():
         return await _measured(world, records, rate, interval=interval, settle=settle,
                                database_watch=database_watch)

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from bench.dbwatch import DatabaseWatch, Sample
-from bench.gcstats import OwnPauses, frozen_heap
+from bench.gcstats import NO_FULL_COLLECTIONS, OwnPauses, frozen_heap
 from bench.report import by_second_lines
 
 T0 = datetime(2026, 11, 30, 4, 54, 30, tzinfo=UTC).timestamp()
@@ -128,9 +128,11 @@ def test_own_pauses_are_timed_by_generation_and_second() -> None:
 
 def test_the_heap_is_frozen_for_a_phase_and_thawed_after() -> None:
     held = [[n] for n in range(10_000)]  # containers: tracked by the collector
+    thresholds = gc.get_threshold()
     assert gc.get_freeze_count() == 0
     with frozen_heap():
         assert gc.get_freeze_count() >= len(held)
+        assert gc.get_threshold() == (*thresholds[:2], NO_FULL_COLLECTIONS)
         with OwnPauses() as own:
             gc.collect()
         assert own.pauses and own.pauses[0][2] == 2
@@ -138,3 +140,4 @@ def test_the_heap_is_frozen_for_a_phase_and_thawed_after() -> None:
     with pytest.raises(RuntimeError), frozen_heap():
         raise RuntimeError("a failed phase")
     assert gc.get_freeze_count() == 0  # thawed on the way out
+    assert gc.get_threshold() == thresholds
