@@ -103,8 +103,9 @@ class World:
     tag: str = field(default_factory=lambda: uuid.uuid4().hex[:10])
     processes: list[ServeProcess] = field(default_factory=list)
 
-    @property
+    @cached_property
     def topics(self) -> Topics:
+        """The run's topic names (built once: the latency publisher reads them per event)."""
         return Topics.with_suffix(f"bench{self.tag}")
 
     @property

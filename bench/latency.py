@@ -158,7 +158,6 @@ async def _publish_at_rate(world: World, records: Sequence[Timed], rate: float,
         if not future.cancelled() and future.exception() is not None:
             failures.append(future.exception())  # type: ignore[arg-type]
 
-    topic = world.topics.gateway  # a property that builds every topic name: not per event
     try:
         futures = []
         started = time.perf_counter()
@@ -170,7 +169,7 @@ async def _publish_at_rate(world: World, records: Sequence[Timed], rate: float,
                 at = time.perf_counter()
                 if event_id is not None:
                     published.setdefault(event_id, at)
-                future = await producer.send(topic, value, key=key)
+                future = await producer.send(world.topics.gateway, value, key=key)
                 future.add_done_callback(functools.partial(done, at=at))
                 futures.append(future)
                 sent += 1

@@ -61,3 +61,9 @@ def test_the_end_of_a_run_is_its_last_twentieth_at_most_near_end() -> None:
     assert e2e.near_end(200_000) == 10_000
     assert e2e.near_end(10_000) == 500
     assert e2e.near_end(0) == 0
+
+
+def test_a_run_s_topic_names_are_built_once() -> None:
+    world = e2e.World("127.0.0.1:1", "postgresql://unused", tag="t1")
+    assert world.topics is world.topics  # read per event by the latency publisher
+    assert world.topics.gateway.endswith("bencht1")
