@@ -401,6 +401,9 @@ async def run_e2e(world: World, records: Sequence[limits.Record], expected: Expe
         "outcomes": outcomes, "dlq_records": dlq, "stored_events": stored,
         "avg_state_bytes": round(float(state_bytes or 0)), "cpu_cores": cpu.summary(),
         "service_batches": batches, "cpu_us_per_event": cpu.us_per_event(expected.lines),
+        "postgres_us_per_event_by_client": {  # whom PostgreSQL's CPU served (bench.procs)
+            k: round(v * 1e6 / max(expected.lines, 1), 1)
+            for k, v in cpu.postgres_by_client().items()},
         "cpu_window": "each service (and worker process) from its listener up (start-up excluded) "
                       "until the relay caught up; kafka and postgres are shared with other users",
     }

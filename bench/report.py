@@ -138,6 +138,10 @@ def table(results: dict[str, Any]) -> str:
             costs = sorted(per_event.items(), key=lambda kv: -kv[1])
             lines.append(f"  CPU µs per event ({label}, all cores): "
                          + ", ".join(f"{k} {v:,.0f}" for k, v in costs if v >= 1))
+    by_client = (g("e2e") or {}).get("postgres_us_per_event_by_client")
+    if by_client:
+        lines.append("  PostgreSQL µs per event (e2e) by client: "
+                     + ", ".join(f"{k} {v:,.1f}" for k, v in by_client.items()))
     batches = (g("e2e") or {}).get("service_batches") or {}
     stats = [f"{label} {b['batches']}x{b['mean_batch_size']:,.0f} in {b['seconds_in_batches']} s"
              for labels in batches.values() for label, b in labels.items()]

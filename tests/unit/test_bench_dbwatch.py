@@ -141,3 +141,15 @@ def test_the_heap_is_frozen_for_a_phase_and_thawed_after() -> None:
         raise RuntimeError("a failed phase")
     assert gc.get_freeze_count() == 0  # thawed on the way out
     assert gc.get_threshold() == thresholds
+
+
+def test_the_table_splits_postgres_per_event_by_client() -> None:
+    """The backlog's PostgreSQL CPU per event, by whom it served, is one line of the table."""
+    from bench.report import table
+
+    results = {"mode": "full", "e2e": {"postgres_us_per_event_by_client": {
+        "background": 2.04, "conversation": 30.5, "projections": 8.25}}}
+    lines = [line for line in table(results).splitlines() if "by client" in line]
+    assert lines == ["  PostgreSQL µs per event (e2e) by client: background 2.0, "
+                     "conversation 30.5, projections 8.2"]
+    assert "by client" not in table({"mode": "full", "e2e": {}})
