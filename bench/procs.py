@@ -306,7 +306,8 @@ def _children(parents: Mapping[str, int]) -> dict[str, list[int]]:
             parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
             if parent not in wanted:
                 continue
-            args = (entry / "cmdline").read_bytes().split(b"\0")
+            # NUL-separated when exec'd, one title with spaces when forked (setproctitle)
+            args = (entry / "cmdline").read_bytes().replace(b"\0", b" ").split()
         except (OSError, ValueError, IndexError):
             continue
         label = (args[args.index(b"--services") + 1].decode() if b"--services" in args

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from typing import Literal
 
 from pydantic import Field, SecretStr, field_validator
@@ -142,6 +143,10 @@ class Settings(BaseSettings):
     #: its own under the serve process when this process may use two or more CPUs;
     #: "1" keeps every service in the serve process (services/runtime/workers.py)
     serve_processes: Literal["auto", "1"] = "auto"
+    #: how those worker processes first start: "fork" from the serve process once it has
+    #: loaded their code (one load for all; exec where fork is unavailable), or "exec"
+    #: (each loads its own); a restart always execs (services/runtime/worker_fork.py)
+    serve_worker_start: Literal["fork", "exec"] = "fork"
     #: processes of a partitioned replay (None: one per CPU, at most 8)
     replay_workers: int | None = Field(default=None, ge=0)
 
@@ -179,6 +184,13 @@ class Settings(BaseSettings):
         if path:
             text = ",".join([text, read_token_file(path)])
         return parse_tokens(text)
+
+
+def replace_environment(env: Mapping[str, str]) -> None:
+    """This process's environment becomes ``env`` (a forked ``serve`` worker takes the
+    environment an exec'd one would get: services/runtime/worker_fork.py)."""
+    os.environ.clear()
+    os.environ.update(env)
 
 
 def child_environment(**overrides: str) -> dict[str, str]:

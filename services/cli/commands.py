@@ -154,7 +154,8 @@ def serve(args: argparse.Namespace, settings: Settings) -> int:
 
         worker = (WorkerLink(args.worker_fd, args.worker_of, args.worker_go)
                   if args.worker_fd is not None and args.worker_of is not None else None)
-        return run_serve(args.services, settings, worker)
+        return run_serve(args.services, settings, worker,
+                         child_main=getattr(args, "main", None))
     finally:
         resume_gc()
 

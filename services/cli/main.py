@@ -65,7 +65,8 @@ def build_parser() -> argparse.ArgumentParser:
         child = sub.add_parser(command.name, parents=[common], help=command.help,
                                description=command.help)
         command.arguments(child)
-        child.set_defaults(run=command.run, creates_store=command.creates_store)
+        # ``main``: what a forked ``serve`` worker runs (services/runtime/worker_fork.py)
+        child.set_defaults(run=command.run, creates_store=command.creates_store, main=main)
     return parser
 
 

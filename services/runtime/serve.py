@@ -15,12 +15,14 @@ import asyncio
 import logging
 import signal
 import sys
+from collections.abc import Callable
 from functools import partial
 from typing import TYPE_CHECKING
 
 from services.runtime.gc_tuning import resume_gc, time_gc_pauses, tune_gc
 from services.runtime.observability import Health, RuntimeMetrics, setup_logging
 from services.runtime.priority import lower_follower_priority, split_services
+from services.runtime.worker_fork import Forked, ForkedLauncher, prefork
 from services.runtime.worker_side import (
     WorkerLink,
     end_with_parent,
@@ -79,8 +81,13 @@ def without_ingest(names: list[str], settings: Settings) -> list[str]:
     return [n for n in names if n != "ingest"] or [HTTP_ONLY]
 
 
-def run_serve(services_csv: str, settings: Settings, worker: WorkerLink | None = None) -> int:
-    """Entry point of ``bonychat serve`` (``worker``: started by a parent serve)."""
+def run_serve(services_csv: str, settings: Settings, worker: WorkerLink | None = None, *,
+              child_main: Callable[[list[str]], int] | None = None) -> int:
+    """Entry point of ``bonychat serve`` (``worker``: started by a parent serve).
+
+    ``child_main``: the command line's entry (``services.cli.main.main``), which a
+    worker forked from this process runs with its own arguments (:mod:`.worker_fork`);
+    without it the workers are exec'd."""
     names = parse_services(services_csv)
     if isinstance(names, str):
         print(f"bonychat: error: {names}", file=sys.stderr)
@@ -98,12 +105,15 @@ def run_serve(services_csv: str, settings: Settings, worker: WorkerLink | None =
     groups = [] if worker is not None else plan_workers(names, settings, available_cpus())
     if groups:
         log.info("services in worker processes", extra={"workers": groups})
-        return asyncio.run(_main([HTTP_ONLY], settings, groups=groups))
+        forked = (prefork(groups, PRELOAD, child_main)
+                  if child_main is not None and settings.serve_worker_start == "fork" else {})
+        return asyncio.run(_main([HTTP_ONLY], settings, groups=groups, forked=forked))
     return asyncio.run(_main(names, settings, worker=worker))
 
 
 async def _main(names: list[str], settings: Settings, *, groups: list[str] | None = None,
-                worker: WorkerLink | None = None) -> int:
+                worker: WorkerLink | None = None, forked: dict[str, Forked] | None = None
+                ) -> int:
     """``groups``: run them as worker processes, started first; ``worker``: this process
     is one. A start-up failure is one line on stderr, status 1."""
     stop = asyncio.Event()  # a stop signal from now on (while the code loads too)
@@ -115,8 +125,14 @@ async def _main(names: list[str], settings: Settings, *, groups: list[str] | Non
         signal.signal(signal.SIGINT, signal.SIG_IGN)
     supervisor = None
     if groups:  # their processes first: each loads its code while this one loads its own
-        supervisor = Supervisor(groups, Health(), probe_seconds=settings.health_probe_seconds)
-        await supervisor.launch_all()
+        # (or, forked once this one had loaded it, they are adopted: worker_fork)
+        launcher = ForkedLauncher(forked or {})
+        supervisor = Supervisor(groups, Health(), probe_seconds=settings.health_probe_seconds,
+                                launcher=launcher)
+        try:
+            await supervisor.launch_all()
+        finally:
+            launcher.discard()  # any not adopted (none, unless launching failed)
     try:
         from services.runtime.serve_start import StartupError
     except BaseException:

@@ -11,6 +11,7 @@ import os
 import sys
 import time
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from services.settings import child_environment
 
@@ -41,13 +42,30 @@ class RestartPolicy:
         return float(min(self.max_delay, self.first_delay * 2.0 ** (self.failures - 1)))
 
 
+class ChildProcess(Protocol):
+    """What the supervisor uses of a worker's process: an exec'd one
+    (``asyncio.subprocess.Process``) or a forked one (:class:`.worker_fork.ForkedProcess`)."""
+
+    @property
+    def pid(self) -> int: ...
+
+    @property
+    def returncode(self) -> int | None: ...
+
+    async def wait(self) -> int: ...
+
+    def send_signal(self, signal: int) -> None: ...
+
+    def kill(self) -> None: ...
+
+
 @dataclass
 class Worker:
     """One child ``bonychat serve --services X`` and what the parent knows of it."""
 
     services: str
     policy: RestartPolicy = field(default_factory=RestartPolicy)
-    process: asyncio.subprocess.Process | None = None
+    process: ChildProcess | None = None
     port: int | None = None  # of its metrics/health listener on 127.0.0.1
     #: a process started ahead (:func:`spawn` ``hold=True``) waits until this pipe says go
     go_fd: int | None = None

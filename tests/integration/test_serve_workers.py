@@ -55,13 +55,19 @@ def workers(parent: int) -> dict[str, int]:
             continue
         try:
             stat = (entry / "stat").read_text()
-            args = (entry / "cmdline").read_bytes().split(b"\0")
+            args = command_line(entry)
         except OSError:
             continue
         fields = stat.rsplit(")", 1)[1].split()
         if int(fields[1]) == parent and fields[0] != "Z" and b"--services" in args:
             found[args[args.index(b"--services") + 1].decode()] = int(entry.name)
     return found
+
+
+def command_line(entry: Path) -> list[bytes]:
+    """The arguments of process ``entry`` (``/proc/PID``): NUL-separated when exec'd, one
+    title with spaces when forked (``setproctitle``, services/runtime/worker_fork.py)."""
+    return (entry / "cmdline").read_bytes().replace(b"\0", b" ").split()
 
 
 def alive(pid: int) -> bool:
@@ -218,6 +224,21 @@ def test_only_the_parent_probes_the_dependencies(world: World) -> None:
     assert process.stop() == 0
 
 
+def test_the_first_workers_are_forked_and_exec_d_when_asked(world: World) -> None:
+    """Forked from the serve once its code is loaded (one title, spaces: setproctitle), or
+    each its own ``bonychat serve --services X`` (NUL-separated arguments) when asked."""
+    for start, forked in (("fork", True), ("exec", False)):
+        process = world.serve(name=f"serve-{start}", BONYCHAT_SERVE_WORKER_START=start)
+        port = process.port()
+        pids = wait_until(lambda p=process: workers(p.popen.pid) or None, SETTLE, "workers")
+        wait_until(lambda p=port: healthz(p)["ready"], SETTLE, "/healthz ready")
+        raw = {name: Path(f"/proc/{pid}/cmdline").read_bytes() for name, pid in pids.items()}
+        assert sorted(raw) == list(DEFAULT)
+        assert all((b"\0--services\0" not in line) == forked for line in raw.values()), raw
+        assert process.stop() == 0
+        assert not any(alive(pid) for pid in pids.values())
+
+
 def test_one_process_when_asked(world: World) -> None:
     process = world.serve(name="single", BONYCHAT_SERVE_PROCESSES="1")
     process.port()
@@ -228,14 +249,15 @@ def test_one_process_when_asked(world: World) -> None:
 
 def workers_of(parent: int) -> list[int]:
     """Live worker processes started by ``parent``, even once it is gone (reparented)."""
-    marker = f"--worker-of\0{parent}\0".encode()
     found = []
     for entry in Path("/proc").iterdir():
         try:
-            if entry.name.isdigit() and marker in (entry / "cmdline").read_bytes() + b"\0":
-                found.append(int(entry.name))
+            args = command_line(entry) if entry.name.isdigit() else []
         except OSError:
             continue
+        if b"--worker-of" in args and args[args.index(b"--worker-of") + 1:][:1] == [
+                str(parent).encode()]:
+            found.append(int(entry.name))
     return [pid for pid in found if alive(pid)]
 
 
