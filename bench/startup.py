@@ -80,6 +80,7 @@ async def main_async(args: argparse.Namespace) -> list[dict[str, Any]]:
     path = embedded.events_file(args.events, max(args.events // 10, 1))
     records = limits.keyed(path.read_bytes().splitlines())
     env = {"BONYCHAT_LOG_LEVEL": "DEBUG"} if args.debug else {}
+    env.update(item.split("=", 1) for item in args.env)
     if args.checkout:
         env[procs.CHECKOUT] = str(Path(args.checkout).resolve())
     runs = []
@@ -104,6 +105,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--layout", choices=e2e.LAYOUTS, default="serve")
     parser.add_argument("--checkout", default="", help="run this checkout's bonychat")
     parser.add_argument("--debug", action="store_true", help="BONYCHAT_LOG_LEVEL=DEBUG")
+    parser.add_argument("--env", action="append", default=[], metavar="VAR=VALUE",
+                        help="a setting of the services (e.g. BONYCHAT_SERVE_WORKER_START=exec)")
     parser.add_argument("-v", "--verbose", action="store_true", help="print the log timeline")
     args = parser.parse_args(argv)
     runs = asyncio.run(main_async(args))
