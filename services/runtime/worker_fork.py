@@ -112,8 +112,8 @@ def _run_child(services: str, parent: int, report_fd: int, go_fd: int, *,
         _set_title(["bonychat", *argv])
         replace_environment(worker_env())  # this one with the worker's overrides
         code = child_main(argv)
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else 1
+    except SystemExit as exc:  # as the interpreter reads it: None is 0, text is 1
+        code = 0 if exc.code is None else exc.code if isinstance(exc.code, int) else 1
     except BaseException:
         log.exception("worker %s failed", services)
     finally:

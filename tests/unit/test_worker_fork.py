@@ -181,3 +181,19 @@ def test_the_launcher_adopts_each_forked_child_once_then_execs(
         os.close(go_write)
 
     asyncio.run(scenario())
+
+
+@pytest.mark.parametrize(("exit_with", "status"), [(None, 0), (4, 4), ("bad setting", 1)])
+def test_a_child_s_system_exit_is_its_status(exit_with: int | str | None, status: int) -> None:
+    _single_threaded()
+
+    def child_main(argv: list[str]) -> int:
+        raise SystemExit(exit_with)
+
+    forked = prefork(["conversation"], (), child_main)
+    held = forked["conversation"]
+    try:
+        assert _exit_status(held.pid) == status
+    finally:
+        os.close(held.go_fd)
+        os.close(held.report_fd)
