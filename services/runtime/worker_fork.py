@@ -34,11 +34,10 @@ import os
 import signal
 import sys
 import threading
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from services.runtime.worker_process import Worker, launch, read_port, worker_command, worker_env
+from services.runtime.worker_process import Worker, launch, started, worker_command, worker_env
 from services.settings import replace_environment
 
 log = logging.getLogger("bonychat.serve")
@@ -77,11 +76,11 @@ def prefork(groups: Sequence[str], preload: Sequence[str],
     gc.freeze()  # loaded once and shared: the children's collectors never walk it
     parent = os.getpid()
     forked: dict[str, Forked] = {}
+    sys.stdout.flush()  # nothing buffered is written twice (by a child too)
+    sys.stderr.flush()
     for services in groups:
         report_read, report_write = os.pipe()
         go_read, go_write = os.pipe()
-        sys.stdout.flush()
-        sys.stderr.flush()
         pid = os.fork()
         if pid == 0:  # the child
             _run_child(services, parent, report_write, go_read,
@@ -160,9 +159,6 @@ class ForkedProcess:
             raise ProcessLookupError(self.pid)
         os.kill(self.pid, signum)
 
-    def terminate(self) -> None:
-        self.send_signal(signal.SIGTERM)
-
     def kill(self) -> None:
         self.send_signal(signal.SIGKILL)
 
@@ -178,12 +174,7 @@ class ForkedLauncher:
         if held is None:
             await launch(worker)
             return
-        worker.process = ForkedProcess(held.pid)
-        worker.go_fd = held.go_fd
-        worker.port = None
-        worker.started = time.monotonic()
-        worker.starts += 1
-        worker.reader = asyncio.get_running_loop().create_task(read_port(worker, held.report_fd))
+        started(worker, ForkedProcess(held.pid), held.report_fd, held.go_fd)
 
     def discard(self) -> None:
         """Children never adopted (start-up failed first): withdrawn, then reaped."""

@@ -119,11 +119,18 @@ async def spawn(worker: Worker, hold: bool = False) -> None:
         os.close(write)
         if go_read is not None:
             os.close(go_read)
-    worker.go_fd = go_write
+    started(worker, worker.process, read, go_write)
+
+
+def started(worker: Worker, process: ChildProcess, report_fd: int, go_fd: int | None) -> None:
+    """``worker`` now runs as ``process`` (exec'd or forked): its port will arrive on
+    ``report_fd``; ``go_fd``: the pipe that releases it, if it is held."""
+    worker.process = process
+    worker.go_fd = go_fd
     worker.port = None
     worker.started = time.monotonic()
     worker.starts += 1
-    worker.reader = asyncio.get_running_loop().create_task(read_port(worker, read))
+    worker.reader = asyncio.get_running_loop().create_task(read_port(worker, report_fd))
 
 
 async def read_port(worker: Worker, fd: int) -> None:
