@@ -30,6 +30,8 @@ import orjson
 import psycopg
 from psycopg import sql
 
+from services.runtime.kafka import RecordBatches, partitions_of
+
 from . import limits
 from .dbwatch import DatabaseWatch
 from .e2e import Progress, World, wait_for
@@ -131,14 +133,16 @@ class Poller:
         return len(rows) >= self.PAGE
 
     async def run(self, conn: psycopg.AsyncConnection[Any], after: int) -> None:
-        statement = self.statement()
+        # rendered once and prepared: ~100 polls a second share one parse and plan
+        statement = self.statement().as_bytes(conn)
         self.after = after
         while True:
             last_round = self.stop.is_set()
             now = None
             full = True
             while full:  # more than a page became visible at this poll: read it all now
-                cursor = await conn.execute(statement, (self.after, "projection:conversations"))
+                cursor = await conn.execute(statement, (self.after, "projection:conversations"),
+                                            prepare=True)
                 now = time.perf_counter() if now is None else now
                 full = self.take(await cursor.fetchall(), now)
             self.polls += 1
@@ -149,40 +153,60 @@ class Poller:
 
 async def _publish_at_rate(world: World, records: Sequence[Timed], rate: float,
                            published: dict[str, float], acked: list[float]) -> float:
+    """Publish ``records`` at ``rate`` per second, in bursts at most every ``BURST``
+    seconds; note when each event was handed over (``published``) and, per event,
+    how long its acknowledgement took (``acked``).
+
+    Each burst is handed to the producer as whole record batches
+    (:class:`RecordBatches`, as the services' DLQ and relay send): one future per
+    batch instead of aiokafka's per-record ``send`` (a future, the accumulator's
+    bookkeeping), which was ~0.28 cores of this harness at 5,000/s, on the two cores
+    the measured pipeline shares. A gateway's librdkafka or Java client batches in
+    native code; the requests reaching the broker are the same (a burst's batches,
+    one produce request per burst at most)."""
     producer = limits.make_producer(world.bootstrap)
     await producer.start()
     failures: list[BaseException] = []
 
-    def done(future: asyncio.Future[Any], at: float) -> None:
-        acked.append(time.perf_counter() - at)
-        if not future.cancelled() and future.exception() is not None:
-            failures.append(future.exception())  # type: ignore[arg-type]
+    def done(burst: asyncio.Future[Any], ats: list[float]) -> None:
+        now = time.perf_counter()
+        acked.extend([now - at for at in ats])
+        if not burst.cancelled() and burst.exception() is not None:
+            failures.append(burst.exception())  # type: ignore[arg-type]
 
     try:
-        futures = []
+        topic = world.topics.gateway
+        partitions = await partitions_of(producer, [topic])
+        bursts = []
         started = time.perf_counter()
         sent = 0
         while sent < len(records):
             due = min(len(records), int((time.perf_counter() - started) * rate) + 1)
-            while sent < due:
-                key, value, event_id = records[sent]
+            out = RecordBatches(producer, partitions)
+            ats: list[float] = []
+            for key, value, event_id in records[sent:due]:
                 at = time.perf_counter()
                 if event_id is not None:
                     published.setdefault(event_id, at)
-                future = await producer.send(world.topics.gateway, value, key=key)
-                future.add_done_callback(functools.partial(done, at=at))
-                futures.append(future)
-                sent += 1
+                out.add(topic, key, value)
+                ats.append(at)
+            sent = max(sent, due)
+            if ats:
+                burst = asyncio.gather(*await out.submit())
+                burst.add_done_callback(functools.partial(done, ats=ats))
+                bursts.append(burst)
             # bursts at most every BURST seconds: not one timer wake-up per event
             await asyncio.sleep(max(BURST, started + sent / rate - time.perf_counter()))
         elapsed = time.perf_counter() - started
-        # Not asyncio.gather(*futures): over the 150,000 futures of a 30 s phase at
-        # 5,000/s it held this event loop (and the poller in it, which stamps events
-        # visible) for ~0.9 s, so the phase's last events looked ~1 s late
-        # (docs/runtime.md, "Latency right after a backlog").
+        # Not one asyncio.gather over a phase's futures: over the 150,000 futures of
+        # a 30 s phase at 5,000/s (one per record, before the bursts) it held this
+        # event loop (and the poller in it, which stamps events visible) for ~0.9 s,
+        # so the phase's last events looked ~1 s late (docs/runtime.md, "Latency
+        # right after a backlog"). The bursts are done by now but the last few.
         await producer.flush()
-        for future in [f for f in futures if not f.done()]:  # none, after a flush
-            await future
+        for burst in [b for b in bursts if not b.done()]:
+            with contextlib.suppress(Exception):
+                await burst
         if failures:
             raise failures[0]
         return elapsed
