@@ -13,7 +13,7 @@ import asyncio
 import struct
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import orjson
 import psycopg
@@ -136,13 +136,12 @@ def make_producer(bootstrap: str) -> AIOKafkaProducer:
                             partitioner=CachedPartitioner())
 
 
-async def publish(bootstrap: str, topic: str, records: Sequence[Record],
-                  on_sent: Callable[[int], None] | None = None) -> float:
+async def publish(bootstrap: str, topic: str, records: Sequence[Record]) -> float:
     """Publish ``records`` in order, wait for every acknowledgement; returns seconds taken.
 
     In chunks of ``CHUNK`` records handed to the producer as whole record batches
     (:class:`RecordBatches`: one future per batch, not per record), each chunk
-    acknowledged before the next (``on_sent`` is told the records so far).
+    acknowledged before the next.
     """
     producer = make_producer(bootstrap)
     await producer.start()
@@ -151,12 +150,9 @@ async def publish(bootstrap: str, topic: str, records: Sequence[Record],
         partitions = await partitions_of(producer, [topic])
         for first in range(0, len(records), CHUNK):
             out = RecordBatches(producer, partitions)
-            chunk = records[first:first + CHUNK]
-            for key, value in chunk:
+            for key, value in records[first:first + CHUNK]:
                 out.add(topic, key, value)
             await asyncio.gather(*await out.submit())
-            if on_sent is not None and first + CHUNK < len(records):
-                on_sent(first + len(chunk))
     finally:
         await producer.stop()
     return time.perf_counter() - started
