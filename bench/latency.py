@@ -30,8 +30,6 @@ import orjson
 import psycopg
 from psycopg import sql
 
-from services.runtime.kafka import RecordBatches, partitions_of
-
 from . import limits
 from .dbwatch import DatabaseWatch
 from .e2e import Progress, World, wait_for
@@ -154,60 +152,48 @@ class Poller:
 async def _publish_at_rate(world: World, records: Sequence[Timed], rate: float,
                            published: dict[str, float], acked: list[float]) -> float:
     """Publish ``records`` at ``rate`` per second, in bursts at most every ``BURST``
-    seconds; note when each event was handed over (``published``) and, per event,
-    how long its acknowledgement took (``acked``).
+    seconds, each record by ``producer.send`` into aiokafka's open batches (a 5 ms
+    linger, as a gateway's librdkafka sends by default); note when each event was
+    handed over (``published``) and how long its acknowledgement took (``acked``).
 
-    Each burst is handed to the producer as whole record batches
-    (:class:`RecordBatches`, as the services' DLQ and relay send): one future per
-    batch instead of aiokafka's per-record ``send`` (a future, the accumulator's
-    bookkeeping), ~0.04 cores less of this harness at 5,000/s, on the two cores the
-    measured pipeline shares. The batches are closed, so each burst leaves at once
-    (at most one produce request per burst, as a client with a 5 ms linger sends):
-    ~163 produce requests a second at 1,000/s, against ~149 when records lingered
-    in aiokafka's open batches and two bursts sometimes shared one."""
+    Not :class:`RecordBatches` (closed batches, one future per batch), although that
+    costs this harness ~0.04 cores less at 5,000/s: each burst then left at once, and
+    the broker, counted in the pipeline's cores, used ~0.04 cores more at 1,000/s for
+    ~10 % more produce requests (docs/runtime.md, "The harness's own cost")."""
     producer = limits.make_producer(world.bootstrap)
     await producer.start()
     failures: list[BaseException] = []
 
-    def done(burst: asyncio.Future[Any], ats: list[float]) -> None:
-        now = time.perf_counter()
-        acked.extend([now - at for at in ats])
-        if not burst.cancelled() and burst.exception() is not None:
-            failures.append(burst.exception())  # type: ignore[arg-type]
+    def done(future: asyncio.Future[Any], at: float) -> None:
+        acked.append(time.perf_counter() - at)
+        if not future.cancelled() and future.exception() is not None:
+            failures.append(future.exception())  # type: ignore[arg-type]
 
     try:
-        topic = world.topics.gateway
-        partitions = await partitions_of(producer, [topic])
-        bursts = []
+        futures = []
         started = time.perf_counter()
         sent = 0
         while sent < len(records):
             due = min(len(records), int((time.perf_counter() - started) * rate) + 1)
-            out = RecordBatches(producer, partitions)
-            ats: list[float] = []
-            for key, value, event_id in records[sent:due]:
+            while sent < due:
+                key, value, event_id = records[sent]
                 at = time.perf_counter()
                 if event_id is not None:
                     published.setdefault(event_id, at)
-                out.add(topic, key, value)
-                ats.append(at)
-            sent = max(sent, due)
-            if ats:
-                burst = asyncio.gather(*await out.submit())
-                burst.add_done_callback(functools.partial(done, ats=ats))
-                bursts.append(burst)
+                future = await producer.send(world.topics.gateway, value, key=key)
+                future.add_done_callback(functools.partial(done, at=at))
+                futures.append(future)
+                sent += 1
             # bursts at most every BURST seconds: not one timer wake-up per event
             await asyncio.sleep(max(BURST, started + sent / rate - time.perf_counter()))
         elapsed = time.perf_counter() - started
-        # Not one asyncio.gather over a phase's futures: over the 150,000 futures of
-        # a 30 s phase at 5,000/s (one per record, before the bursts) it held this
-        # event loop (and the poller in it, which stamps events visible) for ~0.9 s,
-        # so the phase's last events looked ~1 s late (docs/runtime.md, "Latency
-        # right after a backlog"). The bursts are done by now but the last few.
+        # Not asyncio.gather(*futures): over the 150,000 futures of a 30 s phase at
+        # 5,000/s it held this event loop (and the poller in it, which stamps events
+        # visible) for ~0.9 s, so the phase's last events looked ~1 s late
+        # (docs/runtime.md, "Latency right after a backlog").
         await producer.flush()
-        for burst in [b for b in bursts if not b.done()]:
-            with contextlib.suppress(Exception):
-                await burst
+        for future in [f for f in futures if not f.done()]:  # none, after a flush
+            await future
         if failures:
             raise failures[0]
         return elapsed
