@@ -373,18 +373,19 @@ class CpuSampler:
 
     def _watch_workers(self, ready: Callable[[int], bool]) -> bool:
         """Each worker's zero: its CPU when it first answers ready (a restarted worker,
-        a new pid, counts in full). True when there is nothing left to watch: every
-        worker found has answered, or the services are ready and, ``WORKERLESS_S``
-        later, have no worker (a serve that runs its services in its own process)."""
+        a new pid, counts in full). True when there is nothing left to watch: the
+        services are ready (a serve launches its workers before it listens) and every
+        worker found has answered, or ``WORKERLESS_S`` after that they have no worker
+        (a serve that runs its services in its own process)."""
         groups = _children(self.services)
         for group, pids in groups.items():
             if group not in self.startup_ticks and ready(pids[0]):
                 self.startup_ticks[group] = (_cpu_ticks(pids[0])
                                              - self._first[0].get(group, {}).get(pids[0], 0))
-        if groups:
-            return all(group in self.startup_ticks for group in groups)
         if self.ready:
             return False
+        if groups:
+            return all(group in self.startup_ticks for group in groups)
         now = time.monotonic()
         if self._parents_ready_at is None:
             self._parents_ready_at = now

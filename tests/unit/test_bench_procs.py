@@ -51,6 +51,17 @@ def test_the_watcher_stops_once_every_worker_is_ready(scans: list[int]) -> None:
     assert len(scans) == after  # no scan once it stopped
 
 
+def test_workers_are_watched_until_the_serve_itself_is_ready(scans: list[int]) -> None:
+    ready = {"serve": False}
+    watched = procs.CpuSampler({"serve": ME}, ready={"serve": lambda: ready["serve"]},
+                               worker_ready=lambda pid: True)
+    # its one worker so far is ready, but the serve may still launch others
+    assert watched._watch_workers(watched.worker_ready) is False  # type: ignore[arg-type]
+    assert "serve:conversation" in watched.startup_ticks
+    watched.ready.clear()
+    assert watched._watch_workers(watched.worker_ready) is True  # type: ignore[arg-type]
+
+
 def test_a_serve_without_workers_is_not_watched_for_ever(
         monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(procs, "_children", lambda parents: {})
